@@ -1,0 +1,16 @@
+"""minires: a from-scratch deep-learning framework for teaching residual networks.
+
+Quick tour::
+
+    import minires as mr
+    x = mr.tensor([[1.0, 2.0]], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    x.grad            # tensor([[2., 4.]])
+"""
+from . import backend, functional
+from .autograd import (Function, Tensor, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
+                       tensor)
+from .gradcheck import GradcheckError, gradcheck
+
+__version__ = "0.1.0"

@@ -1,0 +1,558 @@
+r"""The autograd engine: ``Tensor``, ``Function``, and the reverse-mode graph walk.
+
+How it works, in four sentences.
+Every op is a :class:`Function` with a ``forward(ctx, *arrays)`` that computes plain arrays and a
+``backward(ctx, grad_out)`` that returns one gradient per input (the vector-Jacobian product
+:math:`\bar x_i = \bar y \, \partial y / \partial x_i`). ``Function.apply`` runs ``forward`` and,
+when some input requires a gradient, records a :class:`Node` on the output: the op, its context and
+its input tensors. ``Tensor.backward`` sorts the recorded graph topologically (iteratively, no
+recursion) and visits it in reverse, so each node runs once, after *all* gradient contributions to
+its output have been summed. Leaves accumulate into ``.grad`` across calls, as in PyTorch.
+
+Adding an op is one class and one function::
+
+    class Square(Function):
+        '''forward  y = x^2;   backward  x̄ = 2 x ȳ'''
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad
+
+    def square(x):
+        return Square.apply(x)
+
+The engine is a generator (:func:`backward_steps`) so that the teaching stepper in
+``minires.inspect`` sees exactly the steps that ``backward()`` runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import numbers
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import backend
+
+# ----------------------------------------------------------------------------- global modes
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops record the graph (False inside :func:`no_grad`)."""
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def _grad_mode(enabled: bool):
+    before = is_grad_enabled()
+    _state.grad_enabled = enabled
+    try:
+        yield
+    finally:
+        _state.grad_enabled = before
+
+
+def no_grad():
+    """Context manager: ops inside record no graph (evaluation, parameter updates)."""
+    return _grad_mode(False)
+
+
+def enable_grad():
+    """Context manager: re-enable graph recording inside :func:`no_grad`."""
+    return _grad_mode(True)
+
+
+def is_anomaly_enabled() -> bool:
+    return getattr(_state, "anomaly", False)
+
+
+@contextlib.contextmanager
+def detect_anomaly():
+    """Context manager: raise ``FloatingPointError`` naming the op at the first NaN/Inf, forward or backward."""
+    before = is_anomaly_enabled()
+    _state.anomaly = True
+    try:
+        yield
+    finally:
+        _state.anomaly = before
+
+
+def _check_finite(array, where: str) -> None:
+    xp = backend.get_array_module(array)
+    if array is not None and xp.issubdtype(array.dtype, xp.floating) and not bool(xp.isfinite(array).all()):
+        raise FloatingPointError(f"anomaly: {where} produced NaN or Inf (shape {tuple(array.shape)})")
+
+
+# ----------------------------------------------------------------------------- dtypes
+_DTYPE_NAMES = {"float": np.float32, "double": np.float64, "half": np.float16, "long": np.int64,
+                "int": np.int32}
+
+
+def as_dtype(dtype):
+    """A NumPy dtype from a dtype, a type, or a name ("float32", "float64", "double", ...)."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
+        return np.dtype(_DTYPE_NAMES[dtype])
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"tensor: {dtype!r} is not a dtype; use e.g. 'float32', 'float64' or np.int64") from None
+
+
+def _default_dtype(data):
+    """PyTorch's rule: Python floats -> float32, Python ints/bools -> int64/bool."""
+    arr = np.asarray(data)
+    if arr.dtype.kind == "f":
+        return np.float32
+    if arr.dtype.kind in "iu":
+        return np.int64
+    return arr.dtype
+
+
+# ----------------------------------------------------------------------------- graph pieces
+class Context:
+    """What a :class:`Function`'s forward leaves for its backward.
+
+    ``save_for_backward(*arrays)`` stores arrays, read back as ``saved_tensors``; any other
+    attribute (``ctx.stride = 2``) can be set freely. ``needs_input_grad[i]`` says whether input
+    ``i`` wants a gradient, so backward can skip work.
+    """
+
+    def __init__(self, needs_input_grad=()):
+        self.needs_input_grad = tuple(needs_input_grad)
+        self._saved = ()
+        self.freed = False
+
+    def save_for_backward(self, *arrays) -> None:
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self):
+        if self.freed:
+            raise RuntimeError(
+                "backward through a graph that was already freed: the first backward() released the "
+                "saved arrays. Call backward(retain_graph=True) the first time if you need to go "
+                "through the graph twice.")
+        return self._saved
+
+    def free(self) -> None:
+        self._saved = ()
+        self.freed = True
+
+
+class Node:
+    """A recorded op in the graph: the Function class, its context and its input tensors.
+
+    ``inputs`` has one entry per positional argument of the op: the Tensor, or None for
+    arguments that are not tensors or need no gradient.
+    """
+
+    __slots__ = ("fn", "ctx", "inputs", "__weakref__")
+
+    def __init__(self, fn, ctx, inputs):
+        self.fn, self.ctx, self.inputs = fn, ctx, inputs
+
+    @property
+    def name(self) -> str:
+        return self.fn.__name__
+
+    def apply_backward(self, grad):
+        """Run the op's backward; always return a tuple with one entry per input."""
+        grads = self.fn.backward(self.ctx, grad)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        if len(grads) < len(self.inputs):
+            grads = grads + (None,) * (len(self.inputs) - len(grads))
+        return grads
+
+    def __repr__(self):
+        return f"<Node {self.name}>"
+
+
+class Function:
+    """Base class of every differentiable op. Subclasses define two static methods:
+
+    ``forward(ctx, *args, **kwargs) -> array`` on raw arrays (tensors arrive unwrapped), and
+    ``backward(ctx, grad_out) -> grad or tuple of grads``, one per positional argument
+    (``None`` where no gradient flows, e.g. for an int stride).
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ctx = Context(needs)
+        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        out = cls.forward(ctx, *raw, **kwargs)
+        if is_anomaly_enabled():
+            _check_finite(out, f"{cls.__name__}.forward")
+        result = Tensor._wrap(out)
+        if is_grad_enabled() and any(needs):
+            inputs = tuple(a if n else None for a, n in zip(args, needs))
+            result.requires_grad = True
+            result.grad_fn = Node(cls, ctx, inputs)
+        return result
+
+
+# ----------------------------------------------------------------------------- the engine
+@dataclass
+class Step:
+    """One node of a backward pass, as the engine runs it.
+
+    ``tensor`` is the node's output, ``grad_out`` the gradient arriving at it (all contributions
+    summed, after hooks), ``grads_in`` the gradients sent to each input (None where none flows).
+    """
+
+    node: Node
+    tensor: "Tensor"
+    grad_out: object
+    grads_in: tuple
+
+
+def _topological_order(root: "Tensor") -> list:
+    """Tensors reachable from ``root`` through ``grad_fn`` edges, each after all its inputs.
+
+    Iterative depth-first search with an explicit stack, so a 1000-layer net cannot overflow
+    Python's recursion limit.
+    """
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        if t.grad_fn is not None:
+            for inp in t.grad_fn.inputs:
+                if inp is not None and id(inp) not in visited:
+                    stack.append((inp, False))
+    return order
+
+
+def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False):
+    """Run the backward pass from ``root`` lazily, yielding a :class:`Step` per graph node.
+
+    ``Tensor.backward`` simply exhausts this generator. Leaves get ``.grad`` accumulated; tensors
+    that called ``retain_grad()`` get their gradient stored; hooks may replace a gradient.
+    """
+    if not root.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
+                           "create the inputs with requires_grad=True")
+    xp = backend.get_array_module(root.data)
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for scalar outputs, but the output has "
+                f"shape {root.shape}. Reduce it first (e.g. .sum()) or pass backward(grad=...) of that shape.")
+        grad = xp.ones_like(root.data)
+    else:
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+        if tuple(grad.shape) != root.shape:
+            raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {root.shape}")
+    pending = {id(root): grad}
+    for t in reversed(_topological_order(root)):
+        g = pending.pop(id(t), None)
+        if g is None:
+            continue
+        for hook in t._hooks:
+            replaced = hook(Tensor._wrap(g))
+            if replaced is not None:
+                g = replaced.data if isinstance(replaced, Tensor) else replaced
+        if t.grad_fn is None or t._retains_grad:
+            t._accumulate_grad(g)
+        if t.grad_fn is None:
+            continue
+        node = t.grad_fn
+        grads = node.apply_backward(g)
+        if is_anomaly_enabled():
+            for i, gi in enumerate(grads):
+                if gi is not None:
+                    _check_finite(gi, f"{node.name}.backward (gradient for input {i})")
+        for inp, gi in zip(node.inputs, grads):
+            if inp is None or gi is None:
+                continue
+            _check_grad_shape(node, inp, gi)
+            prev = pending.get(id(inp))
+            pending[id(inp)] = gi if prev is None else prev + gi
+        yield Step(node, t, g, grads)
+        if not retain_graph:
+            node.ctx.free()
+
+
+def _check_grad_shape(node, inp, gi):
+    if tuple(gi.shape) != inp.shape:
+        raise RuntimeError(f"{node.name}.backward returned a gradient of shape {tuple(gi.shape)} "
+                           f"for an input of shape {inp.shape}; the op's backward is wrong")
+
+
+# ----------------------------------------------------------------------------- Tensor
+def _F():
+    from . import functional  # late import: functional builds on this module
+    return functional
+
+
+class Tensor:
+    """An n-dimensional array (NumPy or CuPy) that can record the ops applied to it.
+
+    Attributes: ``data`` (the backend array), ``grad`` (a Tensor or None), ``requires_grad``,
+    ``grad_fn`` (the :class:`Node` that made it, None for leaves), ``shape``, ``dtype``, ``device``.
+    """
+
+    __array_priority__ = 1000  # numpy_array + tensor -> Tensor.__radd__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, device=None):
+        dtype = as_dtype(dtype)
+        if isinstance(data, Tensor):
+            data = data.data
+        xp = backend.get_array_module(data)
+        if xp is np and not isinstance(data, np.ndarray):
+            data = np.asarray(data, dtype=dtype or _default_dtype(data))
+        elif dtype is not None and data.dtype != dtype:
+            data = data.astype(dtype)
+        if device is not None:
+            data = backend.to_device(data, device)
+        if requires_grad and not xp.issubdtype(data.dtype, xp.floating):
+            raise TypeError(f"tensor: only floating-point tensors can require grad, got dtype {data.dtype}; "
+                            "pass dtype='float32' or 'float64'")
+        self.data = data
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self.grad_fn = None
+        self._hooks = []
+        self._retains_grad = False
+
+    @classmethod
+    def _wrap(cls, array) -> "Tensor":
+        t = cls.__new__(cls)
+        t.data, t.requires_grad, t.grad, t.grad_fn, t._hooks, t._retains_grad = array, False, None, None, [], False
+        return t
+
+    # -- basic properties
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return int(self.data.size)
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def T(self) -> "Tensor":
+        return self.transpose()
+
+    def __len__(self):
+        return self.shape[0]
+
+    def numel(self) -> int:
+        return self.size
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def __repr__(self):
+        extra = f", grad_fn=<{self.grad_fn.name}>" if self.grad_fn else (", requires_grad=True" if self.requires_grad else "")
+        dev = "" if self.device == "cpu" else f", device='{self.device}'"
+        return f"tensor({np.array2string(self.numpy(), prefix='tensor(')}, dtype={self.dtype}{dev}{extra})"
+
+    # -- conversion
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied from the GPU if needed; shares memory on the CPU)."""
+        return backend.to_device(self.data, "cpu")
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item: only one-element tensors convert to a Python scalar, this one has shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def to(self, device=None, dtype=None) -> "Tensor":
+        """A copy on ``device`` and/or with ``dtype`` (differentiable: gradients flow back)."""
+        if isinstance(device, (np.dtype, type)) or (isinstance(device, str) and device in _DTYPE_NAMES):
+            device, dtype = None, device
+        return _F().to(self, device=device, dtype=dtype)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=np.float32)
+
+    def double(self):
+        return self.to(dtype=np.float64)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        if flag and not np.issubdtype(self.dtype, np.floating):
+            raise TypeError(f"requires_grad_: only floating-point tensors can require grad, got {self.dtype}")
+        self.requires_grad = flag
+        return self
+
+    # -- autograd
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``grad`` is needed for non-scalars."""
+        for _ in backward_steps(self, grad, retain_graph=retain_graph):
+            pass
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return replaces it.
+
+        Returns a handle whose ``remove()`` unregisters the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: this tensor does not require grad, so no gradient will reach it")
+        self._hooks.append(fn)
+        return _HookHandle(self._hooks, fn)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep theirs)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: this tensor does not require grad")
+        self._retains_grad = True
+
+    def _accumulate_grad(self, g) -> None:
+        if self.grad is None:
+            # copy: g may alias another buffer (e.g. the same grad sent to both inputs of an add)
+            self.grad = Tensor._wrap(g.copy())
+        else:
+            self.grad.data = self.grad.data + g
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # -- operators (all differentiable through minires.functional)
+    def __add__(self, o): return _F().add(self, o)
+    def __radd__(self, o): return _F().add(o, self)
+    def __sub__(self, o): return _F().sub(self, o)
+    def __rsub__(self, o): return _F().sub(o, self)
+    def __mul__(self, o): return _F().mul(self, o)
+    def __rmul__(self, o): return _F().mul(o, self)
+    def __truediv__(self, o): return _F().div(self, o)
+    def __rtruediv__(self, o): return _F().div(o, self)
+    def __pow__(self, o): return _F().pow(self, o)
+    def __rpow__(self, o): return _F().pow(o, self)
+    def __matmul__(self, o): return _F().matmul(self, o)
+    def __rmatmul__(self, o): return _F().matmul(o, self)
+    def __neg__(self): return _F().neg(self)
+    def __getitem__(self, index): return _F().getitem(self, index)
+
+    # comparisons give boolean tensors, outside the graph
+    def _compare(self, other, op):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._wrap(op(self.data, other))
+
+    def __eq__(self, o): return self._compare(o, lambda a, b: a == b)
+    def __ne__(self, o): return self._compare(o, lambda a, b: a != b)
+    def __lt__(self, o): return self._compare(o, lambda a, b: a < b)
+    def __le__(self, o): return self._compare(o, lambda a, b: a <= b)
+    def __gt__(self, o): return self._compare(o, lambda a, b: a > b)
+    def __ge__(self, o): return self._compare(o, lambda a, b: a >= b)
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"the truth value of a tensor with shape {self.shape} is ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def any(self): return bool(self.data.any())
+    def all(self): return bool(self.data.all())
+
+    # -- method forms of common ops
+    def sum(self, axis=None, keepdims=False): return _F().sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _F().mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False): return _F().max(self, axis, keepdims)
+    def var(self, axis=None, keepdims=False, unbiased=False): return _F().var(self, axis, keepdims, unbiased)
+    def reshape(self, *shape): return _F().reshape(self, *shape)
+    def view(self, *shape): return _F().reshape(self, *shape)
+    def flatten(self, start_dim=0): return _F().flatten(self, start_dim)
+    def transpose(self, *axes): return _F().transpose(self, *axes)
+    def permute(self, *axes): return _F().permute(self, *axes)
+    def exp(self): return _F().exp(self)
+    def log(self): return _F().log(self)
+    def sqrt(self): return _F().sqrt(self)
+    def relu(self): return _F().relu(self)
+    def abs(self): return _F().abs(self)
+    def norm(self): return _F().sqrt(_F().sum(self * self))
+    def argmax(self, axis=None): return Tensor._wrap(self.data.argmax(axis=axis))
+
+
+class _HookHandle:
+    def __init__(self, hooks, fn):
+        self._hooks, self._fn = hooks, fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+def tensor(data, requires_grad: bool = False, dtype=None, device=None) -> Tensor:
+    """Create a leaf :class:`Tensor`.
+
+    ``dtype`` is a NumPy dtype or its name; a NumPy (or CuPy) array keeps its dtype unless one is
+    given, Python floats become float32 and Python ints int64 (PyTorch's rule); ``device`` is
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. The data is copied, so later changes to ``data`` do not
+    reach the tensor.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = backend.get_array_module(data)
+    array = xp.array(data, dtype=as_dtype(dtype) or (None if hasattr(data, "dtype") else _default_dtype(data)))
+    return Tensor(array, requires_grad=requires_grad, device=device)
+
+
+def as_tensor(x, like: Tensor | None = None) -> Tensor:
+    """``x`` if it is a Tensor; otherwise a constant tensor (a Python number takes ``like``'s dtype)."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numbers.Number) and like is not None:
+        xp = backend.get_array_module(like.data)
+        return Tensor._wrap(xp.asarray(x, dtype=like.dtype))
+    return Tensor(x)

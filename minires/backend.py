@@ -1,0 +1,158 @@
+"""Array modules, devices, and the registry of kernel implementations.
+
+Three small jobs live here, and nothing that imports "upward":
+
+* ``get_array_module(*arrays)`` returns ``numpy`` or ``cupy`` for the given arrays, Chainer-style,
+  so one function body can serve both (``xp = get_array_module(x)``).
+* Device strings: ``"cpu"``, ``"cuda"`` and ``"cuda:N"``; ``to_device(array, device)`` moves data.
+* A registry of implementations per op: the NumPy reference is always there; fast paths
+  (``numba`` on the CPU, ``cupy`` RawKernels and ``numba-cuda`` on the GPU) register themselves
+  when their package imports. A user picks one globally (``use("conv2d", "numba")``) or per call
+  (``conv2d(x, w, impl="numpy")``); ``available("conv2d")`` lists what this machine can run.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+try:  # CuPy is optional: everything works on NumPy without it.
+    import cupy as _cupy
+except Exception:  # noqa: BLE001 - a broken CUDA install must not break the CPU path
+    _cupy = None
+
+
+def cupy_or_none():
+    """The ``cupy`` module if it imported, else None."""
+    return _cupy
+
+
+def get_array_module(*arrays):
+    """``cupy`` if any of ``arrays`` is a CuPy array, else ``numpy``."""
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+# ----------------------------------------------------------------------------- devices
+def cuda_available() -> bool:
+    """True when CuPy imported and sees at least one GPU."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no driver, no device
+        return False
+
+
+def parse_device(device) -> str:
+    """Normalise a device spec to ``"cpu"`` or ``"cuda:N"``; raise a clear error when unusable."""
+    if device is None:
+        return "cpu"
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or name.startswith("cuda:"):
+        index = 0 if name == "cuda" else name.split(":", 1)[1]
+        try:
+            index = int(index)
+        except ValueError:
+            raise ValueError(f"device {device!r}: expected 'cuda' or 'cuda:N' with N an integer") from None
+        if not cuda_available():
+            why = "CuPy is not installed" if _cupy is None else "CuPy sees no GPU"
+            raise RuntimeError(
+                f"device {device!r} requested but {why}. Install the GPU extra "
+                "(pip install 'minires[gpu]') on a machine with an NVIDIA GPU, or use device='cpu'."
+            )
+        return f"cuda:{index}"
+    raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
+
+
+def device_of(array) -> str:
+    """The device string of a NumPy or CuPy array."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return f"cuda:{array.device.id}"
+    return "cpu"
+
+
+def to_device(array, device: str):
+    """Return ``array`` on ``device`` (a no-op when it is already there)."""
+    device = parse_device(device)
+    if device == "cpu":
+        return _cupy.asnumpy(array) if device_of(array) != "cpu" else array
+    index = int(device.split(":")[1])
+    with _cupy.cuda.Device(index):
+        return _cupy.asarray(array)
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass
+class _OpImpls:
+    impls: dict = field(default_factory=dict)  # name -> (function, device kind "cpu"/"cuda")
+    default: dict = field(default_factory=dict)  # device kind -> chosen name
+
+
+_REGISTRY: dict[str, _OpImpls] = {}
+
+
+def register(op: str, name: str, device: str = "cpu", default: bool = False) -> Callable:
+    """Decorator: register ``fn`` as implementation ``name`` of ``op`` for ``device`` ("cpu"/"cuda").
+
+    The first implementation registered for a device kind becomes its default unless a later
+    one passes ``default=True``.
+    """
+    def decorate(fn):
+        entry = _REGISTRY.setdefault(op, _OpImpls())
+        entry.impls[name] = (fn, device)
+        if default or device not in entry.default:
+            entry.default[device] = name
+        return fn
+    return decorate
+
+
+def available(op: str | None = None):
+    """Names of the implementations of ``op`` usable on this machine (all ops: a dict)."""
+    if op is None:
+        return {name: available(name) for name in sorted(_REGISTRY)}
+    if op not in _REGISTRY:
+        raise KeyError(f"no op {op!r} in the registry; known ops: {sorted(_REGISTRY)}")
+    return [name for name, (_, dev) in _REGISTRY[op].impls.items() if dev == "cpu" or cuda_available()]
+
+
+def use(op: str, name: str) -> None:
+    """Make ``name`` the default implementation of ``op`` on its device kind."""
+    entry = _REGISTRY.get(op)
+    if entry is None or name not in entry.impls:
+        known = sorted(entry.impls) if entry else []
+        raise ValueError(f"{op}: no implementation {name!r}; registered: {known}")
+    entry.default[entry.impls[name][1]] = name
+
+
+@contextlib.contextmanager
+def using(op: str, name: str):
+    """Context manager form of :func:`use`; restores the previous choice on exit."""
+    entry = _REGISTRY.get(op)
+    before = dict(entry.default) if entry else {}
+    use(op, name)
+    try:
+        yield
+    finally:
+        _REGISTRY[op].default = before
+
+
+def lookup(op: str, array, impl: str | None = None) -> tuple[str, Callable]:
+    """The (name, function) implementing ``op`` for ``array``'s device, or the one named ``impl``."""
+    entry = _REGISTRY[op]
+    kind = "cpu" if device_of(array) == "cpu" else "cuda"
+    name = impl or entry.default.get(kind)
+    if name not in entry.impls:
+        raise ValueError(f"{op}: no implementation {name!r} for {kind}; registered: {sorted(entry.impls)}")
+    fn, dev = entry.impls[name]
+    if dev != kind:
+        raise ValueError(f"{op}: implementation {name!r} runs on {dev} but the data is on {kind}; "
+                         f"move the tensors with .to({dev!r}) or choose one of {available(op)}")
+    return name, fn

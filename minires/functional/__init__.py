@@ -1,0 +1,10 @@
+"""Differentiable ops, one file per family. Each op is a ``Function`` subclass (CamelCase) whose
+docstring states its forward and backward math, plus the lowercase function users call.
+
+Also reachable as ``minires.nn.functional`` (PyTorch's spelling).
+"""
+from .elementwise import (abs, add, div, exp, log, maximum, mul, neg, pow, relu, sqrt, sub, to,
+                          unbroadcast)
+from .linear import linear, matmul
+from .reduce import max, mean, sum, var
+from .shape import cat, concatenate, flatten, getitem, pad, permute, reshape, transpose

@@ -1,0 +1,71 @@
+r"""Matrix products: ``matmul`` and the fully connected layer ``linear``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function
+from .elementwise import unbroadcast
+
+
+class MatMul(Function):
+    r"""Forward :math:`Y = A B` (batched over leading axes, NumPy's ``@`` rules; 1-D operands are
+    treated as a row / column vector).
+    Backward :math:`\bar A = \bar Y B^\top,\ \bar B = A^\top \bar Y` (summed over broadcast batch axes).
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("matmul: both operands need at least one dimension; use * for scalars")
+        k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
+        if k_a != k_b:
+            raise ValueError(f"matmul: inner dimensions differ, {tuple(a.shape)} @ {tuple(b.shape)} "
+                             f"({k_a} != {k_b}); transpose one operand or fix the layer sizes")
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        a2 = a if a.ndim > 1 else a[None, :]  # promote vectors to matrices; reshape back at the end
+        b2 = b if b.ndim > 1 else b[:, None]
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        g2 = g.reshape(batch + (a2.shape[-2], b2.shape[-1]))
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
+        return ga, gb
+
+
+class Linear(Function):
+    r"""Forward :math:`Y = X W^\top + b` with :math:`X: (N, \text{in})`, :math:`W: (\text{out}, \text{in})`.
+    Backward :math:`\bar X = \bar Y W,\ \bar W = \bar Y^\top X,\ \bar b = \sum_n \bar Y_n`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, b=None):
+        if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+            raise ValueError(f"linear: input {tuple(x.shape)} and weight {tuple(w.shape)} do not fit; "
+                             "expected input (N, in_features) and weight (out_features, in_features)")
+        ctx.save_for_backward(x, w)
+        y = x @ w.T
+        return y if b is None else y + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = g @ w if ctx.needs_input_grad[0] else None
+        gw = g.T @ x if ctx.needs_input_grad[1] else None
+        gb = g.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def matmul(a, b):
+    return MatMul.apply(a, b)
+
+
+def linear(x, weight, bias=None):
+    """``x @ weight.T + bias`` with PyTorch's weight layout ``(out_features, in_features)``."""
+    return Linear.apply(x, weight, bias)

@@ -1,0 +1,156 @@
+r"""Shape ops: reshape, transpose/permute, pad, indexing, concatenate, flatten.
+
+None of these computes anything; each backward just undoes the data movement on :math:`\bar y`:
+reshape back, apply the inverse permutation, crop the padding, scatter-add into the indexed places,
+split along the concatenation axis.
+"""
+from __future__ import annotations
+
+import itertools
+
+from .. import backend
+from ..autograd import Function, Tensor
+
+
+def _shape_args(shape):
+    """Accept ``reshape(x, 2, 3)`` and ``reshape(x, (2, 3))``."""
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+
+class Reshape(Function):
+    r"""Forward :math:`y = \mathrm{reshape}(x, s)`. Backward :math:`\bar x = \mathrm{reshape}(\bar y, \mathrm{shape}(x))`."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        try:
+            return x.reshape(shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape a tensor of shape {tuple(x.shape)} "
+                             f"({x.size} elements) to {shape}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape), None
+
+
+class Permute(Function):
+    r"""Forward :math:`y = x` with axes reordered by :math:`p`. Backward :math:`\bar x = \bar y`
+    permuted by :math:`p^{-1}`."""
+
+    @staticmethod
+    def forward(ctx, x, axes):
+        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {tuple(x.shape)}")
+        ctx.axes = tuple(a % x.ndim for a in axes)
+        return x.transpose(ctx.axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        inverse = [0] * len(ctx.axes)
+        for i, a in enumerate(ctx.axes):
+            inverse[a] = i
+        return g.transpose(inverse), None
+
+
+class Pad(Function):
+    r"""Forward: zero-pad (constant ``value``) each axis by ``(before, after)``.
+    Backward :math:`\bar x = \bar y` with the padding cropped off."""
+
+    @staticmethod
+    def forward(ctx, x, pad_width, value=0.0):
+        xp = backend.get_array_module(x)
+        ctx.crop = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape))
+        return xp.pad(x, pad_width, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.crop], None
+
+
+class GetItem(Function):
+    r"""Forward :math:`y = x[\text{index}]` (basic or advanced NumPy indexing).
+    Backward: :math:`\bar x = 0` with :math:`\bar y` scatter-added at ``index`` (repeated indices add up)."""
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.shape, ctx.dtype, ctx.index = x.shape, x.dtype, index
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = backend.get_array_module(g)
+        gx = xp.zeros(ctx.shape, dtype=g.dtype)
+        xp.add.at(gx, ctx.index, g)
+        return gx, None
+
+
+class Concatenate(Function):
+    r"""Forward :math:`y = [x_1, \dots, x_k]` along ``axis``.
+    Backward: :math:`\bar x_j` is the slice of :math:`\bar y` where :math:`x_j` was placed."""
+
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        xp = backend.get_array_module(*arrays)
+        ctx.axis = axis
+        ctx.sizes = [a.shape[axis] for a in arrays]
+        try:
+            return xp.concatenate(arrays, axis=axis)
+        except ValueError:
+            shapes = [tuple(a.shape) for a in arrays]
+            raise ValueError(f"concatenate: shapes {shapes} must match in every axis except {axis}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        xp = backend.get_array_module(g)
+        bounds = list(itertools.accumulate(ctx.sizes))[:-1]
+        return tuple(xp.split(g, bounds, axis=ctx.axis))
+
+
+def reshape(x, *shape):
+    return Reshape.apply(x, _shape_args(shape))
+
+
+def permute(x, *axes):
+    return Permute.apply(x, _shape_args(axes))
+
+
+def transpose(x, *axes):
+    """Reverse the axes (no arguments), swap two axes ``transpose(x, i, j)``, or permute ``transpose(x, axes)``."""
+    axes = _shape_args(axes)
+    if not axes:
+        axes = tuple(reversed(range(x.ndim)))
+    elif len(axes) == 2 and x.ndim != 2:
+        i, j = (a % x.ndim for a in axes)
+        order = list(range(x.ndim))
+        order[i], order[j] = order[j], order[i]
+        axes = tuple(order)
+    return Permute.apply(x, axes)
+
+
+def pad(x, pad_width, value=0.0):
+    """Pad with a constant. ``pad_width``: one ``(before, after)`` pair per axis (NumPy's convention)."""
+    pad_width = tuple((int(b), int(a)) for b, a in pad_width)
+    if len(pad_width) != x.ndim:
+        raise ValueError(f"pad: need one (before, after) pair per axis ({x.ndim}), got {len(pad_width)}")
+    return Pad.apply(x, pad_width, value=value)
+
+
+def getitem(x, index):
+    index = index.data if isinstance(index, Tensor) else index
+    if isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(x, index)
+
+
+def concatenate(tensors, axis=0):
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+cat = concatenate
+
+
+def flatten(x, start_dim=0):
+    """Merge the axes from ``start_dim`` on (``torch.flatten``); ``start_dim=1`` gives ``(N, C*H*W)``."""
+    start_dim %= max(x.ndim, 1)
+    return reshape(x, x.shape[:start_dim] + (-1,))
