@@ -179,7 +179,7 @@ class Abs(Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return abs(x)
+        return backend.get_array_module(x).abs(x)
 
     @staticmethod
     def backward(ctx, g):
