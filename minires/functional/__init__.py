@@ -6,5 +6,7 @@ Also reachable as ``minires.nn.functional`` (PyTorch's spelling).
 from .elementwise import (abs, add, div, exp, log, maximum, mul, neg, pow, relu, sqrt, sub, to,
                           unbroadcast)
 from .linear import linear, matmul
+from .loss import cross_entropy, log_softmax, nll_loss, softmax
+from .norm import batch_norm
 from .reduce import max, mean, sum, var
 from .shape import cat, concatenate, flatten, getitem, pad, permute, reshape, transpose

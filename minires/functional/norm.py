@@ -1,0 +1,231 @@
+r"""Batch normalisation (Ioffe & Szegedy, 2015) with PyTorch's semantics.
+
+Statistics are per channel (axis 1) over every other axis: for an input of shape (N, C, H, W) each
+channel has :math:`m = N H W` values, for (N, C) it has :math:`m = N`.
+
+* **Training** normalises with the batch's mean and *biased* variance and, when running buffers are
+  given, updates them in place with the *unbiased* variance (PyTorch's convention):
+  :math:`\hat\mu \leftarrow (1-p)\,\hat\mu + p\,\mu`,
+  :math:`\hat\sigma^2 \leftarrow (1-p)\,\hat\sigma^2 + p\,\tfrac{m}{m-1}\sigma^2` with momentum
+  :math:`p`.
+* **Evaluation** normalises with the running buffers: a fixed per-channel affine map.
+
+The training-mode kernels are looked up in the backend registry (op ``"batch_norm"``), so a fused
+GPU kernel can replace the NumPy reference. An implementation is any object with
+
+``forward_train(x, weight, bias, eps) -> (y, mean, var, invstd)``
+    per-channel biased ``mean`` and ``var`` over all axes but 1, ``invstd`` :math:`=(\sigma^2+\epsilon)^{-1/2}`,
+    all of shape (C,); ``weight``/``bias`` may be None (meaning 1 and 0);
+``backward(gy, x, weight, mean, invstd) -> (gx, gweight, gbias)``
+    the closed form derived in :class:`BatchNormTrain` (``weight`` may be None).
+
+registered with ``backend.register("batch_norm", name, device=...)(Impl)``. The running-stat update
+stays here, in the generic code, so every implementation shares it.
+"""
+from __future__ import annotations
+
+import math
+
+from .. import backend
+from ..autograd import Function, Tensor
+
+_SPATIAL_LETTERS = "hwd"
+
+
+def _channel_view(v, ndim):
+    """A (C,) vector shaped (1, C, 1, ...) so that it broadcasts along axis 1 of an ndim-array."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _channel_sum(a, b=None):
+    r"""Per-channel :math:`\sum a` or :math:`\sum a\,b` over all axes but 1, in one pass, no temporary."""
+    letters = "nc" + _SPATIAL_LETTERS[:a.ndim - 2]
+    xp = backend.get_array_module(a)
+    if b is None:
+        return xp.einsum(f"{letters}->c", a)
+    return xp.einsum(f"{letters},{letters}->c", a, b)
+
+
+def _values_per_channel(shape) -> int:
+    """m: how many values each channel's statistics are taken over (all axes but 1)."""
+    return math.prod(shape[:1] + shape[2:])
+
+
+class NumpyBatchNorm:
+    """The NumPy reference of the training-mode kernels (also runs on CuPy arrays unchanged)."""
+
+    @staticmethod
+    def forward_train(x, weight, bias, eps):
+        xp = backend.get_array_module(x)
+        m = _values_per_channel(x.shape)
+        mean = _channel_sum(x) / m
+        y = x - _channel_view(mean, x.ndim)            # centred input; becomes the output in place
+        var = _channel_sum(y, y) / m                    # two passes: robust when |mean| >> std
+        invstd = 1 / xp.sqrt(var + eps)
+        scale = invstd if weight is None else weight * invstd
+        y *= _channel_view(scale, x.ndim)
+        if bias is not None:
+            y += _channel_view(bias, x.ndim)
+        return y, mean, var, invstd
+
+    @staticmethod
+    def backward(gy, x, weight, mean, invstd):
+        m = _values_per_channel(x.shape)
+        gx = x - _channel_view(mean, x.ndim)            # centred input; becomes gx in place
+        gbias = _channel_sum(gy)
+        gweight = _channel_sum(gy, gx) * invstd         # sum(gy * xhat)
+        # gx = gamma * invstd * (gy - sum(gy)/m - xhat * sum(gy * xhat)/m), xhat = centred * invstd
+        gx *= _channel_view(-gweight * invstd / m, x.ndim)
+        gx += gy
+        gx -= _channel_view(gbias / m, x.ndim)
+        gx *= _channel_view(invstd if weight is None else weight * invstd, x.ndim)
+        return gx, gweight, gbias
+
+
+backend.register("batch_norm", "numpy", device="cpu")(NumpyBatchNorm)
+
+
+class BatchNormTrain(Function):
+    r"""Batch normalisation with batch statistics; per channel, over its :math:`m` values :math:`x_i`.
+
+    **Forward**
+
+    .. math::
+        \mu = \frac1m \sum_i x_i, \qquad
+        \sigma^2 = \frac1m \sum_i (x_i - \mu)^2, \qquad
+        s = (\sigma^2 + \epsilon)^{-1/2}, \qquad
+        \hat x_i = (x_i - \mu)\, s, \qquad
+        y_i = \gamma \hat x_i + \beta .
+
+    **Backward**, step by step. The affine part gives
+    :math:`\bar\beta = \sum_i \bar y_i`, :math:`\bar\gamma = \sum_i \bar y_i \hat x_i` and
+    :math:`\bar{\hat x}_i = \gamma \bar y_i`. Every :math:`\hat x_i` depends on every :math:`x_j`
+    through :math:`\mu` and :math:`s`:
+
+    .. math::
+        \frac{\partial \mu}{\partial x_j} = \frac1m, \qquad
+        \frac{\partial \sigma^2}{\partial x_j} = \frac2m (x_j - \mu)
+        \quad\text{(the } \mu \text{ term vanishes since } \textstyle\sum_i (x_i - \mu) = 0\text{)}, \qquad
+        \frac{\partial s}{\partial x_j} = -\tfrac12 s^3 \frac{\partial \sigma^2}{\partial x_j}
+        = -\frac{s^2}{m}\, \hat x_j ,
+
+    .. math::
+        \frac{\partial \hat x_i}{\partial x_j}
+        = s\Big(\delta_{ij} - \frac1m\Big) + (x_i - \mu)\frac{\partial s}{\partial x_j}
+        = \frac{s}{m}\big(m\,\delta_{ij} - 1 - \hat x_i \hat x_j\big).
+
+    Contracting with :math:`\bar{\hat x}_i = \gamma \bar y_i`:
+
+    .. math::
+        \bar x_j = \sum_i \bar{\hat x}_i \frac{\partial \hat x_i}{\partial x_j}
+        = \frac{\gamma s}{m}\Big(m\,\bar y_j - \sum_i \bar y_i - \hat x_j \sum_i \bar y_i \hat x_i\Big)
+        = \frac{\gamma s}{m}\big(m\,\bar y_j - \bar\beta - \hat x_j\,\bar\gamma\big).
+
+    So :math:`\bar x` is :math:`\bar y` with its mean and its projection on :math:`\hat x` removed:
+    per channel, :math:`\sum_j \bar x_j = 0` and :math:`\sum_j \bar x_j \hat x_j = 0` (the output does
+    not change when the input is shifted or scaled). The two sums are the same ones that give
+    :math:`\bar\beta` and :math:`\bar\gamma`, so a fused kernel needs a single reduction pass over
+    :math:`(\bar y, x)` and one elementwise pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, momentum=0.1, eps=1e-5,
+                impl=None):
+        _, kernels = backend.lookup("batch_norm", x, impl)
+        y, mean, var, invstd = kernels.forward_train(x, weight, bias, eps)
+        if running_mean is not None:
+            m = _values_per_channel(x.shape)
+            _blend_into(running_mean, mean, momentum)
+            _blend_into(running_var, var * (m / (m - 1)), momentum)
+        ctx.kernels = kernels
+        ctx.save_for_backward(x, weight, mean, invstd)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight, mean, invstd = ctx.saved_tensors
+        gx, gweight, gbias = ctx.kernels.backward(gy, x, weight, mean, invstd)
+        return (gx if ctx.needs_input_grad[0] else None,
+                gweight if ctx.needs_input_grad[1] else None,
+                gbias if ctx.needs_input_grad[2] else None)
+
+
+def _blend_into(running, batch, momentum):
+    r"""In place: :math:`r \leftarrow (1 - p)\, r + p\, b` (keeps the buffer's identity and dtype)."""
+    running *= 1 - momentum
+    running += momentum * batch
+
+
+class BatchNormEval(Function):
+    r"""Batch normalisation with fixed running statistics :math:`\hat\mu, \hat\sigma^2`: an affine map.
+
+    Forward :math:`s = (\hat\sigma^2 + \epsilon)^{-1/2}`, :math:`\hat x = (x - \hat\mu)\, s`,
+    :math:`y = \gamma \hat x + \beta`.
+    Backward (:math:`\hat\mu, \hat\sigma^2` are constants): :math:`\bar x = \gamma s\, \bar y`,
+    :math:`\bar\gamma = \sum \bar y\, \hat x`, :math:`\bar\beta = \sum \bar y` (sums over all axes but 1).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, eps=1e-5):
+        xp = backend.get_array_module(x)
+        invstd = 1 / xp.sqrt(running_var + eps)
+        scale = invstd if weight is None else weight * invstd
+        shift = -running_mean * scale if bias is None else bias - running_mean * scale
+        ctx.save_for_backward(x, running_mean, invstd, scale)
+        y = x * _channel_view(scale, x.ndim)
+        y += _channel_view(shift, x.ndim)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, running_mean, invstd, scale = ctx.saved_tensors
+        gx = gy * _channel_view(scale, x.ndim) if ctx.needs_input_grad[0] else None
+        gweight = None
+        if ctx.needs_input_grad[1]:
+            gweight = _channel_sum(gy, x - _channel_view(running_mean, x.ndim)) * invstd
+        gbias = _channel_sum(gy) if ctx.needs_input_grad[2] else None
+        return gx, gweight, gbias
+
+
+def _array(t):
+    return t.data if isinstance(t, Tensor) else t
+
+
+def _check_batch_norm_args(x, running_mean, running_var, weight, bias, training):
+    if x.ndim not in (2, 3, 4):
+        raise ValueError(f"batch_norm: expected an input of shape (N, C), (N, C, L) or (N, C, H, W), "
+                         f"got shape {tuple(x.shape)}; reshape it so that channels are axis 1")
+    if x.dtype.kind != "f":
+        raise TypeError(f"batch_norm: the input must be floating point, got {x.dtype}; use .float()")
+    channels = x.shape[1]
+    for name, v in [("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)]:
+        if v is not None and tuple(v.shape) != (channels,):
+            raise ValueError(f"batch_norm: {name} has shape {tuple(v.shape)} but the input {tuple(x.shape)} "
+                             f"has {channels} channels (axis 1); it needs shape ({channels},)")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
+    if not training and running_mean is None:
+        raise ValueError("batch_norm: evaluation mode (training=False) normalises with running_mean and "
+                         "running_var, but they are None; pass them or use training=True")
+    if training and _values_per_channel(x.shape) == 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                         f"shape {tuple(x.shape)}; use a batch of at least 2 or training=False")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5, *, impl=None):
+    r"""Batch normalisation over axis 1 of an (N, C), (N, C, L) or (N, C, H, W) input, as
+    ``torch.nn.functional.batch_norm``.
+
+    ``running_mean``/``running_var`` are (C,) arrays or Tensors (or both None); in training they are
+    updated in place. ``weight``/``bias`` (:math:`\gamma, \beta`) may be None. ``impl`` names a
+    registered training kernel (default: the device's default, see ``backend.available("batch_norm")``).
+    """
+    running_mean, running_var = _array(running_mean), _array(running_var)
+    _check_batch_norm_args(_array(input), running_mean, running_var, weight, bias, training)
+    if training:
+        return BatchNormTrain.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
+                                    momentum=momentum, eps=eps, impl=impl)
+    return BatchNormEval.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
+                               eps=eps)
