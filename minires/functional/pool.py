@@ -1,0 +1,138 @@
+r"""Pooling over 2-D windows, NCHW: max, average, adaptive average and global average.
+
+Same geometry as :mod:`minires.functional.conv` (and its helpers): a :math:`k_h \times k_w` window
+moved by stride :math:`(s_h, s_w)` (default: the kernel size) over the input padded by
+:math:`(p_h, p_w)`, with :math:`p \le k/2` as in PyTorch, so every window holds a real pixel.
+``windows[n, c, i, j, p, q]`` is :math:`\tilde x_{n,c,s_h i+p,s_w j+q}` (:func:`sliding_windows`).
+"""
+from __future__ import annotations
+
+from .. import backend
+from ..autograd import Function
+from .conv import check_4d, check_window_fits, gradient_canvas, pair, sliding_windows
+from .reduce import mean
+
+
+def _pool_geometry(op: str, x, kernel_size, stride, padding):
+    """Checked ``(kernel, stride, padding)`` pairs; ``stride=None`` means the kernel size."""
+    check_4d(op, x)
+    kernel = pair(kernel_size, op, "kernel_size", 1)
+    stride = kernel if stride is None else pair(stride, op, "stride", 1)
+    padding = pair(padding, op, "padding", 0)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"{op}: padding {padding} is more than half of the kernel {kernel}, so a window "
+                         "could hold only padding; use padding <= kernel_size // 2")
+    check_window_fits(op, x.shape, kernel, padding)
+    return kernel, stride, padding
+
+
+class MaxPool2d(Function):
+    r"""Max pooling (padding counts as :math:`-\infty`).
+
+    **Forward.** :math:`y_{n,c,i,j} = \max_{p,q} \tilde x_{n,c,\,s_h i+p,\,s_w j+q}`; the winning tap
+    :math:`(p^*, q^*)_{n,c,i,j}` is remembered.
+
+    **Backward.** :math:`\partial y_{n,c,i,j} / \partial \tilde x_{n,c,u,v} = 1` for the winner
+    :math:`(u, v) = (s_h i + p^*, s_w j + q^*)` and 0 otherwise, so
+
+    .. math::  \bar x_{n,c,u,v} = \sum_{i,j\,:\;(s_h i + p^*,\, s_w j + q^*) = (u,v)} \bar y_{n,c,i,j}
+
+    (a pixel that wins several overlapping windows collects all their gradients; done as one
+    scatter-add, ``bincount``). **Ties**: the winner is the *first* maximum in row-major window
+    order, as in PyTorch, so exactly one pixel per window gets the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride=None, padding=0):
+        xp = backend.get_array_module(x)
+        kernel, stride, padding = _pool_geometry("max_pool2d", x, kernel_size, stride, padding)
+        windows = sliding_windows(x, kernel, stride, padding, pad_value=-xp.inf)
+        n, c, h_out, w_out = windows.shape[:4]
+        flat = windows.reshape(n, c, h_out, w_out, kernel[0] * kernel[1])
+        winner = flat.argmax(axis=-1)
+        ctx.save_for_backward(winner)
+        ctx.x_shape, ctx.kernel, ctx.stride, ctx.padding = x.shape, kernel, stride, padding
+        return xp.take_along_axis(flat, winner[..., None], axis=-1)[..., 0]
+
+    @staticmethod
+    def backward(ctx, gy):
+        (winner,) = ctx.saved_tensors
+        xp = backend.get_array_module(gy)
+        n, c, h, w = ctx.x_shape
+        (ph, pw), (sh, sw), kw = ctx.padding, ctx.stride, ctx.kernel[1]
+        h_pad, w_pad = h + 2 * ph, w + 2 * pw
+        h_out, w_out = gy.shape[2:]
+        # coordinates of each window's winner in the padded input, then its flat index there
+        row = sh * xp.arange(h_out).reshape(1, 1, -1, 1) + winner // kw
+        col = sw * xp.arange(w_out).reshape(1, 1, 1, -1) + winner % kw
+        plane = xp.arange(n * c).reshape(n, c, 1, 1)
+        index = (plane * h_pad + row) * w_pad + col
+        gx = xp.bincount(index.ravel(), weights=gy.ravel(), minlength=n * c * h_pad * w_pad)
+        gx = gx.astype(gy.dtype, copy=False).reshape(n, c, h_pad, w_pad)
+        return gx[:, :, ph:ph + h, pw:pw + w], None, None, None
+
+
+class AvgPool2d(Function):
+    r"""Average pooling, padding counted as zeros in the average (PyTorch's ``count_include_pad=True``).
+
+    **Forward.** :math:`y_{n,c,i,j} = \frac{1}{k_h k_w} \sum_{p,q} \tilde x_{n,c,\,s_h i+p,\,s_w j+q}`.
+
+    **Backward.** Every pixel a window covers gets :math:`1/(k_h k_w)` of its gradient:
+
+    .. math::  \bar x_{n,c,h,w} = \frac{1}{k_h k_w} \sum_{p,q}
+               \bar y_{n,c,\,(h + p_h - p)/s_h,\,(w + p_w - q)/s_w}
+
+    over integer, in-range indices — conv2d's backward-data with an all-ones kernel per channel, so
+    it is computed the same way: a box sum over :func:`gradient_canvas`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride=None, padding=0):
+        kernel, stride, padding = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding)
+        ctx.x_shape, ctx.kernel, ctx.stride, ctx.padding = x.shape, kernel, stride, padding
+        return sliding_windows(x, kernel, stride, padding).mean(axis=(-2, -1))
+
+    @staticmethod
+    def backward(ctx, gy):
+        canvas = gradient_canvas(gy, ctx.x_shape[2:], ctx.kernel, ctx.stride, ctx.padding)
+        box = sliding_windows(canvas, ctx.kernel, (1, 1), (0, 0)).sum(axis=(-2, -1))
+        return box / (ctx.kernel[0] * ctx.kernel[1]), None, None, None
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max over each ``kernel_size`` window (stride defaults to the kernel size), PyTorch's signature."""
+    return MaxPool2d.apply(x, kernel_size, stride, padding)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each ``kernel_size`` window, zero padding included in the count (PyTorch's default)."""
+    return AvgPool2d.apply(x, kernel_size, stride, padding)
+
+
+def global_avg_pool2d(x):
+    r"""(N, C, H, W) -> **(N, C)**: :math:`y_{n,c} = \frac{1}{HW} \sum_{h,w} x_{n,c,h,w}`,
+    :math:`\bar x_{n,c,h,w} = \bar y_{n,c} / (HW)`. The pooling before ResNet's final ``fc``, already
+    flattened; it is the ``Mean`` op over axes (2, 3).
+    """
+    check_4d("global_avg_pool2d", x)
+    return mean(x, axis=(2, 3))
+
+
+def adaptive_avg_pool2d(x, output_size):
+    r"""(N, C, H, W) -> (N, C, out_h, out_w), PyTorch's layout (``output_size=1`` keeps a 1x1 map).
+
+    Supported when the output size divides the input size: then it is :func:`avg_pool2d` with
+    kernel = stride = :math:`(H / out_h, W / out_w)` (same math). ``output_size=1`` is the mean over
+    (H, W) with the axes kept (:func:`global_avg_pool2d`'s math, cheaper than a window op).
+    """
+    check_4d("adaptive_avg_pool2d", x)
+    out_h, out_w = pair(output_size, "adaptive_avg_pool2d", "output_size", 1)
+    h, w = x.shape[2:]
+    if (out_h, out_w) == (1, 1):
+        return mean(x, axis=(2, 3), keepdims=True)
+    if h % out_h or w % out_w:
+        raise ValueError(f"adaptive_avg_pool2d: output size ({out_h}, {out_w}) does not divide the input "
+                         f"size ({h}, {w}) of shape {tuple(x.shape)}; only evenly dividing sizes are "
+                         "supported, use avg_pool2d with an explicit kernel_size instead")
+    kernel = (h // out_h, w // out_w)
+    return avg_pool2d(x, kernel)
