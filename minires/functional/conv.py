@@ -46,7 +46,7 @@ def pair(value, op: str, name: str, minimum: int) -> tuple[int, int]:
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length along one axis: :math:`\\lfloor (size + 2 padding - kernel) / stride \\rfloor + 1`."""
+    r"""Output length along one axis: :math:`\lfloor (size + 2 padding - kernel) / stride \rfloor + 1`."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
@@ -67,13 +67,13 @@ def check_window_fits(op: str, x_shape, kernel, padding) -> None:
 
 
 def sliding_windows(x, kernel, stride, padding, pad_value=0):
-    """A strided *view* of every window of ``x``: shape :math:`(N, C, H_o, W_o, k_h, k_w)`.
+    r"""A strided *view* of every window of ``x``: shape :math:`(N, C, H_o, W_o, k_h, k_w)`.
 
-    ``windows[n, c, i, j, p, q]`` is :math:`\\tilde x_{n,c,s_h i+p,s_w j+q}`. Only the padding is
+    ``windows[n, c, i, j, p, q]`` is :math:`\tilde x_{n,c,s_h i+p,s_w j+q}`. Only the padding is
     copied; the windows share memory with the padded input (so do not write into them).
     """
     xp = backend.get_array_module(x)
-    (ph, pw) = padding
+    ph, pw = padding
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
     windows = xp.lib.stride_tricks.sliding_window_view(x, kernel, axis=(2, 3))
@@ -108,13 +108,13 @@ def _canvas_slices(n_out: int, size: int, offset: int, stride: int) -> tuple[sli
 
 
 def gradient_canvas(gy, input_hw, kernel, stride, padding):
-    """The output gradient spread out so that backward-data is a plain stride-1 correlation.
+    r"""The output gradient spread out so that backward-data is a plain stride-1 correlation.
 
     Returns :math:`G` of shape :math:`(N, O, H + k_h - 1, W + k_w - 1)`, zero except
-    :math:`G_{n,o,\\,s_h i + k_h - 1 - p_h,\\; s_w j + k_w - 1 - p_w} = \\bar y_{n,o,i,j}`
+    :math:`G_{n,o,\,s_h i + k_h - 1 - p_h,\; s_w j + k_w - 1 - p_w} = \bar y_{n,o,i,j}`
     ("dilated by the stride, padded by :math:`k - 1 - p`"). Then, for every input pixel,
 
-    .. math::  \\bar x_{n,c,h,w} = \\sum_{o,p',q'} G_{n,o,h+p',w+q'}\\; w_{o,c,k_h-1-p',k_w-1-q'}
+    .. math::  \bar x_{n,c,h,w} = \sum_{o,p',q'} G_{n,o,h+p',w+q'}\; w_{o,c,k_h-1-p',k_w-1-q'}
 
     which is the gather formula of the module docstring with :math:`p' = k_h - 1 - p`: a window of
     :math:`G` at :math:`(h, w)` holds, tap by tap, the output gradients that read pixel :math:`(h, w)`.
@@ -130,7 +130,7 @@ def gradient_canvas(gy, input_hw, kernel, stride, padding):
 
 
 def correlate(x, weight, stride, padding):
-    """:math:`y_{n,o,i,j} = \\sum_{c,p,q} w_{o,c,p,q} \\tilde x_{n,c,s_h i+p,s_w j+q}` as im2col + one matmul."""
+    r""":math:`y_{n,o,i,j} = \sum_{c,p,q} w_{o,c,p,q} \tilde x_{n,c,s_h i+p,s_w j+q}` as im2col + one matmul."""
     n, (o, _, kh, kw) = x.shape[0], weight.shape
     h_out = conv_output_size(x.shape[2], kh, stride[0], padding[0])
     w_out = conv_output_size(x.shape[3], kw, stride[1], padding[1])
@@ -152,7 +152,7 @@ class Im2colConv2d:
 
     @staticmethod
     def forward(x, w, stride, padding):
-        """:math:`Y_n = W_{\\mathrm{mat}} X^{\\mathrm{col}}_n`."""
+        r""":math:`Y_n = W_{\mathrm{mat}} X^{\mathrm{col}}_n`."""
         return correlate(x, w, stride, padding)
 
     @staticmethod
@@ -169,7 +169,7 @@ class Im2colConv2d:
 
     @staticmethod
     def backward_weight(gy, x, w_shape, stride, padding):
-        """:math:`\\bar W_{\\mathrm{mat}} = \\sum_n \\bar Y_n (X^{\\mathrm{col}}_n)^\\top` (im2col recomputed,
+        r""":math:`\bar W_{\mathrm{mat}} = \sum_n \bar Y_n (X^{\mathrm{col}}_n)^\top` (im2col recomputed,
         not kept from the forward, to save memory)."""
         n, o = gy.shape[:2]
         cols = im2col(x, w_shape[2:], stride, padding)                   # (N, CKK, L)
