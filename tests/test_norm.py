@@ -17,9 +17,9 @@ EPS = 1e-5
 
 @st.composite
 def cases(draw):
-    """A batch-norm problem: (N, C) or (N, C, H, W) with N >= 2 and odd sizes, random values."""
+    """A batch-norm problem: (N, C), (N, C, L) or (N, C, H, W) with N >= 2 and odd sizes, random values."""
     batch, channels = draw(st.integers(2, 4), label="N"), draw(st.integers(1, 3), label="C")
-    spatial = draw(st.sampled_from([(), (1, 1), (1, 3), (3, 2), (3, 3)]), label="H, W")
+    spatial = draw(st.sampled_from([(), (5,), (1, 1), (1, 3), (3, 2), (3, 3)]), label="L or H, W")
     return Case((batch, channels) + spatial, seed=draw(st.integers(0, 2 ** 16), label="seed"),
                 noncontiguous=draw(st.booleans(), label="non-contiguous"),
                 affine=draw(st.booleans(), label="affine"))

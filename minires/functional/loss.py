@@ -67,7 +67,7 @@ def _class_ids(op, scores, labels):
     if scores.dtype.kind != "f":
         raise TypeError(f"{op}: scores must be floating point, got {scores.dtype}; use .float()")
     xp = backend.get_array_module(scores)
-    labels = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    labels = xp.asarray(_data(labels))
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be integer class ids, got dtype {labels.dtype}; "
                         "convert them with .astype(np.int64)")
