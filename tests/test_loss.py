@@ -143,7 +143,8 @@ LOGITS = mr.tensor(np.zeros((3, 4)))
     (lambda f: f(LOGITS, [0, 1]), ValueError, r"\(3, 4\) need 3 labels.*shape \(2,\)"),
     (lambda f: f(LOGITS, [[0, 1, 2]]), ValueError, r"shape \(1, 3\)"),
     (lambda f: f(LOGITS, np.array([0.0, 1.0, 2.0])), TypeError, r"integer class ids, got dtype float64"),
-    (lambda f: f(mr.tensor(np.zeros((3, 4, 2))), [0, 1, 2]), ValueError, r"shape \(N, num_classes\), got shape \(3, 4, 2\)"),
+    (lambda f: f(mr.tensor(np.zeros((3, 4, 2))), [0, 1, 2]), ValueError,
+     r"shape \(N, num_classes\), got shape \(3, 4, 2\)"),
     (lambda f: f(mr.tensor(np.zeros(4)), [0]), ValueError, r"got shape \(4,\)"),
     (lambda f: f(mr.tensor(np.zeros((3, 4), dtype=np.int64)), [0, 1, 2]), TypeError, r"must be floating point"),
 ])
