@@ -9,6 +9,7 @@ Quick tour::
     x.grad            # tensor([[2., 4.]])
 """
 from . import backend, functional
+from . import gpu  # registers the CUDA implementations; imports neither CuPy nor Numba
 from .autograd import (Function, Tensor, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
                        tensor)
 from .gradcheck import GradcheckError, gradcheck

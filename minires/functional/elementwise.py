@@ -206,22 +206,78 @@ class Maximum(Function):
         return ga, gb
 
 
+class NumpyReLU:
+    """The reference ReLU kernels, ``forward(x) -> y`` and ``backward(gy, y) -> gx`` (NumPy, or CuPy
+    through ``xp``). Faster ones register under the op ``"relu"``, and for the fused residual add
+    under ``"add_relu"`` (``forward(a, b) -> y``, same backward)."""
+
+    @staticmethod
+    def forward(x):
+        return backend.get_array_module(x).maximum(x, 0)
+
+    @staticmethod
+    def backward(gy, y):
+        return gy * (y > 0)
+
+
+class NumpyAddReLU:
+    """The reference fused add + ReLU: ``forward(a, b) -> relu(a + b)``, ``backward(gy, y) -> gx``."""
+
+    @staticmethod
+    def forward(a, b):
+        y = a + b
+        return backend.get_array_module(y).maximum(y, 0, out=y)
+
+    backward = staticmethod(NumpyReLU.backward)
+
+
+backend.register("relu", "numpy", device="cpu")(NumpyReLU)
+backend.register("add_relu", "numpy", device="cpu")(NumpyAddReLU)
+
+
 class ReLU(Function):
     r"""Forward :math:`y = \max(x, 0)`. Backward :math:`\bar x = \bar y\,[x > 0]` (0 at 0, as PyTorch).
 
     The mask is recovered from the output (:math:`y > 0 \iff x > 0`), so only ``y`` is kept.
+    The kernels come from the registry (op ``"relu"``): NumPy on the CPU, CUDA kernels on the GPU.
     """
 
     @staticmethod
     def forward(ctx, x):
-        y = backend.get_array_module(x).maximum(x, 0)
+        ctx.kernels = backend.lookup("relu", x)[1]
+        y = ctx.kernels.forward(x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return g * (y > 0)
+        return ctx.kernels.backward(g, y)
+
+
+class AddReLU(Function):
+    r"""The residual add fused with the ReLU after it. Forward :math:`y = \max(a + b, 0)`.
+    Backward :math:`\bar a = \bar b = \bar y\,[y > 0]`: one mask, sent to both inputs.
+
+    For ``relu(branch + shortcut)`` at the end of a residual block: on the GPU one pass over memory
+    instead of two. Equal shapes only (no broadcasting). Kernels: registry op ``"add_relu"``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.shape != b.shape:
+            raise ValueError(f"add_relu: shapes {tuple(a.shape)} and {tuple(b.shape)} differ; add_relu fuses "
+                             "the residual add of equal shapes, use relu(a + b) to broadcast")
+        ctx.kernels = backend.lookup("add_relu", a)[1]
+        y = ctx.kernels.forward(a, b)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        grad = ctx.kernels.backward(g, y)
+        return grad, grad
 
 
 class To(Function):
@@ -301,6 +357,11 @@ def maximum(a, b):
 
 def relu(x):
     return ReLU.apply(x)
+
+
+def add_relu(a, b):
+    """``relu(a + b)`` as one op: the end of a residual block (fused into one kernel on the GPU)."""
+    return AddReLU.apply(*_operands(a, b))
 
 
 def to(x, device=None, dtype=None):
