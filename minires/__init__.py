@@ -13,5 +13,8 @@ from . import gpu  # registers the CUDA implementations; imports neither CuPy no
 from .autograd import (Function, Tensor, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
                        tensor)
 from .gradcheck import GradcheckError, gradcheck
+from . import models, nn
+from .random import manual_seed
+from .summary import summary
 
 __version__ = "0.1.0"

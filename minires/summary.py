@@ -1,0 +1,150 @@
+"""``summary(model, input_shape)``: a per-layer table of output shapes, parameters and multiply-adds.
+
+What is counted. **Parameters**: every element of every parameter (conv and fc weights and biases,
+BN's :math:`\\gamma, \\beta`); buffers such as running statistics are not parameters.
+**MACs** (multiply-accumulates, the paper's "FLOPs" in Table 1): those of the conv layers
+(:math:`N C_\\mathrm{out} H_\\mathrm{out} W_\\mathrm{out} C_\\mathrm{in} k_h k_w`) and the fully
+connected layers (:math:`N \\cdot \\mathrm{in} \\cdot \\mathrm{out}`); BN, ReLU, pooling, the residual
+adds and bias additions are not counted. Each layer reports its own count (``Module.macs``).
+
+How. A forward hook on every leaf layer records what it receives and returns, during a forward
+pass through the real model. By default the pass runs under :func:`minires.nn.shape_only`: leaf
+layers return zeros of their output shape without computing, while the model's own ``forward`` code
+(residual adds, shortcuts, flattening) runs for real, so ResNet-1202 or a 224x224 ImageNet net is
+summarised in a fraction of a second. ``compute=True`` runs every op instead (in eval mode).
+
+On the command line: ``minires summary resnet56`` (``--input-shape 3 64 64``, ``--compute``).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import backend
+from .autograd import Tensor, no_grad
+from .nn import Module, shape_only
+
+
+@dataclass
+class LayerRow:
+    """One call of a leaf layer: its name in the model, type, output shape, parameters and MACs."""
+
+    name: str
+    type: str
+    output_shape: tuple
+    params: int
+    macs: int
+
+
+@dataclass
+class Summary:
+    """The rows (one per leaf-layer call, in call order) and totals ``params`` and ``macs``."""
+
+    model_name: str
+    input_shape: tuple
+    rows: list
+    params: int
+    macs: int
+
+    def __str__(self):
+        header = ("layer (type)", "output shape", "params", "MACs")
+        lines = [(f"{r.name} ({r.type})", str(r.output_shape), f"{r.params:,}", f"{r.macs:,}") for r in self.rows]
+        widths = [max(len(line[i]) for line in [header] + lines) for i in range(4)]
+
+        def format_line(cells):
+            return (f"{cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  "
+                    f"{cells[2]:>{widths[2]}}  {cells[3]:>{widths[3]}}")
+
+        rule = "-" * len(format_line(header))
+        return "\n".join([f"{self.model_name}, input {self.input_shape}", rule, format_line(header), rule] +
+                         [format_line(line) for line in lines] +
+                         [rule, f"parameters: {self.params:,} ({_short(self.params)})",
+                          f"multiply-accumulates (conv + fc): {self.macs:,} ({_short(self.macs)})"])
+
+
+def _short(count: int) -> str:
+    """``40.55M``, ``1.81G``: the way the paper quotes sizes."""
+    return f"{count / 1e9:.2f}G" if count >= 1e9 else f"{count / 1e6:.2f}M"
+
+
+def _leaf_names(model: Module) -> dict:
+    return {id(m): name or type(m).__name__ for name, m in model.named_modules() if not any(m.children())}
+
+
+def _own_param_count(module: Module) -> int:
+    return sum(p.size for _, p in module._own_parameters())
+
+
+def summary(model: Module, input_shape=None, compute: bool = False) -> Summary:
+    """Summarise ``model`` on an input of ``input_shape``.
+
+    ``input_shape`` is the shape of one input batch; a 3-tuple ``(C, H, W)`` means a batch of one
+    (MACs are for the whole batch). Default: the model's ``default_input_shape`` (CIFAR nets 3x32x32,
+    ImageNet nets 3x224x224). ``compute=True`` runs the real ops rather than shape inference.
+    """
+    if input_shape is None:
+        input_shape = getattr(model, "default_input_shape", None)
+        if input_shape is None:
+            raise ValueError(f"summary: {type(model).__name__} has no default_input_shape; pass input_shape, "
+                             "e.g. (3, 32, 32)")
+    input_shape = tuple(int(n) for n in input_shape)
+    if len(input_shape) == 3:
+        input_shape = (1,) + input_shape
+    rows = _record_rows(model, input_shape, compute)
+    return Summary(type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
+                   macs=sum(r.macs for r in rows))
+
+
+def _zeros_like_parameters(model: Module, shape: tuple) -> Tensor:
+    """An input of zeros with the dtype and on the device of the model's parameters (float32 on the CPU if none)."""
+    reference = next(iter(model.parameters()), None)
+    if reference is None:
+        return Tensor._wrap(np.zeros(shape, np.float32))
+    return Tensor._wrap(backend.get_array_module(reference.data).zeros(shape, dtype=reference.dtype))
+
+
+def _record_rows(model: Module, input_shape: tuple, compute: bool) -> list:
+    names, rows, counted = _leaf_names(model), [], set()
+
+    def record(module, inputs, output):
+        params = 0 if id(module) in counted else _own_param_count(module)
+        counted.add(id(module))
+        rows.append(LayerRow(names[id(module)], type(module).__name__, output.shape, params,
+                             module.macs(inputs[0].shape, output.shape)))
+
+    leaves = [m for m in model.modules() if id(m) in names]
+    handles = [m.register_forward_hook(record) for m in leaves]
+    modes = [(m, m.training) for m in model.modules()]
+    x = _zeros_like_parameters(model, input_shape)
+    try:
+        with no_grad(), (contextlib.nullcontext() if compute else shape_only()):
+            model.eval()
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes:
+            module.training = training
+    return rows
+
+
+# ----------------------------------------------------------------------------- command line
+def add_arguments(parser) -> None:
+    from .models import list_models
+    parser.add_argument("model", choices=list_models(), metavar="MODEL", help=f"one of: {', '.join(list_models())}")
+    parser.add_argument("--input-shape", type=int, nargs="+", metavar="N",
+                        help="input shape C H W (default: the model's, 3 32 32 for CIFAR, 3 224 224 for ImageNet)")
+    parser.add_argument("--num-classes", type=int, help="classes of the final layer (default: the model's)")
+    parser.add_argument("--compute", action="store_true", help="run the real ops instead of shape inference")
+    parser.add_argument("--totals", action="store_true", help="print only the totals, not every layer")
+
+
+def run(args) -> int:
+    from .models import get_model
+    options = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    result = summary(get_model(args.model, **options), args.input_shape, compute=args.compute)
+    text = str(result)
+    print("\n".join(text.splitlines()[-2:]) if args.totals else text)
+    return 0
