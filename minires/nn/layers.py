@@ -142,8 +142,12 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         running_mean = self.running_mean if self.track_running_stats else None
         running_var = self.running_var if self.track_running_stats else None
-        return F.batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats,
-                            0.0 if momentum is None else momentum, self.eps)
+        return self._batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats,
+                                0.0 if momentum is None else momentum, self.eps)
+
+    def _batch_norm(self, *args):
+        """The op that normalizes (``minires.distributed.SyncBatchNorm`` puts a synchronized one here)."""
+        return F.batch_norm(*args)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
