@@ -331,10 +331,12 @@ def test_lesioned_plain_block_is_the_identity_or_refused():
         plain(mr.tensor(np.ones((1, 3, 8, 8), np.float32)))
 
 
-def test_zero_init_residual_makes_every_block_its_shortcut():
-    """With the last BN of every branch zeroed, the net equals the same net with every block lesioned."""
+@pytest.mark.parametrize("preact", [False, True])
+def test_zero_init_residual_makes_every_block_its_shortcut(preact):
+    """With the end of every branch zeroed (last BN, or last conv when pre-activated), the net equals
+    the same net with every block lesioned."""
     mr.manual_seed(3)
-    net = models.resnet20(zero_init_residual=True).eval()
+    net = models.resnet20(zero_init_residual=True, preact=preact).eval()
     x = mr.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32))
     with mr.no_grad():
         full = net(x).numpy()
@@ -384,6 +386,8 @@ def test_bad_input_names_the_layer():
         net(mr.tensor(np.zeros((2, 1, 8, 8), np.float32)))
     with pytest.raises(LayerError, match="conv1 \\(Conv2d\\): expected input of shape"):
         net(mr.tensor(np.zeros((3, 8, 8), np.float32)))
+    with pytest.raises(TypeError, match="^conv1 \\(Conv2d\\): conv2d: input dtype float64"):
+        net(mr.tensor(np.zeros((2, 3, 8, 8), np.float64)))
     small_vgg = models.VGG((4, "M", 4, "M"), num_classes=3)
     with pytest.raises(LayerError, match="features.5 \\(MaxPool2d\\): input of spatial size 1x1.*too small"):
         small_vgg(mr.tensor(np.zeros((1, 3, 3, 3), np.float32)))

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minires as mr
-import minires.functional
 from minires import nn
 from minires.nn import init
 
@@ -38,6 +37,7 @@ def test_registration_order_and_names():
     assert [n for n, _ in net.named_modules()] == ["", "conv", "bn", "head", "head.0", "head.1"]
     assert [type(c).__name__ for c in net.children()] == ["Conv2d", "BatchNorm2d", "Sequential"]
     assert len(list(net.modules())) == 6 and len(net.head) == 2 and isinstance(net.head[1], nn.Linear)
+    assert isinstance(net.head[-1:], nn.Sequential) and net.head[-1:][0] is net.head[1]
 
 
 def test_shared_module_and_parameter_are_listed_once():

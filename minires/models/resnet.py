@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init
-from .blocks import BasicBlock, Block, Bottleneck, PreActBlock, check_shortcut, conv3x3
+from .blocks import BasicBlock, Bottleneck, PreActBlock, check_shortcut, conv3x3
 
 IMAGENET_CONFIGS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
                     50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3)),
@@ -23,7 +23,7 @@ IMAGENET_CONFIGS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3
 
 
 class ResNet(Module):
-    """Stem, stages of ``block``\\ s (``stage_depths[i]`` blocks of width ``widths[i]``), pool, fc.
+    """Stem, stages (``stage_depths[i]`` blocks of class ``block`` and width ``widths[i]``), pool, fc.
 
     ``conv1`` is the stem convolution and ``maxpool`` the optional stem pooling. ``preact=True``
     (with :class:`PreActBlock`) leaves the stem without BN-ReLU and adds ``final_bn`` + ReLU after
@@ -58,8 +58,8 @@ class ResNet(Module):
         for module in self.modules():
             if isinstance(module, Conv2d):
                 init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if zero_init_residual and isinstance(module, Block):
-                init.zeros_(module.branch_end.weight)
+        for block in self.blocks() if zero_init_residual else ():
+            init.zeros_(block.branch_end.weight)
 
     def blocks(self):
         """Every block, in order (``layer1.0``, ``layer1.1``, ...)."""

@@ -27,8 +27,8 @@ def _check_input(layer, shape, ndims, channels, layout) -> None:
     """Raise :class:`LayerError` unless ``shape`` has one of ``ndims`` dimensions and ``channels`` in axis 1."""
     if len(shape) not in ndims or shape[1] != channels:
         raise LayerError(layer, f"expected input of shape {layout} with {channels} in axis 1, got shape "
-                                f"{tuple(shape)}; feed it {channels} channels/features, or build the layer "
-                                f"(or the model's in_channels) for {shape[1] if len(shape) > 1 else 'this'} input")
+                                f"{tuple(shape)}; give it an input of that shape, or build the layer for the "
+                                "input you have (a model: pass in_channels=)")
 
 
 def _window_output(layer, shape, kernel, stride, padding) -> tuple[int, int]:

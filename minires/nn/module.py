@@ -69,6 +69,10 @@ class LayerError(ValueError):
         return f"{self.where}: {self.message}"
 
 
+class LayerTypeError(LayerError, TypeError):
+    """A layer got input of the wrong kind or dtype (an op's ``TypeError``), named like :class:`LayerError`."""
+
+
 class Parameter(Tensor):
     """A tensor that a :class:`Module` trains: ``requires_grad=True`` and found by ``parameters()``."""
 
@@ -147,7 +151,9 @@ class Module:
         except LayerError as error:
             error.locate_in(self)
             raise
-        except ValueError as error:  # an op's complaint: say which layer made the call
+        except TypeError as error:  # an op's complaint: say which layer made the call
+            raise LayerTypeError(self, str(error)) from error
+        except ValueError as error:
             raise LayerError(self, str(error)) from error
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, inputs, output)
@@ -364,8 +370,10 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: item {index} is a {type(module).__name__}, not a Module")
             setattr(self, str(index), module)
 
-    def __getitem__(self, index: int) -> Module:
-        return list(self.children())[index]
+    def __getitem__(self, index):
+        """The ``index``-th module, or a new Sequential of a slice of them (``net.layer1[:2]``)."""
+        children = list(self.children())
+        return Sequential(*children[index]) if isinstance(index, slice) else children[index]
 
     def __len__(self) -> int:
         return sum(1 for _ in self.children())
