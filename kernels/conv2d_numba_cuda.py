@@ -22,9 +22,9 @@ CuPy arrays are passed as they are (through ``__cuda_array_interface__``, no cop
 """
 from __future__ import annotations
 
-import builtins
 import functools
 import inspect
+import sys
 import types
 
 from numba import cuda
@@ -33,23 +33,25 @@ from . import conv2d_index
 from .conv2d_index import BLOCK_SIDE, MICRO, TILE_K, TILE_M, TILE_N
 
 
-def _device_functions(module) -> dict:
-    """Compile every function of the plain-Python ``module`` as a CUDA device function.
+def _device_module(module) -> types.ModuleType:
+    """A copy of the plain-Python ``module`` whose functions are CUDA device functions.
 
-    Each compiled copy gets a new globals dict in which every name points at the compiled
-    version, so device functions call device functions; ``module`` itself stays plain Python.
+    Each function is rebuilt with the copy's namespace as its globals, so that a call inside it
+    (``unravel3(...)``) finds the compiled version; ``module`` itself stays plain Python, which is
+    what the CPU tests call.
     """
-    namespace = {"__builtins__": builtins}
+    device = types.ModuleType(f"{module.__name__}_device", module.__doc__)
+    sys.modules[device.__name__] = device
     for name, fn in vars(module).items():
         if inspect.isfunction(fn) and fn.__module__ == module.__name__:
-            copy = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-            namespace[name] = cuda.jit(device=True)(copy)
-    return namespace
+            copy = types.FunctionType(fn.__code__, vars(device), name, fn.__defaults__, fn.__closure__)
+            setattr(device, name, cuda.jit(device=True)(copy))
+    return device
 
 
-_index = _device_functions(conv2d_index)
-im2col_value_index = _index["im2col_value_index"]
-col2im_value = _index["col2im_value"]
+_index = _device_module(conv2d_index)
+im2col_value_index = _index.im2col_value_index
+col2im_value = _index.col2im_value
 
 
 @cuda.jit
@@ -76,9 +78,9 @@ def tiled_gemm_kernel(direction: str, dtype):
     Launch: grid ``(ceil(N/TILE_N), ceil(M/TILE_M), chunks)``, block ``(BLOCK_SIDE, BLOCK_SIDE)``;
     arguments ``(a_src, b_src, out, g, m_size, n_size, k_size, k_chunk)``.
     """
-    a_index = _index[f"{direction}_a_index"]
-    b_index = _index[f"{direction}_b_index"]
-    c_index = _index[f"{direction}_c_index"]
+    a_index = getattr(_index, f"{direction}_a_index")
+    b_index = getattr(_index, f"{direction}_b_index")
+    c_index = getattr(_index, f"{direction}_c_index")
 
     @cuda.jit
     def kernel(a_src, b_src, out, g, m_size, n_size, k_size, k_chunk):

@@ -1,0 +1,63 @@
+"""Time minires on a device ("cpu" or "cuda"): one conv implementation on one layer shape, and one
+training step of a model (forward, cross-entropy, backward, SGD with momentum and weight decay)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from .cost import ConvShape
+from .timing import median_seconds
+
+
+def synchronizer(device: str):
+    """A function that waits until ``device`` has finished its queued work."""
+    if backend.parse_device(device) == "cpu":
+        return lambda: None
+    return backend.cupy_or_none().cuda.Device().synchronize
+
+
+def random_array(shape, device: str, seed: int, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    return backend.to_device(rng.standard_normal(shape).astype(dtype), device)
+
+
+def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str) -> tuple[float, float]:
+    """``(forward, backward)`` seconds of conv implementation ``impl`` (backward = data + weight),
+    calling the kernels directly (no autograd bookkeeping)."""
+    x, w = random_array(shape.x_shape, device, 0), random_array(shape.w_shape, device, 1)
+    gy = random_array(shape.y_shape, device, 2)
+    kernels = backend.lookup("conv2d", x, impl)[1]
+    stride, padding = (shape.stride,) * 2, (shape.padding,) * 2
+    sync = synchronizer(device)
+
+    def backward():
+        kernels.backward_data(gy, w, x.shape, stride, padding)
+        kernels.backward_weight(gy, x, w.shape, stride, padding)
+
+    forward_s = median_seconds(lambda: kernels.forward(x, w, stride, padding), sync, repeat, warmup)
+    return forward_s, median_seconds(backward, sync, repeat, warmup)
+
+
+def time_training_step(model_name: str, batch: int, device: str, repeat: int, warmup: int,
+                       conv_impl: str | None = None) -> float:
+    """Seconds per training step of ``model_name`` on random 32x32 images (lr 0.1, momentum 0.9,
+    weight decay 1e-4, as in the paper), with ``conv_impl`` as the device's conv2d implementation."""
+    from .. import models, optim
+    from ..autograd import Tensor
+    from ..functional import cross_entropy
+
+    model = models.get_model(model_name).to(device)
+    model.train()
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    images = Tensor(random_array((batch, 3, 32, 32), device, 3))
+    labels = backend.to_device(np.random.default_rng(4).integers(0, 10, batch), device)
+
+    def step():
+        optimizer.zero_grad()
+        cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    if conv_impl is None:
+        return median_seconds(step, synchronizer(device), repeat, warmup)
+    with backend.using("conv2d", conv_impl):
+        return median_seconds(step, synchronizer(device), repeat, warmup)

@@ -1,0 +1,88 @@
+"""The measurements of ``minires bench``, as rows of one table, on any device.
+
+``conv_rows``: conv2d forward and backward (data + weight) per layer shape, for each implementation
+and for PyTorch, plus each implementation's total over the whole network (each shape weighted by
+how many layers have it). ``step_rows``: one training step per model. ``x torch`` is minires time
+over PyTorch time for the same case and math mode (1.00: as fast as PyTorch; 2.00: twice as slow).
+GFLOP/s and GB/s use the counts of :mod:`minires.bench.cost` (compulsory bytes). A measurement
+that raises becomes a FAILED row (its traceback goes to stderr), so one broken implementation
+cannot cost the rest of the table.
+"""
+from __future__ import annotations
+
+import functools
+import traceback
+
+from . import measure
+from .cost import ConvShape, cifar_resnet_convs, training_step_conv_flops
+
+HEADERS = ["part", "case", "impl", "math", "fwd ms", "bwd ms", "total ms", "x torch", "GFLOP/s", "GB/s", "img/s"]
+
+
+def _ratio(seconds, reference):
+    return None if reference is None else seconds / reference
+
+
+def _attempt(measurement, *args):
+    """``measurement(*args)``, or None (traceback printed) when it raises."""
+    try:
+        return measurement(*args)
+    except Exception:  # noqa: BLE001 - report and go on: the other rows are still worth having
+        traceback.print_exc()
+        return None
+
+
+def _failed_row(part, case, impl, math):
+    return [part, f"{case}: FAILED (traceback on stderr)", impl, math] + [None] * (len(HEADERS) - 4)
+
+
+def _conv_row(case, impl, math, fwd, bwd, reference, flops, nbytes):
+    total = fwd + bwd
+    return ["conv", case, impl, math, 1e3 * fwd, 1e3 * bwd, 1e3 * total, _ratio(total, reference),
+            flops / total / 1e9, nbytes / total / 1e9, None]
+
+
+def conv_rows(device, impls, convs: list[ConvShape], repeat, warmup, torch_ref=None, math="fp32",
+              network="network"):
+    """One row per (layer shape, implementation), then one total row per implementation."""
+    measurements = ([("torch", torch_ref.time_conv)] if torch_ref is not None else []) + \
+        [(impl, functools.partial(measure.time_conv, impl=impl)) for impl in impls]
+    rows, timings = [], {}  # timings: impl -> {conv name: (fwd, bwd)} for the shapes that ran
+    for impl, time_conv in measurements:
+        timings[impl] = {}
+        for c in convs:
+            measured = _attempt(time_conv, c, device, repeat, warmup)
+            if measured is None:
+                rows.append(_failed_row("conv", c.name, impl, math))
+                continue
+            timings[impl][c.name] = measured
+            reference = sum(timings["torch"][c.name]) if c.name in timings.get("torch", {}) else None
+            rows.append(_conv_row(c.name, impl, math, *measured, reference, c.flops(), c.bytes()))
+    totals = {impl: [sum(c.count * times[c.name][i] for c in convs) for i in (0, 1)]
+              for impl, times in timings.items() if len(times) == len(convs)}
+    torch_total = sum(totals["torch"]) if "torch" in totals else None
+    case = f"{network}: all {sum(c.count for c in convs)} convs"
+    rows += [_conv_row(case, impl, math, fwd, bwd, torch_total, sum(c.count * c.flops() for c in convs),
+                       sum(c.count * c.bytes() for c in convs)) for impl, (fwd, bwd) in totals.items()]
+    return rows
+
+
+def step_rows(device, impls, model_names, batch, repeat, warmup, torch_ref=None, math="fp32"):
+    """One row per (model, conv implementation): a full training step at ``batch``."""
+    rows = []
+    for name in model_names:
+        n = (int(name.removeprefix("resnet")) - 2) // 6
+        flops = training_step_conv_flops(cifar_resnet_convs(n, batch))
+        results = {}
+        if torch_ref is not None:
+            results["torch"] = _attempt(torch_ref.time_training_step, n, batch, device, repeat, warmup)
+        for impl in impls:
+            results[impl] = _attempt(measure.time_training_step, name, batch, device, repeat, warmup, impl)
+        case = f"{name} batch {batch}"
+        for impl, seconds in results.items():
+            if seconds is None:
+                rows.append(_failed_row("step", case, impl, math))
+                continue
+            rows.append(["step", case, impl, math, None, None, 1e3 * seconds,
+                         _ratio(seconds, results.get("torch")), flops / seconds / 1e9, None, batch / seconds])
+    return rows

@@ -1,0 +1,37 @@
+"""FLOP and byte counts of the benchmarks, against the paper and hand counts."""
+import pytest
+
+from minires.bench.cost import DIRECTIONS, ConvShape, cifar_resnet_convs
+
+
+def test_resnet20_multiply_adds_match_the_paper():
+    convs = cifar_resnet_convs(n=3, batch=1)
+    conv_macs = sum(c.count * c.macs() for c in convs)
+    fc_macs = 64 * 10
+    assert round((conv_macs + fc_macs) / 1e6, 2) == 40.55  # PAPER.md: 40.55M at 32x32
+
+
+@pytest.mark.parametrize("name,n", [("resnet20", 3), ("resnet56", 9)])
+def test_conv_shapes_match_the_model_layer_by_layer(name, n):
+    from minires.models import get_model
+    from minires.summary import summary
+    rows = [r for r in summary(get_model(name), (2, 3, 32, 32)).rows if r.type == "Conv2d"]
+    assert len(rows) == sum(c.count for c in cifar_resnet_convs(n, batch=2)) == 6 * n + 1
+    assert sum(r.macs for r in rows) == sum(c.count * c.macs() for c in cifar_resnet_convs(n, batch=2))
+
+
+def test_a_3x3_same_convolution_counted_by_hand():
+    conv = ConvShape("3x3 on 3x3", (1, 1, 3, 3), (1, 1, 3, 3), stride=1, padding=1)
+    assert conv.y_shape == (1, 1, 3, 3)
+    assert conv.flops(["forward"]) == 2 * 9 * 9        # 9 outputs, 9 taps each (padding taps included)
+    assert conv.flops() == 3 * 2 * 9 * 9
+    assert conv.bytes(["forward"]) == 4 * (9 + 9 + 9)  # read x and w, write y, float32
+    assert conv.bytes(DIRECTIONS, itemsize=8) == 3 * 8 * 27
+    assert conv.im2col_bytes() == 4 * 2 * 9 * 9        # 9 rows x 9 columns, written and read
+
+
+def test_stride_two_shrinks_the_output_and_the_work():
+    conv = ConvShape("s2", (2, 16, 32, 32), (32, 16, 3, 3), stride=2, padding=1)
+    assert conv.y_shape == (2, 32, 16, 16)
+    assert conv.macs() == 2 * 32 * 16 * 16 * 16 * 9
+    assert conv.bytes(["backward_weight"]) == 4 * (2 * 32 * 16 * 16 + 2 * 16 * 32 * 32 + 32 * 16 * 9)

@@ -1,0 +1,59 @@
+"""The benchmark machinery in a tiny mode on the CPU, so it cannot rot (no timing asserts)."""
+import pytest
+
+from minires import backend
+from minires.bench import suite
+from minires.bench.cost import ConvShape
+from minires.bench.table import format_table
+from minires.cli import main
+
+TINY = [ConvShape("tiny", (2, 3, 6, 6), (4, 3, 3, 3)), ConvShape("tiny s2", (2, 4, 6, 6), (5, 4, 3, 3), stride=2, count=2)]
+
+
+def _torch_reference_or_none():
+    try:
+        from minires.bench import torch_reference
+    except ImportError:
+        return None
+    return torch_reference
+
+
+def test_conv_rows_cover_every_shape_and_implementation_plus_totals():
+    torch_ref = _torch_reference_or_none()
+    rows = suite.conv_rows("cpu", ["numpy"], TINY, repeat=1, warmup=0, torch_ref=torch_ref, network="tiny net")
+    impls = ["numpy"] + (["torch"] if torch_ref else [])
+    assert sorted((r[1], r[2]) for r in rows) == sorted(
+        [(c.name, i) for c in TINY for i in impls] + [("tiny net: all 3 convs", i) for i in impls])
+    for row in rows:
+        assert len(row) == len(suite.HEADERS)
+        assert row[6] == pytest.approx(row[4] + row[5])  # total = forward + backward
+    text = format_table(suite.HEADERS, rows)
+    assert text.splitlines()[0].split() == [w for h in suite.HEADERS for w in h.split()]
+
+
+def test_step_rows_time_a_training_step():
+    pytest.importorskip("minires.optim")
+    torch_ref = _torch_reference_or_none()
+    rows = suite.step_rows("cpu", ["numpy"], ["resnet20"], batch=2, repeat=1, warmup=0, torch_ref=torch_ref)
+    assert [r[2] for r in rows] == (["torch"] if torch_ref else []) + ["numpy"]
+    assert all(r[0] == "step" and r[6] > 0 for r in rows)
+
+
+def test_the_pytorch_reference_resnet20_has_the_papers_parameter_count():
+    torch_ref = _torch_reference_or_none()
+    if torch_ref is None:
+        pytest.skip("PyTorch (the optional oracle) is not installed")
+    assert sum(p.numel() for p in torch_ref.cifar_resnet(3).parameters()) == 269_722  # PAPER.md, option A
+
+
+def test_table_aligns_text_left_and_numbers_right():
+    lines = format_table(["name", "ms"], [["a", 1.5], ["longer", None]]).splitlines()
+    assert lines == ["name      ms", "------  ----", "a       1.50", "longer     -"]
+
+
+def test_bench_list_and_a_clear_error_without_a_gpu(capsys):
+    assert main(["bench", "list"]) == 0
+    assert "conv2d" in capsys.readouterr().out
+    if not backend.cuda_available():
+        assert main(["bench", "gpu"]) == 1
+        assert "no usable GPU" in capsys.readouterr().err
