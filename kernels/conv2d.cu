@@ -159,7 +159,8 @@ __device__ void implicit_gemm(const Problem& p, real* out, int m_size, int n_siz
     __shared__ real b_tile[TILE_K][TILE_N];
     const int tx = threadIdx.x, ty = threadIdx.y, thread = ty * BLOCK_SIDE + tx;
     const int m0 = blockIdx.y * TILE_M, j0 = blockIdx.x * TILE_N;
-    const int k_begin = blockIdx.z * k_chunk, k_end = min(k_size, k_begin + k_chunk);
+    const int k_begin = blockIdx.z * k_chunk;
+    const int k_end = k_begin + k_chunk < k_size ? k_begin + k_chunk : k_size;
     real acc[MICRO][MICRO] = {};
 
     for (int k0 = k_begin; k0 < k_end; k0 += TILE_K) {

@@ -4,10 +4,9 @@ The simulator has to be chosen before ``numba.cuda`` is first imported, and cann
 the kernels run in a child process: this file, run as a script with ``NUMBA_ENABLE_CUDASIM=1``.
 The child only runs the kernels and saves their outputs; this process computes the NumPy
 reference and compares. The rest of the test session keeps the real ``numba.cuda`` (the GPU
-tests need it). The simulator is slow, so the shapes are tiny, but they cover batch 1, stride 2,
-padding, odd and rectangular sizes, 1x1 kernels, and more than one tile in each GEMM dimension
-(which also makes backward-weight split its reduction).
+tests need it). The shapes are the tiny ones of ``conv_cases.py``.
 """
+import itertools
 import os
 import subprocess
 import sys
@@ -15,48 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conv_cases import CASES, assert_matches_reference, case_inputs, run_direction, runs
 
-from minires.functional.conv import Im2colConv2d
 from minires.gpu.numba_kernels import NumbaConv2d, NumbaTiledConv2d
 
-CASES = {  # name: (x_shape, w_shape, stride, padding)
-    "single-pixel": ((1, 1, 1, 1), (1, 1, 1, 1), (1, 1), (0, 0)),
-    "batch1-same-padding": ((1, 3, 5, 5), (4, 3, 3, 3), (1, 1), (1, 1)),
-    "stride2-odd-size": ((2, 2, 7, 6), (3, 2, 3, 3), (2, 2), (1, 1)),
-    "rectangular-mixed": ((2, 3, 6, 5), (2, 3, 3, 2), (2, 1), (0, 2)),
-    "projection-1x1-stride2": ((3, 2, 4, 4), (5, 2, 1, 1), (2, 2), (0, 0)),
-    "several-tiles": ((1, 2, 9, 9), (66, 2, 1, 1), (1, 1), (0, 0)),
-}
-FLOAT32_CASE = "stride2-odd-size"
 IMPLS = {"numba-cuda": NumbaConv2d, "numba-cuda-tiled": NumbaTiledConv2d}
-DIRECTIONS = ("forward", "backward_data", "backward_weight")
-
-
-def case_inputs(name, dtype):
-    """The same random (x, w, gy) in the child and in the parent."""
-    x_shape, w_shape, stride, padding = CASES[name]
-    rng = np.random.default_rng(sorted(CASES).index(name))
-    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
-    out_hw = [(x_shape[2 + i] + 2 * padding[i] - w_shape[2 + i]) // stride[i] + 1 for i in range(2)]
-    gy = rng.standard_normal((x_shape[0], w_shape[0], *out_hw)).astype(dtype)
-    return x, w, gy
-
-
-def run_direction(impl, direction, x, w, gy, stride, padding):
-    if direction == "forward":
-        return impl.forward(x, w, stride, padding)
-    if direction == "backward_data":
-        return impl.backward_data(gy, w, x.shape, stride, padding)
-    return impl.backward_weight(gy, x, w.shape, stride, padding)
-
-
-def runs():
-    """(case, dtype, impl, direction) for every check."""
-    for case in CASES:
-        for dtype in ("float64", "float32") if case == FLOAT32_CASE else ("float64",):
-            for impl in IMPLS:
-                for direction in DIRECTIONS:
-                    yield case, dtype, impl, direction
 
 
 def _key(case, dtype, impl, direction):
@@ -68,7 +30,7 @@ def _child(out_path):
     from numba import config
     assert config.ENABLE_CUDASIM, "run with NUMBA_ENABLE_CUDASIM=1 (as the fixture does)"
     results = {}
-    for case, dtype, impl_name, direction in runs():
+    for (case, dtype, direction), impl_name in itertools.product(runs(), IMPLS):
         x, w, gy = case_inputs(case, dtype)
         outputs = run_direction(IMPLS[impl_name], direction, x, w, gy, *CASES[case][2:])
         results[_key(case, dtype, impl_name, direction)] = outputs
@@ -89,15 +51,10 @@ def simulated(tmp_path_factory):
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("case,dtype,impl,direction", list(runs()))
-def test_numba_cuda_kernel_matches_numpy_reference(simulated, case, dtype, impl, direction):
-    x, w, gy = case_inputs(case, "float64")
-    expected = run_direction(Im2colConv2d, direction, x, w, gy, *CASES[case][2:])
-    actual = simulated[_key(case, dtype, impl, direction)]
-    assert actual.dtype == np.dtype(dtype) and actual.shape == expected.shape
-    rtol = 1e-12 if dtype == "float64" else 1e-5
-    scale = np.abs(expected).max()
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case,dtype,direction", list(runs()))
+def test_numba_cuda_kernel_matches_numpy_reference(simulated, case, dtype, direction, impl):
+    assert_matches_reference(simulated[_key(case, dtype, impl, direction)], case, dtype, direction)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@ r"""The two GPU convolution algorithms, written once; CuPy and Numba CUDA supply
 
 Both follow the conv2d contract of :mod:`minires.functional.conv` (NCHW, weight
 ``(c_out, c_in, kh, kw)``, no bias, ``stride``/``padding`` as int pairs) and work for any array
-module ``xp`` (CuPy on a GPU; NumPy when the Numba kernels run in the CUDA simulator).
+module ``xp`` (CuPy on a GPU; NumPy when the tests run the kernels on the CPU, in Numba's CUDA
+simulator or in a CUDA C emulation).
 
 **im2col + GEMM** (:class:`Im2colGemm`). With the column matrix
 :math:`X^{col}` (``c_in*kh*kw`` x ``n*out_h*out_w``) and the weight as a matrix
@@ -27,7 +28,7 @@ from .. import backend
 from ..kernels.conv2d_index import ConvGeometry
 from .launch import BLOCKS_PER_SM, check_int32, split_k
 
-SIMULATOR_TARGET_BLOCKS = 8  # NumPy arrays mean the CUDA simulator: few blocks, yet a split reduction
+CPU_STAND_IN_BLOCKS = 8  # NumPy arrays: a CPU stand-in for the GPU in the tests; still splits the reduction
 
 
 def prepare(op: str, *arrays):
@@ -61,8 +62,8 @@ def from_channels_first(matrix, n, h, w):
 
 def target_blocks(xp) -> int:
     """How many blocks a launch should have to fill the GPU of ``xp``'s arrays."""
-    if xp is np:  # NumPy arrays: the kernels run in the CUDA simulator
-        return SIMULATOR_TARGET_BLOCKS
+    if xp is np:  # Numba's CUDA simulator, or the tests' CUDA C emulation
+        return CPU_STAND_IN_BLOCKS
     return BLOCKS_PER_SM * xp.cuda.Device().attributes["MultiProcessorCount"]
 
 
