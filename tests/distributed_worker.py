@@ -1,7 +1,8 @@
 """Run by tests/test_distributed.py, under ``mpirun -n K`` or as a single process.
 
 Checks the collectives, records this rank's sampler shard, and trains a tiny float64 net for a few
-SGD steps with per-rank batch ``--batch``, once with synchronized BatchNorm and once without. Writes
+steps of SGD (momentum, weight decay) with per-rank batch ``--batch``, once with synchronized
+BatchNorm and once without. Writes
 ``rank<R>.json`` (collectives, shard) and ``rank<R>-<variant>.npz`` (final state dict) to ``--out``.
 """
 import argparse
@@ -14,6 +15,7 @@ import minires as mr
 import minires.functional as F
 from minires import distributed as dist
 from minires import nn
+from minires.optim import SGD
 
 DATA_SIZE, STEPS, LR = 33, 3, 0.2
 
@@ -31,15 +33,14 @@ def train(comm, batch, sync_bn):
     if sync_bn:
         model = dist.convert_sync_batchnorm(model, comm)
     dist.broadcast_state(model, comm)
+    optimizer = SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=1e-4)
     shard = list(dist.DistributedSampler(range(DATA_SIZE), comm.world_size, comm.rank, seed=7))
     for step in range(STEPS):
         index = shard[step * batch:(step + 1) * batch]
-        model.zero_grad()
+        optimizer.zero_grad()
         F.cross_entropy(model(mr.tensor(images[index])), mr.tensor(labels[index])).backward()
         dist.allreduce_gradients(model.parameters(), comm)
-        with mr.no_grad():
-            for p in model.parameters():
-                p.data -= LR * p.grad.data
+        optimizer.step()
     return model.state_dict(), shard
 
 
