@@ -201,6 +201,12 @@ def test_sampler_is_seeded_per_epoch():
     assert list(dist.DistributedSampler(range(6), 2, 1, shuffle=False)) == [1, 3, 5]
 
 
+def test_sampler_without_drop_last_covers_everything_for_evaluation():
+    shards = [list(dist.DistributedSampler(range(11), 3, r, shuffle=False, drop_last=False)) for r in range(3)]
+    assert shards == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
+    assert [len(dist.DistributedSampler(range(11), 3, r, drop_last=False)) for r in range(3)] == [4, 4, 3]
+
+
 def test_sampler_rejects_bad_ranks():
     with pytest.raises(ValueError, match="rank 2"):
         dist.DistributedSampler(range(10), 2, 2)
@@ -259,11 +265,24 @@ def test_broadcast_state_copies_rank_0():
             np.testing.assert_array_equal(value, expected[key])
 
 
+def test_average_buffers_averages_running_statistics_only():
+    models = [nn.BatchNorm2d(2) for _ in range(2)]
+    for rank, model in enumerate(models):
+        model.running_mean.data[...] = [rank, 2.0 * rank]
+        model.num_batches_tracked.data[...] = 5
+    ThreadRanks(2).run(lambda comm: dist.average_buffers(models[comm.rank], comm))
+    for model in models:
+        np.testing.assert_array_equal(model.running_mean.numpy(), [0.5, 1.0])
+        np.testing.assert_array_equal(model.running_var.numpy(), [1.0, 1.0])
+        assert int(model.num_batches_tracked.item()) == 5
+
+
 def test_init_single_process_outside_mpirun(monkeypatch):
     for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
         monkeypatch.delenv(name, raising=False)
-    comm = dist.init()
+    comm = dist.init(device="cuda")
     assert isinstance(comm, dist.SingleProcess) and comm.world_size == 1 and comm.is_root
+    assert dist.rank_device("cpu", comm) == "cpu"
     with pytest.raises(ValueError, match="unknown backend"):
         dist.init("gloo")
 

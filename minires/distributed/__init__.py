@@ -25,6 +25,6 @@ By hand::
     optimizer.step()
 """
 from .comm import (Communicator, MPICommunicator, NCCLCommunicator, SingleProcess, init,
-                   launched_by_mpirun)
-from .data_parallel import DistributedSampler, allreduce_gradients, broadcast_state
+                   launched_by_mpirun, rank_device)
+from .data_parallel import DistributedSampler, allreduce_gradients, average_buffers, broadcast_state
 from .sync_batchnorm import SyncBatchNorm, SyncBatchNormTrain, convert_sync_batchnorm, sync_batch_norm

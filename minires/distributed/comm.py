@@ -154,11 +154,6 @@ class NCCLCommunicator(Communicator):
         unique_id = mpi.comm.bcast(unique_id, root=0)
         self.comm = self.nccl.NcclCommunicator(self.world_size, unique_id, self.rank)
 
-    @property
-    def device(self) -> str:
-        """The device string of the GPU this rank drives (``"cuda:N"``)."""
-        return f"cuda:{self.cupy.cuda.Device().id}"
-
     def _nccl_dtype(self, array):
         names = {np.dtype(np.float16): "NCCL_FLOAT16", np.dtype(np.float32): "NCCL_FLOAT32",
                  np.dtype(np.float64): "NCCL_FLOAT64", np.dtype(np.int32): "NCCL_INT32",
@@ -188,14 +183,15 @@ class NCCLCommunicator(Communicator):
         self.mpi.barrier()
 
 
-def init(backend_name: str = "auto") -> Communicator:
+def init(backend_name: str = "auto", device: str = "cpu") -> Communicator:
     """The communicator for this process.
 
-    ``"auto"``: MPI when started by ``mpirun`` with several ranks, else :class:`SingleProcess`.
-    ``"mpi"``, ``"nccl"`` or ``"none"`` choose explicitly (``"nccl"`` for CuPy models on GPUs).
+    ``"auto"``: under ``mpirun`` with several ranks, NCCL when ``device`` is a GPU and MPI otherwise;
+    else :class:`SingleProcess`. ``"mpi"``, ``"nccl"`` or ``"none"`` choose explicitly.
     """
     if backend_name == "auto":
-        backend_name = "mpi" if launched_by_mpirun() else "none"
+        on_gpu = str(device).startswith("cuda")
+        backend_name = ("nccl" if on_gpu else "mpi") if launched_by_mpirun() else "none"
     if backend_name == "none":
         return SingleProcess()
     if backend_name == "mpi":
@@ -203,3 +199,12 @@ def init(backend_name: str = "auto") -> Communicator:
     if backend_name == "nccl":
         return NCCLCommunicator()
     raise ValueError(f"distributed.init: unknown backend {backend_name!r}; use 'auto', 'mpi', 'nccl' or 'none'")
+
+
+def rank_device(device: str, comm: Communicator) -> str:
+    """The device this rank computes on: with several ranks, ``"cuda"`` means this rank's own GPU
+    (``local_rank`` modulo the GPUs of its machine); any other device string is kept as given."""
+    if comm.world_size == 1 or str(device).strip().lower() != "cuda":
+        return backend.parse_device(device)
+    backend.parse_device(device)  # raises a clear error when there is no GPU
+    return f"cuda:{comm.local_rank % backend.cupy_or_none().cuda.runtime.getDeviceCount()}"

@@ -21,6 +21,18 @@ def broadcast_state(module, comm, root: int = 0) -> None:
         comm.broadcast(tensor.data, root=root)
 
 
+def average_buffers(module, comm) -> None:
+    """Average the floating-point buffers (BN running statistics) over the ranks, in place.
+
+    With per-rank BN each replica's running statistics follow its own shard; averaging them before
+    evaluating or saving makes the replicas identical again (with synchronized BN they already are).
+    """
+    for tensor in module.buffers():
+        if tensor.dtype.kind == "f":
+            comm.allreduce_sum(tensor.data)
+            tensor.data /= comm.world_size
+
+
 def allreduce_gradients(parameters, comm) -> None:
     r"""Replace each parameter's ``.grad`` by its average over the ranks: :math:`g \leftarrow \frac1K\sum_r g_r`.
 
@@ -51,28 +63,35 @@ class DistributedSampler:
     every rank, and rank ``r`` of ``K`` takes positions ``r, r + K, r + 2K, ...``. A DataLoader that
     cuts this rank's indices into batches of ``B`` then gives, at step ``t``, this rank's part of the
     global batch ``order[tKB : (t+1)KB]``: the ``K`` ranks together see exactly the batch of ``KB``
-    that a single process would see. The last ``len(dataset) mod K`` indices of each shuffled order
-    are left out, so that every rank has the same number of examples at every step.
+    that a single process would see. With ``drop_last=True`` (for training) the last
+    ``len(dataset) mod K`` indices of each order are left out, so that every rank has the same
+    number of examples at every step; with ``drop_last=False`` (for evaluation) the shares cover the
+    whole dataset and differ in length by at most one (PyTorch pads them with repeats instead).
 
     Call ``set_epoch(e)`` before each epoch (the DataLoader does, when given a sampler).
     """
 
-    def __init__(self, dataset, num_replicas: int, rank: int, shuffle: bool = True, seed: int = 0):
+    def __init__(self, dataset, num_replicas: int, rank: int, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = True):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"DistributedSampler: rank {rank} is not in range(num_replicas={num_replicas})")
         if len(dataset) < num_replicas:
             raise ValueError(f"DistributedSampler: {len(dataset)} examples cannot be shared among {num_replicas} "
                              "ranks; use fewer ranks or more data")
         self.dataset_size, self.num_replicas, self.rank = len(dataset), int(num_replicas), int(rank)
-        self.shuffle, self.seed, self.epoch = shuffle, int(seed), 0
+        self.shuffle, self.seed, self.drop_last, self.epoch = shuffle, int(seed), drop_last, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self.dataset_size // self.num_replicas
+        return len(range(self.rank, self._end(), self.num_replicas))
+
+    def _end(self) -> int:
+        """Where the shares stop: before the remainder with ``drop_last``, else at the end."""
+        return self.dataset_size - self.dataset_size % self.num_replicas if self.drop_last else self.dataset_size
 
     def __iter__(self):
         n = self.dataset_size
         order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
-        return iter(order[self.rank:len(self) * self.num_replicas:self.num_replicas].tolist())
+        return iter(order[self.rank:self._end():self.num_replicas].tolist())
