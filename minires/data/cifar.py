@@ -1,0 +1,72 @@
+"""CIFAR-10 from the official binary archive (https://www.cs.toronto.edu/~kriz/cifar.html).
+
+``cifar-10-binary.tar.gz`` unpacks to ``cifar-10-batches-bin/`` with ``data_batch_1.bin`` ..
+``data_batch_5.bin`` (training, 10,000 images each) and ``test_batch.bin``. Each file is a plain
+sequence of 3,073-byte records: one label byte (0..9), then the 32x32 red, green and blue planes
+(1,024 bytes each, row-major). That is read by byte slicing alone — no pickle is ever loaded, so a
+tampered download cannot run code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import ArrayDataset
+from .files import DatasetFileError, download as fetch, read_bytes, safe_extract_tar
+
+RECORD = 1 + 3 * 32 * 32
+
+
+class CIFAR10(ArrayDataset):
+    """CIFAR-10 from ``root``: the unpacked ``cifar-10-batches-bin`` folder, or the archive (unpacked
+    on first use), or — with ``download=True`` — fetched from the official site and MD5-checked.
+    """
+
+    url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+    md5 = "c32a1d4ab5d03f1284b67883e8d87530"  # published on the CIFAR page
+    archive = "cifar-10-binary.tar.gz"
+    folder = "cifar-10-batches-bin"
+    train_files = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+    test_files = ("test_batch.bin",)
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+    def __init__(self, root, train: bool = True, download: bool = False, progress: bool = True):
+        folder = self._locate(Path(root), download, progress)
+        parts = [read_batch(folder / name) for name in (self.train_files if train else self.test_files)]
+        super().__init__(np.concatenate([images for images, _ in parts]),
+                         np.concatenate([labels for _, labels in parts]))
+        self.train = bool(train)
+
+    def _locate(self, root: Path, download: bool, progress: bool) -> Path:
+        folder, archive = root / self.folder, root / self.archive
+        if not self._complete(folder):
+            if not archive.is_file():
+                if not download:
+                    raise FileNotFoundError(
+                        f"CIFAR10: neither {folder} nor {archive} exists. Pass download=True (minires train "
+                        f"--download) to fetch it, or put {self.archive} from {self.url} in {root}.")
+                fetch(self.url, archive, self.md5, progress=progress)
+            safe_extract_tar(archive, root)
+        missing = [name for name in self.train_files + self.test_files if not (folder / name).is_file()]
+        if missing:
+            raise DatasetFileError(f"CIFAR10: {folder} lacks {', '.join(missing)}; the archive {archive} is "
+                                   "incomplete — delete both and download again")
+        return folder
+
+    def _complete(self, folder: Path) -> bool:
+        return all((folder / name).is_file() for name in self.train_files + self.test_files)
+
+
+def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) of one CIFAR-10 binary batch file."""
+    raw = read_bytes(path)
+    if not raw or len(raw) % RECORD:
+        raise DatasetFileError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte records "
+                               "(1 label byte + 3072 pixel bytes); the file is truncated or corrupt")
+    records = np.frombuffer(raw, np.uint8).reshape(-1, RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        bad = int(np.argmax(labels > 9))
+        raise DatasetFileError(f"{path}: record {bad} has label {labels[bad]}, expected 0..9; the file is corrupt")
+    return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
