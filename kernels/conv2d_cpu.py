@@ -1,0 +1,80 @@
+"""conv2d's data movers for the CPU in Numba (``@njit(parallel=True)``): im2col and col2im.
+
+The products stay with BLAS (NumPy's matmul, see :mod:`minires.cpu.conv`); these kernels only
+move data between NCHW images and the *pixel-major* column matrix ``col`` of that module:
+row ``(b, oh, ow)`` (image, output pixel), column ``(r, s, ci)`` (kernel tap, input channel),
+
+    col[(b*out_h + oh)*out_w + ow, (r*kw + s)*c_in + ci] = x[b, ci, ih, iw],
+    ih = oh*stride_h - pad_h + r,   iw = ow*stride_w - pad_w + s,
+
+zero where ``(ih, iw)`` falls in the padding. ``input_index`` / ``output_index`` are the very
+functions of ``conv2d_index.py`` that the CUDA kernels use, compiled here for the CPU.
+
+One ``prange`` iteration is what a thread computes (2-16 cores, so each gets a whole row of
+the image, not one value as on the GPU):
+
+* ``im2col``: iteration ``(b, oh)`` fills the ``out_w`` rows of the column matrix for output
+  row ``oh`` of image ``b``: ``out_w * kh*kw*c_in`` contiguous values, written once each (the
+  padding as zeros, so the buffer may start uninitialised). It reads ``kh`` rows of every channel
+  of ``x[b]``, a few KiB that stay in L1/L2 while the row is built.
+* ``col2im``: iteration ``(b, ih)`` owns input row ``ih`` of image ``b`` in every channel and
+  *gathers* each pixel's gradient: for every tap ``(r, s)`` it finds the output ``(oh, ow)`` that
+  read the pixel through that tap (``output_index``; none when the division is not exact) and adds
+  the ``c_in`` contiguous column entries. Each value of ``gx`` is written by one iteration only:
+  no atomics, no races, and one pass over the column gradient instead of NumPy's ``kh*kw``
+  read-modify-write passes plus a transpose.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import conv2d_index
+
+input_index = njit(inline="always", cache=True)(conv2d_index.input_index)
+output_index = njit(inline="always", cache=True)(conv2d_index.output_index)
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, g, col):
+    """Fill the pixel-major ``col`` (``n*out_h*out_w`` x ``kh*kw*c_in``) from NCHW ``x`` (geometry ``g``)."""
+    for image_row in prange(g.n * g.out_h):
+        b, oh = image_row // g.out_h, image_row % g.out_h
+        rows = np.zeros((g.kh, g.w, g.c_in), dtype=x.dtype)   # the kh input rows read, channels last
+        for r in range(g.kh):
+            ih = input_index(oh, r, g.stride_h, g.pad_h, g.h)
+            if ih >= 0:
+                for ci in range(g.c_in):
+                    for iw in range(g.w):
+                        rows[r, iw, ci] = x[b, ci, ih, iw]
+        first = image_row * g.out_w
+        for ow in range(g.out_w):
+            for r in range(g.kh):
+                for s in range(g.kw):
+                    start = (r * g.kw + s) * g.c_in
+                    iw = input_index(ow, s, g.stride_w, g.pad_w, g.w)
+                    for ci in range(g.c_in):
+                        col[first + ow, start + ci] = rows[r, iw, ci] if iw >= 0 else 0
+
+
+@njit(parallel=True, cache=True)
+def col2im(gcol, g, gx):
+    """Fill NCHW ``gx``: each pixel's gradient gathered from the pixel-major column gradient ``gcol``."""
+    for image_row in prange(g.n * g.h):
+        b, ih = image_row // g.h, image_row % g.h
+        row = np.zeros((g.w, g.c_in), dtype=gx.dtype)          # gx[b, :, ih, :], channels last
+        for r in range(g.kh):
+            oh = output_index(ih, r, g.stride_h, g.pad_h, g.out_h)
+            if oh < 0:
+                continue
+            first = (b * g.out_h + oh) * g.out_w
+            for ow in range(g.out_w):
+                for s in range(g.kw):
+                    iw = input_index(ow, s, g.stride_w, g.pad_w, g.w)
+                    if iw >= 0:
+                        start = (r * g.kw + s) * g.c_in
+                        for ci in range(g.c_in):
+                            row[iw, ci] += gcol[first + ow, start + ci]
+        for ci in range(g.c_in):
+            for iw in range(g.w):
+                gx[b, ci, ih, iw] = row[iw, ci]

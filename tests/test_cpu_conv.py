@@ -1,0 +1,104 @@
+"""The fast CPU conv2d paths (numpy-fast, numba) against the NumPy reference, on drawn shapes."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minires as mr
+import minires.functional as F
+from minires import backend
+from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col
+from minires.functional.conv import Im2colConv2d
+
+FAST = [name for name in ("numpy-fast", "numba") if name in backend.available("conv2d")]
+
+
+def implementation(name, chunk_bytes):
+    """The registered movers of ``name`` in an algorithm with a given chunk size."""
+    registered = backend.lookup("conv2d", np.zeros(1), name)[1]
+    return ChunkedIm2colGemm(registered.im2col, registered.col2im, chunk_bytes)
+
+
+@st.composite
+def problems(draw):
+    """A conv2d problem (kernel fits the padded input), a chunk size and a dtype."""
+    kernel = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]))
+    stride = draw(st.sampled_from([(1, 1), (2, 2), (2, 1), (3, 3)]))
+    padding = draw(st.sampled_from([(0, 0), (1, 1), (2, 2), (0, 1)]))
+    hw = tuple(draw(st.integers(max(1, kernel[a] - 2 * padding[a]), 9)) for a in (0, 1))
+    shapes = dict(n=draw(st.integers(1, 5)), c=draw(st.integers(1, 6)), o=draw(st.integers(1, 5)), hw=hw)
+    # chunk sizes from "one image per chunk" to "the whole batch at once"
+    return dict(shapes, kernel=kernel, stride=stride, padding=padding,
+                chunk_bytes=draw(st.sampled_from([1, 300, 2000, 2 ** 20])),
+                dtype=draw(st.sampled_from(["float32", "float64"])), seed=draw(st.integers(0, 2 ** 16)))
+
+
+def arrays(p):
+    rng = np.random.default_rng(p["seed"])
+    x = rng.standard_normal((p["n"], p["c"]) + p["hw"]).astype(p["dtype"])
+    w = rng.standard_normal((p["o"], p["c"]) + p["kernel"]).astype(p["dtype"])
+    y_shape = Im2colConv2d.forward(x, w, p["stride"], p["padding"]).shape
+    gy = rng.standard_normal(y_shape).astype(p["dtype"])
+    return x, w, gy
+
+
+@pytest.mark.parametrize("name", FAST)
+@settings(max_examples=25, deadline=None)
+@given(p=problems())
+def test_agrees_with_the_reference(name, p):
+    x, w, gy = arrays(p)
+    fast, ref = implementation(name, p["chunk_bytes"]), Im2colConv2d
+    s, pad = p["stride"], p["padding"]
+    rtol = 1e-5 if p["dtype"] == "float32" else 1e-12
+    pairs = [(fast.forward(x, w, s, pad), ref.forward(x, w, s, pad)),
+             (fast.backward_data(gy, w, x.shape, s, pad), ref.backward_data(gy, w, x.shape, s, pad)),
+             (fast.backward_weight(gy, x, w.shape, s, pad), ref.backward_weight(gy, x, w.shape, s, pad))]
+    for mine, expected in pairs:
+        assert mine.dtype == expected.dtype and mine.shape == expected.shape
+        scale = max(1.0, float(np.abs(expected).max()))
+        np.testing.assert_allclose(mine, expected, rtol=0, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_gradcheck_through_the_op(name):
+    rng = np.random.default_rng(1)
+    x = mr.Tensor(rng.standard_normal((3, 2, 6, 5)), requires_grad=True)
+    w = mr.Tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    b = mr.Tensor(rng.standard_normal(4), requires_grad=True)
+    assert mr.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, impl=name), [x, w, b])
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_non_contiguous_inputs(name):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 5, 7, 3)).transpose(0, 3, 1, 2)   # (2, 3, 5, 7), channels last in memory
+    w = rng.standard_normal((2, 6, 3, 3))[:, ::2]                 # (2, 3, 3, 3), every other channel
+    gy = rng.standard_normal((2, 2, 3, 4))[..., ::-1]              # negative strides
+    fast = backend.lookup("conv2d", x, name)[1]
+    args = ((2, 2), (1, 1))
+    np.testing.assert_allclose(fast.forward(x, w, *args), Im2colConv2d.forward(x, w, *args), atol=1e-12)
+    np.testing.assert_allclose(fast.backward_data(gy, w, x.shape, *args),
+                               Im2colConv2d.backward_data(gy, w, x.shape, *args), atol=1e-12)
+    np.testing.assert_allclose(fast.backward_weight(gy, x, w.shape, *args),
+                               Im2colConv2d.backward_weight(gy, x, w.shape, *args), atol=1e-12)
+
+
+def test_numpy_movers_match_the_definition():
+    """im2col entry by entry from the formula; col2im is its adjoint: <col2im(G), x> = <G, im2col(x)>."""
+    from minires.kernels.conv2d_index import ConvGeometry
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 5, 4))
+    g = ConvGeometry.of(x.shape, (1, 3, 3, 2), (2, 1), (1, 1))
+    col = np.empty((g.n * g.out_h * g.out_w, g.kh * g.kw * g.c_in))
+    numpy_im2col(x, g, col)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    for b, i, j, p, q, c in np.ndindex(g.n, g.out_h, g.out_w, g.kh, g.kw, g.c_in):
+        assert col[(b * g.out_h + i) * g.out_w + j, (p * g.kw + q) * g.c_in + c] == padded[b, c, 2 * i + p, j + q]
+    gcol, gx = rng.standard_normal(col.shape), np.empty_like(x)
+    numpy_col2im(gcol, g, gx)
+    assert np.isclose(np.vdot(gx, x), np.vdot(gcol, col))
+
+
+def test_a_fast_path_is_the_cpu_default():
+    name, _ = backend.lookup("conv2d", np.zeros((1, 1, 1, 1)))
+    assert name == ("numba" if "numba" in FAST else "numpy-fast")
