@@ -10,6 +10,7 @@ Quick tour::
 """
 from . import backend, functional
 from . import gpu  # registers the CUDA implementations; imports neither CuPy nor Numba
+from . import cpu  # registers the fast CPU implementations (Numba kernels compile on first use)
 from .autograd import (Function, Tensor, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
                        tensor)
 from .gradcheck import GradcheckError, gradcheck
