@@ -114,13 +114,15 @@ def register(op: str, name: str, device: str = "cpu", default: bool = False) -> 
     return decorate
 
 
-def available(op: str | None = None):
-    """Names of the implementations of ``op`` usable on this machine (all ops: a dict)."""
+def available(op: str | None = None, device: str | None = None):
+    """Names of the implementations of ``op`` usable on this machine (all ops: a dict); with
+    ``device`` ("cpu" or "cuda") only those that run there."""
     if op is None:
-        return {name: available(name) for name in sorted(_REGISTRY)}
+        return {name: available(name, device) for name in sorted(_REGISTRY)}
     if op not in _REGISTRY:
         raise KeyError(f"no op {op!r} in the registry; known ops: {sorted(_REGISTRY)}")
-    return [name for name, (_, dev) in _REGISTRY[op].impls.items() if dev == "cpu" or cuda_available()]
+    return [name for name, (_, dev) in _REGISTRY[op].impls.items()
+            if (dev == "cpu" or cuda_available()) and device in (None, dev)]
 
 
 def use(op: str, name: str) -> None:

@@ -189,6 +189,7 @@ def test_gpu_implementations_are_registered_for_cuda_and_listed_only_with_a_gpu(
         with pytest.raises(ValueError, match="runs on cuda but the data is on cpu"):
             backend.lookup(op, x, name)
         assert (name in backend.available(op)) == backend.cuda_available()
+        assert name not in backend.available(op, device="cpu") and "numpy" in backend.available(op, device="cpu")
 
 
 def test_choosing_a_cuda_default_leaves_the_cpu_default_alone():

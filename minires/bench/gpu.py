@@ -54,7 +54,7 @@ def run(args) -> int:
     tests_passed, test_summary = (True, "not run (--skip-tests)") if args.skip_tests else \
         run_gpu_tests(out / f"{stem}-tests.log")
     torch_ref, torch_note = _torch_reference()
-    impls = [name for name in backend.available("conv2d") if name != "numpy"]
+    impls = backend.available("conv2d", device="cuda")
     notes, rows = [torch_note], []
     for tf32 in (False, True):
         if not set_tf32(tf32, torch_ref) and tf32:
@@ -76,7 +76,7 @@ def run_gpu_tests(log: Path) -> tuple[bool, str]:
     """Run the ``gpu`` tests in a child pytest; return (passed, summary lines) and keep the log."""
     if not TESTS.is_file():
         return False, f"{TESTS} not found: run the benchmark from a source checkout"
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "--tb=short", "-p", "no:cacheprovider", str(TESTS)]
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "--tb=short", "-p", "no:cacheprovider", str(TESTS)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=TESTS.parents[1])
     log.write_text(result.stdout + result.stderr)
     print(result.stdout[-6000:] + result.stderr[-2000:])
