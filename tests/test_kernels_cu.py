@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conv_cases import assert_matches_reference, case_inputs, run_direction, runs
+from conv_cases import CASES, assert_matches_reference, case_inputs, run_direction, runs
 
 from minires.functional.norm import NumpyBatchNorm
 from minires.gpu import cupy_kernels
@@ -90,7 +90,7 @@ def emulated_kernel(tmp_path_factory):
         return ctypes.CDLL(str(path))
 
     def kernel(source, name, dtype):
-        return EmulatedKernel(library(source, {"float32": "float", "float64": "double"}[np.dtype(dtype).name]), name)
+        return EmulatedKernel(library(source, cupy_kernels.C_TYPES[np.dtype(dtype).name]), name)
 
     return kernel
 
@@ -105,7 +105,6 @@ def emulated_gpu(monkeypatch, emulated_kernel):
 @pytest.mark.parametrize("impl", [cupy_kernels.CupyConv2d, cupy_kernels.CupyTiledConv2d], ids=["cupy", "cupy-tiled"])
 @pytest.mark.parametrize("case,dtype,direction", list(runs()))
 def test_emulated_conv_kernels_match_numpy_reference(emulated_gpu, impl, case, dtype, direction):
-    from conv_cases import CASES
     x, w, gy = case_inputs(case, dtype)
     assert_matches_reference(run_direction(impl, direction, x, w, gy, *CASES[case][2:]), case, dtype, direction)
 

@@ -25,7 +25,7 @@ from ..kernels import source_path
 from .conv_algorithms import Im2colGemm, ImplicitGemm, prepare
 from .launch import THREADS, blocks_for, check_int32, tiled_grid
 
-_C_TYPE = {"float32": "float", "float64": "double"}
+C_TYPES = {"float32": "float", "float64": "double"}  # dtype -> the MINIRES_REAL a .cu file is built with
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,7 +34,7 @@ def _module(source: str, dtype_name: str):
     if cupy is None:
         raise RuntimeError("the 'cupy' kernels need CuPy: pip install 'minires[gpu]' on a machine with a GPU")
     return cupy.RawModule(code=source_path(source).read_text(),
-                          options=(f"-DMINIRES_REAL={_C_TYPE[dtype_name]}",))
+                          options=(f"-DMINIRES_REAL={C_TYPES[dtype_name]}",))
 
 
 def kernel(source: str, name: str, dtype):
