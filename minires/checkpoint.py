@@ -1,0 +1,135 @@
+"""Checkpoints as NumPy ``.npz`` + JSON, written atomically. No pickle anywhere.
+
+A checkpoint is a nested state (dicts and lists of NumPy arrays, numbers, strings, None). Saving
+splits it in two: every array goes into ``NAME-<id>.npz`` under its path in the tree
+(``model/layer1.0.bn1.running_var``), everything else into ``NAME.json``, with each array replaced
+by ``{"__array__": path}``. The JSON also names its ``.npz`` and records its SHA-256.
+
+Why a kill mid-save cannot break it — the writes are ordered:
+
+1. the arrays go to a temporary file, flushed to disk, then ``os.replace``-d to a *new* name
+   (``NAME-<id>.npz``; the previous checkpoint's ``.npz`` is untouched);
+2. the JSON goes to a temporary file, flushed, then ``os.replace``-d over ``NAME.json``. That rename
+   is atomic: a reader sees the old JSON (pointing to the old, intact ``.npz``) or the new one;
+3. only then is the previous ``.npz`` deleted.
+
+Stale temporary files from an interrupted save are ignored (and removed by the next save).
+JSON object keys are strings: integer keys (e.g. the optimizer's parameter indices) come back as
+strings, which the ``load_state_dict`` methods accept.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "minires-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing its array file, or the file does not match what the JSON recorded."""
+
+
+def save_checkpoint(folder, state: dict, name: str = "checkpoint") -> Path:
+    """Write ``state`` as ``folder/NAME.json`` + ``folder/NAME-<id>.npz``, atomically; return the JSON path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    tree = _split(state, "", arrays)
+    array_file = f"{name}-{uuid.uuid4().hex[:12]}.npz"
+    _atomic_write(folder / array_file, lambda f: np.savez(f, **arrays))
+    meta = {"format": FORMAT, "version": VERSION, "arrays": array_file,
+            "sha256": _sha256(folder / array_file), "state": tree}
+    _atomic_write(folder / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    _remove_stale(folder, name, keep=array_file)
+    return folder / f"{name}.json"
+
+
+def load_checkpoint(folder, name: str = "checkpoint") -> dict:
+    """The state saved by :func:`save_checkpoint` in ``folder``."""
+    path = Path(folder) / f"{name}.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint {path}; train first (without --resume) or check --out") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a minires checkpoint (format {meta.get('format')!r})")
+    array_path = path.parent / meta["arrays"]
+    if not array_path.is_file():
+        raise CheckpointError(f"{path} refers to {array_path}, which is missing")
+    if _sha256(array_path) != meta["sha256"]:
+        raise CheckpointError(f"{array_path}: contents do not match the SHA-256 recorded in {path}; the file was "
+                              "changed or damaged after saving")
+    with np.load(array_path, allow_pickle=False) as arrays:
+        return _join(meta["state"], arrays)
+
+
+def has_checkpoint(folder, name: str = "checkpoint") -> bool:
+    return (Path(folder) / f"{name}.json").is_file()
+
+
+# ----------------------------------------------------------------------------- helpers
+def _split(node, path, arrays):
+    """Replace every array in ``node`` by a reference, collecting the arrays in ``arrays``."""
+    if isinstance(node, dict):
+        return {str(k): _split(v, f"{path}/{k}" if path else str(k), arrays) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_split(v, f"{path}/{i}", arrays) for i, v in enumerate(node)]
+    if isinstance(node, np.ndarray):
+        arrays[path] = node
+        return {"__array__": path}
+    if isinstance(node, np.generic):
+        return node.item()
+    if node is None or isinstance(node, (bool, int, float, str)):
+        return node
+    raise TypeError(f"save_checkpoint: cannot store {type(node).__name__} at {path!r}; "
+                    "use NumPy arrays, numbers, strings, lists and dicts")
+
+
+def _join(node, arrays):
+    if isinstance(node, dict):
+        if set(node) == {"__array__"}:
+            return arrays[node["__array__"]]
+        return {k: _join(v, arrays) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_join(v, arrays) for v in node]
+    return node
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``."""
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove_stale(folder: Path, name: str, keep: str) -> None:
+    """Delete array files of ``name`` other than ``keep``, and temporary files left by interrupted saves."""
+    for path in folder.glob(f"{name}-*.npz"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+    for path in folder.glob(f".{name}*.tmp"):
+        path.unlink(missing_ok=True)

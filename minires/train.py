@@ -1,0 +1,394 @@
+"""The training loop and the ``minires train`` command.
+
+One command trains a model with the paper's protocol and leaves everything in its run folder::
+
+    minires train --model resnet20                         # embedded data, a few minutes on a CPU
+    minires train --model resnet56 --data cifar10 --download --paper --out runs/r56
+    minires train --out runs/r56 --resume                  # continue exactly where it stopped
+
+The run folder holds ``metrics.jsonl`` (one JSON object per line: ``"kind": "train"`` every few
+iterations, ``"kind": "epoch"`` with held-out loss and error after each epoch), ``curves.png`` (loss
+and error against iterations) and the checkpoint (``checkpoint.json`` + ``checkpoint-<id>.npz``, see
+:mod:`minires.checkpoint`), rewritten atomically after every epoch.
+
+Reproducibility: ``seed`` fixes the initial weights (:func:`minires.manual_seed`), the shuffling and
+the augmentation (the DataLoader seeds each epoch from ``(seed, epoch)``). A checkpoint holds the
+weights and BN statistics, the momentum buffers, the schedule, the epoch and iteration, the loader's
+state and the random generator, so a run stopped after epoch k and resumed ends with the same
+weights, bit for bit, as one that never stopped.
+
+Data: ``synthetic`` (the embedded default, :class:`minires.data.Synthetic`), ``mnist`` (the IDX files
+in ``--data-dir``; 1x28x28, so the model is built with ``in_channels=1`` and the maps are 28/14/7 —
+global average pooling makes that fine; no flips, digits are not mirror-symmetric) and ``cifar10``.
+Inputs are per-pixel mean subtracted (the paper); with ``--augment`` (default) training images get a
+4-pixel pad + random crop and, except for MNIST, a random horizontal flip.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import backend, models, optim
+from .autograd import Tensor, no_grad
+from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
+                   SubtractPixelMean, pixel_mean)
+from .functional import cross_entropy
+from .random import default_generator, manual_seed
+
+FLIPPABLE = {"synthetic": True, "cifar10": True, "mnist": False}
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything that defines a run (saved in its checkpoint). Defaults: the embedded-data recipe."""
+
+    model: str = "resnet20"
+    width: int | None = None         # CIFAR nets: channels of the first stage (None: the paper's 16)
+    data: str = "synthetic"
+    data_dir: str = "data"
+    download: bool = False
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: list | None = None   # in epochs; None: 50% and 75% of the run, as in the paper
+    warmup: int = 0                  # iterations at lr/10 first (the paper's ResNet-110: 400)
+    paper: bool = False              # the paper's iteration schedule: 64k iterations, /10 at 32k and 48k
+    seed: int = 0
+    out: str | None = None
+    augment: bool = True
+    device: str = "cpu"
+    train_size: int | None = None    # synthetic: images to generate; others: use the first N
+    test_size: int | None = None
+    eval_batch_size: int = 500
+    log_every: int = 10              # iterations between "train" metric lines
+    progress: bool = True
+
+
+# ----------------------------------------------------------------------------- data
+def load_datasets(cfg: Config):
+    """The training and held-out datasets named by ``cfg.data``."""
+    if cfg.data == "synthetic":
+        return Synthetic(train=True, n=cfg.train_size), Synthetic(train=False, n=cfg.test_size)
+    if cfg.data == "mnist":
+        train, test = MNIST(cfg.data_dir, train=True), MNIST(cfg.data_dir, train=False)
+    elif cfg.data == "cifar10":
+        train = CIFAR10(cfg.data_dir, train=True, download=cfg.download, progress=cfg.progress)
+        test = CIFAR10(cfg.data_dir, train=False)
+    else:
+        raise ValueError(f"train: unknown data {cfg.data!r}; choose one of {', '.join(FLIPPABLE)}")
+    return train.subset(cfg.train_size), test.subset(cfg.test_size)
+
+
+def make_loaders(cfg: Config, train_set, test_set):
+    """Training loader (shuffled, augmented) and held-out loader, both mean-subtracted."""
+    normalise = SubtractPixelMean(pixel_mean(train_set))
+    steps = [normalise]
+    if cfg.augment:
+        steps.append(RandomCrop(train_set.image_shape[-1], padding=4))
+        if FLIPPABLE[cfg.data]:
+            steps.append(RandomHorizontalFlip())
+    train = DataLoader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, transform=Compose(steps))
+    test = DataLoader(test_set, cfg.eval_batch_size, transform=normalise)
+    return train, test
+
+
+# ----------------------------------------------------------------------------- the model
+def build_model(name: str, width: int | None = None, **kwargs):
+    """``models.get_model(name)``, plus any CIFAR depth 6n+2 by name (``resnet8``, ``plain14``).
+
+    ``width`` (the CIFAR nets' first-stage channels) is passed on only when given.
+    """
+    if width is not None:
+        kwargs["width"] = width
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if match and name not in models.list_models():
+        return models.cifar_resnet(int(match[2]), residual=match[1] == "resnet", **kwargs)
+    return models.get_model(name, **kwargs)
+
+
+# ----------------------------------------------------------------------------- the trainer
+class Trainer:
+    """Builds model, data, optimizer and schedule from a :class:`Config`; :meth:`fit` trains.
+
+    ``Trainer.resume(out)`` rebuilds a run from its checkpoint (its saved settings; only ``epochs``
+    — to train longer —, ``device`` and ``progress`` may change) and continues after its last epoch.
+    """
+
+    def __init__(self, cfg: Config, checkpoint: dict | None = None):
+        self.out = Path(cfg.out or default_out(cfg))
+        if checkpoint is None and has_checkpoint(self.out):
+            raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it or choose "
+                                  "another --out")
+        self.device = backend.parse_device(cfg.device)
+        train_set, test_set = load_datasets(cfg)
+        self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set)
+        if cfg.milestones is None:  # fixed now, so a resumed run that trains longer keeps its schedule
+            cfg = dataclasses.replace(cfg, milestones=[cfg.epochs * 0.5, cfg.epochs * 0.75])
+        self.cfg = cfg
+        manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, width=cfg.width, num_classes=len(train_set.classes) or 10,
+                                 in_channels=train_set.image_shape[0]).to(self.device)
+        self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+        self.total_iterations, milestones = self._schedule_in_iterations()
+        self.scheduler = optim.MultiStepLR(self.optimizer, milestones, warmup=cfg.warmup)
+        self.epoch = self.iteration = 0
+        self.metrics_path = self.out / "metrics.jsonl"
+        if checkpoint is not None:
+            self._restore(checkpoint)
+
+    @classmethod
+    def resume(cls, out, epochs: int | None = None, device: str | None = None, progress: bool = True):
+        """The run saved in ``out``, ready to continue (``epochs``: a new, larger total)."""
+        checkpoint = load_checkpoint(out)
+        saved = Config(**checkpoint["config"])
+        cfg = dataclasses.replace(saved, out=str(out), epochs=epochs or saved.epochs,
+                                  device=device or saved.device, progress=progress)
+        return cls(cfg, checkpoint)
+
+    def _schedule_in_iterations(self):
+        """(total iterations, learning-rate milestones in iterations) for this run."""
+        cfg, per_epoch = self.cfg, len(self.train_loader)
+        if cfg.paper:
+            return optim.PAPER_ITERATIONS, list(optim.PAPER_MILESTONES)
+        return cfg.epochs * per_epoch, [round(m * per_epoch) for m in cfg.milestones]
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total_iterations / len(self.train_loader))
+
+    # -- the loop
+    def fit(self) -> dict:
+        """Train until the last epoch (or iteration); return the final metrics."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        last = self._last_epoch_metrics()
+        while self.iteration < self.total_iterations:
+            train_loss, train_error, rate = self.train_epoch()
+            test_loss, test_error = self.evaluate()
+            self.epoch += 1
+            last = {"kind": "epoch", "epoch": self.epoch, "iteration": self.iteration, "lr": self._lr(),
+                    "train_loss": train_loss, "train_error": train_error, "test_loss": test_loss,
+                    "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate}
+            self._log(last)
+            self.save_checkpoint()
+            plot_curves(self.metrics_path, self.out / "curves.png", title=f"{self.cfg.model} on {self.cfg.data}")
+            if self.cfg.progress:
+                tqdm.write(f"epoch {self.epoch}: test error {100 * test_error:.2f}% (loss {test_loss:.4f}), "
+                           f"train error {100 * train_error:.2f}%, {rate:.0f} img/s")
+        return last
+
+    def train_epoch(self):
+        """One pass over the training data (stopping early at the last iteration)."""
+        self.model.train()
+        total_loss = total_wrong = seen = 0
+        window = [0.0, 0, 0]  # loss sum, wrong, images since the last "train" line
+        start = time.perf_counter()
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
+                   disable=not self.cfg.progress, file=sys.stderr)
+        for x, y in bar:
+            loss, wrong = self.train_step(x, y)
+            total_loss, total_wrong, seen = total_loss + loss * len(y), total_wrong + wrong, seen + len(y)
+            window = [window[0] + loss * len(y), window[1] + wrong, window[2] + len(y)]
+            if self.iteration % self.cfg.log_every == 0:
+                self._log({"kind": "train", "epoch": self.epoch + seen / len(self.train_loader.dataset),
+                           "iteration": self.iteration, "lr": self._lr(), "loss": window[0] / window[2],
+                           "error": window[1] / window[2]})
+                window = [0.0, 0, 0]
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{1 - total_wrong / seen:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - start):.0f}", lr=f"{self._lr():.3g}")
+            if self.iteration >= self.total_iterations:
+                break
+        return total_loss / seen, total_wrong / seen, seen / (time.perf_counter() - start)
+
+    def train_step(self, x, y):
+        """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong)."""
+        logits = self.model(Tensor(backend.to_device(x, self.device)))
+        loss = cross_entropy(logits, backend.to_device(y, self.device))
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        return float(loss.item()), _wrong(logits, y)
+
+    def evaluate(self):
+        """(mean loss, error rate) on the held-out split, in eval mode (BN running statistics)."""
+        self.model.eval()
+        loss_sum = wrong = 0.0
+        with no_grad():
+            for x, y in self.test_loader:
+                logits = self.model(Tensor(backend.to_device(x, self.device)))
+                loss_sum += float(cross_entropy(logits, backend.to_device(y, self.device)).item()) * len(y)
+                wrong += _wrong(logits, y)
+        self.model.train()
+        n = len(self.test_loader.dataset)
+        return loss_sum / n, wrong / n
+
+    def _lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    # -- metrics
+    def _log(self, record: dict) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _last_epoch_metrics(self):
+        epochs = [r for r in read_metrics(self.metrics_path) if r["kind"] == "epoch"] if self.metrics_path.exists() else []
+        return epochs[-1] if epochs else None
+
+    # -- checkpoints
+    def state_dict(self) -> dict:
+        return {"config": dataclasses.asdict(self.cfg), "epoch": self.epoch, "iteration": self.iteration,
+                "model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "train_loader": self.train_loader.state_dict(),
+                "rng": {"minires": default_generator().bit_generator.state}}
+
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.out, self.state_dict())
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_loader.load_state_dict(state["train_loader"])
+        default_generator().bit_generator.state = state["rng"]["minires"]
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        _truncate_metrics(self.metrics_path, self.iteration)
+
+
+def _wrong(logits, y) -> int:
+    return int((backend.to_device(logits.data.argmax(axis=1), "cpu") != y).sum())
+
+
+def default_out(cfg: Config) -> str:
+    """``runs/MODEL-DATA-DATE-TIME``."""
+    return f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_run(model: str, data: str) -> str:
+    """The newest ``runs/MODEL-DATA-*`` folder (what ``--resume`` without ``--out`` continues)."""
+    runs = sorted(Path("runs").glob(f"{model}-{data}-*"))
+    if not runs:
+        raise FileNotFoundError(f"--resume: no runs/{model}-{data}-* folder here; pass --out RUN_FOLDER")
+    return str(runs[-1])
+
+
+def fit(resume: bool = False, **settings) -> dict:
+    """Train with the given :class:`Config` settings and return the final metrics.
+
+    ``resume=True`` continues the run in ``out`` instead (``epochs``, ``device``, ``progress`` may be given).
+    """
+    if resume:
+        trainer = Trainer.resume(settings["out"], epochs=settings.get("epochs"), device=settings.get("device"),
+                                 progress=settings.get("progress", True))
+    else:
+        trainer = Trainer(Config(**settings))
+    return trainer.fit()
+
+
+# ----------------------------------------------------------------------------- metrics files
+def read_metrics(path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop lines written after the checkpoint (by a run killed before its next one)."""
+    if path.exists():
+        kept = [r for r in read_metrics(path) if r["iteration"] <= iteration]
+        _write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(payload)
+    os.replace(temporary, path)
+
+
+def plot_curves(metrics_path, png_path, title: str = "training") -> None:
+    """Loss and error (%) against iterations: training (every few iterations) and held-out (each epoch)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
+    records = read_metrics(metrics_path)
+    train = [r for r in records if r["kind"] == "train"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    loss_axes, error_axes = figure.subplots(1, 2)
+    for axes, key, train_key, label in ((loss_axes, "test_loss", "loss", "cross-entropy loss"),
+                                        (error_axes, "test_error", "error", "error (%)")):
+        scale = 100 if key == "test_error" else 1
+        axes.plot([r["iteration"] for r in train], [scale * r[train_key] for r in train], lw=1, alpha=0.7,
+                  label="training (augmented, running)")
+        axes.plot([r["iteration"] for r in epochs], [scale * r[key] for r in epochs], "o-", label="held-out")
+        axes.set(xlabel="iteration", ylabel=label, title=label.split(" (")[0].capitalize())
+        axes.grid(alpha=0.3)
+        axes.legend()
+    if epochs:
+        best = min(epochs, key=lambda r: r["test_error"])
+        error_axes.set_title(f"Error (best held-out {100 * best['test_error']:.2f}% at epoch {best['epoch']})")
+    figure.suptitle(title)
+    temporary = Path(png_path).with_name(f".{Path(png_path).name}.tmp.png")
+    figure.savefig(temporary, dpi=100)
+    os.replace(temporary, png_path)
+
+
+# ----------------------------------------------------------------------------- the command
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = Config()
+    parser.add_argument("--model", default=d.model, help=f"model name (default {d.model}); see minires.models.list_models()")
+    parser.add_argument("--width", type=int, default=None,
+                        help="CIFAR nets: channels of the first stage (default 16, the paper's); smaller is faster")
+    parser.add_argument("--data", default=d.data, choices=list(FLIPPABLE), help="dataset (default: the embedded synthetic set)")
+    parser.add_argument("--data-dir", default=d.data_dir, help="folder with the MNIST IDX files or the CIFAR-10 archive")
+    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 if it is not in --data-dir")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"passes over the training set (default {d.epochs}; with --resume: the saved run's)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
+    parser.add_argument("--momentum", type=float, default=d.momentum)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--milestones", type=float, nargs="+", default=None,
+                        help="epochs at which the rate is divided by 10 (default: 50%% and 75%% of --epochs)")
+    parser.add_argument("--warmup", type=int, default=d.warmup,
+                        help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
+    parser.add_argument("--paper", action="store_true",
+                        help="the paper's schedule: 64k iterations, rate /10 at 32k and 48k (overrides --epochs/--milestones)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seeds weights, shuffling and augmentation")
+    parser.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA-DATE-TIME)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest one)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
+                        help="pad-and-crop (and flip) training images")
+    parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
+    parser.add_argument("--train-size", type=int, default=None, help="synthetic: images to generate; else use the first N")
+    parser.add_argument("--test-size", type=int, default=None, help="as --train-size, for the held-out split")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+
+def run(args) -> int:
+    if args.resume:
+        trainer = Trainer.resume(args.out or latest_run(args.model, args.data), epochs=args.epochs,
+                                 device=args.device, progress=args.progress)
+    else:
+        settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                    if getattr(args, f.name, None) is not None}
+        trainer = Trainer(Config(**settings))
+    print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {trainer.epochs} epochs "
+          f"({trainer.total_iterations} iterations), run folder {trainer.out}")
+    final = trainer.fit()
+    if final is not None:
+        print(f"done: held-out accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs; "
+              f"metrics, curves.png and checkpoint in {trainer.out}")
+    return 0

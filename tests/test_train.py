@@ -1,0 +1,211 @@
+"""The trainer on tiny runs: outputs, exact resume, atomic checkpoints, MNIST files, the CLI."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from minires import backend, checkpoint as ckpt
+from minires.cli import main
+from minires.train import Config, Trainer, build_model, fit, read_metrics
+
+TINY = dict(model="resnet8", width=4, train_size=24, test_size=10, batch_size=8, epochs=3,
+            eval_batch_size=10, log_every=2, progress=False, seed=5)
+
+
+@pytest.fixture(autouse=True)
+def reference_conv():
+    """The NumPy reference convolution: on these tiny shapes it is the fastest (no JIT, no threads),
+    and the trainer does not depend on which implementation runs."""
+    with backend.using("conv2d", "numpy"):
+        yield
+
+
+def _states_equal(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_tiny_run_writes_metrics_curves_and_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    final = fit(out=str(out), **TINY)
+    records = read_metrics(out / "metrics.jsonl")
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2, 3] and [r["iteration"] for r in epochs] == [3, 6, 9]
+    assert [r["iteration"] for r in records if r["kind"] == "train"] == [2, 4, 6, 8]
+    assert final == epochs[-1] and 0 <= final["test_error"] <= 1 and np.isfinite(final["test_loss"])
+    # the default schedule divides the rate by 10 at 50% and 75% of the iterations (4.5 -> 4, 6.75 -> 7)
+    assert [r["lr"] for r in epochs] == pytest.approx([0.1, 0.01, 0.001])
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = ckpt.load_checkpoint(out)
+    assert state["epoch"] == 3 and state["iteration"] == 9
+    assert "layer1.0.bn1.running_var" in state["model"] and state["config"]["model"] == "resnet8"
+    assert state["optimizer"]["state"]  # momentum buffers
+    with pytest.raises(FileExistsError, match="--resume"):
+        fit(out=str(out), **TINY)
+
+
+def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, monkeypatch):
+    straight = Trainer(Config(out=str(tmp_path / "straight"), **TINY))
+    straight.fit()
+
+    interrupted = Trainer(Config(out=str(tmp_path / "stopped"), **TINY))
+    original_save = Trainer.save_checkpoint
+
+    def save_then_die(self):
+        path = original_save(self)
+        if self.epoch == 1:
+            raise KeyboardInterrupt("simulated kill right after the epoch-1 checkpoint")
+        return path
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    monkeypatch.undo()
+
+    resumed = Trainer.resume(tmp_path / "stopped", progress=False)
+    assert (resumed.epoch, resumed.iteration) == (1, 3)
+    resumed.fit()
+    _states_equal(resumed.model.state_dict(), straight.model.state_dict())
+    a, b = resumed.optimizer.state_dict(), straight.optimizer.state_dict()
+    for i in b["state"]:
+        np.testing.assert_array_equal(a["state"][i]["momentum_buffer"], b["state"][i]["momentum_buffer"])
+    assert resumed.scheduler.get_last_lr() == straight.scheduler.get_last_lr()
+
+    def losses(run):
+        return [r["test_loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert losses("stopped") == losses("straight")
+
+
+def test_resume_can_train_longer_on_the_same_schedule(tmp_path):
+    out = tmp_path / "run"
+    fit(out=str(out), **{**TINY, "epochs": 2})
+    final = fit(out=str(out), resume=True, epochs=3, progress=False)
+    assert final["epoch"] == 3
+    assert ckpt.load_checkpoint(out)["config"]["milestones"] == [1.0, 1.5]  # fixed when the run began
+
+
+# ----------------------------------------------------------------------------- atomic checkpoints
+def _state(value):
+    return {"model": {"w": np.full((3, 2), value, np.float32)}, "epoch": int(value), "nested": [{"k": 1}, None]}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {**_state(1.5), "optimizer": {"state": {0: {"momentum_buffer": np.arange(3.0)}}}}
+    ckpt.save_checkpoint(tmp_path, state)
+    loaded = ckpt.load_checkpoint(tmp_path)
+    np.testing.assert_array_equal(loaded["model"]["w"], state["model"]["w"])
+    np.testing.assert_array_equal(loaded["optimizer"]["state"]["0"]["momentum_buffer"], np.arange(3.0))
+    assert loaded["epoch"] == 1 and loaded["nested"] == [{"k": 1}, None]
+    assert not list(tmp_path.glob("*.pkl"))
+    with pytest.raises(TypeError, match="cannot store"):
+        ckpt.save_checkpoint(tmp_path, {"bad": object()})
+
+
+def test_exception_while_writing_arrays_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    ckpt.save_checkpoint(tmp_path, _state(1))
+
+    def half_written(file, **arrays):
+        file.write(b"PK\x03\x04 partial zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.np, "savez", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save_checkpoint(tmp_path, _state(2))
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(tmp_path)["epoch"] == 1
+    ckpt.save_checkpoint(tmp_path, _state(3))  # and the next save cleans up
+    assert ckpt.load_checkpoint(tmp_path)["epoch"] == 3
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_exception_before_the_json_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    ckpt.save_checkpoint(tmp_path, _state(1))
+    real_replace = os.replace
+
+    def fail_on_json(src, dst):
+        if str(dst).endswith(".json"):
+            raise KeyboardInterrupt("killed between the two renames")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", fail_on_json)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(tmp_path, _state(2))
+    monkeypatch.undo()
+    assert ckpt.load_checkpoint(tmp_path)["epoch"] == 1
+
+
+def test_hard_kill_during_save_keeps_the_previous_checkpoint(tmp_path):
+    """A child process dies (os._exit: no cleanup, no finally) halfway through writing the arrays."""
+    script = textwrap.dedent(f"""
+        import os, numpy as np
+        from minires import backend, checkpoint as ckpt
+        ckpt.save_checkpoint({str(tmp_path)!r}, {{"epoch": 1, "w": np.ones(1000)}})
+        def die_midway(file, **arrays):
+            file.write(b"PK" + bytes(4000))
+            file.flush()
+            os._exit(9)
+        ckpt.np.savez = die_midway
+        ckpt.save_checkpoint({str(tmp_path)!r}, {{"epoch": 2, "w": np.zeros(1000)}})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 9, result.stderr
+    assert list(tmp_path.glob(".*.tmp"))  # the half-written file is still there...
+    loaded = ckpt.load_checkpoint(tmp_path)  # ...and ignored
+    assert loaded["epoch"] == 1 and loaded["w"].sum() == 1000
+
+
+def test_damaged_checkpoint_is_reported(tmp_path):
+    ckpt.save_checkpoint(tmp_path, _state(1))
+    array_file = next(tmp_path.glob("checkpoint-*.npz"))
+    array_file.write_bytes(array_file.read_bytes()[:-1] + b"x")
+    with pytest.raises(ckpt.CheckpointError, match="SHA-256"):
+        ckpt.load_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ckpt.load_checkpoint(tmp_path / "elsewhere")
+
+
+# ----------------------------------------------------------------------------- MNIST and the CLI
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_cli_trains_a_few_steps_on_mnist_files(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 16), ("t10k", 8)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    out = tmp_path / "run"
+    code = main(["train", "--model", "resnet8", "--width", "4", "--data", "mnist", "--data-dir", str(tmp_path),
+                 "--epochs", "1", "--batch-size", "8", "--seed", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    state = ckpt.load_checkpoint(out)
+    assert state["model"]["conv1.weight"].shape == (4, 1, 3, 3)  # built for one input channel
+    assert state["iteration"] == 2 and state["config"]["data"] == "mnist"
+    code = main(["train", "--resume", "--out", str(out), "--epochs", "2", "--no-progress"])
+    assert code == 0 and ckpt.load_checkpoint(out)["iteration"] == 4
+
+
+def test_build_model_accepts_any_cifar_depth():
+    assert build_model("resnet8", width=4).conv1.weight.shape == (4, 3, 3, 3)
+    assert sum(p.size for p in build_model("resnet20").parameters()) == 269_722  # the paper's ResNet-20
+    with pytest.raises(ValueError, match="6n"):
+        build_model("resnet9")
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("alexnet")
+
+
+def test_metrics_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
+    out = tmp_path / "run"
+    fit(out=str(out), **{**TINY, "epochs": 1})
+    with open(out / "metrics.jsonl", "a") as f:  # written by a run killed before its next checkpoint
+        f.write(json.dumps({"kind": "train", "epoch": 1.5, "iteration": 5, "loss": 9.0, "error": 1.0}) + "\n")
+    fit(out=str(out), resume=True, epochs=2, progress=False)
+    iterations = [r["iteration"] for r in read_metrics(out / "metrics.jsonl")]
+    assert iterations == sorted(iterations) and 9.0 not in [r.get("loss") for r in read_metrics(out / "metrics.jsonl")]
