@@ -22,6 +22,12 @@ in ``--data-dir``; 1x28x28, so the model is built with ``in_channels=1`` and the
 global average pooling makes that fine; no flips, digits are not mirror-symmetric) and ``cifar10``.
 Inputs are per-pixel mean subtracted (the paper); with ``--augment`` (default) training images get a
 4-pixel pad + random crop and, except for MNIST, a random horizontal flip.
+
+Data-parallel: ``mpirun -n K minires train ...`` runs synchronous data-parallel SGD
+(:mod:`minires.distributed`). ``--batch-size`` stays the global batch, each rank reads its share of
+it, gradients are averaged over the ranks every step, held-out metrics are summed over the ranks'
+shares of the test set, and rank 0 alone writes the run folder. ``--sync-bn`` takes BatchNorm
+statistics over the global batch, which makes K ranks compute what one process would.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import backend, models, optim
+from . import backend, distributed, models, optim
 from .autograd import Tensor, no_grad
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
@@ -70,6 +76,8 @@ class Config:
     out: str | None = None
     augment: bool = True
     device: str = "cpu"
+    dist_backend: str = "auto"       # under mpirun: "mpi" (CPU ranks) or "nccl" (GPUs); auto: by device
+    sync_bn: bool = False            # data-parallel: BatchNorm statistics over the global batch
     train_size: int | None = None    # synthetic: images to generate; others: use the first N
     test_size: int | None = None
     eval_batch_size: int = 500
@@ -92,16 +100,23 @@ def load_datasets(cfg: Config):
     return train.subset(cfg.train_size), test.subset(cfg.test_size)
 
 
-def make_loaders(cfg: Config, train_set, test_set):
-    """Training loader (shuffled, augmented) and held-out loader, both mean-subtracted."""
+def make_loaders(cfg: Config, train_set, test_set, comm=None):
+    """Training loader (shuffled, augmented) and held-out loader, both mean-subtracted.
+
+    With a communicator of several ranks each loader reads only this rank's share (see
+    :func:`minires.distributed.data_shards`), and the training batch is ``batch_size / K``.
+    """
+    comm = comm or distributed.SingleProcess()
+    train_shard, test_shard = distributed.data_shards(comm, train_set, test_set, seed=cfg.seed)
     normalise = SubtractPixelMean(pixel_mean(train_set))
     steps = [normalise]
     if cfg.augment:
         steps.append(RandomCrop(train_set.image_shape[-1], padding=4))
         if FLIPPABLE[cfg.data]:
             steps.append(RandomHorizontalFlip())
-    train = DataLoader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, transform=Compose(steps))
-    test = DataLoader(test_set, cfg.eval_batch_size, transform=normalise)
+    train = DataLoader(train_set, distributed.per_rank_batch(cfg.batch_size, comm), shuffle=train_shard is None,
+                       seed=cfg.seed, transform=Compose(steps), sampler=train_shard)
+    test = DataLoader(test_set, cfg.eval_batch_size, transform=normalise, sampler=test_shard)
     return train, test
 
 
@@ -132,15 +147,20 @@ class Trainer:
         if checkpoint is None and has_checkpoint(self.out):
             raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it or choose "
                                   "another --out")
-        self.device = backend.parse_device(cfg.device)
+        self.comm = distributed.init(cfg.dist_backend, cfg.device)
+        if not self.comm.is_root:  # rank 0 alone reports and writes the run folder
+            cfg = dataclasses.replace(cfg, progress=False)
+        self.device = distributed.rank_device(cfg.device, self.comm)
         train_set, test_set = load_datasets(cfg)
-        self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set)
+        self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.comm)
         if cfg.milestones is None:  # fixed now, so a resumed run that trains longer keeps its schedule
             cfg = dataclasses.replace(cfg, milestones=[cfg.epochs * 0.5, cfg.epochs * 0.75])
         self.cfg = cfg
         manual_seed(cfg.seed)
         self.model = build_model(cfg.model, width=cfg.width, num_classes=len(train_set.classes) or 10,
                                  in_channels=train_set.image_shape[0]).to(self.device)
+        if cfg.sync_bn:
+            self.model = distributed.convert_sync_batchnorm(self.model, self.comm)
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.total_iterations, milestones = self._schedule_in_iterations()
@@ -149,6 +169,7 @@ class Trainer:
         self.metrics_path = self.out / "metrics.jsonl"
         if checkpoint is not None:
             self._restore(checkpoint)
+        distributed.broadcast_state(self.model, self.comm)  # every replica starts from rank 0's weights
 
     @classmethod
     def resume(cls, out, epochs: int | None = None, device: str | None = None, progress: bool = True):
@@ -173,7 +194,8 @@ class Trainer:
     # -- the loop
     def fit(self) -> dict:
         """Train until the last epoch (or iteration); return the final metrics."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.comm.is_root:
+            self.out.mkdir(parents=True, exist_ok=True)
         last = self._last_epoch_metrics()
         while self.iteration < self.total_iterations:
             train_loss, train_error, rate = self.train_epoch()
@@ -183,8 +205,9 @@ class Trainer:
                     "train_loss": train_loss, "train_error": train_error, "test_loss": test_loss,
                     "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate}
             self._log(last)
-            self.save_checkpoint()
-            plot_curves(self.metrics_path, self.out / "curves.png", title=f"{self.cfg.model} on {self.cfg.data}")
+            if self.comm.is_root:
+                self.save_checkpoint()
+                plot_curves(self.metrics_path, self.out / "curves.png", title=f"{self.cfg.model} on {self.cfg.data}")
             if self.cfg.progress:
                 tqdm.write(f"epoch {self.epoch}: test error {100 * test_error:.2f}% (loss {test_loss:.4f}), "
                            f"train error {100 * train_error:.2f}%, {rate:.0f} img/s")
@@ -203,7 +226,8 @@ class Trainer:
             total_loss, total_wrong, seen = total_loss + loss * len(y), total_wrong + wrong, seen + len(y)
             window = [window[0] + loss * len(y), window[1] + wrong, window[2] + len(y)]
             if self.iteration % self.cfg.log_every == 0:
-                self._log({"kind": "train", "epoch": self.epoch + seen / len(self.train_loader.dataset),
+                window, seen_by_all = self._sum_over_ranks(*window), seen * self.comm.world_size
+                self._log({"kind": "train", "epoch": self.epoch + seen_by_all / len(self.train_loader.dataset),
                            "iteration": self.iteration, "lr": self._lr(), "loss": window[0] / window[2],
                            "error": window[1] / window[2]})
                 window = [0.0, 0, 0]
@@ -211,6 +235,7 @@ class Trainer:
                             img_s=f"{seen / (time.perf_counter() - start):.0f}", lr=f"{self._lr():.3g}")
             if self.iteration >= self.total_iterations:
                 break
+        total_loss, total_wrong, seen = self._sum_over_ranks(total_loss, total_wrong, seen)
         return total_loss / seen, total_wrong / seen, seen / (time.perf_counter() - start)
 
     def train_step(self, x, y):
@@ -219,6 +244,7 @@ class Trainer:
         loss = cross_entropy(logits, backend.to_device(y, self.device))
         self.optimizer.zero_grad()
         loss.backward()
+        distributed.allreduce_gradients(self.model.parameters(), self.comm)
         self.optimizer.step()
         self.scheduler.step()
         self.iteration += 1
@@ -226,22 +252,29 @@ class Trainer:
 
     def evaluate(self):
         """(mean loss, error rate) on the held-out split, in eval mode (BN running statistics)."""
+        distributed.average_buffers(self.model, self.comm)  # per-rank BN: one set of running statistics
         self.model.eval()
-        loss_sum = wrong = 0.0
+        loss_sum = wrong = n = 0.0
         with no_grad():
             for x, y in self.test_loader:
                 logits = self.model(Tensor(backend.to_device(x, self.device)))
                 loss_sum += float(cross_entropy(logits, backend.to_device(y, self.device)).item()) * len(y)
-                wrong += _wrong(logits, y)
+                wrong, n = wrong + _wrong(logits, y), n + len(y)
         self.model.train()
-        n = len(self.test_loader.dataset)
+        loss_sum, wrong, n = self._sum_over_ranks(loss_sum, wrong, n)
         return loss_sum / n, wrong / n
 
     def _lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    def _sum_over_ranks(self, *values) -> list:
+        """The sums over all data-parallel ranks of these per-rank counts (themselves, on one process)."""
+        return self.comm.allreduce_sum(np.array(values, dtype=np.float64)).tolist()
+
     # -- metrics
     def _log(self, record: dict) -> None:
+        if not self.comm.is_root:
+            return
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -266,7 +299,8 @@ class Trainer:
         self.train_loader.load_state_dict(state["train_loader"])
         default_generator().bit_generator.state = state["rng"]["minires"]
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        _truncate_metrics(self.metrics_path, self.iteration)
+        if self.comm.is_root:
+            _truncate_metrics(self.metrics_path, self.iteration)
 
 
 def _wrong(logits, y) -> int:
@@ -372,6 +406,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                         help="pad-and-crop (and flip) training images")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
+    parser.add_argument("--dist-backend", default=d.dist_backend, choices=["auto", "mpi", "nccl", "none"],
+                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto picks by --device")
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
     parser.add_argument("--train-size", type=int, default=None, help="synthetic: images to generate; else use the first N")
     parser.add_argument("--test-size", type=int, default=None, help="as --train-size, for the held-out split")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -385,10 +423,11 @@ def run(args) -> int:
         settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                     if getattr(args, f.name, None) is not None}
         trainer = Trainer(Config(**settings))
-    print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {trainer.epochs} epochs "
-          f"({trainer.total_iterations} iterations), run folder {trainer.out}")
+    if trainer.comm.is_root:
+        print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {trainer.epochs} epochs "
+              f"({trainer.total_iterations} iterations), {trainer.comm.world_size} rank(s), run folder {trainer.out}")
     final = trainer.fit()
-    if final is not None:
+    if final is not None and trainer.comm.is_root:
         print(f"done: held-out accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs; "
               f"metrics, curves.png and checkpoint in {trainer.out}")
     return 0

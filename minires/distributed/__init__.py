@@ -26,5 +26,6 @@ By hand::
 """
 from .comm import (Communicator, MPICommunicator, NCCLCommunicator, SingleProcess, init,
                    launched_by_mpirun, rank_device)
-from .data_parallel import DistributedSampler, allreduce_gradients, average_buffers, broadcast_state
+from .data_parallel import (DistributedSampler, allreduce_gradients, average_buffers, broadcast_state,
+                            data_shards, per_rank_batch)
 from .sync_batchnorm import SyncBatchNorm, SyncBatchNormTrain, convert_sync_batchnorm, sync_batch_norm

@@ -27,6 +27,8 @@ def average_buffers(module, comm) -> None:
     With per-rank BN each replica's running statistics follow its own shard; averaging them before
     evaluating or saving makes the replicas identical again (with synchronized BN they already are).
     """
+    if comm.world_size == 1:
+        return
     for tensor in module.buffers():
         if tensor.dtype.kind == "f":
             comm.allreduce_sum(tensor.data)
@@ -95,3 +97,24 @@ class DistributedSampler:
         n = self.dataset_size
         order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
         return iter(order[self.rank:self._end():self.num_replicas].tolist())
+
+
+def per_rank_batch(batch_size: int, comm) -> int:
+    """Each rank's share of the global batch ``batch_size`` (which must divide evenly)."""
+    if batch_size % comm.world_size:
+        low = batch_size - batch_size % comm.world_size
+        raise ValueError(f"batch size {batch_size} is the global batch and must divide among {comm.world_size} "
+                         f"ranks; use {low} or {low + comm.world_size}")
+    return batch_size // comm.world_size
+
+
+def data_shards(comm, train_set, test_set, seed: int):
+    """(training sampler, evaluation sampler) for this rank, or (None, None) for a single process.
+
+    Training shards every seeded shuffle (equal shares); evaluation splits the held-out set without
+    shuffling or leaving anything out, so the ranks' sums add up to the whole set's.
+    """
+    if comm.world_size == 1:
+        return None, None
+    return (DistributedSampler(train_set, comm.world_size, comm.rank, seed=seed),
+            DistributedSampler(test_set, comm.world_size, comm.rank, shuffle=False, drop_last=False))
