@@ -16,7 +16,7 @@ Each image shows one object on a shaded background; the class is the object's *s
 ====  ============  =====================================================================
 
 Everything else is a nuisance drawn at random per image: position, size and rotation; foreground
-and background colours (brightness contrast between 0.3 and 0.7, either polarity, tinted); a
+and background colours (brightness contrast between 0.35 and 0.65, either polarity, tinted); a
 brightness ramp across the background; a few soft coloured blobs of clutter (some over the object);
 and Gaussian pixel noise. The nuisances make raw pixels a poor feature: a linear classifier on them
 stays far below a small conv net, whose translation-equivariant filters and global pooling fit the
@@ -75,10 +75,10 @@ def render(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _draw_scene_parameters(n, rng):
     """Per-image nuisance parameters, drawn in a fixed order so a seed fixes every image."""
     bg_brightness = rng.uniform(0, 1, n)
-    fg_brightness = (bg_brightness + rng.uniform(0.3, 0.7, n)) % 1.0
+    fg_brightness = (bg_brightness + rng.uniform(0.35, 0.65, n)) % 1.0
     return {
         "cx": rng.uniform(0.3, 0.7, n) * SIZE, "cy": rng.uniform(0.3, 0.7, n) * SIZE,
-        "radius": rng.uniform(6, 11, n),
+        "radius": rng.uniform(7, 12, n),
         "angle": rng.uniform(0, 2 * np.pi, n),
         "tilt": rng.uniform(-np.pi / 12, np.pi / 12, n),  # plus/cross: small rotation only
         "period": rng.uniform(4, 6.5, n),                 # texture period in pixels
@@ -86,7 +86,7 @@ def _draw_scene_parameters(n, rng):
         "round_patch": rng.uniform(0, 1, n) < 0.5,        # texture patch outline: disk or square
         "bg": _tint(bg_brightness, rng), "fg": _tint(fg_brightness, rng),
         "ramp": rng.normal(size=(n, 2)) * 0.004,          # background brightness slope per pixel
-        "noise": rng.uniform(0.02, 0.08, n),
+        "noise": rng.uniform(0.01, 0.05, n),
     }
 
 
@@ -111,16 +111,16 @@ def _background(scene):
     return scene["bg"][:, :, None, None] + ramp[:, None]
 
 
-def _add_clutter(image, n, rng, max_blobs=4):
+def _add_clutter(image, n, rng, max_blobs=3):
     """Blend 1..max_blobs soft blobs of random colour, size and position into each image."""
     y, x = np.mgrid[0:SIZE, 0:SIZE] + 0.5
     for k in range(max_blobs):
-        present = (rng.uniform(0, 1, n) < 0.75) if k else np.ones(n, bool)
+        present = (rng.uniform(0, 1, n) < 0.5) if k else np.ones(n, bool)
         cx, cy = rng.uniform(0, SIZE, (2, n))
-        width = rng.uniform(0.8, 2.0, n)
+        width = rng.uniform(0.7, 1.5, n)
         colour = rng.uniform(0, 1, (n, 3))
         d2 = (x[None] - cx[:, None, None]) ** 2 + (y[None] - cy[:, None, None]) ** 2
-        alpha = (present * 0.9)[:, None, None] * np.exp(-d2 / (2 * width[:, None, None] ** 2))
+        alpha = (present * 0.8)[:, None, None] * np.exp(-d2 / (2 * width[:, None, None] ** 2))
         image = image * (1 - alpha[:, None]) + colour[:, :, None, None] * alpha[:, None]
     return image
 
