@@ -8,9 +8,9 @@ process with batch K*B computes.
 The engines are not home-made: MPI (``mpi4py`` over Open MPI) for CPU ranks, NCCL (through CuPy)
 for GPUs. Launch with the MPI launcher; ``minires train`` notices it and runs data-parallel::
 
-    mpirun -n 2 minires train ...                        # 2 CPU ranks on this machine
-    mpirun -n 8 -hostfile hosts minires train ...        # 8 ranks over the machines listed in hosts
-    mpirun -n 4 minires train --device cuda --dist-backend nccl ...   # 4 GPUs, NCCL
+    mpirun -n 2 minires train --sync-bn ...              # 2 CPU ranks on this machine (MPI)
+    mpirun -n 8 --hostfile hosts minires train ...       # 8 ranks over the machines listed in hosts
+    mpirun -n 4 minires train --device cuda ...          # 4 GPUs, one per rank (NCCL)
 
 By hand::
 
