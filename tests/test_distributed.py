@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 import minires as mr
 import minires.functional as F
+from minires import backend, nn
 from minires import distributed as dist
-from minires import nn
 from minires.data import ArrayDataset, DataLoader
 from minires.gradcheck import gradcheck
 
@@ -292,7 +292,7 @@ def test_average_buffers_averages_running_statistics_only():
 
 
 def test_init_single_process_outside_mpirun(monkeypatch):
-    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"):
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
         monkeypatch.delenv(name, raising=False)
     comm = dist.init(device="cuda")
     assert isinstance(comm, dist.SingleProcess) and comm.world_size == 1 and comm.is_root
@@ -391,3 +391,29 @@ def test_minires_train_under_mpirun_matches_one_process(tmp_path):
     assert model_keys
     for key in model_keys:  # float32, summed in a different order: agreement to rounding
         assert_close(parallel[key], single[key], 1e-4)
+
+
+# --------------------------------------------------------------------------- NCCL (GPU machines only)
+
+NO_NCCL = not backend.cuda_available() or importlib.util.find_spec("mpi4py") is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NO_NCCL, reason="needs CuPy with NCCL, a CUDA GPU and mpi4py")
+def test_nccl_communicator_on_one_gpu():
+    cupy = backend.cupy_or_none()
+    comm = dist.NCCLCommunicator()  # one rank (MPI's singleton world): sums and broadcasts change nothing
+    for dtype in ("float32", "float64", "int64"):
+        a = cupy.arange(5, dtype=dtype)
+        np.testing.assert_array_equal(cupy.asnumpy(comm.allreduce_sum(a)), np.arange(5))
+        np.testing.assert_array_equal(cupy.asnumpy(comm.broadcast(a)), np.arange(5))
+    x = mr.tensor(np.random.default_rng(0).normal(size=(4, 3, 2, 2)), requires_grad=True)
+    expected = F.batch_norm(x, None, None, training=True)
+    expected.backward(mr.tensor(np.ones((4, 3, 2, 2))))
+    xg = mr.tensor(x.numpy(), device="cuda", requires_grad=True)
+    y = dist.sync_batch_norm(xg, None, None, training=True, comm=comm)
+    y.backward(mr.tensor(np.ones((4, 3, 2, 2)), device="cuda"))
+    assert_close(y.numpy(), expected.numpy(), 1e-12)
+    assert_close(xg.grad.numpy(), x.grad.numpy(), 1e-10)
+    with pytest.raises(TypeError, match="CuPy arrays"):
+        comm.allreduce_sum(np.zeros(3))

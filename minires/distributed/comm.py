@@ -24,8 +24,8 @@ import numpy as np
 
 from .. import backend
 
-# Environment variables that MPI launchers set in every process they start (Open MPI, MPICH/Hydra, PMIx).
-_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE")
+# The world size that MPI launchers put in the environment of every process they start (Open MPI; MPICH).
+_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
 
 
 def launched_by_mpirun() -> bool:
@@ -34,8 +34,7 @@ def launched_by_mpirun() -> bool:
 
 
 def _check_contiguous(array, op: str) -> None:
-    flags = array.flags
-    if not flags["C_CONTIGUOUS"]:
+    if not array.flags["C_CONTIGUOUS"]:
         raise ValueError(f"{op}: the array of shape {tuple(array.shape)} is not C-contiguous; collectives "
                          "work on one contiguous buffer, so pass xp.ascontiguousarray(a) and copy the result back")
 
@@ -124,6 +123,11 @@ def _copy_back(host: np.ndarray, array):
     return array
 
 
+_NCCL_TYPE_NAMES = {np.dtype(np.float16): "NCCL_FLOAT16", np.dtype(np.float32): "NCCL_FLOAT32",
+                    np.dtype(np.float64): "NCCL_FLOAT64", np.dtype(np.int32): "NCCL_INT32",
+                    np.dtype(np.int64): "NCCL_INT64"}
+
+
 def _import_nccl():
     try:
         from cupy.cuda import nccl
@@ -149,21 +153,18 @@ class NCCLCommunicator(Communicator):
         mpi = MPICommunicator() if mpi is None else mpi
         self.rank, self.world_size, self.local_rank = mpi.rank, mpi.world_size, mpi.local_rank
         self.mpi = mpi
-        cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
+        self.cupy.cuda.Device(self.local_rank % self.cupy.cuda.runtime.getDeviceCount()).use()
         unique_id = self.nccl.get_unique_id() if self.rank == 0 else None
         unique_id = mpi.comm.bcast(unique_id, root=0)
         self.comm = self.nccl.NcclCommunicator(self.world_size, unique_id, self.rank)
 
     def _nccl_dtype(self, array):
-        names = {np.dtype(np.float16): "NCCL_FLOAT16", np.dtype(np.float32): "NCCL_FLOAT32",
-                 np.dtype(np.float64): "NCCL_FLOAT64", np.dtype(np.int32): "NCCL_INT32",
-                 np.dtype(np.int64): "NCCL_INT64"}
         if not isinstance(array, self.cupy.ndarray):
             raise TypeError(f"NCCL collectives take CuPy arrays, got {type(array).__name__}; move the model and "
                             "data to the GPU (device='cuda') or use the MPI communicator on the CPU")
-        if array.dtype not in names:
+        if array.dtype not in _NCCL_TYPE_NAMES:
             raise TypeError(f"NCCL collectives: dtype {array.dtype} is not supported; use float16/32/64 or int32/64")
-        return getattr(self.nccl, names[array.dtype])
+        return getattr(self.nccl, _NCCL_TYPE_NAMES[array.dtype])
 
     def allreduce_sum(self, array):
         _check_contiguous(array, "allreduce_sum")
