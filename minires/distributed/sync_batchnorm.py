@@ -52,7 +52,7 @@ class SyncBatchNormTrain(Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, comm=None, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
+    def forward(ctx, x, weight, bias, *, comm, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):
         xp = backend.get_array_module(x)
         channels = x.shape[1]
         local = [_channel_sum(x), _channel_sum(x, x), xp.asarray([_values_per_channel(x.shape)])]
