@@ -1,0 +1,97 @@
+"""The paper's experiments, one module each, and the ``minires experiment NAME`` command.
+
+=============  ===================================================================================
+degradation    Fig. 6: plain vs ResNet at depths 20-56, training and test error against iterations
+gradnorms      sec. 4.1: per-layer gradient norms at initialisation and in training, plain vs
+               residual, with and without BN, across depths
+responses      Fig. 7: std of each 3x3 conv's output (after BN, before ReLU/add), in layer order and sorted
+lesion         Veit et al.: delete one block at test time, error per deleted block, ResNet vs plain
+shortcuts      options A/B/C at one depth: error, parameters, time
+=============  ===================================================================================
+
+Each module has ``QUICK`` and ``FULL`` settings, ``run(data, settings, seed, progress) -> dict``
+(plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
+``report(results) -> str`` (``summary.md``, also printed). From Python::
+
+    from minires.experiments import degradation, load_data
+    results = degradation.run(load_data("synthetic", n_train=10_000, n_test=1_000), degradation.QUICK)
+    degradation.plot(results)["degradation.png"].savefig("fig6.png")
+
+The embedded Synthetic data is the default; ``--data mnist|cifar10 --data-dir D`` uses real data.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+from .common import RunFolder, choose_settings, load_data
+
+EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
+
+
+def get(name: str):
+    """The module of experiment ``name``."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def _ints(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,56, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick settings (about ten minutes on a 2-core CPU; see each experiment's docstring)")
+    parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
+                        help="dataset (default: the embedded synthetic one, no download)")
+    parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
+    parser.add_argument("--out", help="run folder for results.json, summary.md and the PNGs (default: runs/NAME)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default 0)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    overrides = parser.add_argument_group("override a setting of the chosen mode")
+    overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
+    overrides.add_argument("--depth", type=int, help="the one depth (lesion, shortcuts)")
+    overrides.add_argument("--width", type=int, help="channels of the first stage (the paper: 16)")
+    overrides.add_argument("--iterations", type=int, help="SGD iterations per network")
+    overrides.add_argument("--batch-size", type=int)
+    overrides.add_argument("--lr", type=float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
+    overrides.add_argument("--n-train", type=int, help="training images to use (synthetic: to generate)")
+    overrides.add_argument("--n-test", type=int, help="test images to use")
+    overrides.add_argument("--eval-every", type=int, help="iterations between test evaluations")
+
+
+OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "n_train", "n_test", "eval_every")
+
+
+def run_experiment(name: str, quick: bool = True, data: str = "synthetic", data_dir=None, out=None, seed: int = 0,
+                   progress: bool = True, **overrides) -> tuple[dict, RunFolder]:
+    """Run experiment ``name`` and write its results into the run folder; return (results, folder)."""
+    module = get(name)
+    settings = choose_settings(module.QUICK, module.FULL, quick, overrides)
+    folder = RunFolder(out or f"runs/{name}")
+    start = time.perf_counter()
+    dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
+    if progress:
+        print(f"experiment {name} ({'quick' if quick else 'full'} settings) on {dataset.describe()}", flush=True)
+    results = module.run(dataset, settings, seed=seed, progress=progress)
+    results.update(mode="quick" if quick else "full", seed=seed, wall_seconds=time.perf_counter() - start)
+    folder.save_json(results)
+    folder.save_text(module.report(results), "summary.md")
+    for file_name, figure in module.plot(results).items():
+        folder.save_figure(figure, file_name)
+    return results, folder
+
+
+def run(args) -> int:
+    overrides = {key: getattr(args, key) for key in OVERRIDES}
+    results, folder = run_experiment(args.name, args.quick, args.data, args.data_dir, args.out, args.seed,
+                                     args.progress, **overrides)
+    print(get(args.name).report(results))
+    print(f"wall time {results['wall_seconds']:.0f} s; wrote {', '.join(str(f) for f in folder.files)}")
+    return 0

@@ -1,0 +1,108 @@
+"""Figure 7 of the paper: standard deviation of layer responses, plain vs ResNet, by depth.
+
+A "response" is the output of a 3x3 conv layer *after BN and before the nonlinearity or the
+addition*: the output of every BatchNorm2d that follows a 3x3 conv (the stem's ``bn1`` and each
+block's ``bn1`` and ``bn2``; projection shortcuts' BNs are left out). After training, a forward hook on
+each of them accumulates the sum and the sum of squares of all its outputs over the test set (eval
+mode), giving one standard deviation per layer over every element (images, channels, pixels). The
+figure plots them in layer order and sorted in descending order. The paper's finding: ResNets
+respond more weakly than plain nets, and deeper ResNets more weakly still — the residual functions
+are closer to zero than non-residual ones.
+
+Nets: plain nets and ResNets at ``depths``, plain nets only up to depth 56 (as in the paper;
+plain-110 does not train). Quick settings: widths 4/8/16, depths 20/56/110, 200 iterations on the
+embedded data, responses on 500 test images. Full: width 16, 64k iterations.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import autograd
+from ..nn import BatchNorm2d
+from .common import build_model, display_name, markdown_table, model_name, train
+
+QUICK = dict(depths=(20, 56, 110), width=4, iterations=200, batch_size=128, lr=0.1, n_train=10_000, n_test=500)
+FULL = dict(depths=(20, 56, 110), width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None)
+PLAIN_MAX_DEPTH = 56
+
+
+def response_layers(model) -> list[tuple[str, object]]:
+    """The BNs that follow a 3x3 conv, in layer order (projection shortcuts' BNs excluded)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, BatchNorm2d) and "downsample" not in name]
+
+
+def response_stds(model, loader) -> list[float]:
+    """Standard deviation of each response layer's output over ``loader``'s data, in eval mode."""
+    layers = response_layers(model)
+    sums = np.zeros((len(layers), 3))  # count, sum, sum of squares
+
+    def hook_for(k):
+        def hook(module, inputs, output):
+            values = output.numpy().astype(np.float64)
+            sums[k] += (values.size, values.sum(), np.square(values).sum())
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(k)) for k, (_, m) in enumerate(layers)]
+    model.eval()
+    with autograd.no_grad():
+        for x, _ in loader:
+            model(autograd.Tensor(x))
+    model.train()
+    for handle in handles:
+        handle.remove()
+    count, total, squares = sums.T
+    mean = total / count
+    return np.sqrt(np.maximum(squares / count - mean ** 2, 0.0)).tolist()
+
+
+def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
+    nets = {}
+    for residual in (False, True):
+        for depth in settings["depths"]:
+            if not residual and depth > PLAIN_MAX_DEPTH:
+                continue
+            name = model_name(depth, residual)
+            model = build_model(depth, data, residual=residual, width=settings["width"], seed=seed)
+            curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
+                           label=name, progress=progress)
+            stds = response_stds(model, data.loaders(settings["batch_size"], seed)[1])
+            nets[name] = {"depth": depth, "residual": residual, "layers": [n for n, _ in response_layers(model)],
+                          "std": stds, "final_train_error": curves["final_train_error"],
+                          "final_test_error": curves["final_test_error"]}
+    return {"experiment": "responses", "data": data.describe(), "settings": settings, "nets": nets,
+            "summary": summary(nets)}
+
+
+def summary(nets: dict) -> list[dict]:
+    return [{"net": name, "layers": len(r["std"]), "mean_std": float(np.mean(r["std"])),
+             "median_std": float(np.median(r["std"])), "test_error": 100 * r["final_test_error"]}
+            for name, r in nets.items()]
+
+
+def report(results: dict) -> str:
+    table = markdown_table(results["summary"], [("net", "net", "s"), ("layers", "responses", "d"),
+                                                ("mean_std", "mean std", ".3f"), ("median_std", "median std", ".3f"),
+                                                ("test_error", "test error %", ".1f")])
+    return (f"Layer responses ({results['data']}; width {results['settings']['width']}, "
+            f"{results['settings']['iterations']} iterations)\n\n{table}\n")
+
+
+def plot(results: dict) -> dict:
+    """``responses.png``: std per layer in layer order (top) and sorted (bottom), as Fig. 7."""
+    import matplotlib.pyplot as plt
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7))
+    for name, r in results["nets"].items():
+        std = np.asarray(r["std"])
+        style = dict(linestyle="-" if r["residual"] else "--", linewidth=1.4,
+                     label=display_name(r["depth"], r["residual"]))
+        top.plot(np.arange(1, len(std) + 1), std, **style)
+        bottom.plot(np.arange(1, len(std) + 1), np.sort(std)[::-1], **style)
+    top.set_xlabel("layer index (original order)")
+    bottom.set_xlabel("layer index (sorted by magnitude)")
+    for ax in (top, bottom):
+        ax.set_ylabel("std of response")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, ncol=2)
+    fig.suptitle("Standard deviation of 3x3 conv responses after BN (paper Fig. 7)")
+    fig.tight_layout()
+    return {"responses.png": fig}
