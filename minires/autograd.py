@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,12 +154,45 @@ class Node:
 
     ``inputs`` has one entry per positional argument of the op: the Tensor, or None for
     arguments that are not tensors or need no gradient.
+
+    Memory: the graph does not keep every intermediate array alive, only what ``ctx`` saved. A
+    node holds its leaf inputs, but reaches a computed input through that input's own node, which
+    holds its output tensor weakly. When the program drops such a tensor (a BN output, say, once
+    the ReLU after it has run), its array is freed, and :meth:`output` stands in for it with a
+    data-less tensor of the same shape, dtype and ``grad_fn`` (``data`` is a broadcast zero, no
+    memory), so the engine and the inspect tools still see every node. A tensor with hooks or
+    ``retain_grad()`` is pinned by its node and stays alive.
     """
 
-    __slots__ = ("fn", "ctx", "inputs", "__weakref__")
+    __slots__ = ("fn", "ctx", "_edges", "_output", "_described", "_stand_in", "_pinned", "__weakref__")
 
     def __init__(self, fn, ctx, inputs):
-        self.fn, self.ctx, self.inputs = fn, ctx, inputs
+        self.fn, self.ctx = fn, ctx
+        self._edges = tuple(t.grad_fn if t is not None and t.grad_fn is not None else t for t in inputs)
+        self._output = self._described = self._stand_in = self._pinned = None
+
+    @property
+    def inputs(self) -> tuple:
+        return tuple(edge.output() if isinstance(edge, Node) else edge for edge in self._edges)
+
+    def record_output(self, tensor: "Tensor") -> None:
+        self._output = weakref.ref(tensor)
+        self._described = (backend.get_array_module(tensor.data), tensor.data.shape, tensor.data.dtype)
+
+    def pin_output(self) -> None:
+        """Keep the output tensor alive as long as the graph (it has hooks or retains its grad)."""
+        self._pinned = self.output()
+
+    def output(self) -> "Tensor":
+        """The tensor this node computed, or a data-less stand-in once the program dropped it."""
+        tensor = self._output()
+        if tensor is not None:
+            return tensor
+        if self._stand_in is None:
+            xp, shape, dtype = self._described
+            self._stand_in = Tensor._wrap(xp.broadcast_to(xp.zeros((), dtype=dtype), shape))
+            self._stand_in.requires_grad, self._stand_in.grad_fn = True, self
+        return self._stand_in
 
     @property
     def name(self) -> str:
@@ -169,8 +203,8 @@ class Node:
         grads = self.fn.backward(self.ctx, grad)
         if not isinstance(grads, tuple):
             grads = (grads,)
-        if len(grads) < len(self.inputs):
-            grads = grads + (None,) * (len(self.inputs) - len(grads))
+        if len(grads) < len(self._edges):
+            grads = grads + (None,) * (len(self._edges) - len(grads))
         return grads
 
     def __repr__(self):
@@ -206,6 +240,7 @@ class Function:
             inputs = tuple(a if n else None for a, n in zip(args, needs))
             result.requires_grad = True
             result.grad_fn = Node(cls, ctx, inputs)
+            result.grad_fn.record_output(result)
         return result
 
 
@@ -444,6 +479,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("register_hook: this tensor does not require grad, so no gradient will reach it")
         self._hooks.append(fn)
+        if self.grad_fn is not None:
+            self.grad_fn.pin_output()
         return _HookHandle(self._hooks, fn)
 
     def retain_grad(self) -> None:
@@ -451,6 +488,8 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("retain_grad: this tensor does not require grad")
         self._retains_grad = True
+        if self.grad_fn is not None:
+            self.grad_fn.pin_output()
 
     def _accumulate_grad(self, g) -> None:
         if self.grad is None:

@@ -1,0 +1,50 @@
+"""The graph keeps only what backward needs: dropped intermediate tensors are freed, yet gradients,
+hooks and the graph walk are unchanged."""
+import gc
+import weakref
+
+import numpy as np
+
+import minires as mr
+import minires.functional as F
+
+
+def chain(x):
+    """exp(relu(x * 3)).sum(), returning the loss and a weak reference to the dropped ``x * 3``."""
+    scaled = x * 3.0
+    dropped = weakref.ref(scaled)
+    loss = F.exp(F.relu(scaled)).sum()
+    return loss, dropped
+
+
+def test_an_intermediate_the_program_dropped_is_freed_and_backward_is_still_right():
+    x = mr.tensor(np.array([-1.0, 0.5, 2.0]), requires_grad=True)
+    loss, dropped = chain(x)
+    gc.collect()
+    assert dropped() is None  # neither the graph nor the ctx of relu (which keeps its output) holds it
+    loss.backward()
+    expected = np.where(x.numpy() > 0, 3 * np.exp(3 * x.numpy()), 0.0)
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12)
+
+
+def test_the_graph_walk_sees_a_stand_in_of_the_right_shape():
+    x = mr.tensor(np.ones((2, 3)), requires_grad=True)
+    loss, _ = chain(x)
+    gc.collect()
+    relu_node = loss.grad_fn.inputs[0].grad_fn.inputs[0].grad_fn   # sum <- exp <- relu
+    (stand_in,) = relu_node.inputs
+    assert relu_node.name == "ReLU"
+    assert stand_in.shape == (2, 3) and stand_in.dtype == x.dtype
+    assert stand_in.grad_fn.name == "Mul" and relu_node.inputs[0] is stand_in  # one stand-in per node
+
+
+def test_a_hook_on_a_tensor_the_program_dropped_still_runs():
+    x = mr.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    seen = []
+    scaled = x * 3.0
+    scaled.register_hook(lambda g: seen.append(g.numpy().copy()))
+    loss = (scaled * scaled).sum()
+    del scaled
+    gc.collect()
+    loss.backward()
+    np.testing.assert_allclose(seen[0], 2 * 3 * np.array([1.0, 2.0]))
