@@ -42,7 +42,8 @@ from .. import backend
 from ..functional.conv import _canvas_slices
 from ..kernels.conv2d_index import ConvGeometry
 
-CHUNK_BYTES = 16 * 2 ** 20  # the largest column matrix built at once
+CHUNK_BYTES = 2 * 2 ** 20  # the largest column matrix built at once: stays in L2/L3 for the GEMM
+_SCRATCH = threading.local()  # the column-matrix buffer, kept between calls
 
 
 def pixel_major(a):
@@ -65,7 +66,6 @@ class ChunkedIm2colGemm:
 
     def __init__(self, im2col, col2im, chunk_bytes: int = CHUNK_BYTES):
         self.im2col, self.col2im, self.chunk_bytes = im2col, col2im, chunk_bytes
-        self._local = threading.local()
 
     def forward(self, x, w, stride, padding):
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
@@ -107,11 +107,12 @@ class ChunkedIm2colGemm:
             chunk = g._replace(n=min(per_chunk, g.n - start))
             yield slice(start, start + chunk.n), chunk, buffer[:chunk.n * rows * width].reshape(-1, width)
 
-    def _scratch(self, size: int, dtype):
-        """A 1-D array of at least ``size`` elements of ``dtype``, reused by later calls (per thread)."""
-        cached = getattr(self._local, "buffer", None)
+    @staticmethod
+    def _scratch(size: int, dtype):
+        """A 1-D array of at least ``size`` elements of ``dtype``, reused by later calls (one per thread)."""
+        cached = getattr(_SCRATCH, "buffer", None)
         if cached is None or cached.dtype != dtype or cached.size < size:
-            self._local.buffer = cached = np.empty(size, dtype=dtype)
+            _SCRATCH.buffer = cached = np.empty(size, dtype=dtype)
         return cached[:size]
 
 
