@@ -1,18 +1,267 @@
-"""``minires bench cpu``: conv2d per layer and ResNet training steps against PyTorch on the CPU.
+"""``minires bench cpu`` (or ``python -m minires.bench cpu``): minires against PyTorch on the same cores.
 
-Not written yet (issue 8). The pieces are ready in :mod:`minires.bench.suite`:
-``conv_rows("cpu", impls, cifar_resnet_convs(3, batch), ...)`` and ``step_rows("cpu", ...)``
-produce the same table as ``minires bench gpu``.
+1. conv2d forward and backward on every distinct ResNet-20 layer shape, for each CPU conv
+   implementation (``numba``, ``numpy-fast``; ``--impls numpy`` adds the slow reference) and for
+   PyTorch, and each one's total over ResNet-20's 19 convs;
+2. a training step (forward, cross-entropy, backward, SGD with momentum) of each ``--models``;
+3. the peak memory of a ResNet-20 training step, minires and PyTorch measured the same way;
+4. scaling: time per step against batch size (``--batches``) and depth (``--depths``), which should
+   be linear in both; a plot of it.
+
+float32, NCHW, the same thread count on both sides (``--threads``, default: every core): PyTorch's
+intra-op threads, Numba's and BLAS's (through threadpoolctl; without it BLAS keeps what it started
+with, ``OPENBLAS_NUM_THREADS`` or every core, and the header says so).
+Times are the median of ``--repeat`` runs after ``--warmup`` (wall clock). The table, the machine,
+versions and thread counts go to ``<out>/<date>-<cpu>.md`` with the plot beside it (``.png``).
+``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
+
+**Peak memory**, for both frameworks: run two warm-up steps (compilation, optimizer state), reset
+the kernel's resident-set high-water mark (``/proc/self/clear_refs``), run one step, and report the
+high-water mark minus the resident set before the step: the extra memory a step needs on top of
+the model and its optimizer state (activations kept for backward, gradients, temporaries). glibc is
+first told to give every freed block of 128 KiB or more back to the system (``mallopt``), so that
+memory freed by earlier steps cannot hide a later step's peak. Linux only; elsewhere ``-``.
 """
 from __future__ import annotations
 
+import ctypes
+import datetime
+import gc
+import os
+import platform
 import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, backend
+from .cost import cifar_resnet_convs
+from .gpu import _slug, _version
+from .measure import synchronizer, training_step
+from .suite import HEADERS, conv_rows, step_rows
+from .table import format_table
+from .timing import median_seconds
+
+TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32], scaling_repeat=1)
+SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
+MEMORY_HEADERS = ["memory", "case", "minires MB", "torch MB", "x torch"]
 
 
 def add_arguments(parser) -> None:
-    """No options yet."""
+    parser.add_argument("--batch", type=int, default=128, help="batch size of the conv and step rows (default 128)")
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs per measurement; the median is shown")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (Numba compilation, caches)")
+    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"], help="CIFAR ResNets to time")
+    parser.add_argument("--impls", nargs="+", help="conv2d implementations (default: the fast CPU ones)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library")
+    parser.add_argument("--batches", nargs="+", type=int, default=[16, 32, 64, 128, 256],
+                        help="batch sizes of the scaling rows (ResNet-20)")
+    parser.add_argument("--depths", nargs="+", type=int, default=[20, 56, 110],
+                        help="ResNet depths of the scaling rows (at --batch)")
+    parser.add_argument("--scaling-repeat", type=int, default=3, help="timed runs per scaling point")
+    parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes, one run each: checks the machinery")
 
 
 def run(args) -> int:
-    print("minires bench cpu: not written yet (issue 8); minires bench gpu and list work", file=sys.stderr)
-    return 2
+    if args.tiny:
+        vars(args).update(TINY)
+    threads = set_threads(args.threads)
+    torch_ref, torch_note = _torch_reference(args.threads)
+    impls = args.impls or fast_cpu_impls()
+    load_before = _load_average()
+    rows = conv_rows("cpu", impls, cifar_resnet_convs(3, args.batch), args.repeat, args.warmup, torch_ref,
+                     network="resnet20")
+    rows += step_rows("cpu", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref)
+    scaling = scaling_rows(args, torch_ref)
+    memory = memory_rows(args.models[0], args.batch, torch_ref)  # last: it changes how malloc behaves
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}"
+    plot_scaling(scaling, stem.with_suffix(".png"))
+    report = "\n".join(_header(args, threads, torch_note, load_before) + [
+        "", "```", format_table(HEADERS, rows), "", format_table(MEMORY_HEADERS, memory), "",
+        format_table(SCALING_HEADERS, scaling), "```", "", f"![scaling]({stem.with_suffix('.png').name})"])
+    print(report)
+    stem.with_suffix(".md").write_text(report + "\n")
+    print(f"\nwritten to {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
+    return 0
+
+
+def fast_cpu_impls() -> list[str]:
+    """The conv2d implementations that run on the CPU, the default first, without the slow reference."""
+    default = backend.lookup("conv2d", np.zeros(1))[0]
+    names = [name for name in backend.available("conv2d") if name != "numpy" and _runs_on_cpu(name)]
+    return sorted(names, key=lambda name: name != default)
+
+
+def _runs_on_cpu(name: str) -> bool:
+    try:
+        backend.lookup("conv2d", np.zeros(1), name)
+    except ValueError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- threads, machine
+def set_threads(threads: int) -> dict:
+    """Give BLAS (through threadpoolctl, when installed) and Numba ``threads`` threads; return what
+    each library now uses."""
+    used = {"BLAS": os.environ.get("OPENBLAS_NUM_THREADS", f"all cores ({os.cpu_count()}), unchanged")}
+    try:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(threads, user_api="blas")
+        used["BLAS"] = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpoolctl.threadpool_info()
+                                 if p["user_api"] == "blas")
+    except ImportError:
+        pass
+    try:
+        import numba
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        used["Numba"] = numba.get_num_threads()
+    except ImportError:
+        used["Numba"] = "not installed"
+    return used
+
+
+def _torch_reference(threads: int):
+    """(the torch_reference module with ``threads`` intra-op threads, or None, and a note)."""
+    try:
+        from . import torch_reference
+    except ImportError:
+        return None, "PyTorch not installed: minires rows only"
+    import torch
+    torch.set_num_threads(threads)
+    return torch_reference, f"{torch_reference.versions()} ({torch.get_num_threads()} threads)"
+
+
+def cpu_name() -> str:
+    """The processor's model name (``lscpu``'s "Model name"), from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_average() -> str:
+    try:
+        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _blas() -> str:
+    info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    return f"{info['name']} {info['version']}" + (f", OPENBLAS_CORETYPE={coretype}" if coretype else "")
+
+
+def _header(args, threads, torch_note, load_before) -> list[str]:
+    command = " ".join(["python -m minires.bench cpu"] + sys.argv[sys.argv.index("cpu") + 1:]) \
+        if "cpu" in sys.argv else "python -m minires.bench cpu"
+    return [
+        f"# minires bench cpu, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, "
+        f"{_load_average()} after",
+        f"- threads: BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
+        f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} ({_blas()}), "
+        f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
+        f"- command: {command}",
+        "- float32, NCHW. Times: median of the repeats after warm-up, wall clock. x torch = minires / PyTorch "
+        "(lower is better; target <= 1.5). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
+        "resident memory of one training step (see minires/bench/cpu.py).",
+    ]
+
+
+# ----------------------------------------------------------------------------- memory
+def memory_rows(model_name: str, batch: int, torch_ref) -> list[list]:
+    """Peak extra memory of one training step of ``model_name``, minires and PyTorch."""
+    _return_freed_memory_to_the_system()
+    ours = peak_step_bytes(training_step(model_name, batch, "cpu"))
+    theirs = None
+    if torch_ref is not None:
+        theirs = peak_step_bytes(torch_ref.training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu"))
+    ratio = ours / theirs if ours and theirs else None
+    mb = [None if v is None else v / 2 ** 20 for v in (ours, theirs)]
+    return [["step", f"{model_name} batch {batch}", *mb, ratio]]
+
+
+def peak_step_bytes(step) -> int | None:
+    """How far one call of ``step`` raises the resident set above its level before the call (Linux)."""
+    for _ in range(2):
+        step()
+    gc.collect()
+    try:
+        before = _status_kib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+    except (OSError, ValueError):
+        return None
+    step()
+    return 1024 * (_status_kib("VmHWM") - before)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise ValueError(f"/proc/self/status has no {field}")
+
+
+def _return_freed_memory_to_the_system() -> None:
+    """glibc: serve blocks of 128 KiB or more with mmap and trim the heap above 128 KiB, so freed
+    arrays leave the resident set at once (no-op where there is no glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 128 * 1024)
+    libc.mallopt(m_trim_threshold, 128 * 1024)
+
+
+# ----------------------------------------------------------------------------- scaling
+def scaling_rows(args, torch_ref) -> list[list]:
+    """Time per ResNet step against batch size (ResNet-20) and against depth (at ``args.batch``)."""
+    cases = [("batch", f"resnet20 batch {b}", "resnet20", b, b, "image") for b in args.batches]
+    cases += [("depth", f"resnet{d} batch {args.batch}", f"resnet{d}", args.batch, d, "layer") for d in args.depths]
+    rows = []
+    for kind, case, model, batch, units, unit in cases:
+        ours = _median(training_step(model, batch, "cpu"), args)
+        theirs = None if torch_ref is None else \
+            _median(torch_ref.training_step((int(model.removeprefix("resnet")) - 2) // 6, batch, "cpu"), args)
+        rows.append([kind, case, 1e3 * ours, None if theirs is None else 1e3 * theirs,
+                     None if theirs is None else ours / theirs, 1e3 * ours / units, unit])
+    return rows
+
+
+def _median(step, args) -> float:
+    return median_seconds(step, synchronizer("cpu"), args.scaling_repeat, args.warmup)
+
+
+def plot_scaling(rows, path: Path) -> None:
+    """Two panels, ms per step against batch size and against depth, minires and PyTorch, with the
+    straight line through the origin fitted to minires (linear scaling stays on it)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, kind, label in zip(axes, ("batch", "depth"), ("batch size (ResNet-20)", "depth (ResNet-6n+2)")):
+        chosen = [r for r in rows if r[0] == kind]
+        units = np.array([r[2] / r[5] for r in chosen])        # batch size or depth
+        ours = np.array([r[2] for r in chosen])
+        ax.plot(units, ours, "o-", label="minires")
+        if all(r[3] is not None for r in chosen):
+            ax.plot(units, [r[3] for r in chosen], "s-", label="PyTorch")
+        slope = float(units @ ours / (units @ units))
+        ax.plot([0, units.max()], [0, slope * units.max()], "k:", lw=1, label="linear fit (minires)")
+        ax.set(xlabel=label, ylabel="ms per training step", xlim=(0, None), ylim=(0, None))
+        ax.legend()
+    fig.suptitle(f"minires vs PyTorch, CPU training step ({cpu_name()})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -38,10 +38,9 @@ def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str
     return forward_s, median_seconds(backward, sync, repeat, warmup)
 
 
-def time_training_step(model_name: str, batch: int, device: str, repeat: int, warmup: int,
-                       conv_impl: str | None = None) -> float:
-    """Seconds per training step of ``model_name`` on random 32x32 images (lr 0.1, momentum 0.9,
-    weight decay 1e-4, as in the paper), with ``conv_impl`` as the device's conv2d implementation."""
+def training_step(model_name: str, batch: int, device: str):
+    """A function running one training step of ``model_name`` on random 32x32 images (forward,
+    cross-entropy, backward, SGD with lr 0.1, momentum 0.9, weight decay 1e-4, as in the paper)."""
     from .. import models, optim
     from ..autograd import Tensor
     from ..functional import cross_entropy
@@ -57,6 +56,14 @@ def time_training_step(model_name: str, batch: int, device: str, repeat: int, wa
         cross_entropy(model(images), labels).backward()
         optimizer.step()
 
+    return step
+
+
+def time_training_step(model_name: str, batch: int, device: str, repeat: int, warmup: int,
+                       conv_impl: str | None = None) -> float:
+    """Seconds per :func:`training_step` of ``model_name``, with ``conv_impl`` as the device's conv2d
+    implementation (None: the default)."""
+    step = training_step(model_name, batch, device)
     if conv_impl is None:
         return median_seconds(step, synchronizer(device), repeat, warmup)
     with backend.using("conv2d", conv_impl):

@@ -76,8 +76,8 @@ def cifar_resnet(n: int, num_classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def time_training_step(n: int, batch: int, device: str, repeat: int, warmup: int) -> float:
-    """Seconds per training step of the 6n+2-layer ResNet (same recipe as minires.bench.measure)."""
+def training_step(n: int, batch: int, device: str):
+    """A function running one training step of the 6n+2-layer ResNet (the recipe of minires.bench.measure)."""
     torch.manual_seed(0)
     model = cifar_resnet(n).to(device).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -89,4 +89,9 @@ def time_training_step(n: int, batch: int, device: str, repeat: int, warmup: int
         F.cross_entropy(model(images), labels).backward()
         optimizer.step()
 
-    return median_seconds(step, synchronizer(device), repeat, warmup)
+    return step
+
+
+def time_training_step(n: int, batch: int, device: str, repeat: int, warmup: int) -> float:
+    """Seconds per :func:`training_step`."""
+    return median_seconds(training_step(n, batch, device), synchronizer(device), repeat, warmup)

@@ -1,0 +1,40 @@
+"""``minires bench cpu --tiny``: the whole CPU benchmark on toy sizes, so it cannot rot (no timing asserts)."""
+import pytest
+
+from minires.bench import cpu
+from minires.cli import main
+
+
+def test_tiny_run_writes_a_report_and_a_plot(tmp_path, capsys):
+    pytest.importorskip("minires.optim")
+    assert main(["bench", "cpu", "--tiny", "--out", str(tmp_path)]) == 0
+    reports, plots = list(tmp_path.glob("*.md")), list(tmp_path.glob("*.png"))
+    assert len(reports) == len(plots) == 1
+    text = reports[0].read_text()
+    assert text in capsys.readouterr().out  # the report printed is the report written
+    for expected in ["machine:", "threads:", "resnet20: all 19 convs", "step  resnet20 batch 4",
+                     "memory", "resnet20 batch 2", "resnet32 batch 4", plots[0].name]:
+        assert expected in text
+    assert plots[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fast_implementations_exclude_the_reference_and_start_with_the_default():
+    names = cpu.fast_cpu_impls()
+    assert "numpy" not in names and names
+    from minires import backend
+    import numpy as np
+    assert names[0] == backend.lookup("conv2d", np.zeros(1))[0]
+
+
+def test_peak_step_bytes_sees_a_step_that_allocates():
+    import numpy as np
+    kept = []
+
+    def step():  # keeps 64 MiB alive only during the call
+        kept.append(np.ones(16 * 2 ** 20, dtype=np.float32))
+        kept.clear()
+
+    peak = cpu.peak_step_bytes(step)
+    if peak is None:
+        pytest.skip("no /proc/self/clear_refs here")
+    assert peak >= 60 * 2 ** 20
