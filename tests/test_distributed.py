@@ -417,3 +417,11 @@ def test_nccl_communicator_on_one_gpu():
     assert_close(xg.grad.numpy(), x.grad.numpy(), 1e-10)
     with pytest.raises(TypeError, match="CuPy arrays"):
         comm.allreduce_sum(np.zeros(3))
+
+
+def test_scaling_measure_runs_on_one_process():
+    from minires.distributed.scaling import measure
+
+    result = measure("resnet20", batch_size=2, steps=1, sync_bn=True, comm=dist.SingleProcess())
+    assert result["ranks"] == 1
+    assert all(np.isfinite(v) and v >= 0 for v in result.values())
