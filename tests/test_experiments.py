@@ -24,7 +24,7 @@ TINY = ["--quick", "--width", "2", "--iterations", "4", "--batch-size", "32", "-
         "--no-progress"]
 SHAPE = {"degradation": ["--depths", "8,14", "--eval-every", "2"], "gradnorms": ["--depths", "8,14"],
          "responses": ["--depths", "8,14"], "lesion": ["--depth", "14"], "shortcuts": ["--depth", "8", "--eval-every", "2"]}
-FIGURES = {"degradation": ["degradation.png"], "gradnorms": ["gradnorms_init.png", "gradnorms_training.png"],
+FIGURES = {"degradation": ["degradation.png"], "gradnorms": ["gradnorms_init.png", "gradnorms_training.png", "gradnorms_weights.png"],
            "responses": ["responses.png"], "lesion": ["lesion.png"], "shortcuts": ["shortcuts.png"]}
 
 

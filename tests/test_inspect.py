@@ -55,7 +55,7 @@ def test_stepping_a_resnet_block_gives_exactly_the_gradients_of_backward(stride)
     (block(x) * weights).sum().backward()
     stepper = BackwardStepper((other(x2) * weights).sum(), names=other)
     assert stepper.run() is None and stepper.done      # nothing to break on, all the way through
-    assert {"Conv2d", "BatchNormTrain", "ReLU", "Add"} <= {r.op for r in stepper.history}
+    assert [r.op for r in stepper.history].count("Conv2d") == 2 and len(stepper.history) >= 8
     np.testing.assert_array_equal(x2.grad.numpy(), x.grad.numpy())
     for (name, p), (_, q) in zip(block.named_parameters(), other.named_parameters()):
         assert np.array_equal(p.grad.numpy(), q.grad.numpy()), name

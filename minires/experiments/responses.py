@@ -91,9 +91,10 @@ def plot(results: dict) -> dict:
     """``responses.png``: std per layer in layer order (top) and sorted (bottom), as Fig. 7."""
     import matplotlib.pyplot as plt
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7))
+    depths = sorted({r["depth"] for r in results["nets"].values()})
     for name, r in results["nets"].items():
         std = np.asarray(r["std"])
-        style = dict(linestyle="-" if r["residual"] else "--", linewidth=1.4,
+        style = dict(linestyle="-" if r["residual"] else "--", linewidth=1.4, color=f"C{depths.index(r['depth'])}",
                      label=display_name(r["depth"], r["residual"]))
         top.plot(np.arange(1, len(std) + 1), std, **style)
         bottom.plot(np.arange(1, len(std) + 1), np.sort(std)[::-1], **style)
