@@ -399,7 +399,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=d.warmup,
                         help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     parser.add_argument("--paper", action="store_true",
-                        help="the paper's schedule: 64k iterations, rate /10 at 32k and 48k (overrides --epochs/--milestones)")
+                        help="the paper's schedule: 64k iterations, rate /10 at 32k and 48k (overrides --epochs/--milestones); "
+                             "the paper's ResNet-110 adds --warmup 400")
     parser.add_argument("--seed", type=int, default=d.seed, help="seeds weights, shuffling and augmentation")
     parser.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA-DATE-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest one)")
