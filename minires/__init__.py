@@ -14,7 +14,7 @@ from . import cpu  # registers the fast CPU implementations (Numba kernels compi
 from .autograd import (Function, Tensor, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
                        tensor)
 from .gradcheck import GradcheckError, gradcheck
-from . import models, nn
+from . import data, models, nn, optim
 from .random import manual_seed
 from .summary import summary
 
