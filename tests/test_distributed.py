@@ -304,17 +304,24 @@ def test_init_single_process_outside_mpirun(monkeypatch):
 # --------------------------------------------------------------------------- a real mpirun -n 2
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
-MPI_MISSING = shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None
+needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                               reason="needs mpirun (apt-get install openmpi-bin) and mpi4py")
+
+
+def _launch(arguments, ranks, cwd=None):
+    """Run ``python ARGUMENTS`` as one process, or under ``mpirun -n RANKS``; return its stdout."""
+    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    command = [sys.executable] + arguments
+    if ranks > 1:
+        command = ["mpirun", "-n", str(ranks), "--oversubscribe"] + command
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
 
 
 def _run_worker(out, batch, ranks):
-    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, str(WORKER), "--out", str(out), "--batch", str(batch)]
-    if ranks > 1:
-        command = ["mpirun", "-n", str(ranks), "--oversubscribe"] + command
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    _launch([str(WORKER), "--out", str(out), "--batch", str(batch)], ranks)
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +338,7 @@ def _state(directory, rank, variant):
         return dict(state)
 
 
-@pytest.mark.skipif(MPI_MISSING, reason="needs mpirun (apt-get install openmpi-bin) and mpi4py")
+@needs_mpi
 def test_two_ranks_with_sync_bn_train_like_one_rank_with_twice_the_batch(worker_runs):
     two, one = worker_runs
     single = _state(one, 0, "sync")
@@ -348,7 +355,7 @@ def test_two_ranks_with_sync_bn_train_like_one_rank_with_twice_the_batch(worker_
         np.testing.assert_array_equal(other[key], local[key])            # (running statistics are per rank)
 
 
-@pytest.mark.skipif(MPI_MISSING, reason="needs mpirun (apt-get install openmpi-bin) and mpi4py")
+@needs_mpi
 def test_collectives_and_sharding_under_mpirun(worker_runs):
     two, one = worker_runs
     records = [json.loads((two / f"rank{rank}.json").read_text()) for rank in (0, 1)]
@@ -367,18 +374,12 @@ TINY_RUN = ["--model", "resnet8", "--width", "4", "--train-size", "64", "--test-
 
 
 def _minires_train(cwd, ranks):
-    env = dict(os.environ, PYTHONPATH=str(WORKER.parent.parent), OMPI_ALLOW_RUN_AS_ROOT="1",
-               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "minires", "train", "--out", "run"] + TINY_RUN
-    if ranks > 1:
-        command = ["mpirun", "-n", str(ranks), "--oversubscribe"] + command
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    stdout = _launch(["-m", "minires", "train", "--out", "run"] + TINY_RUN, ranks, cwd=cwd)
     with np.load(next((cwd / "run").glob("checkpoint-*.npz"))) as checkpoint:
-        return done.stdout, dict(checkpoint)
+        return stdout, dict(checkpoint)
 
 
-@pytest.mark.skipif(MPI_MISSING, reason="needs mpirun (apt-get install openmpi-bin) and mpi4py")
+@needs_mpi
 def test_minires_train_under_mpirun_matches_one_process(tmp_path):
     (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
     _, single = _minires_train(tmp_path / "one", ranks=1)
