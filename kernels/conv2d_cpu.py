@@ -14,15 +14,16 @@ One ``prange`` iteration is what a thread computes (2-16 cores, so each gets a w
 the image, not one value as on the GPU):
 
 * ``im2col``: iteration ``(b, oh)`` fills the ``out_w`` rows of the column matrix for output
-  row ``oh`` of image ``b``: ``out_w * kh*kw*c_in`` contiguous values, written once each (the
-  padding as zeros, so the buffer may start uninitialised). It reads ``kh`` rows of every channel
-  of ``x[b]``, a few KiB that stay in L1/L2 while the row is built.
-* ``col2im``: iteration ``(b, ih)`` owns input row ``ih`` of image ``b`` in every channel and
-  *gathers* each pixel's gradient: for every tap ``(r, s)`` it finds the output ``(oh, ow)`` that
-  read the pixel through that tap (``output_index``; none when the division is not exact) and adds
-  the ``c_in`` contiguous column entries. Each value of ``gx`` is written by one iteration only:
-  no atomics, no races, and one pass over the column gradient instead of NumPy's ``kh*kw``
-  read-modify-write passes plus a transpose.
+  row ``oh`` of image ``b``: ``out_w * kh*kw*c_in`` contiguous values, each written once (the
+  padding as zeros, so the buffer may start uninitialised). It first copies the ``kh`` input rows
+  it reads into a small channels-last tile with the zero padding around it (``kh x (w + 2 pad_w) x
+  c_in``, a few KiB that stay in L1), so every tap is then a branch-free run of ``c_in`` values.
+* ``col2im``: iteration ``(b, ih)`` owns input row ``ih`` of image ``b`` in every channel. For
+  each tap row ``r`` it finds the output row ``oh`` that read row ``ih`` (``output_index``; none
+  when the division is not exact) and adds that row's column entries into a padded channels-last
+  tile, then writes the tile's interior to ``gx[b, :, ih, :]``. Each value of ``gx`` is written by
+  one iteration only: no atomics, no races, and one pass over the column gradient instead of
+  NumPy's ``kh*kw`` read-modify-write passes plus a transpose.
 """
 from __future__ import annotations
 
@@ -40,21 +41,21 @@ def im2col(x, g, col):
     """Fill the pixel-major ``col`` (``n*out_h*out_w`` x ``kh*kw*c_in``) from NCHW ``x`` (geometry ``g``)."""
     for image_row in prange(g.n * g.out_h):
         b, oh = image_row // g.out_h, image_row % g.out_h
-        rows = np.zeros((g.kh, g.w, g.c_in), dtype=x.dtype)   # the kh input rows read, channels last
+        # the kh input rows this output row reads, channels last, with the zero padding included
+        rows = np.zeros((g.kh, g.w + 2 * g.pad_w, g.c_in), dtype=x.dtype)
         for r in range(g.kh):
             ih = input_index(oh, r, g.stride_h, g.pad_h, g.h)
             if ih >= 0:
                 for ci in range(g.c_in):
                     for iw in range(g.w):
-                        rows[r, iw, ci] = x[b, ci, ih, iw]
+                        rows[r, g.pad_w + iw, ci] = x[b, ci, ih, iw]
         first = image_row * g.out_w
         for ow in range(g.out_w):
             for r in range(g.kh):
                 for s in range(g.kw):
-                    start = (r * g.kw + s) * g.c_in
-                    iw = input_index(ow, s, g.stride_w, g.pad_w, g.w)
+                    start, padded_iw = (r * g.kw + s) * g.c_in, ow * g.stride_w + s
                     for ci in range(g.c_in):
-                        col[first + ow, start + ci] = rows[r, iw, ci] if iw >= 0 else 0
+                        col[first + ow, start + ci] = rows[r, padded_iw, ci]
 
 
 @njit(parallel=True, cache=True)
@@ -62,7 +63,7 @@ def col2im(gcol, g, gx):
     """Fill NCHW ``gx``: each pixel's gradient gathered from the pixel-major column gradient ``gcol``."""
     for image_row in prange(g.n * g.h):
         b, ih = image_row // g.h, image_row % g.h
-        row = np.zeros((g.w, g.c_in), dtype=gx.dtype)          # gx[b, :, ih, :], channels last
+        row = np.zeros((g.w + 2 * g.pad_w, g.c_in), dtype=gx.dtype)  # gx[b, :, ih, :], channels last, padded
         for r in range(g.kh):
             oh = output_index(ih, r, g.stride_h, g.pad_h, g.out_h)
             if oh < 0:
@@ -70,11 +71,9 @@ def col2im(gcol, g, gx):
             first = (b * g.out_h + oh) * g.out_w
             for ow in range(g.out_w):
                 for s in range(g.kw):
-                    iw = input_index(ow, s, g.stride_w, g.pad_w, g.w)
-                    if iw >= 0:
-                        start = (r * g.kw + s) * g.c_in
-                        for ci in range(g.c_in):
-                            row[iw, ci] += gcol[first + ow, start + ci]
+                    start, padded_iw = (r * g.kw + s) * g.c_in, ow * g.stride_w + s
+                    for ci in range(g.c_in):
+                        row[padded_iw, ci] += gcol[first + ow, start + ci]
         for ci in range(g.c_in):
             for iw in range(g.w):
-                gx[b, ci, ih, iw] = row[iw, ci]
+                gx[b, ci, ih, iw] = row[g.pad_w + iw, ci]

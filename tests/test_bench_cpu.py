@@ -7,7 +7,7 @@ from minires.cli import main
 
 def test_tiny_run_writes_a_report_and_a_plot(tmp_path, capsys):
     pytest.importorskip("minires.optim")
-    assert main(["bench", "cpu", "--tiny", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "cpu", "--tiny", "--clock", "cpu", "--out", str(tmp_path)]) == 0
     reports, plots = list(tmp_path.glob("*.md")), list(tmp_path.glob("*.png"))
     assert len(reports) == len(plots) == 1
     text = reports[0].read_text()

@@ -11,25 +11,32 @@
 float32, NCHW, the same thread count on both sides (``--threads``, default: every core): PyTorch's
 intra-op threads, Numba's and BLAS's (through threadpoolctl; without it BLAS keeps what it started
 with, ``OPENBLAS_NUM_THREADS`` or every core, and the header says so).
-Times are the median of ``--repeat`` runs after ``--warmup`` (wall clock). The table, the machine,
+Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
 versions and thread counts go to ``<out>/<date>-<cpu>.md`` with the plot beside it (``.png``).
 ``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
 
-**Peak memory**, for both frameworks: run two warm-up steps (compilation, optimizer state), reset
-the kernel's resident-set high-water mark (``/proc/self/clear_refs``), run one step, and report the
-high-water mark minus the resident set before the step: the extra memory a step needs on top of
-the model and its optimizer state (activations kept for backward, gradients, temporaries). glibc is
-first told to give every freed block of 128 KiB or more back to the system (``mallopt``), so that
-memory freed by earlier steps cannot hide a later step's peak. Linux only; elsewhere ``-``.
+**Clock**: ``--clock wall`` (default) is what a user waits; ``--clock cpu`` times the process's
+CPU time instead, which on a machine shared with other jobs is the work done without the time
+spent waiting for a core (with one thread; with more it also counts threads that spin).
+
+**Peak memory**, the same way for both frameworks, each in a fresh process (so nothing freed by
+earlier measurements hides in the allocator): glibc is told to give every freed block of 128 KiB or
+more back to the system (``mallopt``), two warm-up steps run (compilation, optimizer state), the
+kernel's resident-set high-water mark is reset (``/proc/self/clear_refs``), one step runs, and
+the report is the high-water mark minus the resident set before that step: the memory a step
+needs on top of the model and its optimizer state (activations kept for backward, gradients,
+temporaries). Linux only; elsewhere ``-``.
 """
 from __future__ import annotations
 
 import ctypes
 import datetime
 import gc
+import multiprocessing
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +47,7 @@ from .gpu import _slug, _version
 from .measure import synchronizer, training_step
 from .suite import HEADERS, conv_rows, step_rows
 from .table import format_table
-from .timing import median_seconds
+from .timing import median_seconds, use_clock
 
 TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32], scaling_repeat=1)
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
@@ -59,6 +66,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--depths", nargs="+", type=int, default=[20, 56, 110],
                         help="ResNet depths of the scaling rows (at --batch)")
     parser.add_argument("--scaling-repeat", type=int, default=3, help="timed runs per scaling point")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or the process's CPU time (steadier on a shared machine)")
     parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, one run each: checks the machinery")
 
@@ -67,6 +76,7 @@ def run(args) -> int:
     if args.tiny:
         vars(args).update(TINY)
     threads = set_threads(args.threads)
+    use_clock(time.process_time if args.clock == "cpu" else time.perf_counter)
     torch_ref, torch_note = _torch_reference(args.threads)
     impls = args.impls or fast_cpu_impls()
     load_before = _load_average()
@@ -74,7 +84,7 @@ def run(args) -> int:
                      network="resnet20")
     rows += step_rows("cpu", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref)
     scaling = scaling_rows(args, torch_ref)
-    memory = memory_rows(args.models[0], args.batch, torch_ref)  # last: it changes how malloc behaves
+    memory = memory_rows(args.models[0], args.batch, args.threads, torch_ref is not None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}"
@@ -170,24 +180,33 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"- threads: BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
         f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} ({_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
-        f"- command: {command}",
-        "- float32, NCHW. Times: median of the repeats after warm-up, wall clock. x torch = minires / PyTorch "
+        f"- command: {command} (clock: {args.clock})",
+        "- float32, NCHW. Times: median of the repeats after warm-up. x torch = minires / PyTorch "
         "(lower is better; target <= 1.5). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]
 
 
 # ----------------------------------------------------------------------------- memory
-def memory_rows(model_name: str, batch: int, torch_ref) -> list[list]:
-    """Peak extra memory of one training step of ``model_name``, minires and PyTorch."""
-    _return_freed_memory_to_the_system()
-    ours = peak_step_bytes(training_step(model_name, batch, "cpu"))
-    theirs = None
-    if torch_ref is not None:
-        theirs = peak_step_bytes(torch_ref.training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu"))
+def memory_rows(model_name: str, batch: int, threads: int, with_torch: bool) -> list[list]:
+    """Peak extra memory of one training step of ``model_name``, minires and PyTorch (fresh processes)."""
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1, maxtasksperchild=1) as pool:
+        ours = pool.apply(_step_memory_in_child, ("minires", model_name, batch, threads))
+        theirs = pool.apply(_step_memory_in_child, ("torch", model_name, batch, threads)) if with_torch else None
     ratio = ours / theirs if ours and theirs else None
     mb = [None if v is None else v / 2 ** 20 for v in (ours, theirs)]
     return [["step", f"{model_name} batch {batch}", *mb, ratio]]
+
+
+def _step_memory_in_child(framework: str, model_name: str, batch: int, threads: int) -> int | None:
+    """:func:`peak_step_bytes` of one framework's training step, run in a fresh (spawned) process."""
+    _return_freed_memory_to_the_system()
+    set_threads(threads)
+    if framework == "minires":
+        return peak_step_bytes(training_step(model_name, batch, "cpu"))
+    torch_ref, _ = _torch_reference(threads)
+    return peak_step_bytes(torch_ref.training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu"))
 
 
 def peak_step_bytes(step) -> int | None:
