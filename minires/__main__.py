@@ -1,4 +1,5 @@
 from .cli import main
 import sys
 
-sys.exit(main())
+if __name__ == "__main__":  # guarded: spawned worker processes import this module
+    sys.exit(main())

@@ -3,4 +3,5 @@ import sys
 
 from ..cli import main
 
-sys.exit(main(["bench", *sys.argv[1:]]))
+if __name__ == "__main__":  # guarded: spawned worker processes import this module
+    sys.exit(main(["bench", *sys.argv[1:]]))
