@@ -263,7 +263,7 @@ def _median(step, args) -> float:
 
 def plot_scaling(rows, path: Path) -> None:
     """Two panels, ms per step against batch size and against depth, minires and PyTorch, with the
-    straight line through the origin fitted to minires (linear scaling stays on it)."""
+    straight line fitted to minires (linear scaling stays on it)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -276,8 +276,8 @@ def plot_scaling(rows, path: Path) -> None:
         ax.plot(units, ours, "o-", label="minires")
         if all(r[3] is not None for r in chosen):
             ax.plot(units, [r[3] for r in chosen], "s-", label="PyTorch")
-        slope = float(units @ ours / (units @ units))
-        ax.plot([0, units.max()], [0, slope * units.max()], "k:", lw=1, label="linear fit (minires)")
+        slope, intercept = np.polyfit(units, ours, 1)
+        ax.plot([0, units.max()], [intercept, intercept + slope * units.max()], "k:", lw=1, label="linear fit (minires)")
         ax.set(xlabel=label, ylabel="ms per training step", xlim=(0, None), ylim=(0, None))
         ax.legend()
     fig.suptitle(f"minires vs PyTorch, CPU training step ({cpu_name()})")
