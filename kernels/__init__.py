@@ -8,6 +8,8 @@
 ``elementwise.cu``         CUDA C for CuPy: ReLU forward/backward and the fused residual add + ReLU
 ``conv2d_numba_cuda.py``   the same convolution kernels written in Python with Numba CUDA
 ``conv2d_index.py``        the index math both conv files share, as plain Python (tested on the CPU)
+``conv2d_cpu.py``          Numba CPU (``parallel=True``) im2col and col2im around BLAS GEMMs,
+                           driven by :mod:`minires.cpu`
 =========================  ==================================================================
 
 The Python side that compiles, launches and registers these lives in :mod:`minires.gpu`.
