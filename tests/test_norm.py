@@ -110,7 +110,10 @@ def test_matches_pytorch(torch_oracle, training, case):
     t_y.backward(torch.tensor(case.grad_out))
 
     assert_close(y, t_y, 1e-10)
-    assert_close(x.grad, t_x.grad, 1e-10)
+    # the input gradient is a difference of terms of size |gy| |weight| / std: scale the tolerance by them
+    std = np.sqrt(case.x.var(axis=channel_axes(x.ndim)).min() + 1e-5)
+    terms = np.abs(case.grad_out).max() * (np.abs(case.weight).max() if case.affine else 1.0) / std
+    assert_close(x.grad, t_x.grad, 1e-10, scale=terms if training else None)
     if case.affine:
         assert_close(weight.grad, t_weight.grad, 1e-10)
         assert_close(bias.grad, t_bias.grad, 1e-10)
