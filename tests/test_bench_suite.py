@@ -2,7 +2,7 @@
 import pytest
 
 from minires import backend
-from minires.bench import suite
+from minires.bench import reference, suite
 from minires.bench.cost import ConvShape
 from minires.bench.table import format_table
 from minires.cli import main
@@ -11,11 +11,7 @@ TINY = [ConvShape("tiny", (2, 3, 6, 6), (4, 3, 3, 3)), ConvShape("tiny s2", (2, 
 
 
 def _torch_reference_or_none():
-    try:
-        from minires.bench import torch_reference
-    except ImportError:
-        return None
-    return torch_reference
+    return reference.load()[0]
 
 
 def test_conv_rows_cover_every_shape_and_implementation_plus_totals():

@@ -6,8 +6,9 @@
 * ``list``: the kernel implementations this machine can run, per op (``backend.available()``).
 
 Shared pieces: :mod:`~minires.bench.suite` (the measurements, as table rows, on any device),
-:mod:`~minires.bench.measure` (timing minires), :mod:`~minires.bench.torch_reference` (timing
-PyTorch, the only module that imports it), :mod:`~minires.bench.cost` (FLOPs and bytes),
+:mod:`~minires.bench.measure` (timing minires), :mod:`~minires.bench.reference` (loads
+``benchmarks/torch_reference.py``, which times PyTorch: the library itself never imports it),
+:mod:`~minires.bench.cost` (FLOPs and bytes),
 :mod:`~minires.bench.timing`, :mod:`~minires.bench.table`. Each target module provides
 ``add_arguments(parser)`` and ``run(args) -> int``, like the other ``minires`` commands.
 """

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
+from . import reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
@@ -135,14 +136,12 @@ def set_threads(threads: int) -> dict:
 
 
 def _torch_reference(threads: int):
-    """(the torch_reference module with ``threads`` intra-op threads, or None, and a note)."""
-    try:
-        from . import torch_reference
-    except ImportError:
-        return None, "PyTorch not installed: minires rows only"
-    import torch
-    torch.set_num_threads(threads)
-    return torch_reference, f"{torch_reference.versions()} ({torch.get_num_threads()} threads)"
+    """(the PyTorch reference with ``threads`` intra-op threads, or None, and a note)."""
+    torch_ref, why_not = reference.load()
+    if torch_ref is None:
+        return None, why_not
+    used = torch_ref.use_threads(threads)
+    return torch_ref, f"{torch_ref.versions()} ({used} threads)"
 
 
 def cpu_name() -> str:

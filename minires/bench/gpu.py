@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
+from . import reference
 from .cost import cifar_resnet_convs
 from .suite import HEADERS, conv_rows, step_rows
 from .table import format_table
@@ -100,15 +101,13 @@ def set_tf32(enabled: bool, torch_ref) -> bool:
 
 
 def _torch_reference():
-    """(the torch_reference module, or None, and a note for the header)."""
-    try:
-        from . import torch_reference
-    except ImportError:
-        return None, "PyTorch not installed: minires rows only"
-    import torch
-    if not torch.cuda.is_available():
-        return None, f"{torch_reference.versions()} has no CUDA: minires rows only"
-    return torch_reference, torch_reference.versions()
+    """(the PyTorch reference, or None, and a note for the header)."""
+    torch_ref, why_not = reference.load()
+    if torch_ref is None:
+        return None, why_not
+    if not torch_ref.cuda_available():
+        return None, f"{torch_ref.versions()} has no CUDA: minires rows only"
+    return torch_ref, torch_ref.versions()
 
 
 def _card_name() -> str:

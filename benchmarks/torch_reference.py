@@ -1,7 +1,8 @@
 """The PyTorch side of ``minires bench``: what minires is measured against, on the same device.
 
-The library never imports PyTorch; only the benchmark does, through this one module, and only
-when PyTorch is installed (otherwise the benchmark prints minires alone). The CIFAR ResNet here is
+It lives outside the ``minires`` package on purpose: the library never imports PyTorch.
+``minires.bench.reference.load()`` loads this file from the source checkout when PyTorch is
+installed (otherwise the benchmark prints minires alone). The CIFAR ResNet here is
 the paper's (sec. 4.2, option A shortcuts), layer for layer the same as ``minires.models.resnet20``.
 """
 from __future__ import annotations
@@ -10,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cost import ConvShape
-from .timing import median_seconds
+from minires.bench.cost import ConvShape
+from minires.bench.timing import median_seconds
 
 
 def set_tf32(enabled: bool) -> None:
@@ -23,6 +24,16 @@ def set_tf32(enabled: bool) -> None:
 
 def synchronizer(device: str):
     return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+
+def use_threads(threads: int) -> int:
+    """Give PyTorch ``threads`` intra-op threads; return how many it uses."""
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
 
 
 def versions() -> str:
