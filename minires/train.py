@@ -64,8 +64,8 @@ class Config:
     data: str = "synthetic"
     data_dir: str = "data"
     download: bool = False
-    epochs: int = 6
-    batch_size: int = 128
+    epochs: int = 4
+    batch_size: int | None = None    # None: 64 (the quick default), or the paper's 128 with paper=True
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -151,11 +151,9 @@ class Trainer:
         if not self.comm.is_root:  # rank 0 alone reports and writes the run folder
             cfg = dataclasses.replace(cfg, progress=False)
         self.device = distributed.rank_device(cfg.device, self.comm)
+        self.cfg = cfg = _resolve_defaults(cfg)
         train_set, test_set = load_datasets(cfg)
         self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.comm)
-        if cfg.milestones is None:  # fixed now, so a resumed run that trains longer keeps its schedule
-            cfg = dataclasses.replace(cfg, milestones=[cfg.epochs * 0.5, cfg.epochs * 0.75])
-        self.cfg = cfg
         manual_seed(cfg.seed)
         self.model = build_model(cfg.model, width=cfg.width, num_classes=len(train_set.classes) or 10,
                                  in_channels=train_set.image_shape[0]).to(self.device)
@@ -303,6 +301,14 @@ class Trainer:
             _truncate_metrics(self.metrics_path, self.iteration)
 
 
+def _resolve_defaults(cfg: Config) -> Config:
+    """Fill the settings whose defaults depend on others, so the checkpoint records what ran (and a
+    resumed run that trains longer keeps its milestones)."""
+    batch_size = cfg.batch_size or (128 if cfg.paper else 64)
+    milestones = cfg.milestones if cfg.milestones is not None else [cfg.epochs * 0.5, cfg.epochs * 0.75]
+    return dataclasses.replace(cfg, batch_size=batch_size, milestones=milestones)
+
+
 def _wrong(logits, y) -> int:
     return int((backend.to_device(logits.data.argmax(axis=1), "cpu") != y).sum())
 
@@ -370,6 +376,9 @@ def plot_curves(metrics_path, png_path, title: str = "training") -> None:
         axes.set(xlabel="iteration", ylabel=label, title=label.split(" (")[0].capitalize())
         axes.grid(alpha=0.3)
         axes.legend()
+        if epochs:
+            per_epoch = epochs[0]["iteration"] / epochs[0]["epoch"]
+            axes.secondary_xaxis("top", functions=(lambda i: i / per_epoch, lambda e: e * per_epoch)).set_xlabel("epoch")
     if epochs:
         best = min(epochs, key=lambda r: r["test_error"])
         error_axes.set_title(f"Error (best held-out {100 * best['test_error']:.2f}% at epoch {best['epoch']})")
@@ -390,18 +399,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 if it is not in --data-dir")
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"passes over the training set (default {d.epochs}; with --resume: the saved run's)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
-    parser.add_argument("--momentum", type=float, default=d.momentum)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step (default 64; with --paper the paper's 128)")
+    parser.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (default %(default)s)")
+    parser.add_argument("--momentum", type=float, default=d.momentum, help="(default %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="(default %(default)s)")
     parser.add_argument("--milestones", type=float, nargs="+", default=None,
                         help="epochs at which the rate is divided by 10 (default: 50%% and 75%% of --epochs)")
     parser.add_argument("--warmup", type=int, default=d.warmup,
                         help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     parser.add_argument("--paper", action="store_true",
-                        help="the paper's schedule: 64k iterations, rate /10 at 32k and 48k (overrides --epochs/--milestones); "
-                             "the paper's ResNet-110 adds --warmup 400")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seeds weights, shuffling and augmentation")
+                        help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (overrides "
+                             "--epochs/--milestones); the paper's ResNet-110 adds --warmup 400")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seeds weights, shuffling and augmentation (default %(default)s)")
     parser.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA-DATE-TIME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest one)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
