@@ -30,3 +30,11 @@ def assert_close(actual, expected, rtol, scale=None):
     assert actual.shape == expected.shape, f"shapes differ: {actual.shape} vs {expected.shape}"
     scale = max(float(np.abs(expected).max(initial=0.0)), scale or 0.0)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * max(scale, np.finfo(np.float64).tiny))
+
+
+def idx_bytes(array) -> bytes:
+    """``array`` as an IDX file of unsigned bytes (MNIST's format), written independently of minires:
+    two zero bytes, type code 0x08, the number of dimensions, big-endian uint32 sizes, the values."""
+    array = np.asarray(array)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()

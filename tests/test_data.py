@@ -6,6 +6,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from conftest import idx_bytes
 from hypothesis import given, settings, strategies as st
 
 from minires.data import (CIFAR10, MNIST, ArrayDataset, Compose, DataLoader, DatasetFileError, Normalize,
@@ -107,11 +108,6 @@ def test_synthetic_needs_a_conv_net(capsys, torch_oracle):
 
 
 # ----------------------------------------------------------------------------- MNIST (IDX files)
-def _idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def _write_mnist(root, n_train=12, n_test=5, compress=True, seed=0):
     rng = np.random.default_rng(seed)
     arrays = {}
@@ -122,9 +118,9 @@ def _write_mnist(root, n_train=12, n_test=5, compress=True, seed=0):
             name = f"{prefix}-{kind}"
             if compress:
                 with gzip.open(root / f"{name}.gz", "wb") as f:
-                    f.write(_idx_bytes(array))
+                    f.write(idx_bytes(array))
             else:
-                (root / name).write_bytes(_idx_bytes(array))
+                (root / name).write_bytes(idx_bytes(array))
         arrays[prefix] = (images, labels)
     return arrays
 

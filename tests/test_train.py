@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import idx_bytes
 
 from minires import backend, checkpoint as ckpt
 from minires.cli import main
@@ -170,16 +171,11 @@ def test_damaged_checkpoint_is_reported(tmp_path):
 
 
 # ----------------------------------------------------------------------------- MNIST and the CLI
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 def test_cli_trains_a_few_steps_on_mnist_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for prefix, n in (("train", 16), ("t10k", 8)):
-        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n))
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (n, 28, 28))))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(rng.integers(0, 10, n)))
     out = tmp_path / "run"
     code = main(["train", "--model", "resnet8", "--width", "4", "--data", "mnist", "--data-dir", str(tmp_path),
                  "--epochs", "1", "--batch-size", "8", "--seed", "1", "--out", str(out), "--no-progress"])
