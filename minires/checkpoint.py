@@ -43,10 +43,10 @@ def save_checkpoint(folder, state: dict, name: str = "checkpoint") -> Path:
     arrays = {}
     tree = _split(state, "", arrays)
     array_file = f"{name}-{uuid.uuid4().hex[:12]}.npz"
-    _atomic_write(folder / array_file, lambda f: np.savez(f, **arrays))
+    atomic_write(folder / array_file, lambda f: np.savez(f, **arrays))
     meta = {"format": FORMAT, "version": VERSION, "arrays": array_file,
             "sha256": _sha256(folder / array_file), "state": tree}
-    _atomic_write(folder / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    atomic_write(folder / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     _remove_stale(folder, name, keep=array_file)
     return folder / f"{name}.json"
 
@@ -104,8 +104,12 @@ def _join(node, arrays):
     return node
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``."""
+def atomic_write(path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, rename it to ``path``.
+
+    Readers see the old file or the new one, never a partial one; on an exception nothing changes.
+    """
+    path = Path(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -119,11 +123,8 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _sha256(path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _remove_stale(folder: Path, name: str, keep: str) -> None:

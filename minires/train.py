@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -46,7 +45,7 @@ from tqdm.auto import tqdm
 
 from . import backend, distributed, models, optim
 from .autograd import Tensor, no_grad
-from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, has_checkpoint, load_checkpoint, save_checkpoint
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
                    SubtractPixelMean, pixel_mean)
 from .functional import cross_entropy
@@ -349,13 +348,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     """Drop lines written after the checkpoint (by a run killed before its next one)."""
     if path.exists():
         kept = [r for r in read_metrics(path) if r["iteration"] <= iteration]
-        _write_atomically(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
-
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(payload)
-    os.replace(temporary, path)
+        atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
 
 
 def plot_curves(metrics_path, png_path, title: str = "training") -> None:
@@ -383,9 +376,7 @@ def plot_curves(metrics_path, png_path, title: str = "training") -> None:
         best = min(epochs, key=lambda r: r["test_error"])
         error_axes.set_title(f"Error (best held-out {100 * best['test_error']:.2f}% at epoch {best['epoch']})")
     figure.suptitle(title)
-    temporary = Path(png_path).with_name(f".{Path(png_path).name}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    os.replace(temporary, png_path)
+    atomic_write(png_path, lambda f: figure.savefig(f, format="png", dpi=100))
 
 
 # ----------------------------------------------------------------------------- the command

@@ -40,30 +40,23 @@ def read_bytes(path) -> bytes:
                                "corrupt or truncated — delete it and fetch it again") from error
 
 
-def md5sum(path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, destination, md5: str, progress: bool = True) -> Path:
     """Fetch ``url`` to ``destination`` and verify its MD5; nothing is left at ``destination`` on failure."""
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
+    digest = hashlib.md5()
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name, disable=not progress) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
+                    digest.update(block)
                     bar.update(len(block))
-        actual = md5sum(partial)
-        if actual != md5:
-            raise DatasetFileError(f"{url}: downloaded file has MD5 {actual}, expected {md5}; the download is "
-                                   "corrupt or the server sent something else — try again")
+        if digest.hexdigest() != md5:
+            raise DatasetFileError(f"{url}: downloaded file has MD5 {digest.hexdigest()}, expected {md5}; the "
+                                   "download is corrupt or the server sent something else — try again")
         os.replace(partial, destination)
     finally:
         if os.path.exists(partial):
