@@ -99,6 +99,7 @@ def test_numpy_movers_match_the_definition():
     assert np.isclose(np.vdot(gx, x), np.vdot(gcol, col))
 
 
-def test_a_fast_path_is_the_cpu_default():
+def test_the_robust_fast_path_is_the_cpu_default():
+    # numba is opt-in: its parallel threads collapse on shared cores (see minires.cpu)
     name, _ = backend.lookup("conv2d", np.zeros((1, 1, 1, 1)))
-    assert name == ("numba" if "numba" in FAST else "numpy-fast")
+    assert name == "numpy-fast"

@@ -4,8 +4,10 @@ The readable NumPy references stay in :mod:`minires.functional`; what is here co
 thing faster and is tested for agreement with them:
 
 * :mod:`~minires.cpu.conv`: conv2d as chunked im2col + one BLAS GEMM per chunk (``numpy-fast``,
-  and ``numba`` with the parallel data movers of ``kernels/conv2d_cpu.py``; the CPU default).
+  the CPU default, and ``numba`` with the parallel data movers of ``kernels/conv2d_cpu.py``).
 
-Numba is optional: without it ``numpy-fast`` is the default. Kernels compile on first use.
+``numba`` is the fastest on cores of its own, but its parallel threads collapse (tens of seconds
+per ResNet-20 step) when the cores are shared with other busy processes, so it is opt-in:
+``minires.backend.use("conv2d", "numba")``. Kernels compile on first use.
 """
 from . import conv  # noqa: F401 - registers the implementations

@@ -159,4 +159,4 @@ def numba_col2im(gcol, g: ConvGeometry, gx):
 
 backend.register("conv2d", "numpy-fast", device="cpu", default=True)(ChunkedIm2colGemm(numpy_im2col, numpy_col2im))
 if importlib.util.find_spec("numba") is not None:
-    backend.register("conv2d", "numba", device="cpu", default=True)(ChunkedIm2colGemm(numba_im2col, numba_col2im))
+    backend.register("conv2d", "numba", device="cpu")(ChunkedIm2colGemm(numba_im2col, numba_col2im))
