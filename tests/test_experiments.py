@@ -23,8 +23,10 @@ from minires.experiments.common import build_model, load_data, smooth
 TINY = ["--quick", "--width", "2", "--iterations", "4", "--batch-size", "32", "--n-train", "128", "--n-test", "64",
         "--no-progress"]
 SHAPE = {"degradation": ["--depths", "8,14", "--eval-every", "2"], "gradnorms": ["--depths", "8,14"],
-         "responses": ["--depths", "8,14"], "lesion": ["--depth", "14"], "shortcuts": ["--depth", "8", "--eval-every", "2"]}
-FIGURES = {"degradation": ["degradation.png"], "gradnorms": ["gradnorms_init.png", "gradnorms_training.png", "gradnorms_weights.png"],
+         "responses": ["--depths", "8,14"], "lesion": ["--depth", "14"],
+         "shortcuts": ["--depth", "8", "--eval-every", "2"]}
+FIGURES = {"degradation": ["degradation.png"],
+           "gradnorms": ["gradnorms_init.png", "gradnorms_training.png", "gradnorms_weights.png"],
            "responses": ["responses.png"], "lesion": ["lesion.png"], "shortcuts": ["shortcuts.png"]}
 
 
@@ -63,7 +65,7 @@ def test_degradation_trains_plain_and_residual_twins_of_equal_size(runs):
         plain, res = results["runs"][f"plain{depth}"], results["runs"][f"resnet{depth}"]
         assert plain["params"] == res["params"]                # option A adds no parameters (paper sec. 4.2)
         assert len(plain["train_error"]) == 4 and plain["test_iterations"] == [2, 4]
-    assert set(results["effect"]) == {"plain", "resnet", "shows_degradation"}
+    assert set(results["effect"]) == {"plain", "resnet", "shows_degradation", "tolerance_points"}
 
 
 def test_responses_has_one_std_per_3x3_conv(runs):

@@ -137,7 +137,8 @@ def test_render_writes_an_image_only_when_graphviz_is_there(tmp_path):
 # ----------------------------------------------------------------------------- recorders
 def small_model(seed=0):
     mr.random.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 5)).double()
+    layers = nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 5)
+    return nn.Sequential(*layers).double()
 
 
 def test_layer_recorder_matches_direct_computation():

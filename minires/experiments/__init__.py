@@ -75,12 +75,13 @@ def run_experiment(name: str, quick: bool = True, data: str = "synthetic", data_
     module = get(name)
     settings = choose_settings(module.QUICK, module.FULL, quick, overrides)
     folder = RunFolder(out or f"runs/{name}")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
     if progress:
         print(f"experiment {name} ({'quick' if quick else 'full'} settings) on {dataset.describe()}", flush=True)
     results = module.run(dataset, settings, seed=seed, progress=progress)
-    results.update(mode="quick" if quick else "full", seed=seed, wall_seconds=time.perf_counter() - start)
+    results.update(mode="quick" if quick else "full", seed=seed, wall_seconds=time.perf_counter() - start,
+                   cpu_seconds=time.process_time() - cpu_start)
     folder.save_json(results)
     folder.save_text(module.report(results), "summary.md")
     for file_name, figure in module.plot(results).items():
@@ -93,5 +94,6 @@ def run(args) -> int:
     results, folder = run_experiment(args.name, args.quick, args.data, args.data_dir, args.out, args.seed,
                                      args.progress, **overrides)
     print(get(args.name).report(results))
-    print(f"wall time {results['wall_seconds']:.0f} s; wrote {', '.join(str(f) for f in folder.files)}")
+    written = ", ".join(str(f) for f in folder.files)
+    print(f"wall time {results['wall_seconds']:.0f} s (CPU time {results['cpu_seconds']:.0f} s); wrote {written}")
     return 0

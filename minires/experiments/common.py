@@ -238,6 +238,18 @@ def smooth(values, window: int) -> np.ndarray:
     return (cumulative[ends] - cumulative[ends - counts]) / counts
 
 
+def plot_error_curves(ax, run: dict, label: str, colour=None) -> None:
+    """One run's training error (dashed, smoothed over 1/25 of the run) and test error (bold), in %."""
+    its = np.arange(1, len(run["train_error"]) + 1)
+    line, = ax.plot(its, 100 * smooth(run["train_error"], max(1, len(its) // 25)), color=colour, linewidth=0.8,
+                    linestyle="--")
+    ax.plot(run["test_iterations"], 100 * np.asarray(run["test_error"]), color=line.get_color(), linewidth=2.2,
+            label=label)
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("error (%)")
+    ax.grid(True, alpha=0.3)
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """A Markdown table of ``rows``; ``columns`` are ``(key, header, format)``."""
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"

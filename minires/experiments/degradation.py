@@ -7,23 +7,31 @@ ResNets on the right; a table gives the final errors.
 
 Settings. ``--full`` is the paper's: widths 16/32/64, 64k iterations of batch 128 (CIFAR-10 sized
 runs; days on a CPU). ``--quick`` must finish in about ten minutes on a 2-core CPU, so it trains
-*narrow* nets — widths 4/8/16 instead of 16/32/64 — for 400 iterations (about five epochs of the
-10,000 embedded images), and only the two ends of the depth range, 20 and 56 (``--depths
-20,32,44,56`` adds the middle at about twice the time). Measured on the embedded data with these
-settings (seed 0): plain-56 ends far above plain-20 in training error (about 80% against 30%)
-while ResNet-56 ends *below* ResNet-20 — the paper's effect. With fewer than about 200 iterations
-ResNet-56 has not yet overtaken ResNet-20 (both still fall fast), so shorter runs show only the plain side.
+*narrow* nets — widths 4/8/16 instead of 16/32/64 — for 1,000 iterations of batch 64 (6.4 epochs of
+the 10,000 embedded images; a smaller batch than the paper's 128 gives more updates for the same
+compute), and only the two ends of the depth range, 20 and 56 (``--depths 20,32,44,56`` adds the
+middle at about twice the time). Everything else is the paper's protocol.
+
+What quick settings show (measured on the embedded data, seeds 0 and 1): plain-56 ends about 40
+points above plain-20 in training error (about 60% against 20%): the degradation problem, and
+robust. ResNet-56 ends within a few points of ResNet-20 (4-8% both; which one is lower depends on
+the seed), so at this length the ResNets show *no* degradation but not yet the paper's clear gain
+from depth, which needs longer training (the paper's 64k iterations; ``--iterations``). With 400
+iterations of batch 128 ResNet-56 was still behind ResNet-20 (about 21% against 17%). Hence the
+verdict below counts a deeper net as worse only when its training error is more than
+``TOLERANCE`` points higher: the seed-to-seed spread at quick settings.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .common import build_model, display_name, markdown_table, model_name, parameter_count, smooth, train
+from .common import build_model, display_name, markdown_table, model_name, parameter_count, plot_error_curves, train
 
-QUICK = dict(depths=(20, 56), width=4, iterations=400, batch_size=128, lr=0.1, n_train=10_000, n_test=1_000,
-             eval_every=50)
+QUICK = dict(depths=(20, 56), width=4, iterations=1_000, batch_size=64, lr=0.1, n_train=10_000, n_test=1_000,
+             eval_every=100)
 FULL = dict(depths=(20, 32, 44, 56), width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None,
             n_test=None, eval_every=1_000)
+TOLERANCE = 5.0  # percentage points of training error; differences below are within seed-to-seed noise
 
 
 def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
@@ -51,14 +59,17 @@ def summary(runs: dict) -> list[dict]:
 
 
 def effect(runs: dict) -> dict:
-    """Does the deepest plain net train worse than the shallowest, and does the deepest ResNet not?"""
+    """Does the deepest plain net train worse than the shallowest (by more than ``TOLERANCE`` points),
+    and does the deepest ResNet not?"""
     out = {}
     for kind, residual in (("plain", False), ("resnet", True)):
         family = sorted((r["depth"], r["final_train_error"]) for r in runs.values() if r["residual"] == residual)
         (shallow, e_shallow), (deep, e_deep) = family[0], family[-1]
         out[kind] = {"shallowest": shallow, "deepest": deep, "train_error_shallowest": 100 * e_shallow,
-                     "train_error_deepest": 100 * e_deep, "deeper_is_worse": bool(e_deep > e_shallow)}
+                     "train_error_deepest": 100 * e_deep,
+                     "deeper_is_worse": bool(100 * (e_deep - e_shallow) > TOLERANCE)}
     out["shows_degradation"] = out["plain"]["deeper_is_worse"] and not out["resnet"]["deeper_is_worse"]
+    out["tolerance_points"] = TOLERANCE
     return out
 
 
@@ -70,6 +81,8 @@ def report(results: dict) -> str:
     e = results["effect"]
     verdict = ("shows the degradation problem: the deeper plain net trains worse, the deeper ResNet does not"
                if e["shows_degradation"] else "does NOT show the degradation effect at these settings")
+    verdict += (f" (a deeper net counts as worse when its training error is over {e['tolerance_points']:g} "
+                "points higher)")
     lines = [f"Degradation ({results['data']}; width {results['settings']['width']}, "
              f"{results['settings']['iterations']} iterations)", "", table, "",
              f"plain-{e['plain']['deepest']} vs plain-{e['plain']['shallowest']}: "
@@ -91,17 +104,10 @@ def plot(results: dict) -> dict:
         for name, r in runs.items():
             if r["residual"] != residual:
                 continue
-            window = max(1, len(r["train_error"]) // 25)
-            its = np.arange(1, len(r["train_error"]) + 1)
-            colour = colours[r["depth"]]
-            label = display_name(r["depth"], residual)
-            ax.plot(its, 100 * smooth(r["train_error"], window), color=colour, linewidth=0.8, linestyle="--")
-            ax.plot(r["test_iterations"], 100 * np.asarray(r["test_error"]), color=colour, linewidth=2.2, label=label)
+            plot_error_curves(ax, r, display_name(r["depth"], residual), colours[r["depth"]])
         ax.set_title(title)
-        ax.set_xlabel("iterations")
-        ax.grid(True, alpha=0.3)
         ax.legend(title="bold: test, dashed: train", fontsize=8, title_fontsize=8)
-    axes[0].set_ylabel("error (%)")
+    axes[1].set_ylabel("")
     s = results["settings"]
     fig.suptitle(f"Degradation (paper Fig. 6) on {results['data'].split(':')[0]}: width {s['width']}, "
                  f"{s['iterations']} iterations, batch {s['batch_size']}")

@@ -11,7 +11,7 @@ Veit et al.'s finding: deleting one block of a ResNet barely hurts (except the d
 whose shortcut is not an identity), as if the net were an ensemble of many paths; deleting a
 layer pair of a plain net sends it to near chance.
 
-Quick settings: depth 20 (nine blocks), widths 4/8/16, 400 iterations on the embedded data, 1,000
+Quick settings: depth 20 (nine blocks), widths 4/8/16, 800 iterations of batch 64 on the embedded data, 1,000
 test images. Full: ResNet-110 / plain-110 widths 16/32/64, 64k iterations.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from ..nn import LayerError
 from .common import build_model, display_name, evaluate, markdown_table, model_name, train
 
-QUICK = dict(depth=20, width=4, iterations=400, batch_size=128, lr=0.1, n_train=10_000, n_test=1_000)
+QUICK = dict(depth=20, width=4, iterations=800, batch_size=64, lr=0.1, n_train=10_000, n_test=1_000)
 FULL = dict(depth=110, width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None)
 
 
@@ -50,7 +50,8 @@ def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
         blocks = [f"layer{s + 1}.{b}" for s, stage in enumerate(model.stages) for b in range(len(stage))]
         nets[name] = {"residual": residual, "label": display_name(settings["depth"], residual), "blocks": blocks,
                       "downsampling": [not block.keeps_shape for block in model.blocks()],
-                      "baseline_error": evaluate(model, test_loader), "lesioned_error": lesion_errors(model, test_loader),
+                      "baseline_error": evaluate(model, test_loader),
+                      "lesioned_error": lesion_errors(model, test_loader),
                       "final_train_error": curves["final_train_error"]}
     return {"experiment": "lesion", "data": data.describe(), "settings": settings, "nets": nets,
             "chance_error": 1 - 1 / data.num_classes, "summary": summary(nets)}

@@ -10,7 +10,7 @@ respond more weakly than plain nets, and deeper ResNets more weakly still — th
 are closer to zero than non-residual ones.
 
 Nets: plain nets and ResNets at ``depths``, plain nets only up to depth 56 (as in the paper;
-plain-110 does not train). Quick settings: widths 4/8/16, depths 20/56/110, 200 iterations on the
+plain-110 does not train). Quick settings: widths 4/8/16, depths 20/56/110, 400 iterations of batch 64 on the
 embedded data, responses on 500 test images. Full: width 16, 64k iterations.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .. import autograd
 from ..nn import BatchNorm2d
 from .common import build_model, display_name, markdown_table, model_name, train
 
-QUICK = dict(depths=(20, 56, 110), width=4, iterations=200, batch_size=128, lr=0.1, n_train=10_000, n_test=500)
+QUICK = dict(depths=(20, 56, 110), width=4, iterations=400, batch_size=64, lr=0.1, n_train=10_000, n_test=500)
 FULL = dict(depths=(20, 56, 110), width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None)
 PLAIN_MAX_DEPTH = 56
 

@@ -9,16 +9,14 @@ better than plain, and concludes projections are not essential. Each option is t
 same protocol and data order; the table reports final errors, parameter counts and the time per
 iteration (projections cost extra convolutions).
 
-Quick settings: depth 20, widths 4/8/16, 300 iterations on the embedded data. Full: depth 56,
+Quick settings: depth 20, widths 4/8/16, 600 iterations of batch 64 on the embedded data. Full: depth 56,
 width 16, 64k iterations.
 """
 from __future__ import annotations
 
-import numpy as np
+from .common import build_model, markdown_table, parameter_count, plot_error_curves, train
 
-from .common import build_model, markdown_table, parameter_count, smooth, train
-
-QUICK = dict(depth=20, width=4, iterations=300, batch_size=128, lr=0.1, n_train=10_000, n_test=1_000, eval_every=50)
+QUICK = dict(depth=20, width=4, iterations=600, batch_size=64, lr=0.1, n_train=10_000, n_test=1_000, eval_every=100)
 FULL = dict(depth=56, width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None, eval_every=1_000)
 OPTIONS = ("A", "B", "C")
 
@@ -33,7 +31,8 @@ def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
                            "seconds_per_iteration": curves["seconds"] / max(1, len(curves["train_error"]))}
     return {"experiment": "shortcuts", "data": data.describe(), "settings": settings, "options": options,
             "summary": [{"option": k, "params": r["params"], "train_error": 100 * r["final_train_error"],
-                         "test_error": 100 * r["final_test_error"], "ms_per_iteration": 1000 * r["seconds_per_iteration"]}
+                         "test_error": 100 * r["final_test_error"],
+                         "ms_per_iteration": 1000 * r["seconds_per_iteration"]}
                         for k, r in options.items()]}
 
 
@@ -52,20 +51,15 @@ def plot(results: dict) -> dict:
     import matplotlib.pyplot as plt
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [2, 1]})
     for option, r in results["options"].items():
-        its = np.arange(1, len(r["train_error"]) + 1)
-        line, = curves.plot(its, 100 * smooth(r["train_error"], max(1, len(its) // 25)), linewidth=0.8, linestyle="--")
-        curves.plot(r["test_iterations"], 100 * np.asarray(r["test_error"]), color=line.get_color(), linewidth=2.2,
-                    label=f"option {option}")
-    curves.set_xlabel("iterations")
-    curves.set_ylabel("error (%)")
+        plot_error_curves(curves, r, f"option {option}", f"C{OPTIONS.index(option)}")
     curves.set_title("training (dashed) and test (bold) error")
     curves.legend(fontsize=8)
-    curves.grid(True, alpha=0.3)
     names = list(results["options"])
     finals = [100 * results["options"][k]["final_test_error"] for k in names]
     drawn = bars.bar(names, finals, color=[f"C{i}" for i in range(len(names))])
     for bar, k in zip(drawn, names):
-        bars.annotate(f"{results['options'][k]['params']:,} params", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        top_centre = (bar.get_x() + bar.get_width() / 2, bar.get_height())
+        bars.annotate(f"{results['options'][k]['params']:,} params", top_centre,
                       ha="center", va="bottom", fontsize=8)
     bars.set_xlabel("shortcut option")
     bars.set_ylabel("final test error (%)")
