@@ -83,6 +83,20 @@ def test_non_contiguous_inputs(name):
                                Im2colConv2d.backward_weight(gy, x, w.shape, *args), atol=1e-12)
 
 
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("padding", [(0, 0), (1, 1), (2, 1), (3, 3)])
+def test_stride_one_backward_data_both_routes(name, padding):
+    """Stride 1 with padding < kernel runs backward-data as a flipped-kernel convolution; padding 3
+    on a 3x3 kernel (or any stride) goes through col2im. Both must equal the reference."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 6, 5))
+    w = rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal(Im2colConv2d.forward(x, w, (1, 1), padding).shape)
+    fast = backend.lookup("conv2d", x, name)[1]
+    np.testing.assert_allclose(fast.backward_data(gy, w, x.shape, (1, 1), padding),
+                               Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), padding), atol=1e-12)
+
+
 def test_numpy_movers_match_the_definition():
     """im2col entry by entry from the formula; col2im is its adjoint: <col2im(G), x> = <G, im2col(x)>."""
     from minires.kernels.conv2d_index import ConvGeometry

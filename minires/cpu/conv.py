@@ -23,8 +23,17 @@ Why this is faster than the reference:
 * pixel-major columns put the long side where OpenBLAS's kernels want it (for the skinny
   :math:`O = 16` layers about twice the GFLOP/s of the channel-major product), and the im2col copy
   moves runs of :math:`C` contiguous channels instead of runs of :math:`k_w` pixels;
-* col2im adds the column gradient back tap by tap (or in one parallel Numba gather), where the
-  reference zero-stuffs a canvas and runs a second full im2col;
+* with stride 1, backward-data is itself a convolution and needs no col2im at all: the output
+  gradient convolved with the flipped, transposed kernel, with the complementary padding
+  :math:`k-1-p`,
+
+  .. math::  \bar x_{b,c,u,v} = \sum_{o,p',q'} \tilde{\bar y}_{b,o,\,u+p',\,v+q'}\; w_{o,c,\,k_h-1-p',\,k_w-1-q'},
+
+  (:func:`flipped_weight`), so it runs the forward path: one copy, one GEMM. For the 3x3 layers of
+  ResNet-20 that halves its time (4x for 4 channels), since col2im's nine strided additions move
+  more memory than im2col's one copy;
+* for strided convs, col2im adds the column gradient back tap by tap (or in one parallel Numba
+  gather), where the reference zero-stuffs a canvas and runs a second full im2col;
 * memory stays bounded: the column matrix (:math:`k_h k_w` times the input) exists for at most
   ``chunk_bytes`` at a time, in one buffer that every chunk of a call reuses.
 
@@ -56,6 +65,11 @@ def weight_matrix(w):
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
 
 
+def flipped_weight(w):
+    r"""``(O, C, k_h, k_w)`` -> ``(C, O, k_h, k_w)``, each kernel turned by 180 degrees: :math:`w'_{c,o,p,q} = w_{o,c,k_h-1-p,k_w-1-q}`."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
 class ChunkedIm2colGemm:
     """conv2d (the contract of :class:`~minires.functional.conv.Im2colConv2d`) as chunked im2col + GEMM.
 
@@ -78,6 +92,8 @@ class ChunkedIm2colGemm:
 
     def backward_data(self, gy, w, x_shape, stride, padding):
         g = ConvGeometry.of(x_shape, w.shape, stride, padding)
+        if (g.stride_h, g.stride_w) == (1, 1) and g.pad_h < g.kh and g.pad_w < g.kw:
+            return self.forward(gy, flipped_weight(w), (1, 1), (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w))
         gx = np.empty(x_shape, dtype=gy.dtype)
         w_mat = weight_matrix(w)
         for images, chunk, gcol in self._chunks(g, gy.dtype):
