@@ -68,6 +68,31 @@ def test_degradation_trains_plain_and_residual_twins_of_equal_size(runs):
     assert set(results["effect"]) == {"plain", "resnet", "shows_degradation", "tolerance_points"}
 
 
+def test_nets_trained_in_worker_processes_equal_those_trained_here():
+    """map_nets forks workers with one BLAS thread each; every net seeds its own weights and data
+    order, so each net's per-layer gradient norms after a few steps (sensitive to every weight) are
+    the same as in one process, and the nets come back in the same order."""
+    data = load_data("synthetic", n_train=96, n_test=32)
+    settings = dict(gradnorms.QUICK, depths=(8, 14), width=2, iterations=3, batch_size=32)
+    here = gradnorms.run(data, settings, seed=5, progress=False, workers=1)
+    forked = gradnorms.run(data, settings, seed=5, progress=False, workers=2)
+    assert list(forked["nets"]) == list(here["nets"])
+    assert list(here["nets"])[:4] == ["plain8", "plain14", "resnet8", "resnet14"]
+    for name, net in here["nets"].items():
+        np.testing.assert_allclose(forked["nets"][name]["weight_grad_norm"], net["weight_grad_norm"], rtol=1e-6)
+        np.testing.assert_allclose(forked["nets"][name]["act_grad_norm"], net["act_grad_norm"], rtol=1e-6)
+
+
+def test_degradation_with_one_depth_reports_no_verdict():
+    from minires.experiments import degradation
+    runs = {f"{kind}8": {"depth": 8, "residual": kind == "resnet", "params": 10, "final_train_error": 0.3,
+                         "final_test_error": 0.4, "seconds": 1.0} for kind in ("plain", "resnet")}
+    assert degradation.effect(runs) is None
+    results = {"data": "toy", "settings": {"width": 2, "iterations": 3}, "summary": degradation.summary(runs),
+               "effect": None}
+    assert "One depth only" in degradation.report(results)
+
+
 def test_responses_has_one_std_per_3x3_conv(runs):
     results, _ = runs["responses"]
     for name, net in results["nets"].items():

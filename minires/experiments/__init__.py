@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 
 from .common import RunFolder, choose_settings, load_data
@@ -54,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run folder for results.json, summary.md and the PNGs (default: runs/NAME)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="nets trained at once, one process and one BLAS thread each (default: the number of cores)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
     overrides.add_argument("--depth", type=int, help="the one depth (lesion, shortcuts)")
@@ -61,27 +64,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     overrides.add_argument("--iterations", type=int, help="SGD iterations per network")
     overrides.add_argument("--batch-size", type=int)
     overrides.add_argument("--lr", type=float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
+    overrides.add_argument("--warmup", type=int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     overrides.add_argument("--n-train", type=int, help="training images to use (synthetic: to generate)")
     overrides.add_argument("--n-test", type=int, help="test images to use")
     overrides.add_argument("--eval-every", type=int, help="iterations between test evaluations")
 
 
-OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "n_train", "n_test", "eval_every")
+OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warmup", "n_train", "n_test",
+             "eval_every")
 
 
 def run_experiment(name: str, quick: bool = True, data: str = "synthetic", data_dir=None, out=None, seed: int = 0,
-                   progress: bool = True, **overrides) -> tuple[dict, RunFolder]:
+                   progress: bool = True, workers: int | None = None, **overrides) -> tuple[dict, RunFolder]:
     """Run experiment ``name`` and write its results into the run folder; return (results, folder)."""
     module = get(name)
     settings = choose_settings(module.QUICK, module.FULL, quick, overrides)
     folder = RunFolder(out or f"runs/{name}")
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
     if progress:
         print(f"experiment {name} ({'quick' if quick else 'full'} settings) on {dataset.describe()}", flush=True)
-    results = module.run(dataset, settings, seed=seed, progress=progress)
+    results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers)
     results.update(mode="quick" if quick else "full", seed=seed, wall_seconds=time.perf_counter() - start,
-                   cpu_seconds=time.process_time() - cpu_start)
+                   cpu_seconds=cpu_seconds() - cpu_start)
     folder.save_json(results)
     folder.save_text(module.report(results), "summary.md")
     for file_name, figure in module.plot(results).items():
@@ -89,10 +94,16 @@ def run_experiment(name: str, quick: bool = True, data: str = "synthetic", data_
     return results, folder
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def run(args) -> int:
     overrides = {key: getattr(args, key) for key in OVERRIDES}
     results, folder = run_experiment(args.name, args.quick, args.data, args.data_dir, args.out, args.seed,
-                                     args.progress, **overrides)
+                                     args.progress, args.workers, **overrides)
     print(get(args.name).report(results))
     written = ", ".join(str(f) for f in folder.files)
     print(f"wall time {results['wall_seconds']:.0f} s (CPU time {results['cpu_seconds']:.0f} s); wrote {written}")

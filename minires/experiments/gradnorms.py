@@ -31,7 +31,7 @@ import numpy as np
 
 from ..inspect import LayerRecorder
 from ..nn import Conv2d
-from .common import build_model, markdown_table, model_name, train, without_batch_norm
+from .common import build_model, map_nets, markdown_table, model_name, train, without_batch_norm
 
 QUICK = dict(depths=(20, 56), width=4, iterations=60, batch_size=128, lr=0.1, lr_no_bn=0.01, n_train=2_000,
              n_test=500)
@@ -44,25 +44,33 @@ def record_steps(iterations: int) -> list[int]:
     return sorted({0, iterations // 2, iterations - 1})
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
-    """Train each variant briefly, recording per-conv gradient norms at :func:`record_steps`."""
-    nets = {}
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+    """Train each variant briefly, recording per-conv gradient norms at :func:`record_steps`
+    (``workers`` nets at a time, :func:`~minires.experiments.common.map_nets`)."""
     steps = record_steps(settings["iterations"])
-    for batch_norm in (True, False):
-        for residual in (False, True):
-            for depth in settings["depths"]:
-                name = model_name(depth, residual) + ("" if batch_norm else "-noBN")
-                model = build_model(depth, data, residual=residual, width=settings["width"], seed=seed)
-                if not batch_norm:
-                    without_batch_norm(model)
-                recorder = LayerRecorder(model, layers=Conv2d, steps=steps)
-                lr = settings["lr"] if batch_norm else settings["lr_no_bn"]
-                curves = train(model, data, settings["iterations"], settings["batch_size"], lr, seed=seed,
-                               step_context=recorder.step, label=name, progress=progress)
-                recorder.close()
-                nets[name] = net_record(recorder, depth, residual, batch_norm, lr, curves)
+    jobs = [{"depth": depth, "residual": residual, "batch_norm": batch_norm, "settings": settings, "seed": seed}
+            for batch_norm in (True, False) for residual in (False, True) for depth in settings["depths"]]
+    nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
     return {"experiment": "gradnorms", "data": data.describe(), "settings": settings, "record_steps": steps,
             "nets": nets, "summary": summary(nets)}
+
+
+def job_name(job: dict) -> str:
+    return model_name(job["depth"], job["residual"]) + ("" if job["batch_norm"] else "-noBN")
+
+
+def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
+    """Train one variant, recording its per-conv gradient norms: ``(name, record)``."""
+    settings, depth, residual, batch_norm = job["settings"], job["depth"], job["residual"], job["batch_norm"]
+    model = build_model(depth, data, residual=residual, width=settings["width"], seed=job["seed"])
+    if not batch_norm:
+        without_batch_norm(model)
+    recorder = LayerRecorder(model, layers=Conv2d, steps=record_steps(settings["iterations"]))
+    lr = settings["lr"] if batch_norm else settings["lr_no_bn"]
+    curves = train(model, data, settings["iterations"], settings["batch_size"], lr, seed=job["seed"],
+                   step_context=recorder.step, label=job_name(job), progress=progress)
+    recorder.close()
+    return job_name(job), net_record(recorder, depth, residual, batch_norm, lr, curves)
 
 
 def net_record(recorder, depth, residual, batch_norm, lr, curves) -> dict:

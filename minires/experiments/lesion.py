@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import LayerError
-from .common import build_model, display_name, evaluate, markdown_table, model_name, train
+from .common import build_model, display_name, evaluate, map_nets, markdown_table, model_name, train
 
 QUICK = dict(depth=20, width=4, iterations=800, batch_size=64, lr=0.1, n_train=10_000, n_test=1_000)
 FULL = dict(depth=110, width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None)
@@ -39,22 +39,28 @@ def lesion_errors(model, loader) -> list:
     return errors
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
-    nets = {}
-    for residual in (True, False):
-        name = model_name(settings["depth"], residual)
-        model = build_model(settings["depth"], data, residual=residual, width=settings["width"], seed=seed)
-        curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
-                       label=name, progress=progress)
-        test_loader = data.loaders(settings["batch_size"], seed)[1]
-        blocks = [f"layer{s + 1}.{b}" for s, stage in enumerate(model.stages) for b in range(len(stage))]
-        nets[name] = {"residual": residual, "label": display_name(settings["depth"], residual), "blocks": blocks,
-                      "downsampling": [not block.keeps_shape for block in model.blocks()],
-                      "baseline_error": evaluate(model, test_loader),
-                      "lesioned_error": lesion_errors(model, test_loader),
-                      "final_train_error": curves["final_train_error"]}
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+    """Train the ResNet and its plain twin (at once, with ``workers`` > 1), then lesion each."""
+    jobs = [{"residual": residual, "settings": settings, "seed": seed} for residual in (True, False)]
+    nets = dict(map_nets(train_net, data, jobs, workers, progress))
     return {"experiment": "lesion", "data": data.describe(), "settings": settings, "nets": nets,
             "chance_error": 1 - 1 / data.num_classes, "summary": summary(nets)}
+
+
+def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
+    """Train one net, then its test error with each block deleted in turn: ``(name, record)``."""
+    settings, residual, seed = job["settings"], job["residual"], job["seed"]
+    name = model_name(settings["depth"], residual)
+    model = build_model(settings["depth"], data, residual=residual, width=settings["width"], seed=seed)
+    curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
+                   label=name, progress=progress)
+    test_loader = data.loaders(settings["batch_size"], seed)[1]
+    blocks = [f"layer{s + 1}.{b}" for s, stage in enumerate(model.stages) for b in range(len(stage))]
+    return name, {"residual": residual, "label": display_name(settings["depth"], residual), "blocks": blocks,
+                  "downsampling": [not block.keeps_shape for block in model.blocks()],
+                  "baseline_error": evaluate(model, test_loader),
+                  "lesioned_error": lesion_errors(model, test_loader),
+                  "final_train_error": curves["final_train_error"]}
 
 
 def summary(nets: dict) -> list[dict]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import autograd
 from ..nn import BatchNorm2d
-from .common import build_model, display_name, markdown_table, model_name, train
+from .common import build_model, display_name, map_nets, markdown_table, model_name, train
 
 QUICK = dict(depths=(20, 56, 110), width=4, iterations=400, batch_size=64, lr=0.1, n_train=10_000, n_test=500)
 FULL = dict(depths=(20, 56, 110), width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None)
@@ -55,22 +55,26 @@ def response_stds(model, loader) -> list[float]:
     return np.sqrt(np.maximum(squares / count - mean ** 2, 0.0)).tolist()
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
-    nets = {}
-    for residual in (False, True):
-        for depth in settings["depths"]:
-            if not residual and depth > PLAIN_MAX_DEPTH:
-                continue
-            name = model_name(depth, residual)
-            model = build_model(depth, data, residual=residual, width=settings["width"], seed=seed)
-            curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
-                           label=name, progress=progress)
-            stds = response_stds(model, data.loaders(settings["batch_size"], seed)[1])
-            nets[name] = {"depth": depth, "residual": residual, "layers": [n for n, _ in response_layers(model)],
-                          "std": stds, "final_train_error": curves["final_train_error"],
-                          "final_test_error": curves["final_test_error"]}
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+    """Train each net, then measure its responses (``workers`` nets at a time)."""
+    jobs = [{"depth": depth, "residual": residual, "settings": settings, "seed": seed}
+            for residual in (False, True) for depth in settings["depths"] if residual or depth <= PLAIN_MAX_DEPTH]
+    nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
     return {"experiment": "responses", "data": data.describe(), "settings": settings, "nets": nets,
             "summary": summary(nets)}
+
+
+def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
+    """Train one net and measure the std of each of its responses: ``(name, record)``."""
+    settings, depth, residual, seed = job["settings"], job["depth"], job["residual"], job["seed"]
+    name = model_name(depth, residual)
+    model = build_model(depth, data, residual=residual, width=settings["width"], seed=seed)
+    curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
+                   label=name, progress=progress)
+    stds = response_stds(model, data.loaders(settings["batch_size"], seed)[1])
+    return name, {"depth": depth, "residual": residual, "layers": [n for n, _ in response_layers(model)],
+                  "std": stds, "final_train_error": curves["final_train_error"],
+                  "final_test_error": curves["final_test_error"]}
 
 
 def summary(nets: dict) -> list[dict]:

@@ -21,7 +21,9 @@ FULL = dict(depth=56, width=16, iterations=64_000, batch_size=128, lr=0.1, n_tra
 OPTIONS = ("A", "B", "C")
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True) -> dict:
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+    """Train one net per option, one at a time whatever ``workers`` says: the time per iteration is
+    one of the results, and nets sharing the cores would skew it."""
     options = {}
     for option in OPTIONS:
         model = build_model(settings["depth"], data, width=settings["width"], seed=seed, shortcut=option)
