@@ -97,6 +97,36 @@ def test_stride_one_backward_data_both_routes(name, padding):
                                Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), padding), atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_threads_split_the_chunks_with_the_same_result_every_time(threads):
+    """Chunks go to ``threads`` threads (three here: more than this machine may have, and an odd
+    share); backward-weight sums the threads' partial sums in a fixed order, so two calls agree to
+    the bit, and every direction agrees with the reference."""
+    from minires.cpu import conv as cpu_conv
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((7, 4, 3, 3))
+    fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1)   # one image per chunk
+    before = cpu_conv.threads()
+    cpu_conv.set_num_threads(threads)
+    try:
+        args = ((2, 2), (1, 1))
+        np.testing.assert_allclose(fast.forward(x, w, *args), Im2colConv2d.forward(x, w, *args), atol=1e-12)
+        np.testing.assert_allclose(fast.backward_data(gy, w, x.shape, *args),
+                                   Im2colConv2d.backward_data(gy, w, x.shape, *args), atol=1e-12)
+        gw = fast.backward_weight(gy, x, w.shape, *args)
+        np.testing.assert_allclose(gw, Im2colConv2d.backward_weight(gy, x, w.shape, *args), atol=1e-12)
+        assert np.array_equal(gw, fast.backward_weight(gy, x, w.shape, *args))
+    finally:
+        cpu_conv.set_num_threads(before)
+
+
+def test_set_num_threads_rejects_zero():
+    from minires.cpu import conv as cpu_conv
+    with pytest.raises(ValueError, match="at least one thread"):
+        cpu_conv.set_num_threads(0)
+
+
 def test_numpy_movers_match_the_definition():
     """im2col entry by entry from the formula; col2im is its adjoint: <col2im(G), x> = <G, im2col(x)>."""
     from minires.kernels.conv2d_index import ConvGeometry

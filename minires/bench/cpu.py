@@ -9,8 +9,7 @@
    be linear in both; a plot of it.
 
 float32, NCHW, the same thread count on both sides (``--threads``, default: every core): PyTorch's
-intra-op threads, Numba's and BLAS's (through threadpoolctl; without it BLAS keeps what it started
-with, ``OPENBLAS_NUM_THREADS`` or every core, and the header says so).
+intra-op threads, minires' CPU conv threads (each calling single-threaded BLAS) and Numba's.
 Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
 versions and thread counts go to ``<out>/<date>-<cpu>.md`` with the plot beside it (``.png``).
 ``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
@@ -116,16 +115,16 @@ def _runs_on_cpu(name: str) -> bool:
 
 # ----------------------------------------------------------------------------- threads, machine
 def set_threads(threads: int) -> dict:
-    """Give BLAS (through threadpoolctl, when installed) and Numba ``threads`` threads; return what
-    each library now uses."""
-    used = {"BLAS": os.environ.get("OPENBLAS_NUM_THREADS", f"all cores ({os.cpu_count()}), unchanged")}
-    try:
-        import threadpoolctl
-        threadpoolctl.threadpool_limits(threads, user_api="blas")
-        used["BLAS"] = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpoolctl.threadpool_info()
-                                 if p["user_api"] == "blas")
-    except ImportError:
-        pass
+    """Give minires' CPU conv and Numba ``threads`` threads; return what each library now uses.
+    The conv runs the chunks of each call on its threads, each calling a single-threaded GEMM
+    (:func:`minires.cpu.conv.set_num_threads`), so BLAS gets one thread."""
+    import threadpoolctl
+    from ..cpu import conv
+    conv.set_num_threads(threads)
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+    blas = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpoolctl.threadpool_info()
+                     if p["user_api"] == "blas")
+    used = {"minires conv": conv.threads(), "BLAS": f"{blas} (in each conv thread)"}
     try:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -176,7 +175,7 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         "",
         f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, "
         f"{_load_average()} after",
-        f"- threads: BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
+        f"- threads: minires conv {threads['minires conv']}, BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
         f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} ({_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
         f"- command: {command} (clock: {args.clock})",

@@ -42,7 +42,9 @@ Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`
 """
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.util
+import os
 import threading
 
 import numpy as np
@@ -76,6 +78,7 @@ class ChunkedIm2colGemm:
     ``im2col(x, g, col)`` fills the pixel-major column matrix ``col`` (``n*out_h*out_w`` x
     ``kh*kw*c_in``) of the NCHW images ``x``; ``col2im(gcol, g, gx)`` overwrites the NCHW ``gx``
     with the column gradient summed back onto the pixels (``g``: the geometry of the chunk).
+    The chunks of a call run on :func:`threads` threads at once (see :func:`set_num_threads`).
     """
 
     def __init__(self, im2col, col2im, chunk_bytes: int = CHUNK_BYTES):
@@ -85,9 +88,12 @@ class ChunkedIm2colGemm:
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
         y = np.empty((g.n, g.c_out, g.out_h, g.out_w), dtype=x.dtype)
         w_t = weight_matrix(w).T
-        for images, chunk, col in self._chunks(g, x.dtype):
+
+        def chunk_forward(images, chunk, col):
             self.im2col(x[images], chunk, col)
             y[images] = (col @ w_t).reshape(chunk.n, g.out_h, g.out_w, g.c_out).transpose(0, 3, 1, 2)
+
+        self._run_chunks(g, x.dtype, chunk_forward)
         return y
 
     def backward_data(self, gy, w, x_shape, stride, padding):
@@ -96,40 +102,93 @@ class ChunkedIm2colGemm:
             return self.forward(gy, flipped_weight(w), (1, 1), (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w))
         gx = np.empty(x_shape, dtype=gy.dtype)
         w_mat = weight_matrix(w)
-        for images, chunk, gcol in self._chunks(g, gy.dtype):
+
+        def chunk_backward_data(images, chunk, gcol):
             np.matmul(pixel_major(gy[images]), w_mat, out=gcol)
             self.col2im(gcol, chunk, gx[images])
+
+        self._run_chunks(g, gy.dtype, chunk_backward_data)
         return gx
 
     def backward_weight(self, gy, x, w_shape, stride, padding):
         g = ConvGeometry.of(x.shape, w_shape, stride, padding)
-        gw = np.zeros((g.c_out, g.kh * g.kw * g.c_in), dtype=x.dtype)
-        for images, chunk, col in self._chunks(g, x.dtype):
+
+        def chunk_backward_weight(images, chunk, col):
             self.im2col(x[images], chunk, col)
-            gw += pixel_major(gy[images]).T @ col
+            return pixel_major(gy[images]).T @ col
+
+        gw = self._run_chunks(g, x.dtype, chunk_backward_weight)
         return np.ascontiguousarray(gw.reshape(g.c_out, g.kh, g.kw, g.c_in).transpose(0, 3, 1, 2))
 
-    def _chunks(self, g: ConvGeometry, dtype):
-        """Per chunk of the batch: ``(images, geometry, column matrix)``; ``images`` slices the batch.
+    def _run_chunks(self, g: ConvGeometry, dtype, work):
+        """``work(images, chunk geometry, column matrix)`` for every chunk of the batch, on up to
+        :func:`threads` threads; the sum of what the calls return (None if they return nothing).
 
-        Every chunk's column matrix is the start of one scratch buffer, kept between calls (a fresh
-        multi-megabyte array costs a page fault per 4 KiB on first touch), and C-contiguous, as
-        BLAS and the Numba kernels want it.
+        Thread ``t`` takes chunks ``t, t + T, t + 2T, ...`` and sums its own results in order, and
+        the threads' sums are added in thread order: the same thread count gives the same bits.
+        Each thread has its own column-matrix buffer, kept between calls (a fresh multi-megabyte
+        array costs a page fault per 4 KiB on first touch), C-contiguous as BLAS wants it.
         """
         rows, width = g.out_h * g.out_w, g.kh * g.kw * g.c_in
         per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * np.dtype(dtype).itemsize)))
-        buffer = self._scratch(per_chunk * rows * width, dtype)
-        for start in range(0, g.n, per_chunk):
-            chunk = g._replace(n=min(per_chunk, g.n - start))
-            yield slice(start, start + chunk.n), chunk, buffer[:chunk.n * rows * width].reshape(-1, width)
+        starts = range(0, g.n, per_chunk)
+        workers = min(_threads, len(starts))
 
-    @staticmethod
-    def _scratch(size: int, dtype):
-        """A 1-D array of at least ``size`` elements of ``dtype``, reused by later calls (one per thread)."""
-        cached = getattr(_SCRATCH, "buffer", None)
-        if cached is None or cached.dtype != dtype or cached.size < size:
-            _SCRATCH.buffer = cached = np.empty(size, dtype=dtype)
-        return cached[:size]
+        def run_share(first: int):
+            buffer = _scratch(per_chunk * rows * width, dtype)
+            total = None
+            for start in starts[first::workers]:
+                chunk = g._replace(n=min(per_chunk, g.n - start))
+                out = work(slice(start, start + chunk.n), chunk, buffer[:chunk.n * rows * width].reshape(-1, width))
+                total = out if total is None else total + out
+            return total
+
+        if workers == 1:
+            return run_share(0)
+        sums = [s for s in _pool().map(run_share, range(workers)) if s is not None]
+        return sum(sums[1:], sums[0]) if sums else None
+
+
+def _scratch(size: int, dtype):
+    """A 1-D array of at least ``size`` elements of ``dtype``, reused by later calls (one per thread)."""
+    cached = getattr(_SCRATCH, "buffer", None)
+    if cached is None or cached.dtype != dtype or cached.size < size:
+        _SCRATCH.buffer = cached = np.empty(size, dtype=dtype)
+    return cached[:size]
+
+
+# ----------------------------------------------------------------------------- threads
+_threads = os.cpu_count() or 1
+_executor = None
+
+
+def set_num_threads(n: int) -> None:
+    """Run the chunks of each CPU conv call on ``n`` threads (default: every core), like
+    ``torch.set_num_threads``. Each thread copies its own chunks' columns and calls a
+    single-threaded GEMM on them: NumPy's copies and BLAS both release the GIL, so copies run in
+    parallel too (with BLAS's own threads, only the GEMMs would, and its waiting threads would
+    slow the copies). So with ``n > 1`` BLAS is set to one thread (through threadpoolctl) for the
+    whole process."""
+    global _threads, _executor
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least one thread, got {n}")
+    if _executor is not None:
+        _executor.shutdown()
+    _threads, _executor = int(n), None
+
+
+def threads() -> int:
+    """How many threads a CPU conv call uses (:func:`set_num_threads`)."""
+    return _threads
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(1, user_api="blas")
+        _executor = concurrent.futures.ThreadPoolExecutor(_threads, thread_name_prefix="minires-conv")
+    return _executor
 
 
 # ----------------------------------------------------------------------------- NumPy data movers

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import autograd
 from .. import functional as F
+from ..cpu import conv as cpu_conv
 from ..models import cifar_resnet
 from ..nn import BatchNorm2d, Identity
 from ..random import manual_seed
@@ -222,13 +223,14 @@ def map_nets(train_one, data: ExperimentData, jobs: list, workers: int | None = 
 
 
 def _start_worker(started, data) -> None:
-    """In a fresh worker: one BLAS thread, a progress-bar row of its own, the data."""
+    """In a fresh worker: one thread for BLAS and the CPU conv, a progress-bar row of its own, the data."""
     global _worker_slot, _worker_data
     with started.get_lock():
         _worker_slot, started.value = started.value, started.value + 1
     _worker_data = data
     import threadpoolctl
     threadpoolctl.threadpool_limits(1, user_api="blas")
+    cpu_conv.set_num_threads(1)
 
 
 def _run_job(task):
