@@ -102,13 +102,13 @@ def test_threads_split_the_chunks_with_the_same_result_every_time(threads):
     """Chunks go to ``threads`` threads (three here: more than this machine may have, and an odd
     share); backward-weight sums the threads' partial sums in a fixed order, so two calls agree to
     the bit, and every direction agrees with the reference."""
-    from minires.cpu import conv as cpu_conv
+    from minires.cpu import threads as cpu_threads
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
     gy = rng.standard_normal((7, 4, 3, 3))
     fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1)   # one image per chunk
-    before = cpu_conv.threads()
-    cpu_conv.set_num_threads(threads)
+    before = cpu_threads.get_num_threads()
+    cpu_threads.set_num_threads(threads)
     try:
         args = ((2, 2), (1, 1))
         np.testing.assert_allclose(fast.forward(x, w, *args), Im2colConv2d.forward(x, w, *args), atol=1e-12)
@@ -118,13 +118,7 @@ def test_threads_split_the_chunks_with_the_same_result_every_time(threads):
         np.testing.assert_allclose(gw, Im2colConv2d.backward_weight(gy, x, w.shape, *args), atol=1e-12)
         assert np.array_equal(gw, fast.backward_weight(gy, x, w.shape, *args))
     finally:
-        cpu_conv.set_num_threads(before)
-
-
-def test_set_num_threads_rejects_zero():
-    from minires.cpu import conv as cpu_conv
-    with pytest.raises(ValueError, match="at least one thread"):
-        cpu_conv.set_num_threads(0)
+        cpu_threads.set_num_threads(before)
 
 
 def test_numpy_movers_match_the_definition():

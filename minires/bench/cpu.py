@@ -28,7 +28,6 @@ temporaries). Linux only; elsewhere ``-``.
 """
 from __future__ import annotations
 
-import ctypes
 import datetime
 import gc
 import multiprocessing
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
+from ..cpu import allocator
 from . import reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
@@ -119,12 +119,12 @@ def set_threads(threads: int) -> dict:
     The conv runs the chunks of each call on its threads, each calling a single-threaded GEMM
     (:func:`minires.cpu.conv.set_num_threads`), so BLAS gets one thread."""
     import threadpoolctl
-    from ..cpu import conv
-    conv.set_num_threads(threads)
+    from ..cpu import threads as cpu_threads
+    cpu_threads.set_num_threads(threads)
     threadpoolctl.threadpool_limits(1, user_api="blas")
     blas = ", ".join(f"{p['internal_api']} {p['num_threads']}" for p in threadpoolctl.threadpool_info()
                      if p["user_api"] == "blas")
-    used = {"minires conv": conv.threads(), "BLAS": f"{blas} (in each conv thread)"}
+    used = {"minires conv": cpu_threads.get_num_threads(), "BLAS": f"{blas} (in each conv thread)"}
     try:
         import numba
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -230,14 +230,8 @@ def _status_kib(field: str) -> int:
 
 def _return_freed_memory_to_the_system() -> None:
     """glibc: serve blocks of 128 KiB or more with mmap and trim the heap above 128 KiB, so freed
-    arrays leave the resident set at once (no-op where there is no glibc)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 128 * 1024)
-    libc.mallopt(m_trim_threshold, 128 * 1024)
+    arrays leave the resident set at once (undoing :mod:`minires.cpu.allocator` in this process)."""
+    allocator.set_thresholds(mmap=128 * 1024, trim=128 * 1024)
 
 
 # ----------------------------------------------------------------------------- scaling

@@ -4,12 +4,21 @@ The readable NumPy references stay in :mod:`minires.functional`; what is here co
 thing faster and is tested for agreement with them:
 
 * :mod:`~minires.cpu.conv`: conv2d as chunked im2col + one BLAS GEMM per chunk, the chunks of a
-  call spread over :func:`set_num_threads` threads (``numpy-fast``, the CPU default, and ``numba``
-  with the parallel data movers of ``kernels/conv2d_cpu.py``).
+  call spread over the threads (``numpy-fast``, the CPU default, and ``numba`` with the parallel
+  data movers of ``kernels/conv2d_cpu.py``);
+* :mod:`~minires.cpu.pointwise`: ReLU, add + ReLU and batch norm with each pass split over the
+  batch on the threads (``numpy-threads``, the CPU defaults);
+* :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default every core) and
+  the pool they share;
+* :mod:`~minires.cpu.allocator`: glibc keeps freed memory for the next step instead of faulting it
+  in again (applied on import; ``MINIRES_KEEP_FREED_MEMORY=0`` turns it off).
 
 ``numba`` is opt-in (``minires.backend.use("conv2d", "numba")``): its parallel threads collapse
 when the cores are busy with anything else (on 2026-11-27, 10.8 s per ResNet-20 step at batch 128
 on two otherwise idle cores, where ``numpy-fast`` took 0.37 s). Kernels compile on first use.
 """
-from . import conv  # noqa: F401 - registers the implementations
-from .conv import set_num_threads, threads  # noqa: F401
+from . import allocator, conv, pointwise  # noqa: F401 - registers the implementations
+from .threads import get_num_threads, set_num_threads  # noqa: F401
+
+if allocator.wanted():
+    allocator.keep_freed_memory()

@@ -42,9 +42,7 @@ Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`
 """
 from __future__ import annotations
 
-import concurrent.futures
 import importlib.util
-import os
 import threading
 
 import numpy as np
@@ -52,6 +50,7 @@ import numpy as np
 from .. import backend
 from ..functional.conv import _canvas_slices
 from ..kernels.conv2d_index import ConvGeometry
+from . import threads
 
 CHUNK_BYTES = 2 * 2 ** 20  # the largest column matrix built at once: stays in L2/L3 for the GEMM
 _SCRATCH = threading.local()  # the column-matrix buffer, kept between calls
@@ -78,7 +77,7 @@ class ChunkedIm2colGemm:
     ``im2col(x, g, col)`` fills the pixel-major column matrix ``col`` (``n*out_h*out_w`` x
     ``kh*kw*c_in``) of the NCHW images ``x``; ``col2im(gcol, g, gx)`` overwrites the NCHW ``gx``
     with the column gradient summed back onto the pixels (``g``: the geometry of the chunk).
-    The chunks of a call run on :func:`threads` threads at once (see :func:`set_num_threads`).
+    The chunks of a call run on :func:`~minires.cpu.threads.get_num_threads` threads at once.
     """
 
     def __init__(self, im2col, col2im, chunk_bytes: int = CHUNK_BYTES):
@@ -122,7 +121,7 @@ class ChunkedIm2colGemm:
 
     def _run_chunks(self, g: ConvGeometry, dtype, work):
         """``work(images, chunk geometry, column matrix)`` for every chunk of the batch, on up to
-        :func:`threads` threads; the sum of what the calls return (None if they return nothing).
+        :func:`~minires.cpu.threads.get_num_threads` threads; the sum of what they return (None if nothing).
 
         Thread ``t`` takes chunks ``t, t + T, t + 2T, ...`` and sums its own results in order, and
         the threads' sums are added in thread order: the same thread count gives the same bits.
@@ -132,7 +131,7 @@ class ChunkedIm2colGemm:
         rows, width = g.out_h * g.out_w, g.kh * g.kw * g.c_in
         per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * np.dtype(dtype).itemsize)))
         starts = range(0, g.n, per_chunk)
-        workers = min(_threads, len(starts))
+        workers = min(threads.get_num_threads(), len(starts))
 
         def run_share(first: int):
             buffer = _scratch(per_chunk * rows * width, dtype)
@@ -145,7 +144,7 @@ class ChunkedIm2colGemm:
 
         if workers == 1:
             return run_share(0)
-        sums = [s for s in _pool().map(run_share, range(workers)) if s is not None]
+        sums = [s for s in threads.pool().map(run_share, range(workers)) if s is not None]
         return sum(sums[1:], sums[0]) if sums else None
 
 
@@ -155,40 +154,6 @@ def _scratch(size: int, dtype):
     if cached is None or cached.dtype != dtype or cached.size < size:
         _SCRATCH.buffer = cached = np.empty(size, dtype=dtype)
     return cached[:size]
-
-
-# ----------------------------------------------------------------------------- threads
-_threads = os.cpu_count() or 1
-_executor = None
-
-
-def set_num_threads(n: int) -> None:
-    """Run the chunks of each CPU conv call on ``n`` threads (default: every core), like
-    ``torch.set_num_threads``. Each thread copies its own chunks' columns and calls a
-    single-threaded GEMM on them: NumPy's copies and BLAS both release the GIL, so copies run in
-    parallel too (with BLAS's own threads, only the GEMMs would, and its waiting threads would
-    slow the copies). So with ``n > 1`` BLAS is set to one thread (through threadpoolctl) for the
-    whole process."""
-    global _threads, _executor
-    if n < 1:
-        raise ValueError(f"set_num_threads: need at least one thread, got {n}")
-    if _executor is not None:
-        _executor.shutdown()
-    _threads, _executor = int(n), None
-
-
-def threads() -> int:
-    """How many threads a CPU conv call uses (:func:`set_num_threads`)."""
-    return _threads
-
-
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        import threadpoolctl
-        threadpoolctl.threadpool_limits(1, user_api="blas")
-        _executor = concurrent.futures.ThreadPoolExecutor(_threads, thread_name_prefix="minires-conv")
-    return _executor
 
 
 # ----------------------------------------------------------------------------- NumPy data movers

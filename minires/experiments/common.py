@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import autograd
 from .. import functional as F
-from ..cpu import conv as cpu_conv
+from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet
 from ..nn import BatchNorm2d, Identity
 from ..random import manual_seed
@@ -230,7 +230,7 @@ def _start_worker(started, data) -> None:
     _worker_data = data
     import threadpoolctl
     threadpoolctl.threadpool_limits(1, user_api="blas")
-    cpu_conv.set_num_threads(1)
+    cpu_threads.set_num_threads(1)
 
 
 def _run_job(task):

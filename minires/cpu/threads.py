@@ -1,0 +1,53 @@
+"""The CPU threads of minires' fast paths: how many (:func:`set_num_threads`, like
+``torch.set_num_threads``), one shared pool, and :func:`map_batch`, which runs a function on slices
+of a batch at once.
+
+NumPy's copies and ufunc loops and the BLAS calls all release the GIL, so Python threads that each
+work on their own slice of the arrays run in parallel. BLAS is then set to one thread (through
+threadpoolctl) for the whole process: its own threads would compete with these for the cores.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+
+MIN_PARALLEL_SIZE = 1 << 16   # arrays with fewer elements are not worth a thread hand-off (~20 us)
+
+_threads = os.cpu_count() or 1
+_executor = None
+
+
+def set_num_threads(n: int) -> None:
+    """Run the CPU conv's chunks and the elementwise passes on ``n`` threads (default: every core)."""
+    global _threads, _executor
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least one thread, got {n}")
+    if _executor is not None:
+        _executor.shutdown()
+    _threads, _executor = int(n), None
+
+
+def get_num_threads() -> int:
+    """How many threads minires' CPU paths use (:func:`set_num_threads`)."""
+    return _threads
+
+
+def pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The shared pool of :func:`get_num_threads` threads (made on first use; BLAS then gets one thread)."""
+    global _executor
+    if _executor is None:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(1, user_api="blas")
+        _executor = concurrent.futures.ThreadPoolExecutor(_threads, thread_name_prefix="minires-cpu")
+    return _executor
+
+
+def map_batch(a, work) -> list:
+    """``[work(s) for s in slices]`` for :func:`get_num_threads` contiguous slices of ``a``'s first axis, run
+    at once; one slice (run here) when ``a`` is small or there is one thread."""
+    n = a.shape[0] if a.ndim else 1
+    parts = min(_threads, n)
+    if parts <= 1 or a.size < MIN_PARALLEL_SIZE:
+        return [work(slice(None))]
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return list(pool().map(work, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]))

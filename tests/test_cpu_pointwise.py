@@ -1,0 +1,77 @@
+"""The threaded CPU ReLU, add + ReLU and batch norm (minires.cpu.pointwise) against the references."""
+import numpy as np
+import pytest
+
+import minires as mr
+import minires.functional as F
+from minires import backend
+from minires.cpu import pointwise, threads
+from minires.functional.elementwise import NumpyAddReLU, NumpyReLU
+from minires.functional.norm import NumpyBatchNorm
+
+
+@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
+def split(request, monkeypatch):
+    """Every array split (no size threshold), over one thread or three (an odd share of 7 images)."""
+    monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
+    before = threads.get_num_threads()
+    threads.set_num_threads(request.param)
+    yield request.param
+    threads.set_num_threads(before)
+
+
+def arrays(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s) for s in shapes]
+
+
+def test_relu_and_add_relu(split):
+    x, gy, b = arrays((7, 3, 4, 5), (7, 3, 4, 5), (7, 3, 4, 5))
+    y = pointwise.ThreadedReLU.forward(x)
+    np.testing.assert_array_equal(y, NumpyReLU.forward(x))
+    np.testing.assert_array_equal(pointwise.ThreadedReLU.backward(gy, y), NumpyReLU.backward(gy, y))
+    np.testing.assert_array_equal(pointwise.ThreadedAddReLU.forward(x, b), NumpyAddReLU.forward(x, b))
+    bias = b[:1, :, :1, :1]                                  # broadcasting falls back to one pass
+    np.testing.assert_array_equal(pointwise.ThreadedAddReLU.forward(x, bias), NumpyAddReLU.forward(x, bias))
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 4, 5), (7, 6)], ids=["NCHW", "NC"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_matches_the_reference_and_repeats_to_the_bit(split, shape, affine):
+    x, gy = arrays(shape, shape, seed=1)
+    x = 3 + 2 * x                                            # a mean and scale to remove
+    weight, bias = (arrays((shape[1],), (shape[1],), seed=2) if affine else (None, None))
+    mine = pointwise.ThreadedBatchNorm.forward_train(x, weight, bias, 1e-5)
+    for a, b in zip(mine, NumpyBatchNorm.forward_train(x, weight, bias, 1e-5)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    _, mean, _, invstd = mine
+    grads = pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
+    for a, b in zip(grads, NumpyBatchNorm.backward(gy, x, weight, mean, invstd)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    again = pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
+    assert all(np.array_equal(a, b) for a, b in zip(grads, again))
+
+
+def test_gradcheck_through_the_threaded_ops(split):
+    x, w, b = (mr.Tensor(a, requires_grad=True) for a in arrays((5, 2, 3, 3), (2,), (2,), seed=3))
+    assert mr.gradcheck(lambda x, w, b: F.relu(F.batch_norm(x, None, None, w, b, training=True)), [x, w, b])
+
+
+def test_threaded_kernels_are_the_cpu_defaults():
+    for op in ("relu", "add_relu", "batch_norm"):
+        assert backend.lookup(op, np.zeros((1, 1)))[0] == "numpy-threads"
+
+
+def test_set_num_threads_rejects_zero():
+    with pytest.raises(ValueError, match="at least one thread"):
+        threads.set_num_threads(0)
+
+
+def test_the_allocator_setting_is_applied_on_linux_and_can_be_undone():
+    import platform
+    from minires.cpu import allocator
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert allocator.keep_freed_memory()
+    assert allocator.set_thresholds(mmap=128 * 1024, trim=128 * 1024)
+    assert allocator.keep_freed_memory()
