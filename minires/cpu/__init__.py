@@ -13,9 +13,10 @@ thing faster and is tested for agreement with them:
 * :mod:`~minires.cpu.allocator`: glibc keeps freed memory for the next step instead of faulting it
   in again (applied on import; ``MINIRES_KEEP_FREED_MEMORY=0`` turns it off).
 
-``numba`` is opt-in (``minires.backend.use("conv2d", "numba")``): its parallel threads collapse
-when the cores are busy with anything else (on 2026-11-27, 10.8 s per ResNet-20 step at batch 128
-on two otherwise idle cores, where ``numpy-fast`` took 0.37 s). Kernels compile on first use.
+``numba`` is opt-in (``minires.backend.use("conv2d", "numba")``): it is no faster than
+``numpy-fast`` here (298 against 268 ms per ResNet-20 step at batch 128 on 2 cores, 2026-11-27),
+needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
+for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.
 """
 from . import allocator, conv, pointwise  # noqa: F401 - registers the implementations
 from .threads import get_num_threads, set_num_threads  # noqa: F401
