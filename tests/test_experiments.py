@@ -69,18 +69,39 @@ def test_degradation_trains_plain_and_residual_twins_of_equal_size(runs):
 
 
 def test_nets_trained_in_worker_processes_equal_those_trained_here():
-    """map_nets forks workers with one BLAS thread each; every net seeds its own weights and data
-    order, so each net's per-layer gradient norms after a few steps (sensitive to every weight) are
-    the same as in one process, and the nets come back in the same order."""
+    """map_nets forks workers with one thread each; every net seeds its own weights and data order,
+    so with one thread here too each net's per-layer gradient norms after a few steps (sensitive to
+    every weight) are the same to the bit, and the nets come back in the same order."""
+    from minires.cpu import threads
     data = load_data("synthetic", n_train=96, n_test=32)
     settings = dict(gradnorms.QUICK, depths=(8, 14), width=2, iterations=3, batch_size=32)
-    here = gradnorms.run(data, settings, seed=5, progress=False, workers=1)
+    before = threads.get_num_threads()
+    threads.set_num_threads(1)
+    try:
+        here = gradnorms.run(data, settings, seed=5, progress=False, workers=1)
+    finally:
+        threads.set_num_threads(before)
     forked = gradnorms.run(data, settings, seed=5, progress=False, workers=2)
     assert list(forked["nets"]) == list(here["nets"])
     assert list(here["nets"])[:4] == ["plain8", "plain14", "resnet8", "resnet14"]
     for name, net in here["nets"].items():
-        np.testing.assert_allclose(forked["nets"][name]["weight_grad_norm"], net["weight_grad_norm"], rtol=1e-6)
-        np.testing.assert_allclose(forked["nets"][name]["act_grad_norm"], net["act_grad_norm"], rtol=1e-6)
+        np.testing.assert_array_equal(forked["nets"][name]["weight_grad_norm"], net["weight_grad_norm"])
+        np.testing.assert_array_equal(forked["nets"][name]["act_grad_norm"], net["act_grad_norm"])
+
+
+def test_workers_fork_cleanly_after_the_parent_used_its_cpu_threads(monkeypatch):
+    """The parent's thread pool (made by a big enough op) does not survive fork; the workers set
+    their own thread count, and the parent's pool still works afterwards."""
+    from minires.cpu import threads
+    from minires.experiments import degradation
+    monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
+    F.relu(mr.tensor(np.ones((4, 2))))
+    assert threads._executor is not None or threads.get_num_threads() == 1
+    data = load_data("synthetic", n_train=64, n_test=32)
+    settings = dict(degradation.QUICK, depths=(8, 14), width=2, iterations=2, batch_size=32, eval_every=2)
+    results = degradation.run(data, settings, progress=False, workers=2)
+    assert list(results["runs"]) == ["plain8", "plain14", "resnet8", "resnet14"]
+    np.testing.assert_array_equal(F.relu(mr.tensor(np.array([[-1.0], [2.0]]))).numpy(), [[0.0], [2.0]])
 
 
 def test_degradation_with_one_depth_reports_no_verdict():

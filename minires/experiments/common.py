@@ -203,10 +203,11 @@ def map_nets(train_one, data: ExperimentData, jobs: list, workers: int | None = 
     """``[train_one(data, job, progress) for job in jobs]``, with up to ``workers`` jobs at once.
 
     The nets of an experiment are independent. At the narrow widths of the quick settings one net's
-    GEMMs are too thin for a second BLAS thread to help, so ``workers`` processes (forked, sharing
-    the data) with one BLAS thread each finish up to ``workers`` times sooner than one process with
-    ``workers`` threads. Each job seeds its own net and data order, so results do not depend on
-    ``workers``. With ``cost(job)`` (e.g. the depth) the costliest jobs start first, so that no long
+    arrays are too small for a second thread to help, so ``workers`` processes (forked, sharing the
+    data) with one thread each (:func:`minires.cpu.set_num_threads`) finish up to ``workers`` times
+    sooner than one process with ``workers`` threads. Each job seeds its own net and data order, so
+    a worker computes exactly what this process computes with one thread (with more, float sums
+    are added in another order: the same up to rounding). With ``cost(job)`` (e.g. the depth) the costliest jobs start first, so that no long
     one starts last; results always come back in the order of ``jobs``. ``workers`` defaults to the
     number of cores; 1 (or a platform without ``fork``) runs everything in this process.
     """
