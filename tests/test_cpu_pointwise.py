@@ -1,4 +1,6 @@
 """The threaded CPU ReLU, add + ReLU and batch norm (minires.cpu.pointwise) against the references."""
+import os
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,12 @@ def test_the_allocator_setting_is_applied_on_linux_and_can_be_undone():
     assert allocator.keep_freed_memory()
     assert allocator.set_thresholds(mmap=128 * 1024, trim=128 * 1024)
     assert allocator.keep_freed_memory()
+
+
+def test_the_default_thread_count_follows_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads._default_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert threads._default_threads() == (os.cpu_count() or 1)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads._default_threads() == (os.cpu_count() or 1)

@@ -13,12 +13,24 @@ import os
 
 MIN_PARALLEL_SIZE = 1 << 16   # arrays with fewer elements are not worth a thread hand-off (~20 us)
 
-_threads = os.cpu_count() or 1
 _executor = None
 
 
+def _default_threads() -> int:
+    """``OMP_NUM_THREADS`` when it is set (PyTorch's convention; ``mpirun -x OMP_NUM_THREADS=1``
+    gives each rank one), else every core."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+
+
 def set_num_threads(n: int) -> None:
-    """Run the CPU conv's chunks and the elementwise passes on ``n`` threads (default: every core)."""
+    """Run the CPU conv's chunks and the elementwise passes on ``n`` threads (default:
+    ``OMP_NUM_THREADS`` if set, else every core)."""
     global _threads, _executor
     if n < 1:
         raise ValueError(f"set_num_threads: need at least one thread, got {n}")
