@@ -98,11 +98,12 @@ def test_stride_one_backward_data_both_routes(name, padding):
 
 
 @pytest.mark.parametrize("threads", [1, 3])
-def test_threads_split_the_chunks_with_the_same_result_every_time(threads):
+def test_threads_split_the_chunks_with_the_same_result_every_time(threads, monkeypatch):
     """Chunks go to ``threads`` threads (three here: more than this machine may have, and an odd
     share); backward-weight sums the threads' partial sums in a fixed order, so two calls agree to
     the bit, and every direction agrees with the reference."""
     from minires.cpu import threads as cpu_threads
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)   # split even these small arrays
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
     gy = rng.standard_normal((7, 4, 3, 3))

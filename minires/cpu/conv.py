@@ -35,7 +35,7 @@ Why this is faster than the reference:
 * for strided convs, col2im adds the column gradient back tap by tap (or in one parallel Numba
   gather), where the reference zero-stuffs a canvas and runs a second full im2col;
 * memory stays bounded: the column matrix (:math:`k_h k_w` times the input) exists for at most
-  ``chunk_bytes`` at a time, in one buffer that every chunk of a call reuses.
+  ``chunk_bytes`` at a time per thread, in one buffer per thread that every chunk reuses.
 
 Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`): ``numpy-fast``
 (NumPy only) and ``numba`` (the parallel kernels of ``kernels/conv2d_cpu.py``).
@@ -92,7 +92,7 @@ class ChunkedIm2colGemm:
             self.im2col(x[images], chunk, col)
             y[images] = (col @ w_t).reshape(chunk.n, g.out_h, g.out_w, g.c_out).transpose(0, 3, 1, 2)
 
-        self._run_chunks(g, x.dtype, chunk_forward)
+        self._run_chunks(x, g, chunk_forward)
         return y
 
     def backward_data(self, gy, w, x_shape, stride, padding):
@@ -106,7 +106,7 @@ class ChunkedIm2colGemm:
             np.matmul(pixel_major(gy[images]), w_mat, out=gcol)
             self.col2im(gcol, chunk, gx[images])
 
-        self._run_chunks(g, gy.dtype, chunk_backward_data)
+        self._run_chunks(gy, g, chunk_backward_data)
         return gx
 
     def backward_weight(self, gy, x, w_shape, stride, padding):
@@ -116,36 +116,33 @@ class ChunkedIm2colGemm:
             self.im2col(x[images], chunk, col)
             return pixel_major(gy[images]).T @ col
 
-        gw = self._run_chunks(g, x.dtype, chunk_backward_weight)
+        gw = self._run_chunks(x, g, chunk_backward_weight)
         return np.ascontiguousarray(gw.reshape(g.c_out, g.kh, g.kw, g.c_in).transpose(0, 3, 1, 2))
 
-    def _run_chunks(self, g: ConvGeometry, dtype, work):
-        """``work(images, chunk geometry, column matrix)`` for every chunk of the batch, on up to
-        :func:`~minires.cpu.threads.get_num_threads` threads; the sum of what they return (None if nothing).
+    def _run_chunks(self, batch, g: ConvGeometry, work):
+        """``work(images, chunk geometry, column matrix)`` for every chunk of ``batch`` (the array
+        whose images are sliced); the sum of what the calls return (None if nothing).
 
-        Thread ``t`` takes chunks ``t, t + T, t + 2T, ...`` and sums its own results in order, and
-        the threads' sums are added in thread order: the same thread count gives the same bits.
+        :func:`~minires.cpu.threads.map_batch` gives each thread a contiguous share of the images,
+        which it cuts into chunks and sums the results of in order; the shares' sums are added in
+        order (:func:`~minires.cpu.threads.total`), so the same thread count gives the same bits.
         Each thread has its own column-matrix buffer, kept between calls (a fresh multi-megabyte
         array costs a page fault per 4 KiB on first touch), C-contiguous as BLAS wants it.
         """
         rows, width = g.out_h * g.out_w, g.kh * g.kw * g.c_in
-        per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * np.dtype(dtype).itemsize)))
-        starts = range(0, g.n, per_chunk)
-        workers = min(threads.get_num_threads(), len(starts))
+        per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * batch.dtype.itemsize)))
 
-        def run_share(first: int):
-            buffer = _scratch(per_chunk * rows * width, dtype)
-            total = None
-            for start in starts[first::workers]:
-                chunk = g._replace(n=min(per_chunk, g.n - start))
-                out = work(slice(start, start + chunk.n), chunk, buffer[:chunk.n * rows * width].reshape(-1, width))
-                total = out if total is None else total + out
-            return total
+        def run_share(images: slice):
+            first, stop, _ = images.indices(g.n)
+            buffer = _scratch(per_chunk * rows * width, batch.dtype)
+            results = []
+            for start in range(first, stop, per_chunk):
+                chunk = g._replace(n=min(per_chunk, stop - start))
+                col = buffer[:chunk.n * rows * width].reshape(-1, width)
+                results.append(work(slice(start, start + chunk.n), chunk, col))
+            return threads.total(results)
 
-        if workers == 1:
-            return run_share(0)
-        sums = [s for s in threads.pool().map(run_share, range(workers)) if s is not None]
-        return sum(sums[1:], sums[0]) if sums else None
+        return threads.total(threads.map_batch(batch, run_share))
 
 
 def _scratch(size: int, dtype):

@@ -13,12 +13,7 @@ import numpy as np
 
 from .. import backend
 from ..functional.norm import _channel_sum, _channel_view, _values_per_channel
-from .threads import map_batch
-
-
-def _total(partials):
-    """The sum of per-slice partial results, in slice order."""
-    return sum(partials[1:], partials[0])
+from .threads import map_batch, total
 
 
 class ThreadedReLU:
@@ -63,14 +58,14 @@ class ThreadedBatchNorm:
     @staticmethod
     def forward_train(x, weight, bias, eps):
         m, channel = _values_per_channel(x.shape), (lambda v: _channel_view(v, x.ndim))
-        mean = _total(map_batch(x, lambda s: _channel_sum(x[s]))) / m
+        mean = total(map_batch(x, lambda s: _channel_sum(x[s]))) / m
         y = np.empty_like(x)
 
         def centre(s):                      # y = x - mean; returns the slice's sum of squares
             np.subtract(x[s], channel(mean), out=y[s])
             return _channel_sum(y[s], y[s])
 
-        var = _total(map_batch(x, centre)) / m
+        var = total(map_batch(x, centre)) / m
         invstd = 1 / np.sqrt(var + eps)
         scale = channel(invstd if weight is None else weight * invstd)
 
@@ -91,7 +86,7 @@ class ThreadedBatchNorm:
             np.subtract(x[s], channel(mean), out=gx[s])
             return np.stack([_channel_sum(gy[s]), _channel_sum(gy[s], gx[s])])
 
-        gbias, gy_dot_centred = _total(map_batch(x, sums))
+        gbias, gy_dot_centred = total(map_batch(x, sums))
         gweight = gy_dot_centred * invstd
         along_xhat, mean_gy = channel(-gweight * invstd / m), channel(gbias / m)
         scale = channel(invstd if weight is None else weight * invstd)

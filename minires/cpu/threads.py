@@ -54,6 +54,13 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
     return _executor
 
 
+def total(partials):
+    """The sum of per-slice results in slice order, skipping None (None if all are): the same slices
+    give the same bits."""
+    partials = [p for p in partials if p is not None]
+    return sum(partials[1:], partials[0]) if partials else None
+
+
 def map_batch(a, work) -> list:
     """``[work(s) for s in slices]`` for :func:`get_num_threads` contiguous slices of ``a``'s first axis, run
     at once; one slice (run here) when ``a`` is small or there is one thread."""

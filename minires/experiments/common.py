@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import autograd
 from .. import functional as F
+from ..checkpoint import atomic_write
 from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet
 from ..nn import BatchNorm2d, Identity
@@ -249,22 +250,22 @@ class RunFolder:
         self.files: list[Path] = []
 
     def save_json(self, data: dict, name: str = "results.json") -> Path:
-        path = self.path / name
-        path.write_text(json.dumps(data, indent=1, default=_plain))
-        self.files.append(path)
-        return path
+        return self._save(name, lambda f: f.write(json.dumps(data, indent=1, default=_plain).encode()))
 
     def save_figure(self, figure, name: str) -> Path:
         import matplotlib.pyplot as plt
-        path = self.path / name
-        figure.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(figure)
-        self.files.append(path)
-        return path
+        try:
+            return self._save(name, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+        finally:
+            plt.close(figure)
 
     def save_text(self, text: str, name: str) -> Path:
+        return self._save(name, lambda f: f.write(text.encode()))
+
+    def _save(self, name: str, write) -> Path:
+        """``write(file)`` into ``name`` atomically (a crash leaves the old file or none, never half)."""
         path = self.path / name
-        path.write_text(text)
+        atomic_write(path, write)
         self.files.append(path)
         return path
 
