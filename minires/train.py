@@ -75,6 +75,7 @@ class Config:
     out: str | None = None
     augment: bool = True
     device: str = "cpu"
+    dtype: str = "float32"           # float64: slower, but rounding no longer flips ReLUs between runs
     dist_backend: str = "auto"       # under mpirun: "mpi" (CPU ranks) or "nccl" (GPUs); auto: by device
     sync_bn: bool = False            # data-parallel: BatchNorm statistics over the global batch
     train_size: int | None = None    # synthetic: images to generate; others: use the first N
@@ -155,7 +156,7 @@ class Trainer:
         self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.comm)
         manual_seed(cfg.seed)
         self.model = build_model(cfg.model, width=cfg.width, num_classes=len(train_set.classes) or 10,
-                                 in_channels=train_set.image_shape[0]).to(self.device)
+                                 in_channels=train_set.image_shape[0]).to(self.device, cfg.dtype)
         if cfg.sync_bn:
             self.model = distributed.convert_sync_batchnorm(self.model, self.comm)
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -237,7 +238,7 @@ class Trainer:
 
     def train_step(self, x, y):
         """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong)."""
-        logits = self.model(Tensor(backend.to_device(x, self.device)))
+        logits = self.model(self._input(x))
         loss = cross_entropy(logits, backend.to_device(y, self.device))
         self.optimizer.zero_grad()
         loss.backward()
@@ -247,6 +248,10 @@ class Trainer:
         self.iteration += 1
         return float(loss.item()), _wrong(logits, y)
 
+    def _input(self, x) -> Tensor:
+        """A batch of images as a Tensor on the run's device, in its dtype."""
+        return Tensor(backend.to_device(x.astype(self.cfg.dtype, copy=False), self.device))
+
     def evaluate(self):
         """(mean loss, error rate) on the held-out split, in eval mode (BN running statistics)."""
         distributed.average_buffers(self.model, self.comm)  # per-rank BN: one set of running statistics
@@ -254,7 +259,7 @@ class Trainer:
         loss_sum = wrong = n = 0.0
         with no_grad():
             for x, y in self.test_loader:
-                logits = self.model(Tensor(backend.to_device(x, self.device)))
+                logits = self.model(self._input(x))
                 loss_sum += float(cross_entropy(logits, backend.to_device(y, self.device)).item()) * len(y)
                 wrong, n = wrong + _wrong(logits, y), n + len(y)
         self.model.train()
@@ -408,6 +413,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                         help="pad-and-crop (and flip) training images")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
+    parser.add_argument("--dtype", default=d.dtype, choices=["float32", "float64"],
+                        help="floating-point type of weights and activations (default %(default)s; float64 is "
+                             "slower but its rounding rarely flips a ReLU, so runs compare to many digits)")
     parser.add_argument("--dist-backend", default=d.dist_backend, choices=["auto", "mpi", "nccl", "none"],
                         help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto picks by --device")
     parser.add_argument("--sync-bn", action="store_true",

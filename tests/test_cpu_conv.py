@@ -97,29 +97,49 @@ def test_stride_one_backward_data_both_routes(name, padding):
                                Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), padding), atol=1e-12)
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_threads_split_the_chunks_with_the_same_result_every_time(threads, monkeypatch):
-    """Chunks go to ``threads`` threads (three here: more than this machine may have, and an odd
-    share); backward-weight sums the threads' partial sums in a fixed order, so two calls agree to
-    the bit, and every direction agrees with the reference."""
+def test_any_thread_count_gives_the_same_bits(monkeypatch):
+    """Chunks go to 1 or 3 threads (more than this machine may have, and an odd share); every
+    direction agrees with the reference, and backward-weight, which adds the chunks' partial sums in
+    chunk order, gives the same bits on any number of threads."""
     from minires.cpu import threads as cpu_threads
     monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)   # split even these small arrays
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
     gy = rng.standard_normal((7, 4, 3, 3))
     fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1)   # one image per chunk
-    before = cpu_threads.get_num_threads()
-    cpu_threads.set_num_threads(threads)
+    args, before, results = ((2, 2), (1, 1)), cpu_threads.get_num_threads(), []
     try:
-        args = ((2, 2), (1, 1))
-        np.testing.assert_allclose(fast.forward(x, w, *args), Im2colConv2d.forward(x, w, *args), atol=1e-12)
-        np.testing.assert_allclose(fast.backward_data(gy, w, x.shape, *args),
-                                   Im2colConv2d.backward_data(gy, w, x.shape, *args), atol=1e-12)
-        gw = fast.backward_weight(gy, x, w.shape, *args)
-        np.testing.assert_allclose(gw, Im2colConv2d.backward_weight(gy, x, w.shape, *args), atol=1e-12)
-        assert np.array_equal(gw, fast.backward_weight(gy, x, w.shape, *args))
+        for threads in (1, 3):
+            cpu_threads.set_num_threads(threads)
+            results.append([fast.forward(x, w, *args), fast.backward_data(gy, w, x.shape, *args),
+                            fast.backward_weight(gy, x, w.shape, *args)])
     finally:
         cpu_threads.set_num_threads(before)
+    reference = [Im2colConv2d.forward(x, w, *args), Im2colConv2d.backward_data(gy, w, x.shape, *args),
+                 Im2colConv2d.backward_weight(gy, x, w.shape, *args)]
+    for mine, expected in zip(results[1], reference):
+        np.testing.assert_allclose(mine, expected, atol=1e-12)
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+
+
+def test_outputs_are_channels_last_and_feed_the_next_conv():
+    """forward and backward-data hand back NCHW arrays whose memory is NHWC (the GEMM's own rows, no
+    transpose); fed such arrays, the conv still agrees with the reference."""
+    rng = np.random.default_rng(6)
+    x, w1, w2 = rng.standard_normal((3, 4, 7, 7)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal((2, 5, 3, 3))
+    fast = backend.lookup("conv2d", x, "numpy-fast")[1]
+    for args in [((1, 1), (1, 1)), ((2, 2), (1, 1))]:
+        y = fast.forward(x, w1, *args)
+        assert y.transpose(0, 2, 3, 1).flags.c_contiguous and not y.flags.c_contiguous
+        gx = fast.backward_data(y, w1, x.shape, *args)
+        assert gx.transpose(0, 2, 3, 1).flags.c_contiguous
+        np.testing.assert_allclose(gx, Im2colConv2d.backward_data(np.ascontiguousarray(y), w1, x.shape, *args),
+                                   atol=1e-10)
+        np.testing.assert_allclose(fast.forward(y, w2, (1, 1), (1, 1)),
+                                   Im2colConv2d.forward(np.ascontiguousarray(y), w2, (1, 1), (1, 1)), atol=1e-10)
+        np.testing.assert_allclose(fast.backward_weight(y, x, w1.shape, *args),
+                                   Im2colConv2d.backward_weight(np.ascontiguousarray(y), x, w1.shape, *args),
+                                   atol=1e-10)
 
 
 def test_numpy_movers_match_the_definition():

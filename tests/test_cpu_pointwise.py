@@ -54,6 +54,53 @@ def test_batch_norm_matches_the_reference_and_repeats_to_the_bit(split, shape, a
     assert all(np.array_equal(a, b) for a, b in zip(grads, again))
 
 
+def channels_last(a):
+    """``a`` (NCHW) copied into NHWC memory, still indexed NCHW (what the CPU conv returns)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("gy_layout", [channels_last, np.ascontiguousarray, lambda a: a[:, :, ::-1][:, :, ::-1]],
+                         ids=["gy-channels-last", "gy-NCHW", "gy-strided"])
+def test_batch_norm_on_channels_last_memory(split, gy_layout):
+    """x in NHWC memory, gy in that layout or another: the same numbers as the reference, and the
+    outputs keep x's memory layout (so the next op reads it in order)."""
+    x, gy, weight, bias = arrays((7, 3, 4, 5), (7, 3, 4, 5), (3,), (3,), seed=4)
+    x, gy = channels_last(2 + x), gy_layout(gy)
+    y, mean, var, invstd = pointwise.ThreadedBatchNorm.forward_train(x, weight, bias, 1e-5)
+    for a, b in zip((y, mean, var, invstd), NumpyBatchNorm.forward_train(np.ascontiguousarray(x), weight, bias, 1e-5)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    grads = pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
+    for a, b in zip(grads, NumpyBatchNorm.backward(np.ascontiguousarray(gy), np.ascontiguousarray(x), weight,
+                                                   mean, invstd)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for out in (y, grads[0]):
+        assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_relu_outputs_keep_the_activations_layout(split):
+    """ReLU's and add + ReLU's outputs and ReLU's gradient take the layout of the activations, not
+    of an incoming gradient in another layout (as from pooling)."""
+    x, b, gy = arrays((7, 3, 4, 5), (7, 3, 4, 5), (7, 3, 4, 5), seed=5)
+    x, b = channels_last(x), channels_last(b)
+    y = pointwise.ThreadedReLU.forward(x)
+    gx = pointwise.ThreadedReLU.backward(gy, y)                 # gy: NCHW memory
+    np.testing.assert_array_equal(gx, NumpyReLU.backward(gy, y))
+    for out in (y, gx, pointwise.ThreadedAddReLU.forward(x, b)):
+        assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_map_batch_blocks_come_back_in_order_on_any_thread_count(monkeypatch):
+    monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
+    a, before, seen = np.arange(10.0), threads.get_num_threads(), []
+    try:
+        for n in (1, 2, 3):
+            threads.set_num_threads(n)
+            seen.append(threads.map_batch(a, lambda s: a[s].tolist(), per_block=3))
+    finally:
+        threads.set_num_threads(before)
+    assert seen == [[[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]] * 3
+
+
 def test_gradcheck_through_the_threaded_ops(split):
     x, w, b = (mr.Tensor(a, requires_grad=True) for a in arrays((5, 2, 3, 3), (2,), (2,), seed=3))
     assert mr.gradcheck(lambda x, w, b: F.relu(F.batch_norm(x, None, None, w, b, training=True)), [x, w, b])

@@ -369,8 +369,10 @@ def test_collectives_and_sharding_under_mpirun(worker_runs):
     assert shards[0] | shards[1] == set(whole["shard"][:32])  # 33 examples: one left out to even the shares
 
 
+# float64: in float32 the two runs round differently, and one ReLU input that lands on the other side
+# of 0 changes a gradient by a percent (seen here); float64 leaves rounding far from every kink
 TINY_RUN = ["--model", "resnet8", "--width", "4", "--train-size", "64", "--test-size", "30", "--batch-size", "16",
-            "--epochs", "2", "--no-augment", "--sync-bn", "--no-progress"]
+            "--epochs", "2", "--no-augment", "--sync-bn", "--no-progress", "--dtype", "float64"]
 
 
 def _minires_train(cwd, ranks):
@@ -390,8 +392,9 @@ def test_minires_train_under_mpirun_matches_one_process(tmp_path):
     assert [m["epoch"] for m in metrics if m["kind"] == "epoch"] == [1, 2]  # one writer: no duplicate lines
     model_keys = [k for k in single if k.startswith("model/")]
     assert model_keys
-    for key in model_keys:  # float32, summed in a different order: agreement to rounding
-        assert_close(parallel[key], single[key], 1e-4)
+    for key in model_keys:  # summed in a different order: agreement to rounding
+        assert parallel[key].dtype.kind != "f" or parallel[key].dtype == np.float64
+        assert_close(parallel[key], single[key], 1e-9)
 
 
 # --------------------------------------------------------------------------- NCCL (GPU machines only)

@@ -60,6 +60,8 @@ OPS = {
     "transpose": (lambda a: a.transpose(0, 2), lambda a: a.transpose(0, 2), shape3.map(lambda s: [s]), signed),
     "slice": (lambda a: a[1:, ::2], lambda a: a[1:, ::2], st.tuples(st.integers(2, 4), dims).map(lambda s: [s]),
               signed),
+    "index_repeated": (lambda a: a[[0, 1, 0], 1:], lambda a: a[[0, 1, 0], 1:],
+                       st.tuples(st.integers(2, 4), st.integers(2, 4)).map(lambda s: [s]), signed),
     "pad": (lambda a: F.pad(a, ((1, 0), (2, 1))), lambda a: torch.nn.functional.pad(a, (2, 1, 1, 0)),
             shape2.map(lambda s: [s]), signed),
     "concatenate": (lambda a, b: F.concatenate([a, b], axis=1), lambda a, b: torch.cat([a, b], 1),
@@ -141,3 +143,19 @@ def test_to_casts_and_gradient_returns_in_the_input_dtype():
     (y * y).sum().backward()
     assert x.grad.dtype == np.float32
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_pad_and_slice_keep_the_memory_layout():
+    """Padding an NHWC-memory array (the CPU conv's output) gives NHWC memory, and a slice's gradient
+    takes the incoming gradient's layout, so a residual stream stays in one layout."""
+    x = mr.Tensor(np.ones((2, 4, 4, 3)).transpose(0, 3, 1, 2), requires_grad=True)   # NHWC memory
+    inner, seen = x * 1.0, []
+    inner.register_hook(seen.append)
+    y = F.pad(inner[:, :, ::2, ::2], ((0, 0), (1, 1), (0, 0), (0, 0)))
+    assert y.shape == (2, 5, 2, 2) and y.data.transpose(0, 2, 3, 1).flags.c_contiguous
+    y.backward(np.ones((2, 2, 2, 5)).transpose(0, 3, 1, 2))
+    grad = seen[0].data
+    assert grad.transpose(0, 2, 3, 1).flags.c_contiguous
+    expected = np.zeros((2, 3, 4, 4))
+    expected[:, :, ::2, ::2] = 1
+    np.testing.assert_array_equal(grad, expected)

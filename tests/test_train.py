@@ -90,6 +90,15 @@ def test_resume_can_train_longer_on_the_same_schedule(tmp_path):
     assert ckpt.load_checkpoint(out)["config"]["milestones"] == [1.0, 1.5]  # fixed when the run began
 
 
+def test_float64_runs_keep_their_dtype_through_a_resume(tmp_path):
+    out = tmp_path / "run"
+    fit(out=str(out), **{**TINY, "epochs": 1, "dtype": "float64"})
+    trainer = Trainer.resume(out, epochs=2, progress=False)
+    assert {p.data.dtype for p in trainer.model.parameters()} == {np.dtype("float64")}
+    assert trainer._input(np.zeros((1, 3, 32, 32), np.float32)).dtype == np.float64
+    assert trainer.fit()["epoch"] == 2
+
+
 # ----------------------------------------------------------------------------- atomic checkpoints
 def _state(value):
     return {"model": {"w": np.full((3, 2), value, np.float32)}, "epoch": int(value), "nested": [{"k": 1}, None]}

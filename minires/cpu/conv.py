@@ -32,10 +32,17 @@ Why this is faster than the reference:
   (:func:`flipped_weight`), so it runs the forward path: one copy, one GEMM. For the 3x3 layers of
   ResNet-20 that halves its time (4x for 4 channels), since col2im's nine strided additions move
   more memory than im2col's one copy;
+* the outputs stay channels last: ``forward`` and ``backward_data`` return NCHW-indexed views of
+  NHWC memory, the GEMM's output rows as they are (PyTorch's ``channels_last`` memory format), so
+  no transpose is ever copied. The next conv's im2col then reads runs of :math:`W C` contiguous
+  values, the output gradient is already the pixel-major :math:`\bar Y`, and batch norm, ReLU, padding and
+  slicing keep the layout (:mod:`minires.cpu.pointwise`, :mod:`minires.functional.shape`). On the
+  16-channel layers of ResNet-20 the two transposes cost about a quarter of the conv's time;
 * for strided convs, col2im adds the column gradient back tap by tap (or in one parallel Numba
   gather), where the reference zero-stuffs a canvas and runs a second full im2col;
 * memory stays bounded: the column matrix (:math:`k_h k_w` times the input) exists for at most
-  ``chunk_bytes`` at a time per thread, in one buffer per thread that every chunk reuses.
+  ``chunk_bytes`` at a time per thread, in one buffer per thread that every chunk reuses; the
+  chunks' partial weight gradients are added in chunk order, so any thread count gives the same bits.
 
 Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`): ``numpy-fast``
 (NumPy only) and ``numba`` (the parallel kernels of ``kernels/conv2d_cpu.py``).
@@ -52,13 +59,24 @@ from ..functional.conv import _canvas_slices
 from ..kernels.conv2d_index import ConvGeometry
 from . import threads
 
-CHUNK_BYTES = 2 * 2 ** 20  # the largest column matrix built at once: stays in L2/L3 for the GEMM
+CHUNK_BYTES = 4 * 2 ** 20  # the largest column matrix built at once: stays in L2/L3 for the GEMM
 _SCRATCH = threading.local()  # the column-matrix buffer, kept between calls
 
 
 def pixel_major(a):
     """NCHW ``(n, c, h, w)`` -> the matrix ``(n*h*w, c)`` (a copy): one row per pixel."""
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1])
+
+
+def channels_last_empty(shape, dtype):
+    """An uninitialised NCHW array of ``shape`` whose memory is NHWC (a transposed view)."""
+    n, c, h, w = shape
+    return np.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+
+
+def pixel_rows(a):
+    """The ``(n*h*w, c)`` matrix of a channels-last NCHW array: a view of its memory, no copy."""
+    return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
 
 
 def weight_matrix(w):
@@ -85,12 +103,12 @@ class ChunkedIm2colGemm:
 
     def forward(self, x, w, stride, padding):
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
-        y = np.empty((g.n, g.c_out, g.out_h, g.out_w), dtype=x.dtype)
+        y = channels_last_empty((g.n, g.c_out, g.out_h, g.out_w), x.dtype)
         w_t = weight_matrix(w).T
 
         def chunk_forward(images, chunk, col):
             self.im2col(x[images], chunk, col)
-            y[images] = (col @ w_t).reshape(chunk.n, g.out_h, g.out_w, g.c_out).transpose(0, 3, 1, 2)
+            np.matmul(col, w_t, out=pixel_rows(y[images]))
 
         self._run_chunks(x, g, chunk_forward)
         return y
@@ -99,7 +117,7 @@ class ChunkedIm2colGemm:
         g = ConvGeometry.of(x_shape, w.shape, stride, padding)
         if (g.stride_h, g.stride_w) == (1, 1) and g.pad_h < g.kh and g.pad_w < g.kw:
             return self.forward(gy, flipped_weight(w), (1, 1), (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w))
-        gx = np.empty(x_shape, dtype=gy.dtype)
+        gx = channels_last_empty(x_shape, gy.dtype)
         w_mat = weight_matrix(w)
 
         def chunk_backward_data(images, chunk, gcol):
@@ -123,26 +141,21 @@ class ChunkedIm2colGemm:
         """``work(images, chunk geometry, column matrix)`` for every chunk of ``batch`` (the array
         whose images are sliced); the sum of what the calls return (None if nothing).
 
-        :func:`~minires.cpu.threads.map_batch` gives each thread a contiguous share of the images,
-        which it cuts into chunks and sums the results of in order; the shares' sums are added in
-        order (:func:`~minires.cpu.threads.total`), so the same thread count gives the same bits.
-        Each thread has its own column-matrix buffer, kept between calls (a fresh multi-megabyte
-        array costs a page fault per 4 KiB on first touch), C-contiguous as BLAS wants it.
+        The chunks are :func:`~minires.cpu.threads.map_batch`'s blocks, run on the CPU threads, and
+        their results are added in chunk order (:func:`~minires.cpu.threads.total`), so any number
+        of threads gives the same bits. Each thread has its own column-matrix buffer, kept between
+        calls (a fresh multi-megabyte array costs a page fault per 4 KiB on first touch),
+        C-contiguous as BLAS wants it.
         """
         rows, width = g.out_h * g.out_w, g.kh * g.kw * g.c_in
         per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * batch.dtype.itemsize)))
 
-        def run_share(images: slice):
-            first, stop, _ = images.indices(g.n)
-            buffer = _scratch(per_chunk * rows * width, batch.dtype)
-            results = []
-            for start in range(first, stop, per_chunk):
-                chunk = g._replace(n=min(per_chunk, stop - start))
-                col = buffer[:chunk.n * rows * width].reshape(-1, width)
-                results.append(work(slice(start, start + chunk.n), chunk, col))
-            return threads.total(results)
+        def run_chunk(images: slice):
+            chunk = g._replace(n=len(range(*images.indices(g.n))))
+            col = _scratch(chunk.n * rows * width, batch.dtype).reshape(-1, width)
+            return work(images, chunk, col)
 
-        return threads.total(threads.map_batch(batch, run_share))
+        return threads.total(threads.map_batch(batch, run_chunk, per_block=per_chunk))
 
 
 def _scratch(size: int, dtype):
@@ -170,14 +183,14 @@ def numpy_im2col(x, g: ConvGeometry, col):
 
 def numpy_col2im(gcol, g: ConvGeometry, gx):
     """Per tap :math:`(p, q)`, add its slice of the column gradient onto the pixels the tap read."""
-    gx_last = np.zeros((g.n, g.h, g.w, g.c_in), dtype=gcol.dtype)   # channels last, like the columns
+    gx_last = gx.transpose(0, 2, 3, 1)                  # channels last, like the columns
+    gx_last[...] = 0
     taps = _taps(gcol, g)
     for p in range(g.kh):
         rows_in, rows_out = _canvas_slices(g.out_h, g.h, p - g.pad_h, g.stride_h)
         for q in range(g.kw):
             cols_in, cols_out = _canvas_slices(g.out_w, g.w, q - g.pad_w, g.stride_w)
             gx_last[:, rows_in, cols_in] += taps[:, rows_out, cols_out, p, q]
-    gx[...] = gx_last.transpose(0, 3, 1, 2)
 
 
 # ----------------------------------------------------------------------------- Numba data movers

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..functional.norm import _channel_sum, _channel_view, _values_per_channel
+from ..functional.norm import _values_per_channel
 from .threads import map_batch, total
 
 
@@ -27,7 +27,7 @@ class ThreadedReLU:
 
     @staticmethod
     def backward(gy, y):
-        gx = np.empty_like(gy)
+        gx = np.empty_like(y)               # y's memory layout: gy may come in another (e.g. from pooling)
         map_batch(gy, lambda s: np.multiply(gy[s], y[s] > 0, out=gx[s]))
         return gx
 
@@ -37,7 +37,8 @@ class ThreadedAddReLU:
 
     @staticmethod
     def forward(a, b):
-        y = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.result_type(a, b))
+        shape, dtype = np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b)
+        y = np.empty_like(a, dtype=dtype) if a.shape == shape else np.empty(shape, dtype)  # a's layout
 
         def add_relu(s):
             np.add(a[s], b[s], out=y[s])
@@ -52,52 +53,98 @@ class ThreadedAddReLU:
     backward = staticmethod(ThreadedReLU.backward)
 
 
+class ChannelRows:
+    """An ``(N, C, ...)`` array's memory as ``N`` rows (one per image) of per-channel patterns.
+
+    In NCHW memory a row is ``C`` runs of ``S`` values (``S``: the pixels of an image); in
+    channels-last memory (what the CPU conv returns) it is ``S`` runs of ``C`` values. A per-channel
+    vector is laid out the same way once (:meth:`expand`, one row long), and a row-long vector of
+    partial sums is folded back to channels (:meth:`fold`), so every pass over the data is a long
+    contiguous loop whatever the layout. Other layouts are copied to NCHW first.
+    """
+
+    def __init__(self, x):
+        channels_last = x.ndim > 2 and not x.flags.c_contiguous and np.moveaxis(x, 1, -1).flags.c_contiguous
+        self.array = x if channels_last or x.flags.c_contiguous else np.ascontiguousarray(x)
+        self.channels_last, self.channels = channels_last, x.shape[1]
+        self.rows = self.rows_of(self.array)
+
+    def rows_of(self, a):
+        """``a`` (same shape) as rows laid out like this array's (copied into that layout if it differs)."""
+        memory = np.moveaxis(a, 1, -1) if self.channels_last else a
+        if not memory.flags.c_contiguous:
+            copy = self.empty_like()
+            copy[...] = a
+            memory = np.moveaxis(copy, 1, -1) if self.channels_last else copy
+        return memory.reshape(a.shape[0], -1)
+
+    def empty_like(self):
+        """A new uninitialised array of the same shape and memory layout."""
+        return np.empty_like(self.array)
+
+    def expand(self, v):
+        """Per-channel ``v`` (C,) -> one row's worth: each value where its channel's values are."""
+        pixels = self.rows.shape[1] // self.channels
+        return np.tile(v, pixels) if self.channels_last else np.repeat(v, pixels)
+
+    def fold(self, row_sums):
+        """A row-long vector of sums -> the per-channel sums (C,), added up in float64."""
+        by_pixel = row_sums.reshape(-1, self.channels) if self.channels_last else row_sums.reshape(self.channels, -1).T
+        return by_pixel.sum(axis=0, dtype=np.float64).astype(row_sums.dtype)
+
+
 class ThreadedBatchNorm:
-    """:class:`~minires.functional.norm.NumpyBatchNorm`'s passes, each split over the batch."""
+    """:class:`~minires.functional.norm.NumpyBatchNorm`'s passes, each split over the batch and run
+    on :class:`ChannelRows` (long contiguous loops in NCHW and in channels-last memory)."""
 
     @staticmethod
     def forward_train(x, weight, bias, eps):
-        m, channel = _values_per_channel(x.shape), (lambda v: _channel_view(v, x.ndim))
-        mean = total(map_batch(x, lambda s: _channel_sum(x[s]))) / m
-        y = np.empty_like(x)
+        xr, m = ChannelRows(x), _values_per_channel(x.shape)
+        rows = xr.rows
+        mean = xr.fold(total(map_batch(rows, lambda s: rows[s].sum(axis=0)))) / m
+        y = xr.empty_like()
+        out, centre_by = xr.rows_of(y), xr.expand(mean)
 
-        def centre(s):                      # y = x - mean; returns the slice's sum of squares
-            np.subtract(x[s], channel(mean), out=y[s])
-            return _channel_sum(y[s], y[s])
+        def centre(s):                      # y = x - mean; returns the slice's sums of squares
+            np.subtract(rows[s], centre_by, out=out[s])
+            return np.einsum("nl,nl->l", out[s], out[s])
 
-        var = total(map_batch(x, centre)) / m
+        var = xr.fold(total(map_batch(rows, centre))) / m
         invstd = 1 / np.sqrt(var + eps)
-        scale = channel(invstd if weight is None else weight * invstd)
+        scale = xr.expand(invstd if weight is None else weight * invstd)
+        shift = None if bias is None else xr.expand(bias)
 
         def affine(s):
-            y[s] *= scale
-            if bias is not None:
-                y[s] += channel(bias)
+            out[s] *= scale
+            if shift is not None:
+                out[s] += shift
 
-        map_batch(x, affine)
+        map_batch(rows, affine)
         return y, mean, var, invstd
 
     @staticmethod
     def backward(gy, x, weight, mean, invstd):
-        m, channel = _values_per_channel(x.shape), (lambda v: _channel_view(v, x.ndim))
-        gx = np.empty_like(x)
+        xr, m = ChannelRows(x), _values_per_channel(x.shape)
+        rows, gy_rows = xr.rows, xr.rows_of(gy)
+        gx = xr.empty_like()
+        out, centre_by = xr.rows_of(gx), xr.expand(mean)
 
         def sums(s):                        # gx = x - mean; returns (sum gy, sum gy (x - mean))
-            np.subtract(x[s], channel(mean), out=gx[s])
-            return np.stack([_channel_sum(gy[s]), _channel_sum(gy[s], gx[s])])
+            np.subtract(rows[s], centre_by, out=out[s])
+            return np.stack([gy_rows[s].sum(axis=0), np.einsum("nl,nl->l", gy_rows[s], out[s])])
 
-        gbias, gy_dot_centred = total(map_batch(x, sums))
-        gweight = gy_dot_centred * invstd
-        along_xhat, mean_gy = channel(-gweight * invstd / m), channel(gbias / m)
-        scale = channel(invstd if weight is None else weight * invstd)
+        row_gbias, row_gy_dot_centred = total(map_batch(rows, sums))
+        gbias, gweight = xr.fold(row_gbias), xr.fold(row_gy_dot_centred) * invstd
+        along_xhat, mean_gy = xr.expand(-gweight * invstd / m), xr.expand(gbias / m)
+        scale = xr.expand(invstd if weight is None else weight * invstd)
 
         def combine(s):                     # gx = scale (gy - mean(gy) - xhat mean(gy xhat))
-            gx[s] *= along_xhat
-            gx[s] += gy[s]
-            gx[s] -= mean_gy
-            gx[s] *= scale
+            out[s] *= along_xhat
+            out[s] += gy_rows[s]
+            out[s] -= mean_gy
+            out[s] *= scale
 
-        map_batch(x, combine)
+        map_batch(rows, combine)
         return gx, gweight, gbias
 
 

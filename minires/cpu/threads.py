@@ -45,12 +45,12 @@ def get_num_threads() -> int:
 
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The shared pool of :func:`get_num_threads` threads (made on first use; BLAS then gets one thread)."""
+    """The shared pool of :func:`get_num_threads` - 1 threads (the caller is the other one) (made on first use; BLAS then gets one thread)."""
     global _executor
     if _executor is None:
         import threadpoolctl
         threadpoolctl.threadpool_limits(1, user_api="blas")
-        _executor = concurrent.futures.ThreadPoolExecutor(_threads, thread_name_prefix="minires-cpu")
+        _executor = concurrent.futures.ThreadPoolExecutor(max(1, _threads - 1), thread_name_prefix="minires-cpu")
     return _executor
 
 
@@ -61,12 +61,33 @@ def total(partials):
     return sum(partials[1:], partials[0]) if partials else None
 
 
-def map_batch(a, work) -> list:
-    """``[work(s) for s in slices]`` for :func:`get_num_threads` contiguous slices of ``a``'s first axis, run
-    at once; one slice (run here) when ``a`` is small or there is one thread."""
+def images_per_block(a, nbytes: int) -> int:
+    """How many images (entries of ``a``'s first axis) fit in ``nbytes`` (at least one)."""
     n = a.shape[0] if a.ndim else 1
-    parts = min(_threads, n)
-    if parts <= 1 or a.size < MIN_PARALLEL_SIZE:
-        return [work(slice(None))]
-    bounds = [n * k // parts for k in range(parts + 1)]
-    return list(pool().map(work, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]))
+    return max(1, nbytes // max(1, a.nbytes // max(1, n)))
+
+
+def map_batch(a, work, per_block: int | None = None) -> list:
+    """``[work(s) for s in blocks]``: the blocks are slices of ``a``'s first axis, ``per_block``
+    images each (None: one block per thread), and each of :func:`get_num_threads` threads runs a
+    contiguous run of them, this one included; everything runs here when ``a`` is small.
+
+    The results come back in block order, so summing them in order (:func:`total`) gives the same
+    bits on any number of threads when ``per_block`` is given. Blocks that fit a core's cache let a
+    pass of several ufuncs read its data from memory once.
+    """
+    n = a.shape[0] if a.ndim else 1
+    small = _threads == 1 or a.size < MIN_PARALLEL_SIZE
+    if per_block is None:
+        per_block = n if small else -(-n // min(_threads, n))
+    blocks = [slice(lo, min(lo + per_block, n)) for lo in range(0, n, per_block)] or [slice(None)]
+    parts = min(_threads, len(blocks))
+    if parts <= 1 or small:
+        return [work(b) for b in blocks]
+    bounds = [len(blocks) * k // parts for k in range(parts + 1)]
+    runs = [blocks[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    others = [pool().submit(lambda run: [work(b) for b in run], run) for run in runs[1:]]
+    results = [work(b) for b in runs[0]]     # this thread runs a share too, instead of waiting
+    for future in others:
+        results += future.result()
+    return results

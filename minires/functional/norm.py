@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import backend
 from ..autograd import Function, Tensor
 
@@ -38,12 +40,18 @@ def _channel_view(v, ndim):
 
 
 def _channel_sum(a, b=None):
-    r"""Per-channel :math:`\sum a` or :math:`\sum a\,b` over all axes but 1, in one pass, no temporary."""
+    r"""Per-channel :math:`\sum a` or :math:`\sum a\,b` over all axes but 1, in one pass, no temporary.
+
+    On NumPy, float32 is summed in float64: einsum adds the values of a channel one after another
+    when they are not contiguous (channels-last memory, as the CPU conv returns), and a float32
+    running sum over :math:`10^5` values would then keep only about four digits.
+    """
     letters = "nc" + _SPATIAL_LETTERS[:a.ndim - 2]
     xp = backend.get_array_module(a)
-    if b is None:
-        return xp.einsum(f"{letters}->c", a)
-    return xp.einsum(f"{letters},{letters}->c", a, b)
+    accumulate = "float64" if xp is np and a.dtype.itemsize < 8 else None
+    operands = (a,) if b is None else (a, b)
+    spec = ",".join([letters] * len(operands)) + "->c"
+    return xp.einsum(spec, *operands, dtype=accumulate).astype(a.dtype, copy=False)
 
 
 def _values_per_channel(shape) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from .. import backend
 from ..autograd import Function, Tensor
 
@@ -61,7 +63,10 @@ class Pad(Function):
     def forward(ctx, x, pad_width, value=0.0):
         xp = backend.get_array_module(x)
         ctx.crop = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape))
-        return xp.pad(x, pad_width, mode="constant", constant_values=value)
+        shape = tuple(n + before + after for n, (before, after) in zip(x.shape, pad_width))
+        y = xp.full_like(x, value, shape=shape)     # x's memory layout (e.g. channels last), unlike xp.pad
+        y[ctx.crop] = x
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -70,7 +75,8 @@ class Pad(Function):
 
 class GetItem(Function):
     r"""Forward :math:`y = x[\text{index}]` (basic or advanced NumPy indexing).
-    Backward: :math:`\bar x = 0` with :math:`\bar y` scatter-added at ``index`` (repeated indices add up)."""
+    Backward: :math:`\bar x = 0` with :math:`\bar y` scatter-added at ``index`` (repeated indices add up;
+    a basic index, slices and integers, repeats none, so it is a plain assignment)."""
 
     @staticmethod
     def forward(ctx, x, index):
@@ -80,9 +86,19 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, g):
         xp = backend.get_array_module(g)
-        gx = xp.zeros(ctx.shape, dtype=g.dtype)
-        xp.add.at(gx, ctx.index, g)
+        gx = xp.zeros_like(g, shape=ctx.shape)     # g's memory layout
+        if _is_basic(ctx.index):
+            gx[ctx.index] = g
+        else:
+            xp.add.at(gx, ctx.index, g)
         return gx, None
+
+
+def _is_basic(index) -> bool:
+    """True for a basic NumPy index (integers, slices, ``...``, ``None``): it selects no element twice."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice, type(Ellipsis), type(None))) and not isinstance(p, bool)
+               for p in parts)
 
 
 class Concatenate(Function):
