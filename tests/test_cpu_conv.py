@@ -97,10 +97,10 @@ def test_stride_one_backward_data_both_routes(name, padding):
                                Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), padding), atol=1e-12)
 
 
-def test_any_thread_count_gives_the_same_bits(monkeypatch):
+def test_threads_split_the_chunks_and_add_them_in_order(monkeypatch):
     """Chunks go to 1 or 3 threads (more than this machine may have, and an odd share); every
-    direction agrees with the reference, and backward-weight, which adds the chunks' partial sums in
-    chunk order, gives the same bits on any number of threads."""
+    direction agrees with the reference. Backward-weight adds the chunks' partial sums in chunk
+    order: with one image per chunk the chunks are the same on any thread count, and so are the bits."""
     from minires.cpu import threads as cpu_threads
     monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)   # split even these small arrays
     rng = np.random.default_rng(5)

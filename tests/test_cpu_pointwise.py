@@ -89,16 +89,19 @@ def test_relu_outputs_keep_the_activations_layout(split):
         assert out.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def test_map_batch_blocks_come_back_in_order_on_any_thread_count(monkeypatch):
+def test_map_batch_gives_equal_shares_cut_into_blocks_in_order(monkeypatch):
     monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
-    a, before, seen = np.arange(10.0), threads.get_num_threads(), []
+    a, before, seen = np.arange(10.0), threads.get_num_threads(), {}
     try:
         for n in (1, 2, 3):
             threads.set_num_threads(n)
-            seen.append(threads.map_batch(a, lambda s: a[s].tolist(), per_block=3))
+            seen[n] = threads.map_batch(a, lambda s: a[s].tolist(), per_block=3)
     finally:
         threads.set_num_threads(before)
-    assert seen == [[[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]] * 3
+    assert seen[1] == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]        # one share of 10: four blocks of <= 3
+    assert seen[2] == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]        # shares of 5 and 5, two blocks each
+    assert seen[3] == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]        # shares of 3, 3 and 4
+    assert threads.map_batch(np.float64(2.0), lambda s: 1) == [1]   # a 0-d array: one call
 
 
 def test_gradcheck_through_the_threaded_ops(split):

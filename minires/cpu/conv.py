@@ -42,7 +42,7 @@ Why this is faster than the reference:
   gather), where the reference zero-stuffs a canvas and runs a second full im2col;
 * memory stays bounded: the column matrix (:math:`k_h k_w` times the input) exists for at most
   ``chunk_bytes`` at a time per thread, in one buffer per thread that every chunk reuses; the
-  chunks' partial weight gradients are added in chunk order, so any thread count gives the same bits.
+  chunks' partial weight gradients are added in chunk order, so a thread count always gives the same bits.
 
 Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`): ``numpy-fast``
 (NumPy only) and ``numba`` (the parallel kernels of ``kernels/conv2d_cpu.py``).
@@ -132,20 +132,20 @@ class ChunkedIm2colGemm:
 
         def chunk_backward_weight(images, chunk, col):
             self.im2col(x[images], chunk, col)
-            return pixel_major(gy[images]).T @ col
+            return col.T @ pixel_major(gy[images])      # W-bar transposed: OpenBLAS is faster this way round
 
-        gw = self._run_chunks(x, g, chunk_backward_weight)
-        return np.ascontiguousarray(gw.reshape(g.c_out, g.kh, g.kw, g.c_in).transpose(0, 3, 1, 2))
+        gw_t = self._run_chunks(x, g, chunk_backward_weight)
+        return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
 
     def _run_chunks(self, batch, g: ConvGeometry, work):
         """``work(images, chunk geometry, column matrix)`` for every chunk of ``batch`` (the array
         whose images are sliced); the sum of what the calls return (None if nothing).
 
-        The chunks are :func:`~minires.cpu.threads.map_batch`'s blocks, run on the CPU threads, and
-        their results are added in chunk order (:func:`~minires.cpu.threads.total`), so any number
-        of threads gives the same bits. Each thread has its own column-matrix buffer, kept between
-        calls (a fresh multi-megabyte array costs a page fault per 4 KiB on first touch),
-        C-contiguous as BLAS wants it.
+        The chunks are :func:`~minires.cpu.threads.map_batch`'s blocks: each CPU thread cuts an
+        equal share of the images into chunks; the results are added in chunk order
+        (:func:`~minires.cpu.threads.total`), so the same thread count gives the same bits. Each
+        thread has its own column-matrix buffer, kept between calls (a fresh multi-megabyte array
+        costs a page fault per 4 KiB on first touch), C-contiguous as BLAS wants it.
         """
         rows, width = g.out_h * g.out_w, g.kh * g.kw * g.c_in
         per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * batch.dtype.itemsize)))

@@ -68,26 +68,28 @@ def images_per_block(a, nbytes: int) -> int:
 
 
 def map_batch(a, work, per_block: int | None = None) -> list:
-    """``[work(s) for s in blocks]``: the blocks are slices of ``a``'s first axis, ``per_block``
-    images each (None: one block per thread), and each of :func:`get_num_threads` threads runs a
-    contiguous run of them, this one included; everything runs here when ``a`` is small.
+    """``[work(s) for s in blocks]``, in order: the blocks are slices of ``a``'s first axis.
 
-    The results come back in block order, so summing them in order (:func:`total`) gives the same
-    bits on any number of threads when ``per_block`` is given. Blocks that fit a core's cache let a
-    pass of several ufuncs read its data from memory once.
+    Each of :func:`get_num_threads` threads (this one included) takes an equal contiguous share of
+    the images and cuts it into near-equal blocks of at most ``per_block`` images (None: the whole
+    share); everything runs here when ``a`` is small. Summing the results in order (:func:`total`)
+    gives the same bits whenever the thread count is the same. Blocks that fit a cache let a pass of
+    several operations read its data from memory once.
     """
-    n = a.shape[0] if a.ndim else 1
-    small = _threads == 1 or a.size < MIN_PARALLEL_SIZE
-    if per_block is None:
-        per_block = n if small else -(-n // min(_threads, n))
-    blocks = [slice(lo, min(lo + per_block, n)) for lo in range(0, n, per_block)] or [slice(None)]
-    parts = min(_threads, len(blocks))
-    if parts <= 1 or small:
-        return [work(b) for b in blocks]
-    bounds = [len(blocks) * k // parts for k in range(parts + 1)]
-    runs = [blocks[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if a.ndim == 0:
+        return [work(Ellipsis)]
+    n = a.shape[0]
+    parts = 1 if a.size < MIN_PARALLEL_SIZE else max(1, min(_threads, n))
+    runs = [_blocks(n * k // parts, n * (k + 1) // parts, per_block) for k in range(parts)]
     others = [pool().submit(lambda run: [work(b) for b in run], run) for run in runs[1:]]
-    results = [work(b) for b in runs[0]]     # this thread runs a share too, instead of waiting
+    results = [work(b) for b in runs[0]]     # this thread does a share too, instead of waiting
     for future in others:
         results += future.result()
     return results
+
+
+def _blocks(start: int, stop: int, per_block: int | None) -> list[slice]:
+    """``[start, stop)`` cut into the fewest near-equal slices of at most ``per_block``."""
+    count = max(1, -(-(stop - start) // per_block) if per_block else 1)
+    bounds = [start + (stop - start) * k // count for k in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
