@@ -1,4 +1,5 @@
 """The benchmark machinery in a tiny mode on the CPU, so it cannot rot (no timing asserts)."""
+import numpy as np
 import pytest
 
 from minires import backend
@@ -53,3 +54,12 @@ def test_bench_list_and_a_clear_error_without_a_gpu(capsys):
     if not backend.cuda_available():
         assert main(["bench", "gpu"]) == 1
         assert "no usable GPU" in capsys.readouterr().err
+
+
+def test_conv_inputs_are_laid_out_like_the_implementations_outputs():
+    from minires.bench.measure import laid_out_like
+    template = np.zeros((2, 5, 3, 4)).transpose(0, 3, 1, 2)                 # NHWC memory
+    a = np.arange(2 * 4 * 6 * 6, dtype=float).reshape(2, 4, 6, 6)
+    copy = laid_out_like(template, a)
+    np.testing.assert_array_equal(copy, a)
+    assert copy.transpose(0, 2, 3, 1).flags.c_contiguous

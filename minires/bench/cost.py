@@ -25,8 +25,9 @@ DIRECTIONS = ("forward", "backward_data", "backward_weight")
 
 @dataclass(frozen=True)
 class ConvShape:
-    """One convolution: NCHW input shape, weight shape, stride and padding (ints), and ``count``,
-    how many layers of a network have exactly this shape."""
+    """One convolution: NCHW input shape, weight shape, stride and padding (ints), ``count``, how
+    many layers of a network have exactly this shape, and ``first``: the network's first conv,
+    whose input is the images rather than another layer's output."""
 
     name: str
     x_shape: tuple
@@ -34,6 +35,7 @@ class ConvShape:
     stride: int = 1
     padding: int = 1
     count: int = 1
+    first: bool = False
 
     @property
     def geometry(self) -> ConvGeometry:
@@ -75,7 +77,7 @@ def cifar_resnet_convs(n: int, batch: int) -> list[ConvShape]:
     """The distinct conv layers of the paper's 6n+2-layer CIFAR-10 ResNet (sec. 4.2, option A
     shortcuts, so no projection convs), with how many layers have each shape: 6n + 1 convs in all."""
     return [
-        ConvShape("conv1 3->16 @32", (batch, 3, 32, 32), (16, 3, 3, 3)),
+        ConvShape("conv1 3->16 @32", (batch, 3, 32, 32), (16, 3, 3, 3), first=True),
         ConvShape("16->16 @32", (batch, 16, 32, 32), (16, 16, 3, 3), count=2 * n),
         ConvShape("16->32 @32 s2", (batch, 16, 32, 32), (32, 16, 3, 3), stride=2),
         ConvShape("32->32 @16", (batch, 32, 16, 16), (32, 32, 3, 3), count=2 * n - 1),

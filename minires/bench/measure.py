@@ -23,11 +23,19 @@ def random_array(shape, device: str, seed: int, dtype="float32"):
 
 def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str) -> tuple[float, float]:
     """``(forward, backward)`` seconds of conv implementation ``impl`` (backward = data + weight),
-    calling the kernels directly (no autograd bookkeeping)."""
+    calling the kernels directly (no autograd bookkeeping).
+
+    As in a network, the input and the output gradient are laid out in memory the way the
+    implementation lays out its own outputs (the CPU conv's are channels last), except the input of
+    a network's first conv: the images, NCHW.
+    """
     x, w = random_array(shape.x_shape, device, 0), random_array(shape.w_shape, device, 1)
-    gy = random_array(shape.y_shape, device, 2)
     kernels = backend.lookup("conv2d", x, impl)[1]
     stride, padding = (shape.stride,) * 2, (shape.padding,) * 2
+    y = kernels.forward(x, w, stride, padding)
+    gy = laid_out_like(y, random_array(shape.y_shape, device, 2))
+    if not shape.first:
+        x = laid_out_like(y, x)
     sync = synchronizer(device)
 
     def backward():
@@ -36,6 +44,13 @@ def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str
 
     forward_s = median_seconds(lambda: kernels.forward(x, w, stride, padding), sync, repeat, warmup)
     return forward_s, median_seconds(backward, sync, repeat, warmup)
+
+
+def laid_out_like(template, a):
+    """A copy of ``a`` whose memory layout (axis order) is ``template``'s."""
+    out = backend.get_array_module(template).empty_like(template, shape=a.shape)
+    out[...] = a
+    return out
 
 
 def training_step(model_name: str, batch: int, device: str):
