@@ -8,8 +8,10 @@
 4. scaling: time per step against batch size (``--batches``) and depth (``--depths``), which should
    be linear in both; a plot of it.
 
-float32, NCHW, the same thread count on both sides (``--threads``, default: every core): PyTorch's
-intra-op threads, minires' CPU conv threads (each calling single-threaded BLAS) and Numba's.
+float32, NCHW-indexed, the same thread count on both sides (``--threads``, default: every core):
+PyTorch's intra-op threads, minires' CPU threads (each calling single-threaded BLAS) and Numba's.
+Each framework keeps activations in its own memory layout, as in its training step: PyTorch's
+contiguous NCHW, minires' channels-last (the CPU conv's output; see :mod:`minires.cpu.conv`).
 Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
 versions and thread counts go to ``<out>/<date>-<cpu>.md`` with the plot beside it (``.png``).
 ``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
@@ -179,7 +181,8 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} ({_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
         f"- command: {command} (clock: {args.clock})",
-        "- float32, NCHW. Times: median of the repeats after warm-up. x torch = minires / PyTorch "
+        "- float32, NCHW-indexed; activations in each framework's own memory layout (minires: channels last, "
+        "PyTorch: contiguous NCHW). Times: median of the repeats after warm-up. x torch = minires / PyTorch "
         "(lower is better; target <= 1.5). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]
