@@ -13,7 +13,7 @@ PyTorch's intra-op threads, minires' CPU threads (each calling single-threaded B
 Each framework keeps activations in its own memory layout, as in its training step: PyTorch's
 contiguous NCHW, minires' channels-last (the CPU conv's output; see :mod:`minires.cpu.conv`).
 Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
-versions and thread counts go to ``<out>/<date>-<cpu>.md`` with the plot beside it (``.png``).
+versions and thread counts go to ``<out>/<date>-<cpu>-<threads>-threads.md`` with the plot beside it (``.png``).
 ``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
 
 **Clock**: ``--clock wall`` (default) is what a user waits; ``--clock cpu`` times the process's
@@ -89,7 +89,7 @@ def run(args) -> int:
     memory = memory_rows(args.models[0], args.batch, args.threads, torch_ref is not None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}"
+    stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
     plot_scaling(scaling, stem.with_suffix(".png"))
     report = "\n".join(_header(args, threads, torch_note, load_before) + [
         "", "```", format_table(HEADERS, rows), "", format_table(MEMORY_HEADERS, memory), "",

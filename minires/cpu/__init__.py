@@ -5,16 +5,16 @@ thing faster and is tested for agreement with them:
 
 * :mod:`~minires.cpu.conv`: conv2d as chunked im2col + one BLAS GEMM per chunk, the chunks of a
   call spread over the threads (``numpy-fast``, the CPU default, and ``numba`` with the parallel
-  data movers of ``kernels/conv2d_cpu.py``);
+  data movers of ``kernels/conv2d_cpu.py``); its outputs are channels last in memory;
 * :mod:`~minires.cpu.pointwise`: ReLU, add + ReLU and batch norm with each pass split over the
-  batch on the threads (``numpy-threads``, the CPU defaults);
+  batch on the threads, in NCHW or channels-last memory (``numpy-threads``, the CPU defaults);
 * :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default every core) and
   the pool they share;
 * :mod:`~minires.cpu.allocator`: glibc keeps freed memory for the next step instead of faulting it
   in again (applied on import; ``MINIRES_KEEP_FREED_MEMORY=0`` turns it off).
 
 ``numba`` is opt-in (``minires.backend.use("conv2d", "numba")``): it is no faster than
-``numpy-fast`` here (298 against 268 ms per ResNet-20 step at batch 128 on 2 cores, 2026-11-27),
+``numpy-fast`` here (261 against 219 ms per ResNet-20 step at batch 128 on 2 cores, 2026-11-27),
 needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
 for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.
 """

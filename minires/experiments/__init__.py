@@ -48,7 +48,7 @@ def _ints(text: str) -> tuple:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     parser.add_argument("--quick", action="store_true",
-                        help="the quick settings (about ten minutes on a 2-core CPU; see each experiment's docstring)")
+                        help="the quick settings (minutes on a 2-core CPU; see each experiment's docstring)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
