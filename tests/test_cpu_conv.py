@@ -126,7 +126,8 @@ def test_outputs_are_channels_last_and_feed_the_next_conv():
     """forward and backward-data hand back NCHW arrays whose memory is NHWC (the GEMM's own rows, no
     transpose); fed such arrays, the conv still agrees with the reference."""
     rng = np.random.default_rng(6)
-    x, w1, w2 = rng.standard_normal((3, 4, 7, 7)), rng.standard_normal((5, 4, 3, 3)), rng.standard_normal((2, 5, 3, 3))
+    x, w1 = rng.standard_normal((3, 4, 7, 7)), rng.standard_normal((5, 4, 3, 3))
+    w2 = rng.standard_normal((2, 5, 3, 3))
     fast = backend.lookup("conv2d", x, "numpy-fast")[1]
     for args in [((1, 1), (1, 1)), ((2, 2), (1, 1))]:
         y = fast.forward(x, w1, *args)

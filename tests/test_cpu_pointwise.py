@@ -59,22 +59,29 @@ def channels_last(a):
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("gy_layout", [channels_last, np.ascontiguousarray, lambda a: a[:, :, ::-1][:, :, ::-1]],
+def every_other_column(a):
+    """``a``'s values in a strided view (every other column of a twice-as-wide array)."""
+    return np.repeat(a, 2, axis=3)[..., ::2]
+
+
+@pytest.mark.parametrize("x_layout", [channels_last, every_other_column], ids=["x-channels-last", "x-strided"])
+@pytest.mark.parametrize("gy_layout", [channels_last, np.ascontiguousarray, every_other_column],
                          ids=["gy-channels-last", "gy-NCHW", "gy-strided"])
-def test_batch_norm_on_channels_last_memory(split, gy_layout):
-    """x in NHWC memory, gy in that layout or another: the same numbers as the reference, and the
-    outputs keep x's memory layout (so the next op reads it in order)."""
+def test_batch_norm_in_other_memory_layouts(split, x_layout, gy_layout):
+    """x and gy in NHWC memory or strided, in any pairing: the same numbers as the reference, and
+    with x channels last the outputs keep that layout (so the next op reads them in order)."""
     x, gy, weight, bias = arrays((7, 3, 4, 5), (7, 3, 4, 5), (3,), (3,), seed=4)
-    x, gy = channels_last(2 + x), gy_layout(gy)
+    x, gy = x_layout(2 + x), gy_layout(gy)
     y, mean, var, invstd = pointwise.ThreadedBatchNorm.forward_train(x, weight, bias, 1e-5)
-    for a, b in zip((y, mean, var, invstd), NumpyBatchNorm.forward_train(np.ascontiguousarray(x), weight, bias, 1e-5)):
+    expected = NumpyBatchNorm.forward_train(np.ascontiguousarray(x), weight, bias, 1e-5)
+    for a, b in zip((y, mean, var, invstd), expected):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     grads = pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
     for a, b in zip(grads, NumpyBatchNorm.backward(np.ascontiguousarray(gy), np.ascontiguousarray(x), weight,
                                                    mean, invstd)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     for out in (y, grads[0]):
-        assert out.transpose(0, 2, 3, 1).flags.c_contiguous
+        assert out.transpose(0, 2, 3, 1).flags.c_contiguous == (x_layout is channels_last)
 
 
 def test_relu_outputs_keep_the_activations_layout(split):

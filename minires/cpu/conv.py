@@ -64,7 +64,8 @@ _SCRATCH = threading.local()  # the column-matrix buffer, kept between calls
 
 
 def pixel_major(a):
-    """NCHW ``(n, c, h, w)`` -> the matrix ``(n*h*w, c)`` (a copy): one row per pixel."""
+    """NCHW ``(n, c, h, w)`` -> the matrix ``(n*h*w, c)``, one row per pixel (a copy, unless the memory
+    is channels last already)."""
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(-1, a.shape[1])
 
 

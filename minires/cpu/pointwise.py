@@ -89,7 +89,10 @@ class ChannelRows:
 
     def fold(self, row_sums):
         """A row-long vector of sums -> the per-channel sums (C,), added up in float64."""
-        by_pixel = row_sums.reshape(-1, self.channels) if self.channels_last else row_sums.reshape(self.channels, -1).T
+        if self.channels_last:
+            by_pixel = row_sums.reshape(-1, self.channels)
+        else:
+            by_pixel = row_sums.reshape(self.channels, -1).T
         return by_pixel.sum(axis=0, dtype=np.float64).astype(row_sums.dtype)
 
 

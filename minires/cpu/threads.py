@@ -45,7 +45,8 @@ def get_num_threads() -> int:
 
 
 def pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The shared pool of :func:`get_num_threads` - 1 threads (the caller is the other one) (made on first use; BLAS then gets one thread)."""
+    """The shared pool of :func:`get_num_threads` - 1 threads, the caller being the other one (made on
+    first use; BLAS then gets one thread)."""
     global _executor
     if _executor is None:
         import threadpoolctl
