@@ -75,11 +75,6 @@ def channels_last_empty(shape, dtype):
     return np.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
 
 
-def pixel_rows(a):
-    """The ``(n*h*w, c)`` matrix of a channels-last NCHW array: a view of its memory, no copy."""
-    return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
-
-
 def weight_matrix(w):
     r"""``(O, C, k_h, k_w)`` -> :math:`W`, ``(O, k_h*k_w*C)`` with columns ordered ``(p, q, c)``."""
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
@@ -109,7 +104,7 @@ class ChunkedIm2colGemm:
 
         def chunk_forward(images, chunk, col):
             self.im2col(x[images], chunk, col)
-            np.matmul(col, w_t, out=pixel_rows(y[images]))
+            np.matmul(col, w_t, out=pixel_major(y[images]))      # y is channels last: a view, no copy
 
         self._run_chunks(x, g, chunk_forward)
         return y
@@ -152,7 +147,7 @@ class ChunkedIm2colGemm:
         per_chunk = max(1, min(g.n, self.chunk_bytes // (rows * width * batch.dtype.itemsize)))
 
         def run_chunk(images: slice):
-            chunk = g._replace(n=len(range(*images.indices(g.n))))
+            chunk = g._replace(n=images.stop - images.start)
             col = _scratch(chunk.n * rows * width, batch.dtype).reshape(-1, width)
             return work(images, chunk, col)
 

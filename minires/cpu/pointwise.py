@@ -4,8 +4,9 @@ data split over the batch and run on :func:`~minires.cpu.threads.get_num_threads
 The math is the references' (:class:`~minires.functional.elementwise.NumpyReLU`,
 :class:`~minires.functional.elementwise.NumpyAddReLU`,
 :class:`~minires.functional.norm.NumpyBatchNorm`, whose docstrings derive it). These passes are
-memory-bound, and two cores stream memory faster than one. A per-channel sum is the sum of the
-slices' partial sums, added in slice order, so the same thread count gives the same bits.
+memory-bound, so a second core helps them less than the conv (1.2-1.4x on the 2-core machine of the
+README). A per-channel sum is the sum of the slices' partial sums, added in slice order, so the
+same thread count gives the same bits.
 """
 from __future__ import annotations
 

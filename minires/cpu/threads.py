@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 
-MIN_PARALLEL_SIZE = 1 << 16   # arrays with fewer elements are not worth a thread hand-off (~20 us)
+MIN_PARALLEL_SIZE = 1 << 16   # arrays with fewer elements are not worth a thread hand-off (~45 us)
 
 _executor = None
 
@@ -62,20 +62,13 @@ def total(partials):
     return sum(partials[1:], partials[0]) if partials else None
 
 
-def images_per_block(a, nbytes: int) -> int:
-    """How many images (entries of ``a``'s first axis) fit in ``nbytes`` (at least one)."""
-    n = a.shape[0] if a.ndim else 1
-    return max(1, nbytes // max(1, a.nbytes // max(1, n)))
-
-
 def map_batch(a, work, per_block: int | None = None) -> list:
     """``[work(s) for s in blocks]``, in order: the blocks are slices of ``a``'s first axis.
 
     Each of :func:`get_num_threads` threads (this one included) takes an equal contiguous share of
     the images and cuts it into near-equal blocks of at most ``per_block`` images (None: the whole
-    share); everything runs here when ``a`` is small. Summing the results in order (:func:`total`)
-    gives the same bits whenever the thread count is the same. Blocks that fit a cache let a pass of
-    several operations read its data from memory once.
+    share; the conv's chunks are such blocks); everything runs here when ``a`` is small. Summing the
+    results in order (:func:`total`) gives the same bits whenever the thread count is the same.
     """
     if a.ndim == 0:
         return [work(Ellipsis)]
