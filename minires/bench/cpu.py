@@ -117,9 +117,9 @@ def _runs_on_cpu(name: str) -> bool:
 
 # ----------------------------------------------------------------------------- threads, machine
 def set_threads(threads: int) -> dict:
-    """Give minires' CPU conv and Numba ``threads`` threads; return what each library now uses.
-    The conv runs the chunks of each call on its threads, each calling a single-threaded GEMM
-    (:func:`minires.cpu.conv.set_num_threads`), so BLAS gets one thread."""
+    """Give minires' CPU paths and Numba ``threads`` threads; return what each library now uses.
+    The conv runs the chunks of each call on minires' threads, each calling a single-threaded GEMM
+    (:func:`minires.cpu.set_num_threads`), so BLAS gets one thread."""
     import threadpoolctl
     from ..cpu import threads as cpu_threads
     cpu_threads.set_num_threads(threads)
