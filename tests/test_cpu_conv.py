@@ -53,6 +53,7 @@ def test_agrees_with_the_reference(name, p):
     pairs = [(fast.forward(x, w, s, pad), ref.forward(x, w, s, pad)),
              (fast.backward_data(gy, w, x.shape, s, pad), ref.backward_data(gy, w, x.shape, s, pad)),
              (fast.backward_weight(gy, x, w.shape, s, pad), ref.backward_weight(gy, x, w.shape, s, pad))]
+    pairs += zip(fast.backward(gy, x, w, s, pad), [expected for _, expected in pairs[1:]])   # both at once
     for mine, expected in pairs:
         assert mine.dtype == expected.dtype and mine.shape == expected.shape
         scale = max(1.0, float(np.abs(expected).max()))
@@ -69,18 +70,22 @@ def test_gradcheck_through_the_op(name):
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_non_contiguous_inputs(name):
+@pytest.mark.parametrize("stride", [(2, 2), (1, 1)])
+def test_non_contiguous_inputs(name, stride):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 5, 7, 3)).transpose(0, 3, 1, 2)   # (2, 3, 5, 7), channels last in memory
     w = rng.standard_normal((2, 6, 3, 3))[:, ::2]                 # (2, 3, 3, 3), every other channel
-    gy = rng.standard_normal((2, 2, 3, 4))[..., ::-1]              # negative strides
+    args = (stride, (1, 1))
+    y_shape = Im2colConv2d.forward(x, w, *args).shape
+    gy = rng.standard_normal(y_shape)[..., ::-1]                   # negative strides
     fast = backend.lookup("conv2d", x, name)[1]
-    args = ((2, 2), (1, 1))
+    expected_gx = Im2colConv2d.backward_data(gy, w, x.shape, *args)
+    expected_gw = Im2colConv2d.backward_weight(gy, x, w.shape, *args)
     np.testing.assert_allclose(fast.forward(x, w, *args), Im2colConv2d.forward(x, w, *args), atol=1e-12)
-    np.testing.assert_allclose(fast.backward_data(gy, w, x.shape, *args),
-                               Im2colConv2d.backward_data(gy, w, x.shape, *args), atol=1e-12)
-    np.testing.assert_allclose(fast.backward_weight(gy, x, w.shape, *args),
-                               Im2colConv2d.backward_weight(gy, x, w.shape, *args), atol=1e-12)
+    np.testing.assert_allclose(fast.backward_data(gy, w, x.shape, *args), expected_gx, atol=1e-12)
+    np.testing.assert_allclose(fast.backward_weight(gy, x, w.shape, *args), expected_gw, atol=1e-12)
+    for mine, expected in zip(fast.backward(gy, x, w, *args), (expected_gx, expected_gw)):
+        np.testing.assert_allclose(mine, expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", FAST)

@@ -98,21 +98,12 @@ class ChunkedIm2colGemm:
         self.im2col, self.col2im, self.chunk_bytes = im2col, col2im, chunk_bytes
 
     def forward(self, x, w, stride, padding):
-        g = ConvGeometry.of(x.shape, w.shape, stride, padding)
-        y = channels_last_empty((g.n, g.c_out, g.out_h, g.out_w), x.dtype)
-        w_t = weight_matrix(w).T
-
-        def chunk_forward(images, chunk, col):
-            self.im2col(x[images], chunk, col)
-            np.matmul(col, w_t, out=pixel_major(y[images]))      # y is channels last: a view, no copy
-
-        self._run_chunks(x, g, chunk_forward)
-        return y
+        return self._correlate(x, w, stride, padding)[0]
 
     def backward_data(self, gy, w, x_shape, stride, padding):
         g = ConvGeometry.of(x_shape, w.shape, stride, padding)
-        if (g.stride_h, g.stride_w) == (1, 1) and g.pad_h < g.kh and g.pad_w < g.kw:
-            return self.forward(gy, flipped_weight(w), (1, 1), (g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w))
+        if _is_transposable(g):
+            return self._correlate(gy, flipped_weight(w), (1, 1), _complementary_padding(g))[0]
         gx = channels_last_empty(x_shape, gy.dtype)
         w_mat = weight_matrix(w)
 
@@ -133,6 +124,38 @@ class ChunkedIm2colGemm:
         gw_t = self._run_chunks(x, g, chunk_backward_weight)
         return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
 
+    def backward(self, gy, x, w, stride, padding):
+        r"""``(gx, gw)``. With stride 1, one column matrix serves both: backward-data's
+        :math:`\bar Y^{col}`, of the output gradient padded by :math:`k-1-p` (columns ordered
+        :math:`(p', q', o)`), times the pixel-major input :math:`X` (a view of channels-last memory)
+        is the weight gradient with its taps turned by 180 degrees,
+
+        .. math::  \bar w_{o,c,p,q} = \sum_{b,u,v} x_{b,c,u,v}\,\tilde{\bar y}_{b,o,\,u+k_h-1-p,\,v+k_w-1-q}
+                   = \big(\bar Y^{col\top} X\big)_{(k_h-1-p,\,k_w-1-q,\,o),\,c},
+
+        so the backward builds one column matrix instead of two.
+        """
+        g = ConvGeometry.of(x.shape, w.shape, stride, padding)
+        if not _is_transposable(g):
+            return self.backward_data(gy, w, x.shape, stride, padding), self.backward_weight(gy, x, w.shape, stride, padding)
+        gx, turned = self._correlate(gy, flipped_weight(w), (1, 1), _complementary_padding(g), col_t_times=x)
+        gw = turned.reshape(g.kh, g.kw, g.c_out, g.c_in)[::-1, ::-1].transpose(2, 3, 0, 1)
+        return gx, np.ascontiguousarray(gw)
+
+    def _correlate(self, x, w, stride, padding, col_t_times=None):
+        """``(y, None)``: the conv of ``x`` with ``w``, channels last; given ``col_t_times`` (an
+        array with ``y``'s shape), ``(y, sum over chunks of col^T pixel_major(col_t_times[images]))``."""
+        g = ConvGeometry.of(x.shape, w.shape, stride, padding)
+        y = channels_last_empty((g.n, g.c_out, g.out_h, g.out_w), x.dtype)
+        w_t = weight_matrix(w).T
+
+        def chunk_forward(images, chunk, col):
+            self.im2col(x[images], chunk, col)
+            np.matmul(col, w_t, out=pixel_major(y[images]))      # y is channels last: a view, no copy
+            return None if col_t_times is None else col.T @ pixel_major(col_t_times[images])
+
+        return y, self._run_chunks(x, g, chunk_forward)
+
     def _run_chunks(self, batch, g: ConvGeometry, work):
         """``work(images, chunk geometry, column matrix)`` for every chunk of ``batch`` (the array
         whose images are sliced); the sum of what the calls return (None if nothing).
@@ -152,6 +175,16 @@ class ChunkedIm2colGemm:
             return work(images, chunk, col)
 
         return threads.total(threads.map_batch(batch, run_chunk, per_block=per_chunk))
+
+
+def _is_transposable(g: ConvGeometry) -> bool:
+    """Whether backward-data is the forward conv of the output gradient (stride 1, padding < kernel)."""
+    return (g.stride_h, g.stride_w) == (1, 1) and g.pad_h < g.kh and g.pad_w < g.kw
+
+
+def _complementary_padding(g: ConvGeometry) -> tuple[int, int]:
+    """The padding :math:`k - 1 - p` of that conv."""
+    return g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w
 
 
 def _scratch(size: int, dtype):

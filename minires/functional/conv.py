@@ -147,7 +147,9 @@ class Im2colConv2d:
     no bias, the op adds it):
     ``forward(x, w, stride, padding) -> y``,
     ``backward_data(gy, w, x_shape, stride, padding) -> gx``,
-    ``backward_weight(gy, x, w_shape, stride, padding) -> gw``.
+    ``backward_weight(gy, x, w_shape, stride, padding) -> gw``;
+    optionally ``backward(gy, x, w, stride, padding) -> (gx, gw)``, for when both gradients are
+    wanted and computing them together saves work (:func:`conv2d_gradients` calls it).
     """
 
     @staticmethod
@@ -244,10 +246,19 @@ class Conv2d(Function):
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,) * 3)[:3]
-        gx = ctx.impl.backward_data(gy, w, x.shape, ctx.stride, ctx.padding) if need_x else None
-        gw = ctx.impl.backward_weight(gy, x, w.shape, ctx.stride, ctx.padding) if need_w else None
+        gx, gw = conv2d_gradients(ctx.impl, gy, x, w, ctx.stride, ctx.padding, need_x, need_w)
         gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
+
+
+def conv2d_gradients(kernels, gy, x, w, stride, padding, need_input=True, need_weight=True):
+    """``(gx, gw)`` from the conv2d implementation ``kernels``, None where not needed: both at once
+    through its ``backward`` when it has one, else through ``backward_data`` and ``backward_weight``."""
+    if need_input and need_weight and hasattr(kernels, "backward"):
+        return kernels.backward(gy, x, w, stride, padding)
+    gx = kernels.backward_data(gy, w, x.shape, stride, padding) if need_input else None
+    gw = kernels.backward_weight(gy, x, w.shape, stride, padding) if need_weight else None
+    return gx, gw
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, impl=None):
