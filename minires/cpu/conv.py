@@ -133,10 +133,12 @@ class ChunkedIm2colGemm:
         .. math::  \bar w_{o,c,p,q} = \sum_{b,u,v} x_{b,c,u,v}\,\tilde{\bar y}_{b,o,\,u+k_h-1-p,\,v+k_w-1-q}
                    = \big(\bar Y^{col\top} X\big)_{(k_h-1-p,\,k_w-1-q,\,o),\,c},
 
-        so the backward builds one column matrix instead of two.
+        so the backward builds one column matrix instead of two. Only when ``x`` has at least as
+        many channels as ``y``: this product is :math:`C` wide, the separate one :math:`O` wide, and
+        for the 3-channel stem a 3-wide GEMM costs more than the small column matrix it saves.
         """
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
-        if not _is_transposable(g):
+        if not _is_transposable(g) or g.c_in < g.c_out:
             return self.backward_data(gy, w, x.shape, stride, padding), self.backward_weight(gy, x, w.shape, stride, padding)
         gx, turned = self._correlate(gy, flipped_weight(w), (1, 1), _complementary_padding(g), col_t_times=x)
         gw = turned.reshape(g.kh, g.kw, g.c_out, g.c_in)[::-1, ::-1].transpose(2, 3, 0, 1)
