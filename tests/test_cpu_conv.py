@@ -168,3 +168,26 @@ def test_the_robust_fast_path_is_the_cpu_default():
     # numba is opt-in: its parallel threads collapse on shared cores (see minires.cpu)
     name, _ = backend.lookup("conv2d", np.zeros((1, 1, 1, 1)))
     assert name == "numpy-fast"
+
+
+@pytest.mark.parametrize("frozen, expected_calls", [(None, ["backward"]), (0, ["backward_weight"]),
+                                                    (1, ["backward_data"])])
+def test_autograd_asks_for_both_gradients_at_once(monkeypatch, frozen, expected_calls):
+    """conv2d's backward calls the implementation's ``backward`` when both gradients are wanted
+    (one column matrix for both), and only the gradient wanted otherwise; all agree with the reference."""
+    fast, calls = backend.lookup("conv2d", np.zeros(1), "numpy-fast")[1], []
+    for method in ("backward", "backward_data", "backward_weight"):
+        real = getattr(fast, method)
+        monkeypatch.setattr(fast, method, lambda *args, _real=real, _name=method: calls.append(_name) or _real(*args))
+    rng = np.random.default_rng(8)
+    inputs = [mr.Tensor(rng.standard_normal((2, 3, 6, 5)), requires_grad=frozen != 0),
+              mr.Tensor(rng.standard_normal((3, 3, 3, 3)), requires_grad=frozen != 1)]
+    F.conv2d(*inputs, padding=1, impl="numpy-fast").sum().backward()
+    assert calls == expected_calls
+    x, w = (t.numpy() for t in inputs)
+    gy = np.ones(Im2colConv2d.forward(x, w, (1, 1), (1, 1)).shape)
+    expected = [Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), (1, 1)),
+                Im2colConv2d.backward_weight(gy, x, w.shape, (1, 1), (1, 1))]
+    for tensor, grad in zip(inputs, expected):
+        if tensor.requires_grad:
+            np.testing.assert_allclose(tensor.grad.numpy(), grad, atol=1e-12)

@@ -22,7 +22,8 @@ Why this is faster than the reference:
   near its peak and its threads synchronise once per chunk, not once per image;
 * pixel-major columns put the long side where OpenBLAS's kernels want it (for the skinny
   :math:`O = 16` layers about twice the GFLOP/s of the channel-major product), and the im2col copy
-  moves runs of :math:`C` contiguous channels instead of runs of :math:`k_w` pixels;
+  moves runs of :math:`k_w C` contiguous values (a kernel row: its pixels, all channels) instead of
+  runs of :math:`k_w` pixels, each run as one record (:func:`numpy_im2col`);
 * with stride 1, backward-data is itself a convolution and needs no col2im at all: the output
   gradient convolved with the flipped, transposed kernel, with the complementary padding
   :math:`k-1-p`,
@@ -32,6 +33,10 @@ Why this is faster than the reference:
   (:func:`flipped_weight`), so it runs the forward path: one copy, one GEMM. For the 3x3 layers of
   ResNet-20 that halves its time (4x for 4 channels), since col2im's nine strided additions move
   more memory than im2col's one copy;
+* that copy's column matrix, :math:`\bar Y^{col}`, also gives the weight gradient: one GEMM with
+  the pixel-major input, :math:`\bar Y^{col\top} X`, holds :math:`\bar w` with its taps turned
+  (:meth:`ChunkedIm2colGemm.backward`). A training step's backward then builds one column matrix
+  per conv instead of two: 24% less time for the 16-channel layers, 8-14% for the wider ones;
 * the outputs stay channels last: ``forward`` and ``backward_data`` return NCHW-indexed views of
   NHWC memory, the GEMM's output rows as they are (PyTorch's ``channels_last`` memory format), so
   no transpose is ever copied. The next conv's im2col then reads runs of :math:`W C` contiguous
