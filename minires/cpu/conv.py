@@ -144,7 +144,8 @@ class ChunkedIm2colGemm:
         """
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
         if not _is_transposable(g) or g.c_in < g.c_out:
-            return self.backward_data(gy, w, x.shape, stride, padding), self.backward_weight(gy, x, w.shape, stride, padding)
+            gx = self.backward_data(gy, w, x.shape, stride, padding)
+            return gx, self.backward_weight(gy, x, w.shape, stride, padding)
         gx, turned = self._correlate(gy, flipped_weight(w), (1, 1), _complementary_padding(g), col_t_times=x)
         gw = turned.reshape(g.kh, g.kw, g.c_out, g.c_in)[::-1, ::-1].transpose(2, 3, 0, 1)
         return gx, np.ascontiguousarray(gw)

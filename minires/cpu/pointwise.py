@@ -5,7 +5,7 @@ The math is the references' (:class:`~minires.functional.elementwise.NumpyReLU`,
 :class:`~minires.functional.elementwise.NumpyAddReLU`,
 :class:`~minires.functional.norm.NumpyBatchNorm`, whose docstrings derive it). These passes are
 memory-bound, so a second core helps them less than the conv (1.2-1.4x on the 2-core machine of the
-README). A per-channel sum is the sum of the slices' partial sums, added in slice order, so the
+README), and not at all below a million values (:func:`map_pass`). A per-channel sum is the sum of the slices' partial sums, added in slice order, so the
 same thread count gives the same bits.
 """
 from __future__ import annotations
@@ -62,7 +62,6 @@ class ThreadedAddReLU:
     def forward(a, b):
         shape, dtype = np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b)
         y = np.empty_like(a, dtype=dtype) if a.shape == shape else np.empty(shape, dtype)  # a's layout
-
         zero = zeros_image(y)
 
         def add_relu(s):
