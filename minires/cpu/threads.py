@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 
-MIN_PARALLEL_SIZE = 1 << 16   # a conv on fewer input values is not worth a thread hand-off (~45 us each way)
+MIN_PARALLEL_SIZE = 1 << 16   # a conv on fewer input values is not worth a thread hand-off (~50 us round trip)
 MIN_PARALLEL_PASS = 1 << 20   # nor a pass of ReLU or batch norm over fewer: it takes only ~50-200 us
 
 _executor = None
@@ -69,13 +69,14 @@ def map_batch(a, work, per_block: int | None = None, min_size: int | None = None
     Each of :func:`get_num_threads` threads (this one included) takes an equal contiguous share of
     the images and cuts it into near-equal blocks of at most ``per_block`` images (None: the whole
     share; the conv's chunks are such blocks); everything runs here when ``a`` has fewer than
-    ``min_size`` values (None: :data:`MIN_PARALLEL_SIZE`). Summing the
-    results in order (:func:`total`) gives the same bits whenever the thread count is the same.
+    ``min_size`` values (None: :data:`MIN_PARALLEL_SIZE`). Summing the results in order
+    (:func:`total`) gives the same bits whenever the thread count is the same.
     """
     if a.ndim == 0:
         return [work(Ellipsis)]
     n = a.shape[0]
-    parts = 1 if a.size < (MIN_PARALLEL_SIZE if min_size is None else min_size) else max(1, min(_threads, n))
+    min_size = MIN_PARALLEL_SIZE if min_size is None else min_size
+    parts = 1 if a.size < min_size else max(1, min(_threads, n))
     runs = [_blocks(n * k // parts, n * (k + 1) // parts, per_block) for k in range(parts)]
     others = [pool().submit(lambda run: [work(b) for b in run], run) for run in runs[1:]]
     results = [work(b) for b in runs[0]]     # this thread does a share too, instead of waiting

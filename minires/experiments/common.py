@@ -208,8 +208,9 @@ def map_nets(train_one, data: ExperimentData, jobs: list, workers: int | None = 
     data) with one thread each (:func:`minires.cpu.set_num_threads`) finish up to ``workers`` times
     sooner than one process with ``workers`` threads. Each job seeds its own net and data order, so
     a worker computes exactly what this process computes with one thread (with more, float sums
-    are added in another order: the same up to rounding). With ``cost(job)`` (e.g. the depth) the costliest jobs start first, so that no long
-    one starts last; results always come back in the order of ``jobs``. ``workers`` defaults to the
+    are added in another order: the same up to rounding). With ``cost(job)`` (e.g. the depth) the
+    costliest jobs start first, so that no long one starts last; results always come back in the
+    order of ``jobs``. ``workers`` defaults to the
     number of cores; 1 (or a platform without ``fork``) runs everything in this process.
     """
     workers = min(len(jobs), workers or os.cpu_count() or 1)
