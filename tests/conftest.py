@@ -1,5 +1,6 @@
-"""Shared test helpers: the optional PyTorch oracle and a scale-aware closeness check."""
+"""Shared test helpers: the optional PyTorch oracle, a headless browser, a scale-aware closeness check."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +16,23 @@ if os.environ.get("CI"):
 def torch_oracle():
     """The ``torch`` module; the test skips when PyTorch (an optional oracle) is not installed."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright, for tests of the HTML pages minires writes.
+
+    Uses the system's ``chromium`` (Debian's package; ``.ci/run`` installs it); the test skips when
+    either the browser or the ``playwright`` package is absent.
+    """
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
 
 
 def assert_close(actual, expected, rtol, scale=None):
