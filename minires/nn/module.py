@@ -25,7 +25,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from .. import backend
+from .. import backend, scope
 from ..autograd import Tensor, as_dtype
 
 _state = threading.local()
@@ -146,6 +146,7 @@ class Module:
             replaced = hook(self, inputs)
             if replaced is not None:
                 inputs = replaced if isinstance(replaced, tuple) else (replaced,)
+        scope.enter(self)  # ops recorded inside carry this module's path (minires.scope)
         try:
             output = self._run(inputs, kwargs)
         except LayerError as error:
@@ -155,6 +156,8 @@ class Module:
             raise LayerTypeError(self, str(error)) from error
         except ValueError as error:
             raise LayerError(self, str(error)) from error
+        finally:
+            scope.leave()
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, inputs, output)
             if replaced is not None:
