@@ -214,18 +214,20 @@ def _depth(depth, collapse):
     return COLLAPSE_DEPTHS[collapse]
 
 
-def _truncate(path: str | None, depth: int) -> str | None:
-    if path is None:
-        return None
+def _truncate(path: str | None, depth: int, containers: set) -> str | None:
+    """The module at ``depth`` levels that ``path`` lies in, if that module holds other modules."""
     parts = path.split(".") if path else []
-    return ".".join(parts[:depth]) if len(parts) >= depth else None
+    prefix = ".".join(parts[:depth])
+    return prefix if len(parts) >= depth and prefix in containers else None
 
 
 def _collapsed(view: GraphView, depth: int, arrived: dict, types: dict) -> GraphView:
-    """One vertex per module at ``depth`` levels of path (``layer2.1`` at depth 2) for everything inside it."""
+    """One vertex per module at ``depth`` levels of path (``layer2.1`` at depth 2) for everything inside it;
+    a single layer at that depth (the stem's ``conv1``) keeps its op."""
+    containers = {p for v in view.vertices for p in _ancestors(v.module)[:-1]}
     groups, members, new_key = {}, {}, {}
     for v in view.vertices:
-        path = _truncate(v.module, depth)
+        path = _truncate(v.module, depth, containers)
         if path is None:
             new_key[v.key] = v.key
             continue
