@@ -2,6 +2,7 @@
 and the interactive stepper page clicked through in a real headless browser."""
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,3 +257,15 @@ def test_stepper_page_shortcut_writes_the_page_and_the_gradients(tmp_path):
     assert path.exists() and "<svg" in path.read_text()
     for (name, p), (_, q) in zip(model.named_parameters(), reference.named_parameters()):
         np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy(), err_msg=name)
+
+
+def test_the_readme_example_runs_and_its_anomaly_blames_the_data(tmp_path, monkeypatch):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Inspecting gradients", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FloatingPointError, match="came in with the data, not from an op") as caught:
+        exec(compile(code, "README.md", "exec"), {})
+    assert "reached Conv2d in module `conv1` as its input 0" in str(caught.value)
+    for name in ("backward.html", "backward-2.html", "graph.svg", "blocks.svg"):
+        assert (tmp_path / name).stat().st_size > 1000, name
