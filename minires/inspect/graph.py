@@ -69,9 +69,6 @@ class GraphView:
     edges: list
     clusters: dict
 
-    def vertex(self, key: str) -> Vertex:
-        return next(v for v in self.vertices if v.key == key)
-
 
 def _shape_text(shape) -> str:
     return "x".join(str(n) for n in shape) or "scalar"
@@ -196,11 +193,16 @@ def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
     return view
 
 
+def _containers(view: GraphView) -> set:
+    """Module paths that hold other modules' vertices (stages, blocks)."""
+    return {p for v in view.vertices for p in _ancestors(v.module)[:-1]}
+
+
 def _cluster_paths(view: GraphView) -> list:
     """Modules drawn as boxes: those holding other modules' vertices (stages, blocks) and layers with
     parameters (a conv with its weight). A parameter-free layer (a ReLU, perhaps called twice by its
     block) is named in its op's label instead."""
-    containers = {p for v in view.vertices for p in _ancestors(v.module)[:-1]}
+    containers = _containers(view)
     with_parameters = {v.module for v in view.vertices if v.kind == "leaf" and v.module}
     return [p for v in view.vertices for p in _ancestors(v.module) if p in containers | with_parameters]
 
@@ -224,7 +226,7 @@ def _truncate(path: str | None, depth: int, containers: set) -> str | None:
 def _collapsed(view: GraphView, depth: int, arrived: dict, types: dict) -> GraphView:
     """One vertex per module at ``depth`` levels of path (``layer2.1`` at depth 2) for everything inside it;
     a single layer at that depth (the stem's ``conv1``) keeps its op."""
-    containers = {p for v in view.vertices for p in _ancestors(v.module)[:-1]}
+    containers = _containers(view)
     groups, members, new_key = {}, {}, {}
     for v in view.vertices:
         path = _truncate(v.module, depth, containers)
@@ -290,15 +292,11 @@ def to_dot(root: Tensor, stepper=None, names=None, title: str | None = None, dep
         lines.append(f"  labelloc=t; label={_quote(title)};")
     lines += _dot_clusters(view, None, "  ")
     for source, target, skip in view.edges:
-        lines.append(f"  {_dot_id(source)} -> {_dot_id(target)}" + (' [color="#d62728", penwidth=2];' if skip else ";"))
+        lines.append(f"  {_quote(source)} -> {_quote(target)}" + (' [color="#d62728", penwidth=2];' if skip else ";"))
     lines.append("}")
     text = DotText("\n".join(lines) + "\n")
     text.view, text.title = view, title
     return text
-
-
-def _dot_id(key: str) -> str:
-    return _quote(key)
 
 
 def _dot_clusters(view: GraphView, parent: str | None, indent: str) -> list:
@@ -307,7 +305,7 @@ def _dot_clusters(view: GraphView, parent: str | None, indent: str) -> list:
     for v in view.vertices:
         if _home(v, view) == parent:
             style = ', color="#d62728"' if v.skip else ""
-            lines.append(f"{indent}{_dot_id(v.key)} [label={_quote(v.label)}, shape={_DOT_SHAPES[v.kind]}{style}];")
+            lines.append(f"{indent}{_quote(v.key)} [label={_quote(v.label)}, shape={_DOT_SHAPES[v.kind]}{style}];")
     for path, label in view.clusters.items():
         if _parent_cluster(path, view) == parent:
             lines.append(f"{indent}subgraph {_quote('cluster_' + path)} {{")
