@@ -68,7 +68,8 @@ def test_a_nan_in_the_input_is_blamed_on_the_data_not_on_the_first_conv():
     model = small_resnet()
     message = anomaly_message(lambda: model(batch(nan_at=(1, 2, 3, 4))))  # planted: NaN in the input
     assert message.startswith("anomaly in the forward pass: the NaN/Inf came in with the data, not from an op.")
-    assert "reached Conv2d in module `conv1` as its input 0 (shape (2, 3, 8, 8), 1 NaN and 0 Inf among 384 values)" in message
+    assert ("reached Conv2d in module `conv1` as its input 0 (shape (2, 3, 8, 8), 1 NaN and 0 Inf among 384 values)"
+            in message)
     assert "produced NaN" not in message and "turned finite inputs" not in message
     # the forward line is the model's `x = self.conv1(x)`; the user's own line is the call of the model
     assert "minires/models/resnet.py:" in message and "x = self.conv1(x)" in message

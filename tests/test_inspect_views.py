@@ -114,7 +114,8 @@ def test_dot_marks_the_shortcut_edges_of_each_residual_block(shortcut, residual,
     skips = [module_of[target] for _, target, skip in view.edges if skip]
     counted = tuple(sum(1 for m in skips if m.startswith(block)) for block in ("layer1.0", "layer2.0", "layer3.0"))
     assert counted == per_block
-    assert to_dot(loss_of(resnet8(shortcut=shortcut, residual=residual))).count('color="#d62728", penwidth=2') == sum(per_block)
+    dot = to_dot(loss_of(resnet8(shortcut=shortcut, residual=residual)))
+    assert dot.count('color="#d62728", penwidth=2') == sum(per_block)
 
 
 def test_dot_collapses_to_one_node_per_block_or_per_stage():
@@ -126,6 +127,7 @@ def test_dot_collapses_to_one_node_per_block_or_per_stage():
         assert f'"g:{block}" [label="{block} · BasicBlock\\nresidual: has a shortcut' in dot
     assert "layer2.0.conv1 ·" not in dot and "Conv2d 4→8" not in dot            # the block's insides are gone
     assert '"g:layer1.0" -> "g:layer2.0";' in dot and '"g:layer2.0" -> "g:layer3.0";' in dot
+    assert dot.index('"cluster_layer2"') < dot.index('"g:layer2.0" [label') < dot.index('"cluster_layer3"')
     view = graph_view(loss, collapse="stage")
     groups = [v for v in view.vertices if v.kind == "group"]
     assert [g.lines[0] for g in groups] == ["layer1", "layer2", "layer3"]
@@ -156,8 +158,8 @@ def test_svg_has_one_element_per_vertex_and_edge_and_labelled_clusters(browser, 
     cluster_labels = {g.find(f"{SVG}text").text for g in root.findall(f".//{SVG}g[@class='cluster']")}
     assert {"layer1 · Sequential", "layer3.0 · BasicBlock", "layer3.0.conv1 · Conv2d"} <= cluster_labels
     conv = root.find(f".//{SVG}g[@id='v-n{stepper.history[-1].index}']")          # the first conv, visited last
-    assert [t.text for t in conv.iter(f"{SVG}tspan")][:2] == [f"#{stepper.history[-1].index} conv1 · Conv2d 3→4, 3x3",
-                                                              "2x4x8x8"]
+    first_conv = f"#{stepper.history[-1].index} conv1 · Conv2d 3→4, 3x3"
+    assert [t.text for t in conv.iter(f"{SVG}tspan")][:2] == [first_conv, "2x4x8x8"]
     path = tmp_path / "graph.svg"
     path.write_text(svg)
     page = browser.new_page()

@@ -126,7 +126,7 @@ def _origin_text(fn, path, arg, index: int, counts) -> str:
 
 
 def check_forward(fn, args, out) -> None:
-    """Raise ``FloatingPointError`` if ``out`` (the result of op ``fn`` on ``args``) holds NaN/Inf, naming the origin."""
+    """Raise ``FloatingPointError`` if ``out`` (op ``fn`` applied to ``args``) holds NaN/Inf, naming the origin."""
     counts = _count_bad(out)
     if counts is None:
         return

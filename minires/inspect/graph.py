@@ -194,8 +194,9 @@ def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
 
 
 def _containers(view: GraphView) -> set:
-    """Module paths that hold other modules' vertices (stages, blocks)."""
-    return {p for v in view.vertices for p in _ancestors(v.module)[:-1]}
+    """Module paths that hold other modules' vertices (stages, blocks); a collapsed block is a module too."""
+    return {p for v in view.vertices
+            for p in (_ancestors(v.module) if v.kind == "group" else _ancestors(v.module)[:-1])}
 
 
 def _cluster_paths(view: GraphView) -> list:
@@ -239,7 +240,8 @@ def _collapsed(view: GraphView, depth: int, arrived: dict, types: dict) -> Graph
         ops = [v for v in vs if v.kind == "op"]
         steps = sorted(s for v in ops for s in v.steps)
         out = next(v for v in ops if v.steps[0] == steps[0]) if ops else vs[0]
-        lines = [f"{path} · {types[path]}" if path in types else path, f"{len(ops)} ops, {len(vs) - len(ops)} parameters", out.lines[1]]
+        lines = [f"{path} · {types[path]}" if path in types else path,
+                 f"{len(ops)} ops, {len(vs) - len(ops)} parameters", out.lines[1]]
         if steps and steps[0] in arrived:
             lines.append(f"|grad| {arrived[steps[0]]:.3e}")
         has_shortcut = any(skip and new_key[target] == f"g:{path}" for _, target, skip in view.edges)

@@ -17,6 +17,9 @@ In a notebook::
     stepper.step()            # one node; its record displays as a table row
     stepper.run()             # on to the next break (or the end); returns the breaking record
     stepper                   # the history as an HTML table (print(stepper) for text)
+    stepper.to_html("backward.html")   # an interactive page: step back and forth, the graph highlighted
+
+Each record names the module that ran its node (``layer2.1.conv1``, from :mod:`minires.scope`).
 """
 from __future__ import annotations
 

@@ -135,13 +135,15 @@ def view_to_svg(view: GraphView, title: str | None = None) -> str:
     clusters = cluster_boxes(view, boxes)
     rank = ranks(view)
     x0 = min([b.x - b.w / 2 for b in boxes.values()] + [c[0] for c in clusters.values()]) - MARGIN
-    y0 = min([b.y - b.h / 2 for b in boxes.values()] + [c[1] for c in clusters.values()]) - MARGIN - (24 if title else 0)
+    y0 = min([b.y - b.h / 2 for b in boxes.values()] + [c[1] for c in clusters.values()]) - MARGIN
+    y0 -= 24 if title else 0
     x1 = max([b.x + b.w / 2 for b in boxes.values()] + [c[2] for c in clusters.values()]) + MARGIN
     y1 = max([b.y + b.h / 2 for b in boxes.values()] + [c[3] for c in clusters.values()]) + MARGIN
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" viewBox="{x0:.1f} {y0:.1f} {x1 - x0:.1f} '
              f'{y1 - y0:.1f}" width="{x1 - x0:.0f}" height="{y1 - y0:.0f}">',
              f"<style>{STYLE}</style>",
-             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" '
+             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
+             'markerUnits="userSpaceOnUse" '
              'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>']
     if title:
         parts.append(f'<text class="title" x="{x0 + MARGIN:.1f}" y="{y0 + MARGIN:.1f}">{escape(title)}</text>')
