@@ -230,8 +230,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     updated in place. ``weight``/``bias`` (:math:`\gamma, \beta`) may be None. ``impl`` names a
     registered training kernel (default: the device's default, see ``backend.available("batch_norm")``).
     """
-    running_mean, running_var = _array(running_mean), _array(running_var)
-    _check_batch_norm_args(_array(input), running_mean, running_var, weight, bias, training)
+    _check_batch_norm_args(_array(input), _array(running_mean), _array(running_var), weight, bias, training)
     if training:
         return BatchNormTrain.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
                                     momentum=momentum, eps=eps, impl=impl)
