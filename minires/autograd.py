@@ -272,28 +272,34 @@ def _share_version_counter(result, args) -> None:
 
 
 def _saved_versions(op: str, saved, inputs, keywords, output) -> tuple:
-    """(counter, version now, description) for each input/output tensor that a saved array aliases."""
+    """(counter, version now, (op, role, tensor)) for each input/output tensor that a saved array aliases.
+
+    The tensor itself is not kept (the graph would hold every activation alive): only its counter,
+    and its shape and dtype for the message.
+    """
     if not saved:
         return ()
-    owners = {id(_storage(t._data)): (t, f"{op}'s input {i}") for i, t in enumerate(inputs) if isinstance(t, Tensor)}
-    owners.update((id(_storage(t._data)), (t, f"{op}'s {k}")) for k, t in keywords.items() if isinstance(t, Tensor))
-    owners.setdefault(id(_storage(output._data)), (output, f"{op}'s output"))
+    owners = [(t, i) for i, t in enumerate(inputs) if isinstance(t, Tensor)]
+    owners += [(t, k) for k, t in keywords.items() if isinstance(t, Tensor)]
+    owners = [(_storage(t._data), t, role) for t, role in owners + [(output, "output")]]
     versions = []
     for array in saved:
-        owner = owners.get(id(_storage(array))) if hasattr(array, "shape") else None
-        if owner is not None:
-            tensor, role = owner
-            versions.append((tensor._version_counter, tensor._version,
-                             f"{role}, {tensor.dtype} of shape {tensor.shape}"))
-    return tuple(versions)
+        storage = _storage(array)
+        for owner_storage, tensor, role in owners:
+            if storage is owner_storage:
+                versions.append((tensor._version_counter, tensor._version_counter[0],
+                                 (op, role, tensor._data.dtype, tensor._data.shape)))
+                break
+    return versions
 
 
 def _check_versions(versions) -> None:
-    for counter, expected, what in versions:
+    for counter, expected, (op, role, dtype, shape) in versions:
         if counter[0] != expected:
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: [{what}] is at version {counter[0]}; expected version {expected} instead. "
+                f"operation: [{op}'s {'input ' if isinstance(role, int) else ''}{role}, {dtype} of shape {tuple(shape)}] is at version {counter[0]}; "
+                f"expected version {expected} instead. "
                 "Hint: it was changed in place between forward and backward (an optimizer step, zero_, "
                 "copy_, fill_, item assignment, a .data assignment, BatchNorm's running statistics); "
                 "call backward() before changing it, or change a copy.")
