@@ -38,6 +38,7 @@ import math
 import re
 import sys
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ from tqdm.auto import tqdm
 
 from . import backend, distributed, models, optim
 from .autograd import Tensor, no_grad
-from .checkpoint import atomic_write, has_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, has_checkpoint, load_checkpoint, save_checkpoint
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
                    SubtractPixelMean, pixel_mean)
 from .functional import cross_entropy
@@ -166,13 +167,17 @@ class Trainer:
         self.epoch = self.iteration = 0
         self.metrics_path = self.out / "metrics.jsonl"
         if checkpoint is not None:
-            self._restore(checkpoint)
+            try:
+                self._restore(checkpoint)
+            except (KeyError, IndexError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{self.out}: the checkpoint does not fit the run it describes "
+                                      f"({type(error).__name__}: {error})") from error
         distributed.broadcast_state(self.model, self.comm)  # every replica starts from rank 0's weights
 
     @classmethod
     def resume(cls, out, epochs: int | None = None, device: str | None = None, progress: bool = True):
         """The run saved in ``out``, ready to continue (``epochs``: a new, larger total)."""
-        checkpoint = load_checkpoint(out)
+        checkpoint = load_training_checkpoint(out)
         saved = Config(**checkpoint["config"])
         cfg = dataclasses.replace(saved, out=str(out), epochs=epochs or saved.epochs,
                                   device=device or saved.device, progress=progress)
@@ -303,6 +308,49 @@ class Trainer:
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         if self.comm.is_root:
             _truncate_metrics(self.metrics_path, self.iteration)
+
+
+# ----------------------------------------------------------------------------- checkpoint schema
+STATE_KEYS = {"config": dict, "epoch": int, "iteration": int, "model": dict, "optimizer": dict,
+              "scheduler": dict, "train_loader": dict, "rng": dict}
+
+
+def load_training_checkpoint(out) -> dict:
+    """The trainer's state saved in ``out``, its schema checked: :class:`CheckpointError` if malformed."""
+    state = load_checkpoint(out)
+    problems = [f"{key!r} should be a {kind.__name__}" for key, kind in STATE_KEYS.items()
+                if not _fits(state.get(key), kind)]
+    problems += [f"unknown key {key!r}" for key in sorted(set(state) - set(STATE_KEYS))]
+    if not problems:
+        problems = _config_problems(state["config"]) + [
+            f"{key!r} is negative" for key in ("epoch", "iteration") if state[key] < 0] + [
+            f"model entry {key!r} is not an array" for key, value in state["model"].items()
+            if not isinstance(value, np.ndarray)]
+    if problems:
+        raise CheckpointError(f"{out}: malformed training checkpoint: " + "; ".join(problems))
+    return state
+
+
+def _config_problems(config: dict) -> list:
+    hints = typing.get_type_hints(Config)
+    problems = [f"config has unknown setting {key!r}" for key in config if key not in hints]
+    problems += [f"config lacks {key!r}" for key in hints if key not in config]
+    problems += [f"config {key!r} = {value!r} is not {hints[key]}" for key, value in config.items()
+                 if key in hints and not _fits(value, hints[key])]
+    milestones = config.get("milestones")
+    if isinstance(milestones, list) and not all(_fits(m, float) for m in milestones):
+        problems.append(f"config 'milestones' = {milestones!r} is not a list of numbers")
+    return problems
+
+
+def _fits(value, hint) -> bool:
+    """``isinstance`` for a JSON value and a type hint: bools are not ints, ints are fine as floats."""
+    kinds = typing.get_args(hint) or (hint,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
 
 
 def _resolve_defaults(cfg: Config) -> Config:
