@@ -19,6 +19,8 @@ strings, which the ``load_state_dict`` methods accept.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -104,6 +106,34 @@ def _check_meta(path: Path, meta) -> Path:
 
 def has_checkpoint(folder, name: str = "checkpoint") -> bool:
     return (Path(folder) / f"{name}.json").is_file()
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+@contextlib.contextmanager
+def run_lock(folder):
+    """Hold an exclusive OS lock (``flock``) on ``folder/.lock`` for the block; it holds this PID.
+
+    The kernel releases the lock when the process ends, however it ends, so a killed run never leaves
+    a folder locked. A second holder gets :class:`RunFolderBusy` naming the first one's PID.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunFolderBusy(f"{folder} is in use by another minires run (PID {holder}); wait for it to end, "
+                                "or give this run another --out folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ----------------------------------------------------------------------------- helpers
