@@ -144,3 +144,13 @@ def test_normal_training_never_trips_the_check():
         opt.step()
         versions.append(model.fc.weight._version)
     assert np.diff(versions).tolist() == [1, 1]   # one optimizer step each, and backward never raised
+
+
+def test_augmented_assignment_is_out_of_place_so_saved_values_stay():
+    x, w = _leaf([1.0, 2.0]), mr.tensor(np.array([3.0, 4.0]))
+    saved = w
+    y = (x * w).sum()
+    w += 10                           # a new tensor bound to the name w; the saved one is unchanged
+    assert w is not saved and saved._version == 0 and saved.numpy().tolist() == [3.0, 4.0]
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
