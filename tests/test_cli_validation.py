@@ -63,9 +63,26 @@ def test_resume_refuses_changed_settings_listing_them(saved_run, capsys):
 
 
 def test_resume_accepts_the_saved_values_and_a_longer_run(saved_run, capsys):
-    assert main(["train", "--resume", "--out", str(saved_run), *TINY, "--lr", "0.05", "--epochs", "2"]) == 0
+    assert main(["train", "--resume", "--out", str(saved_run), *TINY, "--lr", "0.05", "--epochs", "2",
+                 "--nan-policy", "skip", "--data-dir", "elsewhere"]) == 0
     state = ckpt.load_checkpoint(saved_run)
     assert (state["epoch"], state["iteration"], state["config"]["epochs"]) == (2, 4, 2)
+    assert (state["config"]["nan_policy"], state["config"]["data_dir"]) == ("skip", "elsewhere")
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(saved_run), "--epochs", "1"]) == 1
     assert "epochs=1 (the run already finished 2 epochs)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["summary", "resnet20", "--num-classes", "0"], ["summary", "resnet20", "--input-shape", "3", "0", "32"],
+    ["gradcheck", "--seed", "-1"], ["bench", "cpu", "--repeat", "0"], ["bench", "cpu", "--batch", "0"],
+    ["bench", "cpu", "--warmup", "-1"], ["bench", "cpu", "--threads", "0"], ["bench", "cpu", "--batches", "16", "0"],
+    ["bench", "cpu", "--depths", "0"], ["bench", "cpu", "--scaling-repeat", "0"], ["bench", "gpu", "--batch", "0"],
+    ["bench", "gpu", "--repeat", "0"], ["bench", "gpu", "--warmup", "-2"],
+])
+def test_other_commands_check_their_numbers_too(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("minires: error: ") and re.search("is not a (positive|non-negative) integer", err), err
