@@ -271,8 +271,9 @@ def _share_version_counter(result, args) -> None:
             return
 
 
-def _saved_versions(op: str, saved, inputs, keywords, output) -> tuple:
-    """(counter, version now, (op, role, tensor)) for each input/output tensor that a saved array aliases.
+def _saved_versions(op: str, saved, inputs, keywords, output) -> list:
+    """(counter, version now, (op, role, dtype, shape)) for each input or output tensor whose memory a
+    saved array uses (role: the input's position or keyword, or "output").
 
     The tensor itself is not kept (the graph would hold every activation alive): only its counter,
     and its shape and dtype for the message.
@@ -296,10 +297,10 @@ def _saved_versions(op: str, saved, inputs, keywords, output) -> tuple:
 def _check_versions(versions) -> None:
     for counter, expected, (op, role, dtype, shape) in versions:
         if counter[0] != expected:
+            what = f"{op}'s {'input ' if isinstance(role, int) else ''}{role}, {dtype} of shape {tuple(shape)}"
             raise RuntimeError(
                 "one of the variables needed for gradient computation has been modified by an inplace "
-                f"operation: [{op}'s {'input ' if isinstance(role, int) else ''}{role}, {dtype} of shape {tuple(shape)}] is at version {counter[0]}; "
-                f"expected version {expected} instead. "
+                f"operation: [{what}] is at version {counter[0]}; expected version {expected} instead. "
                 "Hint: it was changed in place between forward and backward (an optimizer step, zero_, "
                 "copy_, fill_, item assignment, a .data assignment, BatchNorm's running statistics); "
                 "call backward() before changing it, or change a copy.")
@@ -490,9 +491,11 @@ class Tensor:
         return self._in_place("copy_", lambda a: a.__setitem__(..., self._as_data(source)))
 
     def fill_(self, value) -> "Tensor":
+        """Set every element to ``value``, in place."""
         return self._in_place("fill_", lambda a: a.fill(value))
 
     def zero_(self) -> "Tensor":
+        """Set every element to 0, in place."""
         return self._in_place("zero_", lambda a: a.fill(0))
 
     # -- basic properties
