@@ -7,6 +7,7 @@ split along the concatenation axis.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -169,4 +170,4 @@ cat = concatenate
 def flatten(x, start_dim=0):
     """Merge the axes from ``start_dim`` on (``torch.flatten``); ``start_dim=1`` gives ``(N, C*H*W)``."""
     start_dim %= max(x.ndim, 1)
-    return reshape(x, x.shape[:start_dim] + (-1,))
+    return reshape(x, x.shape[:start_dim] + (math.prod(x.shape[start_dim:]),))  # not -1: fine for 0 items
