@@ -9,6 +9,7 @@ that raises fails ``test_notebook_runs``, and so does a notebook slower than ``N
 ``tutorials/course.json`` records each notebook's exercises and number of ``check`` cells, so that
 removing a check fails ``test_tags_match_the_manifest``.
 """
+import importlib.util
 import json
 import pathlib
 
@@ -247,6 +248,14 @@ def test_book_has_an_index_and_a_page_per_notebook(book, executed):
         assert page.count("data:image/png;base64") >= figures_in(executed(path))
 
 
+def test_book_formulas_are_mathml(book):
+    pytest.importorskip("latex2mathml")
+    out, _ = book
+    page = (out / "04_batch_norm.html").read_text()
+    assert page.count("<math") >= 40 and page.count('display="block"') >= 5
+    assert "<code>$$" not in page and "\\boxed" not in page
+
+
 def test_book_refuses_to_build_when_a_cell_raises(tmp_path, capsys):
     source = tmp_path / "course"
     source.mkdir()
@@ -260,6 +269,7 @@ def test_book_refuses_to_build_when_a_cell_raises(tmp_path, capsys):
 
 def test_book_pages_load_offline_without_errors_and_show_their_figures(book, browser, executed):
     out, pages = book
+    mathml = importlib.util.find_spec("latex2mathml") is not None
     page = browser.new_page()
     problems, network = [], []
     page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
@@ -273,6 +283,10 @@ def test_book_pages_load_offline_without_errors_and_show_their_figures(book, bro
             assert all(complete and width > 0 for complete, width in images), f"{path.name}: an image did not load"
             if path.name != "index.html":
                 assert len(images) >= figures_in(executed(TUTORIALS / f"{path.stem}.ipynb")), path.name
+            if mathml:
+                leftover = page.evaluate("[...document.querySelectorAll('.jp-RenderedMarkdown')]"
+                                         ".map(cell => cell.textContent).filter(text => text.includes('$'))")
+                assert not leftover, f"{path.name}: TeX left in the text: {leftover[0][:200]}"
         page.goto(pages[0].as_uri(), wait_until="load")
         links = page.evaluate("[...document.querySelectorAll('li a')].map(a => [a.href, a.textContent])")
         assert len(links) == len(NOTEBOOKS)

@@ -2,19 +2,25 @@
 
 Pages use nbconvert's HTML exporter with the ``book`` template (``templates/book``): JupyterLab's
 look, figures embedded as data URIs, and no script or style fetched from the network, so the book
-opens offline from the file system. Formulas stay in TeX source (MathJax would come from a CDN).
-Instructor notes are left out. A cell that raises stops the build with a ``BookError`` that names it.
+opens offline from the file system. Formulas are converted to MathML, which browsers render
+natively, by ``latex2mathml`` when it is installed (the ``dev`` and ``tutorials`` extras bring it);
+without it they stay in TeX source (MathJax would have to come from a CDN). Instructor notes are
+left out. A cell that raises stops the build with a ``BookError`` that names it.
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import html
 import pathlib
+import re
 
 from .editions import INSTRUCTOR_TAG, course_notebooks, tags
 from .execute import execute_notebook
 
 TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
+# a code span (left alone), display math $$...$$, or inline math $...$
+_CODE_OR_MATH = re.compile(r"(`+)(.+?)\1|\$\$(.+?)\$\$|\$(.+?)\$", re.S)
 
 
 class BookError(RuntimeError):
@@ -33,6 +39,31 @@ def chapter_title(notebook, fallback: str) -> str:
 
 def without_instructor_notes(notebook):
     notebook.cells = [cell for cell in notebook.cells if INSTRUCTOR_TAG not in tags(cell)]
+    return notebook
+
+
+def tex_to_mathml(markdown: str) -> str:
+    """``markdown`` with its ``$...$`` and ``$$...$$`` formulas as MathML (code spans untouched)."""
+    from latex2mathml.converter import convert
+
+    def replace(match):
+        if match.group(1):
+            return match.group(0)
+        display = match.group(3) is not None
+        return convert((match.group(3) if display else match.group(4)).strip(), display="block" if display else "inline")
+
+    return _CODE_OR_MATH.sub(replace, markdown)
+
+
+def with_mathml(notebook):
+    """The notebook with the formulas of its Markdown cells in MathML; unchanged without ``latex2mathml``."""
+    try:
+        import latex2mathml  # noqa: F401
+    except ImportError:
+        return notebook
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = tex_to_mathml(cell.source)
     return notebook
 
 
@@ -60,7 +91,7 @@ def build_book(out, source_dir, executions=None, timeout: float = 120) -> list[p
         raise BookError("the book was not built; these cells raised:\n  " + "\n  ".join(problems))
 
     chapters = [{"href": f"{path.stem}.html", "title": chapter_title(executions[path.stem].notebook, path.stem),
-                 "notebook": without_instructor_notes(executions[path.stem].notebook)} for path in paths]
+                 "notebook": with_mathml(without_instructor_notes(copy.deepcopy(executions[path.stem].notebook)))} for path in paths]
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter(template_name="book", extra_template_basedirs=[str(TEMPLATES)])
