@@ -1,4 +1,4 @@
-"""The ``minires`` command: ``minires train | experiment | summary | bench | gradcheck``.
+"""The ``minires`` command: ``minires train | experiment | summary | bench | gradcheck | course``.
 
 Each subcommand lives beside the code it drives: the module named in ``COMMANDS`` provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their command runs,
@@ -22,6 +22,7 @@ COMMANDS = {
     "summary": ("minires.summary", "per-layer table of a model: output shapes, parameters, multiply-adds"),
     "bench": ("minires.bench", "time ops and training steps against PyTorch (cpu or gpu)"),
     "gradcheck": ("minires.selfcheck", "gradient-check every op against finite differences"),
+    "course": ("minires.course", "the tutorials as a course: student edition, grading, rendered book"),
 }
 
 
