@@ -352,14 +352,14 @@ def _topological_order(root: "Tensor", *more_roots: "Tensor") -> list:
 
 def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create_graph: bool = False,
                    capture: dict | None = None):
-    """Run the backward pass from ``root`` lazily, yielding a :class:`Step` per graph node.
+    r"""Run the backward pass from ``root`` lazily, yielding a :class:`Step` per graph node.
 
     ``Tensor.backward`` simply exhausts this generator. Leaves get ``.grad`` accumulated; tensors
     that called ``retain_grad()`` get their gradient stored; hooks may replace a gradient.
 
     ``create_graph``: the gradients are Tensors computed by differentiable ops (each op's
     ``backward_graph``), so they can be differentiated again. ``capture`` (for :func:`grad`): a dict
-    whose keys are ``id``\ s of tensors; their gradients are stored there, no ``.grad`` is touched,
+    whose keys are the ``id`` of tensors; their gradients are stored there, no ``.grad`` is touched,
     and only the nodes that lead to them run. ``root``/``grad`` may also be sequences (several outputs).
     """
     roots, seeds = _seed_gradients(root, grad, create_graph)

@@ -292,7 +292,7 @@ class ReLU(Function):
 
     @staticmethod
     def backward_graph(ctx, g):
-        """:math:`\bar x = \bar y\,[y > 0]` on Tensors; the mask is a constant (its derivative is 0)."""
+        r""":math:`\bar x = \bar y\,[y > 0]` on Tensors; the mask is a constant (its derivative is 0)."""
         (y,) = ctx.saved_tensors
         return g * (y.data > 0).astype(g.dtype)
 

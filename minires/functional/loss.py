@@ -137,7 +137,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward_graph(ctx, g):
-        """The same formula on Tensors, with :math:`p = \operatorname{softmax}(z)` recomputed from the
+        r"""The same formula on Tensors, with :math:`p = \operatorname{softmax}(z)` recomputed from the
         logits in the graph (its derivative is the softmax's), the one-hot a constant."""
         log_p, z = ctx.saved_tensors
         return (softmax(z, axis=1) - _one_hot(log_p.data, ctx.labels)) * (g / z.shape[0])

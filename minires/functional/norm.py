@@ -221,7 +221,7 @@ class BatchNormEval(Function):
 
     @staticmethod
     def backward_graph(ctx, gy):
-        """The same on Tensors: :math:`\bar x = \gamma s \bar y` depends on :math:`\gamma` in the graph."""
+        r"""The same on Tensors: :math:`\bar x = \gamma s \bar y` depends on :math:`\gamma` in the graph."""
         x, weight, running_mean, invstd, _ = ctx.saved_tensors
         axes, view = _channel_axes(x.ndim), _channel_shape(x.ndim)
         s = invstd.data.reshape(view)
