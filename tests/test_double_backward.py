@@ -304,3 +304,64 @@ def test_tiny_resnet_hvp_matches_pytorch(torch_oracle):
     ref_loss = torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.from_numpy(labels))
     ref_hv = hessian_vector_products(ref_loss, ref_params, [torch.tensor(v) for v in vectors], torch.autograd.grad)
     assert_all_close(hv, ref_hv, 1e-8)
+
+
+# ----------------------------------------------------------------------------- module backward hooks
+def record_hook(calls, scale=None):
+    """A full backward hook that records its arguments (and, with ``scale``, scales grad_input)."""
+    def hook(module, grad_input, grad_output):
+        calls.append((module, [None if g is None else g.numpy().copy() for g in grad_input],
+                      [g.numpy().copy() for g in grad_output]))
+        if scale is not None:
+            return tuple(None if g is None else g * scale for g in grad_input)
+    return hook
+
+
+def test_full_backward_hook_matches_pytorch_on_a_residual_block(torch_oracle):
+    """grad_input of a block counts only the paths inside it; grad_output is the gradient at its output."""
+    torch = torch_oracle
+    block = models.BasicBlock(3, 3, stride=1)
+    reference = torch_resnet(torch, "basic", (1,), (3,), in_channels=3).layer1[0]
+    block, reference = paired_models(torch, block, reference)
+    x = np.random.default_rng(5).standard_normal((2, 3, 5, 5))
+    calls, ref_calls = [], []
+    handle = block.register_full_backward_hook(record_hook(calls))
+    reference.register_full_backward_hook(record_hook(ref_calls))
+
+    ours_x = mr.tensor(x, requires_grad=True)
+    (block(ours_x) ** 2).sum().backward()
+    ref_x = torch.tensor(x, requires_grad=True)
+    (reference(ref_x) ** 2).sum().backward()
+
+    assert len(calls) == len(ref_calls) == 1 and calls[0][0] is block
+    assert_close(calls[0][1][0], ref_calls[0][1][0], 1e-10)
+    assert_close(calls[0][2][0], ref_calls[0][2][0], 1e-10)
+    handle.remove()
+    block(ours_x).sum().backward()
+    assert len(calls) == 1
+
+
+def test_full_backward_hook_inside_a_block_sees_only_its_branch():
+    """conv1's grad_input is the branch's share of the block input gradient; the shortcut adds the rest."""
+    block = models.BasicBlock(2, 2, stride=1).double()
+    calls = []
+    block.conv1.register_full_backward_hook(record_hook(calls))
+    x = leaf(2, 2, 4, 4)
+    y = block(x)
+    y.backward(mr.tensor(np.ones(y.shape)))
+    relu_mask = (y.numpy() > 0).astype(float)     # what the identity shortcut carries back
+    assert len(calls) == 1
+    assert_close(calls[0][1][0] + relu_mask, x.grad.numpy(), 1e-12)
+    assert np.abs(calls[0][1][0]).max() > 0.1     # the branch's share is not nothing
+
+
+def test_full_backward_hook_can_replace_grad_input_and_sees_none_for_data():
+    conv = mr.nn.Conv2d(2, 3, 3).double()
+    calls = []
+    conv.register_full_backward_hook(record_hook(calls, scale=0.5))
+    x = leaf(1, 2, 4, 4)
+    conv(x).sum().backward()
+    assert_close(x.grad, 0.5 * calls[0][1][0], 1e-15)
+    data = mr.tensor(np.ones((1, 2, 4, 4)))       # no gradient wanted: the hook still runs, grad_input (None,)
+    conv(data).sum().backward()
+    assert calls[1][1] == [None] and calls[1][2][0].shape == (1, 3, 2, 2)
