@@ -365,3 +365,27 @@ def test_full_backward_hook_can_replace_grad_input_and_sees_none_for_data():
     data = mr.tensor(np.ones((1, 2, 4, 4)))       # no gradient wanted: the hook still runs, grad_input (None,)
     conv(data).sum().backward()
     assert calls[1][1] == [None] and calls[1][2][0].shape == (1, 3, 2, 2)
+
+
+class Square(Function):
+    """The README's example op, with its one line for double backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+    backward_graph = backward
+
+
+def test_readme_square_becomes_twice_differentiable_with_one_line():
+    x = mr.tensor([1.0, 2.0, 3.0], dtype="float64", requires_grad=True)
+    assert mr.gradgradcheck(Square.apply, [x])
+    (g,) = mr.autograd.grad(Square.apply(x).sum(), x, create_graph=True)
+    (h,) = mr.autograd.grad(g.sum(), x)
+    assert_close(h, np.full(3, 2.0), 1e-15)
