@@ -398,7 +398,7 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
             node.ctx.free()
 
 
-def _seed_gradients(root, grad, create_graph: bool, caller: str = "backward"):
+def _seed_gradients(root, grad, create_graph: bool):
     """The output tensors and the gradient each starts with: ones for a scalar, else ``grad`` (an array
     on the fast path; a Tensor, which may itself carry a graph, under ``create_graph``)."""
     roots = (root,) if isinstance(root, Tensor) else tuple(root)
@@ -407,26 +407,26 @@ def _seed_gradients(root, grad, create_graph: bool, caller: str = "backward"):
     else:
         grads = (grad,) if isinstance(root, Tensor) else tuple(grad)
     if len(grads) != len(roots):
-        raise ValueError(f"{caller}: got {len(roots)} outputs but {len(grads)} gradients for them")
-    return roots, tuple(_seed(r, g, create_graph, caller, i) for i, (r, g) in enumerate(zip(roots, grads)))
+        raise ValueError(f"backward: got {len(roots)} outputs but {len(grads)} gradients for them")
+    return roots, tuple(_seed(r, g, create_graph, i) for i, (r, g) in enumerate(zip(roots, grads)))
 
 
-def _seed(root, grad, create_graph, caller, index):
+def _seed(root, grad, create_graph, index):
     if not isinstance(root, Tensor) or not root.requires_grad:
-        raise RuntimeError(f"{caller}: element {index} of the outputs does not require grad and has no grad_fn; "
+        raise RuntimeError(f"backward: element {index} of the outputs does not require grad and has no grad_fn; "
                            "create the inputs with requires_grad=True")
     xp = backend.get_array_module(root.data)
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(
-                f"{caller}: grad can be implicitly created only for scalar outputs, but the output has "
+                f"backward: grad can be implicitly created only for scalar outputs, but the output has "
                 f"shape {root.shape}. Reduce it first (e.g. .sum()) or pass the gradient of that shape "
                 f"(backward(gradient=...), grad(..., grad_outputs=...)).")
         grad = xp.ones_like(root.data)
     elif not (create_graph and isinstance(grad, Tensor)):
         grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
     if tuple(grad.shape) != root.shape:
-        raise ValueError(f"{caller}: grad has shape {tuple(grad.shape)} but the output has shape {root.shape}")
+        raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {root.shape}")
     return Tensor._wrap(grad) if create_graph and not isinstance(grad, Tensor) else grad
 
 
@@ -740,6 +740,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
         if not isinstance(x, Tensor) or not x.requires_grad:
             raise RuntimeError(f"grad: input {i} does not require grad, so it has no gradient; "
                                "create it with requires_grad=True")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    if grad_outputs is not None:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
     retain_graph = create_graph if retain_graph is None else retain_graph
     captured = dict.fromkeys(id(x) for x in inputs)
     for _ in backward_steps(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
@@ -751,5 +754,5 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} (shape {x.shape}) was not used to compute the outputs, so it "
                                "has no gradient; pass allow_unused=True to get None for it")
-        result.append(g if g is None or isinstance(g, Tensor) else Tensor._wrap(g))
+        result.append(g if g is None or isinstance(g, Tensor) else Tensor._wrap(g.copy()))  # g may alias
     return tuple(result)
