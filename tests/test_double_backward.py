@@ -255,6 +255,17 @@ def hessian_vector_products(loss, params, vectors, grad):
     return grad(dot, params)
 
 
+def assert_same_hvp(torch, ours, theirs, x, labels, rng, rtol):
+    """The cross-entropy's Hessian times a random vector, in the parameters, in both libraries."""
+    params, ref_params = list(ours.parameters()), list(theirs.parameters())
+    vectors = [rng.standard_normal(p.shape) for p in params]
+    loss = F.cross_entropy(ours(mr.tensor(x)), labels)
+    hv = hessian_vector_products(loss, params, [mr.tensor(v) for v in vectors], mr.autograd.grad)
+    ref_loss = torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.from_numpy(labels))
+    ref_hv = hessian_vector_products(ref_loss, ref_params, [torch.tensor(v) for v in vectors], torch.autograd.grad)
+    assert_all_close(hv, ref_hv, rtol)
+
+
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_small_net_hvp_matches_pytorch(torch_oracle, training):
     torch = torch_oracle
@@ -263,14 +274,7 @@ def test_small_net_hvp_matches_pytorch(torch_oracle, training):
     theirs.train(training)
     rng = np.random.default_rng(1)
     x, labels = rng.standard_normal((4, 2, 6, 6)), np.array([0, 3, 1, 2])
-    params, ref_params = list(ours.parameters()), list(theirs.parameters())
-    vectors = [rng.standard_normal(p.shape) for p in params]
-
-    loss = F.cross_entropy(ours(mr.tensor(x)), labels)
-    hv = hessian_vector_products(loss, params, [mr.tensor(v) for v in vectors], mr.autograd.grad)
-    ref_loss = torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.from_numpy(labels))
-    ref_hv = hessian_vector_products(ref_loss, ref_params, [torch.tensor(v) for v in vectors], torch.autograd.grad)
-    assert_all_close(hv, ref_hv, 1e-9)
+    assert_same_hvp(torch, ours, theirs, x, labels, rng, 1e-9)
 
 
 def test_gradient_penalty_matches_pytorch(torch_oracle):
@@ -298,14 +302,7 @@ def test_tiny_resnet_hvp_matches_pytorch(torch_oracle):
     ours, theirs = paired_models(torch, models.cifar_resnet(8), torch_resnet(torch, "basic", (1, 1, 1), (16, 32, 64)))
     rng = np.random.default_rng(4)
     x, labels = rng.standard_normal((2, 3, 8, 8)), np.array([3, 7])
-    params, ref_params = list(ours.parameters()), list(theirs.parameters())
-    vectors = [rng.standard_normal(p.shape) for p in params]
-
-    loss = F.cross_entropy(ours(mr.tensor(x)), labels)
-    hv = hessian_vector_products(loss, params, [mr.tensor(v) for v in vectors], mr.autograd.grad)
-    ref_loss = torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.from_numpy(labels))
-    ref_hv = hessian_vector_products(ref_loss, ref_params, [torch.tensor(v) for v in vectors], torch.autograd.grad)
-    assert_all_close(hv, ref_hv, 1e-8)
+    assert_same_hvp(torch, ours, theirs, x, labels, rng, 1e-8)
 
 
 # ----------------------------------------------------------------------------- module backward hooks
@@ -369,25 +366,24 @@ def test_full_backward_hook_can_replace_grad_input_and_sees_none_for_data():
     assert calls[1][1] == [None] and calls[1][2][0].shape == (1, 3, 2, 2)
 
 
-class Square(Function):
-    """The README's example op, with its one line for double backward."""
+class TwiceDifferentiableCube(Cube):
+    """The README's one line: Cube's backward uses only ``*``, so it serves Tensors as well."""
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return 2 * x * grad
-
-    backward_graph = backward
+    backward_graph = Cube.backward
 
 
-def test_readme_square_becomes_twice_differentiable_with_one_line():
-    x = mr.tensor([1.0, 2.0, 3.0], dtype="float64", requires_grad=True)
-    assert mr.gradgradcheck(Square.apply, [x])
-    (g,) = mr.autograd.grad(Square.apply(x).sum(), x, create_graph=True)
+def test_one_line_makes_an_op_twice_differentiable():
+    x = leaf(3)
+    assert mr.gradgradcheck(TwiceDifferentiableCube.apply, [x])
+    (g,) = mr.autograd.grad(TwiceDifferentiableCube.apply(x).sum(), x, create_graph=True)
     (h,) = mr.autograd.grad(g.sum(), x)
-    assert_close(h, np.full(3, 2.0), 1e-15)
+    assert_close(h, 6 * x.numpy(), 1e-14)
+
+
+def test_subpackages_are_attributes_of_a_fresh_import():
+    """``import minires as mr`` alone makes ``mr.inspect`` and ``mr.autograd.grad`` reachable."""
+    import subprocess
+    import sys
+    code = "import minires as mr; print(mr.inspect.BackwardStepper.__name__, mr.autograd.grad.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["BackwardStepper", "grad"]

@@ -278,9 +278,7 @@ class Conv2dBackwardData(Function):
 
     @staticmethod
     def forward(ctx, gy, w, x_shape=None, stride=(1, 1), padding=(0, 0), impl=None):
-        ctx.impl_name, ctx.impl = backend.lookup("conv2d", gy, impl)
-        ctx.stride, ctx.padding = stride, padding
-        ctx.save_for_backward(gy, w)
+        _keep_geometry(ctx, impl, stride, padding, gy, w)
         return ctx.impl.backward_data(gy, w, x_shape, stride, padding)
 
     @staticmethod
@@ -303,9 +301,7 @@ class Conv2dBackwardWeight(Function):
 
     @staticmethod
     def forward(ctx, gy, x, w_shape=None, stride=(1, 1), padding=(0, 0), impl=None):
-        ctx.impl_name, ctx.impl = backend.lookup("conv2d", gy, impl)
-        ctx.stride, ctx.padding = stride, padding
-        ctx.save_for_backward(gy, x)
+        _keep_geometry(ctx, impl, stride, padding, gy, x)
         return ctx.impl.backward_weight(gy, x, w_shape, stride, padding)
 
     @staticmethod
@@ -315,6 +311,13 @@ class Conv2dBackwardWeight(Function):
                 _backward_data(gy, g, x.shape, ctx) if ctx.needs_input_grad[1] else None)
 
     backward_graph = backward
+
+
+def _keep_geometry(ctx, impl, stride, padding, *arrays) -> None:
+    """Save ``arrays`` and what the backward of a conv2d gradient op needs: the kernels, stride, padding."""
+    ctx.impl_name, ctx.impl = backend.lookup("conv2d", arrays[0], impl)
+    ctx.stride, ctx.padding = stride, padding
+    ctx.save_for_backward(*arrays)
 
 
 def _any_tensor(*values) -> bool:

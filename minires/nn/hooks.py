@@ -5,9 +5,8 @@
 positional argument, the gradient with respect to that input (None for non-tensors and inputs that
 need no gradient). A tuple returned by the hook replaces ``grad_input``.
 
-How: the call's tensor input and its output pass through identity ops (:class:`InputProbe`,
-:class:`OutputProbe`). The output probe is where the gradient enters the module: it records
-``grad_output``. The input probe's node runs after every path *inside* the module has delivered its
+How: the call's tensor input and its output pass through identity ops (:class:`Probe`). The output
+probe is where the gradient enters the module: it records ``grad_output``. The input probe's node runs after every path *inside* the module has delivered its
 part (a residual shortcut around the module does not pass through it), so the gradient it holds is
 exactly ``grad_input``: the hooks run there, and what they return flows on.
 """
@@ -16,32 +15,17 @@ from __future__ import annotations
 from ..autograd import Function, Tensor
 
 
-class OutputProbe(Function):
-    """Identity; its backward records the gradient with respect to the module's output."""
+class Probe(Function):
+    """Identity; its backward hands the gradient to ``on_gradient``, whose return value flows on."""
 
     @staticmethod
-    def forward(ctx, y, call=None):
-        ctx.call = call
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        return ctx.call.reached_output(g)
-
-    backward_graph = backward
-
-
-class InputProbe(Function):
-    """Identity; its backward hands the gradient with respect to the module's input to the hooks."""
-
-    @staticmethod
-    def forward(ctx, x, call=None):
-        ctx.call = call
+    def forward(ctx, x, on_gradient=None):
+        ctx.on_gradient = on_gradient
         return x
 
     @staticmethod
     def backward(ctx, g):
-        return ctx.call.reached_input(g)
+        return ctx.on_gradient(g)
 
     backward_graph = backward
 
@@ -68,13 +52,13 @@ class BackwardHookCall:
         if self.input_position is None:
             return inputs
         i = self.input_position
-        return inputs[:i] + (InputProbe.apply(inputs[i], call=self),) + inputs[i + 1:]
+        return inputs[:i] + (Probe.apply(inputs[i], on_gradient=self.reached_input),) + inputs[i + 1:]
 
     def wrap_output(self, output):
         if not isinstance(output, Tensor):
             raise NotImplementedError(f"register_full_backward_hook: {type(self.module).__name__} returned a "
                                       f"{type(output).__name__}; full backward hooks need a single Tensor output")
-        return OutputProbe.apply(output, call=self) if output.requires_grad else output
+        return Probe.apply(output, on_gradient=self.reached_output) if output.requires_grad else output
 
     def reached_output(self, g):
         self.grad_output = (_as_tensor(g),)
