@@ -449,6 +449,13 @@ def _run_hooks(t, g):
     return g
 
 
+def _run_to_the_end(steps, create_graph: bool) -> None:
+    """Exhaust a backward pass; under ``create_graph`` everything in it records, even inside ``no_grad``."""
+    with _grad_mode(True) if create_graph else contextlib.nullcontext():
+        for _ in steps:
+            pass
+
+
 def _check_grad_shape(node, inp, gi):
     if tuple(gi.shape) != inp.shape:
         raise RuntimeError(f"{node.name}.backward returned a gradient of shape {tuple(gi.shape)} "
@@ -593,8 +600,8 @@ class Tensor:
         """
         gradient = grad if gradient is None else gradient
         retain_graph = create_graph if retain_graph is None else retain_graph
-        for _ in backward_steps(self, gradient, retain_graph=retain_graph, create_graph=create_graph):
-            pass
+        _run_to_the_end(backward_steps(self, gradient, retain_graph=retain_graph, create_graph=create_graph),
+                        create_graph)
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return replaces it.
@@ -745,9 +752,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, c
         grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
     retain_graph = create_graph if retain_graph is None else retain_graph
     captured = dict.fromkeys(id(x) for x in inputs)
-    for _ in backward_steps(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
-                            capture=captured):
-        pass
+    _run_to_the_end(backward_steps(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
+                                   capture=captured), create_graph)
     result = []
     for i, x in enumerate(inputs):
         g = captured[id(x)]

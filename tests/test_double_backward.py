@@ -387,3 +387,15 @@ def test_subpackages_are_attributes_of_a_fresh_import():
     code = "import minires as mr; print(mr.inspect.BackwardStepper.__name__, mr.autograd.grad.__name__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["BackwardStepper", "grad"]
+
+
+def test_create_graph_records_inside_no_grad_and_through_a_cast():
+    """The whole backward pass records under create_graph (PyTorch's rule), here through a float32 cast:
+    values exactly representable in float32, so the second derivative 6x is exact."""
+    x = mr.tensor([0.5, 1.5, -2.0], dtype="float64", requires_grad=True)
+    y = (x.float() ** 3).sum()
+    with mr.no_grad():
+        y.backward(create_graph=True)
+    assert x.grad.dtype == np.float64 and x.grad.grad_fn is not None
+    (second,) = mr.autograd.grad(x.grad.sum(), x)
+    np.testing.assert_array_equal(second.numpy(), 6 * x.numpy())
