@@ -154,12 +154,14 @@ class Context:
         ``"output"``); anything else (role None) is a constant. Called when a node is recorded, so that
         :class:`GraphContext` can put the saved values back into the graph for ``create_graph``. When
         two inputs share one array, the input at the saved array's own position wins."""
-        def role(position, array):
+        roles = []
+        for position, array in enumerate(self._saved):
             if position < len(inputs) and inputs[position] is array:
-                return position
-            matches = [i for i, x in enumerate(inputs) if x is array]
-            return matches[0] if matches else ("output" if array is output else None)
-        self.saved_roles = tuple(role(j, a) for j, a in enumerate(self._saved))
+                roles.append(position)
+            else:
+                matches = [i for i, x in enumerate(inputs) if x is array]
+                roles.append(matches[0] if matches else ("output" if array is output else None))
+        self.saved_roles = tuple(roles)
 
 
 class Node:
@@ -373,7 +375,8 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
         g = pending.pop(id(t), None)
         if g is None:
             continue
-        g = _run_hooks(t, g)
+        if t._hooks:
+            g = _run_hooks(t, g)
         if capture is not None:
             if id(t) in capture:
                 capture[id(t)] = g
