@@ -40,7 +40,7 @@ LABELS = np.array([0, 2, 1, 2])
 
 # name -> (function, inputs): every op a ResNet uses, and the elementwise/shape ops around them
 OPS = {
-    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=1), lambda: [leaf(2, 3, 5, 5), leaf(4, 3, 3, 3), leaf(4)]),
+    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda: [leaf(2, 3, 5, 5), leaf(4, 3, 3, 3), leaf(4)]),
     "conv2d_stride2": (lambda x, w: F.conv2d(x, w, stride=2, padding=1), lambda: [leaf(2, 2, 6, 6), leaf(3, 2, 3, 3)]),
     "conv2d_1x1_stride2": (lambda x, w: F.conv2d(x, w, stride=2), lambda: [leaf(2, 2, 5, 5), leaf(3, 2, 1, 1)]),
     "batch_norm_train": (lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
@@ -78,7 +78,7 @@ OPS = {
     "var": (lambda x: x.var(axis=0, unbiased=True), lambda: [leaf(4, 3)]),
     "reshape_flatten_transpose": (lambda x: (x.flatten(1).T.reshape(2, 3, 4) * x.transpose(1, 0, 2)).permute(2, 0, 1),
                                   lambda: [leaf(3, 2, 4)]),
-    "pad_getitem": (lambda x: F.pad(x, ((0, 0), (1, 2))) [:, 1:4] ** 2, lambda: [leaf(2, 3)]),
+    "pad_getitem": (lambda x: F.pad(x, ((0, 0), (1, 2)))[:, 1:4] ** 2, lambda: [leaf(2, 3)]),
     "getitem_advanced": (lambda x: x[np.array([0, 2, 0])] ** 2, lambda: [leaf(3, 2)]),
     "concatenate": (lambda a, b: F.concatenate([a * b, b], axis=1) ** 2, lambda: [leaf(2, 3), leaf(2, 3)]),
     "clone": (lambda x: F.clone(x) ** 2, lambda: [leaf(2, 3)]),

@@ -250,7 +250,6 @@ class Conv2d(Function):
         gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 
-
     @staticmethod
     def backward_graph(ctx, gy):
         """The same gradients as differentiable ops (:class:`Conv2dBackwardData`,

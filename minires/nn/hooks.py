@@ -6,9 +6,10 @@ positional argument, the gradient with respect to that input (None for non-tenso
 need no gradient). A tuple returned by the hook replaces ``grad_input``.
 
 How: the call's tensor input and its output pass through identity ops (:class:`Probe`). The output
-probe is where the gradient enters the module: it records ``grad_output``. The input probe's node runs after every path *inside* the module has delivered its
-part (a residual shortcut around the module does not pass through it), so the gradient it holds is
-exactly ``grad_input``: the hooks run there, and what they return flows on.
+probe is where the gradient enters the module: it records ``grad_output``. The input probe's node
+runs after every path *inside* the module has delivered its part (a residual shortcut around the
+module does not pass through it), so the gradient it holds is exactly ``grad_input``: the hooks run
+there, and what they return flows on.
 """
 from __future__ import annotations
 
