@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import backend
+from . import backend, scope
 
 # ----------------------------------------------------------------------------- global modes
 _state = threading.local()
@@ -76,7 +76,9 @@ def is_anomaly_enabled() -> bool:
 
 @contextlib.contextmanager
 def detect_anomaly():
-    """Context manager: raise ``FloatingPointError`` naming the op at the first NaN/Inf, forward or backward."""
+    """Context manager: raise ``FloatingPointError`` at the first NaN/Inf, forward or backward, naming where it
+    started (the data, a parameter, or the op and module that made it) and the forward source line
+    (see :mod:`minires.inspect.anomaly`)."""
     before = is_anomaly_enabled()
     _state.anomaly = True
     try:
@@ -85,11 +87,9 @@ def detect_anomaly():
         _state.anomaly = before
 
 
-def _check_finite(array, where: str) -> None:
-    array = array.data if isinstance(array, Tensor) else array   # create_graph passes Tensors
-    xp = backend.get_array_module(array)
-    if array is not None and xp.issubdtype(array.dtype, xp.floating) and not bool(xp.isfinite(array).all()):
-        raise FloatingPointError(f"anomaly: {where} produced NaN or Inf (shape {tuple(array.shape)})")
+def _anomaly():
+    from .inspect import anomaly  # late import: only anomaly mode needs it, and it builds on this module
+    return anomaly
 
 
 # ----------------------------------------------------------------------------- dtypes
@@ -168,7 +168,10 @@ class Node:
     """A recorded op in the graph: the Function class, its context and its input tensors.
 
     ``inputs`` has one entry per positional argument of the op: the Tensor, or None for
-    arguments that are not tensors or need no gradient.
+    arguments that are not tensors or need no gradient. ``module_path`` is the path of the module
+    whose forward recorded the node (``layer2.1.conv1``; ``""`` for the model's own ops, None
+    outside modules; see :mod:`minires.scope`); ``trace`` the forward call stack, recorded only in
+    anomaly mode.
 
     Memory: the graph does not keep every intermediate array alive, only what ``ctx`` saved. A
     node holds its leaf inputs, but reaches a computed input through that input's own node, which
@@ -179,10 +182,13 @@ class Node:
     ``retain_grad()`` is pinned by its node and stays alive.
     """
 
-    __slots__ = ("fn", "ctx", "_edges", "_output", "_described", "_stand_in", "_pinned", "__weakref__")
+    __slots__ = ("fn", "ctx", "_edges", "_output", "_described", "_stand_in", "_pinned", "module_path", "trace",
+                 "__weakref__")
 
     def __init__(self, fn, ctx, inputs):
         self.fn, self.ctx = fn, ctx
+        self.module_path = scope.current_path()
+        self.trace = _anomaly().forward_trace() if is_anomaly_enabled() else None
         self._edges = tuple(t.grad_fn if t is not None and t.grad_fn is not None else t for t in inputs)
         self._output = self._described = self._stand_in = self._pinned = None
 
@@ -301,7 +307,7 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **kwargs)
         if is_anomaly_enabled():
-            _check_finite(out, f"{cls.__name__}.forward")
+            _anomaly().check_forward(cls, args, out)
         result = Tensor._wrap(out)
         if is_grad_enabled() and any(needs):
             inputs = tuple(a if n else None for a, n in zip(args, needs))
@@ -387,9 +393,7 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
         node = t.grad_fn
         grads = node.apply_backward(g)
         if is_anomaly_enabled():
-            for i, gi in enumerate(grads):
-                if gi is not None:
-                    _check_finite(gi, f"{node.name}.backward (gradient for input {i})")
+            _anomaly().check_backward(node, g, grads)
         for inp, gi in zip(node.inputs, grads):
             if inp is None or gi is None:
                 continue

@@ -17,6 +17,9 @@ In a notebook::
     stepper.step()            # one node; its record displays as a table row
     stepper.run()             # on to the next break (or the end); returns the breaking record
     stepper                   # the history as an HTML table (print(stepper) for text)
+    stepper.to_html("backward.html")   # an interactive page: step back and forth, the graph highlighted
+
+Each record names the module that ran its node (``layer2.1.conv1``, from :mod:`minires.scope`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend
+from .. import backend, scope
 from ..autograd import Tensor, _topological_order, backward_steps
 
 
@@ -53,20 +56,24 @@ def node_numbers(root: Tensor) -> dict:
 
 
 def tensor_label(t: Tensor, numbers: dict, names: dict) -> str:
-    """``#3 Conv2d`` for a tensor made by step 3's op, a parameter's name, or ``leaf``."""
+    """``#3 Conv2d @ layer1.0.conv1`` for a tensor made by step 3's op (in that module), a parameter's
+    name, or ``leaf``."""
     if id(t) in names:
         return names[id(t)]
     if t.grad_fn is not None:
-        return f"#{numbers.get(id(t), '?')} {t.grad_fn.name}"
+        label = f"#{numbers.get(id(t), '?')} {t.grad_fn.name}"
+        path = t.grad_fn.module_path
+        return label if path is None else f"{label} @ {scope.display(path)}"
     return "leaf"
 
 
 @dataclass
 class StepRecord:
-    """One stepped node: its op, shapes, the gradient that arrived and those it sent on.
+    """One stepped node: its op, the module that ran it, shapes, the gradient that arrived and those it sent on.
 
     ``grad_out`` and ``grads_in`` are the engine's own arrays (``grads_in[i]`` is None where no
-    gradient flows to input ``i``); treat them as read-only.
+    gradient flows to input ``i``); treat them as read-only. ``module`` is the module path of the
+    node (``layer2.1.conv1``; ``""`` for the model's own ops, None outside any module).
     """
 
     index: int
@@ -78,6 +85,12 @@ class StepRecord:
     input_shapes: tuple
     grads_in: tuple
     grads_in_norms: tuple
+    module: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The module path as a reader sees it: ``layer2.1.conv1``, ``(model)``, or ``-`` outside modules."""
+        return scope.display(self.module)
 
     @property
     def finite(self) -> bool:
@@ -92,11 +105,11 @@ class StepRecord:
         sends = [{"to": label, "shape": shape, "grad_norm": norm}
                  for label, shape, norm, g in zip(self.input_labels, self.input_shapes,
                                                   self.grads_in_norms, self.grads_in) if g is not None]
-        return {"step": self.index, "op": self.op, "output_shape": self.output_shape,
+        return {"step": self.index, "module": self.where, "op": self.op, "output_shape": self.output_shape,
                 "grad_out_norm": self.grad_out_norm, "sends": sends}
 
     def text(self) -> str:
-        head = f"#{self.index:<4d} {self.op:<16s} out {str(self.output_shape):<18s} |grad_out| {self.grad_out_norm:.4e}"
+        head = f"#{self.index:<4d} {self.where:<18s} {self.op:<16s} out {str(self.output_shape):<18s} |grad_out| {self.grad_out_norm:.4e}"
         lines = [head] + [f"        -> {s['to']:<24s} {str(s['shape']):<18s} |grad| {s['grad_norm']:.4e}"
                           for s in self.row()["sends"]]
         return "\n".join(lines)
@@ -109,9 +122,9 @@ def _html_table(records) -> str:
     cells = []
     for r in records:
         sends = "<br>".join(f"{html.escape(s['to'])} {s['shape']}: {s['grad_norm']:.3e}" for s in r.row()["sends"])
-        cells.append(f"<tr><td>{r.index}</td><td>{html.escape(r.op)}</td><td>{r.output_shape}</td>"
+        cells.append(f"<tr><td>{r.index}</td><td>{html.escape(r.where)}</td><td>{html.escape(r.op)}</td><td>{r.output_shape}</td>"
                      f"<td>{r.grad_out_norm:.3e}</td><td style='text-align:left'>{sends}</td></tr>")
-    head = "<tr><th>#</th><th>op</th><th>output</th><th>|grad arriving|</th><th>gradients sent (norm)</th></tr>"
+    head = "<tr><th>#</th><th>module</th><th>op</th><th>output</th><th>|grad arriving|</th><th>gradients sent (norm)</th></tr>"
     return f"<table>{head}{''.join(cells)}</table>"
 
 
@@ -126,6 +139,7 @@ class BackwardStepper:
 
     def __init__(self, root: Tensor, grad=None, retain_graph: bool = False, names=None,
                  max_norm: float | None = None, min_norm: float | None = None, break_on_nonfinite: bool = True):
+        self.root, self.names = root, names
         self._engine = backward_steps(root, grad, retain_graph=retain_graph)
         self._numbers = node_numbers(root)
         self._names = parameter_names(names)
@@ -169,13 +183,14 @@ class BackwardStepper:
 
     def reason_to_break(self, record: StepRecord) -> str | None:
         """Why ``record`` should stop a :meth:`run`, or None."""
+        at = f"#{record.index} {record.op} ({record.where})"
         if self.break_on_nonfinite and not record.finite:
-            return f"non-finite gradient at #{record.index} {record.op}"
+            return f"non-finite gradient at {at}"
         norms = (record.grad_out_norm,) + record.flowing_norms()
         if self.max_norm is not None and max(norms) > self.max_norm:
-            return f"gradient norm {max(norms):.3e} > max_norm {self.max_norm:g} at #{record.index} {record.op}"
+            return f"gradient norm {max(norms):.3e} > max_norm {self.max_norm:g} at {at}"
         if self.min_norm is not None and min(norms) < self.min_norm:
-            return f"gradient norm {min(norms):.3e} < min_norm {self.min_norm:g} at #{record.index} {record.op}"
+            return f"gradient norm {min(norms):.3e} < min_norm {self.min_norm:g} at {at}"
         return None
 
     def _record(self, step) -> StepRecord:
@@ -189,7 +204,8 @@ class BackwardStepper:
             input_labels=tuple(tensor_label(t, self._numbers, self._names) if t is not None else "-" for t in inputs),
             input_shapes=tuple(t.shape if t is not None else None for t in inputs),
             grads_in=tuple(step.grads_in[:len(inputs)]),
-            grads_in_norms=tuple(array_norm(g) for g in step.grads_in[:len(inputs)]))
+            grads_in_norms=tuple(array_norm(g) for g in step.grads_in[:len(inputs)]),
+            module=step.node.module_path)
 
     # -- looking
     def table(self) -> list[dict]:
@@ -206,6 +222,12 @@ class BackwardStepper:
 
     def _repr_html_(self):
         return _html_table(self.history)
+
+    def to_html(self, path, title: str | None = None):
+        """Write an interactive page of this backward pass (see :mod:`minires.inspect.page`); runs the
+        rest of the pass first. Returns the path written."""
+        from .page import write_page  # the page draws the graph, which builds on this module
+        return write_page(self, path, title=title)
 
 
 def step_backward(root: Tensor, **kwargs) -> BackwardStepper:

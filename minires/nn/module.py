@@ -25,7 +25,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from .. import backend
+from .. import backend, scope
 from ..autograd import Tensor, as_dtype
 from .hooks import BackwardHookCall
 
@@ -151,6 +151,7 @@ class Module:
         backward_hooks = BackwardHookCall(self, self._backward_hooks, inputs) if self._backward_hooks else None
         if backward_hooks is not None:
             inputs = backward_hooks.wrap_inputs(inputs)
+        scope.enter(self)  # ops recorded inside carry this module's path (minires.scope)
         try:
             output = self._run(inputs, kwargs)
         except LayerError as error:
@@ -160,6 +161,8 @@ class Module:
             raise LayerTypeError(self, str(error)) from error
         except ValueError as error:
             raise LayerError(self, str(error)) from error
+        finally:
+            scope.leave()
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, inputs, output)
             if replaced is not None:

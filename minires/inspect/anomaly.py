@@ -1,0 +1,163 @@
+r"""Anomaly mode: find where a NaN or an Inf *started*, and say it in a student's terms.
+
+Inside :func:`minires.detect_anomaly` the engine calls :func:`check_forward` after every op and
+:func:`check_backward` after every node's backward. Both look at the op's inputs before they blame
+its output:
+
+* **forward** — an op whose output holds NaN/Inf is blamed only if all its inputs were finite (a
+  division by zero, a log of a negative number). If an input already held NaN/Inf, the op merely
+  passed it on and the message names where it came from: the data (a tensor that no op made: the
+  input batch), a parameter or buffer by its state-dict name (``layer1.0.conv1.weight``), or the op
+  that computed it before anomaly mode was on.
+* **backward** — a node is blamed when the gradient arriving at its output is finite and one it
+  sends to an input is not (:math:`\sqrt{x}` at 0: finite forward, :math:`\bar x = \bar y/(2\sqrt x)
+  = \infty`). A non-finite gradient that *arrives* came from ``backward(grad=...)``, a hook, or an
+  overflowing sum.
+
+Each message names the module path (``layer1.0.conv1``, from :mod:`minires.scope`), the op, the
+shapes, and the source line of the forward pass that ran the op (with the line of your own code
+that called into minires when the two differ). The line is recorded at forward time only while
+anomaly mode is on, so normal runs pay nothing.
+"""
+from __future__ import annotations
+
+import linecache
+import sys
+from pathlib import Path
+
+from .. import backend, scope
+from ..autograd import Tensor
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+# frames inside these are the framework's plumbing, never "the line that ran the op"
+_ENGINE = tuple(str(_PACKAGE / name) for name in
+                ("autograd.py", "scope.py", "backend.py", "gradcheck.py", "functional", "nn", "inspect", "cpu", "gpu"))
+
+
+def forward_trace() -> tuple:
+    """The current call stack as ``(file, line, function)`` tuples, innermost first (cheap: no source read)."""
+    frames, frame = [], sys._getframe(1)
+    while frame is not None:
+        frames.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        frame = frame.f_back
+    return tuple(frames)
+
+
+def _source_lines(trace) -> list[str]:
+    """Where the op ran: the innermost frame outside minires' engine, and the innermost frame of the
+    user's own code (outside the package) when that is a different one."""
+    if not trace:
+        return ["  forward line: not recorded (run the forward pass inside detect_anomaly() too to see it)"]
+    ran = next((f for f in trace if not str(Path(f[0]).resolve()).startswith(_ENGINE)), trace[-1])
+    yours = next((f for f in trace if not str(Path(f[0]).resolve()).startswith(str(_PACKAGE))), None)
+    lines = ["  forward line: " + _frame_text(ran)]
+    if yours is not None and yours != ran:
+        lines.append("  called from:  " + _frame_text(yours))
+    return lines
+
+
+def _frame_text(frame) -> str:
+    file, line, function = frame
+    code = linecache.getline(file, line).strip()
+    return f"{file}:{line}, in {function}" + (f"\n      {code}" if code else "")
+
+
+def _count_bad(array) -> tuple[int, int] | None:
+    """(number of NaN, number of Inf) in a floating array, or None if it is all finite (or not floating)."""
+    if isinstance(array, Tensor):
+        array = array.data
+    if array is None or not hasattr(array, "dtype"):
+        return None
+    xp = backend.get_array_module(array)
+    if not xp.issubdtype(array.dtype, xp.floating) or bool(xp.isfinite(array).all()):
+        return None
+    return int(xp.isnan(array).sum()), int(xp.isinf(array).sum())
+
+
+def _bad_text(counts, array) -> str:
+    nan, inf = counts
+    return f"{nan} NaN and {inf} Inf among {array.size} values"
+
+
+def _module_text(path) -> str:
+    return "outside any module" if path is None else f"in module `{scope.display(path)}`"
+
+
+def _shapes_text(args) -> str:
+    parts = []
+    for a in args:
+        data = a.data if isinstance(a, Tensor) else a
+        if hasattr(data, "shape"):
+            parts.append(f"{tuple(data.shape)} {data.dtype}")
+        elif a is not None:
+            parts.append(repr(a))
+    return ", ".join(parts)
+
+
+def _state_name(tensor) -> str | None:
+    """``layer1.0.conv1.weight`` if ``tensor`` is a parameter or buffer of the running model."""
+    root = scope.current_root()
+    if root is None:
+        return None
+    for name, t in list(root.named_parameters()) + list(root.named_buffers()):
+        if t is tensor:
+            return name
+    return None
+
+
+def _origin_text(fn, path, arg, index: int, counts) -> str:
+    """Where a non-finite input of op ``fn`` came from, in words: a headline and the details."""
+    data = arg.data if isinstance(arg, Tensor) else arg
+    arrived = (f"reached {fn.__name__} {_module_text(path)} as its input {index} (shape {tuple(data.shape)}, "
+               f"{_bad_text(counts, data)})")
+    if isinstance(arg, Tensor) and arg.grad_fn is not None:
+        node = arg.grad_fn
+        return (f"the NaN/Inf was made before detect_anomaly() was switched on.\n  The tensor that {arrived} was "
+                f"computed by {node.name} {_module_text(node.module_path)}; run that part inside "
+                "detect_anomaly() too to find the op that made it.")
+    name = _state_name(arg) if isinstance(arg, Tensor) else None
+    if name is not None:
+        return (f"the NaN/Inf came from parameter `{name}`, not from an op.\n  It {arrived}. The weight was broken "
+                "before this forward pass: a previous update with a non-finite gradient (too high a learning "
+                "rate?), a bad checkpoint, or an initialisation that divided by zero.")
+    return (f"the NaN/Inf came in with the data, not from an op.\n  A tensor that no op computed (the input batch, "
+            f"or a tensor you created) {arrived}. Check the data: its file, its loading and its transforms "
+            "(e.g. normalising by a standard deviation of 0).")
+
+
+def check_forward(fn, args, out) -> None:
+    """Raise ``FloatingPointError`` if ``out`` (op ``fn`` applied to ``args``) holds NaN/Inf, naming the origin."""
+    counts = _count_bad(out)
+    if counts is None:
+        return
+    path, trace = scope.current_path(), forward_trace()
+    for index, arg in enumerate(args):
+        arg_counts = _count_bad(arg)
+        if arg_counts is not None:
+            head = "anomaly in the forward pass: " + _origin_text(fn, path, arg, index, arg_counts)
+            raise FloatingPointError("\n".join([head] + _source_lines(trace)))
+    head = (f"anomaly in the forward pass: {fn.__name__}.forward {_module_text(path)} turned finite inputs into "
+            f"{_bad_text(counts, out)}.\n  op: {fn.__name__}, inputs {_shapes_text(args)} -> output "
+            f"{tuple(out.shape)}. Look for a division by zero, a log or sqrt of a negative number, or an overflow.")
+    raise FloatingPointError("\n".join([head] + _source_lines(trace)))
+
+
+def check_backward(node, grad_out, grads) -> None:
+    """Raise ``FloatingPointError`` at the first node whose backward made a gradient non-finite."""
+    where = f"{node.name} {_module_text(node.module_path)}"
+    arrived = _count_bad(grad_out)
+    if arrived is not None:
+        head = (f"anomaly in the backward pass: the gradient arriving at the output of {where} (shape "
+                f"{tuple(grad_out.shape)}) already holds {_bad_text(arrived, grad_out)}, before its backward "
+                "ran. No op made it: it was passed to backward(grad=...), returned by a hook, or the sum of "
+                "finite contributions overflowed.")
+        raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
+    for index, g in enumerate(grads):
+        counts = _count_bad(g)
+        if counts is not None:
+            head = (f"anomaly in the backward pass: {node.name}.backward {_module_text(node.module_path)} turned a "
+                    f"finite incoming gradient (shape {tuple(grad_out.shape)}) into {_bad_text(counts, g)} in the "
+                    f"gradient for its input {index} (shape {tuple(g.shape)}). The derivative is infinite or "
+                    "undefined where the forward pass evaluated it (e.g. sqrt or log at 0, a division by a tiny "
+                    "number), even if the forward values were finite. The op was created by:")
+            raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
