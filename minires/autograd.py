@@ -131,6 +131,7 @@ class Context:
     def __init__(self, needs_input_grad=()):
         self.needs_input_grad = tuple(needs_input_grad)
         self._saved = ()
+        self._versions = ()
         self.freed = False
 
     def save_for_backward(self, *arrays) -> None:
@@ -143,10 +144,11 @@ class Context:
                 "backward through a graph that was already freed: the first backward() released the "
                 "saved arrays. Call backward(retain_graph=True) the first time if you need to go "
                 "through the graph twice.")
+        _check_versions(self._versions)
         return self._saved
 
     def free(self) -> None:
-        self._saved = ()
+        self._saved = self._versions = ()
         self.freed = True
 
     def note_saved_roles(self, inputs, output) -> None:
@@ -305,17 +307,77 @@ class Function:
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(needs)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *raw, **kwargs)
+        out = cls.forward(ctx, *raw, **{k: v.data if isinstance(v, Tensor) else v for k, v in kwargs.items()})
         if is_anomaly_enabled():
             _anomaly().check_forward(cls, args, out)
         result = Tensor._wrap(out)
+        _share_version_counter(result, args)
         if is_grad_enabled() and any(needs):
             inputs = tuple(a if n else None for a, n in zip(args, needs))
             result.requires_grad = True
             result.grad_fn = Node(cls, ctx, inputs)
             result.grad_fn.record_output(result)
             ctx.note_saved_roles(raw, out)
+            ctx._versions = _saved_versions(cls.__name__, ctx._saved, args, kwargs, result)
         return result
+
+
+# ----------------------------------------------------------------------------- version counters
+# Every Tensor counts the in-place changes made to its data (``_version``, PyTorch's name). A view
+# made by an op (reshape, transpose, indexing, detach) shares its base's counter, as in PyTorch.
+# ``Function.apply`` records the version of each tensor whose memory an op saved for backward, and
+# ``ctx.saved_tensors`` refuses to hand the arrays to backward once one of them has changed.
+def _storage(array):
+    """The array that owns ``array``'s memory (itself, or the base of a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return array
+
+
+def _share_version_counter(result, args) -> None:
+    """If the op returned a view of an input's memory, the view counts that input's changes too."""
+    if getattr(result._data, "base", None) is None:
+        return
+    storage = _storage(result._data)
+    for a in args:
+        if isinstance(a, Tensor) and _storage(a._data) is storage:
+            result._version_counter = a._version_counter
+            return
+
+
+def _saved_versions(op: str, saved, inputs, keywords, output) -> list:
+    """(counter, version now, (op, role, dtype, shape)) for each input or output tensor whose memory a
+    saved array uses (role: the input's position or keyword, or "output").
+
+    The tensor itself is not kept (the graph would hold every activation alive): only its counter,
+    and its shape and dtype for the message.
+    """
+    if not saved:
+        return ()
+    owners = [(t, i) for i, t in enumerate(inputs) if isinstance(t, Tensor)]
+    owners += [(t, k) for k, t in keywords.items() if isinstance(t, Tensor)]
+    owners = [(_storage(t._data), t, role) for t, role in owners + [(output, "output")]]
+    versions = []
+    for array in saved:
+        storage = _storage(array)
+        for owner_storage, tensor, role in owners:
+            if storage is owner_storage:
+                versions.append((tensor._version_counter, tensor._version_counter[0],
+                                 (op, role, tensor._data.dtype, tensor._data.shape)))
+                break
+    return versions
+
+
+def _check_versions(versions) -> None:
+    for counter, expected, (op, role, dtype, shape) in versions:
+        if counter[0] != expected:
+            what = f"{op}'s {'input ' if isinstance(role, int) else ''}{role}, {dtype} of shape {tuple(shape)}"
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an inplace "
+                f"operation: [{what}] is at version {counter[0]}; expected version {expected} instead. "
+                "Hint: it was changed in place between forward and backward (an optimizer step, zero_, "
+                "copy_, fill_, item assignment, a .data assignment, BatchNorm's running statistics); "
+                "call backward() before changing it, or change a copy.")
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -498,7 +560,8 @@ class Tensor:
         if requires_grad and not xp.issubdtype(data.dtype, xp.floating):
             raise TypeError(f"tensor: only floating-point tensors can require grad, got dtype {data.dtype}; "
                             "pass dtype='float32' or 'float64'")
-        self.data = data
+        self._data = data
+        self._version_counter = [0]
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self.grad_fn = None
@@ -508,8 +571,62 @@ class Tensor:
     @classmethod
     def _wrap(cls, array) -> "Tensor":
         t = cls.__new__(cls)
-        t.data, t.requires_grad, t.grad, t.grad_fn, t._hooks, t._retains_grad = array, False, None, None, [], False
+        t._data, t.requires_grad, t.grad, t.grad_fn, t._hooks, t._retains_grad = array, False, None, None, [], False
+        t._version_counter = [0]
         return t
+
+    # -- the data and its version counter
+    @property
+    def data(self):
+        """The backend array. Assigning to it (``t.data = a``, ``t.data -= a``) counts as an in-place change.
+
+        Writing into the array itself (``t.data[...] = a``) bypasses the tensor and is not counted: use
+        ``t[...] = a``, :meth:`copy_` or :meth:`zero_` instead.
+        """
+        return self._data
+
+    @data.setter
+    def data(self, array) -> None:
+        self._data = array
+        self._bump_version()
+
+    def _bump_version(self) -> None:
+        """Count an in-place change (made by an op that writes into ``data``, e.g. BatchNorm's statistics)."""
+        self._version_counter[0] += 1
+
+    @property
+    def _version(self) -> int:
+        """How many in-place changes this tensor's memory has seen (shared with its views)."""
+        return self._version_counter[0]
+
+    def _in_place(self, op: str, change) -> "Tensor":
+        if self.requires_grad and is_grad_enabled():
+            raise RuntimeError(f"{op}: in-place changes are not recorded in the graph, and this tensor requires "
+                               "grad; make the change inside minires.no_grad() (as an optimizer does) or use "
+                               "the out-of-place op")
+        change(self._data)
+        self._bump_version()
+        return self
+
+    def _as_data(self, value):
+        value = value.data if isinstance(value, Tensor) else value
+        return backend.to_device(value, self.device) if hasattr(value, "shape") else value
+
+    def __setitem__(self, index, value) -> None:
+        """``t[index] = value`` in place (``+=``, ``-=``, ... on a Tensor are out of place: they rebind the name)."""
+        self._in_place("__setitem__", lambda a: a.__setitem__(index, self._as_data(value)))
+
+    def copy_(self, source) -> "Tensor":
+        """Copy ``source``'s values (a Tensor or an array, broadcast to this shape) into this tensor."""
+        return self._in_place("copy_", lambda a: a.__setitem__(..., self._as_data(source)))
+
+    def fill_(self, value) -> "Tensor":
+        """Set every element to ``value``, in place."""
+        return self._in_place("fill_", lambda a: a.fill(value))
+
+    def zero_(self) -> "Tensor":
+        """Set every element to 0, in place."""
+        return self._in_place("zero_", lambda a: a.fill(0))
 
     # -- basic properties
     @property
@@ -568,8 +685,10 @@ class Tensor:
         return self.numpy().tolist()
 
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph."""
-        return Tensor._wrap(self.data)
+        """The same data, cut from the graph (sharing the version counter, as a view does)."""
+        t = Tensor._wrap(self.data)
+        t._version_counter = self._version_counter
+        return t
 
     def to(self, device=None, dtype=None) -> "Tensor":
         """A copy on ``device`` and/or with ``dtype`` (differentiable: gradients flow back)."""

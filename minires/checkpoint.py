@@ -19,21 +19,27 @@ strings, which the ``load_state_dict`` methods accept.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = "minires-checkpoint"
 VERSION = 1
+_ARRAY_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.npz")  # a plain file name: no folder, no ".."
 
 
 class CheckpointError(ValueError):
-    """A checkpoint is missing its array file, or the file does not match what the JSON recorded."""
+    """A checkpoint is malformed: its JSON breaks the schema, or its array file is missing, outside the
+    run folder, or does not match what the JSON recorded."""
 
 
 def save_checkpoint(folder, state: dict, name: str = "checkpoint") -> Path:
@@ -52,28 +58,82 @@ def save_checkpoint(folder, state: dict, name: str = "checkpoint") -> Path:
 
 
 def load_checkpoint(folder, name: str = "checkpoint") -> dict:
-    """The state saved by :func:`save_checkpoint` in ``folder``."""
+    """The state saved by :func:`save_checkpoint` in ``folder``.
+
+    Raises :class:`CheckpointError` for every malformed checkpoint (FileNotFoundError when there is none).
+    """
     path = Path(folder) / f"{name}.json"
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"no checkpoint {path}; train first (without --resume) or check --out") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a minires checkpoint (format {meta.get('format')!r})")
-    array_path = path.parent / meta["arrays"]
-    if not array_path.is_file():
-        raise CheckpointError(f"{path} refers to {array_path}, which is missing")
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{path}: not valid JSON ({type(error).__name__}: {error})") from error
+    array_path = _check_meta(path, meta)
     if _sha256(array_path) != meta["sha256"]:
         raise CheckpointError(f"{array_path}: contents do not match the SHA-256 recorded in {path}; the file was "
                               "changed or damaged after saving")
-    with np.load(array_path, allow_pickle=False) as arrays:
-        return _join(meta["state"], arrays)
+    try:
+        with np.load(array_path, allow_pickle=False) as arrays:
+            return _join(meta["state"], arrays, path)
+    except (OSError, ValueError, zipfile.BadZipFile, RecursionError) as error:
+        raise CheckpointError(f"{array_path}: not a readable .npz of plain arrays ({type(error).__name__}: "
+                              f"{error})") from error
+
+
+def _check_meta(path: Path, meta) -> Path:
+    """Check the JSON's schema; return the array file it names (a plain file in the same folder)."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: not a minires checkpoint (format {found!r})")
+    if meta.get("version") != VERSION or type(meta.get("version")) is not int:
+        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}; this minires reads version {VERSION}")
+    expected = {"format": str, "version": int, "arrays": str, "sha256": str, "state": dict}
+    wrong = [f"{key!r} should be a {kind.__name__}" for key, kind in expected.items()
+             if not isinstance(meta.get(key), kind)]
+    unknown = sorted(set(meta) - set(expected))
+    if wrong or unknown:
+        raise CheckpointError(f"{path}: malformed checkpoint: " + "; ".join(wrong + [f"unknown key {k!r}" for k in unknown]))
+    name = meta["arrays"]
+    if not _ARRAY_FILE.fullmatch(name):
+        raise CheckpointError(f"{path}: 'arrays' names {name!r}; it must be a .npz file name in the run folder "
+                              "itself (no folder, no '..', no absolute path)")
+    array_path = path.parent / name
+    if not array_path.is_file() or not array_path.resolve().is_relative_to(path.parent.resolve()):
+        raise CheckpointError(f"{path} refers to {array_path}, which is missing (or a link out of the run folder)")
+    return array_path
 
 
 def has_checkpoint(folder, name: str = "checkpoint") -> bool:
     return (Path(folder) / f"{name}.json").is_file()
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+@contextlib.contextmanager
+def run_lock(folder):
+    """Hold an exclusive OS lock (``flock``) on ``folder/.lock`` for the block; it holds this PID.
+
+    The kernel releases the lock when the process ends, however it ends, so a killed run never leaves
+    a folder locked. A second holder gets :class:`RunFolderBusy` naming the first one's PID.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunFolderBusy(f"{folder} is in use by another minires run (PID {holder}); wait for it to end, "
+                                "or give this run another --out folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -94,13 +154,17 @@ def _split(node, path, arrays):
                     "use NumPy arrays, numbers, strings, lists and dicts")
 
 
-def _join(node, arrays):
+def _join(node, arrays, path):
+    """Put the arrays back in place of their references (each must name an array in the file)."""
     if isinstance(node, dict):
         if set(node) == {"__array__"}:
-            return arrays[node["__array__"]]
-        return {k: _join(v, arrays) for k, v in node.items()}
+            key = node["__array__"]
+            if not isinstance(key, str) or key not in arrays.files:
+                raise CheckpointError(f"{path}: refers to array {key!r}, which its .npz file does not hold")
+            return arrays[key]
+        return {k: _join(v, arrays, path) for k, v in node.items()}
     if isinstance(node, list):
-        return [_join(v, arrays) for v in node]
+        return [_join(v, arrays, path) for v in node]
     return node
 
 

@@ -3,12 +3,18 @@
 Each subcommand lives beside the code it drives: the module named in ``COMMANDS`` provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their command runs,
 so ``minires --help`` stays fast.
+
+Errors are one line on stderr, ``minires: error: ...``: exit status 2 for a bad argument (checked by
+argparse with the types below, before anything runs), 1 for a failure while running. ``--debug``
+(before or after the command) shows the full traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+import traceback
 
 COMMANDS = {
     "train": ("minires.train", "train a model (progress, metrics, checkpoints, resume)"),
@@ -19,8 +25,37 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one ``minires: error: ...`` line (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, f"minires: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# ----------------------------------------------------------------------------- argument types
+def _number(kind, name: str, accept):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not {name}")
+        return value
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, "a positive integer", lambda v: v > 0)
+non_negative_int = _number(int, "a non-negative integer", lambda v: v >= 0)
+positive_float = _number(float, "a positive number", lambda v: v > 0)
+non_negative_float = _number(float, "a non-negative number", lambda v: v >= 0)
+unit_interval = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minires", description="minires: residual networks from scratch")
+    parser = _Parser(prog="minires", description="minires: residual networks from scratch")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text).set_defaults(_module=module)
@@ -29,14 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = argv[:1] == ["--debug"]
+    argv = argv[1:] if debug else argv
     parser = build_parser()
     first, _ = parser.parse_known_args(argv[:1] or ["--help"])
     module = importlib.import_module(first._module)
-    command_parser = argparse.ArgumentParser(prog=f"minires {first.command}",
-                                             description=COMMANDS[first.command][1])
+    command_parser = _Parser(prog=f"minires {first.command}", description=COMMANDS[first.command][1])
     module.add_arguments(command_parser)
+    command_parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = command_parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except Exception as error:  # noqa: BLE001 -- every failure becomes one line (the traceback with --debug)
+        if debug or args.debug:
+            traceback.print_exc()
+        else:
+            print(f"minires: error: {type(error).__name__}: {error} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

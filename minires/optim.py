@@ -64,6 +64,7 @@ class SGD:
                 p.grad = None
             else:
                 p.grad.data[...] = 0
+                p.grad._bump_version()
 
     def step(self) -> None:
         """One update of every parameter that has a gradient (the rule in the module docstring)."""

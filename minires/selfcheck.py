@@ -12,6 +12,7 @@ import numpy as np
 from . import backend
 from . import functional as F
 from .autograd import tensor
+from .cli import non_negative_int
 from .gradcheck import GradcheckError, gradcheck
 
 
@@ -59,7 +60,7 @@ def run_checks(impl=None, seed=0):
 def add_arguments(parser):
     parser.add_argument("--impl", default=None,
                         help="conv2d implementation to check (see minires.backend.available('conv2d'))")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
 
 
 def run(args) -> int:

@@ -32,12 +32,15 @@ statistics over the global batch, which makes K ranks compute what one process w
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import re
 import sys
 import time
+import typing
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +48,8 @@ from tqdm.auto import tqdm
 
 from . import backend, distributed, models, optim
 from .autograd import Tensor, no_grad
-from .checkpoint import atomic_write, has_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, has_checkpoint, load_checkpoint, run_lock, save_checkpoint
+from .cli import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
                    SubtractPixelMean, pixel_mean)
 from .functional import cross_entropy
@@ -83,6 +87,21 @@ class Config:
     eval_batch_size: int = 500
     log_every: int = 10              # iterations between "train" metric lines
     progress: bool = True
+    nan_policy: str = "stop"         # a non-finite loss, gradient or weight: stop, skip the update, or continue
+
+    def __post_init__(self):
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"train: nan_policy {self.nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}")
+
+
+NAN_POLICIES = ("stop", "skip", "continue")
+# Settings a resumed run may change: they do not alter what is computed, or (epochs) extend it.
+RESUMABLE = {"epochs", "device", "progress", "nan_policy", "data_dir", "download", "dist_backend",
+             "eval_batch_size", "log_every"}
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss, a gradient or a weight became NaN or infinite (``nan_policy="stop"``)."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -163,19 +182,32 @@ class Trainer:
                                    weight_decay=cfg.weight_decay)
         self.total_iterations, milestones = self._schedule_in_iterations()
         self.scheduler = optim.MultiStepLR(self.optimizer, milestones, warmup=cfg.warmup)
-        self.epoch = self.iteration = 0
+        self.epoch = self.iteration = self.skipped = 0
         self.metrics_path = self.out / "metrics.jsonl"
+        self.restored = checkpoint is not None
+        self.saved_at = None  # (epoch, iteration) of the run folder's checkpoint
         if checkpoint is not None:
-            self._restore(checkpoint)
+            try:
+                self._restore(checkpoint)
+            except (KeyError, IndexError, TypeError, ValueError) as error:
+                raise CheckpointError(f"{self.out}: the checkpoint does not fit the run it describes "
+                                      f"({type(error).__name__}: {error})") from error
         distributed.broadcast_state(self.model, self.comm)  # every replica starts from rank 0's weights
 
     @classmethod
-    def resume(cls, out, epochs: int | None = None, device: str | None = None, progress: bool = True):
-        """The run saved in ``out``, ready to continue (``epochs``: a new, larger total)."""
-        checkpoint = load_checkpoint(out)
+    def resume(cls, out, epochs: int | None = None, device: str | None = None, progress: bool = True,
+               **settings):
+        """The run saved in ``out``, ready to continue.
+
+        ``epochs`` (a new, larger total), ``device``, ``progress`` and the other :data:`RESUMABLE`
+        settings apply to the rest of the run; any other setting must equal the saved one, or
+        ``ValueError`` lists the differences (they would change what the run computes).
+        """
+        checkpoint = load_training_checkpoint(out)
         saved = Config(**checkpoint["config"])
-        cfg = dataclasses.replace(saved, out=str(out), epochs=epochs or saved.epochs,
-                                  device=device or saved.device, progress=progress)
+        given = {k: v for k, v in dict(settings, epochs=epochs, device=device).items() if v is not None}
+        cfg = dataclasses.replace(saved, out=str(out), progress=progress,
+                                  **_resume_changes(saved, given, checkpoint["epoch"], out))
         return cls(cfg, checkpoint)
 
     def _schedule_in_iterations(self):
@@ -191,20 +223,39 @@ class Trainer:
 
     # -- the loop
     def fit(self) -> dict:
-        """Train until the last epoch (or iteration); return the final metrics."""
-        if self.comm.is_root:
-            self.out.mkdir(parents=True, exist_ok=True)
+        """Train until the last epoch (or iteration); return the final metrics.
+
+        Rank 0 holds the run folder's lock (:func:`~minires.checkpoint.run_lock`) throughout: a second
+        run in the same folder stops at once, naming this one's PID.
+        """
+        with run_lock(self.out) if self.comm.is_root else contextlib.nullcontext():
+            if self.comm.is_root:
+                self._prepare_folder()
+            return self._fit()
+
+    def _prepare_folder(self) -> None:
+        """Remove temporary files of writes a kill interrupted; keep only the metrics the checkpoint covers
+        (all of them dropped if there is no checkpoint: a fresh run starts a fresh file)."""
+        for stale in self.out.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        _truncate_metrics(self.metrics_path, self.iteration if self.restored else -1)
+
+    def _fit(self) -> dict:
         last = self._last_epoch_metrics()
         while self.iteration < self.total_iterations:
+            self.skipped = 0
             train_loss, train_error, rate = self.train_epoch()
             test_loss, test_error = self.evaluate()
             self.epoch += 1
             last = {"kind": "epoch", "epoch": self.epoch, "iteration": self.iteration, "lr": self._lr(),
                     "train_loss": train_loss, "train_error": train_error, "test_loss": test_loss,
-                    "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate}
+                    "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate,
+                    "skipped_steps": self.skipped}
             self._log(last)
             if self.comm.is_root:
                 self.save_checkpoint()
+            self.saved_at = (self.epoch, self.iteration)
+            if self.comm.is_root:
                 plot_curves(self.metrics_path, self.out / "curves.png", title=f"{self.cfg.model} on {self.cfg.data}")
             if self.cfg.progress:
                 tqdm.write(f"epoch {self.epoch}: test error {100 * test_error:.2f}% (loss {test_loss:.4f}), "
@@ -237,16 +288,53 @@ class Trainer:
         return total_loss / seen, total_wrong / seen, seen / (time.perf_counter() - start)
 
     def train_step(self, x, y):
-        """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong)."""
+        """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong).
+
+        A non-finite loss or gradient (checked before the update) or weight (after it) is handled by
+        ``nan_policy``: ``stop`` raises :class:`NonFiniteError`, ``skip`` leaves the weights as they
+        were for this batch (counted in ``skipped``), ``continue`` warns and goes on.
+        """
         logits = self.model(self._input(x))
         loss = cross_entropy(logits, backend.to_device(y, self.device))
         self.optimizer.zero_grad()
         loss.backward()
         distributed.allreduce_gradients(self.model.parameters(), self.comm)
-        self.optimizer.step()
+        problem = self._non_finite(loss, gradients=True)
+        if problem and self._handle_non_finite(problem, can_skip=True):
+            self.skipped += 1
+        else:
+            self.optimizer.step()
+            problem = self._non_finite(None, gradients=False)
+            if problem:
+                self._handle_non_finite(problem, can_skip=False)
         self.scheduler.step()
         self.iteration += 1
         return float(loss.item()), _wrong(logits, y)
+
+    def _non_finite(self, loss, gradients: bool) -> str | None:
+        """What is NaN or infinite (the loss on any rank, or a gradient / weight), or None."""
+        if loss is not None and self._sum_over_ranks(0.0 if math.isfinite(loss.item()) else 1.0)[0]:
+            return f"the loss is {loss.item()}"
+        for name, p in self.model.named_parameters():
+            array = p.grad.data if gradients and p.grad is not None else None if gradients else p.data
+            if array is not None and not bool(backend.get_array_module(array).isfinite(array).all()):
+                return f"{'the gradient of ' if gradients else 'after the update, '}{name} has NaN or Inf values"
+        return None
+
+    def _handle_non_finite(self, problem: str, can_skip: bool) -> bool:
+        """Apply ``nan_policy``; True if this batch's update is to be skipped."""
+        where = f"iteration {self.iteration + 1} (epoch {self.epoch + 1}): {problem}"
+        policy = self.cfg.nan_policy
+        if policy == "continue" or (policy == "skip" and not can_skip):
+            warnings.warn(f"minires train: {where}; continuing (--nan-policy {policy})", RuntimeWarning, stacklevel=3)
+            return False
+        if policy == "skip":
+            return True
+        last = (f"the last good checkpoint is {self.out / 'checkpoint.json'} (epoch {self.saved_at[0]}, iteration "
+                f"{self.saved_at[1]}); resume it with a lower --lr" if self.saved_at else "there is no checkpoint "
+                "yet (the first is written when the first epoch ends); start again with a lower --lr")
+        raise NonFiniteError(f"training stopped at {where}; {last}, or pass --nan-policy skip (skip such "
+                             "updates) or continue")
 
     def _input(self, x) -> Tensor:
         """A batch of images as a Tensor on the run's device, in its dtype."""
@@ -301,8 +389,71 @@ class Trainer:
         self.train_loader.load_state_dict(state["train_loader"])
         default_generator().bit_generator.state = state["rng"]["minires"]
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        if self.comm.is_root:
-            _truncate_metrics(self.metrics_path, self.iteration)
+        self.saved_at = (self.epoch, self.iteration)
+
+
+# ----------------------------------------------------------------------------- checkpoint schema
+STATE_KEYS = {"config": dict, "epoch": int, "iteration": int, "model": dict, "optimizer": dict,
+              "scheduler": dict, "train_loader": dict, "rng": dict}
+
+
+def load_training_checkpoint(out) -> dict:
+    """The trainer's state saved in ``out``, its schema checked: :class:`CheckpointError` if malformed."""
+    state = load_checkpoint(out)
+    problems = [f"{key!r} should be a {kind.__name__}" for key, kind in STATE_KEYS.items()
+                if not _fits(state.get(key), kind)]
+    problems += [f"unknown key {key!r}" for key in sorted(set(state) - set(STATE_KEYS))]
+    if not problems:
+        problems = _config_problems(state["config"]) + [
+            f"{key!r} is negative" for key in ("epoch", "iteration") if state[key] < 0] + [
+            f"model entry {key!r} is not an array" for key, value in state["model"].items()
+            if not isinstance(value, np.ndarray)]
+    if problems:
+        raise CheckpointError(f"{out}: malformed training checkpoint: " + "; ".join(problems))
+    return state
+
+
+LATER_SETTINGS = {"nan_policy"}  # added after checkpoints were first written: their defaults apply
+
+
+def _config_problems(config: dict) -> list:
+    hints = typing.get_type_hints(Config)
+    problems = [f"config has unknown setting {key!r}" for key in config if key not in hints]
+    problems += [f"config lacks {key!r}" for key in hints if key not in config and key not in LATER_SETTINGS]
+    problems += [f"config {key!r} = {value!r} is not {hints[key]}" for key, value in config.items()
+                 if key in hints and not _fits(value, hints[key])]
+    milestones = config.get("milestones")
+    if isinstance(milestones, list) and not all(_fits(m, float) for m in milestones):
+        problems.append(f"config 'milestones' = {milestones!r} is not a list of numbers")
+    return problems
+
+
+def _fits(value, hint) -> bool:
+    """``isinstance`` for a JSON value and a type hint: bools are not ints, ints are fine as floats."""
+    kinds = typing.get_args(hint) or (hint,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, kinds)
+
+
+def _resume_changes(saved: Config, given: dict, epochs_done: int, out) -> dict:
+    """The settings in ``given`` that a resumed run applies; ValueError listing any it cannot."""
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        raise ValueError(f"resume: unknown setting(s) {', '.join(unknown)}")
+    differ = {k: v for k, v in given.items() if k != "out" and v != getattr(saved, k)}
+    refused = [f"{k}={v!r} (the run used {getattr(saved, k)!r})" for k, v in differ.items() if k not in RESUMABLE]
+    if "epochs" in differ and saved.paper:
+        refused.append(f"epochs={differ['epochs']} (a --paper run has a fixed 64k-iteration schedule)")
+    elif differ.get("epochs", epochs_done) < epochs_done:
+        refused.append(f"epochs={differ['epochs']} (the run already finished {epochs_done} epochs)")
+    if refused:
+        raise ValueError(f"--resume of {out}: these settings differ from the saved run and cannot change "
+                         f"mid-run: {'; '.join(refused)}. Leave them out to continue the run as it was, or "
+                         "start a new run in another --out folder.")
+    return {k: v for k, v in differ.items() if k in RESUMABLE}
 
 
 def _resolve_defaults(cfg: Config) -> Config:
@@ -333,11 +484,10 @@ def latest_run(model: str, data: str) -> str:
 def fit(resume: bool = False, **settings) -> dict:
     """Train with the given :class:`Config` settings and return the final metrics.
 
-    ``resume=True`` continues the run in ``out`` instead (``epochs``, ``device``, ``progress`` may be given).
+    ``resume=True`` continues the run in ``out`` instead (see :meth:`Trainer.resume` for what may change).
     """
     if resume:
-        trainer = Trainer.resume(settings["out"], epochs=settings.get("epochs"), device=settings.get("device"),
-                                 progress=settings.get("progress", True))
+        trainer = Trainer.resume(**settings)
     else:
         trainer = Trainer(Config(**settings))
     return trainer.fit()
@@ -349,10 +499,22 @@ def read_metrics(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _complete_records(path: Path) -> list[dict]:
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return [r for r in records if isinstance(r, dict) and isinstance(r.get("iteration"), int)]
+
+
 def _truncate_metrics(path: Path, iteration: int) -> None:
-    """Drop lines written after the checkpoint (by a run killed before its next one)."""
+    """Drop lines written after the checkpoint at ``iteration`` (by a run killed before its next one),
+    and a last line a kill cut short."""
     if path.exists():
-        kept = [r for r in read_metrics(path) if r["iteration"] <= iteration]
+        kept = [r for r in _complete_records(path) if r["iteration"] <= iteration]
         atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
 
 
@@ -386,52 +548,60 @@ def plot_curves(metrics_path, png_path, title: str = "training") -> None:
 
 # ----------------------------------------------------------------------------- the command
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``minires train``. Every default is None (the :class:`Config` default applies), so
+    that a ``--resume`` can tell which settings were given and compare them with the saved run's."""
     d = Config()
-    parser.add_argument("--model", default=d.model, help=f"model name (default {d.model}); see minires.models.list_models()")
-    parser.add_argument("--width", type=int, default=None,
+    parser.add_argument("--model", help=f"model name (default {d.model}); see minires.models.list_models()")
+    parser.add_argument("--width", type=positive_int,
                         help="CIFAR nets: channels of the first stage (default 16, the paper's); smaller is faster")
-    parser.add_argument("--data", default=d.data, choices=list(FLIPPABLE), help="dataset (default: the embedded synthetic set)")
-    parser.add_argument("--data-dir", default=d.data_dir, help="folder with the MNIST IDX files or the CIFAR-10 archive")
-    parser.add_argument("--download", action="store_true", help="fetch CIFAR-10 if it is not in --data-dir")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help=f"passes over the training set (default {d.epochs}; with --resume: the saved run's)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="images per step (default 64; with --paper the paper's 128)")
-    parser.add_argument("--lr", type=float, default=d.lr, help="initial learning rate (default %(default)s)")
-    parser.add_argument("--momentum", type=float, default=d.momentum, help="(default %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help="(default %(default)s)")
-    parser.add_argument("--milestones", type=float, nargs="+", default=None,
+    parser.add_argument("--data", choices=list(FLIPPABLE), help="dataset (default: the embedded synthetic set)")
+    parser.add_argument("--data-dir", help=f"folder with the MNIST IDX files or the CIFAR-10 archive (default {d.data_dir})")
+    parser.add_argument("--download", action="store_true", default=None, help="fetch CIFAR-10 if it is not in --data-dir")
+    parser.add_argument("--epochs", type=positive_int,
+                        help=f"passes over the training set (default {d.epochs}; with --resume: a larger total "
+                             "extends the run)")
+    parser.add_argument("--batch-size", type=positive_int, help="images per step (default 64; with --paper the paper's 128)")
+    parser.add_argument("--lr", type=positive_float, help=f"initial learning rate (default {d.lr})")
+    parser.add_argument("--momentum", type=unit_interval, help=f"in [0, 1) (default {d.momentum})")
+    parser.add_argument("--weight-decay", type=non_negative_float, help=f"(default {d.weight_decay})")
+    parser.add_argument("--milestones", type=positive_float, nargs="+",
                         help="epochs at which the rate is divided by 10 (default: 50%% and 75%% of --epochs)")
-    parser.add_argument("--warmup", type=int, default=d.warmup,
+    parser.add_argument("--warmup", type=non_negative_int,
                         help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
-    parser.add_argument("--paper", action="store_true",
+    parser.add_argument("--paper", action="store_true", default=None,
                         help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (overrides "
                              "--epochs/--milestones); the paper's ResNet-110 adds --warmup 400")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seeds weights, shuffling and augmentation (default %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, help=f"seeds weights, shuffling and augmentation (default {d.seed})")
     parser.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA-DATE-TIME)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest one)")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
-                        help="pad-and-crop (and flip) training images")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out (default: the newest one); settings given must match the "
+                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="pad-and-crop (and flip) training images (default: on)")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
-    parser.add_argument("--dtype", default=d.dtype, choices=["float32", "float64"],
-                        help="floating-point type of weights and activations (default %(default)s; float64 is "
+    parser.add_argument("--dtype", choices=["float32", "float64"],
+                        help=f"floating-point type of weights and activations (default {d.dtype}; float64 is "
                              "slower but its rounding rarely flips a ReLU, so runs compare to many digits)")
-    parser.add_argument("--dist-backend", default=d.dist_backend, choices=["auto", "mpi", "nccl", "none"],
-                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto picks by --device")
-    parser.add_argument("--sync-bn", action="store_true",
+    parser.add_argument("--dist-backend", choices=["auto", "mpi", "nccl", "none"],
+                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto (default) picks by --device")
+    parser.add_argument("--sync-bn", action="store_true", default=None,
                         help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
-    parser.add_argument("--train-size", type=int, default=None, help="synthetic: images to generate; else use the first N")
-    parser.add_argument("--test-size", type=int, default=None, help="as --train-size, for the held-out split")
+    parser.add_argument("--train-size", type=positive_int, help="synthetic: images to generate; else use the first N")
+    parser.add_argument("--test-size", type=positive_int, help="as --train-size, for the held-out split")
+    parser.add_argument("--nan-policy", choices=NAN_POLICIES,
+                        help="when the loss, a gradient or a weight is NaN/Inf: stop (default; names the iteration "
+                             "and the last good checkpoint), skip that batch's update (counted in the metrics as "
+                             "skipped_steps), or continue with a warning")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def run(args) -> int:
+    settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                if getattr(args, f.name, None) is not None}
     if args.resume:
-        trainer = Trainer.resume(args.out or latest_run(args.model, args.data), epochs=args.epochs,
-                                 device=args.device, progress=args.progress)
+        out = settings.pop("out", None) or latest_run(args.model or Config.model, args.data or Config.data)
+        trainer = Trainer.resume(out, **settings)
     else:
-        settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                    if getattr(args, f.name, None) is not None}
         trainer = Trainer(Config(**settings))
     if trainer.comm.is_root:
         print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {trainer.epochs} epochs "

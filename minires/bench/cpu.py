@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
+from ..cli import non_negative_int, positive_int
 from ..cpu import allocator
 from . import reference
 from .cost import cifar_resnet_convs
@@ -57,17 +58,17 @@ MEMORY_HEADERS = ["memory", "case", "minires MB", "torch MB", "x torch"]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--batch", type=int, default=128, help="batch size of the conv and step rows (default 128)")
-    parser.add_argument("--repeat", type=int, default=10, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (Numba compilation, caches)")
+    parser.add_argument("--batch", type=positive_int, default=128, help="batch size of the conv and step rows (default 128)")
+    parser.add_argument("--repeat", type=positive_int, default=10, help="timed runs per measurement; the median is shown")
+    parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (Numba compilation, caches)")
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"], help="CIFAR ResNets to time")
     parser.add_argument("--impls", nargs="+", help="conv2d implementations (default: the fast CPU ones)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every library")
-    parser.add_argument("--batches", nargs="+", type=int, default=[16, 32, 64, 128, 256],
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count(), help="threads for every library")
+    parser.add_argument("--batches", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256],
                         help="batch sizes of the scaling rows (ResNet-20)")
-    parser.add_argument("--depths", nargs="+", type=int, default=[20, 56, 110],
+    parser.add_argument("--depths", nargs="+", type=positive_int, default=[20, 56, 110],
                         help="ResNet depths of the scaling rows (at --batch)")
-    parser.add_argument("--scaling-repeat", type=int, default=3, help="timed runs per scaling point")
+    parser.add_argument("--scaling-repeat", type=positive_int, default=3, help="timed runs per scaling point")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock, or the process's CPU time (steadier on a shared machine)")
     parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")

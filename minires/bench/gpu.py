@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
+from ..cli import non_negative_int, positive_int
 from . import reference
 from .cost import cifar_resnet_convs
 from .suite import HEADERS, conv_rows, step_rows
@@ -35,9 +36,9 @@ TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_gpu.py"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--batch", type=int, default=128, help="batch size of every measurement (default 128)")
-    parser.add_argument("--repeat", type=int, default=20, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (compilation, caches)")
+    parser.add_argument("--batch", type=positive_int, default=128, help="batch size of every measurement (default 128)")
+    parser.add_argument("--repeat", type=positive_int, default=20, help="timed runs per measurement; the median is shown")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (compilation, caches)")
     parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"],
                         help="CIFAR ResNets whose training step is timed")
     parser.add_argument("--out", default="results/gpu", help="folder for the results file and the test log")

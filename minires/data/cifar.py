@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import ArrayDataset
-from .files import DatasetFileError, download as fetch, read_bytes, safe_extract_tar
+from .files import DatasetFileError, download as fetch, read_bounded, safe_extract_tar
 
 RECORD = 1 + 3 * 32 * 32
+BATCH_RECORDS = 10_000  # each official batch file holds 10,000 images
 
 
 class CIFAR10(ArrayDataset):
@@ -47,7 +48,7 @@ class CIFAR10(ArrayDataset):
                         f"CIFAR10: neither {folder} nor {archive} exists. Pass download=True (minires train "
                         f"--download) to fetch it, or put {self.archive} from {self.url} in {root}.")
                 fetch(self.url, archive, self.md5, progress=progress)
-            safe_extract_tar(archive, root)
+            safe_extract_tar(archive, root, max_file_size=BATCH_RECORDS * RECORD)
         missing = [name for name in self.train_files + self.test_files if not (folder / name).is_file()]
         if missing:
             raise DatasetFileError(f"CIFAR10: {folder} lacks {', '.join(missing)}; the archive {archive} is "
@@ -59,11 +60,17 @@ class CIFAR10(ArrayDataset):
 
 
 def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 3, 32, 32) uint8 and labels (N,) of one CIFAR-10 binary batch file."""
-    raw = read_bytes(path)
-    if not raw or len(raw) % RECORD:
-        raise DatasetFileError(f"{path}: {len(raw)} bytes is not a whole number of {RECORD}-byte records "
-                               "(1 label byte + 3072 pixel bytes); the file is truncated or corrupt")
+    """Images (N, 3, 32, 32) uint8 and labels (N,) of one CIFAR-10 binary batch file.
+
+    The file has no header: its size (checked before reading) must be a whole number of records, at
+    most :data:`BATCH_RECORDS` of them.
+    """
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if not size or size % RECORD or size > BATCH_RECORDS * RECORD:
+        raise DatasetFileError(f"{path}: {size} bytes is not a whole number of {RECORD}-byte records "
+                               f"(1 label byte + 3072 pixel bytes), 1 to {BATCH_RECORDS:,} of them; the file is "
+                               "truncated or corrupt")
+    _, raw = read_bounded(path, 0, lambda header: size)
     records = np.frombuffer(raw, np.uint8).reshape(-1, RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.max() > 9:

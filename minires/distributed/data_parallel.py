@@ -56,6 +56,7 @@ def allreduce_gradients(parameters, comm) -> None:
             p.grad = Tensor._wrap(average.copy())
         else:
             p.grad.data[...] = average
+            p.grad._bump_version()
 
 
 class DistributedSampler:

@@ -256,6 +256,15 @@ def _check_batch_norm_args(x, running_mean, running_var, weight, bias, training)
                          f"shape {tuple(x.shape)}; use a batch of at least 2 or training=False")
 
 
+def _empty_batch_norm(input, weight, bias):
+    """A zero-size batch in training, as PyTorch does it: an empty output, the running statistics left
+    as they are, zero gradients for ``weight`` and ``bias``. Written with broadcast ops (their backward
+    sums over the empty batch), since there are no batch statistics to take."""
+    channel = (1, -1) + (1,) * (_array(input).ndim - 2)
+    y = input * (1.0 if weight is None else weight.reshape(*channel))
+    return y if bias is None else y + bias.reshape(*channel)
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                eps=1e-5, *, impl=None):
     r"""Batch normalisation over axis 1 of an (N, C), (N, C, L) or (N, C, H, W) input, as
@@ -265,8 +274,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     updated in place. ``weight``/``bias`` (:math:`\gamma, \beta`) may be None. ``impl`` names a
     registered training kernel (default: the device's default, see ``backend.available("batch_norm")``).
     """
-    running_mean, running_var = _array(running_mean), _array(running_var)
-    _check_batch_norm_args(_array(input), running_mean, running_var, weight, bias, training)
+    _check_batch_norm_args(_array(input), _array(running_mean), _array(running_var), weight, bias, training)
+    if training and _array(input).size == 0:
+        return _empty_batch_norm(input, weight, bias)
     if training:
         return BatchNormTrain.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
                                     momentum=momentum, eps=eps, impl=impl)

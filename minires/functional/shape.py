@@ -12,6 +12,7 @@ each the other's adjoint partner (sum, indexing).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -237,4 +238,4 @@ cat = concatenate
 def flatten(x, start_dim=0):
     """Merge the axes from ``start_dim`` on (``torch.flatten``); ``start_dim=1`` gives ``(N, C*H*W)``."""
     start_dim %= max(x.ndim, 1)
-    return reshape(x, x.shape[:start_dim] + (-1,))
+    return reshape(x, x.shape[:start_dim] + (math.prod(x.shape[start_dim:]),))  # not -1: fine for 0 items

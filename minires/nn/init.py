@@ -45,6 +45,7 @@ def calculate_fan_in_and_fan_out(tensor) -> tuple[int, int]:
 
 def _fill(tensor, values: np.ndarray):
     tensor.data[...] = backend.to_device(values.astype(tensor.dtype, copy=False), tensor.device)
+    tensor._bump_version()
     return tensor
 
 

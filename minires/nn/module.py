@@ -362,6 +362,7 @@ class Module:
         for key, array in arrays.items():
             target = targets[key]
             target.data[...] = backend.to_device(array.astype(target.dtype), target.device)
+            target._bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing

@@ -1,0 +1,88 @@
+"""The command line: bad values refused by argparse in one line (exit 2), run-time errors in one line
+(exit 1, the traceback with --debug), and ``--resume`` never silently ignoring a changed setting."""
+import re
+
+import pytest
+
+from minires import backend, checkpoint as ckpt
+from minires.cli import main
+
+BAD_TRAIN_VALUES = [
+    ("--epochs", "-1", "not a positive integer"), ("--epochs", "0", "not a positive integer"),
+    ("--batch-size", "0", "not a positive integer"), ("--width", "0", "not a positive integer"),
+    ("--lr", "0", "not a positive number"), ("--lr", "-0.1", "not a positive number"), ("--lr", "inf", "not a positive"),
+    ("--lr", "nan", "not a positive number"), ("--momentum", "1", r"not a number in \[0, 1\)"),
+    ("--momentum", "-0.5", r"not a number in \[0, 1\)"), ("--weight-decay", "-1e-4", "not a non-negative number"),
+    ("--milestones", "0", "not a positive number"), ("--warmup", "-1", "not a non-negative integer"),
+    ("--seed", "-3", "not a non-negative integer"), ("--train-size", "0", "not a positive integer"),
+    ("--test-size", "-2", "not a positive integer"), ("--epochs", "2.5", "'2.5' is not an int"),
+    ("--nan-policy", "ignore", "invalid choice"), ("--data", "imagenet", "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("option, value, message", BAD_TRAIN_VALUES)
+def test_bad_values_are_one_line_and_exit_2(option, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", f"{option}={value}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"minires: error: minires train: argument {option}")
+    assert re.search(message, err), err
+
+
+def test_run_time_errors_are_one_line_and_exit_1_and_debug_shows_the_traceback(tmp_path, capsys):
+    assert main(["train", "--resume", "--out", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minires: error: FileNotFoundError: no checkpoint") and len(err.strip().splitlines()) == 1
+    for argv in (["--debug", "train"], ["train", "--debug"]):
+        assert main([*argv, "--resume", "--out", str(tmp_path / "nowhere")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("Traceback") and "FileNotFoundError: no checkpoint" in err
+
+
+TINY = ["--model", "resnet8", "--width", "2", "--train-size", "16", "--test-size", "4", "--batch-size", "8",
+        "--no-progress"]
+
+
+@pytest.fixture
+def saved_run(tmp_path):
+    with backend.using("conv2d", "numpy"):
+        assert main(["train", *TINY, "--epochs", "1", "--lr", "0.05", "--out", str(tmp_path)]) == 0
+        yield tmp_path
+
+
+def test_resume_refuses_changed_settings_listing_them(saved_run, capsys):
+    capsys.readouterr()
+    code = main(["train", "--resume", "--out", str(saved_run), "--lr", "0.2", "--batch-size", "4", "--seed", "9"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    for difference in ("lr=0.2 (the run used 0.05)", "batch_size=4 (the run used 8)", "seed=9 (the run used 0)"):
+        assert difference in err
+    assert ckpt.load_checkpoint(saved_run)["iteration"] == 2           # nothing ran
+
+
+def test_resume_accepts_the_saved_values_and_a_longer_run(saved_run, capsys):
+    assert main(["train", "--resume", "--out", str(saved_run), *TINY, "--lr", "0.05", "--epochs", "2",
+                 "--nan-policy", "skip", "--data-dir", "elsewhere"]) == 0
+    state = ckpt.load_checkpoint(saved_run)
+    assert (state["epoch"], state["iteration"], state["config"]["epochs"]) == (2, 4, 2)
+    assert (state["config"]["nan_policy"], state["config"]["data_dir"]) == ("skip", "elsewhere")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(saved_run), "--epochs", "1"]) == 1
+    assert "epochs=1 (the run already finished 2 epochs)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["summary", "resnet20", "--num-classes", "0"], ["summary", "resnet20", "--input-shape", "3", "0", "32"],
+    ["gradcheck", "--seed", "-1"], ["bench", "cpu", "--repeat", "0"], ["bench", "cpu", "--batch", "0"],
+    ["bench", "cpu", "--warmup", "-1"], ["bench", "cpu", "--threads", "0"], ["bench", "cpu", "--batches", "16", "0"],
+    ["bench", "cpu", "--depths", "0"], ["bench", "cpu", "--scaling-repeat", "0"], ["bench", "gpu", "--batch", "0"],
+    ["bench", "gpu", "--repeat", "0"], ["bench", "gpu", "--warmup", "-2"],
+])
+def test_other_commands_check_their_numbers_too(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("minires: error: ") and re.search("is not a (positive|non-negative) integer", err), err
