@@ -13,8 +13,8 @@ from . import gpu  # registers the CUDA implementations; imports neither CuPy no
 from . import cpu  # registers the fast CPU implementations (Numba kernels compile on first use)
 from .autograd import (Function, Tensor, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
                        tensor)
-from .gradcheck import GradcheckError, gradcheck
-from . import data, models, nn, optim
+from .gradcheck import GradcheckError, gradcheck, gradgradcheck
+from . import data, inspect, models, nn, optim
 from .random import manual_seed
 from .summary import summary
 

@@ -151,6 +151,20 @@ class Context:
         self._saved = self._versions = ()
         self.freed = True
 
+    def note_saved_roles(self, inputs, output) -> None:
+        """Remember which saved array *is* input ``i``'s array (role ``i``) or the output (role
+        ``"output"``); anything else (role None) is a constant. Called when a node is recorded, so that
+        :class:`GraphContext` can put the saved values back into the graph for ``create_graph``. When
+        two inputs share one array, the input at the saved array's own position wins."""
+        roles = []
+        for position, array in enumerate(self._saved):
+            if position < len(inputs) and inputs[position] is array:
+                roles.append(position)
+            else:
+                matches = [i for i, x in enumerate(inputs) if x is array]
+                roles.append(matches[0] if matches else ("output" if array is output else None))
+        self.saved_roles = tuple(roles)
+
 
 class Node:
     """A recorded op in the graph: the Function class, its context and its input tensors.
@@ -208,16 +222,62 @@ class Node:
         return self.fn.__name__
 
     def apply_backward(self, grad):
-        """Run the op's backward; always return a tuple with one entry per input."""
-        grads = self.fn.backward(self.ctx, grad)
+        """Run the op's backward; always return a tuple with one entry per input.
+
+        ``grad`` is an array (the fast path: ``fn.backward`` on arrays), or a Tensor when the engine
+        runs with ``create_graph`` (then ``fn.backward_graph`` computes the gradients with
+        differentiable ops, recording their own graph).
+        """
+        grads = self.fn.backward(self.ctx, grad) if not isinstance(grad, Tensor) else self._backward_graph(grad)
         if not isinstance(grads, tuple):
             grads = (grads,)
         if len(grads) < len(self._edges):
             grads = grads + (None,) * (len(self._edges) - len(grads))
         return grads
 
+    def _backward_graph(self, grad: "Tensor"):
+        backward_graph = getattr(self.fn, "backward_graph", None)
+        if backward_graph is None:
+            raise RuntimeError(
+                f"{self.name}.backward has no differentiable form, so create_graph=True (double backward) "
+                f"cannot go through the op {self.name}; define {self.name}.backward_graph (see README, "
+                "'Double backward') or call backward without create_graph")
+        with _grad_mode(True):
+            return backward_graph(GraphContext(self), grad)
+
+    def attach(self, array, role) -> "Tensor":
+        """``array`` as a Tensor in the graph: input ``role``'s value (at that input's node, or the leaf
+        itself), this node's output (``role == "output"``), or a constant (``role`` None)."""
+        if array is None:
+            return None
+        edge = self._edges[role] if isinstance(role, int) else (self if role == "output" else None)
+        if isinstance(edge, Tensor):
+            return edge
+        tensor = Tensor._wrap(array)
+        if edge is not None:
+            tensor.requires_grad, tensor.grad_fn = True, edge
+        return tensor
+
     def __repr__(self):
         return f"<Node {self.name}>"
+
+
+class GraphContext:
+    """The context that ``backward_graph(ctx, grad)`` receives under ``create_graph``: the op's own
+    :class:`Context` (``ctx.stride``, ``ctx.needs_input_grad`` ... read through), except that
+    ``saved_tensors`` are Tensors in the graph: a saved input depends on that input, the saved output
+    on the op itself, so the gradients computed from them can be differentiated again."""
+
+    def __init__(self, node: Node):
+        self._node = node
+
+    def __getattr__(self, name):
+        return getattr(self._node.ctx, name)
+
+    @property
+    def saved_tensors(self):
+        ctx = self._node.ctx
+        return tuple(self._node.attach(array, role) for array, role in zip(ctx.saved_tensors, ctx.saved_roles))
 
 
 class Function:
@@ -226,6 +286,12 @@ class Function:
     ``forward(ctx, *args, **kwargs) -> array`` on raw arrays (tensors arrive unwrapped), and
     ``backward(ctx, grad_out) -> grad or tuple of grads``, one per positional argument
     (``None`` where no gradient flows, e.g. for an int stride).
+
+    Optionally ``backward_graph(ctx, grad_out)``: the same gradients, but Tensors in and out, computed
+    with differentiable minires ops from ``ctx.saved_tensors`` (see :class:`GraphContext`); the engine
+    uses it for ``create_graph=True`` (double backward). When ``backward`` is written only with
+    operators that Tensors have too (``*``, ``/``, ``@``, :func:`unbroadcast` ...), the op says
+    ``backward_graph = backward``: one source for the math.
     """
 
     @staticmethod
@@ -251,6 +317,7 @@ class Function:
             result.requires_grad = True
             result.grad_fn = Node(cls, ctx, inputs)
             result.grad_fn.record_output(result)
+            ctx.note_saved_roles(raw, out)
             ctx._versions = _saved_versions(cls.__name__, ctx._saved, args, kwargs, result)
         return result
 
@@ -328,14 +395,15 @@ class Step:
     grads_in: tuple
 
 
-def _topological_order(root: "Tensor") -> list:
-    """Tensors reachable from ``root`` through ``grad_fn`` edges, each after all its inputs.
+def _topological_order(root: "Tensor", *more_roots: "Tensor") -> list:
+    """Tensors reachable from ``root`` (and ``more_roots``) through ``grad_fn`` edges, each after all
+    its inputs.
 
     Iterative depth-first search with an explicit stack, so a 1000-layer net cannot overflow
     Python's recursion limit.
     """
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(r, False) for r in reversed((root,) + more_roots)]
     while stack:
         t, expanded = stack.pop()
         if expanded:
@@ -352,36 +420,35 @@ def _topological_order(root: "Tensor") -> list:
     return order
 
 
-def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False):
-    """Run the backward pass from ``root`` lazily, yielding a :class:`Step` per graph node.
+def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create_graph: bool = False,
+                   capture: dict | None = None):
+    r"""Run the backward pass from ``root`` lazily, yielding a :class:`Step` per graph node.
 
     ``Tensor.backward`` simply exhausts this generator. Leaves get ``.grad`` accumulated; tensors
     that called ``retain_grad()`` get their gradient stored; hooks may replace a gradient.
+
+    ``create_graph``: the gradients are Tensors computed by differentiable ops (each op's
+    ``backward_graph``), so they can be differentiated again. ``capture`` (for :func:`grad`): a dict
+    whose keys are the ``id`` of tensors; their gradients are stored there, no ``.grad`` is touched,
+    and only the nodes that lead to them run. ``root``/``grad`` may also be sequences (several outputs).
     """
-    if not root.requires_grad:
-        raise RuntimeError("backward: this tensor does not require grad and has no grad_fn; "
-                           "create the inputs with requires_grad=True")
-    xp = backend.get_array_module(root.data)
-    if grad is None:
-        if root.data.size != 1:
-            raise RuntimeError(
-                f"backward: grad can be implicitly created only for scalar outputs, but the output has "
-                f"shape {root.shape}. Reduce it first (e.g. .sum()) or pass backward(grad=...) of that shape.")
-        grad = xp.ones_like(root.data)
-    else:
-        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
-        if tuple(grad.shape) != root.shape:
-            raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {root.shape}")
-    pending = {id(root): grad}
-    for t in reversed(_topological_order(root)):
+    roots, seeds = _seed_gradients(root, grad, create_graph)
+    pending = {}
+    for r, seed in zip(roots, seeds):
+        pending[id(r)] = seed if id(r) not in pending else pending[id(r)] + seed
+    order = _topological_order(*roots)
+    if capture is not None:
+        order = _leading_to(order, capture)
+    for t in reversed(order):
         g = pending.pop(id(t), None)
         if g is None:
             continue
-        for hook in t._hooks:
-            replaced = hook(Tensor._wrap(g))
-            if replaced is not None:
-                g = replaced.data if isinstance(replaced, Tensor) else replaced
-        if t.grad_fn is None or t._retains_grad:
+        if t._hooks:
+            g = _run_hooks(t, g)
+        if capture is not None:
+            if id(t) in capture:
+                capture[id(t)] = g
+        elif t.grad_fn is None or t._retains_grad:
             t._accumulate_grad(g)
         if t.grad_fn is None:
             continue
@@ -398,6 +465,64 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False):
         yield Step(node, t, g, grads)
         if not retain_graph:
             node.ctx.free()
+
+
+def _seed_gradients(root, grad, create_graph: bool):
+    """The output tensors and the gradient each starts with: ones for a scalar, else ``grad`` (an array
+    on the fast path; a Tensor, which may itself carry a graph, under ``create_graph``)."""
+    roots = (root,) if isinstance(root, Tensor) else tuple(root)
+    if grad is None:
+        grads = (None,) * len(roots)
+    else:
+        grads = (grad,) if isinstance(root, Tensor) else tuple(grad)
+    if len(grads) != len(roots):
+        raise ValueError(f"backward: got {len(roots)} outputs but {len(grads)} gradients for them")
+    return roots, tuple(_seed(r, g, create_graph, i) for i, (r, g) in enumerate(zip(roots, grads)))
+
+
+def _seed(root, grad, create_graph, index):
+    if not isinstance(root, Tensor) or not root.requires_grad:
+        raise RuntimeError(f"backward: element {index} of the outputs does not require grad and has no grad_fn; "
+                           "create the inputs with requires_grad=True")
+    xp = backend.get_array_module(root.data)
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for scalar outputs, but the output has "
+                f"shape {root.shape}. Reduce it first (e.g. .sum()) or pass the gradient of that shape "
+                f"(backward(gradient=...), grad(..., grad_outputs=...)).")
+        grad = xp.ones_like(root.data)
+    elif not (create_graph and isinstance(grad, Tensor)):
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=root.dtype)
+    if tuple(grad.shape) != root.shape:
+        raise ValueError(f"backward: grad has shape {tuple(grad.shape)} but the output has shape {root.shape}")
+    return Tensor._wrap(grad) if create_graph and not isinstance(grad, Tensor) else grad
+
+
+def _leading_to(order, targets) -> list:
+    """The tensors of ``order`` (inputs first) from which some tensor with ``id`` in ``targets`` is reached."""
+    needed = set(targets)
+    for t in order:
+        if t.grad_fn is not None and any(i is not None and id(i) in needed for i in t.grad_fn.inputs):
+            needed.add(id(t))
+    return [t for t in order if id(t) in needed]
+
+
+def _run_hooks(t, g):
+    """``t``'s hooks in turn; each sees the gradient as a Tensor and may replace it."""
+    graph = isinstance(g, Tensor)
+    for hook in t._hooks:
+        replaced = hook(g if graph else Tensor._wrap(g))
+        if replaced is not None:
+            g = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)
+    return g
+
+
+def _run_to_the_end(steps, create_graph: bool) -> None:
+    """Exhaust a backward pass; under ``create_graph`` everything in it records, even inside ``no_grad``."""
+    with _grad_mode(True) if create_graph else contextlib.nullcontext():
+        for _ in steps:
+            pass
 
 
 def _check_grad_shape(node, inp, gi):
@@ -590,10 +715,19 @@ class Tensor:
         return self
 
     # -- autograd
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``grad`` is needed for non-scalars."""
-        for _ in backward_steps(self, grad, retain_graph=retain_graph):
-            pass
+    def backward(self, gradient=None, retain_graph: bool | None = None, create_graph: bool = False, *,
+                 grad=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``; ``gradient`` is needed for non-scalars.
+
+        ``create_graph=True`` records the backward pass itself, so the ``.grad`` tensors have a
+        ``grad_fn`` and can be differentiated again (double backward: Hessian-vector products,
+        gradient penalties). ``retain_graph`` (keep the saved arrays for another backward) defaults to
+        ``create_graph``, as in PyTorch. ``grad=`` is the older name of ``gradient``.
+        """
+        gradient = grad if gradient is None else gradient
+        retain_graph = create_graph if retain_graph is None else retain_graph
+        _run_to_the_end(backward_steps(self, gradient, retain_graph=retain_graph, create_graph=create_graph),
+                        create_graph)
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return replaces it.
@@ -616,7 +750,9 @@ class Tensor:
             self.grad_fn.pin_output()
 
     def _accumulate_grad(self, g) -> None:
-        if self.grad is None:
+        if isinstance(g, Tensor):  # create_graph: keep the graph; out of place, PyTorch's rule
+            self.grad = _F().clone(g) if self.grad is None else self.grad + g
+        elif self.grad is None:
             # copy: g may alias another buffer (e.g. the same grad sent to both inputs of an add)
             self.grad = Tensor._wrap(g.copy())
         else:
@@ -719,3 +855,36 @@ def as_tensor(x, like: Tensor | None = None) -> Tensor:
         xp = backend.get_array_module(like.data)
         return Tensor._wrap(xp.asarray(x, dtype=like.dtype))
     return Tensor(x)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple:
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple; no ``.grad`` is touched.
+
+    PyTorch's ``torch.autograd.grad``: ``outputs`` and ``inputs`` are a Tensor or a sequence of them;
+    ``grad_outputs`` gives the gradient to start each output with (needed for non-scalar outputs;
+    None entries mean 1 for scalars). The result has one entry per input: the sum over the outputs of
+    the vector-Jacobian products. An input that no output depends on raises, unless ``allow_unused``,
+    which returns None for it. ``create_graph=True`` returns gradients with a graph (differentiate
+    them again); ``retain_graph`` defaults to ``create_graph``. Tensor hooks run as in ``backward``.
+    """
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x.requires_grad:
+            raise RuntimeError(f"grad: input {i} does not require grad, so it has no gradient; "
+                               "create it with requires_grad=True")
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    if grad_outputs is not None:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
+    retain_graph = create_graph if retain_graph is None else retain_graph
+    captured = dict.fromkeys(id(x) for x in inputs)
+    _run_to_the_end(backward_steps(outputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
+                                   capture=captured), create_graph)
+    result = []
+    for i, x in enumerate(inputs):
+        g = captured[id(x)]
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {i} (shape {x.shape}) was not used to compute the outputs, so it "
+                               "has no gradient; pass allow_unused=True to get None for it")
+        result.append(g if g is None or isinstance(g, Tensor) else Tensor._wrap(g.copy()))  # g may alias
+    return tuple(result)

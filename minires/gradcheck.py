@@ -14,13 +14,18 @@ with error :math:`O(\epsilon^2)`; in float64 with :math:`\epsilon = 10^{-6}` tha
 * **directional** mode (Chainer's idea) checks :math:`\langle J^\top r, v\rangle` against
   :math:`\langle f(x + \epsilon v) - f(x - \epsilon v), r\rangle / 2\epsilon` for random :math:`r, v`:
   two forwards and one backward per direction, whatever the size.
+
+:func:`gradgradcheck` checks second derivatives the same way: the first-order gradient
+:math:`(x, \bar y) \mapsto J(x)^\top \bar y`, computed with ``create_graph=True``, is itself a
+function, and :func:`gradcheck` compares its double-backward gradients with finite differences of it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import backend
-from .autograd import Tensor, no_grad
+from .autograd import Tensor, enable_grad, grad, no_grad
+from .functional import concatenate
 
 
 class GradcheckError(AssertionError):
@@ -64,6 +69,46 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float | None = None, rtol: fl
     if mode == "full":
         return _check_full(fn, inputs, checked, eps, atol, rtol)
     return _check_directional(fn, inputs, checked, eps, atol, rtol, n_directions, seed)
+
+
+def gradgradcheck(fn, inputs, grad_outputs=None, eps: float = 1e-6, atol: float | None = None,
+                  rtol: float | None = None, mode: str = "auto", n_directions: int = 3, seed: int = 0,
+                  max_full: int = 400) -> bool:
+    """Check ``fn``'s second derivatives (double backward) against finite differences, in float64.
+
+    The function checked is :math:`g(x, \bar y) = J_f(x)^\top \bar y`, the gradients of
+    ``fn(*inputs)`` for the inputs with ``requires_grad``, computed by ``autograd.grad`` with
+    ``create_graph=True``; its own gradients (with respect to the inputs and to :math:`\bar y`) come
+    from the double backward and are compared by :func:`gradcheck`. ``grad_outputs``: the
+    :math:`\bar y` (a float64 Tensor with ``requires_grad``, or a sequence for several outputs), random
+    normal from ``seed`` when None. The other arguments are :func:`gradcheck`'s. Returns True or raises
+    :class:`GradcheckError`.
+    """
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    checked = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
+    with no_grad():
+        outputs = fn(*inputs)
+    single = isinstance(outputs, Tensor)
+    outputs = (outputs,) if single else tuple(outputs)
+    if grad_outputs is None:
+        rng = np.random.default_rng(seed)
+        grad_outputs = [Tensor(backend.to_device(rng.standard_normal(y.shape), y.device), requires_grad=True)
+                        for y in outputs]
+    grad_outputs = [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs)
+
+    def first_order(*args):
+        xs, gys = args[:len(inputs)], args[len(inputs):]
+        with enable_grad():   # gradcheck evaluates this under no_grad; the gradients need a graph
+            ys = fn(*xs)
+            ys = (ys,) if isinstance(ys, Tensor) else tuple(ys)
+            grads = grad(ys, [x for x in xs if isinstance(x, Tensor) and x.requires_grad], gys,
+                         create_graph=True, allow_unused=True)
+        flat = [(g if g is not None else Tensor(np.zeros(x.shape)).to(x.device)).reshape(-1)
+                for g, x in zip(grads, checked)]
+        return flat[0] if len(flat) == 1 else concatenate(flat)
+
+    return gradcheck(first_order, inputs + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol, mode=mode,
+                     n_directions=n_directions, seed=seed, max_full=max_full)
 
 
 def _forward_np(fn, inputs) -> np.ndarray:

@@ -263,6 +263,26 @@ def test_layer_errors_are_actionable(layer, shape, message):
         layer(mr.tensor(np.zeros(shape, np.float32)))
 
 
+@pytest.mark.parametrize("make_layer", [lambda: nn.Conv2d(3, 4, 3), lambda: nn.BatchNorm2d(3), lambda: nn.MaxPool2d(2),
+                                        lambda: nn.AvgPool2d(2), lambda: nn.AdaptiveAvgPool2d(1)],
+                         ids=["Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"])
+def test_a_single_image_without_batch_axis_is_told_to_be_4d(make_layer):
+    layer = make_layer()
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=f"^{name}: .*must be 4-D \\(N, C, H, W\\), got shape \\(3, 8, 8\\) \\(3-D\\)"):
+        layer(mr.tensor(np.zeros((3, 8, 8), np.float32)))
+
+
+@pytest.mark.parametrize("op", [
+    lambda x: mr.functional.conv2d(x, mr.tensor(np.zeros((4, 3, 3, 3), np.float32))),
+    lambda x: mr.functional.max_pool2d(x, 2), lambda x: mr.functional.avg_pool2d(x, 2),
+    lambda x: mr.functional.global_avg_pool2d(x), lambda x: mr.functional.adaptive_avg_pool2d(x, 1)],
+    ids=["conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool2d", "adaptive_avg_pool2d"])
+def test_functional_ops_ask_for_4d_input(op):
+    with pytest.raises(ValueError, match="must be 4-D \\(N, C, H, W\\), got shape \\(3, 8, 8\\)"):
+        op(mr.tensor(np.zeros((3, 8, 8), np.float32)))
+
+
 def test_nested_error_names_the_path_and_op_errors_are_attributed():
     net = nn.Sequential(nn.Sequential(nn.Identity(), nn.Linear(4, 2)))
     with pytest.raises(nn.LayerError, match="^0.1 \\(Linear\\): expected input"):

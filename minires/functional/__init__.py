@@ -4,7 +4,7 @@ docstring states its forward and backward math, plus the lowercase function user
 Also reachable as ``minires.nn.functional`` (PyTorch's spelling).
 """
 from .conv import conv2d
-from .elementwise import (abs, add, add_relu, div, exp, log, maximum, mul, neg, pow, relu, sqrt, sub, to,
+from .elementwise import (abs, add, add_relu, clone, div, exp, log, maximum, mul, neg, pow, relu, sqrt, sub, to,
                           unbroadcast)
 from .linear import linear, matmul
 from .loss import cross_entropy, log_softmax, nll_loss, softmax

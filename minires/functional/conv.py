@@ -30,7 +30,7 @@ from __future__ import annotations
 import numbers
 
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, Tensor
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -249,6 +249,99 @@ class Conv2d(Function):
         gx, gw = conv2d_gradients(ctx.impl, gy, x, w, ctx.stride, ctx.padding, need_x, need_w)
         gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
+
+    @staticmethod
+    def backward_graph(ctx, gy):
+        """The same gradients as differentiable ops (:class:`Conv2dBackwardData`,
+        :class:`Conv2dBackwardWeight`), for ``create_graph``."""
+        x, w = ctx.saved_tensors
+        need_x, need_w, need_b = (ctx.needs_input_grad + (False,) * 3)[:3]
+        gx = _backward_data(gy, w, x.shape, ctx) if need_x else None
+        gw = _backward_weight(gy, x, w.shape, ctx) if need_w else None
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None
+        return gx, gw, gb
+
+
+# ----------------------------------------------------------------------------- double backward
+# conv2d's two gradients are ops of their own, whose gradients are again conv2d and these two: the
+# family is closed, so gradients of any order go through the same registered kernels.
+class Conv2dBackwardData(Function):
+    r"""conv2d's backward-data :math:`\bar x = D(\bar y, w)` (the transposed convolution) as an op.
+
+    **Backward.** :math:`D` is linear in each argument and is the adjoint of conv2d in its input:
+    :math:`\langle D(\bar y, w), u \rangle = \langle \bar y, \mathrm{conv}(u, w) \rangle`. So for an
+    incoming :math:`\bar{\bar x}`: :math:`\bar{\bar y} = \mathrm{conv}(\bar{\bar x}, w)` and
+    :math:`\bar w = W(\bar y, \bar{\bar x})`, conv2d's backward-weight with :math:`\bar{\bar x}` in
+    the place of the input.
+    """
+
+    @staticmethod
+    def forward(ctx, gy, w, x_shape=None, stride=(1, 1), padding=(0, 0), impl=None):
+        _keep_geometry(ctx, impl, stride, padding, gy, w)
+        return ctx.impl.backward_data(gy, w, x_shape, stride, padding)
+
+    @staticmethod
+    def backward(ctx, g):
+        gy, w = ctx.saved_tensors
+        return (_convolve(g, w, ctx) if ctx.needs_input_grad[0] else None,
+                _backward_weight(gy, g, w.shape, ctx) if ctx.needs_input_grad[1] else None)
+
+    backward_graph = backward
+
+
+class Conv2dBackwardWeight(Function):
+    r"""conv2d's backward-weight :math:`\bar w = W(\bar y, x)` as an op.
+
+    **Backward.** :math:`W` is linear in each argument, with
+    :math:`\langle W(\bar y, x), v \rangle = \langle \bar y, \mathrm{conv}(x, v) \rangle`. So for an
+    incoming :math:`\bar{\bar w}`: :math:`\bar{\bar y} = \mathrm{conv}(x, \bar{\bar w})` and
+    :math:`\bar x = D(\bar y, \bar{\bar w})`, conv2d's backward-data with :math:`\bar{\bar w}` as kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, gy, x, w_shape=None, stride=(1, 1), padding=(0, 0), impl=None):
+        _keep_geometry(ctx, impl, stride, padding, gy, x)
+        return ctx.impl.backward_weight(gy, x, w_shape, stride, padding)
+
+    @staticmethod
+    def backward(ctx, g):
+        gy, x = ctx.saved_tensors
+        return (_convolve(x, g, ctx) if ctx.needs_input_grad[0] else None,
+                _backward_data(gy, g, x.shape, ctx) if ctx.needs_input_grad[1] else None)
+
+    backward_graph = backward
+
+
+def _keep_geometry(ctx, impl, stride, padding, *arrays) -> None:
+    """Save ``arrays`` and what the backward of a conv2d gradient op needs: the kernels, stride, padding."""
+    ctx.impl_name, ctx.impl = backend.lookup("conv2d", arrays[0], impl)
+    ctx.stride, ctx.padding = stride, padding
+    ctx.save_for_backward(*arrays)
+
+
+def _any_tensor(*values) -> bool:
+    return any(isinstance(v, Tensor) for v in values)
+
+
+def _convolve(x, w, ctx):
+    """conv2d without bias, with ``ctx``'s stride, padding and kernels: differentiable on Tensors."""
+    if _any_tensor(x, w):
+        return Conv2d.apply(x, w, None, stride=ctx.stride, padding=ctx.padding, impl=ctx.impl_name)
+    return ctx.impl.forward(x, w, ctx.stride, ctx.padding)
+
+
+def _backward_data(gy, w, x_shape, ctx):
+    if _any_tensor(gy, w):
+        return Conv2dBackwardData.apply(gy, w, x_shape=tuple(x_shape), stride=ctx.stride, padding=ctx.padding,
+                                        impl=ctx.impl_name)
+    return ctx.impl.backward_data(gy, w, x_shape, ctx.stride, ctx.padding)
+
+
+def _backward_weight(gy, x, w_shape, ctx):
+    if _any_tensor(gy, x):
+        return Conv2dBackwardWeight.apply(gy, x, w_shape=tuple(w_shape), stride=ctx.stride, padding=ctx.padding,
+                                          impl=ctx.impl_name)
+    return ctx.impl.backward_weight(gy, x, w_shape, ctx.stride, ctx.padding)
 
 
 def conv2d_gradients(kernels, gy, x, w, stride, padding, need_input=True, need_weight=True):

@@ -3,6 +3,10 @@ r"""Elementwise ops with NumPy broadcasting.
 Notation: :math:`\bar y = \partial L/\partial y` is the gradient arriving at the output; each
 backward returns :math:`\bar x = \bar y \, \partial y/\partial x`, summed over the axes that
 broadcasting stretched (see :func:`unbroadcast`).
+
+Double backward (``create_graph=True``): most backward formulas here use only operators that
+Tensors have too, so ``backward_graph = backward`` runs the same code on Tensors; a factor that is
+piecewise constant (the ReLU mask, sign, the arg-max share) is a constant array in both.
 """
 from __future__ import annotations
 
@@ -23,6 +27,11 @@ def unbroadcast(grad, shape):
     extra = grad.ndim - len(shape)
     axes = tuple(range(extra)) + tuple(i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
     return grad.sum(axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+def array_of(x):
+    """The array inside a Tensor, or ``x`` itself: for factors that are constants in any graph (masks)."""
+    return x.data if isinstance(x, Tensor) else x
 
 
 def _operands(a, b):
@@ -50,6 +59,8 @@ class Add(Function):
         sa, sb = ctx.shapes
         return unbroadcast(g, sa), unbroadcast(g, sb)
 
+    backward_graph = backward
+
 
 class Sub(Function):
     r"""Forward :math:`y = a - b`. Backward :math:`\bar a = \bar y,\ \bar b = -\bar y`."""
@@ -63,6 +74,8 @@ class Sub(Function):
     def backward(ctx, g):
         sa, sb = ctx.shapes
         return unbroadcast(g, sa), unbroadcast(-g, sb)
+
+    backward_graph = backward
 
 
 class Mul(Function):
@@ -80,6 +93,8 @@ class Mul(Function):
         gb = unbroadcast(g * a, b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
 
+    backward_graph = backward
+
 
 class Div(Function):
     r"""Forward :math:`y = a / b`. Backward :math:`\bar a = \bar y / b,\ \bar b = -\bar y\, a / b^2`."""
@@ -96,6 +111,8 @@ class Div(Function):
         gb = unbroadcast(-g * a / (b * b), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
 
+    backward_graph = backward
+
 
 class Pow(Function):
     r"""Forward :math:`y = a^b`.
@@ -111,10 +128,16 @@ class Pow(Function):
     @staticmethod
     def backward(ctx, g):
         a, b, y = ctx.saved_tensors
-        xp = backend.get_array_module(a)
         ga = unbroadcast(g * b * a ** (b - 1), a.shape) if ctx.needs_input_grad[0] else None
-        gb = unbroadcast(g * y * xp.log(a), b.shape) if ctx.needs_input_grad[1] else None
+        gb = unbroadcast(g * y * _log(a), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
+
+    backward_graph = backward
+
+
+def _log(a):
+    """Natural log of an array (fast path) or a Tensor (differentiable, for ``create_graph``)."""
+    return a.log() if isinstance(a, Tensor) else backend.get_array_module(a).log(a)
 
 
 class Neg(Function):
@@ -127,6 +150,8 @@ class Neg(Function):
     @staticmethod
     def backward(ctx, g):
         return -g
+
+    backward_graph = backward
 
 
 class Exp(Function):
@@ -143,6 +168,8 @@ class Exp(Function):
         (y,) = ctx.saved_tensors
         return g * y
 
+    backward_graph = backward
+
 
 class Log(Function):
     r"""Forward :math:`y = \ln x`. Backward :math:`\bar x = \bar y / x`."""
@@ -156,6 +183,8 @@ class Log(Function):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return g / x
+
+    backward_graph = backward
 
 
 class Sqrt(Function):
@@ -172,6 +201,8 @@ class Sqrt(Function):
         (y,) = ctx.saved_tensors
         return g / (2 * y)
 
+    backward_graph = backward
+
 
 class Abs(Function):
     r"""Forward :math:`y = |x|`. Backward :math:`\bar x = \bar y\,\mathrm{sign}(x)` (0 at 0)."""
@@ -184,7 +215,10 @@ class Abs(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
+        x = array_of(x)
         return g * backend.get_array_module(x).sign(x)
+
+    backward_graph = backward
 
 
 class Maximum(Function):
@@ -199,11 +233,13 @@ class Maximum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        a, b = (array_of(t) for t in ctx.saved_tensors)
         share_a = ((a > b) + 0.5 * (a == b)).astype(g.dtype)
         ga = unbroadcast(g * share_a, a.shape) if ctx.needs_input_grad[0] else None
         gb = unbroadcast(g * (1 - share_a), b.shape) if ctx.needs_input_grad[1] else None
         return ga, gb
+
+    backward_graph = backward
 
 
 class NumpyReLU:
@@ -254,6 +290,12 @@ class ReLU(Function):
         (y,) = ctx.saved_tensors
         return ctx.kernels.backward(g, y)
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        r""":math:`\bar x = \bar y\,[y > 0]` on Tensors; the mask is a constant (its derivative is 0)."""
+        (y,) = ctx.saved_tensors
+        return g * (y.data > 0).astype(g.dtype)
+
 
 class AddReLU(Function):
     r"""The residual add fused with the ReLU after it. Forward :math:`y = \max(a + b, 0)`.
@@ -279,6 +321,11 @@ class AddReLU(Function):
         grad = ctx.kernels.backward(g, y)
         return grad, grad
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        grad = ReLU.backward_graph(ctx, g)
+        return grad, grad
+
 
 class To(Function):
     r"""Move to a device and/or cast. Backward: :math:`\bar x` = :math:`\bar y` moved and cast back."""
@@ -292,6 +339,24 @@ class To(Function):
     @staticmethod
     def backward(ctx, g):
         return backend.to_device(g, ctx.device).astype(ctx.dtype, copy=False)
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        return to(g, ctx.device, ctx.dtype)
+
+
+class Clone(Function):
+    r"""A copy (``torch.clone``). Forward :math:`y = x`, new memory. Backward :math:`\bar x = \bar y`."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+    backward_graph = backward
 
 
 def add(a, b):
@@ -330,9 +395,15 @@ class PowScalar(Function):
         (x,) = ctx.saved_tensors
         return g * ctx.p * x ** (ctx.p - 1), None
 
+    backward_graph = backward
+
 
 def neg(x):
     return Neg.apply(x)
+
+
+def clone(x):
+    return Clone.apply(x)
 
 
 def exp(x):

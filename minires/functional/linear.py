@@ -1,10 +1,19 @@
-r"""Matrix products: ``matmul`` and the fully connected layer ``linear``."""
+r"""Matrix products: ``matmul`` and the fully connected layer ``linear``.
+
+Their backward formulas are matrix products again, written with operations that Tensors have too,
+so the same code serves ``create_graph`` (``backward_graph = backward``).
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, Tensor
 from .elementwise import unbroadcast
+
+
+def _swap_last_two(m):
+    """``m`` with its last two axes swapped (an array, or a Tensor through the differentiable transpose)."""
+    return m.transpose(-1, -2) if isinstance(m, Tensor) else m.swapaxes(-1, -2)
 
 
 class MatMul(Function):
@@ -33,10 +42,12 @@ class MatMul(Function):
         g2 = g.reshape(batch + (a2.shape[-2], b2.shape[-1]))
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = unbroadcast(g2 @ b2.swapaxes(-1, -2), a2.shape).reshape(a.shape)
+            ga = unbroadcast(g2 @ _swap_last_two(b2), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
-            gb = unbroadcast(a2.swapaxes(-1, -2) @ g2, b2.shape).reshape(b.shape)
+            gb = unbroadcast(_swap_last_two(a2) @ g2, b2.shape).reshape(b.shape)
         return ga, gb
+
+    backward_graph = backward
 
 
 class Linear(Function):
@@ -60,6 +71,8 @@ class Linear(Function):
         gw = g.T @ x if ctx.needs_input_grad[1] else None
         gb = g.sum(axis=0) if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2] else None
         return gx, gw, gb
+
+    backward_graph = backward
 
 
 def matmul(a, b):

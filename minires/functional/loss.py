@@ -39,6 +39,11 @@ class LogSoftmax(Function):
         xp = backend.get_array_module(y)
         return g - xp.exp(y) * g.sum(axis=ctx.axis, keepdims=True)
 
+    @staticmethod
+    def backward_graph(ctx, g):
+        (y,) = ctx.saved_tensors   # the output, in the graph: p = exp(y) depends on z through this op
+        return g - y.exp() * g.sum(axis=ctx.axis, keepdims=True)
+
 
 class Softmax(Function):
     r"""Forward :math:`p_i = e^{z_i - \operatorname{lse}(z)}` along ``axis``.
@@ -57,6 +62,8 @@ class Softmax(Function):
     def backward(ctx, g):
         (p,) = ctx.saved_tensors
         return p * (g - (g * p).sum(axis=ctx.axis, keepdims=True))
+
+    backward_graph = backward
 
 
 def _class_ids(op, scores, labels):
@@ -94,6 +101,14 @@ def _subtract_one_hot(array, labels):
     array[xp.arange(array.shape[0]), labels] -= 1
 
 
+def _one_hot(like, labels, shape=None):
+    """Zeros of ``shape`` (default ``like``'s) and ``like``'s dtype, with a 1 at ``[n, labels[n]]``."""
+    xp = backend.get_array_module(like)
+    one_hot = xp.zeros(like.shape if shape is None else shape, dtype=like.dtype)
+    one_hot[xp.arange(one_hot.shape[0]), labels] = 1
+    return one_hot
+
+
 class CrossEntropy(Function):
     r"""Mean cross-entropy of logits :math:`z \in \mathbb{R}^{N \times C}` against class ids :math:`t`,
     fused with the log-softmax.
@@ -108,17 +123,24 @@ class CrossEntropy(Function):
     def forward(ctx, z, labels=None):
         log_p = _log_softmax_array(z, axis=1)
         ctx.labels = labels
-        ctx.save_for_backward(log_p)
+        ctx.save_for_backward(log_p, z)
         return _mean_negative_picked(log_p, labels)
 
     @staticmethod
     def backward(ctx, g):
-        (log_p,) = ctx.saved_tensors
+        log_p, _ = ctx.saved_tensors
         xp = backend.get_array_module(log_p)
         gz = xp.exp(log_p)
         _subtract_one_hot(gz, ctx.labels)
         gz *= g / log_p.shape[0]
         return gz
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        r"""The same formula on Tensors, with :math:`p = \operatorname{softmax}(z)` recomputed from the
+        logits in the graph (its derivative is the softmax's), the one-hot a constant."""
+        log_p, z = ctx.saved_tensors
+        return (softmax(z, axis=1) - _one_hot(log_p.data, ctx.labels)) * (g / z.shape[0])
 
 
 class NLLLoss(Function):
@@ -139,6 +161,10 @@ class NLLLoss(Function):
         _subtract_one_hot(gy, ctx.labels)
         gy *= g / ctx.shape[0]
         return gy
+
+    @staticmethod
+    def backward_graph(ctx, g):
+        return (g / -ctx.shape[0]) * _one_hot(g.data, ctx.labels, ctx.shape)
 
 
 def log_softmax(x, axis=-1):

@@ -36,7 +36,7 @@ _SPATIAL_LETTERS = "hwd"
 
 def _channel_view(v, ndim):
     """A (C,) vector shaped (1, C, 1, ...) so that it broadcasts along axis 1 of an ndim-array."""
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
+    return v.reshape(_channel_shape(ndim))
 
 
 def _channel_sum(a, b=None):
@@ -52,6 +52,16 @@ def _channel_sum(a, b=None):
     operands = (a,) if b is None else (a, b)
     spec = ",".join([letters] * len(operands)) + "->c"
     return xp.einsum(spec, *operands, dtype=accumulate).astype(a.dtype, copy=False)
+
+
+def _channel_axes(ndim) -> tuple:
+    """The axes the statistics are taken over: all but 1."""
+    return (0,) + tuple(range(2, ndim))
+
+
+def _channel_shape(ndim) -> tuple:
+    """``(1, -1, 1, ...)``: the shape that makes a (C,) vector broadcast along axis 1."""
+    return (1, -1) + (1,) * (ndim - 2)
 
 
 def _values_per_channel(shape) -> int:
@@ -145,7 +155,7 @@ class BatchNormTrain(Function):
             m = _values_per_channel(x.shape)
             _blend_into(running_mean, mean, momentum)
             _blend_into(running_var, var * (m / (m - 1)), momentum)
-        ctx.kernels = kernels
+        ctx.kernels, ctx.eps = kernels, eps
         ctx.save_for_backward(x, weight, mean, invstd)
         return y
 
@@ -156,6 +166,21 @@ class BatchNormTrain(Function):
         return (gx if ctx.needs_input_grad[0] else None,
                 gweight if ctx.needs_input_grad[1] else None,
                 gbias if ctx.needs_input_grad[2] else None)
+
+    @staticmethod
+    def backward_graph(ctx, gy):
+        r"""The closed form above with differentiable Tensor ops, for ``create_graph``: :math:`\mu`,
+        :math:`s` and :math:`\hat x` are recomputed from :math:`x` in the graph (the saved ones are
+        constants), so second derivatives see how they depend on :math:`x`."""
+        x, weight, _, _ = ctx.saved_tensors
+        axes, view, m = _channel_axes(x.ndim), _channel_shape(x.ndim), _values_per_channel(x.shape)
+        centered = x - x.mean(axis=axes, keepdims=True)
+        s = ((centered * centered).mean(axis=axes, keepdims=True) + ctx.eps) ** -0.5
+        x_hat = centered * s
+        gbias, gweight = gy.sum(axis=axes), (gy * x_hat).sum(axis=axes)
+        scale = s if weight is None else weight.reshape(view) * s
+        gx = scale * (gy - gbias.reshape(view) / m - x_hat * gweight.reshape(view) / m)
+        return gx, gweight, gbias
 
 
 def _blend_into(running, batch, momentum):
@@ -179,20 +204,30 @@ class BatchNormEval(Function):
         invstd = 1 / xp.sqrt(running_var + eps)
         scale = invstd if weight is None else weight * invstd
         shift = -running_mean * scale if bias is None else bias - running_mean * scale
-        ctx.save_for_backward(x, running_mean, invstd, scale)
+        ctx.save_for_backward(x, weight, running_mean, invstd, scale)
         y = x * _channel_view(scale, x.ndim)
         y += _channel_view(shift, x.ndim)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, running_mean, invstd, scale = ctx.saved_tensors
+        x, _, running_mean, invstd, scale = ctx.saved_tensors
         gx = gy * _channel_view(scale, x.ndim) if ctx.needs_input_grad[0] else None
         gweight = None
         if ctx.needs_input_grad[1]:
             gweight = _channel_sum(gy, x - _channel_view(running_mean, x.ndim)) * invstd
         gbias = _channel_sum(gy) if ctx.needs_input_grad[2] else None
         return gx, gweight, gbias
+
+    @staticmethod
+    def backward_graph(ctx, gy):
+        r"""The same on Tensors: :math:`\bar x = \gamma s \bar y` depends on :math:`\gamma` in the graph."""
+        x, weight, running_mean, invstd, _ = ctx.saved_tensors
+        axes, view = _channel_axes(x.ndim), _channel_shape(x.ndim)
+        s = invstd.data.reshape(view)
+        gx = gy * (s if weight is None else weight.reshape(view) * s)
+        gweight = (gy * ((x - running_mean.data.reshape(view)) * s)).sum(axis=axes)
+        return gx, gweight, gy.sum(axis=axes)
 
 
 def _array(t):

@@ -7,10 +7,14 @@ moved by stride :math:`(s_h, s_w)` (default: the kernel size) over the input pad
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Function
-from .conv import check_4d, check_window_fits, gradient_canvas, pair, sliding_windows
+from .conv import Conv2dBackwardData, check_4d, check_window_fits, gradient_canvas, pair, sliding_windows
+from .elementwise import array_of
 from .reduce import mean
+from .shape import scatter_add
 
 
 def _pool_geometry(op: str, x, kernel_size, stride, padding):
@@ -56,20 +60,34 @@ class MaxPool2d(Function):
 
     @staticmethod
     def backward(ctx, gy):
-        (winner,) = ctx.saved_tensors
+        index, padded_shape, crop = _winner_places(ctx, gy)
         xp = backend.get_array_module(gy)
-        n, c, h, w = ctx.x_shape
-        (ph, pw), (sh, sw), kw = ctx.padding, ctx.stride, ctx.kernel[1]
-        h_pad, w_pad = h + 2 * ph, w + 2 * pw
-        h_out, w_out = gy.shape[2:]
-        # coordinates of each window's winner in the padded input, then its flat index there
-        row = sh * xp.arange(h_out).reshape(1, 1, -1, 1) + winner // kw
-        col = sw * xp.arange(w_out).reshape(1, 1, 1, -1) + winner % kw
-        plane = xp.arange(n * c).reshape(n, c, 1, 1)
-        index = (plane * h_pad + row) * w_pad + col
-        gx = xp.bincount(index.ravel(), weights=gy.ravel(), minlength=n * c * h_pad * w_pad)
-        gx = gx.astype(gy.dtype, copy=False).reshape(n, c, h_pad, w_pad)
-        return gx[:, :, ph:ph + h, pw:pw + w], None, None, None
+        gx = xp.bincount(index.ravel(), weights=gy.ravel(), minlength=math.prod(padded_shape))
+        return gx.astype(gy.dtype, copy=False).reshape(padded_shape)[crop], None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, gy):
+        """The same scatter-add, differentiable (:func:`scatter_add`; its backward gathers at the winners)."""
+        index, padded_shape, crop = _winner_places(ctx, gy)
+        gx = scatter_add(gy.reshape(-1), index.ravel(), (math.prod(padded_shape),))
+        return gx.reshape(padded_shape)[crop], None, None, None
+
+
+def _winner_places(ctx, gy):
+    """Where each window's winner sits: its flat index in the padded input (same shape as ``gy``), the
+    padded shape, and the index that crops the padding off."""
+    winner = array_of(ctx.saved_tensors[0])
+    xp = backend.get_array_module(winner)
+    n, c, h, w = ctx.x_shape
+    (ph, pw), (sh, sw), kw = ctx.padding, ctx.stride, ctx.kernel[1]
+    h_pad, w_pad = h + 2 * ph, w + 2 * pw
+    h_out, w_out = gy.shape[2:]
+    # coordinates of each window's winner in the padded input, then its flat index there
+    row = sh * xp.arange(h_out).reshape(1, 1, -1, 1) + winner // kw
+    col = sw * xp.arange(w_out).reshape(1, 1, 1, -1) + winner % kw
+    plane = xp.arange(n * c).reshape(n, c, 1, 1)
+    index = (plane * h_pad + row) * w_pad + col
+    return index, (n, c, h_pad, w_pad), (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w))
 
 
 class AvgPool2d(Function):
@@ -97,6 +115,16 @@ class AvgPool2d(Function):
         canvas = gradient_canvas(gy, ctx.x_shape[2:], ctx.kernel, ctx.stride, ctx.padding)
         box = sliding_windows(canvas, ctx.kernel, (1, 1), (0, 0)).sum(axis=(-2, -1))
         return box / (ctx.kernel[0] * ctx.kernel[1]), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, gy):
+        """The same map as a differentiable op: conv2d's backward-data of each channel on its own (a
+        batch of N*C one-channel images) with the constant kernel :math:`1/(k_h k_w)`."""
+        n, c, h, w = ctx.x_shape
+        box = backend.get_array_module(gy.data).full((1, 1) + ctx.kernel, 1 / math.prod(ctx.kernel), gy.dtype)
+        gx = Conv2dBackwardData.apply(gy.reshape(n * c, 1, *gy.shape[2:]), box, x_shape=(n * c, 1, h, w),
+                                      stride=ctx.stride, padding=ctx.padding)
+        return gx.reshape(ctx.x_shape), None, None, None
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):

@@ -2,12 +2,15 @@ r"""Reductions over axes: sum, mean, max, var.
 
 Each backward re-inserts the reduced axes (so :math:`\bar y` broadcasts back over the input) and
 scales: sum copies, mean divides by the count, max routes to the arg-max, var uses
-:math:`\partial \sigma^2 / \partial x_i = 2 (x_i - \mu) / (n - d)`.
+:math:`\partial \sigma^2 / \partial x_i = 2 (x_i - \mu) / (n - d)`. Every backward uses only
+operations that Tensors have too (:func:`broadcast_to` is differentiable on them), so it also serves
+``create_graph`` (``backward_graph = backward``).
 """
 from __future__ import annotations
 
-from .. import backend
 from ..autograd import Function
+from .elementwise import array_of
+from .shape import broadcast_to
 
 
 def _axes(axis, ndim):
@@ -43,8 +46,9 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = backend.get_array_module(g)
-        return xp.broadcast_to(_keep(g, ctx.shape, ctx.axes, ctx.keepdims), ctx.shape)
+        return broadcast_to(_keep(g, ctx.shape, ctx.axes, ctx.keepdims), ctx.shape)
+
+    backward_graph = backward
 
 
 class Mean(Function):
@@ -57,9 +61,10 @@ class Mean(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = backend.get_array_module(g)
         n = _count(ctx.shape, ctx.axes)
-        return xp.broadcast_to(_keep(g, ctx.shape, ctx.axes, ctx.keepdims) / n, ctx.shape)
+        return broadcast_to(_keep(g, ctx.shape, ctx.axes, ctx.keepdims) / n, ctx.shape)
+
+    backward_graph = backward
 
 
 class Max(Function):
@@ -76,10 +81,12 @@ class Max(Function):
 
     @staticmethod
     def backward(ctx, g):
-        x, y = ctx.saved_tensors
+        x, y = (array_of(t) for t in ctx.saved_tensors)
         mask = (x == y).astype(g.dtype)
         mask /= mask.sum(axis=ctx.axes, keepdims=True)
-        return mask * _keep(g, x.shape, ctx.axes, ctx.keepdims)
+        return _keep(g, x.shape, ctx.axes, ctx.keepdims) * mask
+
+    backward_graph = backward
 
 
 class Var(Function):
@@ -96,13 +103,16 @@ class Var(Function):
         if ctx.denominator <= 0:
             raise ValueError(f"var: need more than one value per reduction for the unbiased estimate, got {n}")
         centered = x - x.mean(axis=ctx.axes, keepdims=True)
-        ctx.save_for_backward(centered)
+        ctx.save_for_backward(x)
         return (centered * centered).sum(axis=ctx.axes, keepdims=keepdims) / ctx.denominator
 
     @staticmethod
     def backward(ctx, g):
-        (centered,) = ctx.saved_tensors
-        return _keep(g, centered.shape, ctx.axes, ctx.keepdims) * (2 / ctx.denominator) * centered
+        (x,) = ctx.saved_tensors
+        centered = x - x.mean(axis=ctx.axes, keepdims=True)
+        return _keep(g, x.shape, ctx.axes, ctx.keepdims) * (2 / ctx.denominator) * centered
+
+    backward_graph = backward
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 - the conventional name

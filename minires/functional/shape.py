@@ -3,6 +3,11 @@ r"""Shape ops: reshape, transpose/permute, pad, indexing, concatenate, flatten.
 None of these computes anything; each backward just undoes the data movement on :math:`\bar y`:
 reshape back, apply the inverse permutation, crop the padding, scatter-add into the indexed places,
 split along the concatenation axis.
+
+Each backward is written with indexing and reshapes that Tensors have too, so the same code serves
+``create_graph`` (``backward_graph = backward``). The two data movements that arrays do in place,
+broadcasting and scatter-adding, are ops of their own here (:class:`Expand`, :class:`ScatterAdd`),
+each the other's adjoint partner (sum, indexing).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor
+from .elementwise import unbroadcast
 
 
 def _shape_args(shape):
@@ -36,6 +42,8 @@ class Reshape(Function):
     def backward(ctx, g):
         return g.reshape(ctx.shape), None
 
+    backward_graph = backward
+
 
 class Permute(Function):
     r"""Forward :math:`y = x` with axes reordered by :math:`p`. Backward :math:`\bar x = \bar y`
@@ -55,6 +63,8 @@ class Permute(Function):
             inverse[a] = i
         return g.transpose(inverse), None
 
+    backward_graph = backward
+
 
 class Pad(Function):
     r"""Forward: zero-pad (constant ``value``) each axis by ``(before, after)``.
@@ -73,6 +83,8 @@ class Pad(Function):
     def backward(ctx, g):
         return g[ctx.crop], None
 
+    backward_graph = backward
+
 
 class GetItem(Function):
     r"""Forward :math:`y = x[\text{index}]` (basic or advanced NumPy indexing).
@@ -86,13 +98,67 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = backend.get_array_module(g)
-        gx = xp.zeros_like(g, shape=ctx.shape)     # g's memory layout
-        if _is_basic(ctx.index):
-            gx[ctx.index] = g
-        else:
-            xp.add.at(gx, ctx.index, g)
-        return gx, None
+        return scatter_add(g, ctx.index, ctx.shape), None
+
+    backward_graph = backward
+
+
+def _scatter_add_array(values, index, shape):
+    """Zeros of ``shape`` (``values``' memory layout) with ``values`` added at ``index``."""
+    xp = backend.get_array_module(values)
+    out = xp.zeros_like(values, shape=shape)
+    if _is_basic(index):
+        out[index] = values
+    else:
+        xp.add.at(out, index, values)
+    return out
+
+
+class ScatterAdd(Function):
+    r"""Forward :math:`y = 0` of shape ``shape`` with :math:`y[\text{index}] \mathrel{+}= v` (the backward of
+    indexing). Backward :math:`\bar v = \bar y[\text{index}]` (a gather: indexing is its adjoint)."""
+
+    @staticmethod
+    def forward(ctx, values, index, shape):
+        ctx.index = index
+        return _scatter_add_array(values, index, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[ctx.index], None, None
+
+    backward_graph = backward
+
+
+def scatter_add(values, index, shape):
+    """Zeros of ``shape`` with ``values`` added at ``index``; differentiable when ``values`` is a Tensor."""
+    if isinstance(values, Tensor):
+        return ScatterAdd.apply(values, index, tuple(shape))
+    return _scatter_add_array(values, index, shape)
+
+
+class Expand(Function):
+    r"""Forward :math:`y = \mathrm{broadcast}(x, s)` (a view, NumPy's rules).
+    Backward :math:`\bar x = \bar y` summed over the broadcast axes (:func:`unbroadcast`)."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return backend.get_array_module(x).broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        return unbroadcast(g, ctx.shape), None
+
+    backward_graph = backward
+
+
+def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape``: a read-only view of an array, the differentiable :class:`Expand`
+    of a Tensor."""
+    if isinstance(x, Tensor):
+        return Expand.apply(x, tuple(shape))
+    return backend.get_array_module(x).broadcast_to(x, shape)
 
 
 def _is_basic(index) -> bool:
@@ -119,9 +185,11 @@ class Concatenate(Function):
 
     @staticmethod
     def backward(ctx, g):
-        xp = backend.get_array_module(g)
-        bounds = list(itertools.accumulate(ctx.sizes))[:-1]
-        return tuple(xp.split(g, bounds, axis=ctx.axis))
+        axis = ctx.axis % g.ndim
+        ends = list(itertools.accumulate(ctx.sizes))
+        return tuple(g[(slice(None),) * axis + (slice(end - size, end),)] for size, end in zip(ctx.sizes, ends))
+
+    backward_graph = backward
 
 
 def reshape(x, *shape):

@@ -23,9 +23,19 @@ def _pair(value) -> tuple[int, int]:
     return (int(value), int(value)) if np.isscalar(value) else tuple(int(v) for v in value)
 
 
+def _check_dimensions(layer, shape, ndims, layout) -> None:
+    """Raise :class:`LayerError` unless ``shape`` has one of ``ndims`` dimensions, saying which it must have."""
+    if len(shape) not in ndims:
+        dims = " or ".join(f"{n}-D" for n in ndims)
+        raise LayerError(layer, f"expected input of shape {layout}: the input must be {dims} {layout}, got shape "
+                                f"{tuple(shape)} ({len(shape)}-D); for a single example add the batch axis with "
+                                "x.reshape(1, *x.shape)")
+
+
 def _check_input(layer, shape, ndims, channels, layout) -> None:
     """Raise :class:`LayerError` unless ``shape`` has one of ``ndims`` dimensions and ``channels`` in axis 1."""
-    if len(shape) not in ndims or shape[1] != channels:
+    _check_dimensions(layer, shape, ndims, layout)
+    if shape[1] != channels:
         raise LayerError(layer, f"expected input of shape {layout} with {channels} in axis 1, got shape "
                                 f"{tuple(shape)}; give it an input of that shape, or build the layer for the "
                                 "input you have (a model: pass in_channels=)")
@@ -187,8 +197,7 @@ class _Pool2d(Module):
         self.padding = _pair(padding)
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise LayerError(self, f"expected input of shape (N, C, H, W), got shape {tuple(input_shape)}")
+        _check_dimensions(self, input_shape, (4,), "(N, C, H, W)")
         return tuple(input_shape[:2]) + _window_output(self, input_shape, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self):
@@ -219,7 +228,8 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = _pair(output_size)
 
     def output_shape(self, input_shape):
-        if len(input_shape) != 4 or input_shape[2] % self.output_size[0] or input_shape[3] % self.output_size[1]:
+        _check_dimensions(self, input_shape, (4,), "(N, C, H, W)")
+        if input_shape[2] % self.output_size[0] or input_shape[3] % self.output_size[1]:
             raise LayerError(self, f"expected input of shape (N, C, H, W) with H, W multiples of the output size "
                                    f"{self.output_size}, got shape {tuple(input_shape)}; give the network an input "
                                    "size it was designed for")

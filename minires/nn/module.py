@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import backend, scope
 from ..autograd import Tensor, as_dtype
+from .hooks import BackwardHookCall
 
 _state = threading.local()
 
@@ -121,6 +122,7 @@ class Module:
         object.__setattr__(self, "_buffer_names", [])
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
 
     def __setattr__(self, name, value):
         if "_buffer_names" not in self.__dict__:
@@ -146,6 +148,9 @@ class Module:
             replaced = hook(self, inputs)
             if replaced is not None:
                 inputs = replaced if isinstance(replaced, tuple) else (replaced,)
+        backward_hooks = BackwardHookCall(self, self._backward_hooks, inputs) if self._backward_hooks else None
+        if backward_hooks is not None:
+            inputs = backward_hooks.wrap_inputs(inputs)
         scope.enter(self)  # ops recorded inside carry this module's path (minires.scope)
         try:
             output = self._run(inputs, kwargs)
@@ -162,7 +167,7 @@ class Module:
             replaced = hook(self, inputs, output)
             if replaced is not None:
                 output = replaced
-        return output
+        return output if backward_hooks is None else backward_hooks.wrap_output(output)
 
     def _run(self, inputs, kwargs):
         if is_shape_only() and inputs and isinstance(inputs[0], Tensor):
@@ -179,6 +184,15 @@ class Module:
     def register_forward_pre_hook(self, hook) -> RemovableHandle:
         """Call ``hook(module, inputs)`` before every forward; a non-None return replaces the inputs."""
         return self._add_hook(self._forward_pre_hooks, hook)
+
+    def register_full_backward_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` when backward gets through a call of this module.
+
+        ``grad_output``: a tuple with the gradient for the output; ``grad_input``: one entry per positional
+        input, its gradient (None for non-tensors and inputs that need none). Returning a tuple replaces
+        ``grad_input``. PyTorch's semantics; see :mod:`minires.nn.hooks` for how it works.
+        """
+        return self._add_hook(self._backward_hooks, hook)
 
     @staticmethod
     def _add_hook(hooks: dict, hook) -> RemovableHandle:
