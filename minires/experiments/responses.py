@@ -19,11 +19,17 @@ import numpy as np
 
 from .. import autograd
 from ..nn import BatchNorm2d
-from .common import build_model, display_name, map_nets, markdown_table, model_name, train
+from .common import (build_model, compare, display_name, flagged, judge, map_nets, markdown_table, model_name,
+                     note_health, report_tail, train)
 
-QUICK = dict(depths=(20, 56, 110), width=4, iterations=400, batch_size=64, lr=0.1, n_train=10_000, n_test=500)
-FULL = dict(depths=(20, 56, 110), width=16, iterations=64_000, batch_size=128, lr=0.1, n_train=None, n_test=None)
+QUICK = dict(depths=(20, 56, 110), width=4, iterations=400, batch_size=64, lr=0.1, warmup=100, n_train=10_000,
+             n_test=500)
+FULL = dict(depths=(20, 56, 110), width=16, iterations=64_000, batch_size=128, lr=0.1, warmup=400, n_train=None,
+            n_test=None)
 PLAIN_MAX_DEPTH = 56
+TOLERANCE = 0.05  # of mean response std: one seed, and the std starts at 1 (BN scale 1) before training
+NOISE = (f"one seed per run, so a stated tolerance of {TOLERANCE:g} in mean std (5% of the post-BN std at "
+         "initialisation, 1)")
 
 
 def response_layers(model) -> list[tuple[str, object]]:
@@ -61,7 +67,7 @@ def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int
             for residual in (False, True) for depth in settings["depths"] if residual or depth <= PLAIN_MAX_DEPTH]
     nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
     return {"experiment": "responses", "data": data.describe(), "settings": settings, "nets": nets,
-            "summary": summary(nets)}
+            "summary": summary(nets), "claims": claims(nets), "health": {name: r["health"] for name, r in nets.items()}}
 
 
 def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
@@ -70,25 +76,50 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
     name = model_name(depth, residual)
     model = build_model(depth, data, residual=residual, width=settings["width"], seed=seed)
     curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
-                   label=name, progress=progress)
+                   warmup=settings["warmup"], label=name, progress=progress)
     stds = response_stds(model, data.loaders(settings["batch_size"], seed)[1])
-    return name, {"depth": depth, "residual": residual, "layers": [n for n, _ in response_layers(model)],
-                  "std": stds, "final_train_error": curves["final_train_error"],
-                  "final_test_error": curves["final_test_error"]}
+    layers = response_layers(model)
+    return name, {"depth": depth, "residual": residual, "layers": [n for n, _ in layers], "std": stds,
+                  "bn_scale": [float(np.abs(m.weight.numpy()).mean()) for _, m in layers],
+                  "final_train_error": curves["final_train_error"], "final_test_error": curves["final_test_error"],
+                  "health": curves["health"]}
 
 
 def summary(nets: dict) -> list[dict]:
     return [{"net": name, "layers": len(r["std"]), "mean_std": float(np.mean(r["std"])),
-             "median_std": float(np.median(r["std"])), "test_error": 100 * r["final_test_error"]}
-            for name, r in nets.items()]
+             "median_std": float(np.median(r["std"])), "bn_scale": float(np.mean(r["bn_scale"])),
+             "train_error": 100 * r["final_train_error"], "test_error": 100 * r["final_test_error"],
+             "health": r["health"]["status"]} for name, r in nets.items()]
+
+
+def claims(nets: dict) -> list[dict]:
+    """Fig. 7's two claims on each net's mean response std: ResNet-d below plain-d at every depth both
+    reach, and each deeper ResNet below the shallower. Only trained nets count (an untrained net's
+    responses sit near their initial value)."""
+    health = {name: r["health"] for name, r in nets.items()}
+    mean = {name: (display_name(r["depth"], r["residual"]), float(np.mean(r["std"]))) for name, r in nets.items()}
+    resnets = sorted((r["depth"], name) for name, r in nets.items() if r["residual"])
+    twins = [(name, model_name(depth, False)) for depth, name in resnets if model_name(depth, False) in nets]
+    ladder = list(zip([n for _, n in resnets][1:], [n for _, n in resnets]))
+    return [judge("ResNets' responses are smaller than their plain twins' (Fig. 7)",
+                  [compare(mean[res], mean[plain], TOLERANCE) for res, plain in twins], NOISE, health,
+                  [n for pair in twins for n in pair]),
+            judge("the deeper the ResNet, the smaller its responses: 110 < 56 < 20 (Fig. 7)",
+                  [compare(mean[deep], mean[shallow], TOLERANCE) for deep, shallow in ladder], NOISE, health,
+                  [n for _, n in resnets])]
 
 
 def report(results: dict) -> str:
     table = markdown_table(results["summary"], [("net", "net", "s"), ("layers", "responses", "d"),
                                                 ("mean_std", "mean std", ".3f"), ("median_std", "median std", ".3f"),
-                                                ("test_error", "test error %", ".1f")])
-    return (f"Layer responses ({results['data']}; width {results['settings']['width']}, "
-            f"{results['settings']['iterations']} iterations)\n\n{table}\n")
+                                                ("bn_scale", "mean BN scale", ".3f"),
+                                                ("train_error", "train error %", ".1f"),
+                                                ("test_error", "test error %", ".1f"), ("health", "health", "s")])
+    s = results["settings"]
+    return (f"Layer responses ({results['data']}; width {s['width']}, {s['iterations']} iterations)\n\n{table}\n\n"
+            "A response's std is set by its BN scale (gamma, 1 at initialisation) and shift; only training moves "
+            "them. Mean BN scales near 1 mean training has not moved the responses from where they started.\n"
+            + report_tail(results))
 
 
 def plot(results: dict) -> dict:
@@ -99,7 +130,7 @@ def plot(results: dict) -> dict:
     for name, r in results["nets"].items():
         std = np.asarray(r["std"])
         style = dict(linestyle="-" if r["residual"] else "--", linewidth=1.4, color=f"C{depths.index(r['depth'])}",
-                     label=display_name(r["depth"], r["residual"]))
+                     label=flagged(display_name(r["depth"], r["residual"]), r["health"]))
         top.plot(np.arange(1, len(std) + 1), std, **style)
         bottom.plot(np.arange(1, len(std) + 1), np.sort(std)[::-1], **style)
     top.set_xlabel("layer index (original order)")
@@ -110,4 +141,5 @@ def plot(results: dict) -> dict:
         ax.legend(fontsize=8, ncol=2)
     fig.suptitle("Standard deviation of 3x3 conv responses after BN (paper Fig. 7)")
     fig.tight_layout()
+    note_health(fig, {name: r["health"] for name, r in results["nets"].items()})
     return {"responses.png": fig}
