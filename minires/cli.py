@@ -32,8 +32,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     first, _ = parser.parse_known_args(argv[:1] or ["--help"])
     module = importlib.import_module(first._module)
-    command_parser = argparse.ArgumentParser(prog=f"minires {first.command}",
-                                             description=COMMANDS[first.command][1])
+    command_parser = argparse.ArgumentParser(prog=f"minires {first.command}", description=COMMANDS[first.command][1],
+                                             conflict_handler="resolve")  # a command may bring its own -h
     module.add_arguments(command_parser)
     args = command_parser.parse_args(argv[1:])
     return int(module.run(args) or 0)

@@ -348,3 +348,16 @@ def test_every_experiment_reports_claims_and_health(runs):
             assert claim["claim"] in text and claim["verdict"] in text and claim["noise"] in text
         assert "Run health:" in text and "| health |" in text
         assert "wall time" in text
+
+
+def test_help_after_a_name_describes_that_experiment(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "responses", "--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("minires experiment responses\n\nFigure 7 of the paper")
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  warmup")}
+    assert rows == {"warmup": ["100", "400"]}              # responses.QUICK / FULL
+    assert "usage: minires experiment" in text and "Figure 6" not in text
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    assert capsys.readouterr().out.startswith("usage: minires experiment")

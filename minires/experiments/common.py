@@ -190,8 +190,11 @@ def report_tail(results: dict) -> str:
     parts = ["", "Claims of the paper, judged on this run:", "", claims_table(results["claims"]), "",
              health_notes(results["health"])]
     if "wall_seconds" in results:
-        parts += ["", f"Seed {results.get('seed', 0)}, {results.get('mode', '?')} settings; wall time "
-                      f"{results['wall_seconds']:.0f} s (CPU time {results.get('cpu_seconds', float('nan')):.0f} s)."]
+        busy = results["load_average"] > results["cores"]
+        parts += ["", f"Seed {results['seed']}, {results['mode']} settings; wall time {results['wall_seconds']:.0f} s "
+                      f"(CPU time {results['cpu_seconds']:.0f} s) on {results['cores']} cores whose 1-minute load "
+                      f"average was {results['load_average']:.1f} at the end"
+                      + (": the machine was shared, so the wall time is longer than on an idle one." if busy else ".")]
     return "\n".join(parts) + "\n"
 
 
