@@ -11,7 +11,12 @@ shortcuts      options A/B/C at one depth: error, parameters, time
 
 Each module has ``QUICK`` and ``FULL`` settings, ``run(data, settings, seed, progress) -> dict``
 (plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
-``report(results) -> str`` (``summary.md``, also printed). From Python::
+``report(results) -> str`` (``summary.md``, also printed). Every result carries ``health`` (each
+net: ok, under-trained, dead or diverged; :func:`~minires.experiments.common.assess_health`) and
+``claims`` (each of the paper's claims the experiment tests, with its verdict — holds, does not
+hold, or cannot tell at this setting — the numbers and the noise estimate behind it;
+:func:`~minires.experiments.common.judge`). Flagged nets are marked in the table and the figures,
+and a claim that rests on a dead or diverged net is never judged. From Python::
 
     from minires.experiments import degradation, load_data
     results = degradation.run(load_data("synthetic", n_train=10_000, n_test=1_000), degradation.QUICK)

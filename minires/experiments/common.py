@@ -110,7 +110,7 @@ def health_notes(health: dict) -> str:
     for status in HEALTH_FLAGS:
         if status in bad:
             meaning = HEALTH_FLAGS[status].format(margin=f"{CHANCE_MARGIN:g}", level=level)
-            lines.append(f"- **{status.upper()}**: {', '.join(bad[status])}. A {status} net: {meaning}.")
+            lines.append(f"- **{status.upper()}**: {', '.join(bad[status])}. Meaning: {meaning}.")
     return "\n".join(lines)
 
 
@@ -118,7 +118,7 @@ def note_health(figure, health: dict) -> None:
     """Write the flags of unhealthy nets under ``figure`` (their legend labels carry them too)."""
     bad = [f"{name}: {h['status'].upper()} ({h['reason']})" for name, h in health.items() if h["status"] != "ok"]
     if bad:
-        figure.text(0.01, -0.01, "Flagged runs (their numbers do not describe a trained net):\n" + "\n".join(bad),
+        figure.text(0.01, -0.01, "Flagged runs (summary.md says what each flag means):\n" + "\n".join(bad),
                     ha="left", va="top", fontsize=8, color="firebrick")
 
 

@@ -11,6 +11,11 @@ Veit et al.'s finding: deleting one block of a ResNet barely hurts (except the d
 whose shortcut is not an identity), as if the net were an ensemble of many paths; deleting a
 layer pair of a plain net sends it to near chance.
 
+The verdicts (:func:`claims`) take the mean rise over the deletable non-downsampling blocks: the
+ResNet's must stay under ``BARELY`` (5) points and below the plain net's, each by more than the
+noise of a test error on the held-out images (two binomial standard deviations, 100/sqrt(n) points:
+3.2 on the quick run's 1,000 images).
+
 Quick settings: depth 20 (nine blocks), widths 4/8/16, 800 iterations of batch 64 on the embedded data, 1,000
 test images. Full: ResNet-110 / plain-110 widths 16/32/64, 64k iterations.
 """
