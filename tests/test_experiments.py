@@ -25,12 +25,12 @@ LN10 = 2.302585092994046  # chance loss for 10 balanced classes: -ln(1/10)
 
 
 def fake_run(error: float = 0.1, loss: float = 0.5, grad: float = 1.0, diverged: bool = False, finite: bool = True,
-             under_trained_above=common.UNDER_TRAINED, **record) -> dict:
+             under_trained_above=common.UNDER_TRAINED, chance_margin=common.CHANCE_MARGIN, **record) -> dict:
     """A planted training run: what common.train returns, with its health assessed as train does."""
     curves = {"final_train_error": error, "final_train_loss": loss, "final_test_error": error, "diverged": diverged,
               "weight_grad_max": grad, "weights_finite": finite, "train_error": [error] * 10,
               "test_iterations": [10], "test_error": [error], "seconds": 1.0, "params": 100}
-    curves["health"] = common.assess_health(curves, 10, under_trained_above)
+    curves["health"] = common.assess_health(curves, 10, under_trained_above, chance_margin)
     return {**curves, **record}
 
 TINY = ["--quick", "--width", "2", "--iterations", "4", "--batch-size", "32", "--n-train", "128", "--n-test", "64",
@@ -200,6 +200,8 @@ def test_smooth_is_a_trailing_moving_average():
     (dict(diverged=True), "diverged"),
     (dict(finite=False), "diverged"),
     (dict(error=0.9, loss=1.9, under_trained_above=None), "ok"),   # training error not judged
+    (dict(error=0.9, loss=LN10, under_trained_above=None, chance_margin=None), "ok"),   # a short run: nor the loss
+    (dict(grad=0.0, under_trained_above=None, chance_margin=None), "dead"),             # zero gradients still count
 ])
 def test_assess_health_flags_each_planted_case(planted, status):
     assert fake_run(**planted)["health"]["status"] == status
@@ -262,7 +264,8 @@ def test_flags_reach_the_table_the_json_the_summary_and_the_figure():
 def test_a_healthy_run_says_so():
     from minires.experiments import degradation
     results = planted_degradation(plain56_error=0.3)
-    assert "Run health: every net trained" in degradation.report(results)
+    assert ("Run health: no net flagged (finite, nonzero weight gradients, final loss below chance, final "
+            "training error at most 50%)") in degradation.report(results)
     assert not any("Flagged" in t.get_text() for t in degradation.plot(results)["degradation.png"].texts)
 
 

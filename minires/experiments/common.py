@@ -63,15 +63,19 @@ HEALTH_FLAGS = {      # status -> what it means, in words (summary.md and the fi
 }
 
 
-def assess_health(run: dict, num_classes: int, under_trained_above: float | None = UNDER_TRAINED) -> dict:
+def assess_health(run: dict, num_classes: int, under_trained_above: float | None = UNDER_TRAINED,
+                  chance_margin: float | None = CHANCE_MARGIN) -> dict:
     r"""How a training run ended: ``{"status": ..., "reason": ...}``, the first that applies of
 
     * ``diverged``: ``run["diverged"]`` (a NaN/Inf loss), non-finite weights or final loss;
     * ``dead``: ``weight_grad_max == 0`` (no weight got any gradient), or ``final_train_loss`` not
-      below chance, :math:`\ln C - ` ``CHANCE_MARGIN`` for ``C`` classes (a net that ignores its
+      below chance, :math:`\ln C -` ``chance_margin`` for ``C`` classes (a net that ignores its
       input cannot do better than :math:`\ln C`);
-    * ``under-trained``: ``final_train_error > under_trained_above`` (None: not judged);
+    * ``under-trained``: ``final_train_error > under_trained_above``;
     * ``ok``.
+
+    ``None`` for ``chance_margin`` or ``under_trained_above`` leaves that test out: a run of a few
+    dozen steps (gradnorms) is not expected to have learned yet.
     """
     chance = math.log(num_classes)
     loss, error = run["final_train_loss"], run["final_train_error"]
@@ -79,14 +83,15 @@ def assess_health(run: dict, num_classes: int, under_trained_above: float | None
         status, reason = "diverged", "its loss or weights are NaN/Inf"
     elif run["weight_grad_max"] == 0:
         status, reason = "dead", "every weight gradient is exactly zero"
-    elif loss > chance - CHANCE_MARGIN:
+    elif chance_margin is not None and loss > chance - chance_margin:
         status, reason = "dead", (f"final training loss {loss:.3f} is not below chance, ln {num_classes} = "
-                                  f"{chance:.3f} minus {CHANCE_MARGIN:g}")
+                                  f"{chance:.3f} minus {chance_margin:g}")
     elif under_trained_above is not None and error > under_trained_above:
         status, reason = "under-trained", f"final training error {100 * error:.1f}% > {100 * under_trained_above:g}%"
     else:
         status, reason = "ok", "trained"
-    return {"status": status, "reason": reason, "chance_loss": chance, "under_trained_above": under_trained_above}
+    return {"status": status, "reason": reason, "chance_loss": chance, "chance_margin": chance_margin,
+            "under_trained_above": under_trained_above}
 
 
 def flagged(label: str, health: dict) -> str:
@@ -103,9 +108,10 @@ def health_notes(health: dict) -> str:
         if h["status"] != "ok":
             bad.setdefault(h["status"], []).append(f"{name} ({h['reason']})")
     if not bad:
-        judged = f", final training error at most {level}" if levels else ""
-        return (f"Run health: every net trained (finite, nonzero weight gradients, final loss below chance"
-                f"{judged}).")
+        judged = ["finite", "nonzero weight gradients"]
+        judged += ["final loss below chance"] if any(h["chance_margin"] is not None for h in health.values()) else []
+        judged += [f"final training error at most {level}"] if levels else []
+        return f"Run health: no net flagged ({', '.join(judged)})."
     lines = [f"Run health: {len(health) - sum(map(len, bad.values()))} of {len(health)} nets trained; flagged:"]
     for status in HEALTH_FLAGS:
         if status in bad:
@@ -301,7 +307,8 @@ def batches(loader, iterations: int):
 
 def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, lr: float = 0.1,
           eval_every: int | None = None, seed: int = 0, warmup: int = 0, step_context=None,
-          label: str = "", progress: bool = True, under_trained_above: float | None = UNDER_TRAINED) -> dict:
+          label: str = "", progress: bool = True, under_trained_above: float | None = UNDER_TRAINED,
+          chance_margin: float | None = CHANCE_MARGIN) -> dict:
     """Train ``model`` with the paper's protocol for ``iterations`` SGD steps.
 
     Returns plain data: ``train_error`` (each mini-batch's error, in train mode, as the paper's thin
@@ -309,7 +316,7 @@ def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, l
     ``final_train_error`` and ``final_train_loss`` (means over the last 10% of iterations),
     ``final_test_error``, ``seconds``, ``diverged`` (the loss became NaN/Inf; training stops there),
     ``weight_grad_max`` (the largest |gradient| of any weight at the last step), ``weights_finite``
-    and ``health`` (:func:`assess_health`, with ``under_trained_above``). ``step_context(it)``, if
+    and ``health`` (:func:`assess_health`, with ``under_trained_above`` and ``chance_margin``). ``step_context(it)``, if
     given, wraps each iteration (e.g. :meth:`minires.inspect.LayerRecorder.step`).
     """
     from tqdm.auto import tqdm
@@ -346,7 +353,7 @@ def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, l
     result["final_test_error"] = result["test_error"][-1] if result["test_error"] else float("nan")
     result["seconds"] = time.perf_counter() - start
     result.update(weight_state(model))
-    result["health"] = assess_health(result, data.num_classes, under_trained_above)
+    result["health"] = assess_health(result, data.num_classes, under_trained_above, chance_margin)
     return result
 
 

@@ -75,7 +75,7 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
     lr = settings["lr"] if batch_norm else settings["lr_no_bn"]
     curves = train(model, data, settings["iterations"], settings["batch_size"], lr, seed=job["seed"],
                    warmup=settings["warmup"], step_context=recorder.step, label=job_name(job), progress=progress,
-                   under_trained_above=None)
+                   under_trained_above=None, chance_margin=None)
     recorder.close()
     return job_name(job), net_record(recorder, depth, residual, batch_norm, lr, curves)
 
@@ -104,7 +104,8 @@ def summary(nets: dict) -> list[dict]:
             weight = np.asarray(weight, dtype=float)
             rows.append({"net": name, "step": step, "first_over_last": first_to_last(act),
                          "weight_min": float(np.min(weight)), "weight_median": float(np.median(weight)),
-                         "weight_max": float(np.max(weight)), "health": r["health"]["status"]})
+                         "weight_max": float(np.max(weight)), "final_loss": r["final_train_loss"],
+                         "health": r["health"]["status"]})
     return rows
 
 
@@ -131,12 +132,14 @@ def report(results: dict) -> str:
                                                 ("first_over_last", "dL/dy norm, first conv / last conv", ".3g"),
                                                 ("weight_min", "min dL/dW norm", ".2e"),
                                                 ("weight_median", "median dL/dW norm", ".2e"),
-                                                ("weight_max", "max dL/dW norm", ".2e"), ("health", "health", "s")])
+                                                ("weight_max", "max dL/dW norm", ".2e"),
+                                                ("final_loss", "final train loss", ".3f"), ("health", "health", "s")])
     return (f"Gradient norms per conv layer ({results['data']}; width {results['settings']['width']}, "
             f"{results['settings']['iterations']} iterations; y = conv output, W = conv weight)\n\n{table}\n\n"
             "Vanishing gradients would show as a first/last ratio far below 1 and a minimum weight gradient "
             "many decades below the median. A NaN ratio means the last layer got no gradient at all. These runs "
-            "are short, so training error is not judged (no net is flagged under-trained).\n" + report_tail(results))
+            "are a few dozen steps, too short to have learned: only zero weight gradients (dead) and NaN/Inf "
+            "(diverged) flag a net, not its loss or training error; the final training loss is in the table.\n" + report_tail(results))
 
 
 def plot(results: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Figure 7 of the paper: standard deviation of layer responses, plain vs ResNet, by depth.
+r"""Figure 7 of the paper: standard deviation of layer responses, plain vs ResNet, by depth.
 
 A "response" is the output of a 3x3 conv layer *after BN and before the nonlinearity or the
 addition*: the output of every BatchNorm2d that follows a 3x3 conv (the stem's ``bn1`` and each
