@@ -248,6 +248,7 @@ def test_flags_reach_the_table_the_json_the_summary_and_the_figure():
     rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in text.splitlines()
             if line.startswith("| plain") or line.startswith("| resnet")}
     assert rows == {"plain20": "ok", "plain56": "under-trained", "resnet20": "dead", "resnet56": "diverged"}
+    assert "Run health: 3 of 4 nets flagged:" in text
     assert "**DEAD**: resnet20 (every weight gradient is exactly zero)" in text and "it learned nothing" in text
     assert "**DIVERGED**: resnet56" in text and "became NaN/Inf" in text
     assert "**UNDER-TRAINED**: plain56 (final training error 70.0% > 50%)" in text and "has not fit" in text

@@ -112,7 +112,7 @@ def health_notes(health: dict) -> str:
         judged += ["final loss below chance"] if any(h["chance_margin"] is not None for h in health.values()) else []
         judged += [f"final training error at most {level}"] if levels else []
         return f"Run health: no net flagged ({', '.join(judged)})."
-    lines = [f"Run health: {len(health) - sum(map(len, bad.values()))} of {len(health)} nets trained; flagged:"]
+    lines = [f"Run health: {sum(map(len, bad.values()))} of {len(health)} nets flagged:"]
     for status in HEALTH_FLAGS:
         if status in bad:
             meaning = HEALTH_FLAGS[status].format(margin=f"{CHANCE_MARGIN:g}", level=level)
