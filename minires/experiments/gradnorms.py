@@ -74,8 +74,8 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
     recorder = LayerRecorder(model, layers=Conv2d, steps=record_steps(settings["iterations"]))
     lr = settings["lr"] if batch_norm else settings["lr_no_bn"]
     curves = train(model, data, settings["iterations"], settings["batch_size"], lr, seed=job["seed"],
-                   warmup=settings["warmup"], step_context=recorder.step, label=job_name(job), progress=progress,
-                   under_trained_above=None, chance_margin=None)
+                   warmup=settings.get("warmup", 0), step_context=recorder.step, label=job_name(job),
+                   progress=progress, under_trained_above=None, chance_margin=None)
     recorder.close()
     return job_name(job), net_record(recorder, depth, residual, batch_norm, lr, curves)
 
@@ -139,7 +139,8 @@ def report(results: dict) -> str:
             "Vanishing gradients would show as a first/last ratio far below 1 and a minimum weight gradient "
             "many decades below the median. A NaN ratio means the last layer got no gradient at all. These runs "
             "are a few dozen steps, too short to have learned: only zero weight gradients (dead) and NaN/Inf "
-            "(diverged) flag a net, not its loss or training error; the final training loss is in the table.\n" + report_tail(results))
+            "(diverged) flag a net, not its loss or training error; the final training loss is in the table.\n"
+            + report_tail(results))
 
 
 def plot(results: dict) -> dict:

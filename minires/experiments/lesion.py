@@ -61,7 +61,7 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
     name = model_name(settings["depth"], residual)
     model = build_model(settings["depth"], data, residual=residual, width=settings["width"], seed=seed)
     curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
-                   warmup=settings["warmup"], label=name, progress=progress)
+                   warmup=settings.get("warmup", 0), label=name, progress=progress)
     test_loader = data.loaders(settings["batch_size"], seed)[1]
     blocks = [f"layer{s + 1}.{b}" for s, stage in enumerate(model.stages) for b in range(len(stage))]
     return name, {"residual": residual, "label": display_name(settings["depth"], residual), "blocks": blocks,

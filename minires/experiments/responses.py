@@ -95,7 +95,7 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
     name = model_name(depth, residual)
     model = build_model(depth, data, residual=residual, width=settings["width"], seed=seed)
     curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"], seed=seed,
-                   warmup=settings["warmup"], label=name, progress=progress)
+                   warmup=settings.get("warmup", 0), label=name, progress=progress)
     stds = response_stds(model, data.loaders(settings["batch_size"], seed)[1])
     layers = response_layers(model)
     return name, {"depth": depth, "residual": residual, "layers": [n for n, _ in layers], "std": stds,
