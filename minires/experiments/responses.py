@@ -34,7 +34,7 @@ in the table to show why. Training four times longer does not help at this width
 ``--quick --depths 20 --iterations 1600`` (seed 0; both nets reach 3-5% training error) the mean BN
 scales *grew*, to 1.19 (plain-20) and 1.16 (ResNet-20), and the mean response stds ended 0.017
 apart (1.292 vs 1.276), within the tolerance. The ordering may need the full settings' widths and
-64k iterations (days on a CPU); no mode that shows it within an hour on 2 cores has been found.
+64k iterations (days on a CPU); neither setting tried here shows it.
 """
 from __future__ import annotations
 
