@@ -70,7 +70,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     first, _ = parser.parse_known_args(argv[:1] or ["--help"])
     module = importlib.import_module(first._module)
-    command_parser = _Parser(prog=f"minires {first.command}", description=COMMANDS[first.command][1])
+    command_parser = _Parser(prog=f"minires {first.command}", description=COMMANDS[first.command][1],
+                             conflict_handler="resolve")  # a command may bring its own -h
     module.add_arguments(command_parser)
     command_parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = command_parser.parse_args(argv[1:])

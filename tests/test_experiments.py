@@ -18,7 +18,20 @@ import minires as mr
 import minires.functional as F
 from minires.cli import main
 from minires.experiments import EXPERIMENTS, gradnorms, run_experiment
-from minires.experiments.common import build_model, load_data, smooth
+from minires.experiments import common
+from minires.experiments.common import FAILS, HOLDS, UNCLEAR, build_model, load_data, smooth
+
+LN10 = 2.302585092994046  # chance loss for 10 balanced classes: -ln(1/10)
+
+
+def fake_run(error: float = 0.1, loss: float = 0.5, grad: float = 1.0, diverged: bool = False, finite: bool = True,
+             under_trained_above=common.UNDER_TRAINED, chance_margin=common.CHANCE_MARGIN, **record) -> dict:
+    """A planted training run: what common.train returns, with its health assessed as train does."""
+    curves = {"final_train_error": error, "final_train_loss": loss, "final_test_error": error, "diverged": diverged,
+              "weight_grad_max": grad, "weights_finite": finite, "train_error": [error] * 10,
+              "test_iterations": [10], "test_error": [error], "seconds": 1.0, "params": 100}
+    curves["health"] = common.assess_health(curves, 10, under_trained_above, chance_margin)
+    return {**curves, **record}
 
 TINY = ["--quick", "--width", "2", "--iterations", "4", "--batch-size", "32", "--n-train", "128", "--n-test", "64",
         "--no-progress"]
@@ -65,7 +78,10 @@ def test_degradation_trains_plain_and_residual_twins_of_equal_size(runs):
         plain, res = results["runs"][f"plain{depth}"], results["runs"][f"resnet{depth}"]
         assert plain["params"] == res["params"]                # option A adds no parameters (paper sec. 4.2)
         assert len(plain["train_error"]) == 4 and plain["test_iterations"] == [2, 4]
-    assert set(results["effect"]) == {"plain", "resnet", "shows_degradation", "tolerance_points"}
+    assert [c["claim"].split(":")[0] for c in results["claims"]] == [
+        "deeper plain nets have higher training error (Fig. 6 left)",
+        "deeper ResNets have lower training error (Fig. 6 right)"]
+    assert set(results["health"]) == set(results["runs"])
 
 
 def test_nets_trained_in_worker_processes_equal_those_trained_here():
@@ -104,14 +120,11 @@ def test_workers_fork_cleanly_after_the_parent_used_its_cpu_threads(monkeypatch)
     np.testing.assert_array_equal(F.relu(mr.tensor(np.array([[-1.0], [2.0]]))).numpy(), [[0.0], [2.0]])
 
 
-def test_degradation_with_one_depth_reports_no_verdict():
+def test_degradation_with_one_depth_cannot_tell():
     from minires.experiments import degradation
-    runs = {f"{kind}8": {"depth": 8, "residual": kind == "resnet", "params": 10, "final_train_error": 0.3,
-                         "final_test_error": 0.4, "seconds": 1.0} for kind in ("plain", "resnet")}
-    assert degradation.effect(runs) is None
-    results = {"data": "toy", "settings": {"width": 2, "iterations": 3}, "summary": degradation.summary(runs),
-               "effect": None}
-    assert "One depth only" in degradation.report(results)
+    runs = {f"{kind}8": fake_run(depth=8, residual=kind == "resnet", error=0.3) for kind in ("plain", "resnet")}
+    assert [c["verdict"] for c in degradation.claims(runs)] == [UNCLEAR, UNCLEAR]
+    assert all(c["why"] == "nothing to compare at this setting" for c in degradation.claims(runs))
 
 
 def test_responses_has_one_std_per_3x3_conv(runs):
@@ -173,3 +186,194 @@ def test_bad_requests_say_what_to_do(tmp_path):
 
 def test_smooth_is_a_trailing_moving_average():
     np.testing.assert_allclose(smooth([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
+
+
+# ----------------------------------------------------------------------------- run health
+@pytest.mark.parametrize("planted, status", [
+    (dict(), "ok"),
+    (dict(error=0.6, loss=1.5), "under-trained"),                  # above the 50% level, loss below chance
+    (dict(grad=0.0), "dead"),                                      # every weight gradient exactly zero
+    (dict(error=0.9, loss=LN10), "dead"),                          # loss at chance
+    (dict(error=0.85, loss=LN10 - 0.05), "dead"),                  # within the 0.1-nat margin of chance
+    (dict(error=0.85, loss=LN10 - 0.15), "under-trained"),         # below chance by more than the margin
+    (dict(loss=float("nan")), "diverged"),
+    (dict(diverged=True), "diverged"),
+    (dict(finite=False), "diverged"),
+    (dict(error=0.9, loss=1.9, under_trained_above=None), "ok"),   # training error not judged
+    (dict(error=0.9, loss=LN10, under_trained_above=None, chance_margin=None), "ok"),   # a short run: nor the loss
+    (dict(grad=0.0, under_trained_above=None, chance_margin=None), "dead"),             # zero gradients still count
+])
+def test_assess_health_flags_each_planted_case(planted, status):
+    assert fake_run(**planted)["health"]["status"] == status
+
+
+def test_a_net_with_zero_weights_is_dead_and_a_huge_rate_diverges():
+    """Real tiny runs: all weights zero give zero weight gradients forever (the loss stays at chance);
+    a learning rate of 1e6 without BN sends the loss to Inf/NaN."""
+    data = load_data("synthetic", n_train=64, n_test=32)
+    zeroed = build_model(8, data, width=2)
+    for p in zeroed.parameters():
+        if p.ndim > 1:
+            p.data[...] = 0
+    dead = common.train(zeroed, data, 3, batch_size=32, progress=False)
+    assert dead["weight_grad_max"] == 0 and dead["health"]["status"] == "dead"
+    assert "every weight gradient is exactly zero" in dead["health"]["reason"]
+    wild = common.without_batch_norm(build_model(8, data, residual=False, width=2))
+    with np.errstate(over="ignore", invalid="ignore"):
+        diverged = common.train(wild, data, 20, batch_size=32, lr=1e6, progress=False)
+    assert diverged["diverged"] and diverged["health"]["status"] == "diverged"
+
+
+def planted_degradation(plain56_error=0.7, resnet56_error=0.05, **replaced) -> dict:
+    """Degradation results over planted runs (every net healthy unless ``replaced`` by another)."""
+    from minires.experiments import degradation
+    runs = {"plain20": fake_run(0.15, depth=20, residual=False),
+            "plain56": fake_run(plain56_error, 1.5, depth=56, residual=False),
+            "resnet20": fake_run(0.10, depth=20, residual=True),
+            "resnet56": fake_run(resnet56_error, depth=56, residual=True)}
+    runs.update(replaced)
+    results = {"data": "planted", "settings": {"width": 2, "iterations": 10, "batch_size": 8}, "runs": runs,
+               "summary": degradation.summary(runs), "claims": degradation.claims(runs),
+               "health": {name: r["health"] for name, r in runs.items()}, "seed": 0}
+    return json.loads(json.dumps(results))
+
+
+def test_flags_reach_the_table_the_json_the_summary_and_the_figure():
+    from minires.experiments import degradation
+    results = planted_degradation(
+        resnet20=fake_run(0.9, LN10, grad=0.0, depth=20, residual=True),
+        resnet56=fake_run(0.9, float("nan"), diverged=True, depth=56, residual=True))
+    assert results["health"]["resnet20"]["status"] == "dead" and results["health"]["resnet56"]["status"] == "diverged"
+    assert results["health"]["plain56"]["status"] == "under-trained"
+    text = degradation.report(results)
+    rows = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in text.splitlines()
+            if line.startswith("| plain") or line.startswith("| resnet")}
+    assert rows == {"plain20": "ok", "plain56": "under-trained", "resnet20": "dead", "resnet56": "diverged"}
+    assert "Run health: 3 of 4 nets flagged:" in text
+    assert "**DEAD**: resnet20 (every weight gradient is exactly zero)" in text and "it learned nothing" in text
+    assert "**DIVERGED**: resnet56" in text and "became NaN/Inf" in text
+    assert "**UNDER-TRAINED**: plain56 (final training error 70.0% > 50%)" in text and "has not fit" in text
+    figure = degradation.plot(results)["degradation.png"]
+    labels = [t.get_text() for ax in figure.axes for t in ax.get_legend().get_texts()]
+    assert "ResNet-20 [DEAD]" in labels and "ResNet-56 [DIVERGED]" in labels and "plain-56 [UNDER-TRAINED]" in labels
+    assert any("resnet20: DEAD" in t.get_text() for t in figure.texts)
+    # the ResNet claim cannot be read off a dead and a diverged net; the plain claim still can
+    plain, resnet = results["claims"]
+    assert plain["verdict"] == HOLDS
+    assert resnet["verdict"] == UNCLEAR and "resnet20 is dead, resnet56 is diverged" in resnet["why"]
+
+
+def test_a_healthy_run_says_so():
+    from minires.experiments import degradation
+    results = planted_degradation(plain56_error=0.3)
+    assert ("Run health: no net flagged (finite, nonzero weight gradients, final loss below chance, final "
+            "training error at most 50%)") in degradation.report(results)
+    assert not any("Flagged" in t.get_text() for t in degradation.plot(results)["degradation.png"].texts)
+
+
+# ----------------------------------------------------------------------------- verdicts
+def test_compare_needs_a_gap_beyond_the_noise_to_decide():
+    assert common.compare(("a", 1.0), ("b", 3.0), 1.0)["verdict"] == HOLDS
+    assert common.compare(("a", 3.0), ("b", 1.0), 1.0)["verdict"] == FAILS
+    assert common.compare(("a", 1.0), ("b", 1.9), 1.0)["verdict"] == UNCLEAR
+    assert common.compare(("a", float("nan")), ("b", 5.0), 1.0)["verdict"] == UNCLEAR
+
+
+@pytest.mark.parametrize("plain56, resnet56, verdicts", [
+    (0.70, 0.03, [HOLDS, HOLDS]),        # the paper's picture: ResNet-56 7 points below ResNet-20
+    (0.15, 0.30, [UNCLEAR, FAILS]),      # plain-56 = plain-20; ResNet-56 20 points worse than ResNet-20
+    (0.05, 0.12, [FAILS, UNCLEAR]),      # plain-56 better by 10 points; ResNets 2 points apart (noise: 5)
+])
+def test_degradation_verdicts_follow_the_planted_errors(plain56, resnet56, verdicts):
+    assert [c["verdict"] for c in planted_degradation(plain56, resnet56)["claims"]] == verdicts
+
+
+def test_degradation_summary_states_claims_verdicts_and_noise():
+    from minires.experiments import degradation
+    text = degradation.report(planted_degradation(0.15, 0.30))
+    assert "| deeper ResNets have lower training error (Fig. 6 right) | **does not hold**" in text
+    assert "ResNet-56 30% vs ResNet-20 10%" in text
+    assert "a stated tolerance of 5 points of training error" in text
+
+
+def planted_responses(means: dict, **health) -> list[dict]:
+    from minires.experiments import responses
+    nets = {}
+    for name, mean in means.items():
+        run = health.get(name) or fake_run()
+        nets[name] = {**run, "depth": int("".join(filter(str.isdigit, name))), "residual": name.startswith("resnet"),
+                      "std": [mean - 0.1, mean + 0.1], "bn_scale": [1.0, 1.0]}
+    return responses.claims(nets)
+
+
+def test_responses_verdicts():
+    paper = dict(plain20=1.3, plain56=1.6, resnet20=0.9, resnet56=0.7, resnet110=0.5)
+    assert [c["verdict"] for c in planted_responses(paper)] == [HOLDS, HOLDS]
+    at_init = dict(plain20=1.09, plain56=2.56, resnet20=1.06, resnet56=1.00, resnet110=1.00)   # the issue's run
+    assert [c["verdict"] for c in planted_responses(at_init)] == [UNCLEAR, UNCLEAR]   # ResNet-20 near plain-20
+    reversed_ = dict(plain20=0.8, plain56=0.9, resnet20=1.0, resnet56=1.2, resnet110=1.4)
+    assert [c["verdict"] for c in planted_responses(reversed_)] == [FAILS, FAILS]
+    untrained = planted_responses(paper, resnet110=fake_run(0.6, 1.8))
+    assert untrained[1]["verdict"] == UNCLEAR and "resnet110 is under-trained" in untrained[1]["why"]
+
+
+def test_gradnorms_verdict_fails_on_a_vanishing_gradient():
+    def nets(ratio):
+        act = [[ratio, 1.0, 1.0]]
+        record = dict(batch_norm=True, steps=[0], act_grad_norm=act, weight_grad_norm=act, depth=8)
+        return {"plain8": fake_run(**record, residual=False), "resnet8": fake_run(**record, residual=True)}
+    assert gradnorms.claims(nets(3.0))[0]["verdict"] == HOLDS
+    assert gradnorms.claims(nets(1e-3))[0]["verdict"] == FAILS            # three decades down
+    assert gradnorms.claims(nets(0.1))[0]["verdict"] == UNCLEAR           # right at the one-decade bound
+
+
+def test_lesion_and_shortcut_verdicts_fail_when_the_planted_errors_say_so():
+    from minires.experiments import lesion, shortcuts
+    def lesion_nets(res_rise, plain_rise):
+        return {name: fake_run(label=name, residual=name == "ResNet", downsampling=[False, False],
+                               baseline_error=0.1, lesioned_error=[0.1 + rise, 0.1 + rise])
+                for name, rise in (("ResNet", res_rise), ("plain", plain_rise))}
+    assert [c["verdict"] for c in lesion.claims(lesion_nets(0.0, 0.6), 1000)] == [HOLDS, HOLDS]
+    assert [c["verdict"] for c in lesion.claims(lesion_nets(0.3, 0.1), 1000)] == [FAILS, FAILS]
+    assert [c["verdict"] for c in lesion.claims(lesion_nets(0.05, 0.07), 1000)] == [UNCLEAR, UNCLEAR]
+    options = {k: fake_run(e) for k, e in zip("ABC", (0.10, 0.20, 0.30))}     # projections make it worse
+    assert shortcuts.claims(options, 1000)[0]["verdict"] == FAILS
+    options = {k: fake_run(e) for k, e in zip("ABC", (0.30, 0.20, 0.10))}
+    assert shortcuts.claims(options, 1000)[0]["verdict"] == HOLDS
+    options = {k: fake_run(e) for k, e in zip("ABC", (0.110, 0.105, 0.100))}  # 0.5 points apart, noise 3.2
+    claim = shortcuts.claims(options, 1000)[0]
+    assert claim["verdict"] == UNCLEAR and "3.2 points of test error" in claim["noise"]
+
+
+def test_every_experiment_reports_claims_and_health(runs):
+    for name, (results, folder) in runs.items():
+        text = (folder / "summary.md").read_text()
+        assert results["claims"] and all(c["verdict"] in (HOLDS, FAILS, UNCLEAR) for c in results["claims"])
+        for claim in results["claims"]:
+            assert claim["claim"] in text and claim["verdict"] in text and claim["noise"] in text
+        assert "Run health:" in text and "| health |" in text
+        assert "wall time" in text
+
+
+def test_help_after_a_name_describes_that_experiment(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "responses", "--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("minires experiment responses\n\nFigure 7 of the paper")
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  warmup")}
+    assert rows == {"warmup": ["100", "400"]}              # responses.QUICK / FULL
+    assert "usage: minires experiment" in text and "Figure 6" not in text
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    assert capsys.readouterr().out.startswith("usage: minires experiment")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_mode_with_resnet110_has_the_papers_warmup(name):
+    """The paper trains ResNet-110 at 0.01 for its first ~400 iterations; without it the quick
+    ResNet-110 ended at 61% test error."""
+    from minires.experiments import get
+    module = get(name)
+    for mode in (module.QUICK, module.FULL):
+        if 110 in tuple(mode.get("depths", ())) + (mode.get("depth"),):
+            assert mode["warmup"] > 0

@@ -11,7 +11,12 @@ shortcuts      options A/B/C at one depth: error, parameters, time
 
 Each module has ``QUICK`` and ``FULL`` settings, ``run(data, settings, seed, progress) -> dict``
 (plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
-``report(results) -> str`` (``summary.md``, also printed). From Python::
+``report(results) -> str`` (``summary.md``, also printed). Every result carries ``health`` (each
+net: ok, under-trained, dead or diverged; :func:`~minires.experiments.common.assess_health`) and
+``claims`` (each of the paper's claims the experiment tests, with its verdict — holds, does not
+hold, or cannot tell at this setting — the numbers and the noise estimate behind it;
+:func:`~minires.experiments.common.judge`). Flagged nets are marked in the table and the figures,
+and a claim that rests on a dead or diverged net is never judged. From Python::
 
     from minires.experiments import degradation, load_data
     results = degradation.run(load_data("synthetic", n_train=10_000, n_test=1_000), degradation.QUICK)
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import time
 
@@ -45,7 +51,38 @@ def _ints(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,56, got {text!r}") from None
 
 
+def describe(name: str) -> str:
+    """What ``minires experiment NAME --help`` prints first: the experiment's docstring and its settings."""
+    module = get(name)
+    width = max(map(len, module.QUICK))
+    rows = [f"  {key:<{width}}  {_setting(module.QUICK[key]):>16}  {_setting(module.FULL[key]):>16}"
+            for key in module.QUICK]
+    return "\n".join([f"minires experiment {name}", "", inspect.cleandoc(module.__doc__), "",
+                      "Settings (--quick, or the full ones by default; each can be overridden below):",
+                      f"  {'setting':<{width}}  {'--quick':>16}  {'full':>16}", *rows, ""])
+
+
+def _setting(value) -> str:
+    if value is None:
+        return "all"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+class _ExperimentHelp(argparse.Action):
+    """``-h``: after NAME, that experiment's description and settings, then the options."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, "name", None) in EXPERIMENTS:
+            print(describe(namespace.name))
+        parser.print_help()
+        parser.exit()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-h", "--help", action=_ExperimentHelp, nargs=0,
+                        help="show this help; after NAME, what that experiment reproduces and its settings")
     parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
     parser.add_argument("--quick", action="store_true",
                         help="the quick settings (minutes on a 2-core CPU; see each experiment's docstring)")
@@ -86,7 +123,7 @@ def run_experiment(name: str, quick: bool = True, data: str = "synthetic", data_
         print(f"experiment {name} ({'quick' if quick else 'full'} settings) on {dataset.describe()}", flush=True)
     results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers)
     results.update(mode="quick" if quick else "full", seed=seed, wall_seconds=time.perf_counter() - start,
-                   cpu_seconds=cpu_seconds() - cpu_start)
+                   cpu_seconds=cpu_seconds() - cpu_start, cores=os.cpu_count(), load_average=os.getloadavg()[0])
     folder.save_json(results)
     folder.save_text(module.report(results), "summary.md")
     for file_name, figure in module.plot(results).items():

@@ -49,6 +49,161 @@ def choose_settings(quick: dict, full: dict, use_quick: bool, overrides: dict) -
     return settings
 
 
+# ----------------------------------------------------------------------------- run health
+UNDER_TRAINED = 0.5   # a final training error above this: the net has not fit the training data
+CHANCE_MARGIN = 0.1   # nats: a final training loss above ln(classes) minus this is "not below chance"
+HEALTH_FLAGS = {      # status -> what it means, in words (summary.md and the figures' notes)
+    "diverged": "its loss or weights became NaN/Inf and training stopped: its numbers describe a broken run, "
+                "not the architecture",
+    "dead": "every weight gradient was zero at the last step, or its final training loss was not below chance "
+            "(ln of the number of classes, minus {margin} nats): it learned nothing, so its numbers say nothing "
+            "about the architecture",
+    "under-trained": "its final training error is above {level}: it has not fit the training data at this "
+                     "setting, so what it shows may change with longer training",
+}
+
+
+def assess_health(run: dict, num_classes: int, under_trained_above: float | None = UNDER_TRAINED,
+                  chance_margin: float | None = CHANCE_MARGIN) -> dict:
+    r"""How a training run ended: ``{"status": ..., "reason": ...}``, the first that applies of
+
+    * ``diverged``: ``run["diverged"]`` (a NaN/Inf loss), non-finite weights or final loss;
+    * ``dead``: ``weight_grad_max == 0`` (no weight got any gradient), or ``final_train_loss`` not
+      below chance, :math:`\ln C -` ``chance_margin`` for ``C`` classes (a net that ignores its
+      input cannot do better than :math:`\ln C`);
+    * ``under-trained``: ``final_train_error > under_trained_above``;
+    * ``ok``.
+
+    ``None`` for ``chance_margin`` or ``under_trained_above`` leaves that test out: a run of a few
+    dozen steps (gradnorms) is not expected to have learned yet.
+    """
+    chance = math.log(num_classes)
+    loss, error = run["final_train_loss"], run["final_train_error"]
+    if run["diverged"] or not run["weights_finite"] or not math.isfinite(loss):
+        status, reason = "diverged", "its loss or weights are NaN/Inf"
+    elif run["weight_grad_max"] == 0:
+        status, reason = "dead", "every weight gradient is exactly zero"
+    elif chance_margin is not None and loss > chance - chance_margin:
+        status, reason = "dead", (f"final training loss {loss:.3f} is not below chance, ln {num_classes} = "
+                                  f"{chance:.3f} minus {chance_margin:g}")
+    elif under_trained_above is not None and error > under_trained_above:
+        status, reason = "under-trained", f"final training error {100 * error:.1f}% > {100 * under_trained_above:g}%"
+    else:
+        status, reason = "ok", "trained"
+    return {"status": status, "reason": reason, "chance_loss": chance, "chance_margin": chance_margin,
+            "under_trained_above": under_trained_above}
+
+
+def flagged(label: str, health: dict) -> str:
+    """A legend label with the net's health flag appended (``"ResNet-56 [DEAD]"``); unchanged when ok."""
+    return label if health["status"] == "ok" else f"{label} [{health['status'].upper()}]"
+
+
+def health_notes(health: dict) -> str:
+    """What the flags in this run mean, in words: one line per flag that occurs (``health``: name -> health)."""
+    levels = {h["under_trained_above"] for h in health.values() if h["under_trained_above"] is not None}
+    level = " / ".join(f"{100 * v:g}%" for v in sorted(levels)) or "the stated level"
+    bad = {}
+    for name, h in health.items():
+        if h["status"] != "ok":
+            bad.setdefault(h["status"], []).append(f"{name} ({h['reason']})")
+    if not bad:
+        judged = ["finite", "nonzero weight gradients"]
+        judged += ["final loss below chance"] if any(h["chance_margin"] is not None for h in health.values()) else []
+        judged += [f"final training error at most {level}"] if levels else []
+        return f"Run health: no net flagged ({', '.join(judged)})."
+    lines = [f"Run health: {sum(map(len, bad.values()))} of {len(health)} nets flagged:"]
+    for status in HEALTH_FLAGS:
+        if status in bad:
+            meaning = HEALTH_FLAGS[status].format(margin=f"{CHANCE_MARGIN:g}", level=level)
+            lines.append(f"- **{status.upper()}**: {', '.join(bad[status])}. Meaning: {meaning}.")
+    return "\n".join(lines)
+
+
+def note_health(figure, health: dict) -> None:
+    """Write the flags of unhealthy nets under ``figure`` (their legend labels carry them too)."""
+    bad = [f"{name}: {h['status'].upper()} ({h['reason']})" for name, h in health.items() if h["status"] != "ok"]
+    if bad:
+        figure.text(0.01, -0.01, "Flagged runs (summary.md says what each flag means):\n" + "\n".join(bad),
+                    ha="left", va="top", fontsize=8, color="firebrick")
+
+
+# ----------------------------------------------------------------------------- claims and verdicts
+HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "cannot tell at this setting"
+
+
+def compare(smaller: tuple[str, float], larger: tuple[str, float], tolerance: float, unit: str = "") -> dict:
+    """One measured inequality ``smaller < larger``, judged against the noise ``tolerance``.
+
+    ``holds`` when ``larger - smaller > tolerance``, ``does not hold`` when ``smaller - larger > tolerance``,
+    otherwise (or when a value is not finite) ``cannot tell at this setting``: the gap is within noise.
+    """
+    (a_name, a), (b_name, b) = smaller, larger
+    gap = b - a
+    if not (math.isfinite(a) and math.isfinite(b)):
+        verdict = UNCLEAR
+    elif gap > tolerance:
+        verdict = HOLDS
+    elif gap < -tolerance:
+        verdict = FAILS
+    else:
+        verdict = UNCLEAR
+    return {"expected": f"{a_name} < {b_name}", "smaller": a, "larger": b, "gap": gap, "verdict": verdict,
+            "evidence": f"{a_name} {a:.3g}{unit} vs {b_name} {b:.3g}{unit} (gap {gap:+.3g}{unit}: {verdict})"}
+
+
+def test_error_noise(n_test: int) -> tuple[float, str]:
+    r"""(tolerance in points, its description): two standard deviations of a test error measured on
+    ``n_test`` images, at its largest (error 50%): :math:`2 \sqrt{0.25 / n} = 1/\sqrt{n}`."""
+    points = 100 / math.sqrt(n_test)
+    return points, (f"one seed; {points:.1f} points of test error: two binomial standard deviations on "
+                    f"{n_test:,} test images (at most 100/sqrt(n))")
+
+
+def judge(claim: str, comparisons: list[dict], noise: str, health: dict, nets, allow=("ok",)) -> dict:
+    """The verdict on one of the paper's claims from its ``comparisons`` (:func:`compare`).
+
+    ``cannot tell at this setting`` when any of ``nets`` has a health status outside ``allow`` (its
+    numbers are not those of a trained net) or there is nothing to compare; else ``does not hold`` if
+    any comparison fails, ``holds`` only if every one holds, ``cannot tell`` otherwise (within noise).
+    """
+    blocked = [f"{name} is {health[name]['status']}" for name in nets if health[name]["status"] not in allow]
+    verdicts = [c["verdict"] for c in comparisons]
+    if blocked:
+        verdict, why = UNCLEAR, f"{', '.join(blocked)}, so the claim cannot be read from this run"
+    elif not comparisons:
+        verdict, why = UNCLEAR, "nothing to compare at this setting"
+    elif FAILS in verdicts:
+        verdict, why = FAILS, "a measured gap has the opposite sign, larger than the noise"
+    elif all(v == HOLDS for v in verdicts):
+        verdict, why = HOLDS, "every measured gap has the paper's sign and exceeds the noise"
+    else:
+        verdict, why = UNCLEAR, "a measured gap is within the noise"
+    return {"claim": claim, "verdict": verdict, "why": why, "noise": noise,
+            "evidence": "; ".join(c["evidence"] for c in comparisons), "comparisons": comparisons}
+
+
+def claims_table(claims: list[dict]) -> str:
+    """The paper's claims and this run's verdicts, as a Markdown table."""
+    rows = [{"claim": c["claim"], "verdict": f"**{c['verdict']}**: {c['why']}", "evidence": c["evidence"] or "-",
+             "noise": c["noise"]} for c in claims]
+    return markdown_table(rows, [("claim", "paper's claim", "s"), ("verdict", "verdict", "s"),
+                                 ("evidence", "measured", "s"), ("noise", "noise estimate", "s")])
+
+
+def report_tail(results: dict) -> str:
+    """The claims table, what the health flags mean and how long the run took: the end of every summary."""
+    parts = ["", "Claims of the paper, judged on this run:", "", claims_table(results["claims"]), "",
+             health_notes(results["health"])]
+    if "wall_seconds" in results:
+        busy = results["load_average"] > results["cores"]
+        parts += ["", f"Seed {results['seed']}, {results['mode']} settings; wall time {results['wall_seconds']:.0f} s "
+                      f"(CPU time {results['cpu_seconds']:.0f} s) on {results['cores']} cores whose 1-minute load "
+                      f"average was {results['load_average']:.1f} at the end"
+                      + (": the machine was shared, so the wall time is longer than on an idle one." if busy else ".")]
+    return "\n".join(parts) + "\n"
+
+
 # ----------------------------------------------------------------------------- data
 @dataclass
 class ExperimentData:
@@ -152,14 +307,17 @@ def batches(loader, iterations: int):
 
 def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, lr: float = 0.1,
           eval_every: int | None = None, seed: int = 0, warmup: int = 0, step_context=None,
-          label: str = "", progress: bool = True) -> dict:
+          label: str = "", progress: bool = True, under_trained_above: float | None = UNDER_TRAINED,
+          chance_margin: float | None = CHANCE_MARGIN) -> dict:
     """Train ``model`` with the paper's protocol for ``iterations`` SGD steps.
 
     Returns plain data: ``train_error`` (each mini-batch's error, in train mode, as the paper's thin
     curves), ``test_iterations`` / ``test_error`` (every ``eval_every`` steps and at the end),
-    ``final_train_error`` (mean over the last 10% of iterations), ``final_test_error``, ``seconds``
-    and ``diverged`` (the loss became NaN/Inf; training stops there). ``step_context(it)``, if given,
-    wraps each iteration (e.g. :meth:`minires.inspect.LayerRecorder.step`).
+    ``final_train_error`` and ``final_train_loss`` (means over the last 10% of iterations),
+    ``final_test_error``, ``seconds``, ``diverged`` (the loss became NaN/Inf; training stops there),
+    ``weight_grad_max`` (the largest |gradient| of any weight at the last step), ``weights_finite``
+    and ``health`` (:func:`assess_health`, with ``under_trained_above`` and ``chance_margin``). ``step_context(it)``, if
+    given, wraps each iteration (e.g. :meth:`minires.inspect.LayerRecorder.step`).
     """
     from tqdm.auto import tqdm
     optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -167,6 +325,7 @@ def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, l
     train_loader, test_loader = data.loaders(batch_size, seed)
     eval_every = eval_every or iterations
     result = {"train_error": [], "test_iterations": [], "test_error": [], "diverged": False}
+    losses = []
     start = time.perf_counter()
     bar = tqdm(batches(train_loader, iterations), total=iterations, desc=label, leave=False, disable=not progress,
                position=_worker_slot)
@@ -179,7 +338,8 @@ def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, l
             optimizer.step()
         schedule.step()
         result["train_error"].append(error_rate(logits, y))
-        if not math.isfinite(loss.item()):
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
             result["diverged"] = True
             break
         if it % eval_every == 0 or it == iterations:
@@ -187,11 +347,23 @@ def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, l
             result["test_error"].append(evaluate(model, test_loader))
             bar.set_postfix(test_err=f"{result['test_error'][-1]:.3f}")
     bar.close()
-    window = result["train_error"][-max(1, len(result["train_error"]) // 10):]
-    result["final_train_error"] = float(np.mean(window))
+    window = max(1, len(losses) // 10)
+    result["final_train_error"] = float(np.mean(result["train_error"][-window:]))
+    result["final_train_loss"] = float(np.mean(losses[-window:]))
     result["final_test_error"] = result["test_error"][-1] if result["test_error"] else float("nan")
     result["seconds"] = time.perf_counter() - start
+    result.update(weight_state(model))
+    result["health"] = assess_health(result, data.num_classes, under_trained_above, chance_margin)
     return result
+
+
+def weight_state(model) -> dict:
+    """``weight_grad_max``: the largest |gradient| of any weight (a parameter with 2+ dimensions: conv
+    and fc weights, not BN scales or biases) at the last backward pass, 0 when none got one;
+    ``weights_finite``: every parameter is finite."""
+    grads = [np.abs(p.grad.numpy()).max() for p in model.parameters() if p.ndim > 1 and p.grad is not None]
+    return {"weight_grad_max": float(max(grads, default=0.0)),
+            "weights_finite": bool(all(np.isfinite(p.numpy()).all() for p in model.parameters()))}
 
 
 # ----------------------------------------------------------------------------- several nets at once

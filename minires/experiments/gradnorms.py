@@ -27,16 +27,21 @@ makes deep residual nets trainable at this depth.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..inspect import LayerRecorder
 from ..nn import Conv2d
-from .common import build_model, map_nets, markdown_table, model_name, train, without_batch_norm
+from .common import (build_model, compare, flagged, judge, map_nets, markdown_table, model_name, note_health,
+                     report_tail, train, without_batch_norm)
 
-QUICK = dict(depths=(20, 56), width=4, iterations=60, batch_size=128, lr=0.1, lr_no_bn=0.01, n_train=2_000,
-             n_test=500)
+QUICK = dict(depths=(20, 56), width=4, iterations=60, batch_size=128, lr=0.1, lr_no_bn=0.01, warmup=0,
+             n_train=2_000, n_test=500)
 FULL = dict(depths=(20, 32, 44, 56, 110), width=16, iterations=2_000, batch_size=128, lr=0.1, lr_no_bn=0.01,
-            n_train=None, n_test=None)
+            warmup=400, n_train=None, n_test=None)
+VANISHING = -1.0  # decades: the first conv getting under a tenth of the last conv's gradient counts as vanishing
+TOLERANCE = 0.5   # decades of noise allowed around that bound
 
 
 def record_steps(iterations: int) -> list[int]:
@@ -52,7 +57,8 @@ def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int
             for batch_norm in (True, False) for residual in (False, True) for depth in settings["depths"]]
     nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
     return {"experiment": "gradnorms", "data": data.describe(), "settings": settings, "record_steps": steps,
-            "nets": nets, "summary": summary(nets)}
+            "nets": nets, "summary": summary(nets), "claims": claims(nets),
+            "health": {name: r["health"] for name, r in nets.items()}}
 
 
 def job_name(job: dict) -> str:
@@ -68,7 +74,8 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
     recorder = LayerRecorder(model, layers=Conv2d, steps=record_steps(settings["iterations"]))
     lr = settings["lr"] if batch_norm else settings["lr_no_bn"]
     curves = train(model, data, settings["iterations"], settings["batch_size"], lr, seed=job["seed"],
-                   step_context=recorder.step, label=job_name(job), progress=progress)
+                   warmup=settings.get("warmup", 0), step_context=recorder.step, label=job_name(job),
+                   progress=progress, under_trained_above=None, chance_margin=None)
     recorder.close()
     return job_name(job), net_record(recorder, depth, residual, batch_norm, lr, curves)
 
@@ -78,7 +85,8 @@ def net_record(recorder, depth, residual, batch_norm, lr, curves) -> dict:
     weight = recorder.array("weight_grad_norm")[2]
     return {"depth": depth, "residual": residual, "batch_norm": batch_norm, "lr": lr, "layers": layers,
             "steps": recorded.tolist(), "act_grad_norm": act.tolist(), "weight_grad_norm": weight.tolist(),
-            "diverged": curves["diverged"], "final_train_error": curves["final_train_error"]}
+            "diverged": curves["diverged"], "final_train_error": curves["final_train_error"],
+            "final_train_loss": curves["final_train_loss"], "health": curves["health"]}
 
 
 def first_to_last(values) -> float:
@@ -96,8 +104,27 @@ def summary(nets: dict) -> list[dict]:
             weight = np.asarray(weight, dtype=float)
             rows.append({"net": name, "step": step, "first_over_last": first_to_last(act),
                          "weight_min": float(np.min(weight)), "weight_median": float(np.median(weight)),
-                         "weight_max": float(np.max(weight)), "diverged": r["diverged"]})
+                         "weight_max": float(np.max(weight)), "final_loss": r["final_train_loss"],
+                         "health": r["health"]["status"]})
     return rows
+
+
+def claims(nets: dict) -> list[dict]:
+    """Sec. 4.1: with BN, a plain net's backward gradient does not vanish on its way to the input. At
+    every recorded step of every plain net with BN, the first conv's gradient norm over the last
+    conv's must stay above :data:`VANISHING` (in decades) by more than :data:`TOLERANCE` decades."""
+    plain = {name: r for name, r in nets.items() if r["batch_norm"] and not r["residual"]}
+    comparisons = [compare(("vanishing bound", VANISHING), (f"{name} step {step}", _decades(first_to_last(act))),
+                           TOLERANCE, " decades")
+                   for name, r in plain.items() for step, act in zip(r["steps"], r["act_grad_norm"])]
+    return [judge("plain nets with BN do not suffer vanishing gradients: log10(||dL/dy|| first conv / last conv) "
+                  f"stays above {VANISHING:g} (sec. 4.1)", comparisons,
+                  f"a stated tolerance of {TOLERANCE:g} decades (one batch per recorded step, one seed)",
+                  {name: r["health"] for name, r in nets.items()}, list(plain))]
+
+
+def _decades(ratio: float) -> float:
+    return math.log10(ratio) if ratio > 0 else float("nan")
 
 
 def report(results: dict) -> str:
@@ -105,11 +132,15 @@ def report(results: dict) -> str:
                                                 ("first_over_last", "dL/dy norm, first conv / last conv", ".3g"),
                                                 ("weight_min", "min dL/dW norm", ".2e"),
                                                 ("weight_median", "median dL/dW norm", ".2e"),
-                                                ("weight_max", "max dL/dW norm", ".2e"), ("diverged", "diverged", "")])
+                                                ("weight_max", "max dL/dW norm", ".2e"),
+                                                ("final_loss", "final train loss", ".3f"), ("health", "health", "s")])
     return (f"Gradient norms per conv layer ({results['data']}; width {results['settings']['width']}, "
             f"{results['settings']['iterations']} iterations; y = conv output, W = conv weight)\n\n{table}\n\n"
             "Vanishing gradients would show as a first/last ratio far below 1 and a minimum weight gradient "
-            "many decades below the median. A NaN ratio means the last layer got no gradient at all.\n")
+            "many decades below the median. A NaN ratio means the last layer got no gradient at all. These runs "
+            "are a few dozen steps, too short to have learned: only zero weight gradients (dead) and NaN/Inf "
+            "(diverged) flag a net, not its loss or training error; the final training loss is in the table.\n"
+            + report_tail(results))
 
 
 def plot(results: dict) -> dict:
@@ -147,7 +178,7 @@ def _grid(nets: dict, curves_of, title: str, ylabel: str):
                 values = np.asarray(values, dtype=float)
                 depth_fraction = np.arange(1, len(values) + 1) / len(values)
                 dead = not np.any(np.isfinite(values) & (values > 0))
-                label += (" (diverged)" if r["diverged"] else "") + (" (all zero: not drawn)" if dead else "")
+                label = flagged(label, r["health"]) + (" (all zero: not drawn)" if dead else "")
                 ax.plot(depth_fraction, values, marker=".", markersize=3, label=label)
         ax.set_yscale("log")
         ax.set_title(f"{'ResNet' if residual else 'plain'}, {'with' if batch_norm else 'without'} BN", fontsize=10)
@@ -160,4 +191,5 @@ def _grid(nets: dict, curves_of, title: str, ylabel: str):
             ax.set_ylabel(ylabel)
     fig.suptitle(title)
     fig.tight_layout()
+    note_health(fig, {name: r["health"] for name, r in nets.items()})
     return fig
