@@ -79,6 +79,10 @@ def test_resume_accepts_the_saved_values_and_a_longer_run(saved_run, capsys):
     ["bench", "cpu", "--warmup", "-1"], ["bench", "cpu", "--threads", "0"], ["bench", "cpu", "--batches", "16", "0"],
     ["bench", "cpu", "--depths", "0"], ["bench", "cpu", "--scaling-repeat", "0"], ["bench", "gpu", "--batch", "0"],
     ["bench", "gpu", "--repeat", "0"], ["bench", "gpu", "--warmup", "-2"],
+    ["experiment", "degradation", "--iterations", "-1"], ["experiment", "degradation", "--width", "0"],
+    ["experiment", "gradnorms", "--batch-size", "0"], ["experiment", "responses", "--warmup", "-1"],
+    ["experiment", "lesion", "--seed", "-1"], ["experiment", "shortcuts", "--n-test", "0"],
+    ["experiment", "degradation", "--eval-every", "0"], ["experiment", "degradation", "--workers", "0"],
 ])
 def test_other_commands_check_their_numbers_too(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -86,3 +90,14 @@ def test_other_commands_check_their_numbers_too(argv, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("minires: error: ") and re.search("is not a (positive|non-negative) integer", err), err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["experiment", "degradation", "--lr", "0"], "is not a positive number"),
+    (["experiment", "degradation", "--depths", "20,-56"], "expected comma-separated positive integers"),
+])
+def test_experiment_settings_are_checked(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

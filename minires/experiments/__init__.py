@@ -32,6 +32,7 @@ import inspect
 import os
 import time
 
+from ..cli import non_negative_int, positive_float, positive_int
 from .common import RunFolder, choose_settings, load_data
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
@@ -46,9 +47,9 @@ def get(name: str):
 
 def _ints(text: str) -> tuple:
     try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 20,56, got {text!r}") from None
+        return tuple(positive_int(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 20,56, got {text!r}") from None
 
 
 def describe(name: str) -> str:
@@ -90,21 +91,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
     parser.add_argument("--out", help="run folder for results.json, summary.md and the PNGs (default: runs/NAME)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data order (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and data order (default 0)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=positive_int, default=None,
                         help="nets trained at once, one process and one BLAS thread each (default: the number of cores)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
-    overrides.add_argument("--depth", type=int, help="the one depth (lesion, shortcuts)")
-    overrides.add_argument("--width", type=int, help="channels of the first stage (the paper: 16)")
-    overrides.add_argument("--iterations", type=int, help="SGD iterations per network")
-    overrides.add_argument("--batch-size", type=int)
-    overrides.add_argument("--lr", type=float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
-    overrides.add_argument("--warmup", type=int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
-    overrides.add_argument("--n-train", type=int, help="training images to use (synthetic: to generate)")
-    overrides.add_argument("--n-test", type=int, help="test images to use")
-    overrides.add_argument("--eval-every", type=int, help="iterations between test evaluations")
+    overrides.add_argument("--depth", type=positive_int, help="the one depth (lesion, shortcuts)")
+    overrides.add_argument("--width", type=positive_int, help="channels of the first stage (the paper: 16)")
+    overrides.add_argument("--iterations", type=positive_int, help="SGD iterations per network")
+    overrides.add_argument("--batch-size", type=positive_int)
+    overrides.add_argument("--lr", type=positive_float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
+    overrides.add_argument("--warmup", type=non_negative_int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
+    overrides.add_argument("--n-train", type=positive_int, help="training images to use (synthetic: to generate)")
+    overrides.add_argument("--n-test", type=positive_int, help="test images to use")
+    overrides.add_argument("--eval-every", type=positive_int, help="iterations between test evaluations")
 
 
 OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warmup", "n_train", "n_test",
