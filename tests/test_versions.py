@@ -154,3 +154,18 @@ def test_augmented_assignment_is_out_of_place_so_saved_values_stay():
     assert w is not saved and saved._version == 0 and saved.numpy().tolist() == [3.0, 4.0]
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 4.0])
+
+
+def test_functional_batch_norm_bumps_running_statistics_it_updates():
+    """The op that updates the statistics counts the change, so a direct F.batch_norm call is covered
+    too (not only the BatchNorm2d module), and an empty batch, which leaves them alone, is not counted."""
+    rng = np.random.default_rng(1)
+    mean, var = mr.tensor(np.zeros(2)), mr.tensor(np.ones(2))
+    x = mr.tensor(rng.normal(size=(4, 2, 3, 3)), requires_grad=True)
+    y = mr.functional.batch_norm(x, mean, var, training=False).sum()
+    mr.functional.batch_norm(mr.tensor(np.zeros((0, 2, 3, 3))), mean, var, training=True)
+    assert (mean._version, var._version) == (0, 0)
+    mr.functional.batch_norm(mr.tensor(rng.normal(size=(4, 2, 3, 3))), mean, var, training=True)
+    assert (mean._version, var._version) == (1, 1)
+    with pytest.raises(RuntimeError, match=MESSAGE):
+        y.backward()

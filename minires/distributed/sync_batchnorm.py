@@ -14,7 +14,7 @@ from __future__ import annotations
 from .. import backend
 from ..autograd import Function
 from ..functional.norm import (_array, _blend_into, _channel_sum, _channel_view, _check_batch_norm_args,
-                               _values_per_channel, batch_norm)
+                               _values_per_channel, batch_norm, bump_running_versions)
 from ..nn.layers import _BatchNorm
 
 
@@ -103,10 +103,11 @@ def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None, tr
     """
     if not training:
         return batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps)
-    running_mean, running_var = _array(running_mean), _array(running_var)
-    _check_batch_norm_args(_array(input), running_mean, running_var, weight, bias, training)
-    return SyncBatchNormTrain.apply(input, weight, bias, comm=comm, running_mean=running_mean,
-                                    running_var=running_var, momentum=momentum, eps=eps)
+    _check_batch_norm_args(_array(input), _array(running_mean), _array(running_var), weight, bias, training)
+    out = SyncBatchNormTrain.apply(input, weight, bias, comm=comm, running_mean=_array(running_mean),
+                                   running_var=_array(running_var), momentum=momentum, eps=eps)
+    bump_running_versions(running_mean, running_var)
+    return out
 
 
 

@@ -9,7 +9,8 @@ so no exponent is ever positive: logits of 1000 neither overflow nor turn the lo
 from __future__ import annotations
 
 from .. import backend
-from ..autograd import Function, Tensor
+from ..autograd import Function
+from .elementwise import array_of
 
 
 def _log_softmax_array(z, axis):
@@ -74,7 +75,7 @@ def _class_ids(op, scores, labels):
     if scores.dtype.kind != "f":
         raise TypeError(f"{op}: scores must be floating point, got {scores.dtype}; use .float()")
     xp = backend.get_array_module(scores)
-    labels = xp.asarray(_data(labels))
+    labels = xp.asarray(array_of(labels))
     if labels.dtype.kind not in "iu":
         raise TypeError(f"{op}: labels must be integer class ids, got dtype {labels.dtype}; "
                         "convert them with .astype(np.int64)")
@@ -180,16 +181,12 @@ def softmax(x, axis=-1):
 def cross_entropy(logits, labels):
     """Mean cross-entropy of (N, C) ``logits`` against N integer class ids ``labels`` (a Tensor, array
     or list), as ``torch.nn.functional.cross_entropy`` with its defaults."""
-    labels = _class_ids("cross_entropy", _data(logits), labels)
+    labels = _class_ids("cross_entropy", array_of(logits), labels)
     return CrossEntropy.apply(logits, labels=labels)
 
 
 def nll_loss(log_probs, labels):
     """Mean negative log-likelihood of (N, C) log-probabilities (e.g. from :func:`log_softmax`) against
     N integer class ids, as ``torch.nn.functional.nll_loss`` with its defaults."""
-    labels = _class_ids("nll_loss", _data(log_probs), labels)
+    labels = _class_ids("nll_loss", array_of(log_probs), labels)
     return NLLLoss.apply(log_probs, labels=labels)
-
-
-def _data(x):
-    return x.data if isinstance(x, Tensor) else x

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor
+from .elementwise import array_of as _array
 
 _SPATIAL_LETTERS = "hwd"
 
@@ -230,10 +231,6 @@ class BatchNormEval(Function):
         return gx, gweight, gy.sum(axis=axes)
 
 
-def _array(t):
-    return t.data if isinstance(t, Tensor) else t
-
-
 def _check_batch_norm_args(x, running_mean, running_var, weight, bias, training):
     if x.ndim not in (2, 3, 4):
         raise ValueError(f"batch_norm: expected an input of shape (N, C), (N, C, L) or (N, C, H, W), "
@@ -256,11 +253,19 @@ def _check_batch_norm_args(x, running_mean, running_var, weight, bias, training)
                          f"shape {tuple(x.shape)}; use a batch of at least 2 or training=False")
 
 
+def bump_running_versions(*running) -> None:
+    """The op updated these running statistics in place: count it on those that are Tensors (a graph
+    that saved them, e.g. an evaluation-mode batch norm, then refuses to run its backward)."""
+    for r in running:
+        if isinstance(r, Tensor):
+            r._bump_version()
+
+
 def _empty_batch_norm(input, weight, bias):
     """A zero-size batch in training, as PyTorch does it: an empty output, the running statistics left
     as they are, zero gradients for ``weight`` and ``bias``. Written with broadcast ops (their backward
     sums over the empty batch), since there are no batch statistics to take."""
-    channel = (1, -1) + (1,) * (_array(input).ndim - 2)
+    channel = _channel_shape(_array(input).ndim)
     y = input * (1.0 if weight is None else weight.reshape(*channel))
     return y if bias is None else y + bias.reshape(*channel)
 
@@ -278,7 +283,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if training and _array(input).size == 0:
         return _empty_batch_norm(input, weight, bias)
     if training:
-        return BatchNormTrain.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
-                                    momentum=momentum, eps=eps, impl=impl)
+        out = BatchNormTrain.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
+                                   momentum=momentum, eps=eps, impl=impl)
+        bump_running_versions(running_mean, running_var)
+        return out
     return BatchNormEval.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
                                eps=eps)

@@ -152,12 +152,8 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or not self.track_running_stats
         running_mean = self.running_mean if self.track_running_stats else None
         running_var = self.running_var if self.track_running_stats else None
-        out = self._batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats,
-                               0.0 if momentum is None else momentum, self.eps)
-        if self.training and self.track_running_stats:  # the op updated them in place
-            self.running_mean._bump_version()
-            self.running_var._bump_version()
-        return out
+        return self._batch_norm(x, running_mean, running_var, self.weight, self.bias, use_batch_stats,
+                                0.0 if momentum is None else momentum, self.eps)
 
     def _batch_norm(self, *args):
         """The op that normalizes (``minires.distributed.SyncBatchNorm`` puts a synchronized one here)."""
