@@ -331,10 +331,11 @@ class Trainer:
         if policy == "skip":
             return True
         last = (f"the last good checkpoint is {self.out / 'checkpoint.json'} (epoch {self.saved_at[0]}, iteration "
-                f"{self.saved_at[1]}); resume it with a lower --lr" if self.saved_at else "there is no checkpoint "
-                "yet (the first is written when the first epoch ends); start again with a lower --lr")
-        raise NonFiniteError(f"training stopped at {where}; {last}, or pass --nan-policy skip (skip such "
-                             "updates) or continue")
+                f"{self.saved_at[1]}): resume it with --resume --nan-policy skip (skip such updates), or start a "
+                "new run in another --out with a lower --lr" if self.saved_at else "there is no checkpoint yet "
+                "(the first is written when the first epoch ends): start again with a lower --lr, or pass "
+                "--nan-policy skip (skip such updates) or continue")
+        raise NonFiniteError(f"training stopped at {where}; {last}")
 
     def _input(self, x) -> Tensor:
         """A batch of images as a Tensor on the run's device, in its dtype."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import positive_float
 from .grade import DEFAULT_CHECKS_DIR
 
 DEFAULT_TUTORIALS = DEFAULT_CHECKS_DIR
@@ -20,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grade.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     grade.add_argument("--checks", default=str(DEFAULT_CHECKS_DIR),
                        help="folder of the course notebooks whose checks are used (default: %(default)s)")
-    grade.add_argument("--timeout", type=float, default=120, help="seconds allowed per cell (default: %(default)s)")
+    grade.add_argument("--timeout", type=positive_float, default=120, help="seconds allowed per cell (default: %(default)s)")
 
     book = sub.add_parser("book", help="execute the tutorials and write them as static HTML with an index page")
     book.add_argument("--out", required=True, help="folder for the HTML pages")
     book.add_argument("--source", default=str(DEFAULT_TUTORIALS), help="the course notebooks (default: %(default)s)")
-    book.add_argument("--timeout", type=float, default=120, help="seconds allowed per cell (default: %(default)s)")
+    book.add_argument("--timeout", type=positive_float, default=120, help="seconds allowed per cell (default: %(default)s)")
 
 
 def run(args) -> int:
