@@ -22,16 +22,19 @@ Why the quick settings cannot show Fig. 7. In train mode a BN layer's output has
 mean :math:`\beta` and standard deviation :math:`\gamma` exactly; at initialisation :math:`\gamma = 1`,
 :math:`\beta = 0`, so every response of every net starts with std 1, and only training separates
 them. Two forces move :math:`\gamma`: the loss gradient, and weight decay, which alone multiplies it
-by :math:`\exp(-\lambda \sum_t \eta_t)`. Over the paper's 64k iterations
-:math:`\lambda \sum_t \eta_t = 10^{-4} (0.1 \cdot 32k + 0.01 \cdot 16k + 0.001 \cdot 16k) \approx 0.34`
-(x0.71); over the quick run's 400 it is 0.0012 (x0.999), and matching 0.34 in 400 iterations would
-take a weight decay about 280 times the paper's — another experiment. The loss gradient moved the
+by about :math:`\exp(-\lambda \sum_t \eta_t / (1 - \mu))` (SGD with momentum :math:`\mu = 0.9` folds
+the decay into its velocity, which amplifies it tenfold). Over the paper's 64k iterations
+:math:`\lambda \sum_t \eta_t = 10^{-4} (0.1 \cdot 32k + 0.01 \cdot 16k + 0.001 \cdot 16k) \approx 0.34`,
+so the exponent is about 3.4 (x0.035); over the quick run's 400 iterations it is about 0.012
+(x0.988), and matching the paper's in 400 iterations would take a weight decay about 280 times the
+paper's — another experiment. The loss gradient moved the
 mean BN scale by at most 3.5% in 400 iterations (the committed quick run, seed 0: 0.965-1.020 over
 the five nets), so the ResNets' mean response stds (1.009, 1.025, 1.058) differ by no more than the
 verdict's tolerance (0.05): both Fig. 7 verdicts are "cannot tell at this setting" (and the run's
 plain-56 is dead, its plain-20 and ResNet-110 under-trained), with the mean BN scale of every net
 in the table to show why. Training four times longer does not help at this width: with
-``--quick --depths 20 --iterations 1600`` (seed 0; both nets reach 3-5% training error) the mean BN
+``--quick --depths 20 --iterations 1600`` (seed 0, a probe run whose files are not committed; both
+nets reach 3-5% training error) the mean BN
 scales *grew*, to 1.19 (plain-20) and 1.16 (ResNet-20), and the mean response stds ended 0.017
 apart (1.292 vs 1.276), within the tolerance. The ordering may need the full settings' widths and
 64k iterations (days on a CPU); neither setting tried here shows it.
