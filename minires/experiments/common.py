@@ -308,8 +308,8 @@ def batches(loader, iterations: int):
 def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, lr: float = 0.1,
           eval_every: int | None = None, seed: int = 0, warmup: int = 0, step_context=None,
           label: str = "", progress: bool = True, under_trained_above: float | None = UNDER_TRAINED,
-          chance_margin: float | None = CHANCE_MARGIN) -> dict:
-    """Train ``model`` with the paper's protocol for ``iterations`` SGD steps.
+          chance_margin: float | None = CHANCE_MARGIN, weight_decay: float = 1e-4) -> dict:
+    """Train ``model`` with the paper's protocol for ``iterations`` SGD steps (``weight_decay``: the paper's 1e-4).
 
     Returns plain data: ``train_error`` (each mini-batch's error, in train mode, as the paper's thin
     curves), ``test_iterations`` / ``test_error`` (every ``eval_every`` steps and at the end),
@@ -320,7 +320,7 @@ def train(model, data: ExperimentData, iterations: int, batch_size: int = 128, l
     given, wraps each iteration (e.g. :meth:`minires.inspect.LayerRecorder.step`).
     """
     from tqdm.auto import tqdm
-    optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     schedule = paper_schedule(optimizer, iterations, warmup=warmup)
     train_loader, test_loader = data.loaders(batch_size, seed)
     eval_every = eval_every or iterations
