@@ -170,7 +170,7 @@ def test_experiments_run_on_mnist_files(tmp_path):
             array = rng.integers(0, 256 if kind.startswith("images") else 10, shape)
             header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in shape)
             (tmp_path / f"{prefix}-{kind}-ubyte").write_bytes(header + array.astype(np.uint8).tobytes())
-    results, folder = run_experiment("lesion", quick=True, data="mnist", data_dir=tmp_path, out=tmp_path / "run",
+    results, folder = run_experiment("lesion", mode="quick", data="mnist", data_dir=tmp_path, out=tmp_path / "run",
                                      progress=False, depth=8, width=2, iterations=2, batch_size=16)
     assert "(1, 28, 28)" in results["data"] and (folder.path / "lesion.png").exists()
 

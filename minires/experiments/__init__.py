@@ -9,7 +9,8 @@ lesion         Veit et al.: delete one block at test time, error per deleted blo
 shortcuts      options A/B/C at one depth: error, parameters, time
 =============  ===================================================================================
 
-Each module has ``QUICK`` and ``FULL`` settings, ``run(data, settings, seed, progress) -> dict``
+Each module has ``QUICK`` and ``FULL`` settings (and ``STANDARD``, where the quick ones cannot show
+the paper's effect but an hour can), ``run(data, settings, seed, progress) -> dict``
 (plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
 ``report(results) -> str`` (``summary.md``, also printed). Every result carries ``health`` (each
 net: ok, under-trained, dead or diverged; :func:`~minires.experiments.common.assess_health`) and
@@ -33,7 +34,7 @@ import os
 import time
 
 from ..cli import non_negative_int, positive_float, positive_int
-from .common import RunFolder, choose_settings, load_data
+from .common import RunFolder, choose_settings, load_data, modes_of
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
 
@@ -55,12 +56,14 @@ def _ints(text: str) -> tuple:
 def describe(name: str) -> str:
     """What ``minires experiment NAME --help`` prints first: the experiment's docstring and its settings."""
     module = get(name)
+    modes = modes_of(module)
     width = max(map(len, module.QUICK))
-    rows = [f"  {key:<{width}}  {_setting(module.QUICK[key]):>16}  {_setting(module.FULL[key]):>16}"
+    header = "".join(f"  {'--' + mode if mode != 'full' else mode:>16}" for mode in modes)
+    rows = [f"  {key:<{width}}" + "".join(f"  {_setting(settings[key]):>16}" for settings in modes.values())
             for key in module.QUICK]
     return "\n".join([f"minires experiment {name}", "", inspect.cleandoc(module.__doc__), "",
-                      "Settings (--quick, or the full ones by default; each can be overridden below):",
-                      f"  {'setting':<{width}}  {'--quick':>16}  {'full':>16}", *rows, ""])
+                      f"Settings ({', '.join('--' + m for m in modes if m != 'full')}, or the full ones by default; "
+                      "each can be overridden below):", f"  {'setting':<{width}}{header}", *rows, ""])
 
 
 def _setting(value) -> str:
@@ -85,8 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-h", "--help", action=_ExperimentHelp, nargs=0,
                         help="show this help; after NAME, what that experiment reproduces and its settings")
     parser.add_argument("name", choices=EXPERIMENTS, help="which experiment")
-    parser.add_argument("--quick", action="store_true",
-                        help="the quick settings (minutes on a 2-core CPU; see each experiment's docstring)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--quick", dest="mode", action="store_const", const="quick", default="full",
+                       help="the quick settings (minutes on a 2-core CPU; see each experiment's docstring)")
+    modes.add_argument("--standard", dest="mode", action="store_const", const="standard",
+                       help="the standard settings, where an experiment has them (about an hour on a 2-core CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
@@ -112,18 +118,18 @@ OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warm
              "eval_every")
 
 
-def run_experiment(name: str, quick: bool = True, data: str = "synthetic", data_dir=None, out=None, seed: int = 0,
+def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data_dir=None, out=None, seed: int = 0,
                    progress: bool = True, workers: int | None = None, **overrides) -> tuple[dict, RunFolder]:
     """Run experiment ``name`` and write its results into the run folder; return (results, folder)."""
     module = get(name)
-    settings = choose_settings(module.QUICK, module.FULL, quick, overrides)
+    settings = choose_settings(modes_of(module), mode, overrides)
     folder = RunFolder(out or f"runs/{name}")
     start, cpu_start = time.perf_counter(), cpu_seconds()
     dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
     if progress:
-        print(f"experiment {name} ({'quick' if quick else 'full'} settings) on {dataset.describe()}", flush=True)
+        print(f"experiment {name} ({mode} settings) on {dataset.describe()}", flush=True)
     results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers)
-    results.update(mode="quick" if quick else "full", seed=seed, wall_seconds=time.perf_counter() - start,
+    results.update(mode=mode, seed=seed, wall_seconds=time.perf_counter() - start,
                    cpu_seconds=cpu_seconds() - cpu_start, cores=os.cpu_count(), load_average=os.getloadavg()[0])
     folder.save_json(results)
     folder.save_text(module.report(results), "summary.md")
@@ -140,7 +146,7 @@ def cpu_seconds() -> float:
 
 def run(args) -> int:
     overrides = {key: getattr(args, key) for key in OVERRIDES}
-    results, folder = run_experiment(args.name, args.quick, args.data, args.data_dir, args.out, args.seed,
+    results, folder = run_experiment(args.name, args.mode, args.data, args.data_dir, args.out, args.seed,
                                      args.progress, args.workers, **overrides)
     print(get(args.name).report(results))
     written = ", ".join(str(f) for f in folder.files)

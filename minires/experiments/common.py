@@ -35,18 +35,27 @@ DATASETS = ("synthetic", "mnist", "cifar10")
 
 
 # ----------------------------------------------------------------------------- settings
-def choose_settings(quick: dict, full: dict, use_quick: bool, overrides: dict) -> dict:
-    """``quick`` or ``full`` settings with the given overrides (None values ignored) applied.
+def choose_settings(modes: dict, mode: str, overrides: dict) -> dict:
+    """The settings of ``mode`` (a key of ``modes``: quick, standard, full) with the given overrides
+    (None values ignored) applied.
 
     Only keys the experiment knows can be overridden; anything else is an error naming the keys.
     """
-    settings = dict(quick if use_quick else full)
+    if mode not in modes:
+        raise ValueError(f"this experiment has no {mode} settings; it has {', '.join(modes)}")
+    settings = dict(modes[mode])
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - set(settings))
     if unknown:
         raise ValueError(f"this experiment has no setting {', '.join(unknown)}; it has {', '.join(sorted(settings))}")
     settings.update(given)
     return settings
+
+
+def modes_of(module) -> dict:
+    """An experiment module's settings by mode: ``quick``, ``standard`` (where it has one) and ``full``."""
+    names = (("quick", "QUICK"), ("standard", "STANDARD"), ("full", "FULL"))
+    return {mode: getattr(module, name) for mode, name in names if hasattr(module, name)}
 
 
 # ----------------------------------------------------------------------------- run health
