@@ -32,6 +32,7 @@ import importlib
 import inspect
 import os
 import time
+from pathlib import Path
 
 from ..cli import non_negative_int, positive_float, positive_int
 from .common import RunFolder, choose_settings, load_data, modes_of
@@ -51,6 +52,16 @@ def _ints(text: str) -> tuple:
         return tuple(positive_int(v) for v in text.split(","))
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 20,56, got {text!r}") from None
+
+
+def _seed_list(text: str) -> tuple:
+    try:
+        values = tuple(non_negative_int(v) for v in text.split(","))
+    except (ValueError, argparse.ArgumentTypeError):
+        values = ()
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected two or more distinct seeds such as 0,1,2, got {text!r}")
+    return values
 
 
 def describe(name: str) -> str:
@@ -97,7 +108,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
     parser.add_argument("--out", help="run folder for results.json, summary.md and the PNGs (default: runs/NAME)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and data order (default 0)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and data order (default 0)")
+    seeds.add_argument("--seeds", type=_seed_list,
+                       help="run each of these seeds (e.g. 0,1,2) into OUT/seedK, then judge the claims on the "
+                            "spread between seeds (OUT/seeds.md)")
+    seeds.add_argument("--combine", nargs="+", metavar="RUN",
+                       help="run nothing: judge the claims over these run folders of NAME (distinct seeds, same "
+                            "settings) and write OUT/seeds.md and seeds.json")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="nets trained at once, one process and one BLAS thread each (default: the number of cores)")
@@ -145,10 +163,37 @@ def cpu_seconds() -> float:
 
 
 def run(args) -> int:
-    overrides = {key: getattr(args, key) for key in OVERRIDES}
-    results, folder = run_experiment(args.name, args.mode, args.data, args.data_dir, args.out, args.seed,
-                                     args.progress, args.workers, **overrides)
-    print(get(args.name).report(results))
+    if args.combine or args.seeds:
+        return run_seeds(args)
+    results, folder = run_one(args, args.seed, args.out)
     written = ", ".join(str(f) for f in folder.files)
     print(f"wall time {results['wall_seconds']:.0f} s (CPU time {results['cpu_seconds']:.0f} s); wrote {written}")
+    return 0
+
+
+def run_one(args, seed: int, out) -> tuple[dict, RunFolder]:
+    overrides = {key: getattr(args, key) for key in OVERRIDES}
+    results, folder = run_experiment(args.name, args.mode, args.data, args.data_dir, out, seed,
+                                     args.progress, args.workers, **overrides)
+    print(get(args.name).report(results))
+    return results, folder
+
+
+def run_seeds(args) -> int:
+    """``--seeds``: run each seed, then judge over them; ``--combine``: judge over finished runs."""
+    from . import seeds
+    out = Path(args.out or f"runs/{args.name}")
+    if args.seeds:
+        folders = [run_one(args, seed, out / f"seed{seed}")[1].path for seed in args.seeds]
+    else:
+        folders = args.combine
+    runs = seeds.load_runs(folders)
+    if runs[0]["experiment"] != args.name:
+        raise ValueError(f"the runs are of experiment {runs[0]['experiment']}, not {args.name}")
+    combined = seeds.combine(runs)
+    folder = RunFolder(out)
+    folder.save_json(combined, "seeds.json")
+    folder.save_text(seeds.report(combined), "seeds.md")
+    print(seeds.report(combined))
+    print(f"wrote {', '.join(str(f) for f in folder.files)}")
     return 0

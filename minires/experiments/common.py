@@ -188,7 +188,7 @@ def judge(claim: str, comparisons: list[dict], noise: str, health: dict, nets, a
         verdict, why = HOLDS, "every measured gap has the paper's sign and exceeds the noise"
     else:
         verdict, why = UNCLEAR, "a measured gap is within the noise"
-    return {"claim": claim, "verdict": verdict, "why": why, "noise": noise,
+    return {"claim": claim, "verdict": verdict, "why": why, "noise": noise, "readable": not blocked,
             "evidence": "; ".join(c["evidence"] for c in comparisons), "comparisons": comparisons}
 
 

@@ -1,0 +1,123 @@
+r"""The paper's claims judged over several seeds: the spread between seeds is the noise.
+
+One run judges each claim against a stated tolerance (:func:`~minires.experiments.common.compare`).
+Over ``n`` seeds of the same experiment the noise can be measured instead: for each compared pair
+(e.g. ResNet-20 vs ResNet-56) the seeds give gaps :math:`g_1 \dots g_n` (positive when the paper's
+inequality holds), with mean :math:`\bar g`, sample standard deviation :math:`s` and the 95%
+confidence interval :math:`\bar g \pm t_{n-1} s / \sqrt{n}` (Student's t, two-sided). The pair's
+verdict is *holds* when the whole interval is above 0, *does not hold* when it is below, and *cannot
+tell* when it contains 0; a claim holds when every one of its pairs does. A seed whose run could not
+read the claim (a dead or diverged net) is left out and named; fewer than two usable seeds cannot
+tell.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .common import FAILS, HOLDS, UNCLEAR, markdown_table
+
+# Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom; beyond that, the normal's.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+
+
+def t95(dof: int) -> float:
+    return T95[dof - 1] if dof <= len(T95) else 1.96
+
+
+def load_runs(folders) -> list[dict]:
+    """``results.json`` of each run folder, checked to be one experiment in one mode with distinct seeds."""
+    runs = []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: give run folders written by minires experiment")
+        runs.append(json.loads(path.read_text()))
+    kinds = {(r["experiment"], r.get("mode"), json.dumps(r["settings"], sort_keys=True)) for r in runs}
+    if len(kinds) != 1:
+        raise ValueError("the runs differ in experiment, mode or settings: "
+                         + "; ".join(f"{e} {m}" for e, m, _ in sorted(kinds)))
+    seeds = [r.get("seed") for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the runs repeat a seed ({seeds}): the spread needs distinct seeds")
+    return runs
+
+
+def combine(runs: list[dict]) -> dict:
+    """The claims of ``runs`` (one experiment, distinct seeds) judged on their spread between seeds."""
+    first = runs[0]
+    claims = [combine_claim([r["claims"][k] for r in runs], [r.get("seed") for r in runs])
+              for k in range(len(first["claims"]))]
+    return {"experiment": first["experiment"], "mode": first.get("mode"), "data": first.get("data"),
+            "seeds": [r.get("seed") for r in runs], "claims": claims}
+
+
+def combine_claim(per_seed: list[dict], seeds: list) -> dict:
+    """One claim over seeds: each of its pairs judged on the 95% interval of its mean gap."""
+    usable = [(seed, c) for seed, c in zip(seeds, per_seed) if _readable(c)]
+    left_out = [seed for seed, c in zip(seeds, per_seed) if not _readable(c)]
+    pairs = []
+    if usable:
+        for k, first in enumerate(usable[0][1]["comparisons"]):
+            gaps = [c["comparisons"][k]["gap"] for _, c in usable]
+            pairs.append(judge_gaps(first["expected"], gaps))
+    verdicts = [p["verdict"] for p in pairs]
+    if len(usable) < 2 or not pairs:
+        verdict = UNCLEAR
+    elif FAILS in verdicts:
+        verdict = FAILS
+    elif all(v == HOLDS for v in verdicts):
+        verdict = HOLDS
+    else:
+        verdict = UNCLEAR
+    return {"claim": per_seed[0]["claim"], "verdict": verdict, "pairs": pairs,
+            "seeds_used": [s for s, _ in usable], "seeds_left_out": left_out}
+
+
+def _readable(claim: dict) -> bool:
+    return claim.get("readable", "cannot be read" not in claim["why"])
+
+
+def judge_gaps(expected: str, gaps: list[float]) -> dict:
+    """``expected`` (``"a < b"``) over seeds: mean gap, sample std, 95% interval and the verdict."""
+    gaps = np.asarray(gaps, dtype=float)
+    n = len(gaps)
+    mean = float(gaps.mean())
+    std = float(gaps.std(ddof=1)) if n > 1 else math.nan
+    half = t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
+    if not (n > 1 and math.isfinite(half)):
+        verdict = UNCLEAR
+    elif mean - half > 0:
+        verdict = HOLDS
+    elif mean + half < 0:
+        verdict = FAILS
+    else:
+        verdict = UNCLEAR
+    return {"expected": expected, "gaps": gaps.tolist(), "mean": mean, "std": std, "low": mean - half,
+            "high": mean + half, "verdict": verdict}
+
+
+def report(combined: dict) -> str:
+    """The claims over seeds as Markdown: one row per compared pair, then each claim's verdict."""
+    rows = [{"claim": c["claim"], "pair": p["expected"], "gaps": ", ".join(f"{g:+.3g}" for g in p["gaps"]),
+             "mean": f"{p['mean']:+.3g}", "std": f"{p['std']:.3g}",
+             "interval": f"[{p['low']:+.3g}, {p['high']:+.3g}]", "verdict": p["verdict"]}
+            for c in combined["claims"] for p in c["pairs"]]
+    table = markdown_table(rows, [("claim", "paper's claim", "s"), ("pair", "pair", "s"),
+                                  ("gaps", "gap per seed", "s"), ("mean", "mean gap", "s"),
+                                  ("std", "std between seeds", "s"), ("interval", "95% interval", "s"),
+                                  ("verdict", "pair's verdict", "s")])
+    verdicts = "\n".join(f"- *{c['claim']}* — **{c['verdict']}** (seeds used: {_seeds(c['seeds_used'])}"
+                         + (f"; left out, a net dead or diverged: {_seeds(c['seeds_left_out'])}"
+                            if c["seeds_left_out"] else "") + ")" for c in combined["claims"])
+    return (f"{combined['experiment']} ({combined['mode']} settings; {combined['data']}): the paper's claims over "
+            f"seeds {_seeds(combined['seeds'])}\n\nA gap is positive when the paper's inequality holds. A pair holds "
+            "when its whole 95% interval (Student's t over the seeds) is above 0, does not hold when it is below, and "
+            f"cannot tell when it contains 0.\n\n{table}\n\n{verdicts}\n")
+
+
+def _seeds(seeds) -> str:
+    return ", ".join(map(str, seeds)) or "none"

@@ -1,0 +1,75 @@
+"""Claims judged over seeds: the 95% interval of each pair's mean gap decides, and unreadable seeds are left out."""
+import json
+import math
+
+import pytest
+
+from minires.cli import main
+from minires.experiments import seeds
+from minires.experiments.common import FAILS, HOLDS, UNCLEAR, compare, judge
+
+OK = {"status": "ok"}
+
+
+def planted_results(seed, gap, status="ok", settings=None):
+    """A degradation-like results.json whose one claim compares ResNet-56 < ResNet-20 with ``gap``."""
+    comparison = compare(("ResNet-56", 10.0), ("ResNet-20", 10.0 + gap), 5.0)
+    health = {"resnet20": OK, "resnet56": {"status": status}}
+    claim = judge("deeper ResNets have lower training error", [comparison], "one seed", health, list(health))
+    return {"experiment": "degradation", "mode": "quick", "data": "planted", "seed": seed,
+            "settings": settings or {"width": 4}, "claims": [claim]}
+
+
+def test_the_interval_is_students_t_over_the_seeds():
+    pair = seeds.judge_gaps("a < b", [1.0, 2.0, 3.0])
+    half = 4.303 / math.sqrt(3)          # t(0.975, 2 dof) * sample std 1 / sqrt(3)
+    assert pair["mean"] == pytest.approx(2.0) and pair["std"] == pytest.approx(1.0)
+    assert (pair["low"], pair["high"]) == pytest.approx((2 - half, 2 + half))
+    assert pair["verdict"] == UNCLEAR    # the interval contains 0
+
+
+@pytest.mark.parametrize("gaps, verdict", [((4.0, 5.0, 6.0), HOLDS), ((-4.0, -5.0, -6.0), FAILS),
+                                           ((-4.3, 4.0, 10.3), UNCLEAR)])
+def test_verdict_over_seeds_follows_the_gaps(gaps, verdict):
+    runs = [planted_results(seed, gap) for seed, gap in enumerate(gaps)]
+    claim = seeds.combine(runs)["claims"][0]
+    assert claim["verdict"] == verdict and claim["pairs"][0]["gaps"] == pytest.approx(list(gaps))
+
+
+def test_a_seed_with_a_dead_net_is_left_out_and_named():
+    runs = [planted_results(0, 5.0), planted_results(1, 6.0, status="dead"), planted_results(2, 5.5),
+            planted_results(3, 4.5)]
+    claim = seeds.combine(runs)["claims"][0]
+    assert claim["seeds_used"] == [0, 2, 3] and claim["seeds_left_out"] == [1] and claim["verdict"] == HOLDS
+    only_one = seeds.combine([planted_results(0, 5.0), planted_results(1, 6.0, status="dead")])["claims"][0]
+    assert only_one["verdict"] == UNCLEAR   # one usable seed has no spread
+
+
+def write_runs(tmp_path, runs):
+    folders = []
+    for run in runs:
+        folder = tmp_path / f"seed{run['seed']}"
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps(run))
+        folders.append(str(folder))
+    return folders
+
+
+def test_combine_from_the_command_line_writes_seeds_md(tmp_path):
+    folders = write_runs(tmp_path, [planted_results(s, g) for s, g in ((0, 4.0), (1, 5.0), (2, 6.0))])
+    assert main(["experiment", "degradation", "--combine", *folders, "--out", str(tmp_path / "all")]) == 0
+    text = (tmp_path / "all" / "seeds.md").read_text()
+    assert "**holds** (seeds used: 0, 1, 2)" in text and "| ResNet-56 < ResNet-20 |" in text
+    assert json.loads((tmp_path / "all" / "seeds.json").read_text())["claims"][0]["verdict"] == HOLDS
+
+
+def test_runs_that_cannot_be_combined_are_refused(tmp_path):
+    one = write_runs(tmp_path, [planted_results(0, 1.0)])
+    with pytest.raises(ValueError, match="repeat a seed"):
+        seeds.load_runs(one * 2)
+    (tmp_path / "mixed").mkdir()
+    mixed = [planted_results(0, 1.0), planted_results(1, 1.0, settings={"width": 8})]
+    with pytest.raises(ValueError, match="differ in experiment, mode or settings"):
+        seeds.load_runs(write_runs(tmp_path / "mixed", mixed))
+    with pytest.raises(SystemExit):
+        main(["experiment", "degradation", "--seeds", "1,1"])
