@@ -182,6 +182,10 @@ def test_bad_requests_say_what_to_do(tmp_path):
         run_experiment("lesion", data="cifar10", out=tmp_path)
     with pytest.raises(SystemExit):
         main(["experiment", "nonsense"])
+    with pytest.raises(ValueError, match="no standard settings; it has quick, full"):
+        run_experiment("degradation", mode="standard", out=tmp_path)
+    with pytest.raises(SystemExit):
+        main(["experiment", "responses", "--quick", "--standard"])
 
 
 def test_smooth_is_a_trailing_moving_average():
@@ -361,7 +365,9 @@ def test_help_after_a_name_describes_that_experiment(capsys):
     text = capsys.readouterr().out
     assert text.startswith("minires experiment responses\n\nFigure 7 of the paper")
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  warmup")}
-    assert rows == {"warmup": ["100", "400"]}              # responses.QUICK / FULL
+    assert rows == {"warmup": ["100", "100", "400"]}       # responses.QUICK / STANDARD / FULL
+    assert "  setting" in text and [line.split()[1:] for line in text.splitlines()
+                                     if line.startswith("  setting")] == [["--quick", "--standard", "full"]]
     assert "usage: minires experiment" in text and "Figure 6" not in text
     with pytest.raises(SystemExit):
         main(["experiment", "--help"])
@@ -374,6 +380,6 @@ def test_every_mode_with_resnet110_has_the_papers_warmup(name):
     ResNet-110 ended at 61% test error."""
     from minires.experiments import get
     module = get(name)
-    for mode in (module.QUICK, module.FULL):
+    for mode in common.modes_of(module).values():
         if 110 in tuple(mode.get("depths", ())) + (mode.get("depth"),):
             assert mode["warmup"] > 0

@@ -34,7 +34,7 @@ import os
 import time
 from pathlib import Path
 
-from ..cli import non_negative_int, positive_float, positive_int
+from ..cli import non_negative_float, non_negative_int, positive_float, positive_int
 from .common import RunFolder, choose_settings, load_data, modes_of
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
@@ -127,13 +127,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     overrides.add_argument("--batch-size", type=positive_int)
     overrides.add_argument("--lr", type=positive_float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
     overrides.add_argument("--warmup", type=non_negative_int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
+    overrides.add_argument("--weight-decay", type=non_negative_float, help="L2 weight decay (the paper: 1e-4)")
     overrides.add_argument("--n-train", type=positive_int, help="training images to use (synthetic: to generate)")
     overrides.add_argument("--n-test", type=positive_int, help="test images to use")
     overrides.add_argument("--eval-every", type=positive_int, help="iterations between test evaluations")
 
 
-OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warmup", "n_train", "n_test",
-             "eval_every")
+OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warmup", "weight_decay", "n_train",
+             "n_test", "eval_every")
 
 
 def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data_dir=None, out=None, seed: int = 0,
