@@ -383,3 +383,21 @@ def test_every_mode_with_resnet110_has_the_papers_warmup(name):
     for mode in common.modes_of(module).values():
         if 110 in tuple(mode.get("depths", ())) + (mode.get("depth"),):
             assert mode["warmup"] > 0
+
+
+def test_responses_docstring_weight_decay_factors_follow_the_schedules():
+    """The docstring's x0.035 (paper, 64k) and x0.93 (quick, 1,600) are exp(-wd * sum of rates / (1 - momentum))."""
+    from minires.experiments import responses
+    from minires.optim import SGD, paper_schedule
+
+    def factor(settings):
+        optimizer = SGD([mr.Tensor(np.zeros(1), requires_grad=True)], lr=settings["lr"], momentum=0.9)
+        schedule, total = paper_schedule(optimizer, settings["iterations"], warmup=settings["warmup"]), 0.0
+        for _ in range(settings["iterations"]):
+            total += optimizer.param_groups[0]["lr"]
+            schedule.step()
+        return np.exp(-settings["weight_decay"] * total / (1 - 0.9))
+
+    paper = dict(responses.FULL, warmup=0)   # the paper's CIFAR schedule has no warm-up but ResNet-110's
+    assert f"x{factor(paper):.3f}" == "x0.034" and "x0.034 over the\npaper's 64k iterations" in responses.__doc__
+    assert f"x{factor(responses.QUICK):.2f}" == "x0.93" and "x0.93 over 1,600 quick ones" in responses.__doc__

@@ -23,7 +23,7 @@ What a run needs to show Fig. 7. In train mode a BN layer's output has, per chan
 :math:`\beta` and standard deviation :math:`\gamma` exactly; at initialisation :math:`\gamma = 1`,
 :math:`\beta = 0`, so every response of every net starts with std 1, and only training separates
 them: the loss gradient moves :math:`\gamma` and :math:`\beta`, and weight decay shrinks them
-(with momentum 0.9, by about :math:`\exp(-\lambda \sum_t \eta_t / (1 - \mu))`: x0.035 over the
+(with momentum 0.9, by about :math:`\exp(-\lambda \sum_t \eta_t / (1 - \mu))`: x0.034 over the
 paper's 64k iterations, x0.93 over 1,600 quick ones, so here the gradient does most of it).
 The earlier quick setting, 400 iterations, moved the mean BN scales by at most 3.5% and every net's
 mean response std stayed within the 0.05 tolerance of the others ("cannot tell"). Four times as
