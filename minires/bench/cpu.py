@@ -54,8 +54,8 @@ from .suite import HEADERS, conv_rows, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
-TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32], scaling_repeat=1,
-            override_batch=2, override_pairs=1)
+TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
+            scaling_repeat=1, override_batch=2, override_pairs=1)
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
 MEMORY_HEADERS = ["memory", "case", "minires MB", "torch MB", "x torch"]
 
@@ -75,7 +75,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock, or the process's CPU time (steadier on a shared machine)")
     parser.add_argument("--override-batch", type=positive_int, default=32,
-                        help=f"batch of the conv timing with and without {' / '.join(blas.OVERRIDES)} when set (default 32)")
+                        help=f"batch of the conv timing with and without {' / '.join(blas.OVERRIDES)}, "
+                             "when they are set (default 32)")
     parser.add_argument("--override-pairs", type=positive_int, default=3,
                         help="fresh processes with and without the OpenBLAS overrides, alternating (default 3)")
     parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
