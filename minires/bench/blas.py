@@ -103,7 +103,7 @@ def verdict(overrides: dict, with_override: dict, own_choice: dict) -> str:
     if ratio > 1 + NOISE:
         unset = " ".join(f"-u {name}" for name in overrides)
         return f"WARNING: {setting} makes minires SLOWER than OpenBLAS's own choice, {numbers}; " \
-               f"run without it: env {unset} minires ..."
+               f"to run without it: env {unset} python -m minires ..."
     if ratio < 1 / (1 + NOISE):
         return f"{setting} makes minires faster than OpenBLAS's own choice, {numbers}"
     return f"{setting} makes no measurable difference (within {NOISE:.0%}), {numbers}"
