@@ -86,6 +86,16 @@ def test_an_override_without_openblas_is_reported_as_ignored(monkeypatch):
     assert "OPENBLAS_CORETYPE=Haswell is set, but NumPy's BLAS is not OpenBLAS: it has no effect" in line
 
 
+def test_a_failed_child_is_reported_not_raised(monkeypatch):
+    def failing(*args):
+        raise RuntimeError("the OpenBLAS override check's child process failed:\nMemoryError")
+
+    monkeypatch.setattr(blas, "time_conv_path", failing)
+    [line] = blas.override_lines(1, environ={"OPENBLAS_L2_SIZE": "512"}, libraries=[OPENBLAS])
+    assert line.startswith("- OpenBLAS overrides: OPENBLAS_L2_SIZE=512 is set, but timing with and without it failed")
+    assert line.endswith("MemoryError")
+
+
 def test_the_child_process_runs_with_the_environment_it_is_given():
     """Each side of the check really loads OpenBLAS with (or without) the override: the child reports
     the core type OpenBLAS chose, and OPENBLAS_CORETYPE=Haswell is one every x86-64 build knows."""
@@ -98,3 +108,9 @@ def test_the_child_process_runs_with_the_environment_it_is_given():
         pytest.skip("Haswell is an x86-64 core type")
     run = blas.time_conv_path(dict(os.environ, OPENBLAS_CORETYPE="Haswell"), threads=1, batch=1, repeat=1)
     assert run["core_type"] == "Haswell" and run["seconds"] > 0 and run["convs"] == 19
+
+
+def test_a_child_that_fails_raises_with_its_error():
+    import os
+    with pytest.raises(RuntimeError, match="child process failed:(.|\n)*need at least one thread"):
+        blas.time_conv_path(dict(os.environ), threads=0, batch=1, repeat=1)

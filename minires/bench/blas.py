@@ -73,7 +73,8 @@ def overrides_in(environ) -> dict:
 def override_lines(threads: int, batch: int = 32, repeat: int = 3, pairs: int = 3,
                    environ=os.environ, libraries=None) -> list[str]:
     """Report lines on the OpenBLAS overrides in ``environ``: none set, set but not read (the BLAS
-    is not OpenBLAS), or the conv timing with and without them and :func:`verdict`."""
+    is not OpenBLAS), or the conv timing with and without them and :func:`verdict` (or why the
+    timing failed)."""
     overrides = overrides_in(environ)
     if not overrides:
         return [f"- OpenBLAS overrides: none set ({', '.join(OVERRIDES)} unset): OpenBLAS picks its own kernels"]
@@ -83,9 +84,12 @@ def override_lines(threads: int, batch: int = 32, repeat: int = 3, pairs: int = 
         return [f"- OpenBLAS overrides: {setting} is set, but NumPy's BLAS is not OpenBLAS: it has no effect"]
     without = {name: value for name, value in environ.items() if name not in OVERRIDES}
     runs = {"with": [], "without": []}
-    for _ in range(pairs):              # interleaved, so that a change in the machine's load hits both
-        runs["with"].append(time_conv_path(dict(environ), threads, batch, repeat))
-        runs["without"].append(time_conv_path(without, threads, batch, repeat))
+    try:
+        for _ in range(pairs):          # interleaved, so that a change in the machine's load hits both
+            runs["with"].append(time_conv_path(dict(environ), threads, batch, repeat))
+            runs["without"].append(time_conv_path(without, threads, batch, repeat))
+    except RuntimeError as error:       # the rest of the benchmark is still worth having
+        return [f"- OpenBLAS overrides: {setting} is set, but timing with and without it failed: {error}"]
     with_override, own_choice = (_median_run(runs[key]) for key in ("with", "without"))
     case = f"ResNet-20's {with_override['convs']} convs, forward + backward, batch {batch}, {threads} " \
            f"thread{'s' * (threads != 1)}, median of {pairs} fresh processes each"
