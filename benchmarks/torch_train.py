@@ -18,13 +18,15 @@ with the same settings as ``minires train`` (its defaults unless given) and supp
 * the evaluation: the held-out loader after every epoch, in eval mode (BN running statistics).
 
 Both frameworks load data with minires' NumPy loader, so the difference in time is the model's
-forward, backward and update. The wall time printed covers the training epochs and the evaluations
-(not building the data and the model); time the whole command to compare it with ``time minires
-train``. Threads: ``--threads`` (default: what minires uses, ``OMP_NUM_THREADS`` or every core).
+forward, backward and update (and the evaluation's forward). The wall time printed covers the
+training epochs and the evaluations (not building the data and the model); time the whole command
+to compare it with ``time minires train``. Threads: ``--threads`` (default: what minires uses,
+``OMP_NUM_THREADS`` or every core).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -47,6 +49,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def minires_recipe(out: str, **settings) -> Trainer:
     """minires' trainer for ``minires train`` with ``settings`` (its data, weights and schedule), unstarted."""
     cfg = Config(out=out, progress=False, **settings)
+    if not re.fullmatch(r"resnet\d+", cfg.model) or cfg.width is not None:
+        raise ValueError(f"torch_train: {cfg.model!r}: only the CIFAR ResNets of the paper's widths "
+                         "(resnet20, resnet32, ...) have a PyTorch twin in benchmarks/torch_reference.py")
     if cfg.warmup:
         raise ValueError("torch_train: warm-up is not part of the default recipe; leave --warmup out")
     return Trainer(cfg)

@@ -54,6 +54,12 @@ def test_torch_follows_minires_training_step_for_step(torch_train, tmp_path):
         assert final[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
 
 
+def test_only_the_resnets_with_a_pytorch_twin_are_accepted(torch_train, tmp_path):
+    for settings in (dict(model="plain20"), dict(model="resnet20", width=8)):
+        with pytest.raises(ValueError, match="only the CIFAR ResNets of the paper's widths"):
+            torch_train.minires_recipe(str(tmp_path), **settings)
+
+
 def test_the_command_prints_the_recipe_accuracy_and_wall_time(torch_train, capsys):
     assert torch_train.main(["--model", "resnet8", "--threads", "1", "--train-size", "16", "--test-size", "10",
                              "--batch-size", "8", "--epochs", "1", "--no-progress"]) == 0
