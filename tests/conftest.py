@@ -25,7 +25,7 @@ def browser():
     Uses the system's ``chromium`` (Debian's package; ``.ci/run`` installs it); the test skips when
     either the browser or the ``playwright`` package is absent.
     """
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="no Playwright: pip install -e '.[browser]'")
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.skip("no chromium on PATH (apt-get install chromium)")

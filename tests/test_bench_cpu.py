@@ -12,7 +12,8 @@ def test_tiny_run_writes_a_report_and_a_plot(tmp_path, capsys):
     assert len(reports) == len(plots) == 1
     text = reports[0].read_text()
     assert text in capsys.readouterr().out  # the report printed is the report written
-    for expected in ["machine:", "threads:", "resnet20: all 19 convs", "step  resnet20 batch 4",
+    for expected in ["machine:", "threads:", "- BLAS: ", "- OpenBLAS overrides: ", "resnet20: all 19 convs",
+                     "step  resnet20 batch 4",
                      "memory", "resnet20 batch 2", "resnet32 batch 4", plots[0].name]:
         assert expected in text
     assert plots[0].read_bytes()[:4] == b"\x89PNG"

@@ -10,7 +10,8 @@ from minires import backend
 from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col
 from minires.functional.conv import Im2colConv2d
 
-FAST = [name for name in ("numpy-fast", "numba") if name in backend.available("conv2d")]
+FAST = ["numpy-fast", pytest.param("numba", marks=pytest.mark.skipif(
+    "numba" not in backend.available("conv2d"), reason="Numba is not installed: pip install -e '.[numba]'"))]
 
 
 def implementation(name, chunk_bytes):

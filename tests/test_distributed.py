@@ -305,7 +305,7 @@ def test_init_single_process_outside_mpirun(monkeypatch):
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 needs_mpi = pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
-                               reason="needs mpirun (apt-get install openmpi-bin) and mpi4py")
+                               reason="needs mpirun (apt-get install openmpi-bin) and mpi4py (pip install -e '.[mpi]')")
 
 
 def _launch(arguments, ranks, cwd=None):

@@ -39,7 +39,7 @@ def _child(out_path):
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    pytest.importorskip("numba_cuda")
+    pytest.importorskip("numba_cuda", reason="numba-cuda is not installed: pip install -e '.[tutorials]' (or '.[gpu]')")
     import minires
     out = tmp_path_factory.mktemp("cudasim") / "results.npz"
     root = str(Path(minires.__file__).resolve().parent.parent)

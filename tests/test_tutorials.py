@@ -15,9 +15,10 @@ import pathlib
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat")
-pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
+TUTORIALS_EXTRA = "the course's tests run notebooks: pip install -e '.[tutorials]'"
+nbformat = pytest.importorskip("nbformat", reason=TUTORIALS_EXTRA)
+pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
 
 from minires import cli  # noqa: E402
 from minires.course import editions  # noqa: E402
@@ -30,6 +31,7 @@ TUTORIALS = REPO / "tutorials"
 NOTEBOOKS = editions.course_notebooks(TUTORIALS)
 MANIFEST = json.loads((TUTORIALS / "course.json").read_text())["notebooks"]
 NOTEBOOK_BUDGET_S = 120
+NEEDS = {"08_writing_a_gpu_kernel": "numba_cuda"}   # runs minires' Numba CUDA kernels in Numba's simulator
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +43,9 @@ class Executions:
         self.done = {}
 
     def __call__(self, path):
+        module = NEEDS.get(path.stem)
+        if module is not None:
+            pytest.importorskip(module, reason=f"{path.name} imports {module}: pip install -e '.[tutorials]'")
         if path.stem not in self.done:
             notebook = nbformat.read(path, as_version=4)
             self.done[path.stem] = execute_notebook(notebook, TUTORIALS, timeout=NOTEBOOK_BUDGET_S, probe_stubs=True)
@@ -224,7 +229,7 @@ def test_exercise_cells_must_keep_code_below_the_solution_region():
 @pytest.fixture(scope="session")
 def book(executed, tmp_path_factory):
     """The book, rendered from this session's executions of the notebooks (nothing runs twice)."""
-    pytest.importorskip("nbconvert")
+    pytest.importorskip("nbconvert", reason=TUTORIALS_EXTRA)
     from minires.course.book import build_book
 
     out = tmp_path_factory.mktemp("book")
@@ -249,7 +254,7 @@ def test_book_has_an_index_and_a_page_per_notebook(book, executed):
 
 
 def test_book_formulas_are_mathml(book):
-    pytest.importorskip("latex2mathml")
+    pytest.importorskip("latex2mathml", reason=TUTORIALS_EXTRA)
     out, _ = book
     page = (out / "04_batch_norm.html").read_text()
     assert page.count("<math") >= 40 and page.count('display="block"') >= 5

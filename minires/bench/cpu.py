@@ -13,7 +13,9 @@ PyTorch's intra-op threads, minires' CPU threads (each calling single-threaded B
 Each framework keeps activations in its own memory layout, as in its training step: PyTorch's
 contiguous NCHW, minires' channels-last (the CPU conv's output; see :mod:`minires.cpu.conv`).
 Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
-versions and thread counts go to ``<out>/<date>-<cpu>-<threads>-threads.md`` with the plot beside it (``.png``).
+versions, thread counts and the BLAS library (its core type and threads, and whether an OpenBLAS
+override in the environment slows minires down: :mod:`minires.bench.blas`) go to
+``<out>/<date>-<cpu>-<threads>-threads.md`` with the plot beside it (``.png``).
 ``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
 
 **Clock**: ``--clock wall`` (default) is what a user waits; ``--clock cpu`` times the process's
@@ -44,7 +46,7 @@ import numpy as np
 from .. import __version__, backend
 from ..cli import non_negative_int, positive_int
 from ..cpu import allocator
-from . import reference
+from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
@@ -52,7 +54,8 @@ from .suite import HEADERS, conv_rows, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
-TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32], scaling_repeat=1)
+TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
+            scaling_repeat=1, override_batch=2, override_pairs=1)
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
 MEMORY_HEADERS = ["memory", "case", "minires MB", "torch MB", "x torch"]
 
@@ -71,6 +74,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--scaling-repeat", type=positive_int, default=3, help="timed runs per scaling point")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock, or the process's CPU time (steadier on a shared machine)")
+    parser.add_argument("--override-batch", type=positive_int, default=32,
+                        help=f"batch of the conv timing with and without {' / '.join(blas.OVERRIDES)}, "
+                             "when they are set (default 32)")
+    parser.add_argument("--override-pairs", type=positive_int, default=3,
+                        help="fresh processes with and without the OpenBLAS overrides, alternating (default 3)")
     parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, one run each: checks the machinery")
 
@@ -78,11 +86,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.tiny:
         vars(args).update(TINY)
+    load_before = _load_average()
     threads = set_threads(args.threads)
     use_clock(time.process_time if args.clock == "cpu" else time.perf_counter)
+    blas_lines = [f"- BLAS: {blas.describe(blas.loaded_libraries(), blas.numpy_build_blas())}"]
+    blas_lines += blas.override_lines(args.threads, args.override_batch, args.repeat, args.override_pairs)
+    print("\n".join(blas_lines), flush=True)
     torch_ref, torch_note = _torch_reference(args.threads)
     impls = args.impls or fast_cpu_impls()
-    load_before = _load_average()
     rows = conv_rows("cpu", impls, cifar_resnet_convs(3, args.batch), args.repeat, args.warmup, torch_ref,
                      network="resnet20")
     rows += step_rows("cpu", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref)
@@ -92,7 +103,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
     plot_scaling(scaling, stem.with_suffix(".png"))
-    report = "\n".join(_header(args, threads, torch_note, load_before) + [
+    report = "\n".join(_header(args, threads, torch_note, load_before) + blas_lines + [
         "", "```", format_table(HEADERS, rows), "", format_table(MEMORY_HEADERS, memory), "",
         format_table(SCALING_HEADERS, scaling), "```", "", f"![scaling]({stem.with_suffix('.png').name})"])
     print(report)
@@ -164,12 +175,6 @@ def _load_average() -> str:
         return "unknown"
 
 
-def _blas() -> str:
-    info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    coretype = os.environ.get("OPENBLAS_CORETYPE")
-    return f"{info['name']} {info['version']}" + (f", OPENBLAS_CORETYPE={coretype}" if coretype else "")
-
-
 def _header(args, threads, torch_note, load_before) -> list[str]:
     command = " ".join(["python -m minires.bench cpu"] + sys.argv[sys.argv.index("cpu") + 1:]) \
         if "cpu" in sys.argv else "python -m minires.bench cpu"
@@ -179,7 +184,7 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, "
         f"{_load_average()} after",
         f"- threads: minires conv {threads['minires conv']}, BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
-        f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} ({_blas()}), "
+        f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} (built with {blas.numpy_build_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
         f"- command: {command} (clock: {args.clock})",
         "- float32, NCHW-indexed; activations in each framework's own memory layout (minires: channels last, "
