@@ -87,17 +87,16 @@ def torch_optimizer(model: torch.nn.Module, trainer: Trainer):
 def train(model, trainer: Trainer, report=print, progress: bool = False) -> dict:
     """The trainer's schedule in PyTorch: its batches, its iterations, an evaluation after each epoch.
 
-    The training loader is wrapped in a progress bar (shown if ``progress``) exactly as
-    :meth:`Trainer.train_epoch` wraps it: ``tqdm.auto``'s bar starts an iteration of its own when it
-    is made, which moves the loader on by one epoch (so run epoch k draws the loader's epoch 2k - 1),
-    and the batches are the same only if both loops do the same.
+    Each epoch takes one ``iter()`` of the trainer's loader, as :meth:`Trainer.train_epoch` does, so
+    run epoch k draws the loader's epoch k - 1: the same batches, in the same order, with the same
+    augmentation.
     """
     optimizer, scheduler = torch_optimizer(model, trainer)
     iteration, start, last = 0, time.perf_counter(), {}
     for epoch in range(1, trainer.epochs + 1):
         model.train()
         wrong = seen = 0
-        for x, y in tqdm(trainer.train_loader, desc=f"epoch {epoch}/{trainer.epochs}", leave=False,
+        for x, y in tqdm(iter(trainer.train_loader), total=len(trainer.train_loader), desc=f"epoch {epoch}/{trainer.epochs}", leave=False,
                          disable=not progress, file=sys.stderr):
             images, labels = _tensor(x, trainer), torch.from_numpy(y)
             logits = model(images)

@@ -268,8 +268,10 @@ class Trainer:
         total_loss = total_wrong = seen = 0
         window = [0.0, 0, 0]  # loss sum, wrong, images since the last "train" line
         start = time.perf_counter()
-        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False,
-                   disable=not self.cfg.progress, file=sys.stderr)
+        # iter() first: tqdm calls iter() on what it is given when the bar is made and again when the
+        # loop starts, and each iter() of a DataLoader is a new epoch of its order and augmentation.
+        bar = tqdm(iter(self.train_loader), total=len(self.train_loader), desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                   leave=False, disable=not self.cfg.progress, file=sys.stderr)
         for x, y in bar:
             loss, wrong = self.train_step(x, y)
             total_loss, total_wrong, seen = total_loss + loss * len(y), total_wrong + wrong, seen + len(y)

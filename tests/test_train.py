@@ -214,3 +214,15 @@ def test_metrics_lines_after_the_checkpoint_are_dropped_on_resume(tmp_path):
     fit(out=str(out), resume=True, epochs=2, progress=False)
     iterations = [r["iteration"] for r in read_metrics(out / "metrics.jsonl")]
     assert iterations == sorted(iterations) and 9.0 not in [r.get("loss") for r in read_metrics(out / "metrics.jsonl")]
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_each_epoch_draws_the_next_epoch_of_the_loader(tmp_path, progress):
+    """Epoch k trains on the loader's epoch k - 1 (its order and augmentation), progress bar or not:
+    a bar that iterated the loader itself when made would skip every other epoch."""
+    trainer = Trainer(Config(out=str(tmp_path / "run"), **{**TINY, "progress": progress}))
+    drawn = []
+    batches = trainer.train_loader._batches
+    trainer.train_loader._batches = lambda epoch: (drawn.append(epoch), batches(epoch))[1]
+    trainer.fit()
+    assert drawn == [0, 1, 2] and trainer.train_loader.epoch == 3
