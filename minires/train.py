@@ -273,24 +273,30 @@ class Trainer:
         bar = tqdm(iter(self.train_loader), total=len(self.train_loader), desc=f"epoch {self.epoch + 1}/{self.epochs}",
                    leave=False, disable=not self.cfg.progress, file=sys.stderr)
         for x, y in bar:
-            loss, wrong = self.train_step(x, y)
-            total_loss, total_wrong, seen = total_loss + loss * len(y), total_wrong + wrong, seen + len(y)
-            window = [window[0] + loss * len(y), window[1] + wrong, window[2] + len(y)]
-            if self.iteration % self.cfg.log_every == 0:
+            step = self.train_step(x, y)
+            if step is not None:  # a skipped update (--nan-policy skip) keeps its NaN loss out of the means
+                loss, wrong = step
+                total_loss, total_wrong, seen = total_loss + loss * len(y), total_wrong + wrong, seen + len(y)
+                window = [window[0] + loss * len(y), window[1] + wrong, window[2] + len(y)]
+            if self.iteration % self.cfg.log_every == 0 and window[2]:
                 window, seen_by_all = self._sum_over_ranks(*window), seen * self.comm.world_size
                 self._log({"kind": "train", "epoch": self.epoch + seen_by_all / len(self.train_loader.dataset),
                            "iteration": self.iteration, "lr": self._lr(), "loss": window[0] / window[2],
                            "error": window[1] / window[2]})
                 window = [0.0, 0, 0]
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{1 - total_wrong / seen:.3f}",
-                            img_s=f"{seen / (time.perf_counter() - start):.0f}", lr=f"{self._lr():.3g}")
+            if seen:
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{1 - total_wrong / seen:.3f}",
+                                img_s=f"{seen / (time.perf_counter() - start):.0f}", lr=f"{self._lr():.3g}")
             if self.iteration >= self.total_iterations:
                 break
         total_loss, total_wrong, seen = self._sum_over_ranks(total_loss, total_wrong, seen)
+        if not seen:  # every update of the epoch was skipped: no loss to report (skipped_steps says why)
+            return math.nan, math.nan, 0.0
         return total_loss / seen, total_wrong / seen, seen / (time.perf_counter() - start)
 
     def train_step(self, x, y):
-        """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong).
+        """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong), or None if the
+        update was skipped.
 
         A non-finite loss or gradient (checked before the update) or weight (after it) is handled by
         ``nan_policy``: ``stop`` raises :class:`NonFiniteError`, ``skip`` leaves the weights as they
@@ -302,7 +308,8 @@ class Trainer:
         loss.backward()
         distributed.allreduce_gradients(self.model.parameters(), self.comm)
         problem = self._non_finite(loss, gradients=True)
-        if problem and self._handle_non_finite(problem, can_skip=True):
+        skipped = bool(problem) and self._handle_non_finite(problem, can_skip=True)
+        if skipped:
             self.skipped += 1
         else:
             self.optimizer.step()
@@ -311,7 +318,7 @@ class Trainer:
                 self._handle_non_finite(problem, can_skip=False)
         self.scheduler.step()
         self.iteration += 1
-        return float(loss.item()), _wrong(logits, y)
+        return None if skipped else (float(loss.item()), _wrong(logits, y))
 
     def _non_finite(self, loss, gradients: bool) -> str | None:
         """What is NaN or infinite (the loss on any rank, or a gradient / weight), or None."""

@@ -73,6 +73,7 @@ def test_skip_leaves_the_weights_of_that_batch_and_counts_it(tmp_path):
         assert unchanged == (iteration == POISONED), iteration
     assert final["skipped_steps"] == 1
     assert [r["skipped_steps"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"] == [0, 1]
+    assert np.isfinite(final["train_loss"]) and np.isfinite(final["train_error"])  # the NaN batch is left out
 
 
 @pytest.mark.filterwarnings("ignore:minires train")  # the NaN weights warn at every later step too
