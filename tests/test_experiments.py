@@ -401,3 +401,24 @@ def test_responses_docstring_weight_decay_factors_follow_the_schedules():
     paper = dict(responses.FULL, warmup=0)   # the paper's CIFAR schedule has no warm-up but ResNet-110's
     assert f"x{factor(paper):.3f}" == "x0.034" and "x0.034 over the\npaper's 64k iterations" in responses.__doc__
     assert f"x{factor(responses.QUICK):.2f}" == "x0.93" and "x0.93 over 1,600 quick ones" in responses.__doc__
+
+
+def test_responses_docstring_quotes_the_committed_standard_run():
+    """The numbers the docstring reads off results/responses/standard-seed0 are that run's."""
+    from pathlib import Path
+    from minires.experiments import responses
+    results = json.loads((Path(__file__).parents[1] / "results/responses/standard-seed0/results.json").read_text())
+    nets, doc = results["nets"], " ".join(responses.__doc__.split())
+    mean = {name: np.mean(r["std"]) for name, r in nets.items()}
+    assert all(f"{name.replace('resnet', 'ResNet-').replace('plain', 'plain-')} {mean[name]:.3f}" in doc
+               for name in nets)
+    assert [c["verdict"] for c in results["claims"]] == [UNCLEAR, UNCLEAR] and "both verdicts are \"cannot tell" in doc
+    assert f"ResNet-20 vs plain-20, {mean['plain20'] - mean['resnet20']:.3f}" in doc
+    assert f"ResNet-110 vs ResNet-56, {mean['resnet56'] - mean['resnet110']:.3f}" in doc
+    errors = [100 * r["final_train_error"] for r in nets.values()]
+    assert f"training error {min(errors):.0f}-{max(errors):.0f}%" in doc and all(r["health"]["status"] == "ok" for r in nets.values())
+    later = [s for name in ("plain56", "resnet56", "resnet110") for layer, s in zip(nets[name]["layers"], nets[name]["std"])
+             if layer.startswith(("layer2", "layer3"))]
+    assert f"lie at {min(later):.2f}-{max(later):.2f}" in doc
+    second = [responses._mean_of(nets[name], ".bn2") for name in ("resnet20", "resnet56", "resnet110")]
+    assert "{:.3f}, {:.3f} and {:.3f}".format(*second) in doc
