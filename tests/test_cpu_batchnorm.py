@@ -69,19 +69,23 @@ def test_forward_and_backward_match_the_reference(split, dtype, shape, affine):
     assert all(np.array_equal(a, b) for a, b in zip(grads, Numba.backward(gy, x, weight, mean, invstd)))
 
 
-def test_outputs_stay_channels_last_and_other_layouts_give_the_same_numbers(split):
-    """x channels last: y and gx are too. gy in NCHW memory is read as well; x in NCHW memory goes to
-    the threaded NumPy kernels and gives the same numbers."""
+@pytest.mark.parametrize("x_layout", [channels_last, np.ascontiguousarray, lambda a: np.repeat(a, 2, axis=3)[..., ::2]],
+                         ids=["x-channels-last", "x-NCHW", "x-strided"])
+def test_every_memory_layout_gives_the_same_numbers_and_outputs_keep_the_layout(split, x_layout):
+    """x in channels-last, NCHW or strided memory, gy in NCHW memory: the reference's numbers; y and gx
+    are laid out like x (a strided x is read as an NCHW copy)."""
     x, gy, weight, bias = problem((7, 4, 3, 5), np.float64, seed=1)
-    y, mean, var, invstd = Numba.forward_train(x, weight, bias, 1e-5)
-    gx, gweight, gbias = Numba.backward(np.ascontiguousarray(gy), x, weight, mean, invstd)
-    for out in (y, gx):
-        assert np.moveaxis(out, 1, -1).flags.c_contiguous
-    x_nchw = np.ascontiguousarray(x)
-    for a, b in zip((y, mean, var, invstd), Numba.forward_train(x_nchw, weight, bias, 1e-5)):
+    x = x_layout(x)
+    forward = Numba.forward_train(x, weight, bias, 1e-5)
+    expected_forward, expected_grads = reference(x, gy, weight, bias)
+    for a, b in zip(forward, expected_forward):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    for a, b in zip((gx, gweight, gbias), Numba.backward(gy, x_nchw, weight, mean, invstd)):
+    grads = Numba.backward(np.ascontiguousarray(gy), x, weight, forward[1], forward[3])
+    for a, b in zip(grads, expected_grads):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    memory_order = np.moveaxis if x_layout is channels_last else (lambda a, *_: a)
+    for out in (forward[0], grads[0]):
+        assert memory_order(out, 1, -1).flags.c_contiguous
 
 
 def test_a_large_mean_does_not_cancel_the_variance():

@@ -12,10 +12,11 @@ the arithmetic for a value at once:
 * backward: one read of :math:`\bar y` and :math:`x` gives :math:`\bar\beta` and :math:`\bar\gamma`,
   one more gives :math:`\bar x`.
 
-The kernels take channels-last memory (what the CPU conv returns, and any ``(N, C)`` batch);
-inputs in other layouts go to the threaded NumPy kernels. Slices of the batch run on minires'
-threads (:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so
-the same thread count gives the same bits. The kernels compile on first use (cached on disk).
+The data is laid out as in the threaded NumPy kernels (:class:`~minires.cpu.pointwise.ChannelRows`:
+NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorter in channels-last
+memory (:class:`KernelRows`). Slices of the rows run on minires' threads
+(:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
+thread count gives the same bits. The kernels compile on first use (cached on disk).
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
 from __future__ import annotations
@@ -26,8 +27,10 @@ import numpy as np
 
 from .. import backend
 from ..functional.norm import _values_per_channel
-from .pointwise import ThreadedBatchNorm, map_pass
+from .pointwise import ChannelRows, map_pass
 from .threads import total
+
+ROW_VALUES = 256  # values per row of the kernels' loops (whole pixels in channels-last memory)
 
 
 def _kernels():
@@ -35,38 +38,30 @@ def _kernels():
     return batchnorm_cpu
 
 
-def channels_last_rows(a):
-    """``a`` (N, C, ...) as its memory ``(N, P, C)`` (image, pixel, channel) if that memory is channels
-    last and contiguous (a C-contiguous ``(N, C)`` array is), else None."""
-    memory = np.moveaxis(a, 1, -1)
-    if not memory.flags.c_contiguous:
-        return None
-    return memory.reshape(a.shape[0], -1, a.shape[1])
+class KernelRows(ChannelRows):
+    """:class:`~minires.cpu.pointwise.ChannelRows` with the rows the kernels loop over: in channels-last
+    memory, each image's row is cut into rows of whole pixels, about :data:`ROW_VALUES` values each
+    (the per-position vectors and accumulators then stay in L1); NCHW rows stay whole images."""
+
+    def rows_of(self, a):
+        rows = super().rows_of(a)
+        if not self.channels_last:
+            return rows
+        pixels = rows.shape[1] // self.channels
+        per_row = max([k for k in range(1, pixels + 1) if pixels % k == 0 and k * self.channels <= ROW_VALUES],
+                      default=1)
+        return rows.reshape(-1, per_row * self.channels)
 
 
-def rows_like(a, template):
-    """``channels_last_rows`` of ``a``, first copied into ``template``'s (channels-last) layout if need be."""
-    rows = channels_last_rows(a)
-    if rows is None:
-        copy = np.empty_like(template)
-        copy[...] = a
-        rows = channels_last_rows(copy)
-    return rows
-
-
-def _per_channel(v, dtype):
-    return np.ascontiguousarray(v, dtype=dtype)
-
-
-def per_slice_sums(kernel, batch: tuple, vectors: tuple):
-    """Run the summing ``kernel(*(a[s] for a in batch), *vectors, first, second)`` on every slice ``s``
-    of the batch (on the threads), each into fresh float64 accumulators; the two per-channel totals
-    ``(2, C)``, added in slice order."""
+def per_slice_sums(kernel, rows: tuple, vectors: tuple):
+    """Run the summing ``kernel(*(a[s] for a in rows), *vectors, first, second)`` on every slice ``s`` of
+    the rows (on the threads), each into fresh float64 accumulators; the two per-position totals
+    ``(2, L)``, added in slice order."""
     def sums(s):
-        out = np.zeros((2, batch[0].shape[-1]))
-        kernel(*(a[s] for a in batch), *vectors, out[0], out[1])
+        out = np.zeros((2, rows[0].shape[1]))
+        kernel(*(a[s] for a in rows), *vectors, out[0], out[1])
         return out
-    return total(map_pass(batch[0], sums))
+    return total(map_pass(rows[0], sums))
 
 
 class NumbaBatchNorm:
@@ -86,41 +81,34 @@ class NumbaBatchNorm:
 
     @staticmethod
     def forward_train(x, weight, bias, eps):
-        rows = channels_last_rows(x)
-        if rows is None:
-            return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
-        kernels, m, channels = _kernels(), _values_per_channel(x.shape), x.shape[1]
-        shift = rows[0, 0].astype(np.float64)
-        centred_mean, mean_square = per_slice_sums(kernels.shifted_sums, (rows,), (shift,)) / m
+        xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
+        shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
+        row_sums = per_slice_sums(kernels.shifted_sums, (xr.rows,), (xr.expand(shift),))
+        centred_mean, mean_square = (xr.fold(v) / m for v in row_sums)
         mean = (shift + centred_mean).astype(x.dtype)
         var = np.maximum(mean_square - centred_mean ** 2, 0).astype(x.dtype)
         invstd = 1 / np.sqrt(var + eps)
-        scale = _per_channel(invstd if weight is None else weight * invstd, x.dtype)
-        shift_by = _per_channel(np.zeros(channels) if bias is None else bias, x.dtype)
-        y = np.empty_like(x)                # x's memory layout (channels last)
-        y_rows = channels_last_rows(y)
-        map_pass(rows, lambda s: kernels.normalize(rows[s], mean, scale, shift_by, y_rows[s]))
+        scale = invstd if weight is None else weight * invstd
+        y = xr.empty_like()
+        rows, out = xr.rows, xr.rows_of(y)
+        vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, np.zeros_like(mean) if bias is None else bias)]
+        map_pass(rows, lambda s: kernels.normalize(rows[s], *vectors, out[s]))
         return y, mean, var, invstd
 
     @staticmethod
     def backward(gy, x, weight, mean, invstd):
-        rows = channels_last_rows(x)
-        if rows is None:
-            return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
-        kernels, m = _kernels(), _values_per_channel(x.shape)
-        gy_rows = rows_like(gy, x)
-        gy_sum, gy_dot_centred = per_slice_sums(kernels.gradient_sums, (gy_rows, rows), (mean.astype(np.float64),))
+        xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
+        rows, gy_rows = xr.rows, xr.rows_of(gy)
+        row_sums = per_slice_sums(kernels.gradient_sums, (gy_rows, rows), (xr.expand(mean.astype(np.float64)),))
+        gy_sum, gy_dot_centred = (xr.fold(v) for v in row_sums)
         gbias, gweight = gy_sum.astype(x.dtype), (gy_dot_centred * invstd).astype(x.dtype)
         scale = invstd if weight is None else weight * invstd
-        along_centred = _per_channel(-scale * invstd * gweight / m, x.dtype)
-        offset = _per_channel(-scale * gbias / m, x.dtype)
-        scale, mean = _per_channel(scale, x.dtype), _per_channel(mean, x.dtype)
-        gx = np.empty_like(x)
-        gx_rows = channels_last_rows(gx)
-        map_pass(rows, lambda s: kernels.input_gradient(gy_rows[s], rows[s], mean, scale, along_centred, offset,
-                                                        gx_rows[s]))
+        vectors = [xr.expand(np.asarray(v, dtype=x.dtype))
+                   for v in (mean, scale, -scale * invstd * gweight / m, -scale * gbias / m)]
+        gx = xr.empty_like()
+        out = xr.rows_of(gx)
+        map_pass(rows, lambda s: kernels.input_gradient(gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias
-
 
 if importlib.util.find_spec("numba") is not None:
     backend.register("batch_norm", "numba", device="cpu", default=True)(NumbaBatchNorm)
