@@ -1,5 +1,6 @@
 """The two-pass Numba batch norm (minires.cpu.batchnorm, ``numba``) against the NumPy reference and PyTorch."""
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -137,3 +138,18 @@ def test_without_numba_batch_norm_falls_back_to_the_numpy_passes():
             "print(backend.lookup('batch_norm', np.zeros((1, 1)))[0], 'numba' in backend.available('batch_norm'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["numpy-threads", "False"]
+
+
+def test_the_ab_benchmark_times_both_implementations_and_restores_the_registry():
+    """benchmarks/cpu_kernel_ab.py (the README's A/B command) on a toy step: each implementation's
+    kernels take part of its step, and the registry holds the real implementations afterwards."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_kernel_ab.py"
+    spec = importlib.util.spec_from_file_location("cpu_kernel_ab", path)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    results = ab.compare("batch_norm", ["numpy-threads", "numba"], "resnet20", 2, 1, time.perf_counter)
+    assert list(results) == ["numpy-threads", "numba"]
+    assert all(0 < kernel < step for step, kernel in results.values())
+    assert backend.lookup("batch_norm", np.zeros((1, 1)), "numba")[1] is Numba
