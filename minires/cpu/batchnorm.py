@@ -48,8 +48,7 @@ class KernelRows(ChannelRows):
         if not self.channels_last:
             return rows
         pixels = rows.shape[1] // self.channels
-        per_row = max([k for k in range(1, pixels + 1) if pixels % k == 0 and k * self.channels <= ROW_VALUES],
-                      default=1)
+        per_row = next(k for k in range(max(1, ROW_VALUES // self.channels), 0, -1) if pixels % k == 0)
         return rows.reshape(-1, per_row * self.channels)
 
 
