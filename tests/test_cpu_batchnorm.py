@@ -153,3 +153,13 @@ def test_the_ab_benchmark_times_both_implementations_and_restores_the_registry()
     assert list(results) == ["numpy-threads", "numba"]
     assert all(0 < kernel < step for step, kernel in results.values())
     assert backend.lookup("batch_norm", np.zeros((1, 1)), "numba")[1] is Numba
+
+
+def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
+    """minires' threads run the kernels side by side only if each releases the GIL; a kernel of its own
+    thread pool (``parallel``) would compete with them for the cores; ``fastmath`` would let LLVM
+    reorder the float64 sums."""
+    from minires.kernels import batchnorm_cpu
+    for name in ("shifted_sums", "normalize", "gradient_sums", "input_gradient"):
+        options = getattr(batchnorm_cpu, name).targetoptions
+        assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
