@@ -163,3 +163,13 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     for name in ("shifted_sums", "normalize", "gradient_sums", "input_gradient"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
+
+
+def test_float16_takes_the_numpy_passes():
+    """The kernels compile for float32 and float64; float16 data gets the threaded NumPy kernels' numbers."""
+    x, gy, weight, bias = problem((4, 3, 2, 2), np.float16, seed=6)
+    y, mean, var, invstd = Numba.forward_train(x, weight, bias, 1e-5)
+    expected = pointwise.ThreadedBatchNorm.forward_train(x, weight, bias, 1e-5)
+    assert y.dtype == np.float16 and all(np.array_equal(a, b) for a, b in zip((y, mean, var, invstd), expected))
+    grads = Numba.backward(gy, x, weight, mean, invstd)
+    assert all(np.array_equal(a, b) for a, b in zip(grads, pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)))

@@ -16,7 +16,8 @@ The data is laid out as in the threaded NumPy kernels (:class:`~minires.cpu.poin
 NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorter in channels-last
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
-thread count gives the same bits. The kernels compile on first use (cached on disk).
+thread count gives the same bits. The kernels compile on first use (cached on disk), for float32
+and float64; other dtypes (float16) take the threaded NumPy passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
 from __future__ import annotations
@@ -27,10 +28,11 @@ import numpy as np
 
 from .. import backend
 from ..functional.norm import _values_per_channel
-from .pointwise import ChannelRows, map_pass
+from .pointwise import ChannelRows, ThreadedBatchNorm, map_pass
 from .threads import total
 
 ROW_VALUES = 256  # values per row of the kernels' loops (whole pixels in channels-last memory)
+KERNEL_DTYPES = (np.float32, np.float64)  # what the kernels compile for; other dtypes take the NumPy passes
 
 
 def _kernels():
@@ -80,6 +82,8 @@ class NumbaBatchNorm:
 
     @staticmethod
     def forward_train(x, weight, bias, eps):
+        if x.dtype not in KERNEL_DTYPES:
+            return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
         xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
         shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
         row_sums = per_slice_sums(kernels.shifted_sums, (xr.rows,), (xr.expand(shift),))
@@ -90,12 +94,15 @@ class NumbaBatchNorm:
         scale = invstd if weight is None else weight * invstd
         y = xr.empty_like()
         rows, out = xr.rows, xr.rows_of(y)
-        vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, np.zeros_like(mean) if bias is None else bias)]
+        shift_by = np.zeros_like(mean) if bias is None else bias
+        vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, shift_by)]
         map_pass(rows, lambda s: kernels.normalize(rows[s], *vectors, out[s]))
         return y, mean, var, invstd
 
     @staticmethod
     def backward(gy, x, weight, mean, invstd):
+        if x.dtype not in KERNEL_DTYPES or gy.dtype not in KERNEL_DTYPES:
+            return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
         xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
         rows, gy_rows = xr.rows, xr.rows_of(gy)
         row_sums = per_slice_sums(kernels.gradient_sums, (gy_rows, rows), (xr.expand(mean.astype(np.float64)),))
@@ -108,6 +115,7 @@ class NumbaBatchNorm:
         out = xr.rows_of(gx)
         map_pass(rows, lambda s: kernels.input_gradient(gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias
+
 
 if importlib.util.find_spec("numba") is not None:
     backend.register("batch_norm", "numba", device="cpu", default=True)(NumbaBatchNorm)
