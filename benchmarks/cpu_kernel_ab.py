@@ -54,7 +54,8 @@ def compare(op: str, impls: list[str], model: str, batch: int, rounds: int, cloc
     for name in impls:
         fn, device = originals[name]
         entry.impls[name] = (timed_implementation(fn, spent, clock), device)
-    step, steps, kernels = training_step(model, batch, "cpu"), collections.defaultdict(list), collections.defaultdict(list)
+    step = training_step(model, batch, "cpu")
+    steps, kernels = collections.defaultdict(list), collections.defaultdict(list)
     try:
         for round_ in range(rounds + 1):                 # round 0 warms up (compilation, buffers)
             for name in impls:

@@ -70,9 +70,10 @@ def gradient_sums(gy, x, mean, gy_sums, gy_dot_centred):
         for i in range(length):
             g0, g1 = np.float64(gy[r, i]), np.float64(gy[r + 1, i])
             g2, g3 = np.float64(gy[r + 2, i]), np.float64(gy[r + 3, i])
+            c0, c1 = np.float64(x[r, i]) - mean[i], np.float64(x[r + 1, i]) - mean[i]
+            c2, c3 = np.float64(x[r + 2, i]) - mean[i], np.float64(x[r + 3, i]) - mean[i]
             gy_sums[i] += (g0 + g1) + (g2 + g3)
-            gy_dot_centred[i] += ((g0 * (np.float64(x[r, i]) - mean[i]) + g1 * (np.float64(x[r + 1, i]) - mean[i]))
-                                  + (g2 * (np.float64(x[r + 2, i]) - mean[i]) + g3 * (np.float64(x[r + 3, i]) - mean[i])))
+            gy_dot_centred[i] += (g0 * c0 + g1 * c1) + (g2 * c2 + g3 * c3)
     for r in range(rows - rows % 4, rows):
         for i in range(length):
             g = np.float64(gy[r, i])
