@@ -13,13 +13,14 @@ belongs to channel :math:`i \bmod C`, and every per-channel vector comes repeate
 reading memory in order, and LLVM vectorises it (rows of a few hundred values rather than of
 :math:`C`, so the loop's set-up costs little; the per-position vectors stay in L1).
 
-* ``shifted_sums``: per position, :math:`\sum (x - k_i)` and :math:`\sum (x - k_i)^2` in float64 for a
-  shift :math:`k_i` near the data (one value of the channel): the mean and the biased variance come
-  out of one read of :math:`x`, :math:`\mu = k + S_1/m`, :math:`\sigma^2 = S_2/m - (S_1/m)^2`. The shift
-  keeps the subtraction from cancelling when :math:`|\mu| \gg \sigma`, as the two-pass reference does.
+* ``centred_sums``: per position, :math:`\sum (u - a_i)` and :math:`\sum (u - a_i)(v - b_i)` in
+  float64, in one read of :math:`u` and :math:`v`. Forward, with :math:`u = v = x` and
+  :math:`a = b = k`, a shift near the data (one value of the channel), they give the mean and the
+  biased variance, :math:`\mu = k + S_1/m`, :math:`\sigma^2 = S_2/m - (S_1/m)^2`; the shift keeps the
+  subtraction from cancelling when :math:`|\mu| \gg \sigma`, as the two-pass reference does.
+  Backward, with :math:`u = \bar y`, :math:`a = 0`, :math:`v = x`, :math:`b = \mu`, they give
+  :math:`\bar\beta = \sum \bar y` and :math:`\bar\gamma = s \sum \bar y (x - \mu)`.
 * ``normalize``: :math:`y = (x - \mu)\,a + \beta`, :math:`a = \gamma s` (one read, one write).
-* ``gradient_sums``: per position, :math:`\sum \bar y` and :math:`\sum \bar y\,(x - \mu)` in float64
-  (one read of each), which give :math:`\bar\beta` and :math:`\bar\gamma = s \sum \bar y (x - \mu)`.
 * ``input_gradient``: :math:`\bar x = a \bar y + k\,(x - \mu) + c`, the closed form
   :math:`\frac{\gamma s}{m}(m \bar y - \bar\beta - \hat x \bar\gamma)` with its per-channel
   constants :math:`k = -a s \bar\gamma / m`, :math:`c = -a \bar\beta / m` (two reads, one write).
@@ -35,21 +36,24 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True)
-def shifted_sums(x, shift, sums, squares):
-    r"""Add :math:`\sum_r (x_{r,i} - k_i)` and its squares over the rows to ``sums[i]`` and ``squares[i]``
-    (float64). Four rows per iteration: the accumulators are read and written once per four values."""
-    rows, length = x.shape
+def centred_sums(u, u_centre, v, v_centre, sums, products):
+    r"""Add :math:`\sum_r (u_{r,i} - a_i)` and :math:`\sum_r (u_{r,i} - a_i)(v_{r,i} - b_i)` over the rows
+    to ``sums[i]`` and ``products[i]`` (float64; :math:`a`, :math:`b` are ``u_centre``, ``v_centre``).
+    Four rows per iteration: the accumulators are read and written once per four values."""
+    rows, length = u.shape
     for r in range(0, rows - rows % 4, 4):
         for i in range(length):
-            d0, d1 = np.float64(x[r, i]) - shift[i], np.float64(x[r + 1, i]) - shift[i]
-            d2, d3 = np.float64(x[r + 2, i]) - shift[i], np.float64(x[r + 3, i]) - shift[i]
-            sums[i] += (d0 + d1) + (d2 + d3)
-            squares[i] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            p0, p1 = np.float64(u[r, i]) - u_centre[i], np.float64(u[r + 1, i]) - u_centre[i]
+            p2, p3 = np.float64(u[r + 2, i]) - u_centre[i], np.float64(u[r + 3, i]) - u_centre[i]
+            q0, q1 = np.float64(v[r, i]) - v_centre[i], np.float64(v[r + 1, i]) - v_centre[i]
+            q2, q3 = np.float64(v[r + 2, i]) - v_centre[i], np.float64(v[r + 3, i]) - v_centre[i]
+            sums[i] += (p0 + p1) + (p2 + p3)
+            products[i] += (p0 * q0 + p1 * q1) + (p2 * q2 + p3 * q3)
     for r in range(rows - rows % 4, rows):
         for i in range(length):
-            d = np.float64(x[r, i]) - shift[i]
-            sums[i] += d
-            squares[i] += d * d
+            p = np.float64(u[r, i]) - u_centre[i]
+            sums[i] += p
+            products[i] += p * (np.float64(v[r, i]) - v_centre[i])
 
 
 @njit(nogil=True, cache=True)
@@ -59,26 +63,6 @@ def normalize(x, mean, scale, bias, y):
     for r in range(rows):
         for i in range(length):
             y[r, i] = (x[r, i] - mean[i]) * scale[i] + bias[i]
-
-
-@njit(nogil=True, cache=True)
-def gradient_sums(gy, x, mean, gy_sums, gy_dot_centred):
-    r"""Add :math:`\sum_r \bar y_{r,i}` and :math:`\sum_r \bar y_{r,i}\,(x_{r,i} - \mu_i)` to
-    ``gy_sums[i]`` and ``gy_dot_centred[i]`` (float64), four rows per iteration as in ``shifted_sums``."""
-    rows, length = x.shape
-    for r in range(0, rows - rows % 4, 4):
-        for i in range(length):
-            g0, g1 = np.float64(gy[r, i]), np.float64(gy[r + 1, i])
-            g2, g3 = np.float64(gy[r + 2, i]), np.float64(gy[r + 3, i])
-            c0, c1 = np.float64(x[r, i]) - mean[i], np.float64(x[r + 1, i]) - mean[i]
-            c2, c3 = np.float64(x[r + 2, i]) - mean[i], np.float64(x[r + 3, i]) - mean[i]
-            gy_sums[i] += (g0 + g1) + (g2 + g3)
-            gy_dot_centred[i] += (g0 * c0 + g1 * c1) + (g2 * c2 + g3 * c3)
-    for r in range(rows - rows % 4, rows):
-        for i in range(length):
-            g = np.float64(gy[r, i])
-            gy_sums[i] += g
-            gy_dot_centred[i] += g * (np.float64(x[r, i]) - mean[i])
 
 
 @njit(nogil=True, cache=True)

@@ -160,7 +160,7 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     thread pool (``parallel``) would compete with them for the cores; ``fastmath`` would let LLVM
     reorder the float64 sums."""
     from minires.kernels import batchnorm_cpu
-    for name in ("shifted_sums", "normalize", "gradient_sums", "input_gradient"):
+    for name in ("centred_sums", "normalize", "input_gradient"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
 

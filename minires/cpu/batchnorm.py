@@ -54,15 +54,17 @@ class KernelRows(ChannelRows):
         return rows.reshape(-1, per_row * self.channels)
 
 
-def per_slice_sums(kernel, rows: tuple, vectors: tuple):
-    """Run the summing ``kernel(*(a[s] for a in rows), *vectors, first, second)`` on every slice ``s`` of
-    the rows (on the threads), each into fresh float64 accumulators; the two per-position totals
+def per_slice_sums(rows, kernel_arguments):
+    """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on every slice ``s`` of ``rows``' first
+    axis (on the threads), each into fresh float64 accumulators; the two per-position totals
     ``(2, L)``, added in slice order."""
+    centred_sums = _kernels().centred_sums
+
     def sums(s):
-        out = np.zeros((2, rows[0].shape[1]))
-        kernel(*(a[s] for a in rows), *vectors, out[0], out[1])
+        out = np.zeros((2, rows.shape[1]))
+        centred_sums(*kernel_arguments(s), out[0], out[1])
         return out
-    return total(map_pass(rows[0], sums))
+    return total(map_pass(rows, sums))
 
 
 class NumbaBatchNorm:
@@ -86,14 +88,16 @@ class NumbaBatchNorm:
             return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
         xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
         shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
-        row_sums = per_slice_sums(kernels.shifted_sums, (xr.rows,), (xr.expand(shift),))
+        centre = xr.expand(shift)
+        rows = xr.rows
+        row_sums = per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre))
         centred_mean, mean_square = (xr.fold(v) / m for v in row_sums)
         mean = (shift + centred_mean).astype(x.dtype)
         var = np.maximum(mean_square - centred_mean ** 2, 0).astype(x.dtype)
         invstd = 1 / np.sqrt(var + eps)
         scale = invstd if weight is None else weight * invstd
         y = xr.empty_like()
-        rows, out = xr.rows, xr.rows_of(y)
+        out = xr.rows_of(y)
         shift_by = np.zeros_like(mean) if bias is None else bias
         vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, shift_by)]
         map_pass(rows, lambda s: kernels.normalize(rows[s], *vectors, out[s]))
@@ -105,7 +109,8 @@ class NumbaBatchNorm:
             return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
         xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
         rows, gy_rows = xr.rows, xr.rows_of(gy)
-        row_sums = per_slice_sums(kernels.gradient_sums, (gy_rows, rows), (xr.expand(mean.astype(np.float64)),))
+        no_centre, centre = np.zeros(rows.shape[1]), xr.expand(mean.astype(np.float64))
+        row_sums = per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre))
         gy_sum, gy_dot_centred = (xr.fold(v) for v in row_sums)
         gbias, gweight = gy_sum.astype(x.dtype), (gy_dot_centred * invstd).astype(x.dtype)
         scale = invstd if weight is None else weight * invstd
