@@ -6,28 +6,30 @@ of minires' pool (:func:`~minires.cpu.threads.map_batch`). ``nogil`` lets those 
 same time; the kernels are serial, so no second thread pool (Numba's) competes with minires' for
 the cores.
 
-Every array is channels-last memory seen as ``(rows, L)``: each row holds :math:`k` consecutive
-pixels of :math:`C` channels (:math:`L = kC`, a few hundred values), so position :math:`i` of a row
-belongs to channel :math:`i \bmod C`, and every per-channel vector comes repeated :math:`k` times
-(length :math:`L`). One iteration of the inner loop handles one value; the loop runs along a row,
-reading memory in order, and LLVM vectorises it (rows of a few hundred values rather than of
+Every array is seen as ``(rows, L)``, each row a run of memory in which position :math:`i` belongs
+to one channel, always the same: in channels-last memory a row holds :math:`p` consecutive pixels of
+:math:`C` channels (:math:`L = pC`, a few hundred values; position :math:`i` is channel
+:math:`i \bmod C`), in NCHW memory a row is one image (:math:`C` runs of its pixels). Every
+per-channel vector comes laid out the same way (length :math:`L`), and the driver adds each channel's
+positions to get its sums. One iteration of the inner loop handles one value; the loop runs along a
+row, reading memory in order, and LLVM vectorises it (rows of a few hundred values rather than of
 :math:`C`, so the loop's set-up costs little; the per-position vectors stay in L1).
 
 * ``centred_sums``: per position, :math:`\sum (u - a_i)` and :math:`\sum (u - a_i)(v - b_i)` in
   float64, in one read of :math:`u` and :math:`v`. Forward, with :math:`u = v = x` and
-  :math:`a = b = k`, a shift near the data (one value of the channel), they give the mean and the
-  biased variance, :math:`\mu = k + S_1/m`, :math:`\sigma^2 = S_2/m - (S_1/m)^2`; the shift keeps the
-  subtraction from cancelling when :math:`|\mu| \gg \sigma`, as the two-pass reference does.
-  Backward, with :math:`u = \bar y`, :math:`a = 0`, :math:`v = x`, :math:`b = \mu`, they give
+  :math:`a = b = \kappa`, a shift near the data (one value of the channel), they give the mean and
+  the biased variance, :math:`\mu = \kappa + S_1/m`, :math:`\sigma^2 = S_2/m - (S_1/m)^2`; the shift
+  keeps the subtraction from cancelling when :math:`|\mu| \gg \sigma`, as the two-pass reference
+  does. Backward, with :math:`u = \bar y`, :math:`a = 0`, :math:`v = x`, :math:`b = \mu`, they give
   :math:`\bar\beta = \sum \bar y` and :math:`\bar\gamma = s \sum \bar y (x - \mu)`.
-* ``normalize``: :math:`y = (x - \mu)\,a + \beta`, :math:`a = \gamma s` (one read, one write).
-* ``input_gradient``: :math:`\bar x = a \bar y + k\,(x - \mu) + c`, the closed form
+* ``normalize``: :math:`y = (x - \mu)\,\gamma s + \beta` (one read, one write).
+* ``input_gradient``: :math:`\bar x = \gamma s\,\bar y + k\,(x - \mu) + c`, the closed form
   :math:`\frac{\gamma s}{m}(m \bar y - \bar\beta - \hat x \bar\gamma)` with its per-channel
-  constants :math:`k = -a s \bar\gamma / m`, :math:`c = -a \bar\beta / m` (two reads, one write).
+  constants :math:`k = -\gamma s^2 \bar\gamma / m`, :math:`c = -\gamma s \bar\beta / m` (two reads,
+  one write).
 
-The driver adds the :math:`k` positions of each channel to get the per-channel sums. So a forward
-is two passes over memory and a backward two, against six and five for the NumPy passes of
-:class:`~minires.cpu.pointwise.ThreadedBatchNorm`.
+So a forward is two passes over memory and a backward two, against six and five for the NumPy
+passes of :class:`~minires.cpu.pointwise.ThreadedBatchNorm`.
 """
 from __future__ import annotations
 
