@@ -10,9 +10,12 @@
 ``conv2d_index.py``        the index math both conv files share, as plain Python (tested on the CPU)
 ``conv2d_cpu.py``          Numba CPU (``parallel=True``) im2col and col2im around BLAS GEMMs,
                            driven by :mod:`minires.cpu`
+``batchnorm_cpu.py``       Numba CPU (``nogil``) batch norm in two passes each way, driven by
+                           :mod:`minires.cpu.batchnorm`
 =========================  ==================================================================
 
-The Python side that compiles, launches and registers these lives in :mod:`minires.gpu`.
+The Python side that compiles, launches and registers these lives in :mod:`minires.gpu` (CUDA) and
+:mod:`minires.cpu` (Numba CPU).
 """
 from __future__ import annotations
 

@@ -55,6 +55,7 @@ Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`
 from __future__ import annotations
 
 import importlib.util
+import math
 import threading
 
 import numpy as np
@@ -65,7 +66,7 @@ from ..kernels.conv2d_index import ConvGeometry
 from . import threads
 
 CHUNK_BYTES = 4 * 2 ** 20  # the largest column matrix built at once: stays in L2/L3 for the GEMM
-_SCRATCH = threading.local()  # the column-matrix buffer, kept between calls
+_SCRATCH = threading.local()  # the column-matrix and padded-input buffers, kept between calls
 
 
 def pixel_major(a):
@@ -179,7 +180,7 @@ class ChunkedIm2colGemm:
 
         def run_chunk(images: slice):
             chunk = g._replace(n=images.stop - images.start)
-            col = _scratch(chunk.n * rows * width, batch.dtype).reshape(-1, width)
+            col = _scratch("columns", chunk.n * rows * width, batch.dtype).reshape(-1, width)
             return work(images, chunk, col)
 
         return threads.total(threads.map_batch(batch, run_chunk, per_block=per_chunk))
@@ -195,11 +196,13 @@ def _complementary_padding(g: ConvGeometry) -> tuple[int, int]:
     return g.kh - 1 - g.pad_h, g.kw - 1 - g.pad_w
 
 
-def _scratch(size: int, dtype):
-    """A 1-D array of at least ``size`` elements of ``dtype``, reused by later calls (one per thread)."""
-    cached = getattr(_SCRATCH, "buffer", None)
+def _scratch(name: str, size: int, dtype):
+    """A 1-D array of ``size`` elements of ``dtype``, the start of this thread's buffer ``name``, reused by
+    later calls (uninitialised: it holds what the last call left)."""
+    cached = getattr(_SCRATCH, name, None)
     if cached is None or cached.dtype != dtype or cached.size < size:
-        _SCRATCH.buffer = cached = np.empty(size, dtype=dtype)
+        cached = np.empty(size, dtype=dtype)
+        setattr(_SCRATCH, name, cached)
     return cached[:size]
 
 
@@ -218,13 +221,25 @@ def numpy_im2col(x, g: ConvGeometry, col):
     void dtype), the runs are copied whole, element by element: 1.3-1.5x faster than the same copy
     of floats, whose loop restarts for every run.
     """
-    padded = np.zeros((g.n, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w, g.c_in), dtype=x.dtype)
-    padded[:, g.pad_h:g.pad_h + g.h, g.pad_w:g.pad_w + g.w] = x.transpose(0, 2, 3, 1)
+    padded = padded_channels_last(x, g)
     run = np.dtype((np.void, g.kw * g.c_in * x.itemsize))
     image, row, pixel = padded.strides[:3]
     runs = np.ndarray((g.n, g.out_h, g.out_w, g.kh), run, buffer=padded,     # [b, i, j, p]: row p of window (i, j)
                       strides=(image, g.stride_h * row, g.stride_w * pixel, row))
     col.view(run).reshape(runs.shape)[...] = runs
+
+
+def padded_channels_last(x, g: ConvGeometry):
+    """The NCHW images ``x`` zero-padded by ``(pad_h, pad_w)``, in channels-last memory ``(n, h', w', c)``:
+    this thread's reused buffer (no fresh zeroed array, whose pages would fault in on every call),
+    its border zeroed and its interior copied."""
+    shape = (g.n, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w, g.c_in)
+    padded = _scratch("padded", math.prod(shape), x.dtype).reshape(shape)
+    (top, bottom), (left, right) = (g.pad_h, g.pad_h + g.h), (g.pad_w, g.pad_w + g.w)
+    padded[:, :top] = padded[:, bottom:] = 0
+    padded[:, top:bottom, :left] = padded[:, top:bottom, right:] = 0
+    padded[:, top:bottom, left:right] = x.transpose(0, 2, 3, 1)
+    return padded
 
 
 def numpy_col2im(gcol, g: ConvGeometry, gx):

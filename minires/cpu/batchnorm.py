@@ -1,0 +1,126 @@
+r"""Training-mode batch norm in two passes over memory each way: the Numba kernels of
+``kernels/batchnorm_cpu.py`` (``numba``, the CPU default when Numba is installed; the ``numba`` extra).
+
+The math is the reference's (:class:`~minires.functional.norm.NumpyBatchNorm`, which derives it).
+What changes is how often the data is read: NumPy makes one pass per operation (a subtraction, a
+product, a sum), so the threaded NumPy batch norm (:class:`~minires.cpu.pointwise.ThreadedBatchNorm`)
+reads or writes an activation six times forward and five times backward; here each pass does all
+the arithmetic for a value at once:
+
+* forward: one read gives the mean and variance (sums shifted by one value of each channel, in
+  float64), one read and one write normalise;
+* backward: one read of :math:`\bar y` and :math:`x` gives :math:`\bar\beta` and :math:`\bar\gamma`,
+  one more gives :math:`\bar x`.
+
+The data is laid out as in the threaded NumPy kernels (:class:`~minires.cpu.pointwise.ChannelRows`:
+NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorter in channels-last
+memory (:class:`KernelRows`). Slices of the rows run on minires' threads
+(:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
+thread count gives the same bits. The kernels compile on first use (cached on disk), for float32
+and float64; other dtypes (float16) take the threaded NumPy passes.
+``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from .. import backend
+from ..functional.norm import _values_per_channel
+from .pointwise import ChannelRows, ThreadedBatchNorm, map_pass
+from .threads import total
+
+ROW_VALUES = 256  # values per row of the kernels' loops (whole pixels in channels-last memory)
+KERNEL_DTYPES = (np.float32, np.float64)  # what the kernels compile for; other dtypes take the NumPy passes
+
+
+def _kernels():
+    from ..kernels import batchnorm_cpu  # compiles (or loads from Numba's cache) on first use
+    return batchnorm_cpu
+
+
+class KernelRows(ChannelRows):
+    """:class:`~minires.cpu.pointwise.ChannelRows` with the rows the kernels loop over: in channels-last
+    memory, each image's row is cut into rows of whole pixels, about :data:`ROW_VALUES` values each
+    (the per-position vectors and accumulators then stay in L1); NCHW rows stay whole images."""
+
+    def rows_of(self, a):
+        rows = super().rows_of(a)
+        if not self.channels_last:
+            return rows
+        pixels = rows.shape[1] // self.channels
+        per_row = next(k for k in range(max(1, ROW_VALUES // self.channels), 0, -1) if pixels % k == 0)
+        return rows.reshape(-1, per_row * self.channels)
+
+
+def per_slice_sums(rows, kernel_arguments):
+    """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on every slice ``s`` of ``rows``' first
+    axis (on the threads), each into fresh float64 accumulators; the two per-position totals
+    ``(2, L)``, added in slice order."""
+    centred_sums = _kernels().centred_sums
+
+    def sums(s):
+        out = np.zeros((2, rows.shape[1]))
+        centred_sums(*kernel_arguments(s), out[0], out[1])
+        return out
+    return total(map_pass(rows, sums))
+
+
+class NumbaBatchNorm:
+    r"""Training-mode batch norm (the contract of :class:`~minires.functional.norm.NumpyBatchNorm`) in
+    two passes each way.
+
+    **Forward**, per channel over its :math:`m` values, with :math:`k` one of them:
+    :math:`S_1 = \sum (x - k)`, :math:`S_2 = \sum (x - k)^2` (one pass, float64);
+    :math:`\mu = k + S_1/m`, :math:`\sigma^2 = S_2/m - (S_1/m)^2`, :math:`s = (\sigma^2 + \epsilon)^{-1/2}`;
+    then :math:`y = (x - \mu)\,\gamma s + \beta` (second pass).
+
+    **Backward**: :math:`\bar\beta = \sum \bar y`, :math:`\bar\gamma = s \sum \bar y (x - \mu)` (one
+    pass, float64), then :math:`\bar x = \gamma s\,\bar y - \frac{\gamma s^2 \bar\gamma}{m}(x - \mu)
+    - \frac{\gamma s\,\bar\beta}{m}` (second pass), which is
+    :math:`\frac{\gamma s}{m}(m\bar y - \bar\beta - \hat x\,\bar\gamma)`.
+    """
+
+    @staticmethod
+    def forward_train(x, weight, bias, eps):
+        if x.dtype not in KERNEL_DTYPES:
+            return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
+        xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
+        shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
+        centre = xr.expand(shift)
+        rows = xr.rows
+        row_sums = per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre))
+        centred_mean, mean_square = (xr.fold(v) / m for v in row_sums)
+        mean = (shift + centred_mean).astype(x.dtype)
+        var = np.maximum(mean_square - centred_mean ** 2, 0).astype(x.dtype)
+        invstd = 1 / np.sqrt(var + eps)
+        scale = invstd if weight is None else weight * invstd
+        y = xr.empty_like()
+        out = xr.rows_of(y)
+        shift_by = np.zeros_like(mean) if bias is None else bias
+        vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, shift_by)]
+        map_pass(rows, lambda s: kernels.normalize(rows[s], *vectors, out[s]))
+        return y, mean, var, invstd
+
+    @staticmethod
+    def backward(gy, x, weight, mean, invstd):
+        if x.dtype not in KERNEL_DTYPES or gy.dtype not in KERNEL_DTYPES:
+            return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
+        xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
+        rows, gy_rows = xr.rows, xr.rows_of(gy)
+        no_centre, centre = np.zeros(rows.shape[1]), xr.expand(mean.astype(np.float64))
+        row_sums = per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre))
+        gy_sum, gy_dot_centred = (xr.fold(v) for v in row_sums)
+        gbias, gweight = gy_sum.astype(x.dtype), (gy_dot_centred * invstd).astype(x.dtype)
+        scale = invstd if weight is None else weight * invstd
+        vectors = [xr.expand(np.asarray(v, dtype=x.dtype))
+                   for v in (mean, scale, -scale * invstd * gweight / m, -scale * gbias / m)]
+        gx = xr.empty_like()
+        out = xr.rows_of(gx)
+        map_pass(rows, lambda s: kernels.input_gradient(gy_rows[s], rows[s], *vectors, out[s]))
+        return gx, gweight, gbias
+
+
+if importlib.util.find_spec("numba") is not None:
+    backend.register("batch_norm", "numba", device="cpu", default=True)(NumbaBatchNorm)

@@ -1,0 +1,176 @@
+"""The two-pass Numba batch norm (minires.cpu.batchnorm, ``numba``) against the NumPy reference and PyTorch."""
+import subprocess
+import time
+import sys
+
+import numpy as np
+import pytest
+
+import minires as mr
+import minires.functional as F
+from minires import backend
+from minires.cpu import batchnorm, pointwise, threads
+from minires.functional.norm import NumpyBatchNorm
+
+pytest.importorskip("numba")
+
+Numba = batchnorm.NumbaBatchNorm
+TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-5)}
+
+
+@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
+def split(request, monkeypatch):
+    """Every pass split over the batch (no size threshold), over one thread or three (an odd share of 7 images)."""
+    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
+    before = threads.get_num_threads()
+    threads.set_num_threads(request.param)
+    yield request.param
+    threads.set_num_threads(before)
+
+
+def channels_last(a):
+    """``a`` copied into channels-last memory (axis 1 last), still indexed NCHW (what the CPU conv returns)."""
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1)).transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
+
+
+def problem(shape, dtype, seed=0, offset=3.0):
+    """x (channels last; each channel with its own mean and spread), gy, weight, bias."""
+    rng = np.random.default_rng(seed)
+    per_channel = (1, shape[1]) + (1,) * (len(shape) - 2)
+    x = offset + rng.standard_normal(shape) * rng.uniform(0.5, 3, per_channel) + rng.uniform(-2, 2, per_channel)
+    gy = rng.standard_normal(shape)
+    weight, bias = rng.uniform(0.5, 1.5, shape[1]), rng.standard_normal(shape[1])
+    return [a.astype(dtype) for a in (channels_last(x), gy, weight, bias)]
+
+
+def reference(x, gy, weight, bias):
+    """The NumPy reference's forward and backward, computed in float64 from the same values."""
+    x64, gy64 = (np.ascontiguousarray(a, dtype=np.float64) for a in (x, gy))
+    w64, b64 = (None if v is None else v.astype(np.float64) for v in (weight, bias))
+    y, mean, var, invstd = NumpyBatchNorm.forward_train(x64, w64, b64, 1e-5)
+    return (y, mean, var, invstd), NumpyBatchNorm.backward(gy64, x64, w64, mean, invstd)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(7, 5, 4, 6), (7, 6), (7, 3, 5)], ids=["NCHW", "NC", "NCL"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_forward_and_backward_match_the_reference(split, dtype, shape, affine):
+    x, gy, weight, bias = problem(shape, dtype)
+    weight, bias = (weight, bias) if affine else (None, None)
+    mine = Numba.forward_train(x, weight, bias, 1e-5)
+    expected_forward, expected_grads = reference(x, gy, weight, bias)
+    for a, b in zip(mine, expected_forward):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **TOLERANCE[dtype])
+    _, mean, _, invstd = mine
+    grads = Numba.backward(gy, x, weight, mean, invstd)
+    for a, b in zip(grads, expected_grads):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **TOLERANCE[dtype])
+    assert all(np.array_equal(a, b) for a, b in zip(grads, Numba.backward(gy, x, weight, mean, invstd)))
+
+
+@pytest.mark.parametrize("x_layout", [channels_last, np.ascontiguousarray, lambda a: np.repeat(a, 2, axis=3)[..., ::2]],
+                         ids=["x-channels-last", "x-NCHW", "x-strided"])
+def test_every_memory_layout_gives_the_same_numbers_and_outputs_keep_the_layout(split, x_layout):
+    """x in channels-last, NCHW or strided memory, gy in NCHW memory: the reference's numbers; y and gx
+    are laid out like x (a strided x is read as an NCHW copy)."""
+    x, gy, weight, bias = problem((7, 4, 3, 5), np.float64, seed=1)
+    x = x_layout(x)
+    forward = Numba.forward_train(x, weight, bias, 1e-5)
+    expected_forward, expected_grads = reference(x, gy, weight, bias)
+    for a, b in zip(forward, expected_forward):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    grads = Numba.backward(np.ascontiguousarray(gy), x, weight, forward[1], forward[3])
+    for a, b in zip(grads, expected_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    memory_order = np.moveaxis if x_layout is channels_last else (lambda a, *_: a)
+    for out in (forward[0], grads[0]):
+        assert memory_order(out, 1, -1).flags.c_contiguous
+
+
+def test_a_large_mean_does_not_cancel_the_variance():
+    """Values 1e8 +- 1: sums of squares about the origin would lose the variance to rounding even in
+    float64 (1e16 against 1); shifted by a value of the channel they keep it, as the reference's two
+    passes do."""
+    rng = np.random.default_rng(2)
+    x = channels_last(1e8 + rng.standard_normal((8, 3, 6, 6)))
+    _, mean, var, _ = Numba.forward_train(x, None, None, 1e-5)
+    np.testing.assert_allclose(var, x.var(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(mean, x.mean(axis=(0, 2, 3)), rtol=1e-15)
+
+
+def test_gradcheck_through_the_numba_kernels(split):
+    x, _, weight, bias = problem((5, 2, 3, 3), np.float64, seed=3)
+    x, w, b = (mr.Tensor(a, requires_grad=True) for a in (x, weight, bias))
+    assert mr.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, impl="numba"), [x, w, b])
+
+
+def test_matches_pytorch_in_float32(torch_oracle):
+    torch = torch_oracle
+    x, gy, weight, bias = problem((6, 4, 5, 5), np.float32, seed=5)
+    running = [np.zeros(4, np.float32), np.ones(4, np.float32)]
+    leaves = [mr.Tensor(a, requires_grad=True) for a in (x, weight, bias)]
+    y = F.batch_norm(leaves[0], *running, leaves[1], leaves[2], training=True, impl="numba")
+    y.backward(gy)
+    theirs = [torch.tensor(np.ascontiguousarray(a), requires_grad=True) for a in (x, weight, bias)]
+    t_running = [torch.zeros(4), torch.ones(4)]
+    t_y = torch.nn.functional.batch_norm(theirs[0], *t_running, theirs[1], theirs[2], training=True)
+    t_y.backward(torch.tensor(gy))
+    np.testing.assert_allclose(y.numpy(), t_y.detach().numpy(), rtol=1e-5, atol=1e-5)
+    for mine, their in zip(leaves, theirs):
+        np.testing.assert_allclose(mine.grad.numpy(), their.grad.numpy(), rtol=1e-4, atol=1e-5)
+    for mine, their in zip(running, t_running):
+        np.testing.assert_allclose(mine, their.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_numba_is_the_default_and_can_be_switched_off():
+    assert backend.lookup("batch_norm", np.zeros((1, 1)))[0] == "numba"
+    with backend.using("batch_norm", "numpy-threads"):
+        assert backend.lookup("batch_norm", np.zeros((1, 1)))[1] is pointwise.ThreadedBatchNorm
+    assert backend.lookup("batch_norm", np.zeros((1, 1)))[1] is Numba
+
+
+def test_without_numba_batch_norm_falls_back_to_the_numpy_passes():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import numpy as np, minires\n"
+            "from minires import backend\n"
+            "print(backend.lookup('batch_norm', np.zeros((1, 1)))[0], 'numba' in backend.available('batch_norm'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["numpy-threads", "False"]
+
+
+def test_the_ab_benchmark_times_both_implementations_and_restores_the_registry():
+    """benchmarks/cpu_kernel_ab.py (the README's A/B command) on a toy step: each implementation's
+    kernels take part of its step, and the registry holds the real implementations afterwards."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_kernel_ab.py"
+    spec = importlib.util.spec_from_file_location("cpu_kernel_ab", path)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    results = ab.compare("batch_norm", ["numpy-threads", "numba"], "resnet20", 2, 1, time.perf_counter)
+    assert list(results) == ["numpy-threads", "numba"]
+    assert all(0 < kernel < step for step, kernel in results.values())
+    assert backend.lookup("batch_norm", np.zeros((1, 1)), "numba")[1] is Numba
+
+
+def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
+    """minires' threads run the kernels side by side only if each releases the GIL; a kernel of its own
+    thread pool (``parallel``) would compete with them for the cores; ``fastmath`` would let LLVM
+    reorder the float64 sums."""
+    from minires.kernels import batchnorm_cpu
+    for name in ("centred_sums", "normalize", "input_gradient"):
+        options = getattr(batchnorm_cpu, name).targetoptions
+        assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
+
+
+def test_float16_takes_the_numpy_passes():
+    """The kernels compile for float32 and float64; float16 data gets the threaded NumPy kernels' numbers."""
+    x, gy, weight, bias = problem((4, 3, 2, 2), np.float16, seed=6)
+    y, mean, var, invstd = Numba.forward_train(x, weight, bias, 1e-5)
+    expected = pointwise.ThreadedBatchNorm.forward_train(x, weight, bias, 1e-5)
+    assert y.dtype == np.float16 and all(np.array_equal(a, b) for a, b in zip((y, mean, var, invstd), expected))
+    grads = Numba.backward(gy, x, weight, mean, invstd)
+    expected = pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
+    assert all(np.array_equal(a, b) for a, b in zip(grads, expected))
