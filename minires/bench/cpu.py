@@ -189,7 +189,7 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"- command: {command} (clock: {args.clock})",
         "- float32, NCHW-indexed; activations in each framework's own memory layout (minires: channels last, "
         "PyTorch: contiguous NCHW). Times: median of the repeats after warm-up. x torch = minires / PyTorch "
-        "(lower is better; target <= 1.5). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
+        "(lower is better; target <= 1.0, issue #20). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]
 
