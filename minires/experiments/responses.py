@@ -139,7 +139,8 @@ def claims(nets: dict) -> list[dict]:
     return [judge("ResNets' responses are smaller than their plain twins' (Fig. 7)",
                   [compare(mean[res], mean[plain], TOLERANCE) for res, plain in twins], NOISE, health,
                   [n for pair in twins for n in pair]),
-            judge("the deeper the ResNet, the smaller its responses: 110 < 56 < 20 (Fig. 7)",
+            judge("the deeper the ResNet, the smaller its responses: "
+                  + " < ".join(str(depth) for depth, _ in reversed(resnets)) + " (Fig. 7)",
                   [compare(mean[deep], mean[shallow], TOLERANCE) for deep, shallow in ladder], NOISE, health,
                   [n for _, n in resnets])]
 
