@@ -1,0 +1,71 @@
+"""The committed results (results/<experiment>/...) agree with the code that judges them and with the README.
+
+Each run's verdicts are re-computed from its own recorded numbers by today's claim functions, so a
+change in how a claim is judged cannot leave a stale verdict in a committed summary; and the
+numbers the README quotes from the responses runs are those runs' numbers.
+"""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minires.experiments import degradation, gradnorms, lesion, responses, shortcuts, seeds
+
+ROOT = Path(__file__).parents[1]
+RUNS = sorted(p.parent for p in (ROOT / "results").glob("*/*/results.json"))
+
+
+def rejudged(results: dict) -> list[dict]:
+    n_test = int(results["data"].split(" / ")[1].split()[0])
+    return {"degradation": lambda: degradation.claims(results["runs"]),
+            "gradnorms": lambda: gradnorms.claims(results["nets"]),
+            "responses": lambda: responses.claims(results["nets"]),
+            "lesion": lambda: lesion.claims(results["nets"], n_test),
+            "shortcuts": lambda: shortcuts.claims(results["options"], n_test)}[results["experiment"]]()
+
+
+@pytest.mark.parametrize("folder", RUNS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_verdicts_follow_from_their_numbers(folder):
+    results = json.loads((folder / "results.json").read_text())
+    assert [c["verdict"] for c in rejudged(results)] == [c["verdict"] for c in results["claims"]]
+    summary = (folder / "summary.md").read_text()
+    assert all(f"**{c['verdict']}**" in summary for c in results["claims"])
+
+
+def test_every_experiment_has_committed_quick_runs_on_both_datasets():
+    names = {(p.parent.name, p.name) for p in RUNS}
+    for experiment in ("degradation", "gradnorms", "responses", "lesion", "shortcuts"):
+        assert {(experiment, "quick-seed0"), (experiment, "quick-mnist-seed0")} <= names
+    assert ("responses", "standard-seed0") in names
+
+
+def test_readme_quotes_the_responses_runs():
+    """Every "ResNet-20 1.083 < plain-20 1.165" in the README is a committed run's pair of mean stds."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    quotes = set()
+    for run, pairs in {"quick-mnist-seed0": [("resnet20", "plain20"), ("resnet56", "plain56"), ("resnet56", "resnet20")],
+                       "standard-seed0": [("resnet20", "plain20"), ("resnet56", "plain56"), ("resnet110", "resnet56"),
+                                          ("resnet56", "resnet20")]}.items():
+        nets = json.loads((ROOT / "results/responses" / run / "results.json").read_text())["nets"]
+        mean = {name: np.mean(r["std"]) for name, r in nets.items()}
+        for small, large in pairs:
+            assert mean[small] < mean[large]
+            quotes.add(f"{_display(small)} {mean[small]:.3f} < {_display(large)} {mean[large]:.3f}")
+    found = set(re.findall(r"(?:ResNet|plain)-\d+ \d\.\d{3} < (?:ResNet|plain)-\d+ \d\.\d{3}", readme))
+    assert found and found <= quotes, found - quotes
+
+
+def test_readme_quotes_the_degradation_seeds_combined():
+    combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/degradation").glob("quick-seed[0-9]"))))
+    readme = (ROOT / "README.md").read_text()
+    for claim, verdict in zip(combined["claims"], ("**holds**", "**cannot tell**")):
+        pair = claim["pairs"][0]
+        assert claim["verdict"].startswith(verdict.strip("*"))
+        row = f"| {pair['mean']:+.1f}, [{pair['low']:+.1f}, {pair['high']:+.1f}] | {verdict}"
+        assert row in readme, row
+
+
+def _display(name: str) -> str:
+    return name.replace("resnet", "ResNet-").replace("plain", "plain-")
