@@ -38,7 +38,7 @@ def test_every_experiment_has_committed_quick_runs_on_both_datasets():
     names = {(p.parent.name, p.name) for p in RUNS}
     for experiment in ("degradation", "gradnorms", "responses", "lesion", "shortcuts"):
         assert {(experiment, "quick-seed0"), (experiment, "quick-mnist-seed0")} <= names
-    assert ("responses", "standard-seed0") in names
+    assert {("responses", "standard-seed0"), ("responses", "standard-mnist-seed0")} <= names
 
 
 def test_readme_quotes_the_responses_runs():
@@ -46,6 +46,7 @@ def test_readme_quotes_the_responses_runs():
     readme = " ".join((ROOT / "README.md").read_text().split())
     quotes = set()
     for run, pairs in {"quick-mnist-seed0": [("resnet20", "plain20"), ("resnet56", "plain56"), ("resnet56", "resnet20")],
+                       "standard-mnist-seed0": [("resnet110", "resnet56")],
                        "standard-seed0": [("resnet20", "plain20"), ("resnet56", "plain56"), ("resnet110", "resnet56"),
                                           ("resnet56", "resnet20")]}.items():
         nets = json.loads((ROOT / "results/responses" / run / "results.json").read_text())["nets"]
