@@ -70,3 +70,14 @@ def test_readme_quotes_the_degradation_seeds_combined():
 
 def _display(name: str) -> str:
     return name.replace("resnet", "ResNet-").replace("plain", "plain-")
+
+
+def test_readme_quotes_the_responses_seeds_combined():
+    combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("quick-seed[0-9]"))))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for claim in combined["claims"]:
+        assert f"**{claim['verdict']}**" in readme
+        for pair in claim["pairs"]:
+            quoted = f"{pair['expected']}: gaps {', '.join(f'{g:+.3f}' for g in pair['gaps'])}, mean {pair['mean']:+.3f}, " \
+                     f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}], {pair['verdict']}"
+            assert quoted in readme, quoted
