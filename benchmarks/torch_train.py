@@ -96,8 +96,8 @@ def train(model, trainer: Trainer, report=print, progress: bool = False) -> dict
     for epoch in range(1, trainer.epochs + 1):
         model.train()
         wrong = seen = 0
-        for x, y in tqdm(iter(trainer.train_loader), total=len(trainer.train_loader), desc=f"epoch {epoch}/{trainer.epochs}", leave=False,
-                         disable=not progress, file=sys.stderr):
+        for x, y in tqdm(iter(trainer.train_loader), total=len(trainer.train_loader),
+                         desc=f"epoch {epoch}/{trainer.epochs}", leave=False, disable=not progress, file=sys.stderr):
             images, labels = _tensor(x, trainer), torch.from_numpy(y)
             logits = model(images)
             loss = F.cross_entropy(logits, labels)

@@ -252,6 +252,10 @@ class Trainer:
                     "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate,
                     "skipped_steps": self.skipped}
             self._log(last)
+            if self.skipped and self.comm.is_root:
+                warnings.warn(f"minires train: epoch {self.epoch}: {self.skipped} of its updates skipped, their loss or "
+                              "gradients NaN/Inf (--nan-policy skip); its training loss and error leave them out",
+                              RuntimeWarning, stacklevel=2)
             if self.comm.is_root:
                 self.save_checkpoint()
             self.saved_at = (self.epoch, self.iteration)

@@ -78,6 +78,7 @@ def combine_claim(per_seed: list[dict], seeds: list) -> dict:
 
 
 def _readable(claim: dict) -> bool:
+    """Whether the run could read the claim (results written before ``judge`` stored it say so in ``why``)."""
     return claim.get("readable", "cannot be read" not in claim["why"])
 
 
