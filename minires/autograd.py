@@ -87,6 +87,13 @@ def detect_anomaly():
         _state.anomaly = before
 
 
+def differentiated_node():
+    """The node whose differentiable backward (``backward_graph``, under ``create_graph``) is running
+    ops right now, or None: an op that runs inside it is part of the backward pass, not the forward."""
+    stack = getattr(_state, "differentiating", None)
+    return stack[-1] if stack else None
+
+
 def _anomaly():
     from .inspect import anomaly  # late import: only anomaly mode needs it, and it builds on this module
     return anomaly
@@ -242,8 +249,13 @@ class Node:
                 f"{self.name}.backward has no differentiable form, so create_graph=True (double backward) "
                 f"cannot go through the op {self.name}; define {self.name}.backward_graph (see README, "
                 "'Double backward') or call backward without create_graph")
-        with _grad_mode(True):
-            return backward_graph(GraphContext(self), grad)
+        stack = _state.__dict__.setdefault("differentiating", [])
+        stack.append(self)
+        try:
+            with _grad_mode(True):
+                return backward_graph(GraphContext(self), grad)
+        finally:
+            stack.pop()
 
     def attach(self, array, role) -> "Tensor":
         """``array`` as a Tensor in the graph: input ``role``'s value (at that input's node, or the leaf

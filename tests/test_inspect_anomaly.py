@@ -111,6 +111,21 @@ def test_an_infinite_gradient_of_a_finite_forward_is_blamed_on_the_backward_of_i
     assert "h = (h * 0.0).sqrt()" in message
 
 
+def test_an_infinite_gradient_in_a_double_backward_is_blamed_on_the_backward_not_the_forward():
+    net = Net(fault="sqrt")
+
+    def forward_and_double_backward():
+        out = net(batch())
+        mr.autograd.grad(out.sum(), [net.head.fc.weight], create_graph=True)
+
+    message = anomaly_message(forward_and_double_backward)
+    assert message.startswith("anomaly in the backward pass (create_graph=True): while computing the gradient "
+                              "of Sqrt in module `head`, its differentiable backward ran ")
+    assert "which turned finite values into 0 NaN and 6 Inf among 6 values" in message
+    assert "forward pass:" not in message
+    assert f"forward line: {THIS_FILE}:{line_of('# planted: sqrt at 0')}, in forward" in message
+
+
 def test_a_backward_outside_anomaly_forward_says_how_to_get_the_line():
     out = Net(fault="sqrt")(batch())                     # forward without anomaly mode: no line recorded
     message = anomaly_message(lambda: out.sum().backward())

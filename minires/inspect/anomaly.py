@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from .. import backend, scope
-from ..autograd import Tensor
+from ..autograd import Tensor, differentiated_node
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 # frames inside these are the framework's plumbing, never "the line that ran the op"
@@ -130,6 +130,9 @@ def check_forward(fn, args, out) -> None:
     counts = _count_bad(out)
     if counts is None:
         return
+    node = differentiated_node()
+    if node is not None:
+        _raise_in_double_backward(node, fn, args, out, counts)
     path, trace = scope.current_path(), forward_trace()
     for index, arg in enumerate(args):
         arg_counts = _count_bad(arg)
@@ -140,6 +143,25 @@ def check_forward(fn, args, out) -> None:
             f"{_bad_text(counts, out)}.\n  op: {fn.__name__}, inputs {_shapes_text(args)} -> output "
             f"{tuple(out.shape)}. Look for a division by zero, a log or sqrt of a negative number, or an overflow.")
     raise FloatingPointError("\n".join([head] + _source_lines(trace)))
+
+
+def _raise_in_double_backward(node, fn, args, out, counts) -> None:
+    """An op of ``node``'s differentiable backward (``create_graph=True``) made NaN/Inf: the backward
+    pass is to blame, at the node being differentiated, whose forward line is the one to show."""
+    where = f"{node.name} {_module_text(node.module_path)}"
+    arrived = next((k for k, a in enumerate(args) if _count_bad(a) is not None), None)
+    if arrived is None:
+        what = f"turned finite values into {_bad_text(counts, out)}"
+        hint = ("The derivative is infinite or undefined where the forward pass evaluated it (e.g. sqrt or log "
+                "at 0, a division by a tiny number), even if the forward values were finite.")
+    else:
+        what = f"received a non-finite input {arrived} and passed it on ({_bad_text(counts, out)})"
+        hint = "The incoming gradient or a saved value already held it."
+    head = (f"anomaly in the backward pass (create_graph=True): while computing the gradient of {where}, "
+            f"its differentiable backward ran {fn.__name__}, which {what}.\n  op: {fn.__name__}, inputs "
+            f"{_shapes_text(args)} -> output {tuple(out.shape)}. {hint} The op being differentiated was "
+            "created by:")
+    raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
 
 
 def check_backward(node, grad_out, grads) -> None:
