@@ -182,10 +182,11 @@ class Trainer:
                                    weight_decay=cfg.weight_decay)
         self.total_iterations, milestones = self._schedule_in_iterations()
         self.scheduler = optim.MultiStepLR(self.optimizer, milestones, warmup=cfg.warmup)
-        self.epoch = self.iteration = self.skipped = 0
+        self.epoch = self.iteration = self.skipped = self.went_on = 0
         self.metrics_path = self.out / "metrics.jsonl"
         self.restored = checkpoint is not None
         self.saved_at = None  # (epoch, iteration) of the run folder's checkpoint
+        self._went_on_at = None  # the iteration last counted in went_on
         if checkpoint is not None:
             try:
                 self._restore(checkpoint)
@@ -243,15 +244,19 @@ class Trainer:
     def _fit(self) -> dict:
         last = self._last_epoch_metrics()
         while self.iteration < self.total_iterations:
-            self.skipped = 0
+            self.skipped = self.went_on = 0
             train_loss, train_error, rate = self.train_epoch()
             test_loss, test_error = self.evaluate()
             self.epoch += 1
             last = {"kind": "epoch", "epoch": self.epoch, "iteration": self.iteration, "lr": self._lr(),
                     "train_loss": train_loss, "train_error": train_error, "test_loss": test_loss,
                     "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate,
-                    "skipped_steps": self.skipped}
+                    "skipped_steps": self.skipped, "non_finite_steps": self.went_on}
             self._log(last)
+            if self.went_on > 1 and self.comm.is_root:
+                warnings.warn(f"minires train: epoch {self.epoch}: {self.went_on} of its steps had NaN/Inf values and "
+                              f"went on (--nan-policy {self.cfg.nan_policy}); only the first was shown",
+                              RuntimeWarning, stacklevel=2)
             if self.skipped and self.comm.is_root:
                 warnings.warn(f"minires train: epoch {self.epoch}: {self.skipped} of its updates skipped, their loss or "
                               "gradients NaN/Inf (--nan-policy skip); its training loss and error leave them out",
@@ -304,7 +309,8 @@ class Trainer:
 
         A non-finite loss or gradient (checked before the update) or weight (after it) is handled by
         ``nan_policy``: ``stop`` raises :class:`NonFiniteError`, ``skip`` leaves the weights as they
-        were for this batch (counted in ``skipped``), ``continue`` warns and goes on.
+        were for this batch (counted in ``skipped``), ``continue`` goes on (counted in ``went_on``; the first
+        such step of an epoch warns, the epoch's end says how many there were).
         """
         logits = self.model(self._input(x))
         loss = cross_entropy(logits, backend.to_device(y, self.device))
@@ -339,7 +345,11 @@ class Trainer:
         where = f"iteration {self.iteration + 1} (epoch {self.epoch + 1}): {problem}"
         policy = self.cfg.nan_policy
         if policy == "continue" or (policy == "skip" and not can_skip):
-            warnings.warn(f"minires train: {where}; continuing (--nan-policy {policy})", RuntimeWarning, stacklevel=3)
+            if self._went_on_at != self.iteration:    # a step counts once, even if its weights are checked too
+                self.went_on, self._went_on_at = self.went_on + 1, self.iteration
+                if self.went_on == 1:
+                    warnings.warn(f"minires train: {where}; continuing (--nan-policy {policy}): later such steps of "
+                                  "this epoch are counted, not shown", RuntimeWarning, stacklevel=3)
             return False
         if policy == "skip":
             return True
@@ -605,7 +615,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nan-policy", choices=NAN_POLICIES,
                         help="when the loss, a gradient or a weight is NaN/Inf: stop (default; names the iteration "
                              "and the last good checkpoint), skip that batch's update (counted in the metrics as "
-                             "skipped_steps), or continue with a warning")
+                             "skipped_steps), or continue (a warning at the first such step of each epoch; "
+                             "counted as non_finite_steps)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 

@@ -77,12 +77,17 @@ def test_skip_leaves_the_weights_of_that_batch_and_counts_it(tmp_path):
     assert np.isfinite(final["train_loss"]) and np.isfinite(final["train_error"])  # the NaN batch is left out
 
 
-@pytest.mark.filterwarnings("ignore:minires train")  # the NaN weights warn at every later step too
-def test_continue_warns_and_goes_on(tmp_path):
+def test_continue_warns_once_per_epoch_and_counts_the_steps(tmp_path):
     trainer = _poisoned_trainer(tmp_path, "continue")
-    with pytest.warns(RuntimeWarning, match="iteration 5 .*the loss is nan.*continuing"):
+    with pytest.warns(RuntimeWarning) as caught:
         final = trainer.fit()
-    assert final["epoch"] == 2 and final["skipped_steps"] == 0
+    messages = [str(w.message) for w in caught if "minires train" in str(w.message)]
+    # iteration 5 makes NaN weights, so iteration 6 is non-finite too: one warning for the step, one count
+    assert len(messages) == 2, messages
+    assert "iteration 5 (epoch 2): the loss is nan; continuing" in messages[0]
+    assert messages[1].startswith("minires train: epoch 2: 2 of its steps had NaN/Inf values and went on")
+    assert final["epoch"] == 2 and final["skipped_steps"] == 0 and final["non_finite_steps"] == 2
+    assert [r["non_finite_steps"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"] == [0, 2]
 
 
 def test_a_nan_weight_after_a_step_stops_the_run(tmp_path, monkeypatch):
