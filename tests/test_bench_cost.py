@@ -35,3 +35,18 @@ def test_stride_two_shrinks_the_output_and_the_work():
     assert conv.y_shape == (2, 32, 16, 16)
     assert conv.macs() == 2 * 32 * 16 * 16 * 16 * 9
     assert conv.bytes(["backward_weight"]) == 4 * (2 * 32 * 16 * 16 + 2 * 16 * 32 * 32 + 32 * 16 * 9)
+
+
+def test_the_first_conv_counts_and_times_no_data_gradient(monkeypatch):
+    """A training step never asks for the images' gradient, so the stem's row leaves backward-data out."""
+    from minires.bench import measure
+    stem, inner = cifar_resnet_convs(n=3, batch=2)[:2]
+    assert stem.first and stem.directions == ("forward", "backward_weight")
+    assert stem.flops() == 2 * 2 * stem.macs() and inner.flops() == 3 * 2 * inner.macs()
+    asked = []
+    real = measure.conv2d_gradients
+    monkeypatch.setattr(measure, "conv2d_gradients",
+                        lambda *a, need_input=True: asked.append(need_input) or real(*a, need_input=need_input))
+    for conv in (stem, inner):
+        measure.time_conv(conv, "cpu", repeat=1, warmup=0, impl="numpy")
+    assert asked == [False, True]

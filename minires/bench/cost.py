@@ -51,11 +51,19 @@ class ConvShape:
         g = self.geometry
         return g.n * g.c_out * g.out_h * g.out_w * g.c_in * g.kh * g.kw
 
-    def flops(self, directions=DIRECTIONS) -> int:
-        return 2 * self.macs() * len(directions)
+    @property
+    def directions(self) -> tuple:
+        """The directions a training step runs: all three, but no backward-data for the first conv (the
+        images need no gradient)."""
+        return ("forward", "backward_weight") if self.first else DIRECTIONS
 
-    def bytes(self, directions=DIRECTIONS, itemsize: int = 4) -> int:
-        """Compulsory bytes moved by ``directions``."""
+    def flops(self, directions=None) -> int:
+        """FLOPs of ``directions`` (default: the training step's, :attr:`directions`)."""
+        return 2 * self.macs() * len(self.directions if directions is None else directions)
+
+    def bytes(self, directions=None, itemsize: int = 4) -> int:
+        """Compulsory bytes moved by ``directions`` (default: the training step's)."""
+        directions = self.directions if directions is None else directions
         x, w, y = (_elements(s) for s in (self.x_shape, self.w_shape, self.y_shape))
         per_direction = {"forward": x + w + y, "backward_data": y + w + x, "backward_weight": y + x + w}
         return itemsize * sum(per_direction[d] for d in directions)
@@ -88,5 +96,5 @@ def cifar_resnet_convs(n: int, batch: int) -> list[ConvShape]:
 
 def training_step_conv_flops(convs: list[ConvShape]) -> int:
     """Conv FLOPs of one training step: all three directions of every layer, except backward-data
-    of the first layer (``convs[0]``), whose input, the images, needs no gradient."""
-    return sum(c.count * c.flops() for c in convs) - convs[0].flops(["backward_data"])
+    of the first layer, whose input, the images, needs no gradient (:attr:`ConvShape.directions`)."""
+    return sum(c.count * c.flops() for c in convs)

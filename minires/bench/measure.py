@@ -23,8 +23,8 @@ def random_array(shape, device: str, seed: int, dtype="float32"):
 
 
 def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str) -> tuple[float, float]:
-    """``(forward, backward)`` seconds of conv implementation ``impl`` (backward = data + weight
-    gradients, as autograd asks for them), calling the kernels directly (no autograd bookkeeping).
+    """``(forward, backward)`` seconds of conv implementation ``impl`` (backward = the gradients a
+    training step asks for: data and weight, only the weight's for the network's first conv), calling the kernels directly (no autograd bookkeeping).
 
     As in a network, the input and the output gradient are laid out in memory the way the
     implementation lays out its own outputs (the CPU conv's are channels last), except the input of
@@ -40,7 +40,7 @@ def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str
     sync = synchronizer(device)
 
     def backward():
-        conv2d_gradients(kernels, gy, x, w, stride, padding)
+        conv2d_gradients(kernels, gy, x, w, stride, padding, need_input=not shape.first)
 
     forward_s = median_seconds(lambda: kernels.forward(x, w, stride, padding), sync, repeat, warmup)
     return forward_s, median_seconds(backward, sync, repeat, warmup)
