@@ -261,7 +261,7 @@ def _numba_kernels():
 
 
 def numba_im2col(x, g: ConvGeometry, col):
-    _numba_kernels().im2col(np.ascontiguousarray(x), g, col)
+    _numba_kernels().im2col(x, g, col)          # x in any memory layout: the kernel indexes it NCHW
 
 
 def numba_col2im(gcol, g: ConvGeometry, gx):
