@@ -302,3 +302,16 @@ def test_book_pages_load_offline_without_errors_and_show_their_figures(book, bro
         page.close()
     assert not problems, f"console errors: {problems}"
     assert not network, f"the book fetched from the network: {network}"
+
+
+def test_a_book_whose_cell_raises_is_not_built_and_says_which_cell(tmp_path, capsys):
+    pytest.importorskip("nbconvert", reason=TUTORIALS_EXTRA)
+    source = tmp_path / "course"
+    source.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 / 0")])
+    nbformat.write(notebook, source / "01_broken.ipynb")
+    code = cli.main(["course", "book", "--out", str(tmp_path / "book"), "--source", str(source)])
+    err = capsys.readouterr().err
+    assert code == 1 and not (tmp_path / "book").exists()
+    assert err.startswith("minires: error: BookError: the book was not built; these cells raised:\n"
+                          "  01_broken.ipynb, cell 0: ZeroDivisionError: division by zero")

@@ -23,7 +23,7 @@ from .editions import (BEGIN_SOLUTION, END_SOLUTION, CourseFormatError, course_n
 from .execute import execute_notebook
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
-DEFAULT_CHECKS_DIR = pathlib.Path(__file__).resolve().parents[2] / "tutorials"
+TUTORIALS_DIR = pathlib.Path(__file__).resolve().parents[2] / "tutorials"
 
 
 @dataclass
@@ -77,7 +77,7 @@ def status_of(run) -> tuple[str, str]:
     return FAILED, f"{name}: {first_line}" if first_line else name
 
 
-def grade_notebook(path, checks_dir=DEFAULT_CHECKS_DIR, timeout: float = 120) -> NotebookGrade:
+def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120) -> NotebookGrade:
     """Execute the notebook at ``path`` and grade each of its exercises (see the module docstring)."""
     import nbformat
 
@@ -106,7 +106,7 @@ def grade_notebook(path, checks_dir=DEFAULT_CHECKS_DIR, timeout: float = 120) ->
     return NotebookGrade(str(path), grades, checks_from)
 
 
-def grade_path(path, checks_dir=DEFAULT_CHECKS_DIR, timeout: float = 120) -> list[NotebookGrade]:
+def grade_path(path, checks_dir=TUTORIALS_DIR, timeout: float = 120) -> list[NotebookGrade]:
     """Grade one notebook, or every numbered notebook in a folder."""
     path = pathlib.Path(path)
     if path.is_dir():
