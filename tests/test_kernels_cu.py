@@ -109,7 +109,7 @@ def test_emulated_conv_kernels_match_numpy_reference(emulated_gpu, impl, case, d
     assert_matches_reference(run_direction(impl, direction, x, w, gy, *CASES[case][2:]), case, dtype, direction)
 
 
-@pytest.mark.parametrize("shape,affine", itertools.product([(6, 3), (2, 3, 5), (2, 3, 4, 5)], [True, False]))
+@pytest.mark.parametrize("shape,affine", list(itertools.product([(6, 3), (2, 3, 5), (2, 3, 4, 5)], [True, False])))
 def test_emulated_batch_norm_kernels_match_numpy_reference(emulated_gpu, shape, affine):
     rng = np.random.default_rng(len(shape))
     x, gy = 3 + 2 * rng.standard_normal(shape), rng.standard_normal(shape)
