@@ -1,6 +1,7 @@
 """``minires bench cpu`` (or ``python -m minires.bench cpu``): minires against PyTorch on the same cores.
 
-1. conv2d forward and backward on every distinct ResNet-20 layer shape, for each CPU conv
+1. conv2d forward and backward (the gradients training asks for: data and weight, only the weight's
+   for the first conv) on every distinct ResNet-20 layer shape, for each CPU conv
    implementation (``numba``, ``numpy-fast``; ``--impls numpy`` adds the slow reference) and for
    PyTorch, and each one's total over ResNet-20's 19 convs;
 2. a training step (forward, cross-entropy, backward, SGD with momentum) of each ``--models``;
@@ -188,7 +189,8 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
         f"- command: {command} (clock: {args.clock})",
         "- float32, NCHW-indexed; activations in each framework's own memory layout (minires: channels last, "
-        "PyTorch: contiguous NCHW). Times: median of the repeats after warm-up. x torch = minires / PyTorch "
+        "PyTorch: contiguous NCHW). Conv backward: data and weight gradients, the first conv's weight gradient only, as in "
+        "training. Times: median of the repeats after warm-up. x torch = minires / PyTorch "
         "(lower is better; target <= 1.0, issue #20). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]

@@ -3,7 +3,8 @@
 1. The GPU test suite, ``pytest -m gpu tests/test_gpu.py``: every kernel against the NumPy
    reference on random shapes, float64 gradchecks through the GPU kernels, ResNet-20 on the GPU
    against the CPU. Its full log goes to the results folder.
-2. conv2d forward and backward on every distinct ResNet-20 layer shape at batch 128, for every GPU
+2. conv2d forward and backward (data and weight gradients; the first conv's weight gradient only, as
+   in training) on every distinct ResNet-20 layer shape at batch 128, for every GPU
    conv implementation and for PyTorch + cuDNN, and each one's total over ResNet-20's 19 convs.
 3. A training step of ResNet-20 and ResNet-56 at batch 128, minires (each conv implementation)
    against PyTorch.
