@@ -72,8 +72,10 @@ def _display(name: str) -> str:
     return name.replace("resnet", "ResNet-").replace("plain", "plain-")
 
 
-def test_readme_quotes_the_responses_seeds_combined():
-    combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("quick-seed[0-9]"))))
+@pytest.mark.parametrize("runs", ["quick-seed[0-9]", "standard-seed[0-9]"])
+def test_readme_quotes_the_responses_seeds_combined(runs):
+    combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob(runs))))
+    assert len(combined["seeds"]) == 3
     readme = " ".join((ROOT / "README.md").read_text().split())
     for claim in combined["claims"]:
         assert f"**{claim['verdict']}**" in readme
@@ -81,3 +83,18 @@ def test_readme_quotes_the_responses_seeds_combined():
             quoted = f"{pair['expected']}: gaps {', '.join(f'{g:+.3f}' for g in pair['gaps'])}, mean {pair['mean']:+.3f}, " \
                      f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}], {pair['verdict']}"
             assert quoted in readme, quoted
+
+
+def test_standard_responses_runs_share_the_quick_runs_nets():
+    """The README says a standard run's 20- and 56-layer nets are the quick run's of the same seed, to the
+    last digit, and quotes ResNet-110's range of training error over the standard seeds."""
+    folder = ROOT / "results/responses"
+    errors = []
+    for standard in sorted(folder.glob("standard-seed[0-9]")):
+        quick = json.loads((folder / standard.name.replace("standard", "quick") / "results.json").read_text())["nets"]
+        nets = json.loads((standard / "results.json").read_text())["nets"]
+        assert {name: nets[name] for name in quick} == quick
+        assert nets["resnet110"]["health"]["status"] == "ok"
+        errors.append(100 * nets["resnet110"]["final_train_error"])
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"ResNet-110 trains on every seed ({min(errors):.1f}-{max(errors):.1f}% training error)" in readme

@@ -6,6 +6,7 @@ twins, the number of 3x3 layers, which blocks a plain net can lose), not the pap
 need the ``--quick`` settings (see each experiment's docstring).
 """
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -401,6 +402,8 @@ def test_responses_docstring_weight_decay_factors_follow_the_schedules():
     paper = dict(responses.FULL, warmup=0)   # the paper's CIFAR schedule has no warm-up but ResNet-110's
     assert f"x{factor(paper):.3f}" == "x0.034" and "x0.034 over the\npaper's 64k iterations" in responses.__doc__
     assert f"x{factor(responses.QUICK):.2f}" == "x0.93" and "x0.93 over 1,600 quick ones" in responses.__doc__
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert "by weight decay alone by about x0.034, these 1,600 by x0.93" in readme
 
 
 def test_responses_docstring_quotes_the_committed_standard_run():
@@ -422,3 +425,17 @@ def test_responses_docstring_quotes_the_committed_standard_run():
     assert f"lie at {min(later):.2f}-{max(later):.2f}" in doc
     second = [responses._mean_of(nets[name], ".bn2") for name in ("resnet20", "resnet56", "resnet110")]
     assert "{:.3f}, {:.3f} and {:.3f}".format(*second) in doc
+
+
+def test_responses_docstring_quotes_the_standard_seeds_combined():
+    """ResNet-110 vs ResNet-56 over the committed standard seeds, as the docstring states it."""
+    from minires.experiments import responses, seeds
+    folder = Path(__file__).parents[1] / "results/responses"
+    combined = seeds.combine(seeds.load_runs(sorted(folder.glob("standard-seed[0-9]"))))
+    ladder = combined["claims"][1]
+    pair = ladder["pairs"][-1]
+    doc = " ".join(responses.__doc__.split())
+    assert pair["expected"] == "ResNet-110 < ResNet-56" and all(g > 0 for g in pair["gaps"])
+    assert "gaps {:+.3f}, {:+.3f} and {:+.3f}".format(*pair["gaps"]) in doc
+    assert f"[{pair['low']:+.3f}, {pair['high']:+.3f}], contains 0, so the ladder still cannot tell" in doc
+    assert pair["low"] < 0 < pair["high"] and ladder["verdict"] == UNCLEAR

@@ -17,7 +17,7 @@ scaled to these runs.
 Settings. Quick: widths 4/8/16, depths 20 and 56, 1,600 iterations of batch 64 (100 of warm-up)
 with the paper's weight decay (1e-4) on the embedded data, responses on 500 test images: 504 and
 569 s (seeds 2 and 1) on an idle 2-core CPU. Standard: the same with ResNet-110 added (816 s on
-MNIST, idle; 1,890 s on the embedded data with the machine shared). Full: the paper's widths and
+MNIST, idle; 948-1,890 s on the embedded data with the machine shared). Full: the paper's widths and
 64k iterations (days on a CPU).
 
 What a run needs to show Fig. 7. In train mode a BN layer's output has, per channel, mean
@@ -35,8 +35,11 @@ the four gaps (ResNet-20 vs plain-20, 0.016; ResNet-110 vs ResNet-56, 0.011) are
 tolerance of 0.05, so both verdicts are "cannot tell at this setting". Past their first stage the
 56- and 110-layer nets' responses lie at 0.80-1.48, near their initial std of 1; the clearest
 ordering is in the residual functions' outputs (blocks' second responses: 1.322, 1.048 and 1.014
-for ResNet-20, 56 and 110). Over quick seeds 0-2 (``results/responses/seeds.md``) the spread
-between seeds decides instead of the stated tolerance.
+for ResNet-20, 56 and 110). Over seeds 0-2 the spread between seeds decides instead of the stated
+tolerance (quick: ``results/responses/seeds.md``; standard: ``results/responses/standard-seeds``):
+ResNet-110 responds less than ResNet-56 on every seed, gaps +0.011, +0.008 and +0.041, but the 95%
+interval of their mean, [-0.025, +0.065], contains 0, so the ladder still cannot tell; more seeds,
+fixed in advance, or longer training would be needed.
 """
 from __future__ import annotations
 
