@@ -73,3 +73,26 @@ def test_runs_that_cannot_be_combined_are_refused(tmp_path):
         seeds.load_runs(write_runs(tmp_path / "mixed", mixed))
     with pytest.raises(SystemExit):
         main(["experiment", "degradation", "--seeds", "1,1"])
+
+
+def test_seeds_resume_finished_runs_and_refuse_a_folder_holding_another(tmp_path, capsys):
+    """An interrupted --seeds run, started again, reuses the seeds it finished and runs the rest; a seed
+    folder holding a run of other settings is refused, not overwritten."""
+    import minires as mr
+    tiny = ["degradation", "--quick", "--width", "2", "--iterations", "2", "--batch-size", "16", "--n-train", "32",
+            "--n-test", "16", "--depths", "8,14", "--eval-every", "1", "--no-progress", "--workers", "1",
+            "--out", str(tmp_path)]
+    with mr.backend.using("conv2d", "numpy"):
+        assert main(["experiment", *tiny, "--seed", "0", "--out", str(tmp_path / "seed0")]) == 0   # finished earlier
+        finished = (tmp_path / "seed0" / "results.json").read_bytes()
+        capsys.readouterr()
+        assert main(["experiment", *tiny, "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert f"seed 0: reusing the finished run in {tmp_path / 'seed0'}" in out and "seed 1: reusing" not in out
+    assert (tmp_path / "seed0" / "results.json").read_bytes() == finished
+    assert json.loads((tmp_path / "seed1" / "results.json").read_text())["seed"] == 1
+    assert json.loads((tmp_path / "seeds.json").read_text())["seeds"] == [0, 1]
+    assert main(["experiment", *tiny, "--iterations", "3", "--seeds", "0,1"]) == 1     # other settings
+    err = capsys.readouterr().err
+    assert f"FileExistsError: {tmp_path / 'seed0'} holds another run (settings" in err
+    assert (tmp_path / "seed0" / "results.json").read_bytes() == finished

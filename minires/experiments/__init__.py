@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import os
 import time
 from pathlib import Path
@@ -112,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     seeds.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and data order (default 0)")
     seeds.add_argument("--seeds", type=_seed_list,
                        help="run each of these seeds (e.g. 0,1,2) into OUT/seedK, then judge the claims on the "
-                            "spread between seeds (OUT/seeds.md)")
+                            "spread between seeds (OUT/seeds.md); a seed whose folder holds its finished run is "
+                            "reused, so an interrupted run resumes")
     seeds.add_argument("--combine", nargs="+", metavar="RUN",
                        help="run nothing: judge the claims over these run folders of NAME (distinct seeds, same "
                             "settings) and write OUT/seeds.md and seeds.json")
@@ -180,14 +182,38 @@ def run_one(args, seed: int, out) -> tuple[dict, RunFolder]:
     return results, folder
 
 
+def finished_seed(folder: Path, args, seed: int) -> bool:
+    """Whether ``folder`` holds a finished run of what ``--seeds`` would run there: the same experiment,
+    mode, data, settings and seed (so an interrupted ``--seeds`` run, started again, resumes at the first
+    unfinished seed). A run folder holding a different run is refused, not overwritten."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return False
+    found = json.loads(path.read_text())
+    settings = choose_settings(modes_of(get(args.name)), args.mode, {k: getattr(args, k) for k in OVERRIDES})
+    wanted = {"experiment": args.name, "mode": args.mode, "data": args.data, "seed": seed,
+              "settings": json.loads(json.dumps(settings))}
+    have = {"experiment": found.get("experiment"), "mode": found.get("mode"),
+            "data": str(found.get("data", "")).split(":")[0], "seed": found.get("seed"), "settings": found.get("settings")}
+    differ = [f"{key} {have[key]!r} instead of {wanted[key]!r}" for key in wanted if have[key] != wanted[key]]
+    if differ:
+        raise FileExistsError(f"{folder} holds another run ({'; '.join(differ)}): remove it or choose another --out")
+    return True
+
+
 def run_seeds(args) -> int:
     """``--seeds``: run each seed, then judge over them; ``--combine``: judge over finished runs."""
     from . import seeds
     out = Path(args.out or f"runs/{args.name}")
+    folders = args.combine
     if args.seeds:
-        folders = [run_one(args, seed, out / f"seed{seed}")[1].path for seed in args.seeds]
-    else:
-        folders = args.combine
+        folders = [out / f"seed{seed}" for seed in args.seeds]
+        for seed, folder in zip(args.seeds, folders):
+            if finished_seed(folder, args, seed):
+                print(f"seed {seed}: reusing the finished run in {folder} (same experiment, mode, data and settings; "
+                      "remove the folder to run that seed again)")
+            else:
+                run_one(args, seed, folder)
     runs = seeds.load_runs(folders)
     if runs[0]["experiment"] != args.name:
         raise ValueError(f"the runs are of experiment {runs[0]['experiment']}, not {args.name}")
