@@ -96,7 +96,8 @@ def main() -> None:
                   f"GFLOP/s  ({fma_kinds(kernel)})")
         x_last = torch.from_numpy(x).to(memory_format=torch.channels_last)
         ms = median_ms(lambda: torch.nn.functional.conv2d(x_last, torch.from_numpy(w), padding=1))
-        print(f"{channels:2d} -> {channels:2d} @{size:2d}  PyTorch, channels last {ms:7.2f} ms {gflop / ms * 1e3:6.1f} GFLOP/s")
+        print(f"{channels:2d} -> {channels:2d} @{size:2d}  PyTorch, channels last {ms:7.2f} ms "
+              f"{gflop / ms * 1e3:6.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

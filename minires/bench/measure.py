@@ -24,7 +24,8 @@ def random_array(shape, device: str, seed: int, dtype="float32"):
 
 def time_conv(shape: ConvShape, device: str, repeat: int, warmup: int, impl: str) -> tuple[float, float]:
     """``(forward, backward)`` seconds of conv implementation ``impl`` (backward = the gradients a
-    training step asks for: data and weight, only the weight's for the network's first conv), calling the kernels directly (no autograd bookkeeping).
+    training step asks for: data and weight, only the weight's for the network's first conv), calling
+    the kernels directly (no autograd bookkeeping).
 
     As in a network, the input and the output gradient are laid out in memory the way the
     implementation lays out its own outputs (the CPU conv's are channels last), except the input of
