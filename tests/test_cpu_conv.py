@@ -1,4 +1,4 @@
-"""The fast CPU conv2d paths (numpy-fast, numba) against the NumPy reference, on drawn shapes."""
+"""The fast CPU conv2d paths (numpy-fast, numpy-columns, numba) against the NumPy reference, on drawn shapes."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,24 +7,24 @@ from hypothesis import strategies as st
 import minires as mr
 import minires.functional as F
 from minires import backend
-from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col
+from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col, numpy_row_im2col
 from minires.functional.conv import Im2colConv2d
 
-FAST = ["numpy-fast", pytest.param("numba", marks=pytest.mark.skipif(
+FAST = ["numpy-fast", "numpy-columns", pytest.param("numba", marks=pytest.mark.skipif(
     "numba" not in backend.available("conv2d"), reason="Numba is not installed: pip install -e '.[numba]'"))]
 
 
 def implementation(name, chunk_bytes):
     """The registered movers of ``name`` in an algorithm with a given chunk size."""
     registered = backend.lookup("conv2d", np.zeros(1), name)[1]
-    return ChunkedIm2colGemm(registered.im2col, registered.col2im, chunk_bytes)
+    return ChunkedIm2colGemm(registered.im2col, registered.col2im, chunk_bytes, registered.row_im2col)
 
 
 @st.composite
 def problems(draw):
     """A conv2d problem (kernel fits the padded input), a chunk size and a dtype."""
     kernel = draw(st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]))
-    stride = draw(st.sampled_from([(1, 1), (2, 2), (2, 1), (3, 3)]))
+    stride = draw(st.sampled_from([(1, 1), (2, 2), (2, 1), (1, 2), (3, 3)]))   # vertical 1: row columns
     padding = draw(st.sampled_from([(0, 0), (1, 1), (2, 2), (0, 1)]))
     hw = tuple(draw(st.integers(max(1, kernel[a] - 2 * padding[a]), 9)) for a in (0, 1))
     shapes = dict(n=draw(st.integers(1, 5)), c=draw(st.integers(1, 6)), o=draw(st.integers(1, 5)), hw=hw)
@@ -103,26 +103,29 @@ def test_stride_one_backward_data_both_routes(name, padding):
                                Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), padding), atol=1e-12)
 
 
-def test_threads_split_the_chunks_and_add_them_in_order(monkeypatch):
+@pytest.mark.parametrize("stride, rows", [((2, 2), None), ((1, 1), None), ((1, 1), numpy_row_im2col)])
+def test_threads_split_the_chunks_and_add_them_in_order(monkeypatch, stride, rows):
     """Chunks go to 1 or 3 threads (more than this machine may have, and an odd share); every
     direction agrees with the reference. Backward-weight adds the chunks' partial sums in chunk
-    order: with one image per chunk the chunks are the same on any thread count, and so are the bits."""
+    order: with one image per chunk the chunks are the same on any thread count, and so are the bits.
+    The same for the column matrix and for the row columns (``rows``) of stride 1."""
     from minires.cpu import threads as cpu_threads
     monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)   # split even these small arrays
     rng = np.random.default_rng(5)
-    x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3))
-    gy = rng.standard_normal((7, 4, 3, 3))
-    fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1)   # one image per chunk
-    args, before, results = ((2, 2), (1, 1)), cpu_threads.get_num_threads(), []
+    x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((2, 3, 3, 3))   # C >= O: backward shares its columns
+    fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1, row_im2col=rows)   # one image per chunk
+    args, before, results = (stride, (1, 1)), cpu_threads.get_num_threads(), []
+    gy = rng.standard_normal(Im2colConv2d.forward(x, w, *args).shape)
     try:
         for threads in (1, 3):
             cpu_threads.set_num_threads(threads)
             results.append([fast.forward(x, w, *args), fast.backward_data(gy, w, x.shape, *args),
-                            fast.backward_weight(gy, x, w.shape, *args)])
+                            fast.backward_weight(gy, x, w.shape, *args), *fast.backward(gy, x, w, *args)])
     finally:
         cpu_threads.set_num_threads(before)
     reference = [Im2colConv2d.forward(x, w, *args), Im2colConv2d.backward_data(gy, w, x.shape, *args),
                  Im2colConv2d.backward_weight(gy, x, w.shape, *args)]
+    reference += reference[1:]                                            # backward: both at once
     for mine, expected in zip(results[1], reference):
         np.testing.assert_allclose(mine, expected, atol=1e-12)
     assert all(np.array_equal(a, b) for a, b in zip(*results))
@@ -163,6 +166,11 @@ def test_numpy_movers_match_the_definition():
     gcol, gx = rng.standard_normal(col.shape), np.empty_like(x)
     numpy_col2im(gcol, g, gx)
     assert np.isclose(np.vdot(gx, x), np.vdot(gcol, col))
+    g = ConvGeometry.of(x.shape, (1, 3, 3, 2), (1, 2), (1, 1))          # row columns: vertical stride 1
+    rows = np.empty((g.n, g.h + 2, g.out_w, g.kw * g.c_in))
+    numpy_row_im2col(x, g, rows)
+    for b, r, j, q, c in np.ndindex(g.n, g.h + 2, g.out_w, g.kw, g.c_in):
+        assert rows[b, r, j, q * g.c_in + c] == padded[b, c, r, 2 * j + q]
 
 
 def test_the_robust_fast_path_is_the_cpu_default():
