@@ -24,8 +24,8 @@ Why this is faster than the reference:
   column matrix is not built at all: each padded row's windows are copied once, as *row columns*
   of :math:`k_w C` values, and each kernel row is a GEMM on a view of them
   (:meth:`ChunkedIm2colGemm._correlate_by_rows`). A third of the copying for about 5% more GEMM
-  time: a ResNet-20 training step takes 0.84-0.90x the time of the column-matrix path (2026-12-03,
-  1 and 2 threads, batch 32 and 128);
+  time: in a ResNet-20 training step the convs take 0.72-0.80x the time of the column-matrix path
+  (``numpy-columns``), the step 0.77-0.84x (README, "Performance (CPU)");
 * pixel-major columns put the long side where OpenBLAS's kernels want it (for the skinny
   :math:`O = 16` layers about twice the GFLOP/s of the channel-major product), and the im2col copy
   moves runs of :math:`k_w C` contiguous values (a kernel row: its pixels, all channels) instead of
