@@ -72,7 +72,7 @@ def _display(name: str) -> str:
     return name.replace("resnet", "ResNet-").replace("plain", "plain-")
 
 
-@pytest.mark.parametrize("runs", ["quick-seed[0-9]", "standard-seed[0-9]"])
+@pytest.mark.parametrize("runs", ["quick-seed[0-9]", "standard-seed[0-9]", "standard-mnist-seed[0-9]"])
 def test_readme_quotes_the_responses_seeds_combined(runs):
     combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob(runs))))
     assert len(combined["seeds"]) == 3
@@ -98,3 +98,10 @@ def test_standard_responses_runs_share_the_quick_runs_nets():
         errors.append(100 * nets["resnet110"]["final_train_error"])
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"ResNet-110 trains on every seed ({min(errors):.1f}-{max(errors):.1f}% training error)" in readme
+
+
+def test_readme_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
+    errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
+              for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert len(errors) == 3 and f"(ResNet-110 {min(errors):.1f}-{max(errors):.1f}% training error)" in readme
