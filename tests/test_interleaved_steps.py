@@ -1,0 +1,24 @@
+"""benchmarks/interleaved_steps.py: minires and PyTorch steps of the same net take turns and are reported
+pair by pair (a tiny run: the machinery, not the speed)."""
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "interleaved_steps.py"
+
+
+def test_pairs_of_steps_are_timed_and_reported(torch_oracle, capsys):
+    spec = importlib.util.spec_from_file_location("interleaved_steps", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from minires.bench.cpu import set_threads
+    from minires.cpu import get_num_threads
+    threads, ours = torch_oracle.get_num_threads(), get_num_threads()
+    try:
+        assert module.main(["--model", "resnet20", "--batch", "2", "--threads", "1", "--pairs", "3"]) == 0
+    finally:
+        torch_oracle.set_num_threads(threads)
+        set_threads(ours)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "resnet20 batch 2, 1 thread(s), 3 pairs, wall clock"
+    ratios = out[3].split(":")[1].split("(")[0].split(",")
+    assert len(ratios) == 3 and all(float(r) > 0 for r in ratios)
