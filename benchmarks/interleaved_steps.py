@@ -13,25 +13,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch_reference  # noqa: E402
-
-from minires.bench.cpu import set_threads  # noqa: E402
-from minires.bench.measure import training_step  # noqa: E402
+from minires.bench import reference
+from minires.bench.cpu import set_threads
+from minires.bench.measure import training_step
 
 
 def step_pairs(model: str, batch: int, threads: int, pairs: int) -> list[tuple[float, float]]:
     """``[(minires seconds, PyTorch seconds)]``, one per pair, after two warm-up steps of each."""
     set_threads(threads)
     torch.set_num_threads(threads)
-    depth = int(model.removeprefix("resnet"))
-    ours, theirs = training_step(model, batch, "cpu"), torch_reference.training_step((depth - 2) // 6, batch, "cpu")
+    torch_reference, why_not = reference.load()
+    if torch_reference is None:
+        raise SystemExit(why_not)
+    n = (int(model.removeprefix("resnet")) - 2) // 6
+    ours, theirs = training_step(model, batch, "cpu"), torch_reference.training_step(n, batch, "cpu")
     for step in (ours, theirs, ours, theirs):
         step()
     times = []

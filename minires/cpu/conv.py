@@ -23,8 +23,7 @@ Why this is faster than the reference:
 * with vertical stride 1 (every 3x3 conv of a CIFAR ResNet but the two that halve the image), the
   column matrix is not built at all: each padded row's windows are copied once, as *row columns*
   of :math:`k_w C` values, and each kernel row is a GEMM on a view of them
-  (:meth:`ChunkedIm2colGemm._correlate_by_rows`). A third of the copying for about 5% more GEMM
-  time: in a ResNet-20 training step the convs take 0.72-0.80x the time of the column-matrix path
+  (:meth:`ChunkedIm2colGemm._correlate_by_rows`). A third of the copying: in a ResNet-20 training step the convs take 0.72-0.80x the time of the column-matrix path
   (``numpy-columns``), the step 0.77-0.84x (README, "Performance (CPU)");
 * pixel-major columns put the long side where OpenBLAS's kernels want it (for the skinny
   :math:`O = 16` layers about twice the GFLOP/s of the channel-major product), and the im2col copy
@@ -182,18 +181,17 @@ class ChunkedIm2colGemm:
         The column matrix repeats each kernel row's run of :math:`k_w C` values :math:`k_h` times,
         once for each output row that reads it. With vertical stride 1, output row :math:`i` reads
         padded rows :math:`i \dots i+k_h-1`, so one array of row columns,
-        :math:`R_{b,r,j,(q,c)} = 	ilde x_{b,c,r,s_w j+q}` for *every* padded row :math:`r`, holds
+        :math:`R_{b,r,j,(q,c)} = \tilde x_{b,c,r,s_w j+q}` for *every* padded row :math:`r`, holds
         them all once, and kernel row :math:`p`'s part of the product is a GEMM with the view
         :math:`R_{b,\,p:p+H_o}` (``kernel_row``):
 
         .. math::  Y_b = \sum_{p=0}^{k_h-1} R_{b,\,p:p+H_o}\, W_p, \qquad
                    (W_p)_{(q,c),\,o} = w_{o,c,p,q}.
 
-        :math:`k_h` GEMMs of depth :math:`k_w C` cost about what one of depth :math:`k_h k_w C` does
-        (1.02-1.05x for ResNet-20's layers), and :math:`R` is :math:`k_h` times smaller than the
-        column matrix: for a 3x3 conv the forward pass takes 0.66-0.88x the time. With
+        :math:`k_h` GEMMs of depth :math:`k_w C` do the work of one of depth :math:`k_h k_w C`, and
+        :math:`R` is :math:`k_h` times smaller than the column matrix. With
         ``col_t_times`` the weight gradient comes from the same rows (see :meth:`backward`): the
-        turned kernel row :math:`p` is :math:`\sum_b R_{b,\,p:p+H_o}^	op X_b`.
+        turned kernel row :math:`p` is :math:`\sum_b R_{b,\,p:p+H_o}^\top X_b`.
         """
         w_rows = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh, g.kw * g.c_in, g.c_out)
         y_last = y.transpose(0, 2, 3, 1)                       # contiguous: slices of it reshape as views
@@ -211,7 +209,7 @@ class ChunkedIm2colGemm:
             return np.concatenate([np.matmul(kernel_row(rows, p, g).transpose(0, 2, 1), x_images).sum(axis=0)
                                    for p in range(g.kh)])
 
-        return self._run_chunks(x, g, chunk_rows, lambda n: (n, g.h + 2 * g.pad_h, g.out_w, g.kw * g.c_in))
+        return self._run_chunks(x, g, chunk_rows, row_columns_shape(g))
 
     def _run_chunks(self, batch, g: ConvGeometry, work, column_shape):
         """``work(images, chunk geometry, column buffer)`` for every chunk of ``batch`` (the array
@@ -240,9 +238,14 @@ def column_matrix_shape(g: ConvGeometry):
     return lambda n: (n * g.out_h * g.out_w, g.kh * g.kw * g.c_in)
 
 
+def row_columns_shape(g: ConvGeometry):
+    """``n -> (n, h + 2 pad_h, out_w, kw*c_in)``: the row columns' shape for a chunk of ``n`` images."""
+    return lambda n: (n, g.h + 2 * g.pad_h, g.out_w, g.kw * g.c_in)
+
+
 def kernel_row(rows, p: int, g: ConvGeometry):
     """Kernel row ``p``'s columns, ``(n, out_h*out_w, kw*c_in)``, from the row columns ``rows``
-    (``(n, h + 2 pad_h, out_w, kw*c_in)``): the padded rows ``p .. p + out_h - 1`` of each image, a view."""
+    (:func:`row_columns_shape`): the padded rows ``p .. p + out_h - 1`` of each image, a view."""
     return rows[:, p:p + g.out_h].reshape(rows.shape[0], g.out_h * g.out_w, rows.shape[3])
 
 
