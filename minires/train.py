@@ -334,11 +334,16 @@ class Trainer:
         """What is NaN or infinite (the loss on any rank, or a gradient / weight), or None."""
         if loss is not None and self._sum_over_ranks(0.0 if math.isfinite(loss.item()) else 1.0)[0]:
             return f"the loss is {loss.item()}"
-        for name, p in self.model.named_parameters():
-            array = p.grad.data if gradients and p.grad is not None else None if gradients else p.data
-            if array is not None and not bool(backend.get_array_module(array).isfinite(array).all()):
-                return f"{'the gradient of ' if gradients else 'after the update, '}{name} has NaN or Inf values"
-        return None
+        named = [(name, p.grad.data if gradients else p.data) for name, p in self.model.named_parameters()
+                 if not (gradients and p.grad is None)]
+        if not named:
+            return None
+        xp = backend.get_array_module(named[0][1])
+        finite = [xp.isfinite(array).all() for _, array in named]
+        if bool(xp.stack(finite).all()):    # one device-to-host copy per check, not one per parameter
+            return None
+        name = next(name for (name, _), ok in zip(named, finite) if not bool(ok))
+        return f"{'the gradient of ' if gradients else 'after the update, '}{name} has NaN or Inf values"
 
     def _handle_non_finite(self, problem: str, can_skip: bool) -> bool:
         """Apply ``nan_policy``; True if this batch's update is to be skipped."""

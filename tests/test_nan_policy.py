@@ -104,6 +104,20 @@ def test_a_nan_weight_after_a_step_stops_the_run(tmp_path, monkeypatch):
         trainer.fit()
 
 
+@pytest.mark.parametrize("gradients", [True, False], ids=["gradient", "weight"])
+def test_the_message_names_the_parameter_that_is_not_finite(tmp_path, gradients):
+    """One check covers every parameter; the message names the one with the NaN, here not the first."""
+    trainer = Trainer(Config(out=str(tmp_path), **TINY))
+    params = dict(trainer.model.named_parameters())
+    for p in params.values():
+        p.grad = Tensor(np.zeros_like(p.data))
+    assert trainer._non_finite(None, gradients) is None
+    name = list(params)[-2]
+    (params[name].grad if gradients else params[name]).data.flat[0] = np.inf
+    assert trainer._non_finite(None, gradients) == \
+        f"{'the gradient of ' if gradients else 'after the update, '}{name} has NaN or Inf values"
+
+
 def test_the_cli_reports_it_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Trainer, "_input", _nan_input)
     code = main(["train", "--model", "resnet8", "--width", "2", "--train-size", "8", "--test-size", "4",
