@@ -31,12 +31,19 @@ def problems(draw):
     # chunk sizes from "one image per chunk" to "the whole batch at once"
     return dict(shapes, kernel=kernel, stride=stride, padding=padding,
                 chunk_bytes=draw(st.sampled_from([1, 300, 2000, 2 ** 20])),
-                dtype=draw(st.sampled_from(["float32", "float64"])), seed=draw(st.integers(0, 2 ** 16)))
+                dtype=draw(st.sampled_from(["float32", "float64"])), seed=draw(st.integers(0, 2 ** 16)),
+                channels_last=draw(st.booleans()))
+
+
+def channels_last(a):
+    """``a`` (NCHW) copied into NHWC memory, still indexed NCHW (what the CPU conv returns)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def arrays(p):
     rng = np.random.default_rng(p["seed"])
     x = rng.standard_normal((p["n"], p["c"]) + p["hw"]).astype(p["dtype"])
+    x = channels_last(x) if p["channels_last"] else x
     w = rng.standard_normal((p["o"], p["c"]) + p["kernel"]).astype(p["dtype"])
     y_shape = Im2colConv2d.forward(x, w, p["stride"], p["padding"]).shape
     gy = rng.standard_normal(y_shape).astype(p["dtype"])
@@ -171,6 +178,21 @@ def test_numpy_movers_match_the_definition():
     numpy_row_im2col(x, g, rows)
     for b, r, j, q, c in np.ndindex(g.n, g.h + 2, g.out_w, g.kw, g.c_in):
         assert rows[b, r, j, q * g.c_in + c] == padded[b, c, r, 2 * j + q]
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=problems())
+def test_row_columns_match_the_definition_in_both_layouts(p):
+    """Every entry of the row columns, from channels-last x (copied straight from x, borders tap by tap)
+    or NCHW x (through the padded copy), is the padded input's value the formula names."""
+    from minires.kernels.conv2d_index import ConvGeometry
+    x, w, _ = arrays(p)
+    g = ConvGeometry.of(x.shape, w.shape, (1, p["stride"][1]), p["padding"])
+    rows = np.full((g.n, g.h + 2 * g.pad_h, g.out_w, g.kw * g.c_in), np.nan, dtype=x.dtype)
+    numpy_row_im2col(x, g, rows)
+    padded = np.pad(x, ((0, 0), (0, 0), (g.pad_h, g.pad_h), (g.pad_w, g.pad_w)))
+    expected = np.stack([padded[:, :, :, j * g.stride_w:j * g.stride_w + g.kw] for j in range(g.out_w)], axis=2)
+    np.testing.assert_array_equal(rows, expected.transpose(0, 3, 2, 4, 1).reshape(rows.shape))   # [b, r, j, (q, c)]
 
 
 def test_the_robust_fast_path_is_the_cpu_default():

@@ -22,3 +22,6 @@ def test_pairs_of_steps_are_timed_and_reported(torch_oracle, capsys):
     assert out[0] == "resnet20 batch 2, 1 thread(s), 3 pairs, wall clock"
     ratios = out[3].split(":")[1].split("(")[0].split(",")
     assert len(ratios) == 3 and all(float(r) > 0 for r in ratios)
+    busy = out[4].split(": ")[1].split(" (")[0].split(", ")
+    assert [b.split()[0] for b in busy] == ["minires", "PyTorch"]
+    assert all(0 < float(b.split()[1]) < 1.5 for b in busy)        # one thread: at most about one core busy
