@@ -130,8 +130,6 @@ class ChunkedIm2colGemm:
 
     def backward_weight(self, gy, x, w_shape, stride, padding):
         g = ConvGeometry.of(x.shape, w_shape, stride, padding)
-        if self.row_im2col is not None and g.stride_h == 1:
-            return self._weight_gradient_by_rows(gy, x, g)
 
         def chunk_backward_weight(images, chunk, col):
             self.im2col(x[images], chunk, col)
@@ -139,20 +137,6 @@ class ChunkedIm2colGemm:
 
         gw_t = self._run_chunks(x, g, chunk_backward_weight, column_matrix_shape(g))
         return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
-
-    def _weight_gradient_by_rows(self, gy, x, g: ConvGeometry):
-        r""":meth:`backward_weight` for vertical stride 1, from the row columns of ``x``: kernel row
-        :math:`p` of the gradient is :math:`\sum_b R_{b,\,p:p+H_o}^\top \bar Y_b`, the row columns
-        of image :math:`b` times its pixel-major output gradient (:meth:`_correlate_by_rows`'s
-        notation), entries ordered :math:`(q, c)` by :math:`o`. For the 3-channel stem of a CIFAR
-        ResNet this takes 0.38-0.62x the time of the column matrix's product (batch 32 and 128, one
-        and two threads): a third of the copying, and short per-image products instead of one long one."""
-        def chunk_rows(images, chunk, rows):
-            self.row_im2col(x[images], chunk, rows)
-            return kernel_row_products(rows, gy[images], g)
-
-        gw = self._run_chunks(x, g, chunk_rows, row_columns_shape(g))
-        return np.ascontiguousarray(gw.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
 
     def backward(self, gy, x, w, stride, padding):
         r"""``(gx, gw)``. With stride 1, one column matrix serves both: backward-data's
@@ -219,7 +203,11 @@ class ChunkedIm2colGemm:
             np.matmul(kernel_row(rows, 0, g), w_rows[0], out=out)
             for p in range(1, g.kh):
                 out += np.matmul(kernel_row(rows, p, g), w_rows[p], out=product)
-            return None if col_t_times is None else kernel_row_products(rows, col_t_times[images], g)
+            if col_t_times is None:
+                return None
+            x_images = pixel_major(col_t_times[images]).reshape(chunk.n, g.out_h * g.out_w, col_t_times.shape[1])
+            return np.concatenate([np.matmul(kernel_row(rows, p, g).transpose(0, 2, 1), x_images).sum(axis=0)
+                                   for p in range(g.kh)])
 
         return self._run_chunks(x, g, chunk_rows, row_columns_shape(g))
 
@@ -259,16 +247,6 @@ def kernel_row(rows, p: int, g: ConvGeometry):
     """Kernel row ``p``'s columns, ``(n, out_h*out_w, kw*c_in)``, from the row columns ``rows``
     (:func:`row_columns_shape`): the padded rows ``p .. p + out_h - 1`` of each image, a view."""
     return rows[:, p:p + g.out_h].reshape(rows.shape[0], g.out_h * g.out_w, rows.shape[3])
-
-
-def kernel_row_products(rows, a, g: ConvGeometry):
-    r""":math:`\sum_b R_{b,\,p:p+H_o}^\top A_b` for each kernel row :math:`p`, stacked: ``(kh*kw*c, a's
-    channels)``, from the row columns ``rows`` of a chunk and ``a`` (NCHW-indexed, ``out_h x out_w``
-    images; :math:`A_b` its image :math:`b` pixel-major). One short product per image, summed: for
-    these shapes faster than one long product over the chunk."""
-    a_images = pixel_major(a).reshape(rows.shape[0], g.out_h * g.out_w, a.shape[1])
-    return np.concatenate([np.matmul(kernel_row(rows, p, g).transpose(0, 2, 1), a_images).sum(axis=0)
-                           for p in range(g.kh)])
 
 
 def _is_transposable(g: ConvGeometry) -> bool:
