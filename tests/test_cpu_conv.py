@@ -1,4 +1,4 @@
-"""The fast CPU conv2d paths (numpy-fast, numpy-columns, numba) against the NumPy reference, on drawn shapes."""
+"""The fast CPU conv2d paths (numpy-fast, numpy-columns, numpy-padded-rows, numba) against the NumPy reference, on drawn shapes."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,7 +10,7 @@ from minires import backend
 from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col, numpy_row_im2col
 from minires.functional.conv import Im2colConv2d
 
-FAST = ["numpy-fast", "numpy-columns", pytest.param("numba", marks=pytest.mark.skipif(
+FAST = ["numpy-fast", "numpy-columns", "numpy-padded-rows", pytest.param("numba", marks=pytest.mark.skipif(
     "numba" not in backend.available("conv2d"), reason="Numba is not installed: pip install -e '.[numba]'"))]
 
 
