@@ -195,6 +195,20 @@ def test_row_columns_match_the_definition_in_both_layouts(p):
     np.testing.assert_array_equal(rows, expected.transpose(0, 3, 2, 4, 1).reshape(rows.shape))   # [b, r, j, (q, c)]
 
 
+def test_copying_the_rows_from_x_gives_the_padded_copys_bits():
+    """numpy-fast and numpy-padded-rows fill the same row columns, so a conv's outputs and gradients
+    are the same to the last bit (the README says the direct copy keeps training runs' numbers)."""
+    rng = np.random.default_rng(6)
+    x = channels_last(rng.standard_normal((4, 5, 9, 7)).astype(np.float32))
+    w = rng.standard_normal((4, 5, 3, 3)).astype(np.float32)           # C >= O: one set of rows for both gradients
+    gy = channels_last(rng.standard_normal((4, 4, 9, 7)).astype(np.float32))
+    direct, padded = (backend.lookup("conv2d", x, name)[1] for name in ("numpy-fast", "numpy-padded-rows"))
+    args = ((1, 1), (1, 1))
+    for mine, theirs in [(direct.forward(x, w, *args), padded.forward(x, w, *args)),
+                         *zip(direct.backward(gy, x, w, *args), padded.backward(gy, x, w, *args))]:
+        assert np.ascontiguousarray(mine).tobytes() == np.ascontiguousarray(theirs).tobytes()
+
+
 def test_the_robust_fast_path_is_the_cpu_default():
     # numba is opt-in: its parallel threads collapse on shared cores (see minires.cpu)
     name, _ = backend.lookup("conv2d", np.zeros((1, 1, 1, 1)))
