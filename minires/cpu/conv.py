@@ -339,12 +339,18 @@ def _inner_columns(g: ConvGeometry) -> tuple[int, int]:
 
 def _border_columns(x_last, g: ConvGeometry, body, columns) -> None:
     """The row columns of output columns ``columns``, whose windows overlap the padding: tap ``q`` reads
-    input column ``j s_w - pad_w + q``, or zero outside the image."""
+    input column ``j s_w - pad_w + q``, or zero outside the image. The taps inside the image read
+    neighbouring columns, one run of values per image row, copied as one record."""
     c = g.c_in
     for j in columns:
-        for q in range(g.kw):
-            source = j * g.stride_w - g.pad_w + q
-            body[:, :, j, q * c:(q + 1) * c] = x_last[:, :, source] if 0 <= source < g.w else 0
+        start = j * g.stride_w - g.pad_w                                 # input column of tap 0
+        first, stop = max(0, -start), min(g.kw, g.w - start)             # taps inside the image
+        body[:, :, j, :first * c] = 0
+        body[:, :, j, max(stop, first) * c:] = 0
+        if stop > first:
+            run = np.dtype((np.void, (stop - first) * c * x_last.itemsize))
+            source = x_last[:, :, start + first:start + stop].reshape(g.n, g.h, -1)
+            body[:, :, j, first * c:stop * c].view(run)[..., 0] = source.view(run)[..., 0]
 
 
 def _kernel_row_record(x, g: ConvGeometry):
