@@ -349,7 +349,7 @@ def _border_columns(x_last, g: ConvGeometry, body, columns) -> None:
         body[:, :, j, max(stop, first) * c:] = 0
         if stop > first:
             run = np.dtype((np.void, (stop - first) * c * x_last.itemsize))
-            source = x_last[:, :, start + first:start + stop].reshape(g.n, g.h, -1)
+            source = x_last[:, :, start + first:start + stop].reshape(g.n, g.h, (stop - first) * c)
             body[:, :, j, first * c:stop * c].view(run)[..., 0] = source.view(run)[..., 0]
 
 
