@@ -45,6 +45,17 @@ def test_a_seed_with_a_dead_net_is_left_out_and_named():
     assert only_one["verdict"] == UNCLEAR   # one usable seed has no spread
 
 
+def test_the_report_gives_each_left_out_seeds_own_reason():
+    """Not "dead or diverged" for an under-trained net: the reason its run gave."""
+    runs = [planted_results(0, 5.0), planted_results(1, 6.0, status="under-trained"), planted_results(2, 5.5),
+            planted_results(3, 4.5, status="dead")]
+    combined = seeds.combine(runs)
+    assert combined["claims"][0]["seeds_left_out"] == [1, 3]
+    text = seeds.report(combined)
+    assert "; left out: seed 1, resnet56 is under-trained, so the claim cannot be read from this run" in text
+    assert "; left out: seed 3, resnet56 is dead, so the claim cannot be read from this run)" in text
+
+
 def write_runs(tmp_path, runs):
     folders = []
     for run in runs:

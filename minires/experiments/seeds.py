@@ -7,8 +7,8 @@ inequality holds), with mean :math:`\bar g`, sample standard deviation :math:`s`
 confidence interval :math:`\bar g \pm t_{n-1} s / \sqrt{n}` (Student's t, two-sided). The pair's
 verdict is *holds* when the whole interval is above 0, *does not hold* when it is below, and *cannot
 tell* when it contains 0; a claim holds when every one of its pairs does. A seed whose run could not
-read the claim (a dead or diverged net) is left out and named; fewer than two usable seeds cannot
-tell.
+read the claim (a net it rests on flagged dead, diverged or under-trained) is left out and named,
+with its run's reason; fewer than two usable seeds cannot tell.
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def combine_claim(per_seed: list[dict], seeds: list) -> dict:
     else:
         verdict = UNCLEAR
     return {"claim": per_seed[0]["claim"], "verdict": verdict, "pairs": pairs,
-            "seeds_used": [s for s, _ in usable], "seeds_left_out": left_out}
+            "seeds_used": [s for s, _ in usable], "seeds_left_out": left_out,
+            "why_left_out": {str(seed): c["why"] for seed, c in zip(seeds, per_seed) if not _readable(c)}}
 
 
 def _readable(claim: dict) -> bool:
@@ -112,8 +113,8 @@ def report(combined: dict) -> str:
                                   ("std", "std between seeds", "s"), ("interval", "95% interval", "s"),
                                   ("verdict", "pair's verdict", "s")])
     verdicts = "\n".join(f"- *{c['claim']}* — **{c['verdict']}** (seeds used: {_seeds(c['seeds_used'])}"
-                         + (f"; left out, a net dead or diverged: {_seeds(c['seeds_left_out'])}"
-                            if c["seeds_left_out"] else "") + ")" for c in combined["claims"])
+                         + "".join(f"; left out: seed {seed}, {why}" for seed, why in c.get("why_left_out", {}).items())
+                         + ")" for c in combined["claims"])
     return (f"{combined['experiment']} ({combined['mode']} settings; {combined['data']}): the paper's claims over "
             f"seeds {_seeds(combined['seeds'])}\n\nA gap is positive when the paper's inequality holds. A pair holds "
             "when its whole 95% interval (Student's t over the seeds) is above 0, does not hold when it is below, and "
