@@ -428,14 +428,25 @@ def test_responses_docstring_quotes_the_committed_standard_run():
 
 
 def test_responses_docstring_quotes_the_standard_seeds_combined():
-    """ResNet-110 vs ResNet-56 over the committed standard seeds, as the docstring states it."""
+    """ResNet-110 vs ResNet-56 over the committed standard seeds (the first three, all eight) and over
+    the MNIST ones, as the docstring states them."""
     from minires.experiments import responses, seeds
     folder = Path(__file__).parents[1] / "results/responses"
-    combined = seeds.combine(seeds.load_runs(sorted(folder.glob("standard-seed[0-9]"))))
-    ladder = combined["claims"][1]
-    pair = ladder["pairs"][-1]
     doc = " ".join(responses.__doc__.split())
-    assert pair["expected"] == "ResNet-110 < ResNet-56" and all(g > 0 for g in pair["gaps"])
-    assert "gaps {:+.3f}, {:+.3f} and {:+.3f}".format(*pair["gaps"]) in doc
+    combined = {runs: seeds.combine(seeds.load_runs(sorted(folder.glob(runs))))
+                for runs in ("standard-seed[0-2]", "standard-seed[0-9]", "standard-mnist-seed[0-9]")}
+    first, eight, mnist = ([c["claims"][1], c["claims"][1]["pairs"][-1]] for c in combined.values())
+    assert all(pair["expected"] == "ResNet-110 < ResNet-56" for _, pair in (first, eight, mnist))
+    ladder, pair = first
+    assert all(g > 0 for g in pair["gaps"]) and "gaps {:+.3f}, {:+.3f} and {:+.3f}".format(*pair["gaps"]) in doc
     assert f"[{pair['low']:+.3f}, {pair['high']:+.3f}], contains 0, so the ladder still cannot tell" in doc
     assert pair["low"] < 0 < pair["high"] and ladder["verdict"] == UNCLEAR
+    ladder, pair = eight
+    assert len(pair["gaps"]) == 8 and f"less on {sum(g > 0 for g in pair['gaps'])} of 8 seeds" in doc
+    assert f"mean gap {pair['mean']:+.3f}, but the 95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}] still" in doc
+    assert pair["low"] < 0 < pair["high"] and ladder["verdict"] == UNCLEAR
+    assert combined["standard-seed[0-9]"]["claims"][0]["verdict"] == HOLDS and \
+        "the plain-twin claim holds over the six seeds" in doc
+    assert len(combined["standard-seed[0-9]"]["claims"][0]["seeds_used"]) == 6
+    ladder, pair = mnist
+    assert ladder["verdict"] == HOLDS and f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc

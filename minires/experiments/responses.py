@@ -38,8 +38,13 @@ ordering is in the residual functions' outputs (blocks' second responses: 1.322,
 for ResNet-20, 56 and 110). Over seeds 0-2 the spread between seeds decides instead of the stated
 tolerance (quick: ``results/responses/seeds.md``; standard: ``results/responses/standard-seeds``):
 ResNet-110 responds less than ResNet-56 on every seed, gaps +0.011, +0.008 and +0.041, but the 95%
-interval of their mean, [-0.025, +0.065], contains 0, so the ladder still cannot tell; more seeds,
-fixed in advance, or longer training would be needed.
+interval of their mean, [-0.025, +0.065], contains 0, so the ladder still cannot tell. Five more
+seeds, fixed in advance (``results/responses/standard-seeds-plan.md``), did not settle it: over
+the eight (``results/responses/standard-seeds-8``) ResNet-110 responds less on 7 of 8 seeds, mean
+gap +0.020, but the 95% interval [-0.000, +0.040] still contains 0, so the ladder cannot tell at
+this setting; the plain-twin claim holds over the six seeds whose plain-56 trained. What is left is
+longer training. On MNIST the ladder holds over seeds 0-2 (ResNet-110 < ResNet-56, 95% interval
+[+0.008, +0.036]; ``results/responses/standard-mnist-seeds``).
 """
 from __future__ import annotations
 
