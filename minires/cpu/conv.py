@@ -305,7 +305,8 @@ def numpy_row_im2col(x, g: ConvGeometry, rows):
 
     From channels-last ``x`` (what the CPU conv and the ops after it return) the records are copied
     straight out of ``x``: a window's run lies inside one row of ``x`` unless it overlaps the left or
-    right padding, and those few border columns are filled tap by tap (:func:`_border_columns`). That
+    right padding, and those few border columns get zeros for the taps in the padding and the rest
+    of their run from ``x`` (:func:`_border_columns`). That
     skips the padded copy of ``x``, a third of the memory traffic. Other layouts (the NCHW images
     of the first conv) go through the padded copy (:func:`padded_row_im2col`)."""
     run, x_last = _kernel_row_record(x, g), x.transpose(0, 2, 3, 1)
