@@ -106,6 +106,20 @@ def test_standard_responses_runs_share_the_quick_runs_nets():
         assert f"ResNet-110 trains on every seed ({min(first):.1f}-{max(first):.1f}% training error)" in readme
 
 
+def test_readme_names_the_seeds_left_out_of_the_plain_twin_claim_and_why():
+    folder = ROOT / "results/responses"
+    claim = seeds.combine(seeds.load_runs(sorted(folder.glob("standard-seed[0-9]"))))["claims"][0]
+    errors = []
+    for seed in claim["seeds_left_out"]:
+        plain56 = json.loads((folder / f"standard-seed{seed}" / "results.json").read_text())["nets"]["plain56"]
+        assert plain56["health"]["status"] == "under-trained"
+        errors.append(f"{100 * plain56['final_train_error']:.1f}%")
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert claim["seeds_left_out"] == [3, 6] and len(claim["seeds_used"]) == 6
+    assert (f"(seeds 3 and 6 are left out by the health rule every run follows: their plain-56 ended at "
+            f"{errors[0]} and {errors[1]} training error)") in readme
+
+
 def test_readme_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
     errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
               for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
