@@ -120,6 +120,18 @@ def test_readme_names_the_seeds_left_out_of_the_plain_twin_claim_and_why():
             f"{errors[0]} and {errors[1]} training error)") in readme
 
 
+def test_the_eight_seed_folder_reports_its_combination():
+    """results/responses/standard-seeds-8/README.md quotes the eight committed seeds' combination."""
+    folder = ROOT / "results/responses"
+    plain, ladder = seeds.combine(seeds.load_runs(sorted(folder.glob("standard-seed[0-9]"))))["claims"]
+    text = " ".join((folder / "standard-seeds-8" / "README.md").read_text().split())
+    pair = ladder["pairs"][1]
+    assert f"(gaps {', '.join(f'{g:+.3f}' for g in pair['gaps'])}), mean gap {pair['mean']:+.3f}, 95% interval " \
+           f"[{pair['low']:+.3f}, {pair['high']:+.3f}] (its lower end is {pair['low']:.4f}): **{ladder['verdict']}**" in text
+    quoted = "; ".join(f"{p['expected']}: mean {p['mean']:+.3f}, [{p['low']:+.3f}, {p['high']:+.3f}]" for p in plain["pairs"])
+    assert f"It **{plain['verdict']}** over the six seeds whose plain-56 trained ({quoted})" in text
+
+
 def test_readme_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
     errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
               for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
