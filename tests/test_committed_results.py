@@ -132,6 +132,20 @@ def test_the_eight_seed_folder_reports_its_combination():
     assert f"It **{plain['verdict']}** over the six seeds whose plain-56 trained ({quoted})" in text
 
 
+def test_the_4800_iteration_probe_says_what_its_run_shows():
+    """Its README: every net trained and both Fig. 7 claims hold against the single-run tolerance."""
+    folder = ROOT / "results/responses/probe-4800-seed0"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["settings"]["iterations"] == 4800 and results["seed"] == 0
+    assert all(net["health"]["status"] == "ok" for net in results["nets"].values())
+    assert [c["verdict"] for c in responses.claims(results["nets"])] == ["holds", "holds"]
+    text = " ".join((folder / "README.md").read_text().split())
+    assert "every net trained, and both of Fig. 7's claims came out *holds*" in text
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "trains every net and gives both Fig. 7 claims *holds* against the single-run tolerance" in readme
+    assert f"({folder.relative_to(ROOT)}/README.md), {results['wall_seconds']:,.0f} s)" in readme
+
+
 def test_readme_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
     errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
               for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
