@@ -183,8 +183,8 @@ def test_numpy_movers_match_the_definition():
 @settings(max_examples=60, deadline=None)
 @given(p=problems())
 def test_row_columns_match_the_definition_in_both_layouts(p):
-    """Every entry of the row columns, from channels-last x (copied straight from x, borders tap by tap)
-    or NCHW x (through the padded copy), is the padded input's value the formula names."""
+    """Every entry of the row columns, from channels-last x (copied straight from x, the border columns
+    apart) or NCHW x (through the padded copy), is the padded input's value the formula names."""
     from minires.kernels.conv2d_index import ConvGeometry
     x, w, _ = arrays(p)
     g = ConvGeometry.of(x.shape, w.shape, (1, p["stride"][1]), p["padding"])

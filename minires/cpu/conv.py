@@ -23,8 +23,9 @@ Why this is faster than the reference:
 * with vertical stride 1 (every 3x3 conv of a CIFAR ResNet but the two that halve the image), the
   column matrix is not built at all: each padded row's windows are copied once, as *row columns*
   of :math:`k_w C` values, and each kernel row is a GEMM on a view of them
-  (:meth:`ChunkedIm2colGemm._correlate_by_rows`). A third of the copying: in a ResNet-20 training step the convs take 0.72-0.80x the time of the column-matrix path
-  (``numpy-columns``), the step 0.77-0.84x (README, "Performance (CPU)");
+  (:meth:`ChunkedIm2colGemm._correlate_by_rows`). A third of the copying: in a ResNet-20 training
+  step the convs take 0.72-0.80x the time of the column-matrix path (``numpy-columns``), the step
+  0.77-0.84x (README, "Performance (CPU)");
 * from channels-last input (every conv's but the first) the row columns are copied straight out
   of :math:`x`, without a padded copy of it first (:func:`numpy_row_im2col`): a third less memory
   traffic for the im2col: ResNet-20's convs take 0.93-0.98x the time of ``numpy-padded-rows``,
@@ -306,10 +307,10 @@ def numpy_row_im2col(x, g: ConvGeometry, rows):
     From channels-last ``x`` (what the CPU conv and the ops after it return) the records are copied
     straight out of ``x``: a window's run lies inside one row of ``x`` unless it overlaps the left or
     right padding, and those few border columns get zeros for the taps in the padding and the rest
-    of their run from ``x`` (:func:`_border_columns`). That
-    skips the padded copy of ``x``, a third of the memory traffic. Other layouts (the NCHW images
-    of the first conv) go through the padded copy (:func:`padded_row_im2col`)."""
-    run, x_last = _kernel_row_record(x, g), x.transpose(0, 2, 3, 1)
+    of their run from ``x`` (:func:`_border_columns`). That skips the padded copy of ``x``, a third
+    of the memory traffic. Other layouts (the NCHW images of the first conv) go through the padded
+    copy (:func:`padded_row_im2col`)."""
+    x_last = x.transpose(0, 2, 3, 1)
     if not x_last.flags.c_contiguous:
         return padded_row_im2col(x, g, rows)
     rows[:, :g.pad_h] = rows[:, g.pad_h + g.h:] = 0                     # the padding rows
@@ -317,10 +318,10 @@ def numpy_row_im2col(x, g: ConvGeometry, rows):
     first, stop = _inner_columns(g)
     if stop > first:                                                     # windows inside x's rows
         image, row, pixel = x_last.strides[:3]
-        runs = np.ndarray((g.n, g.h, stop - first), run, buffer=x_last, offset=(first * g.stride_w - g.pad_w) * pixel,
-                          strides=(image, row, g.stride_w * pixel))
-        body[:, :, first:stop].view(run)[..., 0] = runs
-    _border_columns(x_last, g, body, [j for j in range(g.out_w) if not first <= j < stop])
+        runs = np.ndarray((g.n, g.h, stop - first), _kernel_row_record(x, g), buffer=x_last,
+                          offset=(first * g.stride_w - g.pad_w) * pixel, strides=(image, row, g.stride_w * pixel))
+        body[:, :, first:stop].view(runs.dtype)[..., 0] = runs
+    _border_columns(x_last, g, body, [*range(first), *range(stop, g.out_w)])
 
 
 def padded_row_im2col(x, g: ConvGeometry, rows):
@@ -333,8 +334,9 @@ def padded_row_im2col(x, g: ConvGeometry, rows):
 
 
 def _inner_columns(g: ConvGeometry) -> tuple[int, int]:
-    """``[first, stop)``: the output columns whose windows lie inside the unpadded width."""
-    first = -(-g.pad_w // g.stride_w)
+    """``[first, stop)``: the output columns whose windows lie inside the unpadded width (empty, at
+    ``first``, when none do; the columns before ``first`` and from ``stop`` on overlap the padding)."""
+    first = min(-(-g.pad_w // g.stride_w), g.out_w)
     return first, max(first, (g.w + g.pad_w - g.kw) // g.stride_w + 1)
 
 

@@ -113,7 +113,7 @@ def report(combined: dict) -> str:
                                   ("std", "std between seeds", "s"), ("interval", "95% interval", "s"),
                                   ("verdict", "pair's verdict", "s")])
     verdicts = "\n".join(f"- *{c['claim']}* — **{c['verdict']}** (seeds used: {_seeds(c['seeds_used'])}"
-                         + "".join(f"; left out: seed {seed}, {why}" for seed, why in c.get("why_left_out", {}).items())
+                         + "".join(f"; left out: seed {seed}, {why}" for seed, why in c["why_left_out"].items())
                          + ")" for c in combined["claims"])
     return (f"{combined['experiment']} ({combined['mode']} settings; {combined['data']}): the paper's claims over "
             f"seeds {_seeds(combined['seeds'])}\n\nA gap is positive when the paper's inequality holds. A pair holds "
