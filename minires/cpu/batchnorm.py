@@ -22,6 +22,7 @@ and float64; other dtypes (float16) take the threaded NumPy passes.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import numpy as np
@@ -35,6 +36,7 @@ ROW_VALUES = 256  # values per row of the kernels' loops (whole pixels in channe
 KERNEL_DTYPES = (np.float32, np.float64)  # what the kernels compile for; other dtypes take the NumPy passes
 
 
+@functools.cache
 def _kernels():
     from ..kernels import batchnorm_cpu  # compiles (or loads from Numba's cache) on first use
     return batchnorm_cpu

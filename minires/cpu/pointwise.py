@@ -88,19 +88,25 @@ class ChannelRows:
     """
 
     def __init__(self, x):
-        channels_last = x.ndim > 2 and not x.flags.c_contiguous and np.moveaxis(x, 1, -1).flags.c_contiguous
+        self._channels_last_axes = (0, *range(2, x.ndim), 1)      # NCHW -> NHWC, as a transpose
+        channels_last = (x.ndim > 2 and not x.flags.c_contiguous
+                         and x.transpose(self._channels_last_axes).flags.c_contiguous)
         self.array = x if channels_last or x.flags.c_contiguous else np.ascontiguousarray(x)
         self.channels_last, self.channels = channels_last, x.shape[1]
         self.rows = self.rows_of(self.array)
 
     def rows_of(self, a):
         """``a`` (same shape) as rows laid out like this array's (copied into that layout if it differs)."""
-        memory = np.moveaxis(a, 1, -1) if self.channels_last else a
+        memory = self._memory_order(a)
         if not memory.flags.c_contiguous:
             copy = self.empty_like()
             copy[...] = a
-            memory = np.moveaxis(copy, 1, -1) if self.channels_last else copy
+            memory = self._memory_order(copy)
         return memory.reshape(a.shape[0], -1)
+
+    def _memory_order(self, a):
+        """``a`` with its axes in this array's memory order (a view)."""
+        return a.transpose(self._channels_last_axes) if self.channels_last else a
 
     def empty_like(self):
         """A new uninitialised array of the same shape and memory layout."""
@@ -109,7 +115,11 @@ class ChannelRows:
     def expand(self, v):
         """Per-channel ``v`` (C,) -> one row's worth: each value where its channel's values are."""
         pixels = self.rows.shape[1] // self.channels
-        return np.tile(v, pixels) if self.channels_last else np.repeat(v, pixels)
+        if not self.channels_last:
+            return v.repeat(pixels)
+        row = np.empty((pixels, self.channels), v.dtype)
+        row[...] = v                        # v once per pixel (np.tile's result, without its Python overhead)
+        return row.reshape(-1)
 
     def fold(self, row_sums):
         """A row-long vector of sums -> the per-channel sums (C,), added up in float64."""
