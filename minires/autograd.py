@@ -366,17 +366,17 @@ def _saved_versions(op: str, saved, inputs, keywords, output) -> list:
     """
     if not saved:
         return ()
-    owners = [(t, i) for i, t in enumerate(inputs) if isinstance(t, Tensor)]
-    owners += [(t, k) for k, t in keywords.items() if isinstance(t, Tensor)]
-    owners = [(_storage(t._data), t, role) for t, role in owners + [(output, "output")]]
+    owners = {}                             # id of the memory's owner -> (tensor, role); the first one wins
+    for role, t in [*enumerate(inputs), *keywords.items(), ("output", output)]:
+        if isinstance(t, Tensor):
+            owners.setdefault(id(_storage(t._data)), (t, role))
     versions = []
     for array in saved:
-        storage = _storage(array)
-        for owner_storage, tensor, role in owners:
-            if storage is owner_storage:
-                versions.append((tensor._version_counter, tensor._version_counter[0],
-                                 (op, role, tensor._data.dtype, tensor._data.shape)))
-                break
+        owner = owners.get(id(_storage(array)))
+        if owner is not None:
+            tensor, role = owner
+            versions.append((tensor._version_counter, tensor._version_counter[0],
+                             (op, role, tensor._data.dtype, tensor._data.shape)))
     return versions
 
 

@@ -77,6 +77,8 @@ def map_batch(a, work, per_block: int | None = None, min_size: int | None = None
     n = a.shape[0]
     min_size = MIN_PARALLEL_SIZE if min_size is None else min_size
     parts = 1 if a.size < min_size else max(1, min(_threads, n))
+    if parts == 1 and per_block is None:
+        return [work(slice(0, n))]          # one block, here: the common case of small passes, kept cheap
     runs = [_blocks(n * k // parts, n * (k + 1) // parts, per_block) for k in range(parts)]
     others = [pool().submit(lambda run: [work(b) for b in run], run) for run in runs[1:]]
     results = [work(b) for b in runs[0]]     # this thread does a share too, instead of waiting
