@@ -1,0 +1,49 @@
+"""benchmarks/thread_handoff.py: the pool's round trip and a ReLU pass, one thread vs split, are timed
+and reported (a tiny run: the machinery, not the speed)."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "thread_handoff.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("thread_handoff", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_both_ways_of_running_the_pass_compute_relu():
+    """On one thread and split over two, the timed pass gives max(x, 0) for every image."""
+    module = load_script()
+    from minires.bench.cpu import set_threads
+    from minires.cpu import get_num_threads
+    from minires.cpu.conv import channels_last_empty
+    x = channels_last_empty((5, 3, 4, 4), np.float32)
+    x[...] = np.random.default_rng(1).standard_normal(x.shape, dtype=np.float32)
+    ours = get_num_threads()
+    try:
+        set_threads(2)
+        for min_size in (x.size + 1, 0):
+            np.testing.assert_array_equal(module.relu_pass(x, min_size), np.maximum(x, 0))
+    finally:
+        set_threads(ours)
+
+
+def test_report_names_the_round_trip_and_each_shape(capsys):
+    module = load_script()
+    from minires.bench.cpu import set_threads
+    from minires.cpu import get_num_threads
+    ours = get_num_threads()
+    try:
+        assert module.main(["--batch", "2", "--threads", "2", "--trials", "5", "--rounds", "2"]) == 0
+    finally:
+        set_threads(ours)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("thread pool round trip, 2 threads, 5 trials: median ")
+    assert [line.split(" (")[0] for line in out[1:4]] == ["ReLU forward over 2x16x32x32", "ReLU forward over 2x32x16x16",
+                                                         "ReLU forward over 2x64x8x8"]
+    assert all(line.endswith(("one thread is faster", "split is faster")) for line in out[1:4])
+    assert out[4] == "(training splits passes from MIN_PARALLEL_PASS = 1,048,576 values on)"
