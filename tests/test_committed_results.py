@@ -73,7 +73,7 @@ def _display(name: str) -> str:
 
 
 @pytest.mark.parametrize("runs, count", [("quick-seed[0-9]", 3), ("standard-seed[0-2]", 3), ("standard-seed[0-9]", 8),
-                                         ("standard-mnist-seed[0-9]", 3)])
+                                         ("standard-mnist-seed[0-9]", 3), ("long-seed[0-9]", 3)])
 def test_readme_quotes_the_responses_seeds_combined(runs, count):
     combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob(runs))))
     assert len(combined["seeds"]) == count
@@ -161,3 +161,25 @@ def test_readme_quotes_the_quick_start_run():
     assert (f"With seed 0, plain-56 ends at {error['plain56']:.1f}% training error against plain-20's "
             f"{error['plain20']:.1f}%") in readme
     assert f"ResNet-56 at {error['resnet56']:.1f}% against ResNet-20's {error['resnet20']:.1f}%" in readme
+
+
+def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
+    """results/responses/long-seeds: the three seeds the plan fixed (1-3 at 4,800 iterations, the
+    probe's seed 0 left out), combined as committed, and its README quoting that combination."""
+    folder = ROOT / "results/responses"
+    runs = sorted(folder.glob("long-seed[0-9]"))
+    plan = " ".join((folder / "long-seeds-plan.md").read_text().split())
+    assert "`minires experiment responses --standard --iterations 4800 --seeds 1,2,3`" in plan
+    for run in runs:
+        results = json.loads((run / "results.json").read_text())
+        assert (results["mode"], results["settings"]["iterations"]) == ("standard", 4800)
+    combined = seeds.combine(seeds.load_runs(runs))
+    assert combined["seeds"] == [1, 2, 3]
+    committed = json.loads((folder / "long-seeds" / "seeds.json").read_text())
+    assert committed["claims"] == combined["claims"]
+    plain, ladder = combined["claims"]
+    text = " ".join((folder / "long-seeds" / "README.md").read_text().split())
+    for claim in (plain, ladder):
+        quoted = "; ".join(f"{p['expected']}: gaps {', '.join(f'{g:+.3f}' for g in p['gaps'])}, mean {p['mean']:+.3f}, "
+                           f"95% interval [{p['low']:+.3f}, {p['high']:+.3f}], {p['verdict']}" for p in claim["pairs"])
+        assert f"{quoted}. Verdict: **{claim['verdict']}**" in text, quoted

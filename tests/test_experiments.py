@@ -450,3 +450,17 @@ def test_responses_docstring_quotes_the_standard_seeds_combined():
     assert len(combined["standard-seed[0-9]"]["claims"][0]["seeds_used"]) == 6
     ladder, pair = mnist
     assert ladder["verdict"] == HOLDS and f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc
+
+
+def test_responses_docstring_quotes_the_planned_long_seeds():
+    """The 4,800-iteration seeds' ResNet-110 vs ResNet-56 gaps and interval, as the docstring states them."""
+    from minires.experiments import responses, seeds
+    runs = sorted((Path(__file__).parents[1] / "results/responses").glob("long-seed[0-9]"))
+    ladder = seeds.combine(seeds.load_runs(runs))["claims"][1]
+    pair = ladder["pairs"][-1]
+    doc = " ".join(responses.__doc__.split())
+    assert pair["expected"] == "ResNet-110 < ResNet-56" and ladder["verdict"] == UNCLEAR
+    assert "gaps, {:+.3f}, {:+.3f} and {:+.3f}, leave the".format(*pair["gaps"]) in doc
+    assert f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}] around 0: cannot tell" in doc
+    minutes = [json.loads((run / "results.json").read_text())["wall_seconds"] / 60 for run in runs]
+    assert f"{min(minutes):.0f}-{max(minutes):.0f} minutes per seed" in doc

@@ -42,8 +42,11 @@ interval of their mean, [-0.025, +0.065], contains 0, so the ladder still cannot
 seeds, fixed in advance (``results/responses/standard-seeds-plan.md``), did not settle it: over
 the eight (``results/responses/standard-seeds-8``) ResNet-110 responds less on 7 of 8 seeds, mean
 gap +0.020, but the 95% interval [-0.000, +0.040] still contains 0, so the ladder cannot tell at
-this setting; the plain-twin claim holds over the six seeds whose plain-56 trained. What is left is
-longer training. On MNIST the ladder holds over seeds 0-2 (ResNet-110 < ResNet-56, 95% interval
+this setting; the plain-twin claim holds over the six seeds whose plain-56 trained. Three times the
+training does not settle it either: three seeds fixed in advance at 4,800 iterations
+(``--standard --iterations 4800``, ``results/responses/long-seeds``, 33-54 minutes per seed on 2
+cores) train every net, but their ResNet-110 vs ResNet-56 gaps, +0.102, -0.003 and +0.036, leave the
+95% interval [-0.087, +0.176] around 0: cannot tell. On MNIST the ladder holds over seeds 0-2 (ResNet-110 < ResNet-56, 95% interval
 [+0.008, +0.036]; ``results/responses/standard-mnist-seeds``).
 """
 from __future__ import annotations
