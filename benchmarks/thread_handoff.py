@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -68,6 +69,15 @@ def relu_pass_times(shape: tuple, rounds: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def cpuidle_driver() -> str:
+    """How this machine's idle cores wait (Linux's cpuidle driver: ``haltpoll`` in a KVM guest halts
+    them, so a waiting thread's core must be woken), or "unknown" where the system does not say."""
+    try:
+        return Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -87,6 +97,7 @@ def main(argv=None) -> int:
         print(f"ReLU forward over {'x'.join(map(str, shape))} ({np.prod(shape):,} values): one thread "
               f"{times['one thread'] * 1e6:.0f} us, split {times['split'] * 1e6:.0f} us: {faster} is faster")
     print(f"(training splits passes from MIN_PARALLEL_PASS = {threads.MIN_PARALLEL_PASS:,} values on)")
+    print(f"cpuidle driver: {cpuidle_driver()}")
     return 0
 
 

@@ -68,6 +68,12 @@ def test_readme_quotes_the_degradation_seeds_combined():
         assert row in readme, row
 
 
+def _quoted(pair: dict) -> str:
+    """A combined pair as the READMEs quote it."""
+    return (f"{pair['expected']}: gaps {', '.join(f'{g:+.3f}' for g in pair['gaps'])}, mean {pair['mean']:+.3f}, "
+            f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}], {pair['verdict']}")
+
+
 def _display(name: str) -> str:
     return name.replace("resnet", "ResNet-").replace("plain", "plain-")
 
@@ -81,8 +87,7 @@ def test_readme_quotes_the_responses_seeds_combined(runs, count):
     for claim in combined["claims"]:
         assert f"**{claim['verdict']}**" in readme
         for pair in claim["pairs"]:
-            quoted = f"{pair['expected']}: gaps {', '.join(f'{g:+.3f}' for g in pair['gaps'])}, mean {pair['mean']:+.3f}, " \
-                     f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}], {pair['verdict']}"
+            quoted = _quoted(pair)
             assert quoted in readme, quoted
 
 
@@ -178,8 +183,18 @@ def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
     committed = json.loads((folder / "long-seeds" / "seeds.json").read_text())
     assert committed["claims"] == combined["claims"]
     plain, ladder = combined["claims"]
+    assert all(g > 0 for p in plain["pairs"] for g in p["gaps"])   # "every gap of the paper's sign"
     text = " ".join((folder / "long-seeds" / "README.md").read_text().split())
     for claim in (plain, ladder):
-        quoted = "; ".join(f"{p['expected']}: gaps {', '.join(f'{g:+.3f}' for g in p['gaps'])}, mean {p['mean']:+.3f}, "
-                           f"95% interval [{p['low']:+.3f}, {p['high']:+.3f}], {p['verdict']}" for p in claim["pairs"])
+        quoted = "; ".join(_quoted(p) for p in claim["pairs"])
         assert f"{quoted}. Verdict: **{claim['verdict']}**" in text, quoted
+    errors = [100 * net["final_train_error"] for run in runs
+              for net in json.loads((run / "results.json").read_text())["nets"].values()]
+    assert f"final training error {min(errors):.1f}-{max(errors):.1f}%" in text
+    walls = [json.loads((run / "results.json").read_text())["wall_seconds"] for run in runs]
+    assert "{:,.0f}, {:,.0f} and {:,.0f} s".format(*walls) in text
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"ran for {min(walls):,.0f}-{max(walls):,.0f} s per seed" in readme
+    seed2 = json.loads((folder / "long-seed2" / "results.json").read_text())["nets"]
+    r110, r56 = (np.mean(seed2[name]["std"]) for name in ("resnet110", "resnet56"))
+    assert r110 >= r56 and f"({r110:.3f} against {r56:.3f})" in text

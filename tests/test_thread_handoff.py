@@ -47,3 +47,4 @@ def test_report_names_the_round_trip_and_each_shape(capsys):
                                                          "ReLU forward over 2x64x8x8"]
     assert all(line.endswith(("one thread is faster", "split is faster")) for line in out[1:4])
     assert out[4] == "(training splits passes from MIN_PARALLEL_PASS = 1,048,576 values on)"
+    assert out[5].startswith("cpuidle driver: ") and len(out[5]) > len("cpuidle driver: ")

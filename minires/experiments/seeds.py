@@ -58,7 +58,7 @@ def combine(runs: list[dict]) -> dict:
 def combine_claim(per_seed: list[dict], seeds: list) -> dict:
     """One claim over seeds: each of its pairs judged on the 95% interval of its mean gap."""
     usable = [(seed, c) for seed, c in zip(seeds, per_seed) if _readable(c)]
-    left_out = [seed for seed, c in zip(seeds, per_seed) if not _readable(c)]
+    why_left_out = {seed: c["why"] for seed, c in zip(seeds, per_seed) if not _readable(c)}
     pairs = []
     if usable:
         for k, first in enumerate(usable[0][1]["comparisons"]):
@@ -74,8 +74,8 @@ def combine_claim(per_seed: list[dict], seeds: list) -> dict:
     else:
         verdict = UNCLEAR
     return {"claim": per_seed[0]["claim"], "verdict": verdict, "pairs": pairs,
-            "seeds_used": [s for s, _ in usable], "seeds_left_out": left_out,
-            "why_left_out": {str(seed): c["why"] for seed, c in zip(seeds, per_seed) if not _readable(c)}}
+            "seeds_used": [s for s, _ in usable], "seeds_left_out": list(why_left_out),
+            "why_left_out": {str(seed): why for seed, why in why_left_out.items()}}
 
 
 def _readable(claim: dict) -> bool:
