@@ -386,24 +386,47 @@ def test_every_mode_with_resnet110_has_the_papers_warmup(name):
             assert mode["warmup"] > 0
 
 
-def test_responses_docstring_weight_decay_factors_follow_the_schedules():
-    """The docstring's x0.035 (paper, 64k) and x0.93 (quick, 1,600) are exp(-wd * sum of rates / (1 - momentum))."""
-    from minires.experiments import responses
+def _summed_rate(settings) -> float:
+    """The sum over a run's iterations of the learning rate the paper's schedule sets."""
     from minires.optim import SGD, paper_schedule
+    optimizer = SGD([mr.Tensor(np.zeros(1), requires_grad=True)], lr=settings["lr"], momentum=0.9)
+    schedule, total = paper_schedule(optimizer, settings["iterations"], warmup=settings["warmup"]), 0.0
+    for _ in range(settings["iterations"]):
+        total += optimizer.param_groups[0]["lr"]
+        schedule.step()
+    return total
 
-    def factor(settings):
-        optimizer = SGD([mr.Tensor(np.zeros(1), requires_grad=True)], lr=settings["lr"], momentum=0.9)
-        schedule, total = paper_schedule(optimizer, settings["iterations"], warmup=settings["warmup"]), 0.0
-        for _ in range(settings["iterations"]):
-            total += optimizer.param_groups[0]["lr"]
-            schedule.step()
-        return np.exp(-settings["weight_decay"] * total / (1 - 0.9))
 
+def _decay_factor(settings, weight_decay=None) -> float:
+    """How much weight decay alone shrinks a weight over a run: exp(-wd * sum of rates / (1 - momentum))."""
+    return np.exp(-(weight_decay or settings["weight_decay"]) * _summed_rate(settings) / (1 - 0.9))
+
+
+def test_responses_docstring_weight_decay_factors_follow_the_schedules():
+    """The docstring's x0.034 (paper, 64k) and x0.93 (quick, 1,600) are exp(-wd * sum of rates / (1 - momentum))."""
+    from minires.experiments import responses
+    factor = _decay_factor
     paper = dict(responses.FULL, warmup=0)   # the paper's CIFAR schedule has no warm-up but ResNet-110's
     assert f"x{factor(paper):.3f}" == "x0.034" and "x0.034 over the\npaper's 64k iterations" in responses.__doc__
     assert f"x{factor(responses.QUICK):.2f}" == "x0.93" and "x0.93 over 1,600 quick ones" in responses.__doc__
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert "by weight decay alone by about x0.034, these 1,600 by x0.93" in readme
+
+
+def test_decay_plan_matches_the_papers_weight_decay_shrinkage():
+    """results/responses/decay-seeds-plan.md: its weight decay keeps wd * sum of rates equal to the
+    FULL setting's, and its numbers are those of the two schedules."""
+    from minires.experiments import responses
+    paper, standard = _summed_rate(responses.FULL), _summed_rate(responses.STANDARD)
+    matched = responses.FULL["weight_decay"] * paper / standard
+    plan = " ".join((Path(__file__).parents[1] / "results/responses/decay-seeds-plan.md").read_text().split())
+    assert f"Σ η_t = {paper:,.0f}" in plan and f"(Σ η_t = {standard:.1f})" in plan
+    def short(x, digits):                       # 4.43e-03 written as 4.43e-3
+        return f"{x:.{digits}e}".replace("e-0", "e-")
+    assert f"λ = 1e-4 × {paper:,.0f} / {standard:.1f} = {short(matched, 2)}" in plan
+    assert f"**{short(matched, 1)}**" in plan and f"--weight-decay {short(matched, 1)}" in plan
+    assert (f"x{_decay_factor(responses.STANDARD, float(short(matched, 1))):.3f} against the paper's "
+            f"x{_decay_factor(responses.FULL):.3f}") in plan
 
 
 def test_responses_docstring_quotes_the_committed_standard_run():
