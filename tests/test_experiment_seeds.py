@@ -36,6 +36,18 @@ def test_verdict_over_seeds_follows_the_gaps(gaps, verdict):
     assert claim["verdict"] == verdict and claim["pairs"][0]["gaps"] == pytest.approx(list(gaps))
 
 
+def test_a_pair_read_from_one_seed_says_it_has_no_spread_and_writes_valid_json(tmp_path):
+    """One usable seed has no standard deviation: the report says so instead of printing nan, and
+    seeds.json holds null (strict JSON, which NaN is not)."""
+    combined = seeds.combine([planted_results(0, 5.0), planted_results(1, 6.0, status="dead")])
+    pair = combined["claims"][0]["pairs"][0]
+    assert (pair["std"], pair["low"], pair["high"], pair["verdict"]) == (None, None, None, UNCLEAR)
+    report = seeds.report(combined)
+    assert "n/a: one seed" in report and "nan" not in report.lower()
+    text = json.dumps(combined)
+    assert "NaN" not in text and json.loads(text)["claims"][0]["pairs"][0]["low"] is None
+
+
 def test_a_seed_with_a_dead_net_is_left_out_and_named():
     runs = [planted_results(0, 5.0), planted_results(1, 6.0, status="dead"), planted_results(2, 5.5),
             planted_results(3, 4.5)]

@@ -88,9 +88,12 @@ def judge_gaps(expected: str, gaps: list[float]) -> dict:
     gaps = np.asarray(gaps, dtype=float)
     n = len(gaps)
     mean = float(gaps.mean())
-    std = float(gaps.std(ddof=1)) if n > 1 else math.nan
-    half = t95(n - 1) * std / math.sqrt(n) if n > 1 else math.nan
-    if not (n > 1 and math.isfinite(half)):
+    if n < 2:       # no spread to judge by: std and interval are None (null in seeds.json, not NaN)
+        return {"expected": expected, "gaps": gaps.tolist(), "mean": mean, "std": None, "low": None,
+                "high": None, "verdict": UNCLEAR}
+    std = float(gaps.std(ddof=1))
+    half = t95(n - 1) * std / math.sqrt(n)
+    if not math.isfinite(half):
         verdict = UNCLEAR
     elif mean - half > 0:
         verdict = HOLDS
@@ -105,8 +108,9 @@ def judge_gaps(expected: str, gaps: list[float]) -> dict:
 def report(combined: dict) -> str:
     """The claims over seeds as Markdown: one row per compared pair, then each claim's verdict."""
     rows = [{"claim": c["claim"], "pair": p["expected"], "gaps": ", ".join(f"{g:+.3g}" for g in p["gaps"]),
-             "mean": f"{p['mean']:+.3g}", "std": f"{p['std']:.3g}",
-             "interval": f"[{p['low']:+.3g}, {p['high']:+.3g}]", "verdict": p["verdict"]}
+             "mean": f"{p['mean']:+.3g}", "std": "n/a: one seed" if p["std"] is None else f"{p['std']:.3g}",
+             "interval": "n/a: one seed" if p["low"] is None else f"[{p['low']:+.3g}, {p['high']:+.3g}]",
+             "verdict": p["verdict"]}
             for c in combined["claims"] for p in c["pairs"]]
     table = markdown_table(rows, [("claim", "paper's claim", "s"), ("pair", "pair", "s"),
                                   ("gaps", "gap per seed", "s"), ("mean", "mean gap", "s"),
