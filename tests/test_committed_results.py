@@ -14,6 +14,7 @@ import pytest
 from minires.experiments import degradation, gradnorms, lesion, responses, shortcuts, seeds
 
 ROOT = Path(__file__).parents[1]
+HISTORY = ROOT / "results/responses/README.md"   # every responses run, in the order it ran
 RUNS = sorted(p.parent for p in (ROOT / "results").glob("*/*/results.json"))
 
 
@@ -41,21 +42,20 @@ def test_every_experiment_has_committed_quick_runs_on_both_datasets():
     assert {("responses", "standard-seed0"), ("responses", "standard-mnist-seed0")} <= names
 
 
-def test_readme_quotes_the_responses_runs():
-    """Every "ResNet-20 1.083 < plain-20 1.165" in the README is a committed run's pair of mean stds."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+def test_readmes_quote_the_responses_runs():
+    """Every "ResNet-20 1.083 < plain-20 1.165" in the README and the responses history is a pair of mean
+    stds of one committed run, in the order the run has them."""
     quotes = set()
-    for run, pairs in {"quick-mnist-seed0": [("resnet20", "plain20"), ("resnet56", "plain56"), ("resnet56", "resnet20")],
-                       "standard-mnist-seed0": [("resnet110", "resnet56")],
-                       "standard-seed0": [("resnet20", "plain20"), ("resnet56", "plain56"), ("resnet110", "resnet56"),
-                                          ("resnet56", "resnet20")]}.items():
-        nets = json.loads((ROOT / "results/responses" / run / "results.json").read_text())["nets"]
+    for path in (ROOT / "results/responses").glob("**/results.json"):
+        nets = json.loads(path.read_text())["nets"]
         mean = {name: np.mean(r["std"]) for name, r in nets.items()}
-        for small, large in pairs:
-            assert mean[small] < mean[large]
-            quotes.add(f"{_display(small)} {mean[small]:.3f} < {_display(large)} {mean[large]:.3f}")
-    found = set(re.findall(r"(?:ResNet|plain)-\d+ \d\.\d{3} < (?:ResNet|plain)-\d+ \d\.\d{3}", readme))
-    assert found and found <= quotes, found - quotes
+        quotes |= {f"{_display(small)} {mean[small]:.3f} < {_display(large)} {mean[large]:.3f}"
+                   for small in mean for large in mean if mean[small] < mean[large]}
+    for text in (ROOT / "README.md", HISTORY):
+        found = set(re.findall(r"(?=((?:ResNet|plain)-\d+ \d\.\d{3} < (?:ResNet|plain)-\d+ \d\.\d{3}))",  # chains too
+                               " ".join(text.read_text().split())))
+        assert found <= quotes, found - quotes
+    assert found, "the responses history quotes no pair"
 
 
 def test_readme_quotes_the_degradation_seeds_combined():
@@ -80,10 +80,10 @@ def _display(name: str) -> str:
 
 @pytest.mark.parametrize("runs, count", [("quick-seed[0-9]", 3), ("standard-seed[0-2]", 3), ("standard-seed[0-9]", 8),
                                          ("standard-mnist-seed[0-9]", 3), ("long-seed[0-9]", 3)])
-def test_readme_quotes_the_responses_seeds_combined(runs, count):
+def test_responses_history_quotes_the_responses_seeds_combined(runs, count):
     combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob(runs))))
     assert len(combined["seeds"]) == count
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(HISTORY.read_text().split())
     for claim in combined["claims"]:
         assert f"**{claim['verdict']}**" in readme
         for pair in claim["pairs"]:
@@ -105,13 +105,13 @@ def test_standard_responses_runs_share_the_quick_runs_nets():
             assert {name: nets[name] for name in quick_nets} == quick_nets
         assert nets["resnet110"]["health"]["status"] == "ok"
         errors.append(100 * nets["resnet110"]["final_train_error"])
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(HISTORY.read_text().split())
     assert len(errors) == 8 and sum((folder / f"quick-seed{k}").exists() for k in range(8)) == 3
     for first in (errors[:3], errors):
         assert f"ResNet-110 trains on every seed ({min(first):.1f}-{max(first):.1f}% training error)" in readme
 
 
-def test_readme_names_the_seeds_left_out_of_the_plain_twin_claim_and_why():
+def test_responses_history_names_the_seeds_left_out_of_the_plain_twin_claim_and_why():
     folder = ROOT / "results/responses"
     claim = seeds.combine(seeds.load_runs(sorted(folder.glob("standard-seed[0-9]"))))["claims"][0]
     errors = []
@@ -119,7 +119,7 @@ def test_readme_names_the_seeds_left_out_of_the_plain_twin_claim_and_why():
         plain56 = json.loads((folder / f"standard-seed{seed}" / "results.json").read_text())["nets"]["plain56"]
         assert plain56["health"]["status"] == "under-trained"
         errors.append(f"{100 * plain56['final_train_error']:.1f}%")
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(HISTORY.read_text().split())
     assert claim["seeds_left_out"] == [3, 6] and len(claim["seeds_used"]) == 6
     assert (f"(seeds 3 and 6 are left out by the health rule every run follows: their plain-56 ended at "
             f"{errors[0]} and {errors[1]} training error)") in readme
@@ -146,15 +146,15 @@ def test_the_4800_iteration_probe_says_what_its_run_shows():
     assert [c["verdict"] for c in responses.claims(results["nets"])] == ["holds", "holds"]
     text = " ".join((folder / "README.md").read_text().split())
     assert "every net trained, and both of Fig. 7's claims came out *holds*" in text
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(HISTORY.read_text().split())
     assert "trains every net and gives both Fig. 7 claims *holds* against the single-run tolerance" in readme
-    assert f"({folder.relative_to(ROOT)}/README.md), {results['wall_seconds']:,.0f} s)" in readme
+    assert f"({folder.name}/README.md), {results['wall_seconds']:,.0f} s)" in readme
 
 
-def test_readme_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
+def test_responses_history_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
     errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
               for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(HISTORY.read_text().split())
     assert len(errors) == 3 and f"(ResNet-110 {min(errors):.1f}-{max(errors):.1f}% training error)" in readme
 
 
@@ -193,8 +193,114 @@ def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
     assert f"final training error {min(errors):.1f}-{max(errors):.1f}%" in text
     walls = [json.loads((run / "results.json").read_text())["wall_seconds"] for run in runs]
     assert "{:,.0f}, {:,.0f} and {:,.0f} s".format(*walls) in text
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(HISTORY.read_text().split())
     assert f"ran for {min(walls):,.0f}-{max(walls):,.0f} s per seed" in readme
     seed2 = json.loads((folder / "long-seed2" / "results.json").read_text())["nets"]
     r110, r56 = (np.mean(seed2[name]["std"]) for name in ("resnet110", "resnet56"))
     assert r110 >= r56 and f"({r110:.3f} against {r56:.3f})" in text
+
+
+# The README's Fig. 7 table: one row per setting, the committed runs it combines, and how it names them.
+FIG7_SETTINGS = [
+    ("quick: 1,600 iterations, weight decay 1e-4", "quick-seed[0-9]"),
+    ("1,600 iterations, weight decay 1e-4, ResNet-110 added (the standard setting until 2026-12-03)",
+     "standard-seed[0-9]"),
+    ("4,800 iterations, weight decay 1e-4", "long-seed[0-9]"),
+    ("**standard**: 1,600 iterations, weight decay 4.4e-3 (the paper's shrinkage)", "decay-seeds/seed[0-9]"),
+    ("MNIST, 1,600 iterations, weight decay 1e-4", "standard-mnist-seed[0-9]"),
+    ("MNIST, **standard** (weight decay 4.4e-3)", "decay-mnist-seeds/seed[0-9]"),
+]
+FIG7_PAIRS = ("ResNet-20 < plain-20", "ResNet-56 < plain-56", "ResNet-56 < ResNet-20", "ResNet-110 < ResNet-56")
+
+
+def _fig7_cell(pair: dict | None, used: int, total: int) -> str:
+    if pair is None:
+        return "not in this setting"
+    verdict = pair["verdict"].replace(" at this setting", "")
+    cell = verdict if pair["low"] is None else f"{verdict} [{pair['low']:+.3f}, {pair['high']:+.3f}]"
+    return cell + (f", {used} of {total} seeds" if used < total else "")
+
+
+def fig7_row(label: str, runs: str) -> str:
+    """The README's table row for ``runs`` (a glob under results/responses), from their combination."""
+    combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob(runs))))
+    found = {p["expected"]: (p, len(c["seeds_used"])) for c in combined["claims"] for p in c["pairs"]}
+    cells = [_fig7_cell(*found.get(name, (None, 0)), len(combined["seeds"])) for name in FIG7_PAIRS]
+    return f"| {label} | {', '.join(map(str, combined['seeds']))} | " + " | ".join(cells) + " |"
+
+
+@pytest.mark.parametrize("label, runs", FIG7_SETTINGS, ids=[r for _, r in FIG7_SETTINGS])
+def test_readme_fig7_table_row_is_its_runs_combination(label, runs):
+    row = fig7_row(label, runs)
+    assert row in (ROOT / "README.md").read_text(), row
+
+
+def test_the_planned_decay_seeds_are_the_standard_settings_runs_and_their_combination():
+    """results/responses/decay-seeds: the plan's four seeds, run with today's standard settings (so
+    "these are its committed runs" is true), combined as committed; its README and the main README
+    quote them."""
+    folder = ROOT / "results/responses/decay-seeds"
+    runs = sorted(folder.glob("seed[0-9]"))
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    plan = " ".join((ROOT / "results/responses/decay-seeds-plan.md").read_text().split())
+    assert ("`minires experiment responses --standard --weight-decay 4.4e-3 --seeds 0,1,2,3 --out "
+            "results/responses/decay-seeds`") in plan
+    standard = json.loads(json.dumps(responses.STANDARD))
+    assert all(r["mode"] == "standard" and r["settings"] == standard for r in results)
+    assert "1600 iterations, weight decay 0.0044)" in responses.report(results[0])   # the report names the decay
+    combined = seeds.combine(seeds.load_runs(runs))
+    assert combined["seeds"] == [0, 1, 2, 3]
+    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
+    plain, ladder = combined["claims"]
+    text = " ".join((folder / "README.md").read_text().split())
+    history, readme = " ".join(HISTORY.read_text().split()), " ".join((ROOT / "README.md").read_text().split())
+    quoted = "; ".join(_quoted(p) for p in ladder["pairs"])
+    assert f"{quoted}. Verdict: **{ladder['verdict']}**" in text and ladder["verdict"] == "holds"
+    assert _quoted(ladder["pairs"][1]).replace(", holds", "") in history
+    nets = {name: [r["nets"][name] for r in results] for name in results[0]["nets"]}
+
+    def span(values, digits):
+        return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+    resnet_errors = [100 * n["final_train_error"] for name in ("resnet20", "resnet56", "resnet110") for n in nets[name]]
+    assert all(n["health"]["status"] == "ok" for name in ("resnet20", "resnet56", "resnet110") for n in nets[name])
+    assert f"(training error {span(resnet_errors, 1)}%)" in text and f"trained, {span(resnet_errors, 1)}%" in readme
+    scales = ", ".join(span([np.mean(n["bn_scale"]) for n in nets[name]], 2) for name in ("resnet20", "resnet56"))
+    last = span([np.mean(n["bn_scale"]) for n in nets["resnet110"]], 2)
+    assert f"scales {scales} and {last})" in readme and f"0.40-0.47 in ResNet-20, 0.23-0.25 in ResNet-56 and {last}" in text
+    plain56 = [n["health"]["status"] for n in nets["plain56"]]
+    assert plain56 == ["dead", "dead", "ok", "under-trained"] and plain["seeds_used"] == [2]
+    assert "{:.1f}%, {:.1f}%, {:.1f}% and {:.1f}% training error (dead, dead, trained, under-trained)".format(
+        *(100 * n["final_train_error"] for n in nets["plain56"])) in text
+    assert f"**{plain['verdict']}**" in text and "on 3 of 4 seeds" in readme
+    below = [np.mean(r["std"]) - np.mean(p["std"]) for r, p in zip(nets["resnet20"], nets["plain20"])]
+    assert all(d > 0 for d in below) and "+{:.3f}, +{:.3f}, +{:.3f}, +{:.3f} in mean std".format(*below) in text
+    assert f"plain-20, at {span([100 * n['final_train_error'] for n in nets['plain20']], 1)}% training error" in readme
+    assert "{:.0f}, {:.0f}, {:.0f} and {:.0f} s".format(*(r["wall_seconds"] for r in results)) in text
+
+
+def test_the_planned_mnist_decay_seeds_and_what_their_readmes_say():
+    """results/responses/decay-mnist-seeds: the plan's three MNIST seeds at today's standard settings,
+    combined as committed; every net trained, and the READMEs quote the combination."""
+    folder = ROOT / "results/responses/decay-mnist-seeds"
+    runs = sorted(folder.glob("seed[0-9]"))
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    standard = json.loads(json.dumps(responses.STANDARD))
+    assert all(r["mode"] == "standard" and r["settings"] == standard and r["data"].startswith("mnist") for r in results)
+    combined = seeds.combine(seeds.load_runs(runs))
+    assert combined["seeds"] == [0, 1, 2]
+    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
+    text = " ".join((folder / "README.md").read_text().split())
+    for claim in combined["claims"]:
+        assert "; ".join(_quoted(p) for p in claim["pairs"]) + f". Verdict: **{claim['verdict']}**" in text
+    plain, ladder = combined["claims"]
+    assert all(g > 0 for p in plain["pairs"] for g in p["gaps"]) and "Every gap has the paper's sign, on every seed" in text
+    errors = [100 * n["final_train_error"] for r in results for n in r["nets"].values()]
+    assert all(n["health"]["status"] == "ok" for r in results for n in r["nets"].values())
+    assert f"(training error {min(errors):.1f}-{max(errors):.1f}%" in text
+    plain56 = [100 * r["nets"]["plain56"]["final_train_error"] for r in results]
+    assert "{:.1f}%, {:.1f}% and {:.1f}%".format(*plain56) in text
+    history = " ".join(HISTORY.read_text().split())
+    assert f"plain-56 included ({min(plain56):.1f}-{max(plain56):.1f}% training error)" in history
+    pair = ladder["pairs"][1]
+    assert f"mean {pair['mean']:+.3f}, 95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}])" in history
+    assert "{:.0f}, {:.0f} and {:.0f} s".format(*(r["wall_seconds"] for r in results)) in text

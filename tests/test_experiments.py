@@ -425,16 +425,47 @@ def test_decay_plan_matches_the_papers_weight_decay_shrinkage():
         return f"{x:.{digits}e}".replace("e-0", "e-")
     assert f"λ = 1e-4 × {paper:,.0f} / {standard:.1f} = {short(matched, 2)}" in plan
     assert f"**{short(matched, 1)}**" in plan and f"--weight-decay {short(matched, 1)}" in plan
-    assert (f"x{_decay_factor(responses.STANDARD, float(short(matched, 1))):.3f} against the paper's "
+    assert responses.STANDARD["weight_decay"] == responses.MATCHED_WEIGHT_DECAY == float(short(matched, 1))
+    assert f"10^{{-4}} \\times {paper:.0f} / {standard:.1f} \\approx 4.4" in responses.__doc__
+    assert (f"x{_decay_factor(responses.STANDARD):.3f} against the paper's "
             f"x{_decay_factor(responses.FULL):.3f}") in plan
 
 
-def test_responses_docstring_quotes_the_committed_standard_run():
-    """The numbers the docstring reads off results/responses/standard-seed0 are that run's."""
-    from pathlib import Path
+def _responses_history() -> str:
+    """results/responses/README.md, the account of every responses run (whitespace collapsed)."""
+    return " ".join((Path(__file__).parents[1] / "results/responses/README.md").read_text().split())
+
+
+def test_responses_docstring_quotes_the_runs_at_both_weight_decays():
+    """The docstring's summary: the ladder over the decay seeds, the plain-twin claim and the ladder at
+    1e-4 (eight standard seeds, three long ones), and the decay runs' wall times."""
+    from minires.experiments import responses, seeds
+    folder = Path(__file__).parents[1] / "results/responses"
+    doc = " ".join(responses.__doc__.split())
+
+    def combined(runs):
+        return seeds.combine(seeds.load_runs(sorted(folder.glob(runs))))["claims"]
+    plain, ladder = combined("decay-seeds/seed[0-9]")
+    deep, deeper = ladder["pairs"]
+    assert ladder["verdict"] == HOLDS and all(g > 0 for g in deeper["gaps"])
+    assert f"ResNet-110 < ResNet-56 on every seed, 95% interval of the mean gap [{deeper['low']:+.3f}, {deeper['high']:+.3f}]" in doc
+    assert f"ResNet-56 < ResNet-20, [{deep['low']:+.3f}, {deep['high']:+.3f}]" in doc
+    assert plain["verdict"] == UNCLEAR and len(plain["seeds_left_out"]) == 3 and "on 3 of the 4 seeds" in doc
+    plain, ladder = combined("standard-seed[0-9]")
+    assert plain["verdict"] == HOLDS and len(plain["seeds_used"]) == 6 and "holds (the six whose plain-56 trained)" in doc
+    pair = ladder["pairs"][1]
+    assert ladder["verdict"] == UNCLEAR and f"ResNet-56 in [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc
+    pair = combined("long-seed[0-9]")[1]["pairs"][1]
+    assert f"4,800 iterations: [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc
+    walls = [json.loads(p.read_text())["wall_seconds"] for p in folder.glob("decay-seeds/seed[0-9]/results.json")]
+    assert f"{min(walls):.0f}-{max(walls):.0f} s per seed" in doc
+
+
+def test_responses_history_quotes_the_committed_standard_run():
+    """The numbers the responses history reads off results/responses/standard-seed0 are that run's."""
     from minires.experiments import responses
     results = json.loads((Path(__file__).parents[1] / "results/responses/standard-seed0/results.json").read_text())
-    nets, doc = results["nets"], " ".join(responses.__doc__.split())
+    nets, doc = results["nets"], _responses_history()
     mean = {name: np.mean(r["std"]) for name, r in nets.items()}
     assert all(f"{name.replace('resnet', 'ResNet-').replace('plain', 'plain-')} {mean[name]:.3f}" in doc
                for name in nets)
@@ -450,12 +481,12 @@ def test_responses_docstring_quotes_the_committed_standard_run():
     assert "{:.3f}, {:.3f} and {:.3f}".format(*second) in doc
 
 
-def test_responses_docstring_quotes_the_standard_seeds_combined():
-    """ResNet-110 vs ResNet-56 over the committed standard seeds (the first three, all eight) and over
-    the MNIST ones, as the docstring states them."""
-    from minires.experiments import responses, seeds
+def test_responses_history_quotes_the_standard_seeds_combined():
+    """ResNet-110 vs ResNet-56 over the committed weight-decay-1e-4 standard seeds (the first three, all
+    eight) and over the MNIST ones, as the responses history states them."""
+    from minires.experiments import seeds
     folder = Path(__file__).parents[1] / "results/responses"
-    doc = " ".join(responses.__doc__.split())
+    doc = _responses_history()
     combined = {runs: seeds.combine(seeds.load_runs(sorted(folder.glob(runs))))
                 for runs in ("standard-seed[0-2]", "standard-seed[0-9]", "standard-mnist-seed[0-9]")}
     first, eight, mnist = ([c["claims"][1], c["claims"][1]["pairs"][-1]] for c in combined.values())
@@ -475,13 +506,13 @@ def test_responses_docstring_quotes_the_standard_seeds_combined():
     assert ladder["verdict"] == HOLDS and f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc
 
 
-def test_responses_docstring_quotes_the_planned_long_seeds():
-    """The 4,800-iteration seeds' ResNet-110 vs ResNet-56 gaps and interval, as the docstring states them."""
-    from minires.experiments import responses, seeds
+def test_responses_history_quotes_the_planned_long_seeds():
+    """The 4,800-iteration seeds' ResNet-110 vs ResNet-56 gaps and interval, as the responses history states them."""
+    from minires.experiments import seeds
     runs = sorted((Path(__file__).parents[1] / "results/responses").glob("long-seed[0-9]"))
     ladder = seeds.combine(seeds.load_runs(runs))["claims"][1]
     pair = ladder["pairs"][-1]
-    doc = " ".join(responses.__doc__.split())
+    doc = _responses_history()
     assert pair["expected"] == "ResNet-110 < ResNet-56" and ladder["verdict"] == UNCLEAR
     assert "gaps, {:+.3f}, {:+.3f} and {:+.3f}, leave the".format(*pair["gaps"]) in doc
     assert f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}] around 0: cannot tell" in doc
