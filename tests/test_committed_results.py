@@ -311,3 +311,14 @@ def test_the_planned_mnist_decay_seeds_and_what_their_readmes_say():
     assert f"more than its own ResNet-56 by {ladder_gaps[6]:.3f}" in text and ladder_gaps[6] > 2 * max(ladder_gaps[:6] + ladder_gaps[7:])
     walls = ", ".join(f"{r['wall_seconds']:.0f}" for r in results[:-1]) + f" and {results[-1]['wall_seconds']:.0f} s"
     assert walls in text
+
+
+def test_every_relative_link_of_the_readme_and_the_results_resolves():
+    """A moved or renamed run folder must not leave a dead link in README.md or results/**/*.md."""
+    dead = []
+    for page in [ROOT / "README.md", *ROOT.glob("results/**/*.md")]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path = target.split("#")[0]
+            if path and "://" not in path and not (page.parent / path).exists():
+                dead.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not dead, dead
