@@ -457,6 +457,13 @@ def test_responses_docstring_quotes_the_runs_at_both_weight_decays():
     assert ladder["verdict"] == UNCLEAR and f"ResNet-56 in [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc
     pair = combined("long-seed[0-9]")[1]["pairs"][1]
     assert f"4,800 iterations: [{pair['low']:+.3f}, {pair['high']:+.3f}]" in doc
+    plain, ladder = combined("decay-mnist-seeds/seed[0-9]")
+    pair = ladder["pairs"][1]
+    assert ladder["verdict"] == HOLDS and all(g > 0 for g in pair["gaps"]) and len(pair["gaps"]) == 8
+    assert f"on every seed (ResNet-110 < ResNet-56 in [{pair['low']:+.3f}, {pair['high']:+.3f}])" in doc
+    assert plain["verdict"] == UNCLEAR and [p["verdict"] for p in plain["pairs"]] == [UNCLEAR, HOLDS]
+    assert "cannot tell (depth 56 holds, depth 20 does not show)" in doc
+    assert len(plain["seeds_used"]) == 7 and "(plain-56 on 7 of 8 seeds)" in doc
     walls = [json.loads(p.read_text())["wall_seconds"] for p in folder.glob("decay-seeds/seed[0-9]/results.json")]
     assert f"{min(walls):.0f}-{max(walls):.0f} s per seed" in doc
 
