@@ -397,9 +397,9 @@ def _summed_rate(settings) -> float:
     return total
 
 
-def _decay_factor(settings, weight_decay=None) -> float:
+def _decay_factor(settings) -> float:
     """How much weight decay alone shrinks a weight over a run: exp(-wd * sum of rates / (1 - momentum))."""
-    return np.exp(-(weight_decay or settings["weight_decay"]) * _summed_rate(settings) / (1 - 0.9))
+    return np.exp(-settings["weight_decay"] * _summed_rate(settings) / (1 - 0.9))
 
 
 def test_responses_docstring_weight_decay_factors_follow_the_schedules():
