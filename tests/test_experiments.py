@@ -20,6 +20,7 @@ import minires.functional as F
 from minires.cli import main
 from minires.experiments import EXPERIMENTS, gradnorms, run_experiment
 from minires.experiments import common
+from minires.models import cifar_resnet
 from minires.experiments.common import FAILS, HOLDS, UNCLEAR, build_model, load_data, smooth
 
 LN10 = 2.302585092994046  # chance loss for 10 balanced classes: -ln(1/10)
@@ -525,3 +526,47 @@ def test_responses_history_quotes_the_planned_long_seeds():
     assert f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}] around 0: cannot tell" in doc
     minutes = [json.loads((run / "results.json").read_text())["wall_seconds"] / 60 for run in runs]
     assert f"{min(minutes):.0f}-{max(minutes):.0f} minutes per seed" in doc
+
+
+@pytest.mark.parametrize("depth,residual", [(20, False), (56, False), (20, True), (56, True), (110, True)])
+def test_scale_free_layers_are_those_a_bn_divides_out_again(depth, residual):
+    """From the architecture: in a plain net every response feeds ReLU, a bias-free conv and a BN but the
+    last, which feeds the head; in a ResNet each block's first does, while its second is added to the
+    shortcut and the stem's feeds the shortcut too. The docstring's sizes at initialisation: scaling a
+    scale-free layer by 10 moves the logits by under 5e-3 of their largest magnitude (eps), a held-up
+    layer by over 30%."""
+    from minires.experiments import responses
+    mr.manual_seed(0)
+    model = cifar_resnet(depth, residual=residual, width=4).double()
+    names = [name for name, _ in responses.response_layers(model)]
+    expected = [n for n in names if n.endswith(".bn1")] if residual else names[:-1]
+    images = np.random.default_rng(0).standard_normal((4, 3, 16, 16))
+    free = responses.scale_free_layers(model, images)
+    assert free == expected
+    change = responses.logit_change_when_scaled(model, images)
+    assert max(change[n] for n in free) < 5e-3
+    assert min(change[n] for n in names if n not in free) > 0.3
+
+
+def test_scale_free_layers_get_no_gradient_along_their_scale():
+    """The docstring's consequence: the loss gradient of a scale-free layer's (gamma, beta) is orthogonal to
+    (gamma, beta), so only weight decay changes their size to first order; a held-up layer's is not."""
+    from minires.experiments import responses
+    rng = np.random.default_rng(1)
+    mr.manual_seed(0)
+    model = cifar_resnet(8, residual=True, width=4).double()
+    for _, bn in responses.response_layers(model):
+        bn.weight.data[...] = rng.uniform(0.3, 1.5, bn.weight.shape)
+        bn.bias.data[...] = rng.normal(0.0, 0.3, bn.bias.shape)
+    images = rng.standard_normal((8, 3, 16, 16))
+    F.cross_entropy(model(mr.tensor(images)), mr.tensor(rng.integers(0, 10, 8))).backward()
+    free = responses.scale_free_layers(model, images)
+
+    def radial(bn):   # cosine between the gradient and (gamma, beta)
+        theta = np.concatenate([bn.weight.numpy(), bn.bias.numpy()])
+        grad = np.concatenate([bn.weight.grad.numpy(), bn.bias.grad.numpy()])
+        return abs(theta @ grad) / (np.linalg.norm(theta) * np.linalg.norm(grad))
+
+    layers = dict(responses.response_layers(model))
+    assert free and all(radial(layers[n]) < 1e-4 for n in free)
+    assert all(radial(layers[n]) > 1e-2 for n in layers if n not in free)
