@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import minires as mr
 from minires.experiments import degradation, gradnorms, lesion, responses, shortcuts, seeds
+from minires.models import cifar_resnet
 
 ROOT = Path(__file__).parents[1]
 HISTORY = ROOT / "results/responses/README.md"   # every responses run, in the order it ran
@@ -322,3 +324,47 @@ def test_every_relative_link_of_the_readme_and_the_results_resolves():
             if path and "://" not in path and not (page.parent / path).exists():
                 dead.append(f"{page.relative_to(ROOT)}: {target}")
     assert not dead, dead
+
+
+def _scale_free_and_held_stds(folder: Path, net: str) -> tuple[list[float], list[float]]:
+    """Per seed under ``folder``: the mean response std of ``net``'s scale-free layers, and of its others.
+    Which layers are scale-free is found on a fresh net of the same architecture (it is the architecture's)."""
+    results = [json.loads((run / "results.json").read_text())["nets"][net] for run in sorted(folder.glob("seed[0-9]"))]
+    mr.manual_seed(0)
+    fresh = cifar_resnet(results[0]["depth"], residual=results[0]["residual"], width=4)
+    free = set(responses.scale_free_layers(fresh, np.random.default_rng(0).standard_normal((4, 3, 16, 16))))
+    split = [[np.mean([s for name, s in zip(r["layers"], r["std"]) if (name in free) == wanted]) for r in results]
+             for wanted in (True, False)]
+    return split[0], split[1]
+
+
+def test_readme_reads_the_plain_twin_reversal_from_the_scale_free_responses():
+    """The reading, in the README and the docstring, of why plain-20 responds less than ResNet-20 at 4.4e-3:
+    the layer counts, the spans of the scale-free and held-up responses on the embedded seeds, and the
+    MNIST seed count."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    images = np.random.default_rng(0).standard_normal((4, 3, 16, 16))
+    counts = []
+    for residual in (False, True):
+        mr.manual_seed(0)
+        model = cifar_resnet(20, residual=residual, width=4)
+        counts.append((len(responses.scale_free_layers(model, images)), len(responses.response_layers(model))))
+    assert counts == [(18, 19), (9, 19)] and "18 of plain-20's 19 responses, and 9 of ResNet-20's" in readme
+    docstring = " ".join(responses.__doc__.split())
+    assert "18 of its 19 responses are scale-free" in docstring and "against 9 of ResNet-20's" in docstring
+
+    def span(values):
+        return f"{min(values):.2f}-{max(values):.2f}"
+    embedded = ROOT / "results/responses/decay-seeds"
+    plain_free, _ = _scale_free_and_held_stds(embedded, "plain20")
+    resnet_free, resnet_held = _scale_free_and_held_stds(embedded, "resnet20")
+    assert (f"(mean std {span(plain_free)} in plain-20, {span(resnet_free)} in ResNet-20, seeds 0-3), while "
+            f"ResNet-20's held-up ones stay larger ({span(resnet_held)})") in readme
+    assert min(resnet_held) > max(plain_free + resnet_free)
+    means = {net: [np.mean(json.loads((run / "results.json").read_text())["nets"][net]["std"])
+                   for run in sorted(embedded.glob("seed[0-9]"))] for net in ("plain20", "resnet20")}
+    assert all(p < r for p, r in zip(means["plain20"], means["resnet20"])) and "responds less on every seed" in readme
+    mnist = ROOT / "results/responses/decay-mnist-seeds"
+    smaller = sum(r < p for r, p in zip(_scale_free_and_held_stds(mnist, "resnet20")[0],
+                                        _scale_free_and_held_stds(mnist, "plain20")[0]))
+    assert f"scale-free responses end smaller than plain-20's on {smaller} of the 8 seeds" in readme
