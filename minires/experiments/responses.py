@@ -46,9 +46,9 @@ claim. On MNIST the standard setting trains the plain nets too (plain-56 on 7 of
 [+0.060, +0.071]) while the plain-twin claim cannot tell (depth 56 holds, depth 20 does not show).
 
 Why plain-20 responds less than ResNet-20 at 4.4e-3 on the embedded data: 18 of its 19 responses are
-scale-free (:func:`scale_free_layers`: the next BN divides their scale out, so weight decay shrinks
-them unopposed), against 9 of ResNet-20's, and there the scale-free responses of both nets end about
-the same size. The README reads it from the committed runs.
+scale-free (:func:`scale_free_layers`: the next BN divides their scale out, so the loss does not
+oppose weight decay shrinking them), against 9 of ResNet-20's, and there the scale-free responses of
+both nets end about the same size. The README reads it from the committed runs.
 """
 from __future__ import annotations
 
