@@ -570,3 +570,38 @@ def test_scale_free_layers_get_no_gradient_along_their_scale():
     layers = dict(responses.response_layers(model))
     assert free and all(radial(layers[n]) < 1e-4 for n in free)
     assert all(radial(layers[n]) > 1e-2 for n in layers if n not in free)
+
+
+def test_balanced_decay_plan_interpolates_the_committed_gaps():
+    """results/responses/balanced-decay-plan.md: its weight decay is where the ladder's gap and the
+    depth-20 plain-twin gap, each linear in log decay between the committed combinations at 1e-4 and
+    4.4e-3, meet; its shrink factors and half-widths are the schedule's and Student's t."""
+    from minires.experiments import responses, seeds
+    root = Path(__file__).parents[1] / "results/responses"
+    plan = " ".join((root / "balanced-decay-plan.md").read_text().split())
+
+    def pair(folder, expected):
+        claims = json.loads((root / folder / "seeds.json").read_text())["claims"]
+        return next(p for c in claims for p in c["pairs"] if p["expected"] == expected)
+    ladder = [pair(f, "ResNet-110 < ResNet-56") for f in ("standard-seeds-8", "decay-seeds")]
+    twin = [pair(f, "ResNet-20 < plain-20") for f in ("standard-seeds-8", "decay-seeds")]
+    a0, a1, b0, b1 = ladder[0]["mean"], ladder[1]["mean"], twin[0]["mean"], twin[1]["mean"]
+    assert f"+{a0:.3f} over eight seeds, standard deviation {np.std(ladder[0]['gaps'], ddof=1):.3f}" in plan
+    assert f"+{b0:.3f} over the six seeds it was read from, gaps' standard deviation {twin[0]['std']:.3f}" in plan
+    assert f"(ResNet-110 < ResNet-56: +{a1:.3f})" in plan and f"(ResNet-20 < plain-20: {b1:.3f}, the one seed" in plan
+    assert f"+{a0:.3f} + {a1 - a0:.3f} t" in plan and f"+{b0:.3f} - {b0 - b1:.3f} t" in plan
+    t = (b0 - a0) / ((a1 - a0) + (b0 - b1))
+    lam = 1e-4 * 44 ** t
+    assert f"both +{a0 + (a1 - a0) * t:.3f}, at t = {t:.3f}: λ = 1e-4 × 44^{t:.3f} = {lam * 1e4:.2f}e-4" in plan
+    assert f"**{lam * 1e4:.1f}e-4**" in plan
+    settings = dict(responses.STANDARD, weight_decay=round(lam, 5))
+    factors = [_decay_factor(dict(settings, weight_decay=w)) for w in (round(lam, 5), 1e-4, 4.4e-3)]
+    assert "by x{:.2f}, against x{:.2f} at 1e-4 and x{:.3f} at 4.4e-3".format(*factors) in plan
+    eight, six = seeds.t95(7) / np.sqrt(8), seeds.t95(5) / np.sqrt(6)
+    quoted_t = {7: 2.36, 5: 2.57}                  # the plan's two decimals of Student's t
+    assert all(abs(seeds.t95(dof) - t) <= 0.0051 for dof, t in quoted_t.items())   # 2.365 (3 decimals) is 2.3646
+    assert (f"over eight seeds is {eight:.2f} standard deviations of the gaps (Student's t, 7 degrees of freedom: "
+            f"{quoted_t[7]} / sqrt(8)); over six, if two plain-56 do not train as at 1e-4, {six:.2f} "
+            f"({quoted_t[5]} / sqrt(6))") in plan
+    spreads = np.std(ladder[0]["gaps"], ddof=1), twin[0]["std"]
+    assert f"({spreads[0]:.3f} and {spreads[1]:.3f}) that is about ±{eight * spreads[0]:.3f}" in plan
