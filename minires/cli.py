@@ -6,13 +6,15 @@ so ``minires --help`` stays fast.
 
 Errors are one line on stderr, ``minires: error: ...``: exit status 2 for a bad argument (checked by
 argparse with the types below, before anything runs), 1 for a failure while running. ``--debug``
-(before or after the command) shows the full traceback instead.
+(before or after the command) shows the full traceback instead. Output piped into a reader that
+stops early (``minires experiment responses --help | head``) ends the command quietly, exit status 1.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import math
+import os
 import sys
 import traceback
 
@@ -64,7 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except BrokenPipeError:
+        # the reader of stdout has gone: send what is still buffered nowhere, so that Python's flush
+        # at exit does not fail a second time with a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list) -> int:
     debug = argv[:1] == ["--debug"]
     argv = argv[1:] if debug else argv
     parser = build_parser()

@@ -1,6 +1,9 @@
 """The command line: bad values refused by argparse in one line (exit 2), run-time errors in one line
 (exit 1, the traceback with --debug), and ``--resume`` never silently ignoring a changed setting."""
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +105,12 @@ def test_experiment_settings_are_checked(argv, message, capsys):
         main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_output_into_a_reader_that_has_gone_ends_quietly():
+    """``minires experiment responses --help | head -1``: once the reader has closed the pipe, the
+    command stops with exit status 1 and no traceback (here the pipe closes before it writes)."""
+    child = subprocess.Popen([sys.executable, "-m", "minires", "experiment", "responses", "--help"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
+    child.stdout.close()
+    assert child.stderr.read() == b"" and child.wait(timeout=120) == 1
