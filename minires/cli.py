@@ -88,6 +88,8 @@ def _main(argv: list) -> int:
     args = command_parser.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)
+    except BrokenPipeError:
+        raise                # not the command's failure: main ends it quietly
     except Exception as error:  # noqa: BLE001 -- every failure becomes one line (the traceback with --debug)
         if debug or args.debug:
             traceback.print_exc()

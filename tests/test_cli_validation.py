@@ -107,10 +107,13 @@ def test_experiment_settings_are_checked(argv, message, capsys):
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
-def test_output_into_a_reader_that_has_gone_ends_quietly():
+@pytest.mark.parametrize("argv", [["experiment", "responses", "--help"], ["summary", "resnet20"]],
+                         ids=["while parsing", "while running"])
+def test_output_into_a_reader_that_has_gone_ends_quietly(argv):
     """``minires experiment responses --help | head -1``: once the reader has closed the pipe, the
-    command stops with exit status 1 and no traceback (here the pipe closes before it writes)."""
-    child = subprocess.Popen([sys.executable, "-m", "minires", "experiment", "responses", "--help"],
+    command stops with exit status 1 and nothing on stderr, whether it was parsing its arguments or
+    running (here the pipe closes before it writes)."""
+    child = subprocess.Popen([sys.executable, "-m", "minires", *argv],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
     child.stdout.close()
     assert child.stderr.read() == b"" and child.wait(timeout=120) == 1
