@@ -125,6 +125,12 @@ def available(op: str | None = None, device: str | None = None):
             if (dev == "cpu" or cuda_available()) and device in (None, dev)]
 
 
+def defaults(device: str = "cpu") -> dict:
+    """``{op: name}``: the implementation each op runs by default on ``device`` ("cpu" or "cuda") now,
+    after any :func:`use` (ops with none for that device are left out)."""
+    return {op: _REGISTRY[op].default[device] for op in sorted(_REGISTRY) if device in _REGISTRY[op].default}
+
+
 def use(op: str, name: str) -> None:
     """Make ``name`` the default implementation of ``op`` on its device kind."""
     entry = _REGISTRY.get(op)

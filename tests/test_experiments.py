@@ -177,6 +177,22 @@ def test_experiments_run_on_mnist_files(tmp_path):
     assert "(1, 28, 28)" in results["data"] and (folder.path / "lesion.png").exists()
 
 
+def test_a_run_records_what_computed_it(tmp_path):
+    """results.json and summary.md name the versions and each op's CPU implementation, as chosen when
+    the run started (a student's ``backend.using`` included): two environments give a seed's run
+    only up to rounding."""
+    import importlib.util
+    with mr.backend.using("relu", "numpy"):
+        results, folder = run_experiment("lesion", mode="quick", out=tmp_path / "run", progress=False, depth=8,
+                                         width=2, iterations=2, batch_size=16, n_train=64, n_test=32)
+    env = json.loads((folder.path / "results.json").read_text())["environment"]
+    assert env["cpu_implementations"] == dict(mr.backend.defaults("cpu"), relu="numpy") != mr.backend.defaults("cpu")
+    assert env["numpy"] == np.__version__ and (env["numba"] is None) == (importlib.util.find_spec("numba") is None)
+    summary = (folder.path / "summary.md").read_text()
+    assert f"Computed with Python {env['python']}, NumPy {np.__version__}, " in summary
+    assert f"conv2d {env['cpu_implementations']['conv2d']}, relu numpy." in summary    # relu: last in order
+
+
 def test_bad_requests_say_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="no setting depth;"):
         run_experiment("degradation", out=tmp_path, depth=20)

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from ..cli import non_negative_float, non_negative_int, positive_float, positive_int
-from .common import RunFolder, choose_settings, load_data, modes_of
+from .common import RunFolder, choose_settings, environment, load_data, modes_of
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
 
@@ -151,7 +151,8 @@ def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data
         print(f"experiment {name} ({mode} settings) on {dataset.describe()}", flush=True)
     results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers)
     results.update(mode=mode, seed=seed, wall_seconds=time.perf_counter() - start,
-                   cpu_seconds=cpu_seconds() - cpu_start, cores=os.cpu_count(), load_average=os.getloadavg()[0])
+                   cpu_seconds=cpu_seconds() - cpu_start, cores=os.cpu_count(), load_average=os.getloadavg()[0],
+                   environment=environment())
     folder.save_json(results)
     folder.save_text(module.report(results), "summary.md")
     for file_name, figure in module.plot(results).items():

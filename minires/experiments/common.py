@@ -200,6 +200,30 @@ def claims_table(claims: list[dict]) -> str:
                                  ("evidence", "measured", "s"), ("noise", "noise estimate", "s")])
 
 
+def environment() -> dict:
+    """What computed a run, for its ``results.json``: Python, NumPy and Numba versions (Numba None when
+    absent) and the CPU implementation of each op. The implementations add float32 sums in different
+    orders, so two environments give the same seed's run up to rounding, and a short training run
+    amplifies rounding into visibly different nets."""
+    import importlib.metadata
+    import platform
+
+    from .. import backend, cpu  # noqa: F401 -- importing minires.cpu registers the fast implementations
+    try:
+        numba = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        numba = None
+    return dict(python=platform.python_version(), numpy=np.__version__, numba=numba,
+                cpu_implementations=backend.defaults("cpu"))
+
+
+def describe_environment(env: dict) -> str:
+    """``environment()`` in one line, for a summary."""
+    implementations = ", ".join(f"{op} {name}" for op, name in env["cpu_implementations"].items())
+    return (f"Python {env['python']}, NumPy {env['numpy']}, " + (f"Numba {env['numba']}" if env["numba"] else "no Numba")
+            + f"; CPU implementations: {implementations}.")
+
+
 def report_tail(results: dict) -> str:
     """The claims table, what the health flags mean and how long the run took: the end of every summary."""
     parts = ["", "Claims of the paper, judged on this run:", "", claims_table(results["claims"]), "",
@@ -210,6 +234,8 @@ def report_tail(results: dict) -> str:
                       f"(CPU time {results['cpu_seconds']:.0f} s) on {results['cores']} cores whose 1-minute load "
                       f"average was {results['load_average']:.1f} at the end"
                       + (": the machine was shared, so the wall time is longer than on an idle one." if busy else ".")]
+    if "environment" in results:      # runs made before it was recorded do not have it
+        parts += ["", f"Computed with {describe_environment(results['environment'])}"]
     return "\n".join(parts) + "\n"
 
 
