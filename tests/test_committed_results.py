@@ -209,6 +209,7 @@ FIG7_SETTINGS = [
      "standard-seed[0-9]"),
     ("4,800 iterations, weight decay 1e-4", "long-seed[0-9]"),
     ("**standard**: 1,600 iterations, weight decay 4.4e-3 (the paper's shrinkage)", "decay-seeds/seed[0-9]"),
+    ("1,600 iterations, weight decay 1.7e-4 (planned between the two)", "balanced-seeds/seed[0-9]"),
     ("MNIST, 1,600 iterations, weight decay 1e-4", "standard-mnist-seed[0-9]"),
     ("MNIST, **standard** (weight decay 4.4e-3)", "decay-mnist-seeds/seed[0-9]"),
 ]
@@ -368,3 +369,83 @@ def test_readme_reads_the_plain_twin_reversal_from_the_scale_free_responses():
     smaller = sum(r < p for r, p in zip(_scale_free_and_held_stds(mnist, "resnet20")[0],
                                         _scale_free_and_held_stds(mnist, "plain20")[0]))
     assert f"scale-free responses end smaller than plain-20's on {smaller} of the 8 seeds" in readme
+
+
+def test_the_runs_without_numba_are_a_record_of_rounding_and_their_readme_says_so():
+    """results/responses/balanced-no-numba: four seeds of the balanced plan's command run without Numba
+    (not the plan's environment). Their combination is as committed, and their README quotes it, the
+    unhealthy plain-56, the wall times, and seed 0 against the same seed in the planned environment."""
+    folder = ROOT / "results/responses/balanced-no-numba"
+    runs = sorted(folder.glob("seed[0-9]"))
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    assert [r["seed"] for r in results] == [0, 1, 2, 3]
+    assert all(r["settings"] == results[0]["settings"] and r["settings"]["weight_decay"] == 1.7e-4 for r in results)
+    combined = seeds.combine(seeds.load_runs(runs))
+    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
+    text = " ".join((folder / "README.md").read_text().split())
+    plain, ladder = combined["claims"]
+    assert plain["seeds_used"] == [0, 1] and plain["verdict"] == ladder["verdict"] == "cannot tell at this setting"
+    assert "ResNet-20 < plain-20: gaps {:+.3f}, {:+.3f}".format(*plain["pairs"][0]["gaps"]) in text
+    deep, shallow = ladder["pairs"][1], ladder["pairs"][0]
+    assert _quoted(deep).replace(", cannot tell at this setting", ": **cannot tell at this setting**") in text
+    assert f"ResNet-56 < ResNet-20 holds ([{shallow['low']:+.3f}, {shallow['high']:+.3f}])" in text
+    assert "at {:.1f}% and {:.1f}% training error".format(
+        *(100 * r["nets"]["plain56"]["final_train_error"] for r in results[2:])) in text
+    assert "({:.0f}, {:.0f}, {:.0f} and {:.0f} s)".format(*(r["wall_seconds"] for r in results)) in text
+    planned = json.loads((ROOT / "results/responses/balanced-seeds/seed0/results.json").read_text())["nets"]
+
+    def gaps(nets):
+        mean = {name: np.mean(net["std"]) for name, net in nets.items()}
+        return [mean["plain20"] - mean["resnet20"], mean["plain56"] - mean["resnet56"], mean["resnet56"] - mean["resnet110"]]
+    here, there = gaps(results[0]["nets"]), gaps(planned)
+    assert "ResNet-20 < plain-20 {:+.3f} against {:+.3f}, ResNet-56 < plain-56 {:+.3f} against {:+.3f}, ResNet-110 < " \
+           "ResNet-56 {:+.3f} against {:+.3f}".format(*(g for pair in zip(here, there) for g in pair)) in text
+    assert "plain-56 ends at {:.1f}% against {:.1f}%".format(
+        100 * results[0]["nets"]["plain56"]["final_train_error"], 100 * planned["plain56"]["final_train_error"]) in text
+
+
+def test_the_planned_balanced_seeds_and_what_the_readmes_say():
+    """results/responses/balanced-seeds: the plan's command and eight seeds at weight decay 1.7e-4, the
+    combination as committed; its README quotes every pair, each claim's verdict, the nets' health and
+    the wall times, and what the plan's outcome rule makes of them; the history quotes the verdicts."""
+    folder = ROOT / "results/responses/balanced-seeds"
+    runs = sorted(folder.glob("seed[0-9]"))
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    plan = " ".join((ROOT / "results/responses/balanced-decay-plan.md").read_text().split())
+    assert ("`minires experiment responses --standard --weight-decay 1.7e-4 --seeds 0,1,2,3,4,5,6,7 --out "
+            "results/responses/balanced-seeds`") in plan
+    assert all(r["settings"] == dict(json.loads(json.dumps(responses.STANDARD)), weight_decay=1.7e-4) for r in results)
+    combined = seeds.combine(seeds.load_runs(runs))
+    assert combined["seeds"] == list(range(8))
+    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
+    text = " ".join((folder / "README.md").read_text().split())
+    history = " ".join(HISTORY.read_text().split())
+    for claim in combined["claims"]:
+        quoted = "; ".join(_quoted(p) for p in claim["pairs"])
+        assert f"{quoted}. Verdict: **{claim['verdict']}**" in text, quoted
+        assert f"**{claim['verdict']}**" in history
+    holds_both = all(c["verdict"] == "holds" for c in combined["claims"])
+    assert responses.STANDARD["weight_decay"] == (1.7e-4 if holds_both else 4.4e-3)   # the plan's outcome rule
+    assert "{:.0f}, {:.0f}, {:.0f}, {:.0f}, {:.0f}, {:.0f}, {:.0f} and {:.0f} s".format(
+        *(r["wall_seconds"] for r in results)) in text
+    errors = {name: [100 * r["nets"][name]["final_train_error"] for r in results] for name in results[0]["nets"]}
+    status = {name: [r["nets"][name]["health"]["status"] for r in results] for name in results[0]["nets"]}
+    resnets = [e for name in ("resnet20", "resnet56", "resnet110") for e in errors[name]]
+    assert all(s == "ok" for name in ("resnet20", "resnet56", "resnet110") for s in status[name])
+    assert f"every ResNet of every seed trained ({min(resnets):.1f}-{max(resnets):.1f}% training error)" in text
+    trained = [i for i, s in enumerate(status["plain56"]) if s == "ok"]
+    assert all(s == "ok" for s in status["plain20"])
+    assert f"plain-20 ({min(errors['plain20']):.1f}-{max(errors['plain20']):.1f}%)" in text
+    assert "Plain-56 trained on seeds 0-3 and 7 ({:.1f}-{:.1f}%)".format(
+        *(f(errors["plain56"][i] for i in trained) for f in (min, max))) in text and trained == [0, 1, 2, 3, 7]
+    assert "on seed 4 ({}), {:.1f}% on seed 5 ({}), {:.1f}% on seed 6 ({})".format(
+        status["plain56"][4], *(x for i in (5, 6) for x in (errors["plain56"][i], status["plain56"][i]))) in text
+    twin20, ladder110 = combined["claims"][0]["pairs"][0], combined["claims"][1]["pairs"][1]
+    assert f"(standard deviation {ladder110['std']:.3f})" in text and f"twin's ({twin20['std']:.3f})" in text
+    assert "plain twin {:+.3f}, ResNet-110 < ResNet-56 {:+.3f}".format(twin20["mean"], ladder110["mean"]) in text
+    at_1e4 = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("standard-seed[0-9]"))))
+    spread = twin20["std"] / at_1e4["claims"][0]["pairs"][0]["std"]
+    assert f"four times the {at_1e4['claims'][0]['pairs'][0]['std']:.3f} seen at 1e-4" in text and round(spread) == 4
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert ("the depth-20 gaps spread four times as widely as at 1e-4, and plain-56 did not train on "
+            f"{8 - len(trained)} of 8 seeds") in readme
