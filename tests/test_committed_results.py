@@ -76,6 +76,17 @@ def _quoted(pair: dict) -> str:
             f"95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}], {pair['verdict']}")
 
 
+def _committed_runs(name: str):
+    """A results/responses folder's runs: their results.json, their combination (checked to be the
+    committed seeds.json) and the folder's README as one line."""
+    folder = ROOT / "results/responses" / name
+    runs = sorted(folder.glob("seed[0-9]"))
+    combined = seeds.combine(seeds.load_runs(runs))
+    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    return results, combined, " ".join((folder / "README.md").read_text().split())
+
+
 def _display(name: str) -> str:
     return name.replace("resnet", "ResNet-").replace("plain", "plain-")
 
@@ -242,20 +253,15 @@ def test_the_planned_decay_seeds_are_the_standard_settings_runs_and_their_combin
     """results/responses/decay-seeds: the plan's four seeds, run with today's standard settings (so
     "these are its committed runs" is true), combined as committed; its README and the main README
     quote them."""
-    folder = ROOT / "results/responses/decay-seeds"
-    runs = sorted(folder.glob("seed[0-9]"))
-    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    results, combined, text = _committed_runs("decay-seeds")
     plan = " ".join((ROOT / "results/responses/decay-seeds-plan.md").read_text().split())
     assert ("`minires experiment responses --standard --weight-decay 4.4e-3 --seeds 0,1,2,3 --out "
             "results/responses/decay-seeds`") in plan
     standard = json.loads(json.dumps(responses.STANDARD))
     assert all(r["mode"] == "standard" and r["settings"] == standard for r in results)
     assert "1600 iterations, weight decay 0.0044)" in responses.report(results[0])   # the report names the decay
-    combined = seeds.combine(seeds.load_runs(runs))
     assert combined["seeds"] == [0, 1, 2, 3]
-    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
     plain, ladder = combined["claims"]
-    text = " ".join((folder / "README.md").read_text().split())
     history, readme = " ".join(HISTORY.read_text().split()), " ".join((ROOT / "README.md").read_text().split())
     quoted = "; ".join(_quoted(p) for p in ladder["pairs"])
     assert f"{quoted}. Verdict: **{ladder['verdict']}**" in text and ladder["verdict"] == "holds"
@@ -284,15 +290,10 @@ def test_the_planned_decay_seeds_are_the_standard_settings_runs_and_their_combin
 def test_the_planned_mnist_decay_seeds_and_what_their_readmes_say():
     """results/responses/decay-mnist-seeds: the two plans' eight MNIST seeds at today's standard settings,
     combined as committed; the READMEs quote the combination, the training and the odd seeds."""
-    folder = ROOT / "results/responses/decay-mnist-seeds"
-    runs = sorted(folder.glob("seed[0-9]"))
-    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    results, combined, text = _committed_runs("decay-mnist-seeds")
     standard = json.loads(json.dumps(responses.STANDARD))
     assert all(r["mode"] == "standard" and r["settings"] == standard and r["data"].startswith("mnist") for r in results)
-    combined = seeds.combine(seeds.load_runs(runs))
     assert combined["seeds"] == list(range(8))
-    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
-    text = " ".join((folder / "README.md").read_text().split())
     for claim in combined["claims"]:
         assert "; ".join(_quoted(p) for p in claim["pairs"]) + f". Verdict: **{claim['verdict']}**" in text
     plain, ladder = combined["claims"]
@@ -375,14 +376,9 @@ def test_the_runs_without_numba_are_a_record_of_rounding_and_their_readme_says_s
     """results/responses/balanced-no-numba: four seeds of the balanced plan's command run without Numba
     (not the plan's environment). Their combination is as committed, and their README quotes it, the
     unhealthy plain-56, the wall times, and seed 0 against the same seed in the planned environment."""
-    folder = ROOT / "results/responses/balanced-no-numba"
-    runs = sorted(folder.glob("seed[0-9]"))
-    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    results, combined, text = _committed_runs("balanced-no-numba")
     assert [r["seed"] for r in results] == [0, 1, 2, 3]
     assert all(r["settings"] == results[0]["settings"] and r["settings"]["weight_decay"] == 1.7e-4 for r in results)
-    combined = seeds.combine(seeds.load_runs(runs))
-    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
-    text = " ".join((folder / "README.md").read_text().split())
     plain, ladder = combined["claims"]
     assert plain["seeds_used"] == [0, 1] and plain["verdict"] == ladder["verdict"] == "cannot tell at this setting"
     assert "ResNet-20 < plain-20: gaps {:+.3f}, {:+.3f}".format(*plain["pairs"][0]["gaps"]) in text
@@ -408,17 +404,12 @@ def test_the_planned_balanced_seeds_and_what_the_readmes_say():
     """results/responses/balanced-seeds: the plan's command and eight seeds at weight decay 1.7e-4, the
     combination as committed; its README quotes every pair, each claim's verdict, the nets' health and
     the wall times, and what the plan's outcome rule makes of them; the history quotes the verdicts."""
-    folder = ROOT / "results/responses/balanced-seeds"
-    runs = sorted(folder.glob("seed[0-9]"))
-    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    results, combined, text = _committed_runs("balanced-seeds")
     plan = " ".join((ROOT / "results/responses/balanced-decay-plan.md").read_text().split())
     assert ("`minires experiment responses --standard --weight-decay 1.7e-4 --seeds 0,1,2,3,4,5,6,7 --out "
             "results/responses/balanced-seeds`") in plan
     assert all(r["settings"] == dict(json.loads(json.dumps(responses.STANDARD)), weight_decay=1.7e-4) for r in results)
-    combined = seeds.combine(seeds.load_runs(runs))
     assert combined["seeds"] == list(range(8))
-    assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
-    text = " ".join((folder / "README.md").read_text().split())
     history = " ".join(HISTORY.read_text().split())
     for claim in combined["claims"]:
         quoted = "; ".join(_quoted(p) for p in claim["pairs"])
