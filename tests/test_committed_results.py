@@ -164,6 +164,30 @@ def test_the_4800_iteration_probe_says_what_its_run_shows():
     assert f"({folder.name}/README.md), {results['wall_seconds']:,.0f} s)" in readme
 
 
+def test_the_width8_probe_says_what_its_run_shows():
+    """Its README and the history: plain-56 under-trained, ResNet-110 above ResNet-56, both claims cannot
+    tell against the single-run tolerance, the gaps and the wall time as the run gives them."""
+    folder = ROOT / "results/responses/probe-width8-seed0"
+    results = json.loads((folder / "results.json").read_text())
+    balanced = json.loads((ROOT / "results/responses/balanced-seeds/seed0/results.json").read_text())["settings"]
+    assert results["settings"] == dict(balanced, width=8) and results["seed"] == 0
+    assert [c["verdict"] for c in responses.claims(results["nets"])] == ["cannot tell at this setting"] * 2
+    health = {name: net["health"]["status"] for name, net in results["nets"].items()}
+    assert health == dict.fromkeys(health, "ok") | {"plain56": "under-trained"}
+    mean = {name: np.mean(net["std"]) for name, net in results["nets"].items()}
+    text = " ".join((folder / "README.md").read_text().split())
+    assert "(ResNet-20 < plain-20 {:+.3f}, ResNet-56 < plain-56 {:+.3f})".format(
+        mean["plain20"] - mean["resnet20"], mean["plain56"] - mean["resnet56"]) in text
+    assert "(gap {:+.3f}; ResNet-56 < ResNet-20 {:+.3f})".format(
+        mean["resnet56"] - mean["resnet110"], mean["resnet20"] - mean["resnet56"]) in text
+    assert "plain-56 is under-trained ({:.1f}% training error)".format(
+        100 * results["nets"]["plain56"]["final_train_error"]) in text
+    history = " ".join(HISTORY.read_text().split())
+    assert f"({folder.name}/README.md), {results['wall_seconds']:,.0f} s," in history
+    assert f"{results['wall_seconds']:,.0f} s on the 2-core machine" in text
+    assert "ResNet-110 above ResNet-56 (gap {:+.3f})".format(mean["resnet56"] - mean["resnet110"]) in history
+
+
 def test_responses_history_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
     errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
               for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
