@@ -17,7 +17,7 @@ from minires.models import cifar_resnet
 
 ROOT = Path(__file__).parents[1]
 HISTORY = ROOT / "results/responses/README.md"   # every responses run, in the order it ran
-RUNS = sorted(p.parent for p in (ROOT / "results").glob("*/*/results.json"))
+RUNS = sorted(p.parent for p in (ROOT / "results").glob("**/results.json"))   # the seeds of a combination too
 
 
 def rejudged(results: dict) -> list[dict]:
@@ -29,7 +29,7 @@ def rejudged(results: dict) -> list[dict]:
             "shortcuts": lambda: shortcuts.claims(results["options"], n_test)}[results["experiment"]]()
 
 
-@pytest.mark.parametrize("folder", RUNS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("folder", RUNS, ids=lambda p: str(p.relative_to(ROOT / "results")))
 def test_committed_verdicts_follow_from_their_numbers(folder):
     results = json.loads((folder / "results.json").read_text())
     assert [c["verdict"] for c in rejudged(results)] == [c["verdict"] for c in results["claims"]]
