@@ -44,6 +44,30 @@ def test_every_experiment_has_committed_quick_runs_on_both_datasets():
     assert {("responses", "standard-seed0"), ("responses", "standard-mnist-seed0")} <= names
 
 
+COMBINATIONS = {   # each committed seeds.json (the folder it is in): the runs it combines
+    "degradation": "degradation/quick-seed[0-9]",
+    "responses": "responses/quick-seed[0-9]",
+    "responses/standard-seeds": "responses/standard-seed[0-2]",
+    "responses/standard-seeds-8": "responses/standard-seed[0-9]",
+    "responses/standard-mnist-seeds": "responses/standard-mnist-seed[0-9]",
+    "responses/long-seeds": "responses/long-seed[0-9]",
+} | {str(p.parent.parent.relative_to(ROOT / "results")): str((p.parent.parent / "seed[0-9]").relative_to(ROOT / "results"))
+     for p in (ROOT / "results").glob("*/*/seed0/results.json")}
+
+
+def test_every_committed_combination_is_named_here():
+    assert set(COMBINATIONS) == {str(p.parent.relative_to(ROOT / "results")) for p in (ROOT / "results").glob("**/seeds.json")}
+
+
+@pytest.mark.parametrize("combination", sorted(COMBINATIONS))
+def test_every_committed_combination_is_its_runs_combination(combination):
+    """A seeds.json (and so its seeds.md) is what seeds.combine makes of the committed runs it names."""
+    runs = sorted((ROOT / "results").glob(COMBINATIONS[combination]))
+    combined = seeds.combine(seeds.load_runs(runs))
+    committed = json.loads((ROOT / "results" / combination / "seeds.json").read_text())
+    assert committed["seeds"] == combined["seeds"] and committed["claims"] == combined["claims"]
+
+
 def test_readmes_quote_the_responses_runs():
     """Every "ResNet-20 1.083 < plain-20 1.165" in the README and the responses history is a pair of mean
     stds of one committed run, in the order the run has them."""
