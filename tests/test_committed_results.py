@@ -44,6 +44,33 @@ def test_every_experiment_has_committed_quick_runs_on_both_datasets():
     assert {("responses", "standard-seed0"), ("responses", "standard-mnist-seed0")} <= names
 
 
+def _verdicts_said(cell: str) -> list[str]:
+    """The verdicts a table cell gives, in order: its text outside parentheses, split at each ';', where a
+    part starts with one (the others are remarks on the nets' health)."""
+    while re.search(r"\([^()]*\)", cell):
+        cell = re.sub(r"\([^()]*\)", "", cell)
+    said = [re.match(r"\s*(does not hold|cannot tell|holds)\b", part) for part in cell.split(";")]
+    return [verdict.group(1) for verdict in said if verdict]
+
+
+def test_readme_experiment_table_says_each_runs_verdicts_and_wall_time():
+    """Each row of the README's table of experiments: the verdicts it gives for the embedded and the
+    MNIST run are their runs' verdicts, claim by claim, and its wall times their runs' (rounded)."""
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if re.match(r"\| (degradation|gradnorms|responses|lesion|shortcuts)\b", line)]
+    assert len(rows) == 7
+    for row in rows:
+        label, _, embedded_cell, mnist_cell, wall_cell = [c.strip() for c in row.strip("|").split(" | ")]
+        links = re.findall(r"\[(?:embedded|MNIST)\]\((results/[^)]+)\)", label)
+        folders = [ROOT / (link.replace("/README.md", "/quick-seed0") if link.endswith("README.md") else link.rsplit("/", 1)[0])
+                   for link in links]
+        walls = [int(w.replace(",", "")) for w in re.findall(r"(?:^|; )([\d,]+) s\b", wall_cell)]
+        for folder, cell, wall in zip(folders, (embedded_cell, mnist_cell), walls, strict=True):
+            results = json.loads((folder / "results.json").read_text())
+            assert _verdicts_said(cell) == [c["verdict"].replace(" at this setting", "") for c in results["claims"]], row
+            assert wall == round(results["wall_seconds"]), (folder, wall)
+
+
 COMBINATIONS = {   # each committed seeds.json (the folder it is in): the runs it combines
     "degradation": "degradation/quick-seed[0-9]",
     "responses": "responses/quick-seed[0-9]",
@@ -70,15 +97,17 @@ def test_every_committed_combination_is_its_runs_combination(combination):
 
 def test_readmes_quote_the_responses_runs():
     """Every "ResNet-20 1.083 < plain-20 1.165" in the README and the responses history is a pair of mean
-    stds of one committed run, in the order the run has them."""
+    stds of one committed run, in the order the run has them; every "ResNet-20 1.276 vs plain-20 1.292"
+    a pair of one run."""
     quotes = set()
     for path in (ROOT / "results/responses").glob("**/results.json"):
         nets = json.loads(path.read_text())["nets"]
         mean = {name: np.mean(r["std"]) for name, r in nets.items()}
-        quotes |= {f"{_display(small)} {mean[small]:.3f} < {_display(large)} {mean[large]:.3f}"
-                   for small in mean for large in mean if mean[small] < mean[large]}
+        quotes |= {f"{_display(small)} {mean[small]:.3f} {'<' if mean[small] < mean[large] else 'vs'} "
+                   f"{_display(large)} {mean[large]:.3f}" for small in mean for large in mean if small != large}
+        quotes |= {q.replace(" < ", " vs ") for q in quotes}
     for text in (ROOT / "README.md", HISTORY):
-        found = set(re.findall(r"(?=((?:ResNet|plain)-\d+ \d\.\d{3} < (?:ResNet|plain)-\d+ \d\.\d{3}))",  # chains too
+        found = set(re.findall(r"(?=((?:ResNet|plain)-\d+ \d\.\d{3} (?:<|vs) (?:ResNet|plain)-\d+ \d\.\d{3}))",  # chains too
                                " ".join(text.read_text().split())))
         assert found <= quotes, found - quotes
     assert found, "the responses history quotes no pair"
