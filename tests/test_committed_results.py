@@ -69,6 +69,24 @@ def test_readme_experiment_table_says_each_runs_verdicts_and_wall_time():
             results = json.loads((folder / "results.json").read_text())
             assert _verdicts_said(cell) == [c["verdict"].replace(" at this setting", "") for c in results["claims"]], row
             assert wall == round(results["wall_seconds"]), (folder, wall)
+            if label.startswith("responses"):
+                continue                            # its "A x < B y" pairs: test_readmes_quote_the_responses_runs
+            for number in _measured_numbers(cell):
+                assert number in _claims_numbers(results["claims"], number), (folder, number)
+
+
+def _measured_numbers(cell: str) -> list[str]:
+    """The measurements a table cell quotes: "loses 47", "noise 3.2", "3.8 points", "26.5%", "1.8 worse", "10^-0.62"."""
+    found = re.findall(r"(?:loses |noise )(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)(?= points|%| worse| better)|10\^(-?\d\.\d+)", cell)
+    return ["".join(groups) for groups in found]
+
+
+def _claims_numbers(claims: list[dict], like: str) -> set[str]:
+    """Every value the claims compare (each side and the gap's size) and their noise, with as many decimals as ``like``."""
+    values = [x for c in claims for pair in c["comparisons"] for x in (pair["smaller"], pair["larger"], abs(pair["gap"]))]
+    values += [float(x) for c in claims for x in re.findall(r"(\d+\.\d+) points", c["noise"])]
+    decimals = len(like.split(".")[1]) if "." in like else 0
+    return {f"{value:.{decimals}f}" for value in values}
 
 
 COMBINATIONS = {   # each committed seeds.json (the folder it is in): the runs it combines
