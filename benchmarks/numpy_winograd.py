@@ -23,13 +23,13 @@ times it against minires' default CPU conv forward on ResNet-20's three 3x3 laye
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import minires as mr
 from minires import backend
+from minires.bench.timing import median_seconds
 from minires.cpu import threads
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -89,13 +89,7 @@ def winograd_conv(x_last, w, per: int):
 
 
 def median_ms(f, repeat: int = 9) -> float:
-    f()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * median_seconds(f, synchronize=lambda: None, repeat=repeat, warmup=1)
 
 
 def main() -> None:

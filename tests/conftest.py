@@ -1,6 +1,9 @@
-"""Shared test helpers: the optional PyTorch oracle, a headless browser, a scale-aware closeness check."""
+"""Shared test helpers: the optional PyTorch oracle, a headless browser, a scale-aware closeness check,
+the benchmark scripts as modules."""
+import importlib.util
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,3 +59,11 @@ def idx_bytes(array) -> bytes:
     array = np.asarray(array)
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     return header + array.astype(np.uint8).tobytes()
+
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,22 +1,11 @@
 """benchmarks/numpy_winograd.py, the probe behind the README's account of why minires has no Winograd
 convolution: its F(2x2, 3x3) is the 3x3 convolution (minires' readable NumPy conv in float64 as the
 reference), so the times it prints are times of a correct convolution."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 import minires as mr
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "numpy_winograd.py"
-
-
-def _probe():
-    spec = importlib.util.spec_from_file_location("numpy_winograd", SCRIPT)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
-    return probe
 
 
 @pytest.mark.parametrize("per", [1, 2, 5])
@@ -24,7 +13,7 @@ def test_the_probes_winograd_is_the_convolution(per):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 3, 6, 8))                               # 3 -> 4 channels, a ragged last chunk
     w = rng.standard_normal((4, 3, 3, 3))
-    y = _probe().winograd_conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, per)
+    y = load_benchmark("numpy_winograd").winograd_conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), w, per)
     with mr.backend.using("conv2d", "numpy"):
         expected = mr.functional.conv2d(mr.tensor(x), mr.tensor(w), padding=1).numpy()
     np.testing.assert_allclose(y.transpose(0, 3, 1, 2), expected, rtol=1e-12, atol=1e-12)
@@ -32,4 +21,4 @@ def test_the_probes_winograd_is_the_convolution(per):
 
 def test_the_probe_refuses_what_f2x2_cannot_tile():
     with pytest.raises(ValueError, match="even sizes and 3x3 kernels"):
-        _probe().winograd_conv(np.zeros((1, 5, 6, 2)), np.zeros((2, 2, 3, 3)), 1)
+        load_benchmark("numpy_winograd").winograd_conv(np.zeros((1, 5, 6, 2)), np.zeros((2, 2, 3, 3)), 1)

@@ -1,23 +1,12 @@
 """benchmarks/thread_handoff.py: the pool's round trip and a ReLU pass, one thread vs split, are timed
 and reported (a tiny run: the machinery, not the speed)."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "thread_handoff.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("thread_handoff", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_both_ways_of_running_the_pass_compute_relu():
     """On one thread and split over two, the timed pass gives max(x, 0) for every image."""
-    module = load_script()
+    module = load_benchmark("thread_handoff")
     from minires.bench.cpu import set_threads
     from minires.cpu import get_num_threads
     from minires.cpu.conv import channels_last_empty
@@ -33,7 +22,7 @@ def test_both_ways_of_running_the_pass_compute_relu():
 
 
 def test_report_names_the_round_trip_and_each_shape(capsys):
-    module = load_script()
+    module = load_benchmark("thread_handoff")
     from minires.bench.cpu import set_threads
     from minires.cpu import get_num_threads
     ours = get_num_threads()
