@@ -64,15 +64,67 @@ def test_readme_experiment_table_says_each_runs_verdicts_and_wall_time():
         links = re.findall(r"\[(?:embedded|MNIST)\]\((results/[^)]+)\)", label)
         folders = [ROOT / (link.replace("/README.md", "/quick-seed0") if link.endswith("README.md") else link.rsplit("/", 1)[0])
                    for link in links]
-        walls = [int(w.replace(",", "")) for w in re.findall(r"(?:^|; )([\d,]+) s\b", wall_cell)]
-        for folder, cell, wall in zip(folders, (embedded_cell, mnist_cell), walls, strict=True):
+        for folder, cell, wall in zip(folders, (embedded_cell, mnist_cell), wall_cell.split("; "), strict=True):
             results = json.loads((folder / "results.json").read_text())
             assert _verdicts_said(cell) == [c["verdict"].replace(" at this setting", "") for c in results["claims"]], row
-            assert wall == round(results["wall_seconds"]), (folder, wall)
+            assert wall.startswith(f"{results['wall_seconds']:,.0f} s"), (folder, wall)
+            cpu = re.search(r"CPU time ([\d,]+) s", wall)
+            assert cpu is None or cpu.group(1) == f"{results['cpu_seconds']:,.0f}", (folder, wall)
             if label.startswith("responses"):
                 continue                            # its "A x < B y" pairs: test_readmes_quote_the_responses_runs
             for number in _measured_numbers(cell):
                 assert number in _claims_numbers(results["claims"], number), (folder, number)
+
+
+def test_readme_experiment_table_reads_the_gradnorms_runs_right():
+    """The gradnorms cells: which step and tolerance the embedded verdict turns on, the health of the
+    nets without BN, and that the MNIST bound is the least of the recorded ratios."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    embedded, mnist = (json.loads((ROOT / f"results/gradnorms/{run}/results.json").read_text())
+                       for run in ("quick-seed0", "quick-mnist-seed0"))
+    closest = min(embedded["claims"][0]["comparisons"], key=lambda c: c["gap"])
+    tolerance = re.search(r"tolerance of ([\d.]+) decades", embedded["claims"][0]["noise"]).group(1)
+    assert closest["expected"].endswith("plain56 step 59") and closest["gap"] < float(tolerance)
+    assert (f"cannot tell: plain-56 at step 59 gives its first conv 10^{closest['larger']:.2f} of the last conv's "
+            f"gradient, within {tolerance} decades of the one-decade bound") in readme
+    no_bn = embedded["nets"]["resnet56-noBN"]
+    norms = dict(zip(no_bn["steps"], (max(step) for step in no_bn["weight_grad_norm"])))
+    assert no_bn["health"]["status"] == "dead" and all(norms[step] == 0 for step in (30, 59))
+    assert (f"resnet56-noBN flagged dead (weight gradients up to {norms[0]:.1e} at step 0, exactly 0 from step "
+            "30)").replace("e+0", "e") in readme
+    least = min(c["larger"] for c in mnist["claims"][0]["comparisons"])
+    assert mnist["claims"][0]["verdict"] == "holds" and mnist["nets"]["resnet56-noBN"]["health"]["status"] == "diverged"
+    assert (f"at least 10^{least:.2f} of the last conv's in plain-20 and plain-56 at every recorded step; "
+            "resnet56-noBN flagged diverged") in readme
+
+
+def test_readme_says_within_the_tolerance_only_of_gaps_within_it():
+    """Every "A x vs B y, within 0.05" (or "by less than 0.05") in the README: the gap is below the
+    stated number, and the number is the responses experiment's tolerance; and the 1e-4 run the table
+    quotes has "every gap [with] the paper's sign, two of four within 0.05"."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    said = re.findall(r"(?:ResNet|plain)-\d+ (\d\.\d{3}) (?:vs|<) (?:ResNet|plain)-\d+ (\d\.\d{3}),? "
+                      r"(?:within|by less than) ([\d.]+)", readme)
+    assert len(said) == 3
+    for first, second, bound in said:
+        assert abs(float(first) - float(second)) < float(bound) == responses.TOLERANCE
+    run = json.loads((ROOT / "results/responses/standard-seed0/results.json").read_text())
+    gaps = [c["gap"] for claim in run["claims"] for c in claim["comparisons"]]
+    within = sum(g < responses.TOLERANCE for g in gaps)
+    assert all(g > 0 for g in gaps) and f"every gap has the paper's sign, {('no', 'one', 'two')[within]} of four within 0.05" in readme
+
+
+def test_readme_reads_the_responses_at_1e4_and_on_mnist_seed_by_seed():
+    """At 1e-4 "the deeper ResNets' responses stay near 1" (within 0.1 on every standard seed); on MNIST
+    at 4.4e-3 "the ladder holds on every one of eight seeds" (each run's own verdict)."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses").glob("standard-seed[0-9]/results.json"))]
+    means = [np.mean(r["nets"][net]["std"]) for r in runs for net in ("resnet56", "resnet110")]
+    assert len(runs) == 8 and all(abs(m - 1) < 0.1 for m in means)
+    assert "which is why at 1e-4 the deeper ResNets' responses stay near 1" in readme
+    mnist = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses").glob("decay-mnist-seeds/seed[0-9]/results.json"))]
+    assert len(mnist) == 8 and all(r["claims"][1]["verdict"] == "holds" for r in mnist)
+    assert "the ladder holds on every one of eight seeds" in readme
 
 
 def _measured_numbers(cell: str) -> list[str]:
@@ -137,8 +189,10 @@ def test_readme_quotes_the_degradation_seeds_combined():
     for claim, verdict in zip(combined["claims"], ("**holds**", "**cannot tell**")):
         pair = claim["pairs"][0]
         assert claim["verdict"].startswith(verdict.strip("*"))
-        row = f"| {pair['mean']:+.1f}, [{pair['low']:+.1f}, {pair['high']:+.1f}] | {verdict}"
+        gaps = ", ".join(f"{g:+.1f}" for g in pair["gaps"])
+        row = f"| {gaps} | {pair['mean']:+.1f}, [{pair['low']:+.1f}, {pair['high']:+.1f}] | {verdict}"
         assert row in readme, row
+    assert all(g > 0 for g in combined["claims"][0]["pairs"][0]["gaps"])      # "plain-56 trains worse ... on every seed"
 
 
 def _quoted(pair: dict) -> str:
@@ -274,6 +328,20 @@ def test_readme_quotes_the_quick_start_run():
     assert (f"With seed 0, plain-56 ends at {error['plain56']:.1f}% training error against plain-20's "
             f"{error['plain20']:.1f}%") in readme
     assert f"ResNet-56 at {error['resnet56']:.1f}% against ResNet-20's {error['resnet20']:.1f}%" in readme
+    assert "its output, {:.1f} / {:.1f} / {:.1f} / {:.1f}%,".format(
+        *(error[name] for name in ("plain20", "plain56", "resnet20", "resnet56"))) in readme
+    results = [json.loads((ROOT / f"results/degradation/quick-seed{k}/results.json").read_text()) for k in range(3)]
+    settings = results[0]["settings"]
+    assert (f"(widths {settings['width']}/{2 * settings['width']}/{4 * settings['width']} instead of 16/32/64), depths "
+            f"{settings['depths'][0]} and {settings['depths'][1]}, {settings['iterations']:,} iterations of batch "
+            f"{settings['batch_size']} with the paper's schedule and a {settings['warmup']}-iteration warm-up") in readme
+    ratio = results[0]["claims"][1]
+    tolerance = re.search(r"tolerance of (\d+) points", ratio["noise"]).group(1)
+    assert (f"the {abs(ratio['comparisons'][0]['gap']):.1f}-point gap is within the run's {tolerance}-point "
+            "tolerance") in readme and ratio["verdict"] == "cannot tell at this setting"
+    walls = [r["wall_seconds"] for r in results]
+    assert "({:.0f}, {:.0f} and {:.0f} s on the 2-core machine".format(*walls) in readme
+    assert "in 3-6 minutes on an idle 2-core CPU" in readme and 180 <= min(walls) <= max(walls) <= 360
 
 
 def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
