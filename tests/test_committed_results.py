@@ -557,6 +557,13 @@ def test_the_runs_without_numba_are_a_record_of_rounding_and_their_readme_says_s
         mean = {name: np.mean(net["std"]) for name, net in nets.items()}
         return [mean["plain20"] - mean["resnet20"], mean["plain56"] - mean["resnet56"], mean["resnet56"] - mean["resnet110"]]
     here, there = gaps(results[0]["nets"]), gaps(planned)
+    others = [gaps(json.loads((ROOT / f"results/responses/balanced-seeds/seed{k}/results.json").read_text())["nets"])
+              for k in range(1, 8)]
+    nearer = [sum(abs(o[i] - there[i]) < abs(here[i] - there[i]) for o in others) for i in range(3)]
+    assert nearer == [4, 0, 4]        # beyond the median other seed for the depth-20 and the ladder pair, not depth 56
+    assert ("moves two of seed 0's three gaps further than going from seed 0 to the median other planned seed does "
+            "(ResNet-20 < plain-20 and ResNet-110 < ResNet-56; 4 of the 7 other seeds are nearer), and the third, "
+            "ResNet-56 < plain-56, less than to any of them") in text
     assert "ResNet-20 < plain-20 {:+.3f} against {:+.3f}, ResNet-56 < plain-56 {:+.3f} against {:+.3f}, ResNet-110 < " \
            "ResNet-56 {:+.3f} against {:+.3f}".format(*(g for pair in zip(here, there) for g in pair)) in text
     assert "plain-56 ends at {:.1f}% against {:.1f}%".format(
