@@ -99,7 +99,8 @@ def test_dot_groups_ops_in_clusters_per_stage_block_and_layer_with_readable_labe
         assert f'label="{cluster}";' in dot
     # nested: the block's cluster opens inside the stage's, the layer's inside the block's
     assert dot.index('"cluster_layer2"') < dot.index('"cluster_layer2.0"') < dot.index('"cluster_layer2.0.conv1"')
-    assert re.search(r'label="#\d+ layer2\.0\.conv1 · Conv2d 4→8, 3x3 s2\\n2x8x4x4"', dot)
+    label = re.search(r'label="(#\d+ layer2\.0\.conv1 · Conv2d 4→8, 3x3 s2)\\n2x8x4x4"', dot).group(1)
+    assert f"`{label}`" in (Path(__file__).resolve().parents[1] / "README.md").read_text()   # the README's example
     assert re.search(r'label="#\d+ fc · Linear 16→10\\n2x10"', dot)
     assert '"layer2.0.conv1.weight\\n8x4x3x3"' in dot
 

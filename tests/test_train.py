@@ -1,9 +1,12 @@
 """The trainer on tiny runs: outputs, exact resume, atomic checkpoints, MNIST files, the CLI."""
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from conftest import idx_bytes
 
 from minires import backend, checkpoint as ckpt
 from minires.cli import main
-from minires.train import Config, Trainer, build_model, fit, read_metrics
+from minires.train import RESUMABLE, Config, Trainer, add_arguments, build_model, fit, read_metrics
 
 TINY = dict(model="resnet8", width=4, train_size=24, test_size=10, batch_size=8, epochs=3,
             eval_batch_size=10, log_every=2, progress=False, seed=5)
@@ -226,3 +229,14 @@ def test_each_epoch_draws_the_next_epoch_of_the_loader(tmp_path, progress):
     trainer.train_loader._batches = lambda epoch: (drawn.append(epoch), batches(epoch))[1]
     trainer.fit()
     assert drawn == [0, 1, 2] and trainer.train_loader.epoch == 3
+
+
+def test_readme_names_the_settings_a_resume_may_change():
+    """The README's "may change" list is every resumable setting that has a flag (``epochs`` aside, said
+    before it), so no flag it leaves out is quietly accepted, and none it names is refused."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flag_of = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    named = re.search(r"A larger `--epochs` extends the run; (.*?) may change", readme).group(1)
+    assert set(re.findall(r"`(--[a-z-]+)`", named)) == {flag_of[s] for s in RESUMABLE - {"epochs"} if s in flag_of}
