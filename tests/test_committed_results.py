@@ -610,3 +610,16 @@ def test_the_planned_balanced_seeds_and_what_the_readmes_say():
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert ("the depth-20 gaps spread four times as widely as at 1e-4, and plain-56 did not train on "
             f"{8 - len(trained)} of 8 seeds") in readme
+
+
+def test_readme_quotes_the_default_training_run():
+    """The README's accuracy and per-epoch errors for ``minires train --model resnet20`` are those of the
+    committed run's metrics.jsonl, and the run is the README's default: 4 epochs on the embedded data."""
+    folder = ROOT / "results/train/resnet20-synthetic"
+    epochs = [row for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if row["kind"] == "epoch"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4] and epochs[-1]["iteration"] == 4 * -(-10_000 // 64)
+    errors = [f"{100 * e['test_error']:.2f}".rstrip("0").rstrip(".") for e in epochs]
+    assert f"**{100 * epochs[-1]['test_accuracy']:.2f}% held-out accuracy** on the 2,000 embedded test images" in readme
+    assert f"(test error {', '.join(errors[:-1])}, {errors[-1]}% after epochs 1-4" in readme
+    assert f"[bit for bit]({folder.relative_to(ROOT)}/README.md)" in readme
