@@ -14,7 +14,9 @@ from conftest import idx_bytes
 
 from minires import backend, checkpoint as ckpt
 from minires.cli import main
-from minires.train import RESUMABLE, Config, Trainer, add_arguments, build_model, fit, read_metrics
+from minires.data.synthetic import DEFAULT_SIZES
+from minires.train import (RESUMABLE, Config, Trainer, _resolve_defaults, add_arguments, build_model, default_out, fit,
+                           read_metrics)
 
 TINY = dict(model="resnet8", width=4, train_size=24, test_size=10, batch_size=8, epochs=3,
             eval_batch_size=10, log_every=2, progress=False, seed=5)
@@ -240,3 +242,17 @@ def test_readme_names_the_settings_a_resume_may_change():
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     named = re.search(r"A larger `--epochs` extends the run; (.*?) may change", readme).group(1)
     assert set(re.findall(r"`(--[a-z-]+)`", named)) == {flag_of[s] for s in RESUMABLE - {"epochs"} if s in flag_of}
+
+
+def test_readme_states_the_training_defaults():
+    """What the README says ``minires train --model resnet20`` does by default is the Config's defaults,
+    resolved as a run resolves them."""
+    cfg = _resolve_defaults(Config())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"minires train --model {cfg.model} # embedded data, {cfg.epochs} epochs, batch {cfg.batch_size}" in readme
+    assert f"on the {DEFAULT_SIZES[True]:,} embedded training images" in readme and cfg.data == "synthetic"
+    assert (f"(SGD, momentum {cfg.momentum}, weight decay {cfg.weight_decay:.0e}, learning rate {cfg.lr} divided by 10 "
+            f"at {cfg.milestones[0] / cfg.epochs:.0%} and {cfg.milestones[1] / cfg.epochs:.0%} of the run, crop + flip "
+            "augmentation").replace("e-04", "e-4") in readme and cfg.augment and cfg.warmup == 0
+    assert f"on the {DEFAULT_SIZES[False]:,} embedded test images" in readme
+    assert default_out(cfg).startswith("runs/resnet20-synthetic-") and "(`runs/resnet20-synthetic-DATE-TIME` unless `--out`)" in readme
