@@ -4,6 +4,9 @@ Every op of a ResNet is checked to second order by finite differences in float64
 and whole-network Hessian-vector products and a gradient penalty are compared with PyTorch's double
 backward when PyTorch is installed.
 """
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -399,3 +402,19 @@ def test_create_graph_records_inside_no_grad_and_through_a_cast():
     assert x.grad.dtype == np.float64 and x.grad.grad_fn is not None
     (second,) = mr.autograd.grad(x.grad.sum(), x)
     np.testing.assert_array_equal(second.numpy(), 6 * x.numpy())
+
+
+def test_the_readmes_adding_an_op_example_runs_and_its_one_line_makes_it_twice_differentiable():
+    """The README's "Adding an op" block, run as it stands (its gradcheck included); then what the README
+    says of it: without ``backward_graph`` a double backward raises naming the op, with the one line
+    ``backward_graph = backward`` it passes gradgradcheck."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Adding an op", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md (Adding an op)", "exec"), namespace)
+    square, x = namespace["square"], namespace["x"]
+    with pytest.raises(RuntimeError, match="cannot go through the op Square"):
+        mr.gradgradcheck(square, [x])
+    namespace["Square"].backward_graph = namespace["Square"].backward
+    assert mr.gradgradcheck(square, [x])
