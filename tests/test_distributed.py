@@ -392,9 +392,9 @@ def test_minires_train_under_mpirun_matches_one_process(tmp_path):
     assert [m["epoch"] for m in metrics if m["kind"] == "epoch"] == [1, 2]  # one writer: no duplicate lines
     model_keys = [k for k in single if k.startswith("model/")]
     assert model_keys
-    for key in model_keys:  # summed in a different order: agreement to rounding
+    for key in model_keys:  # summed in a different order: the README says they agree to about 12 digits
         assert parallel[key].dtype.kind != "f" or parallel[key].dtype == np.float64
-        assert_close(parallel[key], single[key], 1e-9)
+        assert_close(parallel[key], single[key], 1e-12)
 
 
 # --------------------------------------------------------------------------- NCCL (GPU machines only)

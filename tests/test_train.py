@@ -14,6 +14,7 @@ from conftest import idx_bytes
 
 from minires import backend, checkpoint as ckpt
 from minires.cli import main
+from minires.cpu import threads
 from minires.data.synthetic import DEFAULT_SIZES
 from minires.train import (RESUMABLE, Config, Trainer, _resolve_defaults, add_arguments, build_model, default_out, fit,
                            read_metrics)
@@ -102,6 +103,25 @@ def test_float64_runs_keep_their_dtype_through_a_resume(tmp_path):
     assert {p.data.dtype for p in trainer.model.parameters()} == {np.dtype("float64")}
     assert trainer._input(np.zeros((1, 3, 32, 32), np.float32)).dtype == np.float64
     assert trainer.fit()["epoch"] == 2
+
+
+
+def test_float64_runs_on_one_and_two_threads_agree_to_about_12_digits(tmp_path):
+    """The README: with ``--dtype float64`` runs on other thread counts agree to about 12 digits (two
+    threads split each conv's images, so its weight gradient is summed in another order)."""
+    weights, before = [], threads.get_num_threads()
+    try:
+        for n in (1, 2):
+            threads.set_num_threads(n)
+            trainer = Trainer(Config(**{**TINY, "train_size": 64, "batch_size": 16, "epochs": 2, "dtype": "float64",
+                                        "out": str(tmp_path / f"threads{n}")}))
+            trainer.fit()
+            weights.append(np.concatenate([p.numpy().ravel() for p in trainer.model.parameters()]))
+    finally:
+        threads.set_num_threads(before)
+    assert np.abs(weights[0] - weights[1]).max() <= 1e-12 * np.abs(weights[0]).max()
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "where runs on other thread counts or numbers of ranks agree to about 12 digits" in readme
 
 
 # ----------------------------------------------------------------------------- atomic checkpoints
