@@ -12,6 +12,7 @@ removing a check fails ``test_tags_match_the_manifest``.
 import importlib.util
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -75,6 +76,11 @@ def test_the_manifest_lists_every_notebook():
     assert stems == set(MANIFEST), (
         f"tutorials/course.json must list exactly the notebooks; missing {sorted(stems - set(MANIFEST))}, "
         f"extra {sorted(set(MANIFEST) - stems)} (see minires/course/__init__.py for the entry's format)")
+
+
+def test_the_readmes_table_of_tutorials_names_every_notebook_in_order():
+    readme = (REPO / "README.md").read_text()
+    assert re.findall(r"^\| `(\d\d_\w+)` \|", readme, re.M) == [path.stem for path in NOTEBOOKS]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
