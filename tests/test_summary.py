@@ -1,4 +1,6 @@
 """minires.summary against the paper's numbers (PAPER.md) and torchvision's parameter counts."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,22 @@ def test_manual_seed_is_exported():
     a = models.resnet20().state_dict()["fc.weight"]
     mr.manual_seed(0)
     np.testing.assert_array_equal(models.resnet20().state_dict()["fc.weight"], a)
+
+
+def test_the_readmes_scaling_table_is_recomputed_from_summary():
+    """Each row of the README's "What limits scaling" table: parameters P, the 4P gradient buffer, 8P of
+    ring traffic, MACs per image, 3 x MACs x 128 per step, their ratio, and the BN layers (two sync-BN
+    all-reduces each: 38 for ResNet-20, 218 for ResNet-110)."""
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for depth in (20, 56, 110):
+        model = models.get_model(f"resnet{depth}")
+        s = summary(model)
+        bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        step = 3 * s.macs * 128
+        row = (f"| ResNet-{depth} | {s.params:,} | {4 * s.params / 1e6:.2f} MB | {8 * s.params / 1e6:.2f} MB | "
+               f"{s.macs / 1e6:.1f} M | {step / 1e9:.1f} G | {step / (8 * s.params):,.0f} | {bn} |")
+        assert row in readme, row
+        if depth == 20:
+            assert f"`--sync-bn` adds {2 * bn} small all-reduces per step (two per BN layer)" in readme
+        if depth == 110:
+            assert f"two small latency-bound all-reduces per BN layer ({2 * bn} per step for ResNet-110)" in readme
