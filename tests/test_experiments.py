@@ -481,6 +481,11 @@ def test_responses_docstring_quotes_the_runs_at_both_weight_decays():
     assert plain["verdict"] == UNCLEAR and [p["verdict"] for p in plain["pairs"]] == [UNCLEAR, HOLDS]
     assert "cannot tell (depth 56 holds, depth 20 does not show)" in doc
     assert len(plain["seeds_used"]) == 7 and "(plain-56 on 7 of 8 seeds)" in doc
+    plain, ladder = combined("balanced-seeds/seed[0-9]")
+    pair = plain["pairs"][0]
+    assert ladder["verdict"] == HOLDS and plain["verdict"] == UNCLEAR and len(plain["seeds_used"]) == 5
+    assert (f"the ladder holds and the plain-twin claim cannot tell (ResNet-20 < plain-20 in [{pair['low']:+.3f}, "
+            f"{pair['high']:+.3f}] over the five seeds whose plain-56 trained)") in doc
     walls = [json.loads(p.read_text())["wall_seconds"] for p in folder.glob("decay-seeds/seed[0-9]/results.json")]
     assert f"{min(walls):.0f}-{max(walls):.0f} s per seed" in doc
 
