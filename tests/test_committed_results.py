@@ -623,3 +623,78 @@ def test_readme_quotes_the_default_training_run():
     assert f"**{100 * epochs[-1]['test_accuracy']:.2f}% held-out accuracy** on the 2,000 embedded test images" in readme
     assert f"(test error {', '.join(errors[:-1])}, {errors[-1]}% after epochs 1-4" in readme
     assert f"[bit for bit]({folder.relative_to(ROOT)}/README.md)" in readme
+
+
+RESPONSES_PAGES = sorted(p for p in (ROOT / "results/responses").glob("**/*.md") if p.name not in ("seeds.md", "summary.md"))
+
+
+@pytest.mark.parametrize("page", RESPONSES_PAGES, ids=lambda p: str(p.relative_to(ROOT / "results/responses")))
+def test_every_wall_time_and_interval_a_responses_page_quotes_is_a_committed_one(page):
+    """The hand-written pages of results/responses (history, plans, folders' READMEs): every wall time
+    ("1,890 s", "648-1,151 s") is a committed run's, every 95% interval ("[+0.020, +0.058]") a committed
+    combination's pair."""
+    walls = {f"{json.loads(p.read_text())['wall_seconds']:,.0f}" for p in (ROOT / "results").glob("**/results.json")}
+    intervals = {f"[{pair['low']:+.3f}, {pair['high']:+.3f}]" for p in (ROOT / "results").glob("**/seeds.json")
+                 for claim in json.loads(p.read_text())["claims"] for pair in claim["pairs"] if pair["low"] is not None}
+    text = " ".join(page.read_text().split())
+    quoted = [w for pair in re.findall(r"(\d[\d,]*)(?:-(\d[\d,]*))? s\b", text) for w in pair if w]
+    assert set(quoted) <= walls, set(quoted) - walls
+    assert set(re.findall(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", text)) <= intervals
+
+
+def test_the_responses_history_reads_its_runs_right():
+    """Numbers of the history page that are not a wall time, an interval or a pair of mean stds."""
+    history = " ".join(HISTORY.read_text().split())
+    assert f"Student's t is wide ({seeds.t95(2):.2f} standard errors)" in history
+    ladder = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("standard-seed[0-9]"))))["claims"][1]
+    assert f"(the interval's lower end is {ladder['pairs'][1]['low']:.4f})" in history
+    quick = json.loads((ROOT / "results/responses/quick-mnist-seed0/results.json").read_text())["nets"]
+    errors = [100 * net["final_train_error"] for net in quick.values()]
+    assert all(net["health"]["status"] == "ok" for net in quick.values())
+    assert f"all four nets trained ({min(errors):.1f}-{max(errors):.1f}% training error)" in history
+    standard = json.loads((ROOT / "results/responses/standard-mnist-seed0/results.json").read_text())["nets"]["resnet110"]
+    assert f"ResNet-110, which trains ({100 * standard['final_train_error']:.1f}% training error)" in history
+    twin20 = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))))[
+        "claims"][0]["pairs"][0]
+    assert all(g > 0 for g in twin20["gaps"])
+    assert f"its depth-20 interval reaching {-twin20['low']:.3f} below zero with every gap positive" in history
+    for folder, seeds_named in (("decay-seeds", "seeds 0, 1 and 3"), ("balanced-seeds", "seeds 4, 5 and 6")):
+        runs = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses" / folder).glob("seed[0-9]/results.json"))]
+        unhealthy = [r["seed"] for r in runs if r["nets"]["plain56"]["health"]["status"] in ("dead", "under-trained")]
+        assert seeds_named == "seeds " + ", ".join(map(str, unhealthy[:-1])) + f" and {unhealthy[-1]}"
+        assert f"dead or under-trained on {seeds_named}" in history or f"under-trained or dead on {seeds_named}" in history
+    mnist = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses/decay-mnist-seeds").glob("seed[0-9]/results.json"))]
+    reversed_twin20 = [r["seed"] for r in mnist if np.mean(r["nets"]["resnet20"]["std"]) > np.mean(r["nets"]["plain20"]["std"])]
+    assert reversed_twin20 == [6, 7] and "seeds 6 and 7 go the other way" in history
+
+
+def test_the_degradation_page_reads_its_runs_right():
+    """results/degradation/README.md, for the committed runs: each seed's row (train / test errors, the
+    gaps, the verdicts), their health, wall and CPU times, the combination, and MNIST's seed 0."""
+    folder = ROOT / "results/degradation"
+    page = " ".join((folder / "README.md").read_text().split())
+    results = [json.loads((folder / f"quick-seed{k}/results.json").read_text()) for k in range(3)]
+    order = ("plain20", "plain56", "resnet20", "resnet56")
+    for r in results:
+        err = {name: (100 * r["runs"][name]["final_train_error"], 100 * r["runs"][name]["final_test_error"]) for name in order}
+        cells = " | ".join(f"{train:.1f} / {test:.1f}" for train, test in err.values())
+        gaps = f"{err['plain56'][0] - err['plain20'][0]:+.1f} | {err['resnet56'][0] - err['resnet20'][0]:+.1f}"
+        verdicts = "; ".join(c["verdict"].replace(" at this setting", "") for c in r["claims"])
+        assert f"| {r['seed']} | {cells} | {gaps} | {verdicts} |" in page
+        assert [r["runs"][name]["health"]["status"] for name in order] == ["ok", "under-trained", "ok", "ok"]
+    assert "No net is dead or diverged; plain-56 is flagged under-trained (above 50% training error) on every seed" in page
+    cpu = [r["cpu_seconds"] for r in results]
+    assert "Wall time {:.0f}, {:.0f} and {:.0f} s".format(*(r["wall_seconds"] for r in results)) in page
+    assert f"CPU time {min(cpu):.0f}-{max(cpu):.0f} s" in page
+    plain, resnet = (claim["pairs"][0] for claim in json.loads((folder / "seeds.json").read_text())["claims"])
+    for pair, verdict in ((plain, "**holds**"), (resnet, "**cannot tell**")):
+        gaps = ", ".join(f"{g:+.1f}" for g in pair["gaps"])
+        assert (f"gaps {gaps}{' points' if pair is plain else ''}, mean {pair['mean']:+.1f}, interval "
+                f"[{pair['low']:+.1f}, {pair['high']:+.1f}]: {verdict}") in page
+    mnist = json.loads((folder / "quick-mnist-seed0/results.json").read_text())
+    e = {name: 100 * mnist["runs"][name]["final_train_error"] for name in order}
+    assert (f"Plain-20 {e['plain20']:.1f}%, plain-56 {e['plain56']:.1f}%, ResNet-20 {e['resnet20']:.1f}%, "
+            f"ResNet-56 {e['resnet56']:.1f}% training error") in page
+    assert f"the ResNet one cannot tell ({e['resnet20'] - e['resnet56']:.1f} points, within the 5-point tolerance)" in page
+    assert [c["verdict"] for c in mnist["claims"]] == ["holds", "cannot tell at this setting"]
+    assert f"plain-56 ends at 67.8% here, {100 * results[0]['runs']['plain56']['final_train_error']:.1f}% with the row columns" in page
