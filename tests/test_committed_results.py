@@ -663,7 +663,8 @@ def test_the_responses_history_reads_its_runs_right():
         unhealthy = [r["seed"] for r in runs if r["nets"]["plain56"]["health"]["status"] in ("dead", "under-trained")]
         assert seeds_named == "seeds " + ", ".join(map(str, unhealthy[:-1])) + f" and {unhealthy[-1]}"
         assert f"dead or under-trained on {seeds_named}" in history or f"under-trained or dead on {seeds_named}" in history
-    mnist = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses/decay-mnist-seeds").glob("seed[0-9]/results.json"))]
+    mnist = [json.loads(p.read_text())
+             for p in sorted((ROOT / "results/responses/decay-mnist-seeds").glob("seed[0-9]/results.json"))]
     reversed_twin20 = [r["seed"] for r in mnist if np.mean(r["nets"]["resnet20"]["std"]) > np.mean(r["nets"]["plain20"]["std"])]
     assert reversed_twin20 == [6, 7] and "seeds 6 and 7 go the other way" in history
 
@@ -697,4 +698,51 @@ def test_the_degradation_page_reads_its_runs_right():
             f"ResNet-56 {e['resnet56']:.1f}% training error") in page
     assert f"the ResNet one cannot tell ({e['resnet20'] - e['resnet56']:.1f} points, within the 5-point tolerance)" in page
     assert [c["verdict"] for c in mnist["claims"]] == ["holds", "cannot tell at this setting"]
-    assert f"plain-56 ends at 67.8% here, {100 * results[0]['runs']['plain56']['final_train_error']:.1f}% with the row columns" in page
+    seed0 = 100 * results[0]["runs"]["plain56"]["final_train_error"]
+    assert f"plain-56 ends at 67.8% here, {seed0:.1f}% with the row columns" in page
+
+
+def test_the_planned_folders_readmes_read_their_runs_right():
+    """The numbers of the planned folders' READMEs that are not a wall time, an interval or a pair of
+    mean stds (those are checked on every page above)."""
+    responses_dir = ROOT / "results/responses"
+
+    def page(folder):
+        return " ".join((responses_dir / folder / "README.md").read_text().split())
+
+    def runs(pattern):
+        return [json.loads(p.read_text()) for p in sorted(responses_dir.glob(f"{pattern}/results.json"))]
+    decay = runs("decay-seeds/seed[0-9]")
+    plain20 = ", ".join(f"{100 * r['nets']['plain20']['final_train_error']:.1f}%" for r in decay).rsplit(", ", 1)
+    scales = [np.mean(r["nets"]["plain20"]["bn_scale"]) for r in decay]
+    assert (f"Plain-20 trains but badly ({' and '.join(plain20)}), its BN scales shrunk to "
+            f"{min(scales):.2f}-{max(scales):.2f}") in page("decay-seeds")
+
+    ladder_8 = seeds.combine(seeds.load_runs(sorted(responses_dir.glob("decay-mnist-seeds/seed[0-9]"))))["claims"][1]["pairs"][1]
+    ladder_3 = seeds.combine(seeds.load_runs(sorted(responses_dir.glob("standard-mnist-seed[0-9]"))))["claims"][1]["pairs"][1]
+    assert round(ladder_8["mean"] / ladder_3["mean"]) == 3 and all(g > 0 for g in ladder_8["gaps"])
+    assert (f"by about three times the margin of the runs at weight decay 1e-4 on MNIST (mean gap "
+            f"{ladder_3['mean']:+.3f} there)") in page("decay-mnist-seeds")
+    seed6 = runs("decay-mnist-seeds/seed6")[0]["nets"]
+    above = np.mean(seed6["resnet20"]["std"]) - np.mean(seed6["plain20"]["std"])
+    assert f"seed 6's ResNet-20 responds more than its plain twin by {above:.3f}" in page("decay-mnist-seeds")
+
+    long = runs("long-seed[0-9]")
+    errors = [100 * net["final_train_error"] for r in long for net in r["nets"].values()]
+    highest = [100 * max(net["final_train_error"] for net in r["nets"].values()) for r in long]
+    assert highest == [100 * r["nets"]["plain56"]["final_train_error"] for r in long]
+    assert (f"(final training error {min(errors):.1f}-{max(errors):.1f}%; plain-56 is the highest at {highest[0]:.1f}%, "
+            f"{highest[1]:.1f}% and {highest[2]:.1f}%), so no seed is left out of any claim") in page("long-seeds")
+    assert all(not c["seeds_left_out"] for c in json.loads((responses_dir / "long-seeds/seeds.json").read_text())["claims"])
+    assert f"Student's t with 2 degrees of freedom: {seeds.t95(2):.2f} standard errors" in page("long-seeds")
+
+    standard = runs("standard-seed[0-9]")
+    r110 = [100 * r["nets"]["resnet110"]["final_train_error"] for r in standard]
+    assert f"(ResNet-110's training error {min(r110):.1f}-{max(r110):.1f}%)" in page("standard-seeds-8")
+    looks = [seeds.combine(seeds.load_runs(sorted(responses_dir.glob(g))))["claims"][1]["verdict"]
+             for g in ("standard-seed[0-2]", "standard-seed[0-9]")]
+    assert "holds" not in looks and "neither look gave *holds*" in page("standard-seeds-8")
+    left = [r for r in standard if r["nets"]["plain56"]["health"]["status"] != "ok"]
+    assert [r["seed"] for r in left] == [3, 6] and "Seeds 3 and 6 are left out of it" in page("standard-seeds-8")
+    assert "their plain-56 ended at {:.1f}% and {:.1f}%".format(
+        *(100 * r["nets"]["plain56"]["final_train_error"] for r in left)) in page("standard-seeds-8")

@@ -446,6 +446,9 @@ def test_decay_plan_matches_the_papers_weight_decay_shrinkage():
     assert f"10^{{-4}} \\times {paper:.0f} / {standard:.1f} \\approx 4.4" in responses.__doc__
     assert (f"x{_decay_factor(responses.STANDARD):.3f} against the paper's "
             f"x{_decay_factor(responses.FULL):.3f}") in plan
+    runs = " ".join((Path(__file__).parents[1] / "results/responses/decay-seeds/README.md").read_text().split())
+    assert (f"about x{_decay_factor(responses.STANDARD):.3f} against the paper's x{_decay_factor(responses.FULL):.3f}, "
+            f"instead of x{_decay_factor(responses.QUICK):.2f} at 1e-4") in runs
 
 
 def _responses_history() -> str:
