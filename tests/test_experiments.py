@@ -6,6 +6,7 @@ twins, the number of 3x3 layers, which blocks a plain net can lose), not the pap
 need the ``--quick`` settings (see each experiment's docstring).
 """
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -629,3 +630,37 @@ def test_balanced_decay_plan_interpolates_the_committed_gaps():
             f"({quoted_t[5]} / sqrt(6))") in plan
     spreads = np.std(ladder[0]["gaps"], ddof=1), twin[0]["std"]
     assert f"({spreads[0]:.3f} and {spreads[1]:.3f}) that is about ±{eight * spreads[0]:.3f}" in plan
+
+
+def test_gradnorms_docstring_reads_the_committed_quick_run():
+    """Every number the gradnorms docstring gives for "what the quick run shows" is results/gradnorms/
+    quick-seed0's, and it says the run's verdict, not a stronger one."""
+    from minires.experiments import gradnorms
+    run = json.loads((Path(__file__).parents[1] / "results/gradnorms/quick-seed0/results.json").read_text())
+    doc = " ".join(gradnorms.__doc__.split())
+    nets = run["nets"]
+
+    def first_over_last(net):           # the backward gradient at the first conv over the last's, per step
+        return [a[0] / a[-1] for a in nets[net]["act_grad_norm"]]
+
+    def decades(net):                   # spread of the weight gradients, per step after step 0
+        return [np.log10(max(w) / min(w)) for w in nets[net]["weight_grad_norm"][1:]]
+    assert nets["plain56"]["steps"] == [0, 30, 59]
+    assert f"plain-56's first conv gets about {first_over_last('plain56')[0]:.0e} times the last".replace("e+0", "e") in doc
+    plain20 = first_over_last("plain20")
+    assert f"plain-20's first conv gets {min(plain20):.0f}-{max(plain20):.0f} times its last one's at every recorded step" in doc
+    verdict = run["claims"][0]
+    tolerance = re.search(r"tolerance of ([\d.]+) decades", verdict["noise"]).group(1)
+    assert (f"at step 59 its first conv gets 10^{np.log10(first_over_last('plain56')[-1]):.2f} of the last conv's "
+            f"gradient, within the {tolerance}-decade tolerance of the one-decade bound, so the run's verdict on \"no "
+            f"vanishing\" is *{verdict['verdict'].replace(' at this setting', '')}*") in doc
+    for net, label in (("plain56", "plain-56 stay within"), ("resnet56", "those of ResNet-56 within")):
+        spread = decades(net)
+        assert f"{label} {min(spread):.1f}-{max(spread):.1f}" in doc
+    no_bn = first_over_last("plain56-noBN")
+    assert all(0.05 < r < 0.2 for r in no_bn) and "(the first conv gets about a tenth of the last)" in doc
+    dead = nets["resnet56-noBN"]
+    exploded = dead["act_grad_norm"][0][0] / dead["act_grad_norm"][0][-1]
+    assert f"ResNet-56 explodes at init (x{exploded:.0e})".replace("e+0", "e") in doc
+    assert all(max(w) == 0 for w in dead["weight_grad_norm"][1:]) and dead["health"]["status"] == "dead"
+    assert "has only zero weight gradients by step 30 (flagged dead)" in doc
