@@ -664,3 +664,24 @@ def test_gradnorms_docstring_reads_the_committed_quick_run():
     assert f"ResNet-56 explodes at init (x{exploded:.0e})".replace("e+0", "e") in doc
     assert all(max(w) == 0 for w in dead["weight_grad_norm"][1:]) and dead["health"]["status"] == "dead"
     assert "has only zero weight gradients by step 30 (flagged dead)" in doc
+
+
+def test_degradation_docstring_reads_the_committed_quick_runs():
+    """The docstring's table, gaps and wall times are results/degradation/quick-seed{0,1,2}'s."""
+    from minires.experiments import degradation
+    folder = Path(__file__).parents[1] / "results/degradation"
+    runs = [json.loads((folder / f"quick-seed{k}/results.json").read_text()) for k in range(3)]
+    doc = degradation.__doc__
+    order = ("plain20", "plain56", "resnet20", "resnet56")
+    for r in runs:
+        cells = [f"{100 * r['runs'][n]['final_train_error']:.1f}% / {100 * r['runs'][n]['final_test_error']:.1f}%" for n in order]
+        assert f"{r['seed']:<12}  " + "  ".join(f"{c:<18}" for c in cells).rstrip() in doc
+    train = [{n: 100 * r["runs"][n]["final_train_error"] for n in order} for r in runs]
+    plain = [t["plain56"] - t["plain20"] for t in train]
+    resnet = [t["resnet56"] - t["resnet20"] for t in train]
+    text = " ".join(doc.split())
+    assert f"Plain-56 ends {min(plain):.1f}-{max(plain):.1f} points above plain-20" in text
+    assert f"ResNet-56 ends between {-min(resnet):.1f} points below and {max(resnet):.1f} points above ResNet-20" in text
+    assert [k for k, gap in enumerate(resnet) if gap < 0] == [1, 2] and "below it with seeds 1 and 2" in text
+    walls = [r["wall_seconds"] for r in runs]
+    assert f"{min(walls):.0f}-{max(walls):.0f} s on an idle 2-core CPU" in text
