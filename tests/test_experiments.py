@@ -5,6 +5,7 @@ minutes; they check the plumbing and facts that hold at any size (parameter coun
 twins, the number of 3x3 layers, which blocks a plain net can lose), not the paper's effects, which
 need the ``--quick`` settings (see each experiment's docstring).
 """
+import importlib
 import json
 import re
 from pathlib import Path
@@ -697,3 +698,21 @@ def test_responses_docstring_quotes_the_quick_wall_times():
     assert [r["seed"] for r in idle] == [1, 2]
     doc = " ".join(responses.__doc__.split())
     assert f"{idle[1]['wall_seconds']:.0f} and {idle[0]['wall_seconds']:.0f} s (seeds 2 and 1) on an idle 2-core CPU" in doc
+
+
+@pytest.mark.parametrize("name", ["degradation", "gradnorms", "responses", "lesion", "shortcuts"])
+def test_each_experiments_help_states_its_quick_and_full_settings(name):
+    """What ``minires experiment NAME --help`` says of the quick and full settings (the module's
+    docstring) is what the QUICK and FULL dicts hold: widths, depths, iterations, batch, test images."""
+    module = importlib.import_module(f"minires.experiments.{name}")
+    doc = " ".join(module.__doc__.split())
+    quick, full = module.QUICK, module.FULL
+    assert f"widths {quick['width']}/{2 * quick['width']}/{4 * quick['width']}" in doc
+    assert f"{quick['iterations']:,} iterations" in doc
+    assert f"{full['iterations'] // 1000}k iterations" in doc or f"{full['iterations']:,} iterations" in doc
+    depths = quick.get("depths", (quick.get("depth"),))
+    assert (f"{depths[0]} and {depths[1]}" if len(depths) == 2 else f"depth {depths[0]}") in doc
+    if name != "gradnorms":                   # gradnorms records one batch of 128 per step instead
+        assert f"batch {quick['batch_size']}" in doc
+    if name in ("lesion", "degradation"):
+        assert f"{quick['n_test']:,} test" in doc or f"{quick['n_test']:,} held-out" in doc
