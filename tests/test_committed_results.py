@@ -746,3 +746,44 @@ def test_the_planned_folders_readmes_read_their_runs_right():
     assert [r["seed"] for r in left] == [3, 6] and "Seeds 3 and 6 are left out of it" in page("standard-seeds-8")
     assert "their plain-56 ended at {:.1f}% and {:.1f}%".format(
         *(100 * r["nets"]["plain56"]["final_train_error"] for r in left)) in page("standard-seeds-8")
+
+
+def _bench_rows(report: Path) -> dict:
+    """A committed ``minires bench cpu`` report's step, all-convs and memory rows: {case: (minires, torch, ratio)}."""
+    rows, text = {}, report.read_text()
+    for case in re.findall(r"^(?:step|conv)  (resnet\d+(?: batch \d+|: all 19 convs))\s+torch\s", text, re.M):
+        times = [re.search(rf"^(?:step|conv)  {re.escape(case)}\s+{impl}\s+fp32(?:\s+\S+){{2}}\s+([\d.]+)\s+([\d.]+)", text, re.M)
+                 for impl in ("torch", "numpy-fast")]
+        rows[case] = (float(times[1].group(1)), float(times[0].group(1)), float(times[1].group(2)))
+    memory = re.search(r"^step\s+(resnet20 batch \d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", text, re.M)
+    rows["memory"] = tuple(float(memory.group(k)) for k in (2, 3, 4))
+    return rows
+
+
+@pytest.mark.parametrize("suffix", ["-rows", ""], ids=["row columns", "column matrix"])
+def test_readme_cpu_tables_quote_their_reports(suffix):
+    """Each cell of the README's two CPU tables that a committed report holds (the first run of each
+    configuration): minires' and PyTorch's times, the first ratio in brackets, and the peak memory."""
+    readme = (ROOT / "README.md").read_text()
+    reports = {(threads, batch): _bench_rows(ROOT / f"results/cpu/2026-12-03-amd-epyc-{threads}-batch{batch}{suffix}.md")
+               for threads in ("2-threads", "1-thread") for batch in (128, 32)}
+    lines = readme.split(f"batch128{suffix}.md)", 1)[1].split("\n\n")[1].splitlines()
+
+    def cells(case, batch):
+        out = []
+        for threads in ("2-threads", "1-thread"):
+            minires_ms, torch_ms, ratio = reports[threads, batch][case]
+            out.append(f"{minires_ms:,.0f} ms | {torch_ms:,.0f} ms | ")
+            out.append(f"({ratio:.2f}, ")
+        return out
+    for label, case, batch in (("ResNet-20 step, batch 128", "resnet20 batch 128", 128),
+                               ("ResNet-56 step, batch 128", "resnet56 batch 128", 128),
+                               ("ResNet-20's 19 convs, fwd + bwd, batch 128", "resnet20: all 19 convs", 128),
+                               ("ResNet-20 step, batch 32", "resnet20 batch 32", 32),
+                               ("ResNet-56 step, batch 32", "resnet56 batch 32", 32)):
+        row = next(line for line in lines if line.startswith(f"| {label} |"))
+        assert all(c in row for c in cells(case, batch)), (row, cells(case, batch))
+    row = next(line for line in lines if line.startswith("| ResNet-20 step, peak extra memory"))
+    for threads in ("2-threads", "1-thread"):
+        (m128, t128, r128), (m32, t32, r32) = reports[threads, 128]["memory"], reports[threads, 32]["memory"]
+        assert f"| {m128:.0f} / {m32:.0f} MB | {t128:.0f} / {t32:.0f} MB | {r128:.2f} / {r32:.2f} |" in row
