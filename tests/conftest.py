@@ -1,5 +1,5 @@
 """Shared test helpers: the optional PyTorch oracle, a headless browser, a scale-aware closeness check,
-the benchmark scripts as modules."""
+the benchmark scripts as modules, pages of text as one line."""
 import importlib.util
 import os
 import shutil
@@ -63,7 +63,16 @@ def idx_bytes(array) -> bytes:
 
 def load_benchmark(name: str):
     """``benchmarks/<name>.py`` as a module (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def one_line(page) -> str:
+    """A text file (a path, or one relative to the repository) with its whitespace collapsed, so that a
+    quoted sentence matches wherever its lines break."""
+    return " ".join((REPO / page).read_text().split())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line
 
 import minires as mr
 from minires.experiments import degradation, gradnorms, lesion, responses, shortcuts, seeds
@@ -79,7 +80,7 @@ def test_readme_experiment_table_says_each_runs_verdicts_and_wall_time():
 def test_readme_experiment_table_reads_the_gradnorms_runs_right():
     """The gradnorms cells: which step and tolerance the embedded verdict turns on, the health of the
     nets without BN, and that the MNIST bound is the least of the recorded ratios."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     embedded, mnist = (json.loads((ROOT / f"results/gradnorms/{run}/results.json").read_text())
                        for run in ("quick-seed0", "quick-mnist-seed0"))
     closest = min(embedded["claims"][0]["comparisons"], key=lambda c: c["gap"])
@@ -102,7 +103,7 @@ def test_readme_says_within_the_tolerance_only_of_gaps_within_it():
     """Every "A x vs B y, within 0.05" (or "by less than 0.05") in the README: the gap is below the
     stated number, and the number is the responses experiment's tolerance; and the 1e-4 run the table
     quotes has "every gap [with] the paper's sign, two of four within 0.05"."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     said = re.findall(r"(?:ResNet|plain)-\d+ (\d\.\d{3}) (?:vs|<) (?:ResNet|plain)-\d+ (\d\.\d{3}),? "
                       r"(?:within|by less than) ([\d.]+)", readme)
     assert len(said) == 3
@@ -117,7 +118,7 @@ def test_readme_says_within_the_tolerance_only_of_gaps_within_it():
 def test_readme_reads_the_responses_at_1e4_and_on_mnist_seed_by_seed():
     """At 1e-4 "the deeper ResNets' responses stay near 1" (within 0.1 on every standard seed); on MNIST
     at 4.4e-3 "the ladder holds on every one of eight seeds" (each run's own verdict)."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     runs = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses").glob("standard-seed[0-9]/results.json"))]
     means = [np.mean(r["nets"][net]["std"]) for r in runs for net in ("resnet56", "resnet110")]
     assert len(runs) == 8 and all(abs(m - 1) < 0.1 for m in means)
@@ -178,7 +179,7 @@ def test_readmes_quote_the_responses_runs():
         quotes |= {q.replace(" < ", " vs ") for q in quotes}
     for text in (ROOT / "README.md", HISTORY):
         found = set(re.findall(r"(?=((?:ResNet|plain)-\d+ \d\.\d{3} (?:<|vs) (?:ResNet|plain)-\d+ \d\.\d{3}))",  # chains too
-                               " ".join(text.read_text().split())))
+                               one_line(text)))
         assert found <= quotes, found - quotes
     assert found, "the responses history quotes no pair"
 
@@ -209,7 +210,7 @@ def _committed_runs(name: str):
     combined = seeds.combine(seeds.load_runs(runs))
     assert json.loads((folder / "seeds.json").read_text())["claims"] == combined["claims"]
     results = [json.loads((run / "results.json").read_text()) for run in runs]
-    return results, combined, " ".join((folder / "README.md").read_text().split())
+    return results, combined, one_line(folder / "README.md")
 
 
 def _display(name: str) -> str:
@@ -221,7 +222,7 @@ def _display(name: str) -> str:
 def test_responses_history_quotes_the_responses_seeds_combined(runs, count):
     combined = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob(runs))))
     assert len(combined["seeds"]) == count
-    readme = " ".join(HISTORY.read_text().split())
+    readme = one_line(HISTORY)
     for claim in combined["claims"]:
         assert f"**{claim['verdict']}**" in readme
         for pair in claim["pairs"]:
@@ -243,7 +244,7 @@ def test_standard_responses_runs_share_the_quick_runs_nets():
             assert {name: nets[name] for name in quick_nets} == quick_nets
         assert nets["resnet110"]["health"]["status"] == "ok"
         errors.append(100 * nets["resnet110"]["final_train_error"])
-    readme = " ".join(HISTORY.read_text().split())
+    readme = one_line(HISTORY)
     assert len(errors) == 8 and sum((folder / f"quick-seed{k}").exists() for k in range(8)) == 3
     for first in (errors[:3], errors):
         assert f"ResNet-110 trains on every seed ({min(first):.1f}-{max(first):.1f}% training error)" in readme
@@ -257,7 +258,7 @@ def test_responses_history_names_the_seeds_left_out_of_the_plain_twin_claim_and_
         plain56 = json.loads((folder / f"standard-seed{seed}" / "results.json").read_text())["nets"]["plain56"]
         assert plain56["health"]["status"] == "under-trained"
         errors.append(f"{100 * plain56['final_train_error']:.1f}%")
-    readme = " ".join(HISTORY.read_text().split())
+    readme = one_line(HISTORY)
     assert claim["seeds_left_out"] == [3, 6] and len(claim["seeds_used"]) == 6
     assert (f"(seeds 3 and 6 are left out by the health rule every run follows: their plain-56 ended at "
             f"{errors[0]} and {errors[1]} training error)") in readme
@@ -267,7 +268,7 @@ def test_the_eight_seed_folder_reports_its_combination():
     """results/responses/standard-seeds-8/README.md quotes the eight committed seeds' combination."""
     folder = ROOT / "results/responses"
     plain, ladder = seeds.combine(seeds.load_runs(sorted(folder.glob("standard-seed[0-9]"))))["claims"]
-    text = " ".join((folder / "standard-seeds-8" / "README.md").read_text().split())
+    text = one_line(folder / "standard-seeds-8" / "README.md")
     pair = ladder["pairs"][1]
     assert f"(gaps {', '.join(f'{g:+.3f}' for g in pair['gaps'])}), mean gap {pair['mean']:+.3f}, 95% interval " \
            f"[{pair['low']:+.3f}, {pair['high']:+.3f}] (its lower end is {pair['low']:.4f}): **{ladder['verdict']}**" in text
@@ -282,9 +283,9 @@ def test_the_4800_iteration_probe_says_what_its_run_shows():
     assert results["settings"]["iterations"] == 4800 and results["seed"] == 0
     assert all(net["health"]["status"] == "ok" for net in results["nets"].values())
     assert [c["verdict"] for c in responses.claims(results["nets"])] == ["holds", "holds"]
-    text = " ".join((folder / "README.md").read_text().split())
+    text = one_line(folder / "README.md")
     assert "every net trained, and both of Fig. 7's claims came out *holds*" in text
-    readme = " ".join(HISTORY.read_text().split())
+    readme = one_line(HISTORY)
     assert "trains every net and gives both Fig. 7 claims *holds* against the single-run tolerance" in readme
     assert f"({folder.name}/README.md), {results['wall_seconds']:,.0f} s)" in readme
 
@@ -300,14 +301,14 @@ def test_the_width8_probe_says_what_its_run_shows():
     health = {name: net["health"]["status"] for name, net in results["nets"].items()}
     assert health == dict.fromkeys(health, "ok") | {"plain56": "under-trained"}
     mean = {name: np.mean(net["std"]) for name, net in results["nets"].items()}
-    text = " ".join((folder / "README.md").read_text().split())
+    text = one_line(folder / "README.md")
     assert "(ResNet-20 < plain-20 {:+.3f}, ResNet-56 < plain-56 {:+.3f})".format(
         mean["plain20"] - mean["resnet20"], mean["plain56"] - mean["resnet56"]) in text
     assert "(gap {:+.3f}; ResNet-56 < ResNet-20 {:+.3f})".format(
         mean["resnet56"] - mean["resnet110"], mean["resnet20"] - mean["resnet56"]) in text
     assert "plain-56 is under-trained ({:.1f}% training error)".format(
         100 * results["nets"]["plain56"]["final_train_error"]) in text
-    history = " ".join(HISTORY.read_text().split())
+    history = one_line(HISTORY)
     assert f"({folder.name}/README.md), {results['wall_seconds']:,.0f} s," in history
     assert f"{results['wall_seconds']:,.0f} s on the 2-core machine" in text
     assert "ResNet-110 above ResNet-56 (gap {:+.3f})".format(mean["resnet56"] - mean["resnet110"]) in history
@@ -316,7 +317,7 @@ def test_the_width8_probe_says_what_its_run_shows():
 def test_responses_history_quotes_resnet110s_training_on_mnist_over_the_standard_seeds():
     errors = [100 * json.loads((folder / "results.json").read_text())["nets"]["resnet110"]["final_train_error"]
               for folder in sorted((ROOT / "results/responses").glob("standard-mnist-seed[0-9]"))]
-    readme = " ".join(HISTORY.read_text().split())
+    readme = one_line(HISTORY)
     assert len(errors) == 3 and f"(ResNet-110 {min(errors):.1f}-{max(errors):.1f}% training error)" in readme
 
 
@@ -324,7 +325,7 @@ def test_readme_quotes_the_quick_start_run():
     """The seed-0 numbers the README gives for its first command are those of the committed run."""
     runs = json.loads((ROOT / "results/degradation/quick-seed0/results.json").read_text())["runs"]
     error = {name: 100 * run["final_train_error"] for name, run in runs.items()}
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     assert (f"With seed 0, plain-56 ends at {error['plain56']:.1f}% training error against plain-20's "
             f"{error['plain20']:.1f}%") in readme
     assert f"ResNet-56 at {error['resnet56']:.1f}% against ResNet-20's {error['resnet20']:.1f}%" in readme
@@ -349,7 +350,7 @@ def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
     probe's seed 0 left out), combined as committed, and its README quoting that combination."""
     folder = ROOT / "results/responses"
     runs = sorted(folder.glob("long-seed[0-9]"))
-    plan = " ".join((folder / "long-seeds-plan.md").read_text().split())
+    plan = one_line(folder / "long-seeds-plan.md")
     assert "`minires experiment responses --standard --iterations 4800 --seeds 1,2,3`" in plan
     for run in runs:
         results = json.loads((run / "results.json").read_text())
@@ -360,7 +361,7 @@ def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
     assert committed["claims"] == combined["claims"]
     plain, ladder = combined["claims"]
     assert all(g > 0 for p in plain["pairs"] for g in p["gaps"])   # "every gap of the paper's sign"
-    text = " ".join((folder / "long-seeds" / "README.md").read_text().split())
+    text = one_line(folder / "long-seeds" / "README.md")
     for claim in (plain, ladder):
         quoted = "; ".join(_quoted(p) for p in claim["pairs"])
         assert f"{quoted}. Verdict: **{claim['verdict']}**" in text, quoted
@@ -369,7 +370,7 @@ def test_the_planned_long_seeds_are_the_plans_runs_and_their_combination():
     assert f"final training error {min(errors):.1f}-{max(errors):.1f}%" in text
     walls = [json.loads((run / "results.json").read_text())["wall_seconds"] for run in runs]
     assert "{:,.0f}, {:,.0f} and {:,.0f} s".format(*walls) in text
-    readme = " ".join(HISTORY.read_text().split())
+    readme = one_line(HISTORY)
     assert f"ran for {min(walls):,.0f}-{max(walls):,.0f} s per seed" in readme
     seed2 = json.loads((folder / "long-seed2" / "results.json").read_text())["nets"]
     r110, r56 = (np.mean(seed2[name]["std"]) for name in ("resnet110", "resnet56"))
@@ -417,7 +418,7 @@ def test_the_planned_decay_seeds_are_the_standard_settings_runs_and_their_combin
     "these are its committed runs" is true), combined as committed; its README and the main README
     quote them."""
     results, combined, text = _committed_runs("decay-seeds")
-    plan = " ".join((ROOT / "results/responses/decay-seeds-plan.md").read_text().split())
+    plan = one_line(ROOT / "results/responses/decay-seeds-plan.md")
     assert ("`minires experiment responses --standard --weight-decay 4.4e-3 --seeds 0,1,2,3 --out "
             "results/responses/decay-seeds`") in plan
     standard = json.loads(json.dumps(responses.STANDARD))
@@ -425,7 +426,7 @@ def test_the_planned_decay_seeds_are_the_standard_settings_runs_and_their_combin
     assert "1600 iterations, weight decay 0.0044)" in responses.report(results[0])   # the report names the decay
     assert combined["seeds"] == [0, 1, 2, 3]
     plain, ladder = combined["claims"]
-    history, readme = " ".join(HISTORY.read_text().split()), " ".join((ROOT / "README.md").read_text().split())
+    history, readme = one_line(HISTORY), one_line(ROOT / "README.md")
     quoted = "; ".join(_quoted(p) for p in ladder["pairs"])
     assert f"{quoted}. Verdict: **{ladder['verdict']}**" in text and ladder["verdict"] == "holds"
     assert _quoted(ladder["pairs"][1]).replace(", holds", "") in history
@@ -469,7 +470,7 @@ def test_the_planned_mnist_decay_seeds_and_what_their_readmes_say():
     resnets = nets["resnet20"] + nets["resnet56"] + nets["resnet110"]
     plain56 = f"{min(nets['plain56']):.1f}-{max(nets['plain56']):.1f}%"
     assert f"({min(resnets):.1f}-{max(resnets):.1f}% training error)" in text and f"plain-56 ends at {plain56}" in text
-    history = " ".join(HISTORY.read_text().split())
+    history = one_line(HISTORY)
     pair = ladder["pairs"][1]
     assert f"({plain56} training error)" in history
     assert f"mean {pair['mean']:+.3f}, 95% interval [{pair['low']:+.3f}, {pair['high']:+.3f}])" in history
@@ -507,7 +508,7 @@ def test_readme_reads_the_plain_twin_reversal_from_the_scale_free_responses():
     """The reading, in the README and the docstring, of why plain-20 responds less than ResNet-20 at 4.4e-3:
     the layer counts, the spans of the scale-free and held-up responses on the embedded seeds, and the
     MNIST seed count."""
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     images = np.random.default_rng(0).standard_normal((4, 3, 16, 16))
     counts = []
     for residual in (False, True):
@@ -575,12 +576,12 @@ def test_the_planned_balanced_seeds_and_what_the_readmes_say():
     combination as committed; its README quotes every pair, each claim's verdict, the nets' health and
     the wall times, and what the plan's outcome rule makes of them; the history quotes the verdicts."""
     results, combined, text = _committed_runs("balanced-seeds")
-    plan = " ".join((ROOT / "results/responses/balanced-decay-plan.md").read_text().split())
+    plan = one_line(ROOT / "results/responses/balanced-decay-plan.md")
     assert ("`minires experiment responses --standard --weight-decay 1.7e-4 --seeds 0,1,2,3,4,5,6,7 --out "
             "results/responses/balanced-seeds`") in plan
     assert all(r["settings"] == dict(json.loads(json.dumps(responses.STANDARD)), weight_decay=1.7e-4) for r in results)
     assert combined["seeds"] == list(range(8))
-    history = " ".join(HISTORY.read_text().split())
+    history = one_line(HISTORY)
     for claim in combined["claims"]:
         quoted = "; ".join(_quoted(p) for p in claim["pairs"])
         assert f"{quoted}. Verdict: **{claim['verdict']}**" in text, quoted
@@ -607,7 +608,7 @@ def test_the_planned_balanced_seeds_and_what_the_readmes_say():
     at_1e4 = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("standard-seed[0-9]"))))
     spread = twin20["std"] / at_1e4["claims"][0]["pairs"][0]["std"]
     assert f"four times the {at_1e4['claims'][0]['pairs'][0]['std']:.3f} seen at 1e-4" in text and round(spread) == 4
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     assert ("the depth-20 gaps spread four times as widely as at 1e-4, and plain-56 did not train on "
             f"{8 - len(trained)} of 8 seeds") in readme
 
@@ -617,12 +618,14 @@ def test_readme_quotes_the_default_training_run():
     committed run's metrics.jsonl, and the run is the README's default: 4 epochs on the embedded data."""
     folder = ROOT / "results/train/resnet20-synthetic"
     epochs = [row for row in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if row["kind"] == "epoch"]
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = one_line(ROOT / "README.md")
     assert [e["epoch"] for e in epochs] == [1, 2, 3, 4] and epochs[-1]["iteration"] == 4 * -(-10_000 // 64)
     errors = [f"{100 * e['test_error']:.2f}".rstrip("0").rstrip(".") for e in epochs]
     assert f"**{100 * epochs[-1]['test_accuracy']:.2f}% held-out accuracy** on the 2,000 embedded test images" in readme
     assert f"(test error {', '.join(errors[:-1])}, {errors[-1]}% after epochs 1-4" in readme
     assert f"[bit for bit]({folder.relative_to(ROOT)}/README.md)" in readme
+    speeds = [e["images_per_second"] for e in epochs]
+    assert f"({min(speeds):.0f}-{max(speeds):.0f} images/s per epoch" in one_line(folder / "README.md")
 
 
 RESPONSES_PAGES = sorted(p for p in (ROOT / "results/responses").glob("**/*.md") if p.name not in ("seeds.md", "summary.md"))
@@ -636,7 +639,7 @@ def test_every_wall_time_and_interval_a_responses_page_quotes_is_a_committed_one
     walls = {f"{json.loads(p.read_text())['wall_seconds']:,.0f}" for p in (ROOT / "results").glob("**/results.json")}
     intervals = {f"[{pair['low']:+.3f}, {pair['high']:+.3f}]" for p in (ROOT / "results").glob("**/seeds.json")
                  for claim in json.loads(p.read_text())["claims"] for pair in claim["pairs"] if pair["low"] is not None}
-    text = " ".join(page.read_text().split())
+    text = one_line(page)
     quoted = [w for pair in re.findall(r"(\d[\d,]*)(?:-(\d[\d,]*))? s\b", text) for w in pair if w]
     assert set(quoted) <= walls, set(quoted) - walls
     assert set(re.findall(r"\[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", text)) <= intervals
@@ -644,7 +647,7 @@ def test_every_wall_time_and_interval_a_responses_page_quotes_is_a_committed_one
 
 def test_the_responses_history_reads_its_runs_right():
     """Numbers of the history page that are not a wall time, an interval or a pair of mean stds."""
-    history = " ".join(HISTORY.read_text().split())
+    history = one_line(HISTORY)
     assert f"Student's t is wide ({seeds.t95(2):.2f} standard errors)" in history
     ladder = seeds.combine(seeds.load_runs(sorted((ROOT / "results/responses").glob("standard-seed[0-9]"))))["claims"][1]
     assert f"(the interval's lower end is {ladder['pairs'][1]['low']:.4f})" in history
@@ -673,7 +676,7 @@ def test_the_degradation_page_reads_its_runs_right():
     """results/degradation/README.md, for the committed runs: each seed's row (train / test errors, the
     gaps, the verdicts), their health, wall and CPU times, the combination, and MNIST's seed 0."""
     folder = ROOT / "results/degradation"
-    page = " ".join((folder / "README.md").read_text().split())
+    page = one_line(folder / "README.md")
     results = [json.loads((folder / f"quick-seed{k}/results.json").read_text()) for k in range(3)]
     order = ("plain20", "plain56", "resnet20", "resnet56")
     for r in results:
@@ -708,7 +711,7 @@ def test_the_planned_folders_readmes_read_their_runs_right():
     responses_dir = ROOT / "results/responses"
 
     def page(folder):
-        return " ".join((responses_dir / folder / "README.md").read_text().split())
+        return one_line(responses_dir / folder / "README.md")
 
     def runs(pattern):
         return [json.loads(p.read_text()) for p in sorted(responses_dir.glob(f"{pattern}/results.json"))]

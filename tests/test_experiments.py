@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 import pytest
+from conftest import one_line
 
 import minires as mr
 import minires.functional as F
@@ -428,7 +429,7 @@ def test_responses_docstring_weight_decay_factors_follow_the_schedules():
     paper = dict(responses.FULL, warmup=0)   # the paper's CIFAR schedule has no warm-up but ResNet-110's
     assert f"x{factor(paper):.3f}" == "x0.034" and "x0.034 over the\npaper's 64k iterations" in responses.__doc__
     assert f"x{factor(responses.QUICK):.2f}" == "x0.93" and "x0.93 over 1,600 quick ones" in responses.__doc__
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    readme = one_line("README.md")
     assert "by weight decay alone by about x0.034, these 1,600 by x0.93" in readme
 
 
@@ -438,7 +439,7 @@ def test_decay_plan_matches_the_papers_weight_decay_shrinkage():
     from minires.experiments import responses
     paper, standard = _summed_rate(responses.FULL), _summed_rate(responses.STANDARD)
     matched = responses.FULL["weight_decay"] * paper / standard
-    plan = " ".join((Path(__file__).parents[1] / "results/responses/decay-seeds-plan.md").read_text().split())
+    plan = one_line("results/responses/decay-seeds-plan.md")
     assert f"Σ η_t = {paper:,.0f}" in plan and f"(Σ η_t = {standard:.1f})" in plan
     def short(x, digits):                       # 4.43e-03 written as 4.43e-3
         return f"{x:.{digits}e}".replace("e-0", "e-")
@@ -448,14 +449,14 @@ def test_decay_plan_matches_the_papers_weight_decay_shrinkage():
     assert f"10^{{-4}} \\times {paper:.0f} / {standard:.1f} \\approx 4.4" in responses.__doc__
     assert (f"x{_decay_factor(responses.STANDARD):.3f} against the paper's "
             f"x{_decay_factor(responses.FULL):.3f}") in plan
-    runs = " ".join((Path(__file__).parents[1] / "results/responses/decay-seeds/README.md").read_text().split())
+    runs = one_line("results/responses/decay-seeds/README.md")
     assert (f"about x{_decay_factor(responses.STANDARD):.3f} against the paper's x{_decay_factor(responses.FULL):.3f}, "
             f"instead of x{_decay_factor(responses.QUICK):.2f} at 1e-4") in runs
 
 
 def _responses_history() -> str:
     """results/responses/README.md, the account of every responses run (whitespace collapsed)."""
-    return " ".join((Path(__file__).parents[1] / "results/responses/README.md").read_text().split())
+    return one_line("results/responses/README.md")
 
 
 def test_responses_docstring_quotes_the_runs_at_both_weight_decays():
@@ -604,7 +605,7 @@ def test_balanced_decay_plan_interpolates_the_committed_gaps():
     4.4e-3, meet; its shrink factors and half-widths are the schedule's and Student's t."""
     from minires.experiments import responses, seeds
     root = Path(__file__).parents[1] / "results/responses"
-    plan = " ".join((root / "balanced-decay-plan.md").read_text().split())
+    plan = one_line(root / "balanced-decay-plan.md")
 
     def pair(folder, expected):
         claims = json.loads((root / folder / "seeds.json").read_text())["claims"]

@@ -4,10 +4,10 @@ import hashlib
 import os
 import pickle
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line
 
 from minires.data import MNIST
 from minires.data.files import DatasetFileError
@@ -83,7 +83,7 @@ def test_a_wheel_without_the_pickle_is_named(tmp_path):
 
 
 def test_the_readme_quotes_the_wheel_and_the_counts_the_converter_checks():
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = one_line("README.md")
     train, test = DIGIT_COUNTS[True], DIGIT_COUNTS[False]
     assert (f"each digit's count equals MNIST's ({train[0]:,} zeros ... {train[-1]:,} nines in training; "
             f"{test[0]:,} ... {test[-1]:,} in test)") in readme

@@ -1,8 +1,7 @@
 """minires.summary against the paper's numbers (PAPER.md) and torchvision's parameter counts."""
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import one_line
 
 import minires as mr
 from minires import models, nn
@@ -134,7 +133,7 @@ def test_the_readmes_scaling_table_is_recomputed_from_summary():
     """Each row of the README's "What limits scaling" table: parameters P, the 4P gradient buffer, 8P of
     ring traffic, MACs per image, 3 x MACs x 128 per step, their ratio, and the BN layers (two sync-BN
     all-reduces each: 38 for ResNet-20, 218 for ResNet-110)."""
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = one_line("README.md")
     for depth in (20, 56, 110):
         model = models.get_model(f"resnet{depth}")
         s = summary(model)

@@ -6,11 +6,10 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import idx_bytes
+from conftest import idx_bytes, one_line
 
 from minires import backend, checkpoint as ckpt
 from minires.cli import main
@@ -120,7 +119,7 @@ def test_float64_runs_on_one_and_two_threads_agree_to_about_12_digits(tmp_path):
     finally:
         threads.set_num_threads(before)
     assert np.abs(weights[0] - weights[1]).max() <= 1e-12 * np.abs(weights[0]).max()
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = one_line("README.md")
     assert "where runs on other thread counts or numbers of ranks agree to about 12 digits" in readme
 
 
@@ -259,7 +258,7 @@ def test_readme_names_the_settings_a_resume_may_change():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     flag_of = {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = one_line("README.md")
     named = re.search(r"A larger `--epochs` extends the run; (.*?) may change", readme).group(1)
     assert set(re.findall(r"`(--[a-z-]+)`", named)) == {flag_of[s] for s in RESUMABLE - {"epochs"} if s in flag_of}
 
@@ -268,7 +267,7 @@ def test_readme_states_the_training_defaults():
     """What the README says ``minires train --model resnet20`` does by default is the Config's defaults,
     resolved as a run resolves them."""
     cfg = _resolve_defaults(Config())
-    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    readme = one_line("README.md")
     assert f"minires train --model {cfg.model} # embedded data, {cfg.epochs} epochs, batch {cfg.batch_size}" in readme
     assert f"on the {DEFAULT_SIZES[True]:,} embedded training images" in readme and cfg.data == "synthetic"
     assert (f"(SGD, momentum {cfg.momentum}, weight decay {cfg.weight_decay:.0e}, learning rate {cfg.lr} divided by 10 "

@@ -19,10 +19,9 @@ on one batch of 128 per recorded step. Full: width 16, depths 20/32/44/56/110, 2
 What the quick run shows (seed 0, ``results/gradnorms/quick-seed0``). At initialisation, with BN,
 the backward gradient *grows* towards the input: plain-56's first conv gets about 4e4 times the last
 one's (BN's known gradient explosion at init), and plain-20's first conv gets 76-108 times its last
-one's at every recorded step.
-Training turns plain-56's round: at step 59 its first conv gets 10^-0.62 of the last conv's
-gradient, within the 0.5-decade tolerance of the one-decade bound, so the run's verdict on "no
-vanishing" is *cannot tell*. After step 0 the weight gradients of plain-56 stay within 1.7-1.8
+one's at every recorded step. Training turns plain-56's round: at step 59 its first conv gets
+10^-0.62 of the last conv's gradient, within the 0.5-decade tolerance of the one-decade bound, so
+the run's verdict on "no vanishing" is *cannot tell*. After step 0 the weight gradients of plain-56 stay within 1.7-1.8
 decades of each other, those of ResNet-56 within 0.8-1.1. Without BN, plain-56's backward gradient
 decays gently towards the input (the first conv gets about a tenth of the last), while ResNet-56
 explodes at init (x5e3) and, even at lr 0.01, has only zero weight gradients by step 30 (flagged

@@ -42,9 +42,9 @@ ResNet-56 in [-0.000, +0.040]; three seeds at 4,800 iterations: [-0.087, +0.176]
 planned between the two (``results/responses/balanced-seeds``, eight seeds), the ladder holds and
 the plain-twin claim cannot tell (ResNet-20 < plain-20 in [-0.051, +0.149] over the five seeds
 whose plain-56 trained). So on the embedded data at this scale each of Fig. 7's findings shows at
-its own weight decay, and no one setting of the three tried shows both; ``--standard --weight-decay 1e-4`` gives the runs of the plain-twin
-claim. On MNIST the standard setting trains the plain nets too (plain-56 on 7 of 8 seeds); over eight seeds
-(``results/responses/decay-mnist-seeds``) the ladder holds on every seed (ResNet-110 < ResNet-56 in
+its own weight decay, and no one setting of the three tried shows both; ``--standard --weight-decay
+1e-4`` gives the runs of the plain-twin claim. On MNIST the standard setting trains the plain nets
+too (plain-56 on 7 of 8 seeds); over eight seeds (``results/responses/decay-mnist-seeds``) the ladder holds on every seed (ResNet-110 < ResNet-56 in
 [+0.060, +0.071]) while the plain-twin claim cannot tell (depth 56 holds, depth 20 does not show).
 
 Why plain-20 responds less than ResNet-20 at 4.4e-3 on the embedded data: 18 of its 19 responses are
