@@ -8,6 +8,9 @@ Errors are one line on stderr, ``minires: error: ...``: exit status 2 for a bad 
 argparse with the types below, before anything runs), 1 for a failure while running. ``--debug``
 (before or after the command) shows the full traceback instead. Output piped into a reader that
 stops early (``minires experiment responses --help | head``) ends the command quietly, exit status 1.
+Ctrl-C ends it with one line, exit status 130 (the shell's for SIGINT), and the command's own line on
+what it kept (``interrupted(args)`` in its module, if it has one: ``train`` names its last checkpoint).
+``minires`` with no command prints the list of commands to stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -79,7 +82,10 @@ def _main(argv: list) -> int:
     debug = argv[:1] == ["--debug"]
     argv = argv[1:] if debug else argv
     parser = build_parser()
-    first, _ = parser.parse_known_args(argv[:1] or ["--help"])
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    first, _ = parser.parse_known_args(argv[:1])
     module = importlib.import_module(first._module)
     command_parser = _Parser(prog=f"minires {first.command}", description=COMMANDS[first.command][1],
                              conflict_handler="resolve")  # a command may bring its own -h
@@ -90,6 +96,12 @@ def _main(argv: list) -> int:
         return int(module.run(args) or 0)
     except BrokenPipeError:
         raise                # not the command's failure: main ends it quietly
+    except KeyboardInterrupt:
+        if debug or args.debug:
+            traceback.print_exc()
+        kept = getattr(module, "interrupted", lambda _: None)(args)
+        print(f"minires: interrupted (Ctrl-C){'; ' + kept if kept else ''}", file=sys.stderr)
+        return 130
     except Exception as error:  # noqa: BLE001 -- every failure becomes one line (the traceback with --debug)
         if debug or args.debug:
             traceback.print_exc()

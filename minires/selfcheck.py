@@ -5,6 +5,7 @@ convolution through that implementation instead of the default one.
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -57,9 +58,19 @@ def run_checks(impl=None, seed=0):
             yield name, False, str(error), time.perf_counter() - start
 
 
+def conv_impl(text: str) -> str:
+    """An argparse type: a CPU conv2d implementation (the checks' inputs are NumPy arrays; the GPU
+    implementations have their own tests, run by ``minires bench gpu``)."""
+    names = backend.available("conv2d", device="cpu")
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU conv2d implementation; choose from {', '.join(names)} "
+                                         "(the GPU ones are tested against the NumPy reference by `minires bench gpu`)")
+    return text
+
+
 def add_arguments(parser):
-    parser.add_argument("--impl", default=None,
-                        help="conv2d implementation to check (see minires.backend.available('conv2d'))")
+    parser.add_argument("--impl", type=conv_impl, default=None,
+                        help="CPU conv2d implementation to check (default: the default one; `minires bench list` lists them)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
 
 

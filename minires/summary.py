@@ -135,7 +135,7 @@ def _record_rows(model: Module, input_shape: tuple, compute: bool) -> list:
 def add_arguments(parser) -> None:
     from .models import list_models
     parser.add_argument("model", choices=list_models(), metavar="MODEL", help=f"one of: {', '.join(list_models())}")
-    parser.add_argument("--input-shape", type=positive_int, nargs="+", metavar="N",
+    parser.add_argument("--input-shape", type=positive_int, nargs=3, metavar=("C", "H", "W"),
                         help="input shape C H W (default: the model's, 3 32 32 for CIFAR, 3 224 224 for ImageNet)")
     parser.add_argument("--num-classes", type=positive_int, help="classes of the final layer (default: the model's)")
     parser.add_argument("--compute", action="store_true", help="run the real ops instead of shape inference")

@@ -80,7 +80,7 @@ def test_resume_accepts_the_saved_values_and_a_longer_run(saved_run, capsys):
     ["summary", "resnet20", "--num-classes", "0"], ["summary", "resnet20", "--input-shape", "3", "0", "32"],
     ["gradcheck", "--seed", "-1"], ["bench", "cpu", "--repeat", "0"], ["bench", "cpu", "--batch", "0"],
     ["bench", "cpu", "--warmup", "-1"], ["bench", "cpu", "--threads", "0"], ["bench", "cpu", "--batches", "16", "0"],
-    ["bench", "cpu", "--depths", "0"], ["bench", "cpu", "--scaling-repeat", "0"], ["bench", "gpu", "--batch", "0"],
+    ["bench", "cpu", "--scaling-repeat", "0"], ["bench", "gpu", "--batch", "0"],
     ["bench", "gpu", "--repeat", "0"], ["bench", "gpu", "--warmup", "-2"],
     ["experiment", "degradation", "--iterations", "-1"], ["experiment", "degradation", "--width", "0"],
     ["experiment", "gradnorms", "--batch-size", "0"], ["experiment", "responses", "--warmup", "-1"],

@@ -33,6 +33,7 @@ temporaries). Linux only; elsewhere ``-``.
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import gc
 import multiprocessing
@@ -47,6 +48,7 @@ import numpy as np
 from .. import __version__, backend
 from ..cli import non_negative_int, positive_int
 from ..cpu import allocator
+from ..models import CIFAR_RESNETS
 from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
@@ -55,6 +57,7 @@ from .suite import HEADERS, conv_rows, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
+DEFAULTS = {}   # every option's default, filled in by add_arguments: what --tiny may replace
 TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
             scaling_repeat=1, override_batch=2, override_pairs=1)
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
@@ -65,12 +68,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=positive_int, default=128, help="batch size of the conv and step rows (default 128)")
     parser.add_argument("--repeat", type=positive_int, default=10, help="timed runs per measurement; the median is shown")
     parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (Numba compilation, caches)")
-    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"], help="CIFAR ResNets to time")
-    parser.add_argument("--impls", nargs="+", help="conv2d implementations (default: the fast CPU ones)")
+    parser.add_argument("--models", nargs="+", type=cifar_resnet_name, default=["resnet20", "resnet56"],
+                        help=f"CIFAR ResNets to time ({', '.join(CIFAR_RESNETS)})")
+    parser.add_argument("--impls", nargs="+", type=cpu_conv_impl,
+                        help="conv2d implementations (default: the fast CPU ones)")
     parser.add_argument("--threads", type=positive_int, default=os.cpu_count(), help="threads for every library")
     parser.add_argument("--batches", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256],
                         help="batch sizes of the scaling rows (ResNet-20)")
-    parser.add_argument("--depths", nargs="+", type=positive_int, default=[20, 56, 110],
+    parser.add_argument("--depths", nargs="+", type=cifar_resnet_depth, default=[20, 56, 110],
                         help="ResNet depths of the scaling rows (at --batch)")
     parser.add_argument("--scaling-repeat", type=positive_int, default=3, help="timed runs per scaling point")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
@@ -81,11 +86,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--override-pairs", type=positive_int, default=3,
                         help="fresh processes with and without the OpenBLAS overrides, alternating (default 3)")
     parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
-    parser.add_argument("--tiny", action="store_true", help="toy sizes, one run each: checks the machinery")
+    parser.add_argument("--tiny", action="store_true",
+                        help=f"toy sizes, one run each: checks the machinery (sets {', '.join(_flags(TINY))} itself)")
+    DEFAULTS.update(vars(parser.parse_args([])))
 
 
 def run(args) -> int:
+    out = _report_folder(args.out)
     if args.tiny:
+        given = [name for name in TINY if getattr(args, name) != DEFAULTS.get(name)]
+        if given:
+            raise ValueError(f"--tiny sets {', '.join(_flags(given))} itself; drop {'them' if len(given) > 1 else 'it'} "
+                             "or drop --tiny")
         vars(args).update(TINY)
     load_before = _load_average()
     threads = set_threads(args.threads)
@@ -100,8 +112,6 @@ def run(args) -> int:
     rows += step_rows("cpu", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref)
     scaling = scaling_rows(args, torch_ref)
     memory = memory_rows(args.models[0], args.batch, args.threads, torch_ref is not None)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
     plot_scaling(scaling, stem.with_suffix(".png"))
     report = "\n".join(_header(args, threads, torch_note, load_before) + blas_lines + [
@@ -111,6 +121,43 @@ def run(args) -> int:
     stem.with_suffix(".md").write_text(report + "\n")
     print(f"\nwritten to {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
     return 0
+
+
+def _flags(names) -> list[str]:
+    """Option names as typed: ``scaling_repeat`` -> ``--scaling-repeat``."""
+    return [f"--{name.replace('_', '-')}" for name in names]
+
+
+def _report_folder(path: str) -> Path:
+    """``--out``, made now (before minutes of measurements) so that a bad path fails at once."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {path}: exists and is not a folder; choose a folder for the report")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cifar_resnet_name(text: str) -> str:
+    """An argparse type: one of the CIFAR ResNets the bench builds by name."""
+    if text not in CIFAR_RESNETS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CIFAR ResNet; choose from {', '.join(CIFAR_RESNETS)}")
+    return text
+
+
+def cifar_resnet_depth(text: str) -> int:
+    """An argparse type: the depth of one of the CIFAR ResNets the bench builds by name."""
+    depths = [name.removeprefix("resnet") for name in CIFAR_RESNETS]
+    if text not in depths:
+        raise argparse.ArgumentTypeError(f"{text!r} is not the depth of a CIFAR ResNet; choose from {', '.join(depths)}")
+    return int(text)
+
+
+def cpu_conv_impl(text: str) -> str:
+    """An argparse type: a conv2d implementation that runs on this machine's CPU."""
+    names = backend.available("conv2d", device="cpu")
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU conv2d implementation here; choose from {', '.join(names)}")
+    return text
 
 
 def fast_cpu_impls() -> list[str]:

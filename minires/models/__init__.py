@@ -36,6 +36,9 @@ _MODELS = {fn.__name__: fn for fn in (
     resnet18, resnet34, resnet50, resnet101, resnet152, plain18, plain34, vgg19)}
 
 
+CIFAR_RESNETS = tuple(fn.__name__ for fn in (resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202))
+
+
 def list_models() -> list[str]:
     """The names :func:`get_model` knows."""
     return list(_MODELS)

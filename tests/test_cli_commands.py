@@ -1,0 +1,97 @@
+"""The commands' edges: Ctrl-C and a missing command (one line on stderr, the conventional exit status,
+never a traceback), and the arguments of ``bench cpu``, ``summary`` and ``gradcheck`` refused before
+any work starts."""
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+from minires import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def interrupted_command(monkeypatch):
+    """A command ``stub`` whose run is interrupted by Ctrl-C; its module says what it kept when asked."""
+    module = types.ModuleType("minires_test_stub")
+    module.add_arguments = lambda parser: parser.add_argument("--out", default="here")
+
+    def run(args):
+        raise KeyboardInterrupt
+    module.run = run
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(cli.COMMANDS, "stub", (module.__name__, "a command that is interrupted"))
+    return module
+
+
+def test_ctrl_c_ends_with_one_line_and_status_130(interrupted_command, capsys):
+    assert cli.main(["stub"]) == 130
+    assert capsys.readouterr().err == "minires: interrupted (Ctrl-C)\n"
+
+
+def test_the_command_says_what_it_kept(interrupted_command, capsys):
+    interrupted_command.interrupted = lambda args: f"what finished is in {args.out}"
+    assert cli.main(["stub", "--out", "runs/x"]) == 130
+    assert capsys.readouterr().err == "minires: interrupted (Ctrl-C); what finished is in runs/x\n"
+
+
+def test_no_command_lists_the_commands_on_stderr_with_status_2(capsys):
+    assert cli.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and all(name in err for name in cli.COMMANDS)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+def test_a_real_sigint_during_training(tmp_path):
+    """SIGINT to a training run: status 130, one line, no traceback."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    process = subprocess.Popen([sys.executable, "-m", "minires", "train", "--model", "resnet20", "--width", "2",
+                                "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "500",
+                                "--no-progress", "--out", str(tmp_path / "run")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("minires train: ")    # its header: it has started
+    time.sleep(2)                                                      # and is training
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("minires: interrupted (Ctrl-C)")
+
+
+BAD_ARGUMENTS = [
+    (["bench", "cpu", "--impls", "foo"], "argument --impls: 'foo' is not a CPU conv2d implementation here"),
+    (["bench", "cpu", "--models", "foo"], "argument --models: 'foo' is not a CIFAR ResNet"),
+    (["bench", "cpu", "--models", "resnet50"], "argument --models: 'resnet50' is not a CIFAR ResNet"),   # ImageNet's
+    (["bench", "cpu", "--depths", "9"], "argument --depths: '9' is not the depth of a CIFAR ResNet"),
+    (["bench", "cpu", "--depths", "0"], "argument --depths: '0' is not the depth of a CIFAR ResNet"),
+    (["summary", "resnet20", "--input-shape", "3", "32"], "argument --input-shape: expected 3 arguments"),
+    (["gradcheck", "--impl", "foo"], "argument --impl: 'foo' is not a CPU conv2d implementation"),
+    (["gradcheck", "--impl", ""], "argument --impl: '' is not a CPU conv2d implementation"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS)
+def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_bench_tiny_refuses_the_sizes_it_would_replace(tmp_path, capsys):
+    assert cli.main(["bench", "cpu", "--tiny", "--batch", "8", "--depths", "20", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "--tiny sets --batch, --depths itself; drop them or drop --tiny" in err
+    assert list(tmp_path.iterdir()) == []                       # nothing measured, nothing written
+
+
+def test_bench_report_folder_that_is_a_file_fails_at_once(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    start = time.perf_counter()
+    assert cli.main(["bench", "cpu", "--tiny", "--out", str(tmp_path / "afile")]) == 1
+    assert "--out " + str(tmp_path / "afile") + ": exists and is not a folder" in capsys.readouterr().err
+    assert time.perf_counter() - start < 5                      # before the measurements, not after
