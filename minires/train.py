@@ -7,9 +7,16 @@ One command trains a model with the paper's protocol and leaves everything in it
     minires train --out runs/r56 --resume                  # continue exactly where it stopped
 
 The run folder holds ``metrics.jsonl`` (one JSON object per line: ``"kind": "train"`` every few
-iterations, ``"kind": "epoch"`` with held-out loss and error after each epoch), ``curves.png`` (loss
-and error against iterations) and the checkpoint (``checkpoint.json`` + ``checkpoint-<id>.npz``, see
-:mod:`minires.checkpoint`), rewritten atomically after every epoch.
+iterations, ``"kind": "epoch"`` with held-out loss and error after each epoch; a NaN or infinite number
+is written as ``null``, since JSON has none, and :func:`read_metrics` gives it back as NaN),
+``curves.png`` (loss and error against iterations) and the checkpoint (``checkpoint.json`` +
+``checkpoint-<id>.npz``, see :mod:`minires.checkpoint`), rewritten atomically after every epoch. A new
+run takes a folder that is missing, empty or a minires run's (see :func:`check_run_folder`).
+
+A run never ends as a result when it is broken: ``nan_policy`` (stop, skip or continue) handles a NaN or
+infinite loss, gradient, weight or BatchNorm running statistic at each step, ``stop`` also a
+non-finite held-out loss (before that epoch's checkpoint, so the one kept is good), and ``minires
+train`` exits with an error, not a result, when the run ends with one.
 
 Reproducibility: ``seed`` fixes the initial weights (:func:`minires.manual_seed`), the shuffling and
 the augmentation (the DataLoader seeds each epoch from ``(seed, epoch)``). A checkpoint holds the
@@ -36,6 +43,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -53,6 +61,7 @@ from .cli import non_negative_float, non_negative_int, positive_float, positive_
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
                    SubtractPixelMean, pixel_mean)
 from .functional import cross_entropy
+from .models.resnet import IMAGENET_CONFIGS
 from .random import default_generator, manual_seed
 
 FLIPPABLE = {"synthetic": True, "cifar10": True, "mnist": False}
@@ -87,7 +96,7 @@ class Config:
     eval_batch_size: int = 500
     log_every: int = 10              # iterations between "train" metric lines
     progress: bool = True
-    nan_policy: str = "stop"         # a non-finite loss, gradient or weight: stop, skip the update, or continue
+    nan_policy: str = "stop"         # NaN/Inf loss, gradient, weight or BN statistic: stop, skip the update, or continue
 
     def __post_init__(self):
         if self.nan_policy not in NAN_POLICIES:
@@ -101,7 +110,78 @@ RESUMABLE = {"epochs", "device", "progress", "nan_policy", "data_dir", "download
 
 
 class NonFiniteError(FloatingPointError):
-    """The loss, a gradient or a weight became NaN or infinite (``nan_policy="stop"``)."""
+    """The loss, a gradient, a weight, a BatchNorm running statistic or the held-out loss became NaN or
+    infinite (``nan_policy="stop"``), or a run ended so (any policy)."""
+
+
+# What a minires run writes in its folder (a folder holding one of these is a run folder), and the
+# temporary files of its atomic writes (see :func:`minires.checkpoint.atomic_write`).
+RUN_FILES = ("checkpoint.json", "checkpoint-*.npz", "metrics.jsonl", "curves.png", ".lock")
+TEMPORARY_FILES = (".checkpoint*.tmp", ".metrics.jsonl.*.tmp", ".curves.png.*.tmp")
+
+
+# ----------------------------------------------------------------------------- checks before a run
+def check_settings(given: dict) -> None:
+    """Refuse settings given for a new run that would have no effect (ValueError naming them and the fix).
+
+    ``given`` holds only the settings the user gave (the command line's flags, or :func:`fit`'s arguments).
+    """
+    problem = _data_option_problem(given.get("data", Config.data), given) or _schedule_problem(given)
+    if problem:
+        raise ValueError(problem)
+
+
+def _data_option_problem(data: str, given: dict) -> str | None:
+    """Why ``--data-dir`` / ``--download`` would be ignored with ``data``, or None."""
+    if "data_dir" in given and data == "synthetic":
+        return ("--data-dir has no effect on the embedded synthetic data; pass --data mnist or --data cifar10 "
+                "to read files from it, or leave it out")
+    if given.get("download") and data != "cifar10":
+        return (f"--download fetches only CIFAR-10 (--data cifar10), not the {data} data; leave it out"
+                + (" (MNIST is read from the IDX files in --data-dir)" if data == "mnist" else ""))
+    return None
+
+
+def _schedule_problem(given: dict) -> str | None:
+    """Why ``--epochs`` / ``--milestones`` would be without effect, or None."""
+    if given.get("paper"):
+        extra = [f"--{name}" for name in ("epochs", "milestones") if name in given]
+        if extra:
+            drops = " and ".join(map(str, optim.PAPER_MILESTONES))
+            return (f"{' and '.join(extra)} has no effect with --paper (its schedule is fixed: "
+                    f"{optim.PAPER_ITERATIONS} iterations, the rate /10 at {drops}); leave out one or the other")
+        return None
+    epochs = given.get("epochs", Config.epochs)
+    late = [m for m in given.get("milestones") or () if m >= epochs]
+    if late:
+        return (f"--milestones {' '.join(f'{m:g}' for m in late)}: at or after the end of the run (--epochs "
+                f"{epochs}), so the rate would never drop there; give milestones below {epochs}, or more --epochs")
+    return None
+
+
+def check_run_folder(out, new_run: bool = True) -> None:
+    """Raise, naming the path and what to do, unless ``out`` can be this run's folder: a folder this process
+    can write (or create), and for a new run one that is missing, empty or holds a minires run's files.
+
+    Checked before anything is loaded, so a bad ``--out`` costs nothing.
+    """
+    out = Path(out)
+    existing = next(p for p in (out, *out.parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        where = "is a file, not a folder" if existing == out else f"cannot be created: {existing} is a file"
+        raise NotADirectoryError(f"--out {out} {where}; give the path of a folder (a missing one is created)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out}: no permission to write in {existing}; choose a folder you can write")
+    if new_run and existing == out:
+        entries = sorted(p.name for p in out.iterdir())
+        if entries and not any(_is_run_file(out / name) for name in entries):
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise FileExistsError(f"--out {out} is a non-empty folder that holds no minires run ({shown}); "
+                                  "choose a new or empty folder")
+
+
+def _is_run_file(path: Path) -> bool:
+    return any(path.match(pattern) for pattern in RUN_FILES + TEMPORARY_FILES)
 
 
 # ----------------------------------------------------------------------------- data
@@ -143,14 +223,33 @@ def make_loaders(cfg: Config, train_set, test_set, comm=None):
 def build_model(name: str, width: int | None = None, **kwargs):
     """``models.get_model(name)``, plus any CIFAR depth 6n+2 by name (``resnet8``, ``plain14``).
 
-    ``width`` (the CIFAR nets' first-stage channels) is passed on only when given.
+    ``width`` (the CIFAR nets' first-stage channels) is passed on only when given; ValueError for an
+    unknown name, or a width given to a net that has none.
     """
+    check_model(name, width)
     if width is not None:
         kwargs["width"] = width
     match = re.fullmatch(r"(resnet|plain)(\d+)", name)
     if match and name not in models.list_models():
         return models.cifar_resnet(int(match[2]), residual=match[1] == "resnet", **kwargs)
     return models.get_model(name, **kwargs)
+
+
+def check_model(name: str, width: int | None = None) -> None:
+    """ValueError (one line, with the fix) unless :func:`build_model` can build ``name`` with ``width``."""
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    if not match and name not in models.list_models():
+        raise ValueError(f"train: unknown model {name!r}; known models: {', '.join(models.list_models())}, "
+                         "or any CIFAR depth 6n+2 as resnetN / plainN")
+    if width is not None and not _is_cifar_net(name):
+        cifar = [n for n in models.list_models() if _is_cifar_net(n)]
+        raise ValueError(f"--width applies only to the CIFAR nets ({', '.join(cifar)}, or any resnetN / plainN "
+                         f"of depth 6n+2); {name} is an ImageNet net with the paper's widths: leave out --width")
+
+
+def _is_cifar_net(name: str) -> bool:
+    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
+    return bool(match) and not (name in models.list_models() and int(match[2]) in IMAGENET_CONFIGS)
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -166,6 +265,8 @@ class Trainer:
         if checkpoint is None and has_checkpoint(self.out):
             raise FileExistsError(f"{self.out} already holds a run; pass --resume to continue it or choose "
                                   "another --out")
+        check_run_folder(self.out, new_run=checkpoint is None)   # before anything is loaded or built
+        check_model(cfg.model, cfg.width)
         self.comm = distributed.init(cfg.dist_backend, cfg.device)
         if not self.comm.is_root:  # rank 0 alone reports and writes the run folder
             cfg = dataclasses.replace(cfg, progress=False)
@@ -193,6 +294,7 @@ class Trainer:
             except (KeyError, IndexError, TypeError, ValueError) as error:
                 raise CheckpointError(f"{self.out}: the checkpoint does not fit the run it describes "
                                       f"({type(error).__name__}: {error})") from error
+            self._check_restored()
         distributed.broadcast_state(self.model, self.comm)  # every replica starts from rank 0's weights
 
     @classmethod
@@ -207,6 +309,9 @@ class Trainer:
         checkpoint = load_training_checkpoint(out)
         saved = Config(**checkpoint["config"])
         given = {k: v for k, v in dict(settings, epochs=epochs, device=device).items() if v is not None}
+        ignored = _data_option_problem(saved.data, given)
+        if ignored:   # a resumable setting: warned, not refused, so a run's --data-dir can always be given
+            warnings.warn(f"minires train: --resume of {out}: {ignored}", RuntimeWarning, stacklevel=2)
         cfg = dataclasses.replace(saved, out=str(out), progress=progress,
                                   **_resume_changes(saved, given, checkpoint["epoch"], out))
         return cls(cfg, checkpoint)
@@ -237,8 +342,9 @@ class Trainer:
     def _prepare_folder(self) -> None:
         """Remove temporary files of writes a kill interrupted; keep only the metrics the checkpoint covers
         (all of them dropped if there is no checkpoint: a fresh run starts a fresh file)."""
-        for stale in self.out.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+        for pattern in TEMPORARY_FILES:
+            for stale in self.out.glob(pattern):
+                stale.unlink(missing_ok=True)
         _truncate_metrics(self.metrics_path, self.iteration if self.restored else -1)
 
     def _fit(self) -> dict:
@@ -253,6 +359,8 @@ class Trainer:
                     "test_error": test_error, "test_accuracy": 1 - test_error, "images_per_second": rate,
                     "skipped_steps": self.skipped, "non_finite_steps": self.went_on}
             self._log(last)
+            if not math.isfinite(test_loss):
+                self._held_out_not_finite(test_loss)
             if self.went_on > 1 and self.comm.is_root:
                 warnings.warn(f"minires train: epoch {self.epoch}: {self.went_on} of its steps had NaN/Inf values and "
                               f"went on (--nan-policy {self.cfg.nan_policy}); only the first was shown",
@@ -307,11 +415,13 @@ class Trainer:
         """Forward, backward, SGD update, schedule step; returns (mean loss, number wrong), or None if the
         update was skipped.
 
-        A non-finite loss or gradient (checked before the update) or weight (after it) is handled by
-        ``nan_policy``: ``stop`` raises :class:`NonFiniteError`, ``skip`` leaves the weights as they
-        were for this batch (counted in ``skipped``), ``continue`` goes on (counted in ``went_on``; the first
-        such step of an epoch warns, the epoch's end says how many there were).
+        A non-finite loss, gradient or BatchNorm running statistic (checked before the update) or weight
+        (after it) is handled by ``nan_policy``: ``stop`` raises :class:`NonFiniteError`, ``skip`` leaves the
+        weights and the running statistics (which the forward pass has updated) as they were before this
+        batch (counted in ``skipped``), ``continue`` goes on (counted in ``went_on``; the first such step of
+        an epoch warns, the epoch's end says how many there were).
         """
+        buffers = [(b, b.data.copy()) for b in self.model.buffers()] if self.cfg.nan_policy == "skip" else []
         logits = self.model(self._input(x))
         loss = cross_entropy(logits, backend.to_device(y, self.device))
         self.optimizer.zero_grad()
@@ -321,6 +431,8 @@ class Trainer:
         skipped = bool(problem) and self._handle_non_finite(problem, can_skip=True)
         if skipped:
             self.skipped += 1
+            for buffer, before in buffers:
+                buffer.data = before
         else:
             self.optimizer.step()
             problem = self._non_finite(None, gradients=False)
@@ -331,19 +443,32 @@ class Trainer:
         return None if skipped else (float(loss.item()), _wrong(logits, y))
 
     def _non_finite(self, loss, gradients: bool) -> str | None:
-        """What is NaN or infinite (the loss on any rank, or a gradient / weight), or None."""
+        """What is NaN or infinite, or None: before the update (``gradients=True``) the loss on any rank, a
+        gradient, or a BatchNorm running statistic (the forward pass updates them); after it, a weight."""
         if loss is not None and self._sum_over_ranks(0.0 if math.isfinite(loss.item()) else 1.0)[0]:
             return f"the loss is {loss.item()}"
-        named = [(name, p.grad.data if gradients else p.data) for name, p in self.model.named_parameters()
-                 if not (gradients and p.grad is None)]
-        if not named:
-            return None
-        xp = backend.get_array_module(named[0][1])
-        finite = [xp.isfinite(array).all() for _, array in named]
-        if bool(xp.stack(finite).all()):    # one device-to-host copy per check, not one per parameter
-            return None
-        name = next(name for (name, _), ok in zip(named, finite) if not bool(ok))
-        return f"{'the gradient of ' if gradients else 'after the update, '}{name} has NaN or Inf values"
+        if not gradients:
+            problem = self._non_finite_state()
+            return problem and f"after the update, {problem}"
+        name = _first_non_finite([(name, p.grad.data) for name, p in self.model.named_parameters()
+                                  if p.grad is not None])
+        if name:
+            return f"the gradient of {name} has NaN or Inf values"
+        name = self._non_finite_buffer()
+        return name and f"the running statistic {name} has NaN or Inf values"
+
+    def _non_finite_state(self) -> str | None:
+        """Which weight or BatchNorm running statistic has NaN or Inf values (``"NAME has ..."``), or None."""
+        name = _first_non_finite([(name, p.data) for name, p in self.model.named_parameters()])
+        name = name or self._non_finite_buffer()
+        return name and f"{name} has NaN or Inf values"
+
+    def _non_finite_buffer(self) -> str | None:
+        """The first buffer with a NaN or Inf on any rank (each rank has its own BN statistics), or None."""
+        name = _first_non_finite([(name, b.data) for name, b in self.model.named_buffers()])
+        if self.comm.world_size > 1 and self._sum_over_ranks(float(name is not None))[0]:
+            return name or "a running statistic of another rank"
+        return name
 
     def _handle_non_finite(self, problem: str, can_skip: bool) -> bool:
         """Apply ``nan_policy``; True if this batch's update is to be skipped."""
@@ -358,12 +483,46 @@ class Trainer:
             return False
         if policy == "skip":
             return True
-        last = (f"the last good checkpoint is {self.out / 'checkpoint.json'} (epoch {self.saved_at[0]}, iteration "
-                f"{self.saved_at[1]}): resume it with --resume --nan-policy skip (skip such updates), or start a "
-                "new run in another --out with a lower --lr" if self.saved_at else "there is no checkpoint yet "
-                "(the first is written when the first epoch ends): start again with a lower --lr, or pass "
-                "--nan-policy skip (skip such updates) or continue")
-        raise NonFiniteError(f"training stopped at {where}; {last}")
+        raise NonFiniteError(f"training stopped at {where}; {self._last_good()}")
+
+    def _last_good(self) -> str:
+        """Where a stopped run can be taken up again: its last checkpoint (each is checked), or none."""
+        if self.saved_at:
+            return (f"the last good checkpoint is {self.out / 'checkpoint.json'} (epoch {self.saved_at[0]}, iteration "
+                    f"{self.saved_at[1]}): resume it with --resume --nan-policy skip (skip such updates), or start a "
+                    "new run in another --out with a lower --lr")
+        return ("there is no checkpoint yet (the first is written when the first epoch ends): start again with a "
+                "lower --lr, or pass --nan-policy skip (skip such updates) or continue")
+
+    def _held_out_not_finite(self, test_loss: float) -> None:
+        """A NaN/Inf held-out loss: ``stop`` stops before this epoch's checkpoint; the others warn."""
+        where = f"epoch {self.epoch} (iteration {self.iteration}): the held-out loss is {test_loss}"
+        if self.cfg.nan_policy == "stop":
+            raise NonFiniteError(f"training stopped after {where}; {self._last_good()}")
+        if self.comm.is_root:
+            warnings.warn(f"minires train: {where}; the model is broken, and this epoch's checkpoint holds it "
+                          f"(--nan-policy {self.cfg.nan_policy} goes on)", RuntimeWarning, stacklevel=3)
+
+    def _check_restored(self) -> None:
+        """A checkpoint with NaN/Inf weights or statistics: ``stop`` refuses to resume it; the others warn."""
+        problem = self._non_finite_state()
+        if not problem:
+            return
+        where = f"{self.out / 'checkpoint.json'} (epoch {self.epoch}) is broken: {problem}"
+        if self.cfg.nan_policy == "stop":
+            raise NonFiniteError(f"{where}; it cannot be resumed as a result: start a new run in another --out "
+                                 "with a lower --lr (or resume with --nan-policy continue to go on anyway)")
+        if self.comm.is_root:
+            warnings.warn(f"minires train: {where}; resuming it (--nan-policy {self.cfg.nan_policy})",
+                          RuntimeWarning, stacklevel=3)
+
+    def broken(self, final: dict | None) -> str | None:
+        """Why the run, ending with the epoch metrics ``final``, is no result (a NaN/Inf held-out loss,
+        weight or running statistic), or None. Every rank must call it (it compares the ranks' statistics)."""
+        problem = self._non_finite_state()
+        if problem is None and final is not None and not math.isfinite(final["test_loss"]):
+            problem = f"its held-out loss is {final['test_loss']}"
+        return problem
 
     def _input(self, x) -> Tensor:
         """A batch of images as a Tensor on the run's device, in its dtype."""
@@ -395,7 +554,7 @@ class Trainer:
         if not self.comm.is_root:
             return
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(_json_line(record))
 
     def _last_epoch_metrics(self):
         epochs = [r for r in read_metrics(self.metrics_path) if r["kind"] == "epoch"] if self.metrics_path.exists() else []
@@ -493,6 +652,17 @@ def _resolve_defaults(cfg: Config) -> Config:
     return dataclasses.replace(cfg, batch_size=batch_size, milestones=milestones)
 
 
+def _first_non_finite(named: list) -> str | None:
+    """The name of the first ``(name, array)`` whose array has a NaN or Inf, or None."""
+    if not named:
+        return None
+    xp = backend.get_array_module(named[0][1])
+    finite = [xp.isfinite(array).all() for _, array in named]
+    if bool(xp.stack(finite).all()):    # one device-to-host copy per check, not one per array
+        return None
+    return next(name for (name, _), ok in zip(named, finite) if not bool(ok))
+
+
 def _wrong(logits, y) -> int:
     return int((backend.to_device(logits.data.argmax(axis=1), "cpu") != y).sum())
 
@@ -514,18 +684,33 @@ def fit(resume: bool = False, **settings) -> dict:
     """Train with the given :class:`Config` settings and return the final metrics.
 
     ``resume=True`` continues the run in ``out`` instead (see :meth:`Trainer.resume` for what may change).
+    Settings that would have no effect are refused (:func:`check_settings`). A run that ``nan_policy`` skip
+    or continue carried into NaN/Inf still returns its metrics (their ``test_loss`` says so); ``minires
+    train`` raises :class:`NonFiniteError` instead (see :meth:`Trainer.broken`).
     """
     if resume:
         trainer = Trainer.resume(**settings)
     else:
+        check_settings(settings)
         trainer = Trainer(Config(**settings))
     return trainer.fit()
 
 
 # ----------------------------------------------------------------------------- metrics files
 def read_metrics(path) -> list[dict]:
+    """The records of a ``metrics.jsonl``; a number written as ``null`` (NaN or infinite) comes back as NaN."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [_nan_for_null(json.loads(line)) for line in f if line.strip()]
+
+
+def _nan_for_null(record: dict) -> dict:
+    return {key: math.nan if value is None else value for key, value in record.items()}
+
+
+def _json_line(record: dict) -> str:
+    """``record`` as one line of strict JSON: NaN and infinities (which JSON lacks) become ``null``."""
+    return json.dumps({key: None if isinstance(value, float) and not math.isfinite(value) else value
+                       for key, value in record.items()}, allow_nan=False) + "\n"
 
 
 def _complete_records(path: Path) -> list[dict]:
@@ -544,7 +729,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     and a last line a kill cut short."""
     if path.exists():
         kept = [r for r in _complete_records(path) if r["iteration"] <= iteration]
-        atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in kept).encode()))
+        atomic_write(path, lambda f: f.write("".join(_json_line(r) for r in kept).encode()))
 
 
 def plot_curves(metrics_path, png_path, title: str = "training") -> None:
@@ -584,8 +769,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=positive_int,
                         help="CIFAR nets: channels of the first stage (default 16, the paper's); smaller is faster")
     parser.add_argument("--data", choices=list(FLIPPABLE), help="dataset (default: the embedded synthetic set)")
-    parser.add_argument("--data-dir", help=f"folder with the MNIST IDX files or the CIFAR-10 archive (default {d.data_dir})")
-    parser.add_argument("--download", action="store_true", default=None, help="fetch CIFAR-10 if it is not in --data-dir")
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files or the CIFAR-10 archive (only with --data "
+                                           f"mnist or cifar10; default {d.data_dir})")
+    parser.add_argument("--download", action="store_true", default=None,
+                        help="fetch CIFAR-10 if it is not in --data-dir (only with --data cifar10)")
     parser.add_argument("--epochs", type=positive_int,
                         help=f"passes over the training set (default {d.epochs}; with --resume: a larger total "
                              "extends the run)")
@@ -594,17 +781,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--momentum", type=unit_interval, help=f"in [0, 1) (default {d.momentum})")
     parser.add_argument("--weight-decay", type=non_negative_float, help=f"(default {d.weight_decay})")
     parser.add_argument("--milestones", type=positive_float, nargs="+",
-                        help="epochs at which the rate is divided by 10 (default: 50%% and 75%% of --epochs)")
+                        help="epochs at which the rate is divided by 10, each below --epochs (default: 50%% and 75%% "
+                             "of --epochs)")
     parser.add_argument("--warmup", type=non_negative_int,
                         help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     parser.add_argument("--paper", action="store_true", default=None,
-                        help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (overrides "
-                             "--epochs/--milestones); the paper's ResNet-110 adds --warmup 400")
+                        help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (so it takes "
+                             "no --epochs or --milestones); the paper's ResNet-110 adds --warmup 400")
     parser.add_argument("--seed", type=non_negative_int, help=f"seeds weights, shuffling and augmentation (default {d.seed})")
-    parser.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATA-DATE-TIME)")
+    parser.add_argument("--out", default=None,
+                        help="run folder (default runs/MODEL-DATA-DATE-TIME): a new run needs one that is missing, "
+                             "empty or a minires run's")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out (default: the newest one); settings given must match the "
-                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir")
+                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir; a "
+                             "finished run trains only with a larger --epochs")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="pad-and-crop (and flip) training images (default: on)")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
@@ -618,26 +809,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-size", type=positive_int, help="synthetic: images to generate; else use the first N")
     parser.add_argument("--test-size", type=positive_int, help="as --train-size, for the held-out split")
     parser.add_argument("--nan-policy", choices=NAN_POLICIES,
-                        help="when the loss, a gradient or a weight is NaN/Inf: stop (default; names the iteration "
-                             "and the last good checkpoint), skip that batch's update (counted in the metrics as "
+                        help="when the loss, a gradient, a weight or a BatchNorm statistic is NaN/Inf: stop "
+                             "(default; names the iteration and the last good checkpoint; a NaN held-out loss stops "
+                             "too), skip that batch's update and statistics (counted in the metrics as "
                              "skipped_steps), or continue (a warning at the first such step of each epoch; "
-                             "counted as non_finite_steps)")
+                             "counted as non_finite_steps); a run that ends with NaN/Inf exits with an error")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def run(args) -> int:
+    """``minires train``: 0 with the held-out accuracy, or NonFiniteError (exit 1) if the run ends broken."""
     settings = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                 if getattr(args, f.name, None) is not None}
     if args.resume:
         out = settings.pop("out", None) or latest_run(args.model or Config.model, args.data or Config.data)
         trainer = Trainer.resume(out, **settings)
     else:
+        check_settings(settings)
         trainer = Trainer(Config(**settings))
+    if trainer.iteration >= trainer.total_iterations:
+        return _already_finished(trainer)
     if trainer.comm.is_root:
         print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {trainer.epochs} epochs "
               f"({trainer.total_iterations} iterations), {trainer.comm.world_size} rank(s), run folder {trainer.out}")
     final = trainer.fit()
+    _raise_if_broken(trainer, final)
     if final is not None and trainer.comm.is_root:
         print(f"done: held-out accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs; "
               f"metrics, curves.png and checkpoint in {trainer.out}")
     return 0
+
+
+def interrupted(args) -> str:
+    """What ``minires train`` adds to the Ctrl-C line (:mod:`minires.cli`): the checkpoint that was
+    kept, if any, and the command that continues from it."""
+    out = args.out
+    if out is None:
+        try:
+            out = latest_run(args.model or Config.model, args.data or Config.data)
+        except (FileNotFoundError, ValueError):
+            return "no checkpoint was written"
+    if not has_checkpoint(out):
+        return f"no checkpoint was written in {out} yet"
+    try:
+        epoch = load_checkpoint(out)["epoch"]
+    except (CheckpointError, OSError, ValueError) as error:
+        return f"the checkpoint in {out} cannot be read ({error})"
+    return f"the checkpoint of epoch {epoch} is kept in {out}: `minires train --resume --out {out}` continues from it"
+
+
+def _already_finished(trainer: Trainer) -> int:
+    """A ``--resume`` of a run that has nothing left to train: say so (exit 0), and how to train further."""
+    _raise_if_broken(trainer, trainer._last_epoch_metrics())
+    if trainer.comm.is_root:
+        further = ("a --paper run ends there" if trainer.cfg.paper else
+                   f"to train further, pass --resume --epochs N with N larger than {trainer.epoch}")
+        print(f"minires train: nothing to train: {trainer.out} already finished its {_epochs(trainer.epoch)} "
+              f"({trainer.iteration} iterations); {further}")
+    return 0
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def _raise_if_broken(trainer: Trainer, final: dict | None) -> None:
+    """NonFiniteError if the run's end is no result (``continue`` or ``skip`` went on into NaN/Inf)."""
+    problem = trainer.broken(final)
+    if problem:
+        epoch = final["epoch"] if final else trainer.epoch
+        raise NonFiniteError(f"the run is broken, not a result: after epoch {epoch} {problem} (--nan-policy "
+                             f"{trainer.cfg.nan_policy}); its metrics and checkpoint in {trainer.out} record that "
+                             "state. Start a new run in another --out with a lower --lr")

@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from minires import cli
+from minires import checkpoint as ckpt, cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,11 @@ def test_a_real_sigint_during_training(tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("minires: interrupted (Ctrl-C)")
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("minires: interrupted (Ctrl-C); the checkpoint of epoch ")
+    epoch = ckpt.load_checkpoint(tmp_path / "run")["epoch"]
+    assert last.endswith(f"epoch {epoch} is kept in {tmp_path / 'run'}: `minires train --resume --out "
+                         f"{tmp_path / 'run'}` continues from it")
 
 
 BAD_ARGUMENTS = [

@@ -1,4 +1,5 @@
-"""One run per folder: an OS lock held by real processes, fresh metrics for a fresh run, no stale temp files."""
+"""One run per folder: an OS lock held by real processes, fresh metrics for a fresh run, no stale temp files;
+a bad --out (a file, unwritable, someone else's non-empty folder) refused in one line before anything loads."""
 import json
 import os
 import signal
@@ -6,11 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from minires import backend
+from minires import backend, train
 from minires.checkpoint import RunFolderBusy, run_lock
+from minires.cli import main
 from minires.train import fit, read_metrics
 
 TINY = ["--model", "resnet8", "--width", "2", "--train-size", "16", "--test-size", "4", "--batch-size", "8",
@@ -97,3 +100,59 @@ def test_temp_files_of_killed_writes_are_removed_at_the_next_start(tmp_path):
     assert not any(path.exists() for path in leftovers)
     assert keep.read_text() == "mine"
     assert (tmp_path / "curves.png").stat().st_mtime >= started - 1
+
+
+# ----------------------------------------------------------------------------- a bad --out, told at once
+def _main_without_data(monkeypatch, argv):
+    """``minires train ARGV`` in-process, where loading any data fails the test: the check must come first."""
+    def no_data(cfg):
+        raise AssertionError("the data was loaded before --out was checked")
+
+    monkeypatch.setattr(train, "load_datasets", no_data)
+    return main(["train", *TINY, *argv])
+
+
+@pytest.mark.parametrize("where, message", [
+    ("afile", "--out {out} is a file, not a folder; give the path of a folder"),
+    ("afile/run", "--out {out} cannot be created: {parent} is a file; give the path of a folder"),
+])
+def test_an_out_that_is_or_under_a_file_is_refused_before_loading_data(tmp_path, monkeypatch, capsys, where, message):
+    (tmp_path / "afile").write_text("data")
+    out = tmp_path / where
+    assert _main_without_data(monkeypatch, ["--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""   # no header announcing a run folder
+    expected = message.format(out=out, parent=tmp_path / "afile")
+    assert captured.err.startswith(f"minires: error: NotADirectoryError: {expected}")
+    assert len(captured.err.strip().splitlines()) == 1 and (tmp_path / "afile").read_text() == "data"
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_loading_data(tmp_path, monkeypatch, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    access = os.access
+    # root may write anywhere, so the permission is planted: this process may not write in ``locked``
+    monkeypatch.setattr(train.os, "access", lambda path, mode: access(path, mode) and Path(path) != locked)
+    assert _main_without_data(monkeypatch, ["--out", str(locked / "run")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(
+        f"minires: error: PermissionError: --out {locked / 'run'}: no permission to write in {locked}; choose a folder")
+    assert not (locked / "run").exists()
+
+
+def test_a_non_empty_folder_that_holds_no_run_is_refused_and_left_alone(tmp_path, monkeypatch, capsys):
+    mine = {"notes.txt": "mine", "metrics.jsonl.bak": "{}", ".draft.tmp": "x"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    assert _main_without_data(monkeypatch, ["--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"minires: error: FileExistsError: --out {tmp_path} is a non-empty folder that holds no "
+                          "minires run (.draft.tmp, metrics.jsonl.bak, notes.txt); choose a new or empty folder")
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == mine
+
+
+def test_a_run_folder_keeps_files_that_are_not_its_own(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")      # a run killed before its first checkpoint
+    (tmp_path / ".notes.tmp").write_text("mine")       # a temporary-looking file that is not minires's
+    fit(out=str(tmp_path), **TINY_SETTINGS)
+    assert (tmp_path / ".notes.tmp").read_text() == "mine"

@@ -1,0 +1,95 @@
+"""``minires train`` says out loud what it will not do: options that would have no effect (--data-dir and
+--download without a dataset that reads them, --width on an ImageNet net, --milestones past the end,
+--epochs or --milestones with --paper) are refused in one line before any data loads, and a --resume of
+a run that has finished says there is nothing to train instead of printing a result."""
+import json
+from pathlib import Path
+
+import pytest
+
+from minires import backend, train
+from minires.checkpoint import load_checkpoint
+from minires.cli import main
+from minires.train import build_model, check_settings, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--model", "resnet8", "--width", "2", "--train-size", "16", "--test-size", "4", "--batch-size", "8",
+        "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def reference_conv():
+    with backend.using("conv2d", "numpy"):
+        yield
+
+
+def _refused(monkeypatch, capsys, argv, message):
+    """``minires train ARGV`` fails in one line starting with ``message``, without loading any data."""
+    def no_data(cfg):
+        raise AssertionError("data loaded before the settings were checked")
+
+    monkeypatch.setattr(train, "load_datasets", no_data)
+    assert main(["train", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert captured.err.startswith(f"minires: error: {message}"), captured.err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--data-dir", "/nonexistent"], "ValueError: --data-dir has no effect on the embedded synthetic data; pass "
+                                     "--data mnist or --data cifar10"),
+    (["--download"], "ValueError: --download fetches only CIFAR-10 (--data cifar10), not the synthetic data"),
+    (["--data", "mnist", "--download"], "ValueError: --download fetches only CIFAR-10 (--data cifar10), not the mnist"),
+])
+def test_data_options_without_a_dataset_that_reads_them_are_refused(tmp_path, monkeypatch, capsys, extra, message):
+    _refused(monkeypatch, capsys, [*TINY, "--out", str(tmp_path / "run"), *extra], message)
+    with pytest.raises(ValueError, match="--data-dir has no effect"):
+        fit(out=str(tmp_path / "api"), data_dir="/nonexistent", progress=False)
+
+
+def test_width_on_an_imagenet_net_is_refused_by_name(tmp_path, monkeypatch, capsys):
+    _refused(monkeypatch, capsys, ["--model", "resnet18", "--width", "2", "--out", str(tmp_path / "run")],
+             "ValueError: --width applies only to the CIFAR nets (resnet20, ")
+    for name in ("resnet18", "plain34", "resnet50", "vgg19"):
+        with pytest.raises(ValueError, match=f"; {name} is an ImageNet net with the paper's widths: leave out --width"):
+            build_model(name, width=2)
+    assert build_model("resnet14", width=2).conv1.weight.shape == (2, 3, 3, 3)   # any CIFAR depth still takes one
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "1", "--milestones", "100"], "--milestones 100: at or after the end of the run (--epochs 1), so "
+                                               "the rate would never drop there"),
+    (["--epochs", "2", "--milestones", "1", "2"], "--milestones 2: at or after the end of the run (--epochs 2)"),
+    (["--milestones", "5"], "--milestones 5: at or after the end of the run (--epochs 4)"),   # the default epochs
+    (["--paper", "--epochs", "3"], "--epochs has no effect with --paper (its schedule is fixed: 64000 iterations"),
+    (["--paper", "--milestones", "3"], "--milestones has no effect with --paper"),
+])
+def test_schedule_settings_without_effect_are_refused(tmp_path, monkeypatch, capsys, extra, message):
+    _refused(monkeypatch, capsys, [*TINY, "--out", str(tmp_path), *extra], f"ValueError: {message}")
+
+
+def test_schedule_settings_with_effect_pass():
+    check_settings({"epochs": 4, "milestones": [2, 3.5]})
+    check_settings({"paper": True, "warmup": 400})
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, capsys):
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    before = load_checkpoint(tmp_path)
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"minires train: nothing to train: {tmp_path} already finished its 1 epoch (2 iterations); to "
+                   "train further, pass --resume --epochs N with N larger than 1\n")
+    assert load_checkpoint(tmp_path)["iteration"] == before["iteration"]
+
+
+def test_committed_metrics_files_are_strict_json():
+    """jq and other strict readers take every committed metrics.jsonl (a NaN would be written as null)."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    files = sorted(ROOT.glob("results/**/metrics.jsonl"))
+    assert files
+    for path in files:
+        assert [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines() if line.strip()]
