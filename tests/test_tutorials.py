@@ -207,9 +207,10 @@ def test_grader_scores_a_half_completed_notebook(tmp_path, capsys):
 def test_an_untouched_student_notebook_is_not_attempted_throughout(tmp_path):
     path = tmp_path / "02_gradient_checking.ipynb"
     nbformat.write(editions.student_edition(read(TUTORIALS / path.name)), path)
-    grade = grade_notebook(path, checks_dir=None)
+    grade = grade_notebook(path, own_checks=True)
     assert [e.name for e in grade.exercises] == MANIFEST["02_gradient_checking"]["exercises"]
     assert {e.status for e in grade.exercises} == {NOT_ATTEMPTED} and grade.checks_from == "the submission itself"
+    assert not grade.official
 
 
 def test_grade_table_names_each_exercise_and_the_score():
@@ -218,9 +219,10 @@ def test_grade_table_names_each_exercise_and_the_score():
                                                       ExerciseGrade("05.3", NOT_ATTEMPTED)], "tutorials/05_residual_block.ipynb")
     lines = format_table([grade]).splitlines()
     assert lines[0] == "05_residual_block.ipynb: 1 of 3 exercises passed"
-    assert lines[2].split() == ["05.1", "passed"]
-    assert lines[3].split()[:3] == ["05.2", "failed", "AssertionError:"]
-    assert lines[4].split() == ["05.3", "not", "attempted"]
+    assert lines[1].strip() == "checks from tutorials/05_residual_block.ipynb"
+    assert lines[3].split() == ["05.1", "passed"]
+    assert lines[4].split()[:3] == ["05.2", "failed", "AssertionError:"]
+    assert lines[5].split() == ["05.3", "not", "attempted"]
 
 
 def test_exercise_cells_must_keep_code_below_the_solution_region():

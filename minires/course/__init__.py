@@ -4,6 +4,13 @@
 submitted notebook and scores each exercise, ``minires course book --out DIR`` executes the
 tutorials and writes them as static HTML with an index page.
 
+Neither destroys work nor passes unchecked: ``build`` refuses to write into the course's own folder
+and to replace a student notebook edited since it was built (``--force`` replaces it); each student
+notebook records the course notebook it came from in ``metadata["minires"]``. ``grade`` runs the
+course's checks, finding the course notebook by that record, by the exercises the submission has and
+by its file name (so a renamed file is still graded officially); it refuses when none matches, and
+grades by the submission's own checks only with ``--own-checks``, saying so in its report.
+
 Conventions in the source notebooks (the instructor edition, the one in ``tutorials/``)
 -------------------------------------------------------------------------------------
 Cell tags (Jupyter: View > Right Sidebar > Cell Tags; stored in ``cell.metadata.tags``):
@@ -36,5 +43,5 @@ notebook without exercises has ``"exercises": []``. A new notebook gets a line t
     "10_double_backward": {"exercises": [], "checks": 4}
 """
 from .editions import (BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, CHECK_TAG, INSTRUCTOR_TAG,  # noqa: F401
-                       CourseFormatError, exercise_name, student_edition, student_source, build_student_edition)
+                       CourseFormatError, EditionError, exercise_name, student_edition, student_source, build_student_edition)
 from .commands import add_arguments, run  # noqa: F401

@@ -7,21 +7,37 @@ from ..cli import positive_float
 from .grade import TUTORIALS_DIR
 
 
+def folder(text: str) -> str:
+    """A folder argument: not empty (``--out ""`` would otherwise mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name; give a folder, e.g. student/")
+    return text
+folder.__name__ = "a folder"  # argparse names the type in its messages
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     build = sub.add_parser("build", help="write the student edition: solutions replaced by stubs, checks kept")
-    build.add_argument("--out", required=True, help="folder for the student notebooks")
-    build.add_argument("--source", default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
+    build.add_argument("--out", required=True, type=folder,
+                       help="folder for the student notebooks (not the course's own folder)")
+    build.add_argument("--source", type=folder, default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
+    build.add_argument("--force", action="store_true",
+                       help="replace notebooks in --out even if they were edited since they were built (a student's answers)")
 
     grade = sub.add_parser("grade", help="run a submitted notebook (or a folder of them) and score each exercise")
     grade.add_argument("path", help="a notebook, or a folder of numbered notebooks")
     grade.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    grade.add_argument("--checks", default=str(TUTORIALS_DIR),
-                       help="folder of the course notebooks whose checks are used (default: %(default)s)")
+    checks = grade.add_mutually_exclusive_group()
+    checks.add_argument("--checks", type=folder, default=str(TUTORIALS_DIR),
+                        help="folder of the course notebooks whose checks are used (default: %(default)s); a submission "
+                             "is matched to its notebook by the metadata the student edition carries, its exercises "
+                             "and its file name")
+    checks.add_argument("--own-checks", action="store_true",
+                        help="grade by the checks in the submission itself, which a student can edit (NOT official)")
     grade.add_argument("--timeout", type=positive_float, default=120, help="seconds allowed per cell (default: %(default)s)")
 
     book = sub.add_parser("book", help="execute the tutorials and write them as static HTML with an index page")
-    book.add_argument("--out", required=True, help="folder for the HTML pages")
+    book.add_argument("--out", required=True, type=folder, help="folder for the HTML pages")
     book.add_argument("--source", default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
     book.add_argument("--timeout", type=positive_float, default=120, help="seconds allowed per cell (default: %(default)s)")
 
@@ -30,13 +46,13 @@ def run(args) -> int:
     if args.action == "build":
         from .editions import build_student_edition
 
-        written = build_student_edition(args.source, args.out)
+        written = build_student_edition(args.source, args.out, force=args.force)
         print(f"wrote the student edition of {len(written)} notebooks to {args.out}")
         return 0
     if args.action == "grade":
         from .grade import format_json, format_table, grade_path
 
-        grades = grade_path(args.path, args.checks, timeout=args.timeout)
+        grades = grade_path(args.path, args.checks, timeout=args.timeout, own_checks=args.own_checks)
         print(format_json(grades) if args.json else format_table(grades))
         return 0
     from .book import build_book

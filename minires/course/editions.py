@@ -4,10 +4,17 @@ An exercise cell (tag ``exercise:NN.K``) is ``prefix + region + check``: comment
 between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, then the asserts. The student edition keeps
 the prefix, the markers and the check, and puts ``raise NotImplementedError`` in the region; cells
 tagged ``instructor`` are left out and outputs are cleared.
+
+``build_student_edition`` never destroys work: it refuses to write into the source folder, and it
+replaces a notebook already in the output folder only when that notebook is unedited (its cells are
+those of the edition it would write, or of the edition it was built as, recorded in its metadata
+under ``minires``); an edited one is replaced only with ``force=True``.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import pathlib
 
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
@@ -16,10 +23,15 @@ EXERCISE_TAG = "exercise:"
 CHECK_TAG = "check"
 INSTRUCTOR_TAG = "instructor"
 NOTEBOOK_PATTERN = "[0-9][0-9]_*.ipynb"
+METADATA_KEY = "minires"   # notebook.metadata["minires"]: {"course_notebook": stem, "edition": "student", "cells_digest": ...}
 
 
 class CourseFormatError(ValueError):
     """A course notebook breaks the conventions of ``minires.course`` (the message says where and how)."""
+
+
+class EditionError(ValueError):
+    """The student edition was not written, because writing it would destroy someone's work (the message says whose)."""
 
 
 def tags(cell) -> list[str]:
@@ -82,18 +94,71 @@ def course_notebooks(folder) -> list[pathlib.Path]:
     return sorted(pathlib.Path(folder).glob(NOTEBOOK_PATTERN))
 
 
-def build_student_edition(source_dir, out_dir) -> list[pathlib.Path]:
-    """Write the student edition of every numbered notebook in ``source_dir`` to ``out_dir``."""
+def cells_digest(notebook) -> str:
+    """A digest of what the cells say (type and source), blind to outputs, execution counts and ids."""
+    cells = [[cell.get("cell_type"), cell.get("source") if isinstance(cell.get("source"), str)
+              else "".join(cell.get("source") or [])] for cell in notebook.get("cells", [])]
+    return hashlib.sha256(json.dumps(cells).encode("utf-8")).hexdigest()
+
+
+def course_notebook_id(notebook) -> str | None:
+    """The stem of the course notebook a student edition was built from (its metadata), or None."""
+    recorded = notebook.get("metadata", {}).get(METADATA_KEY, {})
+    stem = recorded.get("course_notebook") if isinstance(recorded, dict) else None
+    return stem if isinstance(stem, str) and stem else None
+
+
+def is_unedited(path: pathlib.Path, fresh) -> bool:
+    """Whether the notebook at ``path`` holds nobody's work: its cells are ``fresh``'s, or those of the
+    student edition it was built as (the digest recorded in its metadata)."""
     import nbformat
 
+    try:
+        existing = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 -- not a notebook we can read: treat it as someone's work
+        return False
+    digest = cells_digest(existing)
+    recorded = existing.get("metadata", {}).get(METADATA_KEY, {})
+    built_as = recorded.get("cells_digest") if isinstance(recorded, dict) else None
+    return digest == cells_digest(fresh) or (built_as is not None and digest == built_as)
+
+
+def build_student_edition(source_dir, out_dir, force: bool = False) -> list[pathlib.Path]:
+    """Write the student edition of every numbered notebook in ``source_dir`` to ``out_dir``.
+
+    Refuses (``EditionError``, nothing written) when ``out_dir`` is empty or is ``source_dir``, and when
+    a notebook in ``out_dir`` would be replaced although it was edited since it was built (a student's
+    answers, say); ``force=True`` replaces edited notebooks too, never the source's.
+    """
+    import nbformat
+
+    if not str(out_dir).strip():
+        raise EditionError("the output folder is empty (''); name the folder for the student edition, e.g. --out student/")
+    source_dir, out_dir = pathlib.Path(source_dir), pathlib.Path(out_dir)
     notebooks = course_notebooks(source_dir)
     if not notebooks:
         raise FileNotFoundError(f"no numbered notebooks ({NOTEBOOK_PATTERN}) in {source_dir}")
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    if out_dir.resolve() == source_dir.resolve():
+        raise EditionError(f"the output folder {out_dir} is the course's own folder {source_dir}: the student edition "
+                           f"would replace the solutions with stubs; choose another folder, e.g. --out student/")
+    editions, edited = [], []
     for path in notebooks:
         target = out_dir / path.name
-        nbformat.write(student_edition(nbformat.read(path, as_version=4)), target)
-        written.append(target)
-    return written
+        if target.exists() and target.resolve() == path.resolve():
+            raise EditionError(f"{target} is the course notebook {path} itself (a link?): writing the student edition "
+                               f"would replace its solutions with stubs; choose another folder")
+        student = student_edition(nbformat.read(path, as_version=4))
+        student.metadata[METADATA_KEY] = {"course_notebook": path.stem, "edition": "student",
+                                          "cells_digest": cells_digest(student)}
+        if target.exists() and not is_unedited(target, student):
+            edited.append(target.name)
+        editions.append((target, student))
+    if edited and not force:
+        raise EditionError(f"not written: {len(edited)} notebook{'s' if len(edited) > 1 else ''} in {out_dir} "
+                           f"{'were' if len(edited) > 1 else 'was'} edited since the student edition was built and "
+                           f"would lose the edits: {', '.join(edited)}; move {'them' if len(edited) > 1 else 'it'} away, "
+                           f"or pass --force to replace {'them' if len(edited) > 1 else 'it'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for target, student in editions:
+        nbformat.write(student, target)
+    return [target for target, _ in editions]

@@ -1,0 +1,220 @@
+"""The course tools on a tiny course in tmp_path: ``course build`` never destroys work, and
+``course grade`` reports a pass only when the course's own check passed.
+
+The course here is two notebooks with one exercise each, so most tests run no kernel; the ones that
+grade start one (a few seconds each).
+"""
+import json
+import os
+import pathlib
+
+import pytest
+
+TUTORIALS_EXTRA = "the course's tests run notebooks: pip install -e '.[tutorials]'"
+nbformat = pytest.importorskip("nbformat", reason=TUTORIALS_EXTRA)
+
+from minires import cli  # noqa: E402
+from minires.course import editions  # noqa: E402
+from minires.course.grade import (FAILED, OWN_CHECKS, PASSED, ExerciseGrade, GradeError, NotebookGrade,  # noqa: E402
+                                  format_table, grade_notebook)
+
+STUB = editions.stub_line("01.1")
+
+
+def exercise(name, solution, check):
+    cell = nbformat.v4.new_code_cell("\n".join([f"# Exercise {name}", editions.BEGIN_SOLUTION, solution,
+                                                editions.END_SOLUTION, check]))
+    cell.metadata["tags"] = [f"{editions.EXERCISE_TAG}{name}"]
+    return cell
+
+
+def tiny_course(folder: pathlib.Path) -> pathlib.Path:
+    """``folder`` holding 01_tiny.ipynb (exercise 01.1: x = 2) and 02_small.ipynb (exercise 02.1: y = 3)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, name, solution, check in [("01_tiny", "01.1", "x = 2", "assert x == 2, 'x should be 2'"),
+                                        ("02_small", "02.1", "y = 3", "assert y == 3, 'y should be 3'")]:
+        notebook = nbformat.v4.new_notebook()
+        notebook.cells = [nbformat.v4.new_markdown_cell(f"# {stem}"), exercise(name, solution, check)]
+        nbformat.write(notebook, folder / f"{stem}.ipynb")
+    return folder
+
+
+def exercise_cell(notebook, name):
+    return next(cell for cell in notebook.cells if editions.exercise_name(cell) == name)
+
+
+def edit(path, name, old, new):
+    notebook = nbformat.read(path, as_version=4)
+    cell = exercise_cell(notebook, name)
+    assert old in cell.source
+    cell.source = cell.source.replace(old, new)
+    nbformat.write(notebook, path)
+
+
+# --- course build ---------------------------------------------------------------------------------
+
+def test_build_refuses_to_overwrite_a_students_answers_unless_forced(tmp_path, capsys):
+    source, out = tiny_course(tmp_path / "course"), tmp_path / "student"
+    assert cli.main(["course", "build", "--source", str(source), "--out", str(out)]) == 0
+    edit(out / "01_tiny.ipynb", "01.1", STUB, "x = 2  # my answer")
+    before = (out / "01_tiny.ipynb").read_bytes()
+
+    assert cli.main(["course", "build", "--source", str(source), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "01_tiny.ipynb" in error and "--force" in error and "02_small" not in error
+    assert len(error.strip().splitlines()) == 1
+    assert (out / "01_tiny.ipynb").read_bytes() == before, "the student's answer must be kept"
+
+    assert cli.main(["course", "build", "--source", str(source), "--out", str(out), "--force"]) == 0
+    assert "my answer" not in (out / "01_tiny.ipynb").read_text()
+
+
+def test_build_replaces_notebooks_nobody_edited_even_after_the_course_changed(tmp_path):
+    source, out = tiny_course(tmp_path / "course"), tmp_path / "student"
+    editions.build_student_edition(source, out)
+    # the student ran the notebook without answering (outputs are not work) ...
+    student = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    exercise_cell(student, "01.1").outputs = [nbformat.v4.new_output("error", ename="NotImplementedError",
+                                                                     evalue="Exercise 01.1", traceback=[])]
+    nbformat.write(student, out / "01_tiny.ipynb")
+    # ... and the instructor reworded the exercise's hint
+    edit(source / "01_tiny.ipynb", "01.1", "# Exercise 01.1", "# Exercise 01.1: set x to two")
+    editions.build_student_edition(source, out)
+    assert "set x to two" in (out / "01_tiny.ipynb").read_text()
+
+
+def test_build_refuses_to_write_into_the_course_folder(tmp_path, capsys):
+    source = tiny_course(tmp_path / "course")
+    before = {path.name: path.read_bytes() for path in source.iterdir()}
+    for out in [source, tmp_path / "course" / ".." / "course"]:
+        assert cli.main(["course", "build", "--source", str(source), "--out", str(out), "--force"]) == 1
+        error = capsys.readouterr().err
+        assert "course's own folder" in error and len(error.strip().splitlines()) == 1
+    assert {path.name: path.read_bytes() for path in source.iterdir()} == before, "the solutions must be kept"
+
+
+def test_build_refuses_a_link_to_a_course_notebook(tmp_path):
+    source, out = tiny_course(tmp_path / "course"), tmp_path / "student"
+    out.mkdir()
+    (out / "01_tiny.ipynb").symlink_to(source / "01_tiny.ipynb")
+    with pytest.raises(editions.EditionError, match="01_tiny.ipynb is the course notebook"):
+        editions.build_student_edition(source, out, force=True)
+    assert "x = 2" in (source / "01_tiny.ipynb").read_text()
+
+
+def test_build_rejects_an_empty_output_folder(tmp_path, monkeypatch, capsys):
+    source = tiny_course(tmp_path / "course")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["course", "build", "--source", str(source), "--out", ""])
+    assert exited.value.code == 2
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(editions.EditionError, match="output folder is empty"):
+        editions.build_student_edition(source, "")
+    assert not list(tmp_path.glob("*.ipynb")), "nothing may be written into the current folder"
+
+
+def test_the_student_edition_records_its_course_notebook(tmp_path):
+    out = tmp_path / "student"
+    editions.build_student_edition(tiny_course(tmp_path / "course"), out)
+    notebook = nbformat.read(out / "02_small.ipynb", as_version=4)
+    assert editions.course_notebook_id(notebook) == "02_small"
+
+
+# --- course grade ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def cheat(tmp_path):
+    """A wrong answer to 01.1 whose check was replaced by ``assert True``, in a renamed file."""
+    source, out = tiny_course(tmp_path / "course"), tmp_path / "student"
+    editions.build_student_edition(source, out)
+    path = tmp_path / "submissions" / "alice_01_tiny.ipynb"
+    path.parent.mkdir()
+    os.replace(out / "01_tiny.ipynb", path)
+    edit(path, "01.1", STUB, "x = 5")
+    edit(path, "01.1", "assert x == 2, 'x should be 2'", "assert True")
+    return source, path
+
+
+def grading(path, *options):
+    return ["course", "grade", str(path), *options]
+
+
+def test_a_renamed_submission_is_graded_by_the_course_checks(cheat, capsys):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    source, path = cheat
+    assert cli.main(grading(path, "--checks", str(source))) == 0
+    table = capsys.readouterr().out
+    assert f"checks from {source / '01_tiny.ipynb'}" in table and "its metadata" in table
+    assert "01.1" in table and FAILED in table and "x should be 2" in table and PASSED not in table.split("\n", 2)[2]
+
+
+def test_a_renamed_submission_without_metadata_is_matched_by_its_exercises(cheat):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    source, path = cheat
+    notebook = nbformat.read(path, as_version=4)
+    del notebook.metadata[editions.METADATA_KEY]
+    nbformat.write(notebook, path)
+    grade = grade_notebook(path, checks_dir=source)
+    assert grade.checks_from == str(source / "01_tiny.ipynb") and grade.matched_by == "its exercises"
+    assert [(e.name, e.status) for e in grade.exercises] == [("01.1", FAILED)]
+
+
+def test_a_mistyped_checks_folder_is_an_error_not_a_pass(cheat, capsys):
+    _, path = cheat
+    assert cli.main(grading(path, "--checks", str(path.parent / "tutorial"))) == 1
+    captured = capsys.readouterr()
+    assert PASSED not in captured.out
+    assert "tutorial does not exist" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_an_unmatched_submission_is_refused_and_says_what_was_looked_for(cheat, capsys):
+    source, path = cheat
+    notebook = nbformat.read(path, as_version=4)
+    del notebook.metadata[editions.METADATA_KEY]
+    exercise_cell(notebook, "01.1").metadata["tags"] = []
+    nbformat.write(notebook, path)
+    assert cli.main(grading(path, "--checks", str(source))) == 1
+    error = capsys.readouterr().err
+    assert "alice_01_tiny.ipynb" in error and "metadata" in error and "exercises" in error
+    assert "--own-checks" in error and len(error.strip().splitlines()) == 1
+
+
+def test_clues_that_disagree_are_refused(cheat):
+    source, path = cheat
+    notebook = nbformat.read(path, as_version=4)
+    notebook.metadata[editions.METADATA_KEY]["course_notebook"] = "02_small"
+    nbformat.write(notebook, path)
+    with pytest.raises(GradeError, match="disagree.*its metadata: 02_small.*its exercises: 01_tiny"):
+        grade_notebook(path, checks_dir=source)
+
+
+def test_a_submission_is_never_its_own_checks_source(tmp_path):
+    out = tmp_path / "student"
+    editions.build_student_edition(tiny_course(tmp_path / "course"), out)
+    with pytest.raises(GradeError, match="submission's own folder"):
+        grade_notebook(out / "01_tiny.ipynb", checks_dir=out)
+    with pytest.raises(GradeError, match="no checks folder given"):
+        grade_notebook(out / "01_tiny.ipynb", checks_dir=None)
+
+
+def test_own_checks_only_when_asked_and_the_report_says_so(cheat, capsys):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    _, path = cheat
+    assert cli.main(grading(path, "--own-checks", "--json")) == 0
+    report = json.loads(capsys.readouterr().out)["notebooks"][0]
+    assert report["checks_from"] == OWN_CHECKS and report["official_checks"] is False
+    with pytest.raises(SystemExit) as exited:      # one or the other
+        cli.main(grading(path, "--own-checks", "--checks", "tutorials"))
+    assert exited.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_the_table_says_where_the_checks_came_from():
+    official = NotebookGrade("alice.ipynb", [ExerciseGrade("01.1", PASSED)], "tutorials/01_tiny.ipynb", "its exercises")
+    own = NotebookGrade("alice.ipynb", [ExerciseGrade("01.1", PASSED)], OWN_CHECKS, "asked for (--own-checks)")
+    assert format_table([official]).splitlines()[1].strip() == \
+        "checks from tutorials/01_tiny.ipynb (matched by its exercises)"
+    assert "NOT the official checks" in format_table([own]).splitlines()[1]
