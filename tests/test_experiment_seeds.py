@@ -11,12 +11,12 @@ from minires.experiments.common import FAILS, HOLDS, UNCLEAR, compare, judge
 OK = {"status": "ok"}
 
 
-def planted_results(seed, gap, status="ok", settings=None):
+def planted_results(seed, gap, status="ok", settings=None, data="planted"):
     """A degradation-like results.json whose one claim compares ResNet-56 < ResNet-20 with ``gap``."""
     comparison = compare(("ResNet-56", 10.0), ("ResNet-20", 10.0 + gap), 5.0)
     health = {"resnet20": OK, "resnet56": {"status": status}}
     claim = judge("deeper ResNets have lower training error", [comparison], "one seed", health, list(health))
-    return {"experiment": "degradation", "mode": "quick", "data": "planted", "seed": seed,
+    return {"experiment": "degradation", "mode": "quick", "data": data, "seed": seed,
             "settings": settings or {"width": 4}, "claims": [claim]}
 
 
@@ -92,8 +92,11 @@ def test_runs_that_cannot_be_combined_are_refused(tmp_path):
         seeds.load_runs(one * 2)
     (tmp_path / "mixed").mkdir()
     mixed = [planted_results(0, 1.0), planted_results(1, 1.0, settings={"width": 8})]
-    with pytest.raises(ValueError, match="differ in experiment, mode or settings"):
-        seeds.load_runs(write_runs(tmp_path / "mixed", mixed))
+    mixed = write_runs(tmp_path / "mixed", mixed)
+    with pytest.raises(ValueError) as refused:
+        seeds.load_runs(mixed)
+    assert str(refused.value) == (f"the runs differ in settings.width (4 in {mixed[0]}; 8 in {mixed[1]}): runs "
+                                  "combined over seeds must agree in experiment, mode, data and settings")
     with pytest.raises(SystemExit):
         main(["experiment", "degradation", "--seeds", "1,1"])
 
@@ -117,5 +120,29 @@ def test_seeds_resume_finished_runs_and_refuse_a_folder_holding_another(tmp_path
     assert json.loads((tmp_path / "seeds.json").read_text())["seeds"] == [0, 1]
     assert main(["experiment", *tiny, "--iterations", "3", "--seeds", "0,1"]) == 1     # other settings
     err = capsys.readouterr().err
-    assert f"FileExistsError: {tmp_path / 'seed0'} holds another run (settings" in err
+    assert f"FileExistsError: {tmp_path / 'seed0'} holds another run (settings.iterations 2 instead of 3): " in err
     assert (tmp_path / "seed0" / "results.json").read_bytes() == finished
+
+
+def test_runs_on_different_datasets_are_refused_naming_each(tmp_path, capsys):
+    """A synthetic run and a CIFAR-10 run of the same settings are not seeds of one experiment: --combine
+    refuses them, naming the data of each (not "synthetic" for both in seeds.md), and writes nothing."""
+    runs = [planted_results(0, 4.0, data="synthetic: 128 training / 64 test images of (3, 16, 16)"),
+            planted_results(1, 5.0, data="cifar10: 128 training / 64 test images of (3, 32, 32)"),
+            planted_results(2, 6.0, data="synthetic: 128 training / 64 test images of (3, 16, 16)")]
+    folders = write_runs(tmp_path, runs)
+    with pytest.raises(ValueError) as refused:
+        seeds.load_runs(folders)
+    assert str(refused.value).startswith(f'the runs differ in data ("synthetic" in {folders[0]}, {folders[2]}; '
+                                         f'"cifar10" in {folders[1]}): ')
+    assert main(["experiment", "degradation", "--combine", *folders, "--out", str(tmp_path / "all")]) == 1
+    assert "ValueError: the runs differ in data (" in capsys.readouterr().err
+    assert not (tmp_path / "all").exists()
+
+
+def test_runs_differing_in_mode_and_a_setting_name_both(tmp_path):
+    quick, full = planted_results(0, 4.0), dict(planted_results(1, 5.0, settings={"width": 16}), mode="full")
+    folders = write_runs(tmp_path, [quick, full])
+    with pytest.raises(ValueError, match=r'^the runs differ in mode \("quick" in .*seed0; "full" in .*seed1\) and '
+                                         r'settings.width \(4 in .*seed0; 16 in .*seed1\): '):
+        seeds.load_runs(folders)

@@ -10,7 +10,7 @@ shortcuts      options A/B/C at one depth: error, parameters, time
 =============  ===================================================================================
 
 Each module has ``QUICK`` and ``FULL`` settings (and ``STANDARD``, where the quick ones cannot show
-the paper's effect but an hour can), ``run(data, settings, seed, progress) -> dict``
+the paper's effect but an hour can), ``run(data, settings, seed, progress, workers, ledger) -> dict``
 (plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
 ``report(results) -> str`` (``summary.md``, also printed). Every result carries ``health`` (each
 net: ok, under-trained, dead or diverged; :func:`~minires.experiments.common.assess_health`) and
@@ -32,11 +32,14 @@ import importlib
 import inspect
 import json
 import os
-import time
+import sys
 from pathlib import Path
 
 from ..cli import non_negative_float, non_negative_int, positive_float, positive_int
-from .common import RunFolder, choose_settings, environment, load_data, modes_of
+from . import common
+from .common import (DATASETS, PARTIAL, NetLedger, RunFolder, check_depth, choose_settings, differences, environment,
+                     load_data, modes_of, say)
+from .common import cpu_seconds  # noqa: F401 -- moved to common (the ledger counts time with it); kept here
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
 
@@ -48,11 +51,30 @@ def get(name: str):
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def _ints(text: str) -> tuple:
+def _depth(text: str) -> int:
+    """One depth 6n + 2, checked when the command line is read (before any net trains)."""
     try:
-        return tuple(positive_int(v) for v in text.split(","))
+        return check_depth(positive_int(text))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a depth 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...)") from None
+
+
+_depth.__name__ = "a depth 6n + 2"
+
+
+def _ints(text: str) -> tuple:
+    """Comma-separated distinct depths 6n + 2 (``--depths 20,56``), checked before any net trains."""
+    try:
+        values = tuple(positive_int(v) for v in text.split(","))
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 20,56, got {text!r}") from None
+    bad = [v for v in values if v < 8 or (v - 2) % 6]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(str, bad))} in {text!r} is not a depth 6n + 2 "
+                                         "(8, 14, 20, 32, 44, 56, 110, ...)")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a depth: give each depth once")
+    return values
 
 
 def _seed_list(text: str) -> tuple:
@@ -123,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nets trained at once, one process and one BLAS thread each (default: the number of cores)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
-    overrides.add_argument("--depth", type=positive_int, help="the one depth (lesion, shortcuts)")
+    overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2 (lesion, shortcuts)")
     overrides.add_argument("--width", type=positive_int, help="channels of the first stage (the paper: 16)")
     overrides.add_argument("--iterations", type=positive_int, help="SGD iterations per network")
     overrides.add_argument("--batch-size", type=positive_int)
@@ -139,47 +161,131 @@ OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warm
              "n_test", "eval_every")
 
 
+RUN_FILES = ("results.json", "summary.md", "seeds.json", "seeds.md")
+
+
 def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data_dir=None, out=None, seed: int = 0,
                    progress: bool = True, workers: int | None = None, **overrides) -> tuple[dict, RunFolder]:
-    """Run experiment ``name`` and write its results into the run folder; return (results, folder)."""
+    """Run experiment ``name`` and write its results into the run folder; return (results, folder).
+
+    Everything is checked before any net trains: the settings (:func:`~.common.choose_settings`), the
+    data options, and the run folder, which must not hold an earlier run (it is refused, not
+    overwritten). Each net is saved as it finishes (``partial.json``, :class:`~.common.NetLedger`), so
+    an interrupted run keeps what finished and the same call again trains only the rest.
+    """
     module = get(name)
     settings = choose_settings(modes_of(module), mode, overrides)
-    folder = RunFolder(out or f"runs/{name}")
-    start, cpu_start = time.perf_counter(), cpu_seconds()
+    check_data_options(data, data_dir)
+    path = Path(out or f"runs/{name}")
+    check_run_folder(path)
+    env = environment()
+    ledger = NetLedger(path / PARTIAL, {"experiment": name, "mode": mode, "data": data, "seed": seed,
+                                        "settings": settings, "environment": env})
+    folder = RunFolder(path)
     dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
     if progress:
-        print(f"experiment {name} ({mode} settings) on {dataset.describe()}", flush=True)
-    results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers)
-    results.update(mode=mode, seed=seed, wall_seconds=time.perf_counter() - start,
-                   cpu_seconds=cpu_seconds() - cpu_start, cores=os.cpu_count(), load_average=os.getloadavg()[0],
-                   environment=environment())
-    folder.save_json(results)
-    folder.save_text(module.report(results), "summary.md")
-    for file_name, figure in module.plot(results).items():
-        folder.save_figure(figure, file_name)
+        say(f"experiment {name} ({mode} settings) on {dataset.describe()}")
+        if ledger.nets:
+            say(f"reusing the {len(ledger.nets)} nets an interrupted run of these settings finished ({ledger.path})")
+    try:
+        results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers, ledger=ledger)
+    except BaseException as error:
+        _cut_short(error, ledger.kept())
+        raise
+    wall, cpu = ledger.elapsed()
+    results.update(mode=mode, seed=seed, wall_seconds=wall, cpu_seconds=cpu, cores=os.cpu_count(),
+                   load_average=os.getloadavg()[0], environment=env)
+    if ledger.reused:
+        results["reused_nets"] = ledger.reused     # trained by an earlier, interrupted attempt
+    try:
+        folder.save_json(results)
+        ledger.discard()
+        folder.save_text(module.report(results), "summary.md")
+        for file_name, figure in module.plot(results).items():
+            folder.save_figure(figure, file_name)
+    except BaseException as error:
+        _cut_short(error, f"every net had finished; written: {', '.join(map(str, folder.files))}, the rest of the "
+                          "summary and figures not" if folder.files else
+                          f"every net had finished, but nothing was written; {ledger.kept()}")
+        raise
     return results, folder
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished worker processes."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+def _cut_short(error: BaseException, kept: str) -> None:
+    """Remember what a run cut short by ``error`` kept; say it now unless it is Ctrl-C (then the command
+    line's ``interrupted`` says it, after "interrupted")."""
+    global _kept
+    _kept = kept
+    if not isinstance(error, KeyboardInterrupt):
+        print(f"minires: {kept}", file=sys.stderr)
+
+
+def check_data_options(data: str, data_dir) -> None:
+    """Refuse a data option that would be ignored: ``data_dir`` with the embedded synthetic data."""
+    if data not in DATASETS:
+        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+    if data == "synthetic" and data_dir is not None:
+        raise ValueError("--data-dir has no effect on the embedded synthetic data; pass --data mnist or --data "
+                         "cifar10 to read files from it, or leave it out")
+
+
+def check_run_folder(path: Path) -> None:
+    """Refuse a run folder that holds an earlier run (its results.json, summary or figures, or a seeds
+    combination): a new run would replace some of its files and leave others stale. A ``partial.json``
+    is for :class:`~.common.NetLedger` to judge (the same run resumes)."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(f"{path} is a file, not a run folder: choose another --out")
+    found = [path / name for name in RUN_FILES if (path / name).exists()]
+    found += sorted(figure for experiment in EXPERIMENTS for figure in path.glob(f"{experiment}*.png"))
+    if not found:
+        return
+    what = "files of an earlier run"
+    try:
+        earlier = json.loads((path / "results.json").read_text())
+        what = (f"a finished run of {earlier.get('experiment')} ({earlier.get('mode')} settings, seed "
+                f"{earlier.get('seed')}, {common.dataset_of(earlier)} data)")
+    except (OSError, ValueError, AttributeError):
+        pass
+    shown = ", ".join(p.name for p in found[:4]) + (", ..." if len(found) > 4 else "")
+    raise FileExistsError(f"{path} already holds {what} ({shown}): choose another --out, or remove {path} "
+                          "to run again")
+
+
+_kept: str | None = None   # what the last interrupted run_experiment kept (for interrupted())
+
+
+def interrupted(args) -> str | None:
+    """What ``minires experiment`` says on Ctrl-C, after ``minires: interrupted (Ctrl-C);``."""
+    if _kept is None:
+        return None
+    if getattr(args, "seeds", None):
+        return _kept + "; finished seeds are reused too"
+    return _kept
 
 
 def run(args) -> int:
+    global _kept
+    _kept = None
     if args.combine or args.seeds:
-        return run_seeds(args)
-    results, folder = run_one(args, args.seed, args.out)
-    written = ", ".join(str(f) for f in folder.files)
-    print(f"wall time {results['wall_seconds']:.0f} s (CPU time {results['cpu_seconds']:.0f} s); wrote {written}")
-    return 0
+        code = run_seeds(args)
+    else:
+        results, folder = run_one(args, args.seed, args.out)
+        written = ", ".join(str(f) for f in folder.files)
+        say(f"wall time {results['wall_seconds']:.0f} s (CPU time {results['cpu_seconds']:.0f} s); wrote {written}")
+        code = 0
+    if common.stdout_closed:
+        print(f"minires: stdout was closed before the end (a reader such as head stopped early); the run went on "
+              f"and wrote everything to {args.out or f'runs/{args.name}'}", file=sys.stderr)
+    return code
 
 
 def run_one(args, seed: int, out) -> tuple[dict, RunFolder]:
     overrides = {key: getattr(args, key) for key in OVERRIDES}
     results, folder = run_experiment(args.name, args.mode, args.data, args.data_dir, out, seed,
                                      args.progress, args.workers, **overrides)
-    print(get(args.name).report(results))
+    say(get(args.name).report(results))
     return results, folder
 
 
@@ -192,11 +298,10 @@ def finished_seed(folder: Path, args, seed: int) -> bool:
         return False
     found = json.loads(path.read_text())
     settings = choose_settings(modes_of(get(args.name)), args.mode, {k: getattr(args, k) for k in OVERRIDES})
-    wanted = {"experiment": args.name, "mode": args.mode, "data": args.data, "seed": seed,
-              "settings": json.loads(json.dumps(settings))}
-    have = {"experiment": found.get("experiment"), "mode": found.get("mode"),
-            "data": str(found.get("data", "")).split(":")[0], "seed": found.get("seed"), "settings": found.get("settings")}
-    differ = [f"{key} {have[key]!r} instead of {wanted[key]!r}" for key in wanted if have[key] != wanted[key]]
+    wanted = {"experiment": args.name, "mode": args.mode, "data": args.data, "seed": seed, "settings": settings}
+    have = {"experiment": found.get("experiment"), "mode": found.get("mode"), "data": common.dataset_of(found),
+            "seed": found.get("seed"), "settings": found.get("settings")}
+    differ = differences(have, wanted)
     if differ:
         raise FileExistsError(f"{folder} holds another run ({'; '.join(differ)}): remove it or choose another --out")
     return True
@@ -211,8 +316,8 @@ def run_seeds(args) -> int:
         folders = [out / f"seed{seed}" for seed in args.seeds]
         for seed, folder in zip(args.seeds, folders):
             if finished_seed(folder, args, seed):
-                print(f"seed {seed}: reusing the finished run in {folder} (same experiment, mode, data and settings; "
-                      "remove the folder to run that seed again)")
+                say(f"seed {seed}: reusing the finished run in {folder} (same experiment, mode, data and settings; "
+                    "remove the folder to run that seed again)")
             else:
                 run_one(args, seed, folder)
     runs = seeds.load_runs(folders)
@@ -222,6 +327,6 @@ def run_seeds(args) -> int:
     folder = RunFolder(out)
     folder.save_json(combined, "seeds.json")
     folder.save_text(seeds.report(combined), "seeds.md")
-    print(seeds.report(combined))
-    print(f"wrote {', '.join(str(f) for f in folder.files)}")
+    say(seeds.report(combined))
+    say(f"wrote {', '.join(str(f) for f in folder.files)}")
     return 0

@@ -15,6 +15,9 @@ import json
 import math
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +52,71 @@ def choose_settings(modes: dict, mode: str, overrides: dict) -> dict:
     if unknown:
         raise ValueError(f"this experiment has no setting {', '.join(unknown)}; it has {', '.join(sorted(settings))}")
     settings.update(given)
+    check_settings(settings)
     return settings
+
+
+def check_depth(depth) -> int:
+    """``depth`` if a CIFAR net can have it (6n + 2 with n >= 1: 8, 14, 20, ...), else ValueError."""
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
+    return int(depth)
+
+
+def check_settings(settings: dict) -> None:
+    """Refuse, before any net trains, settings no net could be built or trained with (ValueError naming
+    the setting): a depth that is not 6n + 2, a repeated depth, a size or count below 1, a negative rate."""
+    depths = settings.get("depths")
+    if depths is not None:
+        if isinstance(depths, (str, bytes)) or not hasattr(depths, "__len__") or not len(depths):
+            raise ValueError(f"depths must be one or more depths 6n + 2 such as (20, 56), got {depths!r}")
+        for depth in depths:
+            check_depth(depth)
+        if len(set(depths)) != len(depths):
+            raise ValueError(f"depths repeat a depth ({', '.join(map(str, depths))}): give each depth once")
+    if settings.get("depth") is not None:
+        check_depth(settings["depth"])
+    for key in ("width", "iterations", "batch_size", "n_train", "n_test", "eval_every"):
+        value = settings.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    for key, positive in (("lr", True), ("lr_no_bn", True), ("warmup", False), ("weight_decay", False)):
+        value = settings.get(key)
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+        if value is not None and not (number and (value > 0 if positive else value >= 0)):
+            raise ValueError(f"{key} must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
+
+
+class _Absent:
+    def __repr__(self):
+        return "absent"
+
+
+ABSENT = _Absent()
+
+
+def flatten(record: dict, prefix: str = "") -> dict:
+    """``{"settings": {"width": 4}}`` as ``{"settings.width": 4}``, lists and tuples alike (as in JSON)."""
+    flat = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.loads(json.dumps(value, default=_plain))
+    return flat
+
+
+def differences(have: dict, wanted: dict) -> list[str]:
+    """Where the run described by ``have`` differs from ``wanted``, one field at a time (settings key by
+    key): ``["settings.iterations 2 instead of 3"]``; empty when they agree."""
+    have, wanted = flatten(have), flatten(wanted)
+    return [f"{key} {have.get(key, ABSENT)!r} instead of {wanted.get(key, ABSENT)!r}"
+            for key in dict.fromkeys([*wanted, *have]) if have.get(key, ABSENT) != wanted.get(key, ABSENT)]
+
+
+def dataset_of(results: dict) -> str:
+    """The dataset a run's ``results.json`` was computed on: ``synthetic``, ``mnist`` or ``cifar10``."""
+    return str(results.get("data", "")).split(":")[0]
 
 
 def modes_of(module) -> dict:
@@ -407,7 +474,7 @@ _worker_data = None   # in a worker process: the experiment's data, inherited fr
 
 
 def map_nets(train_one, data: ExperimentData, jobs: list, workers: int | None = None, progress: bool = True,
-             cost=None) -> list:
+             cost=None, ledger: "NetLedger | None" = None) -> list:
     """``[train_one(data, job, progress) for job in jobs]``, with up to ``workers`` jobs at once.
 
     The nets of an experiment are independent. At the narrow widths of the quick settings one net's
@@ -419,22 +486,88 @@ def map_nets(train_one, data: ExperimentData, jobs: list, workers: int | None = 
     costliest jobs start first, so that no long one starts last; results always come back in the
     order of ``jobs``. ``workers`` defaults to the
     number of cores; 1 (or a platform without ``fork``) runs everything in this process.
+
+    With a ``ledger`` (:class:`NetLedger`) each result is saved as its net finishes, and a job the
+    ledger already holds (from an interrupted run) is not trained again. On Ctrl-C, or when a job
+    fails, the jobs not yet started are cancelled and the workers stopped at once (they ignore
+    SIGINT themselves: this process decides), and the exception goes on; what finished is in the ledger.
     """
-    workers = min(len(jobs), workers or os.cpu_count() or 1)
+    done = {}
+    if ledger is not None:
+        ledger.expect(jobs)
+        done = {i: ledger.get(job) for i, job in enumerate(jobs) if ledger.has(job)}
+    todo = [i for i in range(len(jobs)) if i not in done]
+
+    def finished(i, result):
+        done[i] = result
+        if ledger is not None:
+            ledger.add(jobs[i], result)
+
+    workers = min(len(todo), workers or os.cpu_count() or 1)
     if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [train_one(data, job, progress) for job in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i])) if cost else list(range(len(jobs)))
-    context = multiprocessing.get_context("fork")
-    started = context.Value("i", 0)
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                                initargs=(started, data)) as pool:
-        done = dict(zip(order, pool.map(_run_job, [(train_one, jobs[i], progress) for i in order])))
+        for i in todo:
+            finished(i, train_one(data, jobs[i], progress))
+    else:
+        order = sorted(todo, key=lambda i: -cost(jobs[i])) if cost else todo
+        _run_in_workers(train_one, data, [(i, jobs[i]) for i in order], workers, progress, finished)
     return [done[i] for i in range(len(jobs))]
 
 
+def _run_in_workers(train_one, data, jobs: list, workers: int, progress: bool, finished) -> None:
+    """Run ``jobs`` (``(index, job)``, in this order) in ``workers`` forked processes; ``finished(index,
+    result)`` here as each one ends. Any exception (Ctrl-C included) stops every worker before it goes on."""
+    context = multiprocessing.get_context("fork")
+    started = context.Value("i", 0)
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                                  initargs=(started, data))
+    futures = {}
+    try:
+        with _sigint_ignored():      # the workers are forked by the first submit: born ignoring Ctrl-C
+            for i, job in jobs:
+                futures[pool.submit(_run_job, (train_one, job, progress))] = i
+        for future in concurrent.futures.as_completed(futures):
+            finished(futures[future], future.result())
+    except BaseException:
+        with _sigint_ignored():     # a second Ctrl-C must not leave workers (which ignore it) running
+            _stop_workers(pool)
+        raise
+    pool.shutdown()
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this block (in the main thread; elsewhere signals cannot be set, nor arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool, timeout: float = 10.0) -> None:
+    """End the workers now (SIGTERM; they may be mid-net) and wait for them. The pool then finds itself
+    broken and fails the jobs not done (it, not this thread, must: a future cancelled here would make
+    Python 3.11's pool thread fail when it marks the jobs of a broken pool)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _start_worker(started, data) -> None:
-    """In a fresh worker: one thread for BLAS and the CPU conv, a progress-bar row of its own, the data."""
+    """In a fresh worker: one thread for BLAS and the CPU conv, a progress-bar row of its own, the data,
+    and SIGINT ignored (a Ctrl-C reaches the whole process group: the parent decides, and stops us)."""
     global _worker_slot, _worker_data
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with_parent()
     with started.get_lock():
         _worker_slot, started.value = started.value, started.value + 1
     _worker_data = data
@@ -443,9 +576,136 @@ def _start_worker(started, data) -> None:
     cpu_threads.set_num_threads(1)
 
 
+def _end_with_parent() -> None:
+    """On Linux, have the kernel end this worker (SIGTERM) when its parent dies, however it dies: a worker
+    ignores Ctrl-C, so one whose parent was killed would otherwise train on, unseen, to the end of its net."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)    # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:      # it died before prctl took effect
+        os._exit(1)
+
+
 def _run_job(task):
     train_one, job, progress = task
     return train_one(_worker_data, job, progress)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished worker processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# ----------------------------------------------------------------------------- what finished, kept
+PARTIAL = "partial.json"
+
+
+class NetLedger:
+    """The nets of one run that have finished, saved to ``path`` (JSON, atomically) as each finishes.
+
+    An interrupted run (Ctrl-C, a crash, a failed net) so keeps every net it finished, and the same run
+    started again (same experiment, mode, data, seed, settings and environment: ``identity``) trains
+    only the rest: a ledger found at ``path`` is reused when its identity is ``identity`` and refused
+    (FileExistsError naming the differing fields) otherwise. Each job's result is stored under the job
+    itself (its JSON), and every job seeds its own net and data order, so a reused net is the net the
+    run would have trained. The wall and CPU time of earlier attempts, up to their last finished net,
+    are counted in :meth:`elapsed` (the CPU time of an interrupted attempt's workers is not: only that of
+    workers that ended normally is known to their parent).
+    """
+
+    def __init__(self, path, identity: dict):
+        self.path = Path(path)
+        self.identity = json.loads(json.dumps(identity, default=_plain))
+        self.nets: dict[str, dict] = {}      # job key -> {"name": ..., "result": ...}
+        self.total: int | None = None
+        self.reused = 0
+        self.before = {"wall": 0.0, "cpu": 0.0}
+        self._start = (time.perf_counter(), cpu_seconds())
+        if self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            found = json.loads(self.path.read_text())
+            run, nets, before = found["run"], found["nets"], found["seconds"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{self.path} is not a record of finished nets ({type(error).__name__}: {error}): "
+                             "remove it to start the run over") from None
+        differ = differences(run, self.identity)
+        if differ:
+            raise FileExistsError(f"{self.path} holds the finished nets of another run ({'; '.join(differ)}): "
+                                  "remove it to start over, or choose another --out")
+        self.nets = {net["job"]: {"name": net["name"], "result": net["result"]} for net in nets}
+        self.before = {"wall": float(before["wall"]), "cpu": float(before["cpu"])}
+
+    @staticmethod
+    def key(job) -> str:
+        return json.dumps(job, sort_keys=True, default=_plain)
+
+    def expect(self, jobs: list) -> None:
+        """The run has these jobs (for :meth:`kept`'s count)."""
+        self.total = len(jobs)
+
+    def has(self, job) -> bool:
+        return self.key(job) in self.nets
+
+    def get(self, job):
+        """The saved result of ``job`` (as JSON gives it back: lists for tuples); counted as reused."""
+        self.reused += 1
+        return self.nets[self.key(job)]["result"]
+
+    def add(self, job, result) -> None:
+        """Save ``result`` of ``job`` now, with the others that finished."""
+        name = result[0] if isinstance(result, (tuple, list)) and result and isinstance(result[0], str) else None
+        self.nets[self.key(job)] = {"name": name, "result": json.loads(json.dumps(result, default=_plain))}
+        wall, cpu = self.elapsed()
+        record = {"run": self.identity, "seconds": {"wall": wall, "cpu": cpu},
+                  "nets": [{"job": key, **net} for key, net in self.nets.items()]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda f: f.write(json.dumps(record, indent=1).encode()))
+
+    def elapsed(self) -> tuple[float, float]:
+        """(wall, CPU) seconds of this run: this attempt's so far, plus the earlier attempts'."""
+        wall, cpu = self._start
+        return (self.before["wall"] + time.perf_counter() - wall, self.before["cpu"] + cpu_seconds() - cpu)
+
+    def discard(self) -> None:
+        """The run is complete (its results.json written): the ledger has done its job."""
+        self.path.unlink(missing_ok=True)
+
+    def kept(self) -> str:
+        """One line: what an interrupted run kept, and how to go on."""
+        if not self.nets:
+            return "no net had finished, so nothing was kept"
+        names = [net["name"] for net in self.nets.values() if net["name"]]
+        of = f" of {self.total}" if self.total else ""
+        return (f"kept the {len(self.nets)}{of} nets that finished" + (f" ({', '.join(names)})" if names else "")
+                + f" in {self.path}: the same command (same --out and settings) trains only the rest; "
+                  f"remove {self.path} to start over")
+
+
+# ----------------------------------------------------------------------------- what the run prints
+stdout_closed = False   # this process found its stdout closed (a reader such as ``| head`` that stopped early)
+
+
+def say(text: str) -> None:
+    """Print ``text`` (flushed). A closed stdout does not stop the run: what it computes goes to its
+    run folder, not to the screen, so from then on this process's output goes to /dev/null instead."""
+    global stdout_closed
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        stdout_closed = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 # ----------------------------------------------------------------------------- run folder

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import (build_model, compare, display_name, flagged, judge, map_nets, markdown_table, model_name,
-                     note_health, parameter_count, plot_error_curves, report_tail, train)
+                     note_health, parameter_count, plot_error_curves, report_tail, say, train)
 
 QUICK = dict(depths=(20, 56), width=4, iterations=1_000, batch_size=64, lr=0.1, warmup=100, n_train=10_000,
              n_test=1_000, eval_every=100)
@@ -54,14 +54,15 @@ NOISE = (f"one seed per run, so a stated tolerance of {TOLERANCE:g} points of tr
          "is weak")
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None,
+        ledger=None) -> dict:
     """Train plain and residual nets at every depth; return curves, final errors, health and the claims' verdicts.
 
     The nets train ``workers`` at a time (:func:`~minires.experiments.common.map_nets`), deepest first.
     """
     jobs = [{"depth": depth, "residual": residual, "settings": settings, "seed": seed}
             for residual in (False, True) for depth in sorted(settings["depths"])]
-    runs = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
+    runs = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"], ledger=ledger))
     return {"experiment": "degradation", "data": data.describe(), "settings": settings, "runs": runs,
             "summary": summary(runs), "claims": claims(runs),
             "health": {name: r["health"] for name, r in runs.items()}}
@@ -76,8 +77,8 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
                    eval_every=settings["eval_every"], seed=job["seed"], warmup=settings["warmup"], label=name,
                    progress=progress)
     if progress:
-        print(f"{name:>9s}: train error {100 * curves['final_train_error']:5.1f}%  test error "
-              f"{100 * curves['final_test_error']:5.1f}%  ({curves['seconds']:.0f} s)", flush=True)
+        say(f"{name:>9s}: train error {100 * curves['final_train_error']:5.1f}%  test error "
+            f"{100 * curves['final_test_error']:5.1f}%  ({curves['seconds']:.0f} s)")
     return name, {"depth": depth, "residual": residual, "params": parameter_count(model), **curves}
 
 

@@ -51,13 +51,14 @@ def record_steps(iterations: int) -> list[int]:
     return sorted({0, iterations // 2, iterations - 1})
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None,
+        ledger=None) -> dict:
     """Train each variant briefly, recording per-conv gradient norms at :func:`record_steps`
     (``workers`` nets at a time, :func:`~minires.experiments.common.map_nets`)."""
     steps = record_steps(settings["iterations"])
     jobs = [{"depth": depth, "residual": residual, "batch_norm": batch_norm, "settings": settings, "seed": seed}
             for batch_norm in (True, False) for residual in (False, True) for depth in settings["depths"]]
-    nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
+    nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"], ledger=ledger))
     return {"experiment": "gradnorms", "data": data.describe(), "settings": settings, "record_steps": steps,
             "nets": nets, "summary": summary(nets), "claims": claims(nets),
             "health": {name: r["health"] for name, r in nets.items()}}

@@ -46,10 +46,11 @@ def lesion_errors(model, loader) -> list:
     return errors
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None,
+        ledger=None) -> dict:
     """Train the ResNet and its plain twin (at once, with ``workers`` > 1), then lesion each."""
     jobs = [{"residual": residual, "settings": settings, "seed": seed} for residual in (True, False)]
-    nets = dict(map_nets(train_net, data, jobs, workers, progress))
+    nets = dict(map_nets(train_net, data, jobs, workers, progress, ledger=ledger))
     return {"experiment": "lesion", "data": data.describe(), "settings": settings, "nets": nets,
             "chance_error": 1 - 1 / data.num_classes, "summary": summary(nets),
             "claims": claims(nets, len(data.test)), "health": {name: r["health"] for name, r in nets.items()}}

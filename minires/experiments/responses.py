@@ -141,11 +141,12 @@ def logit_change_when_scaled(model, images, factor: float = 10.0) -> dict[str, f
     return change
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None,
+        ledger=None) -> dict:
     """Train each net, then measure its responses (``workers`` nets at a time)."""
     jobs = [{"depth": depth, "residual": residual, "settings": settings, "seed": seed}
             for residual in (False, True) for depth in settings["depths"] if residual or depth <= PLAIN_MAX_DEPTH]
-    nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"]))
+    nets = dict(map_nets(train_net, data, jobs, workers, progress, cost=lambda job: job["depth"], ledger=ledger))
     return {"experiment": "responses", "data": data.describe(), "settings": settings, "nets": nets,
             "summary": summary(nets), "claims": claims(nets), "health": {name: r["health"] for name, r in nets.items()}}
 

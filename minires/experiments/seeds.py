@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import FAILS, HOLDS, UNCLEAR, markdown_table
+from .common import FAILS, HOLDS, UNCLEAR, dataset_of, flatten, markdown_table
 
 # Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom; beyond that, the normal's.
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
@@ -28,18 +28,31 @@ def t95(dof: int) -> float:
     return T95[dof - 1] if dof <= len(T95) else 1.96
 
 
+AGREE = ("experiment", "mode", "data", "settings")   # what runs combined over seeds must share
+
+
 def load_runs(folders) -> list[dict]:
-    """``results.json`` of each run folder, checked to be one experiment in one mode with distinct seeds."""
+    """``results.json`` of each run folder, checked to be one experiment in one mode, on one dataset, with
+    the same settings and distinct seeds; runs that differ are refused naming each differing field
+    (a setting by its key) with every run's value."""
     runs = []
     for folder in folders:
         path = Path(folder) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: give run folders written by minires experiment")
         runs.append(json.loads(path.read_text()))
-    kinds = {(r["experiment"], r.get("mode"), json.dumps(r["settings"], sort_keys=True)) for r in runs}
-    if len(kinds) != 1:
-        raise ValueError("the runs differ in experiment, mode or settings: "
-                         + "; ".join(f"{e} {m}" for e, m, _ in sorted(kinds)))
+    fields = [flatten({"experiment": r.get("experiment"), "mode": r.get("mode"), "data": dataset_of(r),
+                       "settings": r.get("settings")}) for r in runs]
+    differ = []
+    for key in dict.fromkeys(k for f in fields for k in f):
+        where = {}      # each value (as JSON) -> the folders that have it
+        for folder, f in zip(folders, fields):
+            where.setdefault(json.dumps(f.get(key, "absent")), []).append(str(folder))
+        if len(where) > 1:
+            differ.append(f"{key} (" + "; ".join(f"{value} in {', '.join(names)}" for value, names in where.items()) + ")")
+    if differ:
+        raise ValueError(f"the runs differ in {' and '.join(differ)}: runs combined over seeds must agree in "
+                         f"{', '.join(AGREE[:-1])} and {AGREE[-1]}")
     seeds = [r.get("seed") for r in runs]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the runs repeat a seed ({seeds}): the spread needs distinct seeds")

@@ -19,7 +19,7 @@ width 16, 64k iterations.
 """
 from __future__ import annotations
 
-from .common import (build_model, compare, flagged, judge, markdown_table, note_health, parameter_count,
+from .common import (build_model, compare, flagged, judge, map_nets, markdown_table, note_health, parameter_count,
                      plot_error_curves, report_tail, test_error_noise, train)
 
 QUICK = dict(depth=20, width=4, iterations=600, batch_size=64, lr=0.1, n_train=10_000, n_test=1_000, eval_every=100)
@@ -27,22 +27,28 @@ FULL = dict(depth=56, width=16, iterations=64_000, batch_size=128, lr=0.1, n_tra
 OPTIONS = ("A", "B", "C")
 
 
-def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None) -> dict:
+def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None,
+        ledger=None) -> dict:
     """Train one net per option, one at a time whatever ``workers`` says: the time per iteration is
     one of the results, and nets sharing the cores would skew it."""
-    options = {}
-    for option in OPTIONS:
-        model = build_model(settings["depth"], data, width=settings["width"], seed=seed, shortcut=option)
-        curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"],
-                       eval_every=settings["eval_every"], seed=seed, label=f"option {option}", progress=progress)
-        options[option] = {"params": parameter_count(model), **curves,
-                           "seconds_per_iteration": curves["seconds"] / max(1, len(curves["train_error"]))}
+    jobs = [{"option": option, "settings": settings, "seed": seed} for option in OPTIONS]
+    options = dict(map_nets(train_option, data, jobs, workers=1, progress=progress, ledger=ledger))
     return {"experiment": "shortcuts", "data": data.describe(), "settings": settings, "options": options,
             "summary": [{"option": k, "params": r["params"], "train_error": 100 * r["final_train_error"],
                          "test_error": 100 * r["final_test_error"],
                          "ms_per_iteration": 1000 * r["seconds_per_iteration"], "health": r["health"]["status"]}
                         for k, r in options.items()],
             "claims": claims(options, len(data.test)), "health": {k: r["health"] for k, r in options.items()}}
+
+
+def train_option(data, job: dict, progress: bool = True) -> tuple[str, dict]:
+    """Train the net of one shortcut option: ``(option, its curves, parameters and time per iteration)``."""
+    settings, option, seed = job["settings"], job["option"], job["seed"]
+    model = build_model(settings["depth"], data, width=settings["width"], seed=seed, shortcut=option)
+    curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"],
+                   eval_every=settings["eval_every"], seed=seed, label=f"option {option}", progress=progress)
+    return option, {"params": parameter_count(model), **curves,
+                    "seconds_per_iteration": curves["seconds"] / max(1, len(curves["train_error"]))}
 
 
 def claims(options: dict, n_test: int) -> list[dict]:
