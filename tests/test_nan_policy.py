@@ -58,23 +58,29 @@ def test_stop_before_the_first_checkpoint_says_there_is_none(tmp_path):
         _poisoned_trainer(tmp_path, "stop", at=2).fit()
 
 
-def test_skip_leaves_the_weights_of_that_batch_and_counts_it(tmp_path):
-    trainer = _poisoned_trainer(tmp_path, "skip")
-    seen = []
-    original_step = trainer.train_step
+def _fit_checking_only_the_poisoned_step_leaves(trainer, snapshot):
+    """``trainer.fit()``, checking that ``snapshot(trainer)`` (a dict of arrays) is unchanged by the
+    poisoned step, the one skipped, and changed by every other; returns fit's result."""
+    seen, original_step = [], trainer.train_step
 
     def step_and_record(x, y):
-        before = _weights(trainer)
+        before = snapshot(trainer)
         result = original_step(x, y)
-        seen.append((trainer.iteration, before, _weights(trainer)))
+        seen.append((trainer.iteration, before, snapshot(trainer)))
         return result
 
     trainer.train_step = step_and_record
-    with pytest.warns(RuntimeWarning, match="epoch 2: 1 of its updates skipped"):
-        final = trainer.fit()
+    final = trainer.fit()
     for iteration, before, after in seen:
         unchanged = all(np.array_equal(before[k], after[k]) for k in before)
         assert unchanged == (iteration == POISONED), iteration
+    return final
+
+
+def test_skip_leaves_the_weights_of_that_batch_and_counts_it(tmp_path):
+    trainer = _poisoned_trainer(tmp_path, "skip")
+    with pytest.warns(RuntimeWarning, match="epoch 2: 1 of its updates skipped"):
+        final = _fit_checking_only_the_poisoned_step_leaves(trainer, _weights)
     assert final["skipped_steps"] == 1
     assert [r["skipped_steps"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"] == [0, 1]
     assert np.isfinite(final["train_loss"]) and np.isfinite(final["train_error"])  # the NaN batch is left out
@@ -193,21 +199,8 @@ def test_stop_on_a_non_finite_held_out_loss_keeps_the_last_good_checkpoint(tmp_p
 
 def test_skip_restores_the_batchnorm_statistics_of_the_skipped_batch(tmp_path):
     trainer = _poisoned_trainer(tmp_path, "skip")
-    seen = []
-    original_step = trainer.train_step
-
-    def step_and_record(x, y):
-        before = _buffers(trainer)
-        result = original_step(x, y)
-        seen.append((trainer.iteration, before, _buffers(trainer)))
-        return result
-
-    trainer.train_step = step_and_record
     with pytest.warns(RuntimeWarning, match="1 of its updates skipped"):
-        final = trainer.fit()
-    for iteration, before, after in seen:
-        unchanged = all(np.array_equal(before[k], after[k]) for k in before)
-        assert unchanged == (iteration == POISONED), iteration
+        final = _fit_checking_only_the_poisoned_step_leaves(trainer, _buffers)
     assert all(np.isfinite(b).all() for b in _buffers(trainer).values())
     assert np.isfinite(final["test_loss"])
 
