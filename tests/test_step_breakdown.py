@@ -54,3 +54,51 @@ def test_rows_add_up_to_the_step_and_the_implementations_are_restored(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "resnet20, batch 2, ms per step | 1 thread | 2 threads | 1 / 2"
     assert [line.split("|")[0].strip() for line in lines[1:]][-2:] == ["everything else", "fork-join wait"]
+
+
+REPORT = "results/cpu/2026-12-04-amd-epyc-step-breakdown.txt"
+
+
+def committed_breakdowns() -> list[tuple[int, dict[str, tuple[float, float]]]]:
+    """The committed report's tables: ``[(batch, {row: (1 thread ms, 2 threads ms)})]``."""
+    from conftest import REPO
+    tables = []
+    for line in (REPO / REPORT).read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if line.startswith("resnet20, batch "):
+            tables.append((int(line.split("batch ")[1].split(",")[0]), {}))
+        elif tables and len(cells) >= 3 and cells[1]:
+            tables[-1][1][cells[0]] = (float(cells[1]), float(cells[2]) if cells[2] != "-" else None)
+    return tables
+
+
+def test_the_readmes_breakdown_paragraph_quotes_the_committed_report():
+    from conftest import one_line
+    readme, tables = one_line("README.md"), committed_breakdowns()
+    assert sorted(batch for batch, _ in tables) == [32, 32, 32, 128]
+
+    def span(values, digits=0):
+        return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+    def conv(rows, k):
+        return sum(v[k] for name, v in rows.items() if name.startswith("conv2d."))
+
+    def rest(rows, k):                                  # batch norm, ReLU and everything else
+        return rows["step"][k] - conv(rows, k)
+
+    small = [rows for batch, rows in tables if batch == 32]
+    big = next(rows for batch, rows in tables if batch == 128)
+    for rows in small + [big]:                          # the rows add up: ops + everything else = step
+        total = sum(v[0] for name, v in rows.items() if name not in ("step", "fork-join wait"))
+        assert abs(total - rows["step"][0]) < 0.3
+    ratio = [conv(r, 0) / conv(r, 1) for r in small]
+    assert (f"the convolutions take {span([conv(r, 0) for r in small])} ms per step on one thread and "
+            f"{span([conv(r, 1) for r in small])} ms on two ({span(ratio, 2)}x)") in readme
+    assert (f"take {span([rest(r, 0) for r in small])} ms on one thread and {span([rest(r, 1) for r in small])} "
+            "ms on two") in readme
+    assert f"waits {span([r['fork-join wait'][1] for r in small], 1)} ms per step" in readme
+    norm_relu = [sum(v[k] for name, v in big.items() if name.startswith(("batch_norm.", "relu."))) for k in (0, 1)]
+    assert (f"convolutions gain {conv(big, 0) / conv(big, 1):.2f}x ({conv(big, 0):.0f} -> {conv(big, 1):.0f} ms), "
+            f"batch norm and ReLU {norm_relu[0] / norm_relu[1]:.2f}x ({norm_relu[0]:.1f} -> {norm_relu[1]:.1f} ms), "
+            f"everything else nothing ({big['everything else'][0]:.0f} ms), and the wait is "
+            f"{big['fork-join wait'][1]:.0f} ms of a {big['step'][1]:.0f} ms step") in readme
