@@ -17,6 +17,7 @@ On the command line: ``minires summary resnet56`` (``--input-shape 3 64 64``, ``
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 from dataclasses import dataclass
 
@@ -134,7 +135,9 @@ def _record_rows(model: Module, input_shape: tuple, compute: bool) -> list:
 # ----------------------------------------------------------------------------- command line
 def add_arguments(parser) -> None:
     from .models import list_models
-    parser.add_argument("model", choices=list_models(), metavar="MODEL", help=f"one of: {', '.join(list_models())}")
+    parser.add_argument("model", type=_model_name, metavar="MODEL",
+                        help=f"one of: {', '.join(list_models())}, or any CIFAR depth 6n+2 as resnetN / plainN "
+                             "(as minires train builds them)")
     parser.add_argument("--input-shape", type=positive_int, nargs=3, metavar=("C", "H", "W"),
                         help="input shape C H W (default: the model's, 3 32 32 for CIFAR, 3 224 224 for ImageNet)")
     parser.add_argument("--num-classes", type=positive_int, help="classes of the final layer (default: the model's)")
@@ -142,10 +145,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--totals", action="store_true", help="print only the totals, not every layer")
 
 
+def _model_name(text: str) -> str:
+    """An argparse type: a model ``minires train`` can build (:func:`minires.train.check_model`)."""
+    from .train import check_model
+    try:
+        check_model(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("train: ")) from None
+    return text
+
+
 def run(args) -> int:
-    from .models import get_model
+    from .train import build_model
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    result = summary(get_model(args.model, **options), args.input_shape, compute=args.compute)
+    result = summary(build_model(args.model, **options), args.input_shape, compute=args.compute)
     text = str(result)
     print("\n".join(text.splitlines()[-2:]) if args.totals else text)
     return 0

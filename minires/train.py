@@ -238,7 +238,8 @@ def build_model(name: str, width: int | None = None, **kwargs):
 def check_model(name: str, width: int | None = None) -> None:
     """ValueError (one line, with the fix) unless :func:`build_model` can build ``name`` with ``width``."""
     match = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if not match and name not in models.list_models():
+    cifar_depth = bool(match) and int(match[2]) >= 8 and (int(match[2]) - 2) % 6 == 0
+    if name not in models.list_models() and not cifar_depth:
         raise ValueError(f"train: unknown model {name!r}; known models: {', '.join(models.list_models())}, "
                          "or any CIFAR depth 6n+2 as resnetN / plainN")
     if width is not None and not _is_cifar_net(name):

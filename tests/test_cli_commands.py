@@ -48,14 +48,18 @@ def test_no_command_lists_the_commands_on_stderr_with_status_2(capsys):
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
 def test_a_real_sigint_during_training(tmp_path):
-    """SIGINT to a training run: status 130, one line, no traceback."""
+    """SIGINT to a training run that has written a checkpoint: status 130, one line naming it, no traceback.
+    (The child gets SIGINT's default disposition: a test run in the background inherits it ignored.)"""
     env = dict(os.environ, PYTHONPATH=REPO)
     process = subprocess.Popen([sys.executable, "-m", "minires", "train", "--model", "resnet20", "--width", "2",
                                 "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "500",
                                 "--no-progress", "--out", str(tmp_path / "run")],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout.readline().startswith("minires train: ")    # its header: it has started
-    time.sleep(2)                                                      # and is training
+    deadline = time.monotonic() + 120
+    while not ckpt.has_checkpoint(tmp_path / "run") and time.monotonic() < deadline:
+        time.sleep(0.1)                                                # until epoch 1's checkpoint is there
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
@@ -73,6 +77,7 @@ BAD_ARGUMENTS = [
     (["bench", "cpu", "--depths", "9"], "argument --depths: '9' is not the depth of a CIFAR ResNet"),
     (["bench", "cpu", "--depths", "0"], "argument --depths: '0' is not the depth of a CIFAR ResNet"),
     (["summary", "resnet20", "--input-shape", "3", "32"], "argument --input-shape: expected 3 arguments"),
+    (["summary", "foo"], "argument MODEL: unknown model 'foo'"),
     (["gradcheck", "--impl", "foo"], "argument --impl: 'foo' is not a CPU conv2d implementation"),
     (["gradcheck", "--impl", ""], "argument --impl: '' is not a CPU conv2d implementation"),
 ]
@@ -99,3 +104,11 @@ def test_bench_report_folder_that_is_a_file_fails_at_once(tmp_path, capsys):
     assert cli.main(["bench", "cpu", "--tiny", "--out", str(tmp_path / "afile")]) == 1
     assert "--out " + str(tmp_path / "afile") + ": exists and is not a folder" in capsys.readouterr().err
     assert time.perf_counter() - start < 5                      # before the measurements, not after
+
+
+def test_summary_builds_what_train_builds(capsys):
+    """``summary resnet8`` (any CIFAR depth 6n+2, as ``train --model`` takes it) counts that net's parameters."""
+    from minires.train import build_model
+    assert cli.main(["summary", "resnet8", "--totals"]) == 0
+    parameters = sum(p.numpy().size for p in build_model("resnet8").parameters())
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
