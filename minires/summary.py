@@ -151,7 +151,7 @@ def _model_name(text: str) -> str:
     try:
         check_model(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("train: ")) from None
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 

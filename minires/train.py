@@ -126,12 +126,12 @@ def check_settings(given: dict) -> None:
 
     ``given`` holds only the settings the user gave (the command line's flags, or :func:`fit`'s arguments).
     """
-    problem = _data_option_problem(given.get("data", Config.data), given) or _schedule_problem(given)
+    problem = data_option_problem(given.get("data", Config.data), given) or _schedule_problem(given)
     if problem:
         raise ValueError(problem)
 
 
-def _data_option_problem(data: str, given: dict) -> str | None:
+def data_option_problem(data: str, given: dict) -> str | None:
     """Why ``--data-dir`` / ``--download`` would be ignored with ``data``, or None."""
     if "data_dir" in given and data == "synthetic":
         return ("--data-dir has no effect on the embedded synthetic data; pass --data mnist or --data cifar10 "
@@ -238,9 +238,8 @@ def build_model(name: str, width: int | None = None, **kwargs):
 def check_model(name: str, width: int | None = None) -> None:
     """ValueError (one line, with the fix) unless :func:`build_model` can build ``name`` with ``width``."""
     match = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    cifar_depth = bool(match) and int(match[2]) >= 8 and (int(match[2]) - 2) % 6 == 0
-    if name not in models.list_models() and not cifar_depth:
-        raise ValueError(f"train: unknown model {name!r}; known models: {', '.join(models.list_models())}, "
+    if name not in models.list_models() and not (match and models.is_cifar_depth(int(match[2]))):
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(models.list_models())}, "
                          "or any CIFAR depth 6n+2 as resnetN / plainN")
     if width is not None and not _is_cifar_net(name):
         cifar = [n for n in models.list_models() if _is_cifar_net(n)]
@@ -310,7 +309,7 @@ class Trainer:
         checkpoint = load_training_checkpoint(out)
         saved = Config(**checkpoint["config"])
         given = {k: v for k, v in dict(settings, epochs=epochs, device=device).items() if v is not None}
-        ignored = _data_option_problem(saved.data, given)
+        ignored = data_option_problem(saved.data, given)
         if ignored:   # a resumable setting: warned, not refused, so a run's --data-dir can always be given
             warnings.warn(f"minires train: --resume of {out}: {ignored}", RuntimeWarning, stacklevel=2)
         cfg = dataclasses.replace(saved, out=str(out), progress=progress,

@@ -36,10 +36,11 @@ import sys
 from pathlib import Path
 
 from ..cli import non_negative_float, non_negative_int, positive_float, positive_int
+from ..models import is_cifar_depth
+from ..train import data_option_problem
 from . import common
 from .common import (DATASETS, PARTIAL, NetLedger, RunFolder, check_depth, choose_settings, differences, environment,
                      load_data, modes_of, say)
-from .common import cpu_seconds  # noqa: F401 -- moved to common (the ledger counts time with it); kept here
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
 
@@ -68,7 +69,7 @@ def _ints(text: str) -> tuple:
         values = tuple(positive_int(v) for v in text.split(","))
     except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 20,56, got {text!r}") from None
-    bad = [v for v in values if v < 8 or (v - 2) % 6]
+    bad = [v for v in values if not is_cifar_depth(v)]
     if bad:
         raise argparse.ArgumentTypeError(f"{', '.join(map(str, bad))} in {text!r} is not a depth 6n + 2 "
                                          "(8, 14, 20, 32, 44, 56, 110, ...)")
@@ -224,9 +225,9 @@ def check_data_options(data: str, data_dir) -> None:
     """Refuse a data option that would be ignored: ``data_dir`` with the embedded synthetic data."""
     if data not in DATASETS:
         raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
-    if data == "synthetic" and data_dir is not None:
-        raise ValueError("--data-dir has no effect on the embedded synthetic data; pass --data mnist or --data "
-                         "cifar10 to read files from it, or leave it out")
+    problem = data_option_problem(data, {} if data_dir is None else {"data_dir": data_dir})
+    if problem:
+        raise ValueError(problem)
 
 
 def check_run_folder(path: Path) -> None:

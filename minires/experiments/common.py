@@ -28,7 +28,7 @@ from .. import autograd
 from .. import functional as F
 from ..checkpoint import atomic_write
 from ..cpu import threads as cpu_threads
-from ..models import cifar_resnet
+from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
 from ..random import manual_seed
 from ..optim import SGD, paper_schedule
@@ -58,7 +58,7 @@ def choose_settings(modes: dict, mode: str, overrides: dict) -> dict:
 
 def check_depth(depth) -> int:
     """``depth`` if a CIFAR net can have it (6n + 2 with n >= 1: 8, 14, 20, ...), else ValueError."""
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
+    if not is_cifar_depth(depth):
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth!r}")
     return int(depth)
 

@@ -9,7 +9,7 @@ Every constructor takes ``num_classes`` and ``in_channels``; keyword arguments p
 from __future__ import annotations
 
 from .blocks import BasicBlock, Block, Bottleneck, PreActBlock, ZeroPadShortcut, make_shortcut
-from .resnet import ResNet, cifar_resnet, imagenet_resnet
+from .resnet import ResNet, cifar_resnet, imagenet_resnet, is_cifar_depth
 from .vgg import VGG, vgg19
 
 

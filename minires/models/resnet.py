@@ -13,6 +13,8 @@ block starts as its shortcut.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import functional as F
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init
 from .blocks import BasicBlock, Bottleneck, PreActBlock, check_shortcut, conv3x3
@@ -87,6 +89,11 @@ def _stage(block, in_planes: int, planes: int, depth: int, stride: int, block_op
     return Sequential(*blocks), in_planes
 
 
+def is_cifar_depth(depth) -> bool:
+    """Whether ``depth`` is a CIFAR net's: 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)."""
+    return isinstance(depth, (int, np.integer)) and not isinstance(depth, bool) and depth >= 8 and (depth - 2) % 6 == 0
+
+
 def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: int = 16, num_classes: int = 10,
                  in_channels: int = 3, preact: bool = False, zero_init_residual: bool = False) -> ResNet:
     """The paper's CIFAR-10 net (sec. 4.2): a 3x3 conv, 3 stages of n basic blocks (widths
@@ -94,7 +101,7 @@ def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: 
 
     ``residual=False`` gives the plain twin (same layers, no adds; ``shortcut`` is then unused).
     """
-    if depth < 8 or (depth - 2) % 6:
+    if not is_cifar_depth(depth):
         raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), got {depth}")
     check_shortcut(shortcut)
     n = (depth - 2) // 6
