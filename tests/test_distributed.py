@@ -402,6 +402,16 @@ def test_minires_train_under_mpirun_matches_one_process(tmp_path):
 NO_NCCL = not backend.cuda_available() or importlib.util.find_spec("mpi4py") is None
 
 
+@pytest.mark.parametrize("collective", ["allreduce_sum", "broadcast"])
+def test_nccl_collectives_refuse_a_host_array_before_touching_it(collective):
+    """A NumPy array gets the TypeError naming CuPy, not an AttributeError from reading its device
+    pointer (found on the first GPU run). No GPU needed: the communicator is never connected."""
+    comm = object.__new__(dist.NCCLCommunicator)
+    comm.cupy = type("NoCupy", (), {"ndarray": type("DeviceArray", (), {})})
+    with pytest.raises(TypeError, match="CuPy arrays"):
+        getattr(comm, collective)(np.zeros(3))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(NO_NCCL, reason="needs CuPy with NCCL, a CUDA GPU and mpi4py")
 def test_nccl_communicator_on_one_gpu():
@@ -411,12 +421,14 @@ def test_nccl_communicator_on_one_gpu():
         a = cupy.arange(5, dtype=dtype)
         np.testing.assert_array_equal(cupy.asnumpy(comm.allreduce_sum(a)), np.arange(5))
         np.testing.assert_array_equal(cupy.asnumpy(comm.broadcast(a)), np.arange(5))
-    x = mr.tensor(np.random.default_rng(0).normal(size=(4, 3, 2, 2)), requires_grad=True)
+    rng = np.random.default_rng(0)
+    x = mr.tensor(rng.normal(size=(4, 3, 2, 2)), requires_grad=True)
+    gy = rng.normal(size=(4, 3, 2, 2))  # not constant: BN's input gradient of a constant is 0 up to rounding
     expected = F.batch_norm(x, None, None, training=True)
-    expected.backward(mr.tensor(np.ones((4, 3, 2, 2))))
+    expected.backward(mr.tensor(gy))
     xg = mr.tensor(x.numpy(), device="cuda", requires_grad=True)
     y = dist.sync_batch_norm(xg, None, None, training=True, comm=comm)
-    y.backward(mr.tensor(np.ones((4, 3, 2, 2)), device="cuda"))
+    y.backward(mr.tensor(gy, device="cuda"))
     assert_close(y.numpy(), expected.numpy(), 1e-12)
     assert_close(xg.grad.numpy(), x.grad.numpy(), 1e-10)
     with pytest.raises(TypeError, match="CuPy arrays"):

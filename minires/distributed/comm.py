@@ -167,16 +167,17 @@ class NCCLCommunicator(Communicator):
         return getattr(self.nccl, _NCCL_TYPE_NAMES[array.dtype])
 
     def allreduce_sum(self, array):
+        nccl_type = self._nccl_dtype(array)  # first: it refuses a host array before .data.ptr is read
         _check_contiguous(array, "allreduce_sum")
         stream = self.cupy.cuda.get_current_stream().ptr
-        self.comm.allReduce(array.data.ptr, array.data.ptr, array.size, self._nccl_dtype(array),
-                            self.nccl.NCCL_SUM, stream)
+        self.comm.allReduce(array.data.ptr, array.data.ptr, array.size, nccl_type, self.nccl.NCCL_SUM, stream)
         return array
 
     def broadcast(self, array, root: int = 0):
+        nccl_type = self._nccl_dtype(array)
         _check_contiguous(array, "broadcast")
         stream = self.cupy.cuda.get_current_stream().ptr
-        self.comm.bcast(array.data.ptr, array.size, self._nccl_dtype(array), root, stream)
+        self.comm.bcast(array.data.ptr, array.size, nccl_type, root, stream)
         return array
 
     def barrier(self) -> None:
