@@ -6,6 +6,7 @@
 ``batchnorm.cu``           CUDA C for CuPy: fused BatchNorm forward (statistics + normalise)
                            and backward, one block per channel
 ``elementwise.cu``         CUDA C for CuPy: ReLU forward/backward and the fused residual add + ReLU
+``optim.cu``               CUDA C for CuPy: the SGD update (weight decay, momentum) in one kernel
 ``conv2d_numba_cuda.py``   the same convolution kernels written in Python with Numba CUDA
 ``conv2d_index.py``        the index math both conv files share, as plain Python (tested on the CPU)
 ``conv2d_cpu.py``          Numba CPU (``parallel=True``) im2col and col2im around BLAS GEMMs,
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CUDA_SOURCES = ("conv2d.cu", "batchnorm.cu", "elementwise.cu")
+CUDA_SOURCES = ("conv2d.cu", "batchnorm.cu", "elementwise.cu", "optim.cu")
 
 
 def source_path(name: str) -> Path:

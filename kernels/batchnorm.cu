@@ -17,6 +17,11 @@
 //   backward  xhat = (x - mean) * invstd,  gbias = sum gy,  gweight = sum gy * xhat
 //             gx = weight * invstd / m * (m * gy - gbias - xhat * gweight)
 //
+// `batch_norm_update_running` is the running-statistics update that follows a training forward, one
+// thread per channel (one launch instead of seven array operations):
+//   running_mean = keep * running_mean + momentum * mean,  running_var = keep * running_var + momentum * var * unbias
+// with keep = 1 - momentum and unbias = m / (m - 1) (the unbiased variance), both computed on the host.
+//
 // With only c blocks the launch is small for c = 16 (ResNet-20's first stage); the benchmark
 // (python -m minires.bench gpu) shows what that costs.
 //
@@ -94,4 +99,12 @@ extern "C" __global__ void batch_norm_backward(const real* gy, const real* x, co
         gweight[ch] = sum_gy_xhat;
         gbias[ch] = sum_gy;
     }
+}
+
+extern "C" __global__ void batch_norm_update_running(real* running_mean, real* running_var, const real* mean,
+                                                     const real* var, int c, real keep, real momentum, real unbias) {
+    const int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c) return;
+    running_mean[ch] = keep * running_mean[ch] + momentum * mean[ch];
+    running_var[ch] = keep * running_var[ch] + momentum * (var[ch] * unbias);
 }

@@ -31,6 +31,32 @@ PAPER_ITERATIONS = 64_000
 PAPER_MILESTONES = (32_000, 48_000)
 
 
+def sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, nesterov):
+    """One SGD update of the array ``param`` in place (the rule in the module docstring); returns the
+    momentum buffer (``buffer`` updated in place, a new one on the first step, None without momentum).
+
+    The readable definition, written with array operators, so it runs on NumPy and on CuPy arrays
+    (the ``sgd`` implementations ``numpy`` and ``cupy-ops``); on a GPU the default is ``cupy``, the
+    same update fused into one kernel (``kernels/optim.cu``) instead of seven array operations.
+    """
+    d = grad
+    if weight_decay:
+        d = d + weight_decay * param
+    if momentum:
+        if buffer is None:
+            buffer = d.copy()
+        else:
+            buffer *= momentum
+            buffer += (1 - dampening) * d
+        d = d + momentum * buffer if nesterov else buffer
+    param -= lr * d
+    return buffer
+
+
+backend.register("sgd", "numpy", device="cpu")(sgd_update)
+backend.register("sgd", "cupy-ops", device="cuda")(sgd_update)
+
+
 class SGD:
     """``SGD(params, lr, momentum=0, weight_decay=0, nesterov=False, dampening=0)``.
 
@@ -67,24 +93,18 @@ class SGD:
                 p.grad._bump_version()
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient (the rule in the module docstring)."""
+        """One update of every parameter that has a gradient (the rule in the module docstring), by
+        the ``sgd`` implementation of the parameter's device (:func:`sgd_update` on the CPU)."""
         for group in self.param_groups:
-            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            settings = (group["lr"], group["momentum"], group["weight_decay"], group["dampening"], group["nesterov"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                d = p.grad.data
-                if wd:
-                    d = d + wd * p.data
-                if mu:
-                    buffer = self.state.setdefault(p, {}).get("momentum_buffer")
-                    if buffer is None:
-                        buffer = self.state[p]["momentum_buffer"] = d.copy()
-                    else:
-                        buffer *= mu
-                        buffer += (1 - group["dampening"]) * d
-                    d = d + mu * buffer if group["nesterov"] else buffer
-                p.data -= lr * d
+                update = backend.lookup("sgd", p.data)[1]
+                buffer = update(p.data, p.grad.data, self.state.get(p, {}).get("momentum_buffer"), *settings)
+                if buffer is not None:
+                    self.state.setdefault(p, {})["momentum_buffer"] = buffer
+                p._bump_version()
 
     def _params(self):
         return [p for group in self.param_groups for p in group["params"]]

@@ -15,6 +15,8 @@ from minires import functional as F
 from minires.functional.conv import Im2colConv2d
 from minires.functional.norm import NumpyBatchNorm
 
+from conftest import assert_close
+
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not backend.cuda_available(), reason="needs CuPy and a CUDA GPU")]
 
@@ -128,6 +130,45 @@ def test_relu_and_add_relu_kernels_match_numpy(dtype, size):
     np.testing.assert_array_equal(_host(relu.forward(_gpu(a))), y)
     np.testing.assert_array_equal(_host(relu.backward(_gpu(gy), _gpu(y))), gy * (y > 0))
     np.testing.assert_array_equal(_host(add_relu.forward(_gpu(a), _gpu(b))), np.maximum(a + b, 0))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("settings", [(0.1, 0.9, 1e-4, 0.0, False), (0.05, 0.9, 0.0, 0.0, True),
+                                      (0.1, 0.0, 1e-3, 0.0, False), (0.2, 0.5, 1e-2, 0.3, False)])
+def test_sgd_kernel_matches_the_readable_update(settings, dtype):
+    """Two SGD steps through optim.SGD on the GPU (the fused ``cupy`` kernel) against the same
+    steps on the CPU (``optim.sgd_update``, the definition)."""
+    from minires.optim import SGD
+    rng = np.random.default_rng(1)
+    start, grads = rng.standard_normal(1000).astype(dtype), rng.standard_normal((2, 1000)).astype(dtype)
+    lr, momentum, weight_decay, dampening, nesterov = settings
+    params = [mr.tensor(start, device=device, requires_grad=True) for device in ("cpu", "cuda")]
+    optimizers = [SGD([p], lr=lr, momentum=momentum, weight_decay=weight_decay, dampening=dampening,
+                      nesterov=nesterov) for p in params]
+    assert backend.lookup("sgd", params[1].data)[0] == "cupy"
+    for grad in grads:
+        for p, opt in zip(params, optimizers):
+            p.grad = mr.tensor(grad, device=p.device)
+            opt.step()
+        # relative to the largest value: p - lr * d cancels for some entries, and the GPU may fuse a
+        # multiply-add (one rounding instead of two), so elementwise relative errors can be large there
+        assert_close(params[1].numpy(), params[0].numpy(), 8 * np.finfo(dtype).eps)
+    assert params[1]._version == params[0]._version == 2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_norm_running_statistics_on_the_gpu_match_the_cpu(dtype):
+    """BatchNorm2d's buffers after three training batches (the one-launch update on the GPU)."""
+    rng = np.random.default_rng(2)
+    layers = [mr.nn.BatchNorm2d(5).to(dtype=dtype), mr.nn.BatchNorm2d(5).to("cuda", dtype)]
+    for _ in range(3):
+        x = 1 + 2 * rng.standard_normal((4, 5, 3, 3))
+        for layer in layers:
+            layer(mr.tensor(x, dtype=dtype, device=layer.running_mean.device))
+    for name in ("running_mean", "running_var"):
+        gpu, cpu = (getattr(layer, name).numpy() for layer in layers)
+        assert_close(gpu, cpu, 32 * np.finfo(dtype).eps)  # the batch statistics are summed in another order
+    assert int(layers[1].num_batches_tracked.item()) == 3
 
 
 # ----------------------------------------------------------------------------- the whole GPU path

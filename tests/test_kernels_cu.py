@@ -22,15 +22,17 @@ import numpy as np
 import pytest
 from conv_cases import CASES, assert_matches_reference, case_inputs, run_direction, runs
 
-from minires.functional.norm import NumpyBatchNorm
+from minires.functional.norm import NumpyBatchNorm, update_running_stats
+from minires.optim import sgd_update
 from minires.gpu import cupy_kernels
 from minires.kernels import CUDA_SOURCES, source_path
 
 KERNELS = {
     "conv2d.cu": {"im2col", "col2im", "conv2d_forward_tiled", "conv2d_backward_data_tiled",
                   "conv2d_backward_weight_tiled"},
-    "batchnorm.cu": {"batch_norm_forward_train", "batch_norm_backward"},
+    "batchnorm.cu": {"batch_norm_forward_train", "batch_norm_backward", "batch_norm_update_running"},
     "elementwise.cu": {"relu_forward", "relu_backward", "add_relu_forward"},
+    "optim.cu": {"sgd_update"},
 }
 NVCC, GXX = shutil.which("nvcc"), shutil.which("g++")
 EMULATION = Path(__file__).with_name("cuda_host_emulation.hpp")
@@ -109,6 +111,18 @@ def test_emulated_conv_kernels_match_numpy_reference(emulated_gpu, impl, case, d
     assert_matches_reference(run_direction(impl, direction, x, w, gy, *CASES[case][2:]), case, dtype, direction)
 
 
+@pytest.mark.parametrize("case", list(CASES))
+def test_emulated_im2col_gradients_at_once_match_each_direction(emulated_gpu, case):
+    """``backward`` (both gradients from one copy of gy, what training calls) gives exactly what
+    ``backward_data`` and ``backward_weight`` give one at a time."""
+    x, w, gy = case_inputs(case, "float64")
+    stride, padding = CASES[case][2:]
+    gx, gw = cupy_kernels.CupyConv2d.backward(gy, x, w, stride, padding)
+    np.testing.assert_array_equal(gx, cupy_kernels.CupyConv2d.backward_data(gy, w, x.shape, stride, padding))
+    np.testing.assert_array_equal(gw, cupy_kernels.CupyConv2d.backward_weight(gy, x, w.shape, stride, padding))
+    assert_matches_reference(gx, case, "float64", "backward_data")
+
+
 @pytest.mark.parametrize("shape,affine", list(itertools.product([(6, 3), (2, 3, 5), (2, 3, 4, 5)], [True, False])))
 def test_emulated_batch_norm_kernels_match_numpy_reference(emulated_gpu, shape, affine):
     rng = np.random.default_rng(len(shape))
@@ -124,6 +138,57 @@ def test_emulated_batch_norm_kernels_match_numpy_reference(emulated_gpu, shape, 
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_emulated_running_statistics_update_matches_the_generic_one(emulated_gpu, dtype):
+    """300 channels (two blocks); the kernel against norm.update_running_stats, twice in a row."""
+    rng = np.random.default_rng(0)
+    running = [rng.standard_normal(300).astype(dtype), rng.random(300).astype(dtype) + 0.5]
+    expected = [r.copy() for r in running]
+    for _ in range(2):
+        mean, var = rng.standard_normal(300).astype(dtype), rng.random(300).astype(dtype)
+        update_running_stats(*expected, mean, var, 0.1, 512)
+        cupy_kernels.CupyBatchNorm.update_running_stats(*running, mean, var, 0.1, 512)
+        for got, want in zip(running, expected):
+            np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_running_statistics_of_another_dtype_take_the_array_path(monkeypatch):
+    """float64 buffers with float32 statistics: no kernel launch (it would read them as floats)."""
+    monkeypatch.setattr(cupy_kernels, "run_1d", lambda *args: pytest.fail("launched a kernel"))
+    running_mean, running_var = np.zeros(3), np.ones(3)
+    mean, var = np.full(3, 2, np.float32), np.full(3, 4, np.float32)
+    cupy_kernels.CupyBatchNorm.update_running_stats(running_mean, running_var, mean, var, 0.5, 5)
+    np.testing.assert_allclose(running_mean, 1.0)
+    np.testing.assert_allclose(running_var, 0.5 + 0.5 * 4 * 5 / 4)
+
+
+def test_compiled_kernels_are_cached_per_source_name_dtype_and_device(monkeypatch):
+    """One compile lookup per (source, name, dtype, device); another device gets its own."""
+    compiled, device = [], [0]
+
+    class Module:
+        def __init__(self, source, dtype_name):
+            self.where = (source, dtype_name)
+
+        def get_function(self, name):
+            compiled.append(self.where + (name, device[0]))
+            return compiled[-1]
+
+    fake_cupy = type("FakeCupy", (), {"cuda": type("Cuda", (), {"runtime": type("Runtime", (), {
+        "getDevice": staticmethod(lambda: device[0])})})})
+    monkeypatch.setattr(cupy_kernels, "_module", Module)
+    monkeypatch.setattr(cupy_kernels, "_cupy", lambda: fake_cupy)
+    monkeypatch.setattr(cupy_kernels, "_FUNCTIONS", {})
+    first = cupy_kernels.kernel("elementwise.cu", "relu_forward", np.dtype("float32"))
+    assert cupy_kernels.kernel("elementwise.cu", "relu_forward", np.dtype("float32")) is first
+    assert cupy_kernels.kernel("elementwise.cu", "relu_forward", np.dtype("float64")) == \
+        ("elementwise.cu", "float64", "relu_forward", 0)
+    device[0] = 1
+    assert cupy_kernels.kernel("elementwise.cu", "relu_forward", np.dtype("float32")) == \
+        ("elementwise.cu", "float32", "relu_forward", 1)
+    assert len(compiled) == 3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_emulated_relu_and_add_relu_kernels_match_numpy(emulated_gpu, dtype):
     rng = np.random.default_rng(0)
     a, b, gy = (rng.standard_normal(300).astype(dtype) for _ in range(3))
@@ -132,3 +197,47 @@ def test_emulated_relu_and_add_relu_kernels_match_numpy(emulated_gpu, dtype):
     np.testing.assert_array_equal(cupy_kernels.CupyReLU.forward(a), y)
     np.testing.assert_array_equal(cupy_kernels.CupyReLU.backward(gy, y), gy * (y > 0))
     np.testing.assert_array_equal(cupy_kernels.CupyAddReLU.forward(a, b), np.maximum(a + b, 0))
+
+
+SGD_SETTINGS = [  # (lr, momentum, weight_decay, dampening, nesterov)
+    (0.1, 0.9, 1e-4, 0.0, False), (0.05, 0.9, 0.0, 0.0, True), (0.1, 0.0, 1e-3, 0.0, False), (0.2, 0.5, 1e-2, 0.3, False)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("settings", SGD_SETTINGS)
+def test_emulated_sgd_kernel_matches_the_readable_update(emulated_gpu, settings, dtype):
+    """Two steps (the first makes the momentum buffer, the second updates it) of the fused kernel
+    against optim.sgd_update, the definition; 300 elements span two blocks."""
+    rng = np.random.default_rng(0)
+    param = rng.standard_normal(300).astype(dtype)
+    expected_param, expected_buffer = param.copy(), None
+    buffer = None
+    for step in range(2):
+        grad = rng.standard_normal(300).astype(dtype)
+        expected_buffer = sgd_update(expected_param, grad, expected_buffer, *settings)
+        buffer = cupy_kernels.sgd_update(param, grad, buffer, *settings)
+        np.testing.assert_allclose(param, expected_param, rtol=4 * np.finfo(dtype).eps, atol=0)
+        if settings[1]:
+            np.testing.assert_allclose(buffer, expected_buffer, rtol=4 * np.finfo(dtype).eps, atol=0)
+        else:
+            assert buffer is None and expected_buffer is None
+
+
+def test_sgd_kernel_takes_a_strided_gradient_and_leaves_a_strided_parameter_to_the_array_path(emulated_gpu,
+                                                                                              monkeypatch):
+    """A transposed gradient is copied into one block for the kernel; a parameter that is a strided
+    view cannot be updated in place by a flat kernel, so the readable update runs instead."""
+    rng = np.random.default_rng(3)
+    param, grad = rng.standard_normal((4, 6)), rng.standard_normal((6, 4)).T
+    expected = param.copy()
+    sgd_update(expected, grad, None, *SGD_SETTINGS[2])
+    cupy_kernels.sgd_update(param, grad, None, *SGD_SETTINGS[2])
+    np.testing.assert_allclose(param, expected, rtol=1e-15, atol=0)
+
+    monkeypatch.setattr(cupy_kernels, "run_1d", lambda *args: pytest.fail("launched the flat kernel"))
+    strided = rng.standard_normal((4, 6))[:, ::2]
+    expected = strided.copy()
+    expected_buffer = sgd_update(expected, grad[:, :3], None, *SGD_SETTINGS[0])
+    buffer = cupy_kernels.sgd_update(strided, grad[:, :3], None, *SGD_SETTINGS[0])
+    np.testing.assert_array_equal(strided, expected)
+    np.testing.assert_array_equal(buffer, expected_buffer)

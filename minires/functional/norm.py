@@ -20,7 +20,9 @@ GPU kernel can replace the NumPy reference. An implementation is any object with
     the closed form derived in :class:`BatchNormTrain` (``weight`` may be None).
 
 registered with ``backend.register("batch_norm", name, device=...)(Impl)``. The running-stat update
-stays here, in the generic code, so every implementation shares it.
+is :func:`update_running_stats`, here in the generic code, so every implementation shares it; an
+implementation may provide its own ``update_running_stats`` with the same arguments (the GPU's does
+it in one launch instead of seven array operations).
 """
 from __future__ import annotations
 
@@ -153,9 +155,8 @@ class BatchNormTrain(Function):
         _, kernels = backend.lookup("batch_norm", x, impl)
         y, mean, var, invstd = kernels.forward_train(x, weight, bias, eps)
         if running_mean is not None:
-            m = _values_per_channel(x.shape)
-            _blend_into(running_mean, mean, momentum)
-            _blend_into(running_var, var * (m / (m - 1)), momentum)
+            update = getattr(kernels, "update_running_stats", update_running_stats)
+            update(running_mean, running_var, mean, var, momentum, _values_per_channel(x.shape))
         ctx.kernels, ctx.eps = kernels, eps
         ctx.save_for_backward(x, weight, mean, invstd)
         return y
@@ -184,8 +185,16 @@ class BatchNormTrain(Function):
         return gx, gweight, gbias
 
 
+def update_running_stats(running_mean, running_var, mean, var, momentum, m):
+    r"""In place (the buffers keep their identity and dtype): :math:`\hat\mu \leftarrow (1-p)\,\hat\mu + p\,\mu`,
+    :math:`\hat\sigma^2 \leftarrow (1-p)\,\hat\sigma^2 + p\,\tfrac{m}{m-1}\sigma^2` (``var`` is the batch's
+    biased variance over ``m`` values per channel)."""
+    _blend_into(running_mean, mean, momentum)
+    _blend_into(running_var, var * (m / (m - 1)), momentum)
+
+
 def _blend_into(running, batch, momentum):
-    r"""In place: :math:`r \leftarrow (1 - p)\, r + p\, b` (keeps the buffer's identity and dtype)."""
+    r"""In place: :math:`r \leftarrow (1 - p)\, r + p\, b`."""
     running *= 1 - momentum
     running += momentum * batch
 

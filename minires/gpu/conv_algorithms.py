@@ -31,11 +31,14 @@ from .launch import BLOCKS_PER_SM, check_int32, split_k
 CPU_STAND_IN_BLOCKS = 8  # NumPy arrays: a CPU stand-in for the GPU in the tests; still splits the reduction
 
 
+KERNEL_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})  # the dtypes the kernels are built for
+
+
 def prepare(op: str, *arrays):
     """The arrays as C-contiguous (no copy when they already are), checked for a kernel dtype."""
     xp = backend.get_array_module(*arrays)
     dtypes = {a.dtype for a in arrays}
-    if len(dtypes) != 1 or dtypes.pop().name not in ("float32", "float64"):
+    if len(dtypes) != 1 or dtypes.pop() not in KERNEL_DTYPES:
         raise TypeError(f"{op}: the GPU kernels take float32 or float64 arrays of one dtype, got "
                         f"{[str(a.dtype) for a in arrays]}; cast with .float() or .double()")
     return [xp.ascontiguousarray(a) for a in arrays]
@@ -86,15 +89,28 @@ class Im2colGemm:
     @classmethod
     def backward_data(cls, gy, w, x_shape, stride, padding):
         gy, w = prepare(cls.op, gy, w)
-        g = geometry(cls.op, x_shape, w.shape, stride, padding)
-        gcol = w.reshape(g.c_out, -1).T @ channels_first(gy)
-        return cls.col2im(gcol, g)
+        return cls._data_gradient(channels_first(gy), w, geometry(cls.op, x_shape, w.shape, stride, padding))
 
     @classmethod
     def backward_weight(cls, gy, x, w_shape, stride, padding):
         gy, x = prepare(cls.op, gy, x)
-        g = geometry(cls.op, x.shape, w_shape, stride, padding)
-        return (channels_first(gy) @ cls.im2col(x, g).T).reshape(w_shape)
+        return cls._weight_gradient(channels_first(gy), x, geometry(cls.op, x.shape, w_shape, stride, padding))
+
+    @classmethod
+    def backward(cls, gy, x, w, stride, padding):
+        """Both gradients, ``(gx, gw)``, from one channels-first copy of ``gy`` (what training asks for)."""
+        gy, x, w = prepare(cls.op, gy, x, w)
+        g = geometry(cls.op, x.shape, w.shape, stride, padding)
+        gy_matrix = channels_first(gy)
+        return cls._data_gradient(gy_matrix, w, g), cls._weight_gradient(gy_matrix, x, g)
+
+    @classmethod
+    def _data_gradient(cls, gy_matrix, w, g):
+        return cls.col2im(w.reshape(g.c_out, -1).T @ gy_matrix, g)
+
+    @classmethod
+    def _weight_gradient(cls, gy_matrix, x, g):
+        return (gy_matrix @ cls.im2col(x, g).T).reshape(g.c_out, g.c_in, g.kh, g.kw)
 
 
 class ImplicitGemm:

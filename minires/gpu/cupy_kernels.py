@@ -5,9 +5,11 @@ op            name            what runs
 ============  ==============  ===========================================================
 conv2d        ``cupy``        im2col / col2im kernels around cuBLAS GEMMs (CUDA default)
 conv2d        ``cupy-tiled``  the tiled implicit-GEMM kernels (no column matrix)
-batch_norm    ``cupy``        fused forward (statistics + normalise) and backward
+batch_norm    ``cupy``        fused forward (statistics + normalise), backward, and the
+                              running-statistics update
 relu          ``cupy``        forward and backward
 add_relu      ``cupy``        the residual add fused with the ReLU after it
+sgd           ``cupy``        the SGD update (weight decay, momentum) of one parameter
 ============  ==============  ===========================================================
 
 Each ``.cu`` file is compiled with NVRTC once per dtype (``-DMINIRES_REAL=float`` or ``double``)
@@ -20,9 +22,10 @@ import functools
 
 import numpy as np
 
-from .. import backend
+from .. import backend, optim
+from ..functional import norm
 from ..kernels import source_path
-from .conv_algorithms import Im2colGemm, ImplicitGemm, prepare
+from .conv_algorithms import KERNEL_DTYPES, Im2colGemm, ImplicitGemm, prepare
 from .launch import THREADS, blocks_for, check_int32, tiled_grid
 
 C_TYPES = {"float32": "float", "float64": "double"}  # dtype -> the MINIRES_REAL a .cu file is built with
@@ -37,9 +40,17 @@ def _module(source: str, dtype_name: str):
                           options=(f"-DMINIRES_REAL={C_TYPES[dtype_name]}",))
 
 
+_FUNCTIONS: dict = {}  # (source, name, dtype, device) -> compiled kernel: one dict lookup per launch
+
+
 def kernel(source: str, name: str, dtype):
-    """Kernel ``name`` of ``kernels/<source>``, compiled for ``dtype`` (float32 or float64)."""
-    return _module(source, np.dtype(dtype).name).get_function(name)
+    """Kernel ``name`` of ``kernels/<source>``, compiled for ``dtype`` (float32 or float64) on the
+    current device (CuPy compiles a module for each device it runs on)."""
+    key = (source, name, dtype, _cupy().cuda.runtime.getDevice())
+    function = _FUNCTIONS.get(key)
+    if function is None:
+        function = _FUNCTIONS[key] = _module(source, np.dtype(dtype).name).get_function(name)
+    return function
 
 
 def int32s(*values) -> tuple:
@@ -122,6 +133,18 @@ class CupyBatchNorm:
         return gx, gweight, gbias
 
 
+    @staticmethod
+    def update_running_stats(running_mean, running_var, mean, var, momentum, m):
+        """:func:`minires.functional.norm.update_running_stats` in one launch of ``kernels/batchnorm.cu``
+        (buffers of another dtype than the batch's statistics take the array-operation path)."""
+        if not all(a.dtype == mean.dtype and a.flags.c_contiguous for a in (running_mean, running_var, var)):
+            return norm.update_running_stats(running_mean, running_var, mean, var, momentum, m)
+        real = mean.dtype.type
+        run_1d("batchnorm.cu", "batch_norm_update_running", mean.size,
+               (running_mean, running_var, mean, var) + int32s(mean.size) + (real(1 - momentum), real(momentum),
+                                                                             real(m / (m - 1))))
+
+
 # ----------------------------------------------------------------------------- relu, add_relu
 def _elementwise(name: str, op: str, *inputs):
     """Run the one-thread-per-element kernel ``name`` on same-shape ``inputs``; return its output."""
@@ -154,3 +177,24 @@ class CupyAddReLU:
         return _elementwise("add_relu_forward", "add_relu", a, b)
 
     backward = staticmethod(CupyReLU.backward)
+
+
+# ----------------------------------------------------------------------------- sgd
+@backend.register("sgd", "cupy", device="cuda", default=True)
+def sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, nesterov):
+    """:func:`minires.optim.sgd_update` in one launch of ``kernels/optim.cu`` (in place; returns the
+    momentum buffer, a new one on the first step, None without momentum). A parameter or buffer that
+    is not one C-contiguous block of a kernel dtype takes the array-operation path instead."""
+    arrays = (param,) if buffer is None else (param, buffer)
+    if param.dtype not in KERNEL_DTYPES or not all(a.flags.c_contiguous and a.dtype == param.dtype for a in arrays):
+        return optim.sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, nesterov)
+    check_int32("sgd", parameter=param.size)
+    grad = _cupy().ascontiguousarray(grad, dtype=param.dtype)
+    first_step = momentum and buffer is None
+    if first_step:
+        buffer = _cupy().empty_like(param)
+    real = param.dtype.type
+    run_1d("optim.cu", "sgd_update", param.size,
+           (param, grad, buffer if momentum else param) + int32s(param.size)
+           + (real(lr), real(momentum), real(weight_decay), real(dampening)) + int32s(nesterov, first_step))
+    return buffer if momentum else None
