@@ -63,3 +63,22 @@ def test_conv_inputs_are_laid_out_like_the_implementations_outputs():
     copy = laid_out_like(template, a)
     np.testing.assert_array_equal(copy, a)
     assert copy.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_gpu_targets_are_judged_on_the_best_fp32_row_of_each_kind():
+    from minires.bench.gpu import target_lines
+
+    def row(part, case, impl, math, ratio):
+        return [part, case, impl, math, None, None, 1.0, ratio, None, None, None]
+
+    rows = [row("conv", "resnet20: all 19 convs", "torch", "fp32", 1.0),
+            row("conv", "resnet20: all 19 convs", "cupy", "fp32", 2.51),
+            row("conv", "resnet20: all 19 convs", "cupy-tiled", "fp32", 3.95),
+            row("conv", "resnet20: all 19 convs", "cupy", "tf32", 1.5),    # TF32 rows are not the headline
+            row("conv", "16->16 @32", "cupy", "fp32", 1.2),                # one layer is not the network
+            row("step", "resnet20 batch 128", "cupy", "fp32", 1.9),
+            row("step", "resnet56 batch 128", "cupy", "fp32", 3.1)]
+    conv, step = target_lines(rows)
+    assert conv.endswith("best is cupy at 2.51x, missed by 1.25x")
+    assert step.endswith("best is cupy at 1.90x, met")
+    assert all(line.endswith("cannot tell (no PyTorch reference or no rows)") for line in target_lines([]))

@@ -196,3 +196,14 @@ def test_choosing_a_cuda_default_leaves_the_cpu_default_alone():
     cpu_default = backend.lookup("conv2d", np.zeros(1))[0]
     with backend.using("conv2d", "cupy-tiled"):
         assert backend.lookup("conv2d", np.zeros(1))[0] == cpu_default
+
+
+def test_a_numba_cuda_that_cannot_compile_under_this_numpy_is_named_with_the_fix():
+    """Seen on the first GPU run: numba-cuda 0.30.4 under NumPy 2.5 fails deep inside Numba with an
+    AttributeError; minires says which versions and what to do."""
+    pytest.importorskip("numba_cuda", reason="numba-cuda not installed: pip install -e '.[gpu]'")
+    from minires.gpu.numba_kernels import incompatibility_message
+    message = incompatibility_message(AttributeError("module 'numpy' has no attribute 'row_stack'"))
+    assert f"NumPy {np.__version__}" in message and "numba-cuda 0." in message
+    assert "pip install 'numpy<2.5'" in message and "'cupy', the default" in message
+    assert "numpy<2.5" not in incompatibility_message(AttributeError("'Foo' object has no attribute 'bar'"))

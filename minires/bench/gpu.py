@@ -67,7 +67,8 @@ def run(args) -> int:
                           math, network="resnet20")
         rows += step_rows("cuda", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref, math)
     set_tf32(False, torch_ref)
-    report = "\n".join(_header(args, test_summary, notes) + ["", "```", format_table(HEADERS, rows), "```"])
+    report = "\n".join(_header(args, test_summary, notes) + target_lines(rows)
+                       + ["", "```", format_table(HEADERS, rows), "```"])
     print(report)
     path = out / f"{stem}.md"
     path.write_text(report + "\n")
@@ -75,17 +76,44 @@ def run(args) -> int:
     return 0 if tests_passed else 1
 
 
+TARGET = 2.0  # minires / PyTorch, fp32: the best conv over ResNet-20's convs, and a ResNet-20 training step
+
+
+def target_lines(rows) -> list[str]:
+    """The two targets, met or missed and by how much, from the fp32 rows: the best minires conv
+    implementation's total over ResNet-20's convs against cuDNN, and its best ResNet-20 step
+    against PyTorch."""
+    def best(part, case_start):
+        measured = [r for r in rows if r[0] == part and r[1].startswith(case_start) and r[2] != "torch"
+                    and r[3] == "fp32" and r[7] is not None]
+        return min(measured, key=lambda r: r[7], default=None)
+
+    lines = []
+    for what, row in [("ResNet-20's convs (forward + backward) against cuDNN", best("conv", "resnet20: all")),
+                      ("a ResNet-20 training step against PyTorch", best("step", "resnet20 batch"))]:
+        if row is None:
+            lines.append(f"- target <= {TARGET:g}x for {what}: cannot tell (no PyTorch reference or no rows)")
+        else:
+            verdict = "met" if row[7] <= TARGET else f"missed by {row[7] / TARGET:.2f}x"
+            lines.append(f"- target <= {TARGET:g}x for {what}, fp32: best is {row[2]} at {row[7]:.2f}x, {verdict}")
+    return lines
+
+
 def run_gpu_tests(log: Path) -> tuple[bool, str]:
-    """Run the ``gpu`` tests in a child pytest; return (passed, summary lines) and keep the log."""
+    """Run the ``gpu`` tests in a child pytest; return (passed, summary lines) and keep the log.
+
+    The child writes straight into ``log``, so a run stopped part-way (a hang, a timeout) still
+    leaves what the tests printed."""
     if not TESTS.is_file():
         return False, f"{TESTS} not found: run the benchmark from a source checkout"
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "--tb=short", "-p", "no:cacheprovider", str(TESTS)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=TESTS.parents[1])
-    log.write_text(result.stdout + result.stderr)
-    print(result.stdout[-6000:] + result.stderr[-2000:])
-    lines = result.stdout.strip().splitlines()
+    with log.open("w") as sink:
+        returncode = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, cwd=TESTS.parents[1]).returncode
+    output = log.read_text()
+    print(output[-8000:])
+    lines = output.strip().splitlines()
     summary = [line for line in lines if line.startswith(("FAILED", "ERROR"))] + lines[-1:]
-    return result.returncode == 0, "; ".join(summary) + f" (log: {log.name})"
+    return returncode == 0, "; ".join(summary) + f" (log: {log.name})"
 
 
 def set_tf32(enabled: bool, torch_ref) -> bool:
@@ -135,6 +163,7 @@ def _header(args, test_summary: str, notes: list[str]) -> list[str]:
         "",
         f"- card: {_card_name()} (CUDA runtime {runtime.runtimeGetVersion()}, driver {runtime.driverGetVersion()})",
         f"- minires {__version__}, cupy {backend.cupy_or_none().__version__}, numba-cuda {_version('numba-cuda')}, "
+        f"numba {_version('numba')}, numpy {np.__version__}, Python {sys.version.split()[0]}, "
         + "; ".join(notes),
         f"- command: python -m minires.bench gpu --batch {args.batch} --repeat {args.repeat} "
         f"--warmup {args.warmup} --models {' '.join(args.models)}",

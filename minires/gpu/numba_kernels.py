@@ -39,7 +39,22 @@ def run(kernel, grid, block, *args) -> None:
     pointer = xp.cuda.get_current_stream().ptr
     stream = cuda.external_stream(pointer) if pointer else cuda.default_stream()
     views = [cuda.as_cuda_array(a, sync=False) if isinstance(a, xp.ndarray) else a for a in args]
-    kernel[grid, block, stream](*views)
+    try:
+        kernel[grid, block, stream](*views)
+    except AttributeError as error:
+        raise RuntimeError(incompatibility_message(error)) from error
+
+
+def incompatibility_message(error: Exception) -> str:
+    """What to say when Numba fails inside its own code while compiling: the versions, and the fix
+    for the one case seen on a real GPU (numba-cuda 0.30.4 registers ``np.row_stack``, which NumPy
+    2.5 removed, so no kernel compiles)."""
+    import importlib.metadata
+    versions = f"numba-cuda {importlib.metadata.version('numba-cuda')}, NumPy {np.__version__}"
+    hint = ("this numba-cuda needs NumPy < 2.5 (np.row_stack is gone): pip install 'numpy<2.5', or a numba-cuda "
+            "that supports this NumPy" if "row_stack" in str(error) else "check that numba-cuda supports this NumPy")
+    return (f"Numba could not compile a minires CUDA kernel ({type(error).__name__}: {error}; {versions}); {hint}. "
+            "The CUDA C kernels (conv2d impl 'cupy', the default) do not need Numba.")
 
 
 class NumbaConv2d(Im2colGemm):
