@@ -6,7 +6,8 @@
 #
 # Stages, each under its own time limit so that one hang cannot cost the others, each logged to
 # OUT/<stage>.log as it runs:
-#   env          the card (nvidia-smi) and the versions of Python, NumPy, CuPy, Numba, PyTorch
+#   env          the card (nvidia-smi), the versions of Python, NumPy, CuPy, Numba, PyTorch, and
+#                when each stage started and ended
 #   bench        python -m minires.bench gpu: the GPU tests, then the conv and step table (OUT/*.md)
 #   extra-tests  the other gpu-marked tests (NCCL's single-rank communicator)
 #   train        minires train --device cuda on the embedded data (quick: 1 epoch; full: the default 4)
@@ -34,12 +35,12 @@ if [ -n "${GPU_SESSION_LIMITS:-}" ]; then  # e.g. "110 20 50 50": seconds for be
     read -r -a limits <<<"$GPU_SESSION_LIMITS"
 fi
 
-stage() {  # stage NAME LIMIT COMMAND...
+stage() {  # stage NAME LIMIT COMMAND...: its output to OUT/NAME.log, its times to stdout and OUT/env.log
     local name=$1 limit=$2
     shift 2
-    echo "== $name: started $(date -u +%H:%M:%S), limit ${limit}s"
+    echo "== $name: started $(date -u +%H:%M:%S), limit ${limit}s" | tee -a "$out/env.log"
     timeout -k 5 "$limit" "$@" >"$out/$name.log" 2>&1
-    echo "   $name: exit $? at $(date -u +%H:%M:%S)"
+    echo "   $name: exit $? at $(date -u +%H:%M:%S)" | tee -a "$out/env.log"
     tail -n 3 "$out/$name.log"
 }
 
