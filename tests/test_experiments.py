@@ -193,7 +193,7 @@ def test_a_run_records_what_computed_it(tmp_path):
     assert env["numpy"] == np.__version__ and (env["numba"] is None) == (importlib.util.find_spec("numba") is None)
     summary = (folder.path / "summary.md").read_text()
     assert f"Computed with Python {env['python']}, NumPy {np.__version__}, " in summary
-    assert f"conv2d {env['cpu_implementations']['conv2d']}, relu numpy." in summary    # relu: last in order
+    assert f"conv2d {env['cpu_implementations']['conv2d']}, relu numpy, sgd numpy." in summary   # in op order
 
 
 def test_bad_requests_say_what_to_do(tmp_path):
