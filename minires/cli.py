@@ -10,6 +10,7 @@ argparse with the types below, before anything runs), 1 for a failure while runn
 stops early (``minires experiment responses --help | head``) ends the command quietly, exit status 1.
 Ctrl-C ends it with one line, exit status 130 (the shell's for SIGINT), and the command's own line on
 what it kept (``interrupted(args)`` in its module, if it has one: ``train`` names its last checkpoint).
+SIGTERM (``kill``, ``timeout``, a batch scheduler's stop) does the same with exit status 143.
 ``minires`` with no command prints the list of commands to stderr, exit status 2.
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ import argparse
 import importlib
 import math
 import os
+import signal
 import sys
+import threading
 import traceback
 
 COMMANDS = {
@@ -68,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as an interrupt, so that a command stops as it does on Ctrl-C:
+    what it kept is saved and named (a plain SIGTERM would end Python without a word)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else list(argv))
@@ -92,22 +104,28 @@ def _main(argv: list) -> int:
     module.add_arguments(command_parser)
     command_parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = command_parser.parse_args(argv[1:])
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return int(module.run(args) or 0)
     except BrokenPipeError:
         raise                # not the command's failure: main ends it quietly
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if debug or args.debug:
             traceback.print_exc()
         kept = getattr(module, "interrupted", lambda _: None)(args)
-        print(f"minires: interrupted (Ctrl-C){'; ' + kept if kept else ''}", file=sys.stderr)
-        return 130
+        how, status = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted (Ctrl-C)", 130)
+        print(f"minires: {how}{'; ' + kept if kept else ''}", file=sys.stderr)
+        return status
     except Exception as error:  # noqa: BLE001 -- every failure becomes one line (the traceback with --debug)
         if debug or args.debug:
             traceback.print_exc()
         else:
             print(f"minires: error: {type(error).__name__}: {error} (--debug shows the traceback)", file=sys.stderr)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

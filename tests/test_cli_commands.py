@@ -46,10 +46,13 @@ def test_no_command_lists_the_commands_on_stderr_with_status_2(capsys):
     assert out == "" and all(name in err for name in cli.COMMANDS)
 
 
-@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
-def test_a_real_sigint_during_training(tmp_path):
-    """SIGINT to a training run that has written a checkpoint: status 130, one line naming it, no traceback.
-    (The child gets SIGINT's default disposition: a test run in the background inherits it ignored.)"""
+@pytest.mark.skipif(os.name != "posix", reason="sends signals")
+@pytest.mark.parametrize("sent, status, how", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                               (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_real_sigint_or_sigterm_during_training(tmp_path, sent, status, how):
+    """SIGINT or SIGTERM to a training run that has written a checkpoint: status 130 or 143, one line
+    naming it, no traceback. (The child gets SIGINT's default disposition: a test run in the
+    background inherits it ignored.)"""
     env = dict(os.environ, PYTHONPATH=REPO)
     process = subprocess.Popen([sys.executable, "-m", "minires", "train", "--model", "resnet20", "--width", "2",
                                 "--train-size", "64", "--test-size", "16", "--batch-size", "16", "--epochs", "500",
@@ -60,11 +63,11 @@ def test_a_real_sigint_during_training(tmp_path):
     deadline = time.monotonic() + 120
     while not ckpt.has_checkpoint(tmp_path / "run") and time.monotonic() < deadline:
         time.sleep(0.1)                                                # until epoch 1's checkpoint is there
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sent)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    assert process.returncode == status, err
     last = err.strip().splitlines()[-1]
-    assert "Traceback" not in err and last.startswith("minires: interrupted (Ctrl-C); the checkpoint of epoch ")
+    assert "Traceback" not in err and last.startswith(f"minires: {how}; the checkpoint of epoch ")
     epoch = ckpt.load_checkpoint(tmp_path / "run")["epoch"]
     assert last.endswith(f"epoch {epoch} is kept in {tmp_path / 'run'}: `minires train --resume --out "
                          f"{tmp_path / 'run'}` continues from it")
@@ -112,3 +115,12 @@ def test_summary_builds_what_train_builds(capsys):
     assert cli.main(["summary", "resnet8", "--totals"]) == 0
     parameters = sum(p.numpy().size for p in build_model("resnet8").parameters())
     assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
+
+
+def test_the_sigterm_handler_is_the_callers_again_after_a_command(capsys):
+    """main() turns SIGTERM into an interrupt only while a command runs (Python code calling main keeps
+    its own handler)."""
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["summary", "resnet20"]) == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+    capsys.readouterr()

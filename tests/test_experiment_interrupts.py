@@ -111,11 +111,17 @@ def stop(process):
     process.wait()
 
 
+STOPS = {  # signal: (exit status, how the last line says it)
+    signal.SIGINT: (130, "minires: interrupted (Ctrl-C)"), signal.SIGTERM: (143, "minires: terminated (SIGTERM)")}
+
+
 @posix_only
-@pytest.mark.parametrize("to", ["parent", "process group"])
-def test_ctrl_c_ends_at_once_keeping_the_finished_nets(tmp_path, to):
-    """SIGINT while the deep nets train (and would for an hour): exit 130 within seconds, one line
-    naming the nets kept, no traceback, every worker ended; the workers themselves ignore SIGINT."""
+@pytest.mark.parametrize("sent, to", [(signal.SIGINT, "parent"), (signal.SIGINT, "process group"),
+                                      (signal.SIGTERM, "parent"), (signal.SIGTERM, "process group")])
+def test_ctrl_c_or_sigterm_ends_at_once_keeping_the_finished_nets(tmp_path, sent, to):
+    """SIGINT (Ctrl-C) or SIGTERM (kill, timeout, a scheduler) while the deep nets train (and would for
+    an hour): exit 130 or 143 within seconds, one line naming the nets kept, no traceback, every worker
+    ended; the workers themselves ignore SIGINT."""
     process, out = start(tmp_path, "hang")
     try:
         wait_for(lambda: len(finished(out)) == 2 and len(list(tmp_path.glob("worker-*.pid"))) == 2,
@@ -125,17 +131,18 @@ def test_ctrl_c_ends_at_once_keeping_the_finished_nets(tmp_path, to):
             assert all(ignores_sigint(pid) for pid in workers)     # the parent decides, and stops them
         interrupted = time.monotonic()
         if to == "parent":
-            os.kill(process.pid, signal.SIGINT)
+            os.kill(process.pid, sent)
         else:
-            os.killpg(process.pid, signal.SIGINT)          # what Ctrl-C in a terminal does
+            os.killpg(process.pid, sent)          # what Ctrl-C in a terminal does
         _, err = process.communicate(timeout=30)
         assert time.monotonic() - interrupted < 15
     finally:
         stop(process)
-    assert process.returncode == 130, err
+    status, how = STOPS[sent]
+    assert process.returncode == status, err
     assert "Traceback" not in err and "Exception" not in err, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("minires: interrupted (Ctrl-C); kept the 2 of 4 nets that finished (")
+    assert last.startswith(f"{how}; kept the 2 of 4 nets that finished (")
     assert sorted(last.split("(")[2].split(")")[0].split(", ")) == ["plain8", "resnet8"]
     assert last.endswith(f"in {out / 'partial.json'}: the same command (same --out and settings) trains only the "
                          f"rest; remove {out / 'partial.json'} to start over")

@@ -522,29 +522,31 @@ def _run_in_workers(train_one, data, jobs: list, workers: int, progress: bool, f
                                                   initargs=(started, data))
     futures = {}
     try:
-        with _sigint_ignored():      # the workers are forked by the first submit: born ignoring Ctrl-C
+        with _signals_ignored(signal.SIGINT):  # the workers are forked by the first submit: born ignoring Ctrl-C
             for i, job in jobs:
                 futures[pool.submit(_run_job, (train_one, job, progress))] = i
         for future in concurrent.futures.as_completed(futures):
             finished(futures[future], future.result())
     except BaseException:
-        with _sigint_ignored():     # a second Ctrl-C must not leave workers (which ignore it) running
+        # a second Ctrl-C or SIGTERM must not leave workers (which ignore Ctrl-C) running
+        with _signals_ignored(signal.SIGINT, signal.SIGTERM):
             _stop_workers(pool)
         raise
     pool.shutdown()
 
 
 @contextlib.contextmanager
-def _sigint_ignored():
-    """SIGINT ignored in this block (in the main thread; elsewhere signals cannot be set, nor arrive)."""
+def _signals_ignored(*signals):
+    """``signals`` ignored in this block (in the main thread; elsewhere signals cannot be set, nor arrive)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in signals}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _stop_workers(pool, timeout: float = 10.0) -> None:
@@ -564,9 +566,12 @@ def _stop_workers(pool, timeout: float = 10.0) -> None:
 
 def _start_worker(started, data) -> None:
     """In a fresh worker: one thread for BLAS and the CPU conv, a progress-bar row of its own, the data,
-    and SIGINT ignored (a Ctrl-C reaches the whole process group: the parent decides, and stops us)."""
+    SIGINT ignored (a Ctrl-C reaches the whole process group: the parent decides, and stops us) and
+    SIGTERM's default, which ends the worker at once (the parent's handler, inherited by the fork,
+    would make it an exception)."""
     global _worker_slot, _worker_data
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _end_with_parent()
     with started.get_lock():
         _worker_slot, started.value = started.value, started.value + 1
