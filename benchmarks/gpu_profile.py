@@ -56,10 +56,10 @@ def issue_and_step_seconds(step, synchronize, repeat: int) -> tuple[float, float
     return statistics.median(issue), statistics.median(total)
 
 
-def device_time_per_step(step, synchronize, steps: int, torch):
+def device_time_per_step(step, synchronize, steps: int, with_torch: bool):
     """``(ms of device work per step, kernels per step, [(kernel, ms, launches) per step, most time
-    first])`` from CUPTI, or None without PyTorch."""
-    if torch is None:
+    first])`` from CUPTI, or None without PyTorch (``with_torch`` False)."""
+    if not with_torch:
         return None
     from torch.profiler import ProfilerActivity, profile
     synchronize()
@@ -104,9 +104,7 @@ def main(argv=None) -> int:
         print("gpu_profile: no usable GPU (CuPy and a CUDA device needed)", file=sys.stderr)
         return 1
     torch_ref, _ = reference.load()
-    torch = None
-    if torch_ref is not None:
-        import torch
+    with_torch = torch_ref is not None
     set_tf32(False, torch_ref)  # full fp32 on both sides, as in the headline of minires bench gpu
     sync = measure.synchronizer("cuda")
     conv_default, sgd_default = backend.defaults("cuda")["conv2d"], backend.defaults("cuda")["sgd"]
@@ -121,18 +119,18 @@ def main(argv=None) -> int:
                     step()
                 issue_s, step_s = issue_and_step_seconds(step, sync, args.repeat)
                 label = conv if sgd == sgd_default else f"{conv}, sgd {sgd}"
-                device = device_time_per_step(step, sync, 5, torch)
+                device = device_time_per_step(step, sync, 5, with_torch)
                 rows.append(row(model, label, issue_s, step_s, device))
             print(format_table(HEADERS, rows[-1:]), flush=True)
             if model == args.models[0] and (conv, sgd) == (conv_default, sgd_default):
                 print_kernels(f"{model}, minires ({conv}, sgd {sgd})", device)
-        if torch_ref is not None:
+        if with_torch:
             n = (int(model.removeprefix("resnet")) - 2) // 6
             torch_step, torch_sync = torch_ref.training_step(n, args.batch, "cuda"), torch_ref.synchronizer("cuda")
             for _ in range(3):
                 torch_step()
             issue_s, step_s = issue_and_step_seconds(torch_step, torch_sync, args.repeat)
-            device = device_time_per_step(torch_step, torch_sync, 5, torch)
+            device = device_time_per_step(torch_step, torch_sync, 5, with_torch)
             rows.append(row(model, "torch", issue_s, step_s, device))
             if model == args.models[0]:
                 print_kernels(f"{model}, PyTorch", device)

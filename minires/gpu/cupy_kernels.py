@@ -132,7 +132,6 @@ class CupyBatchNorm:
             (c,), (THREADS,), (gy, x, weight, mean, invstd, gx, gweight, gbias) + _channel_layout(x))
         return gx, gweight, gbias
 
-
     @staticmethod
     def update_running_stats(running_mean, running_var, mean, var, momentum, m):
         """:func:`minires.functional.norm.update_running_stats` in one launch of ``kernels/batchnorm.cu``
