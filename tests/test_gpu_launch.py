@@ -207,3 +207,24 @@ def test_a_numba_cuda_that_cannot_compile_under_this_numpy_is_named_with_the_fix
     assert f"NumPy {np.__version__}" in message and "numba-cuda 0." in message
     assert "pip install 'numpy<2.5'" in message and "'cupy', the default" in message
     assert "numpy<2.5" not in incompatibility_message(AttributeError("'Foo' object has no attribute 'bar'"))
+
+
+def test_after_numba_fails_inside_itself_every_launch_fails_at_once(monkeypatch):
+    """The first failing compile names the versions; the launches after it fail with the same message
+    without compiling again (on the H200, Hypothesis's retries of a 1 s failing compile took minutes)."""
+    pytest.importorskip("numba_cuda", reason="numba-cuda not installed: pip install -e '.[gpu]'")
+    from minires.gpu import numba_kernels
+    monkeypatch.setattr(numba_kernels, "_cannot_compile", None)
+    compiles = []
+
+    class Broken:
+        def __getitem__(self, launch_configuration):
+            def compile_and_run(*args):
+                compiles.append(args)
+                raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+            return compile_and_run
+
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match=r"needs NumPy < 2\.5") as failure:
+            numba_kernels.run(Broken(), 1, 32, np.zeros(4))
+    assert len(compiles) == 1 and "row_stack" in str(failure.value)

@@ -29,8 +29,26 @@ def _kernels():
     return conv2d_numba_cuda
 
 
+_cannot_compile: str | None = None  # set when Numba failed inside its own code: later launches fail at once
+
+
 def run(kernel, grid, block, *args) -> None:
-    """Launch a Numba kernel on NumPy (simulator) or CuPy arrays, on CuPy's current stream."""
+    """Launch a Numba kernel on NumPy (simulator) or CuPy arrays, on CuPy's current stream.
+
+    Numba failing inside its own code (an ``AttributeError`` while it compiles: see
+    :func:`incompatibility_message`) fails this launch and every later one at once, with the same
+    message: compiling again would fail again, slowly."""
+    global _cannot_compile
+    if _cannot_compile:
+        raise RuntimeError(_cannot_compile)
+    try:
+        _launch(kernel, grid, block, args)
+    except AttributeError as error:
+        _cannot_compile = incompatibility_message(error)
+        raise RuntimeError(_cannot_compile) from error
+
+
+def _launch(kernel, grid, block, args) -> None:
     xp = backend.get_array_module(*[a for a in args if hasattr(a, "dtype")])
     if xp is np:
         kernel[grid, block](*args)
@@ -39,10 +57,7 @@ def run(kernel, grid, block, *args) -> None:
     pointer = xp.cuda.get_current_stream().ptr
     stream = cuda.external_stream(pointer) if pointer else cuda.default_stream()
     views = [cuda.as_cuda_array(a, sync=False) if isinstance(a, xp.ndarray) else a for a in args]
-    try:
-        kernel[grid, block, stream](*views)
-    except AttributeError as error:
-        raise RuntimeError(incompatibility_message(error)) from error
+    kernel[grid, block, stream](*views)
 
 
 def incompatibility_message(error: Exception) -> str:
