@@ -653,14 +653,18 @@ def _resolve_defaults(cfg: Config) -> Config:
 
 
 def _first_non_finite(named: list) -> str | None:
-    """The name of the first ``(name, array)`` whose array has a NaN or Inf, or None."""
-    if not named:
+    """The name of the first ``(name, array)`` whose array has a NaN or Inf, or None.
+
+    One test over all the floating-point values at once (integer arrays are always finite): less Python
+    per check than one test per array, and on a GPU a few launches instead of two per array. The arrays
+    are searched one by one only when something is not finite."""
+    floats = [(name, array) for name, array in named if array.dtype.kind == "f"]
+    if not floats:
         return None
-    xp = backend.get_array_module(named[0][1])
-    finite = [xp.isfinite(array).all() for _, array in named]
-    if bool(xp.stack(finite).all()):    # one device-to-host copy per check, not one per array
+    xp = backend.get_array_module(floats[0][1])
+    if bool(xp.isfinite(xp.concatenate([array.ravel() for _, array in floats])).all()):
         return None
-    return next(name for (name, _), ok in zip(named, finite) if not bool(ok))
+    return next(name for name, array in floats if not bool(xp.isfinite(array).all()))
 
 
 def _wrong(logits, y) -> int:

@@ -13,7 +13,7 @@ from minires import backend, optim
 from minires.autograd import Tensor
 from minires.checkpoint import load_checkpoint, save_checkpoint
 from minires.cli import main
-from minires.train import Config, NonFiniteError, Trainer, read_metrics
+from minires.train import Config, NonFiniteError, Trainer, _first_non_finite, read_metrics
 
 TINY = dict(model="resnet8", width=2, train_size=24, test_size=4, batch_size=8, epochs=2, eval_batch_size=4,
             progress=False, seed=1)   # 3 iterations per epoch
@@ -257,3 +257,13 @@ def test_metrics_write_non_finite_numbers_as_null_and_read_them_back_as_nan(tmp_
     with pytest.warns(RuntimeWarning):    # a resume rewrites the file (dropping lines after the checkpoint)
         Trainer.resume(tmp_path, epochs=3, progress=False, nan_policy="continue").fit()
     assert all(_strict_json(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines())
+
+
+def test_the_non_finite_search_names_the_first_bad_array_and_ignores_integers():
+    """One test over everything, then the search: the first of several bad arrays, Inf as well as NaN,
+    in any dtype and layout; integer arrays (num_batches_tracked) are finite by definition."""
+    good = [("count", np.array(3, np.int64)), ("w", np.ones((3, 4), np.float32).T), ("b", np.zeros(2))]
+    assert _first_non_finite(good) is None and _first_non_finite([]) is None
+    assert _first_non_finite([("count", np.array(7, np.int64))]) is None
+    bad = good + [("inf", np.array([1.0, np.inf], np.float32)), ("nan", np.array([np.nan]))]
+    assert _first_non_finite(bad) == "inf" and _first_non_finite(bad[:3] + bad[4:]) == "nan"
