@@ -122,6 +122,10 @@ def test_the_readmes_quote_the_gpu_training_run():
         assert f"{min(later):.2f}" in text and f"{max(later):.2f} s" in text
         assert f"{10_000 / final[0]['images_per_second']:.1f} s" in text
     assert f"({min(rates):,.0f} to {max(rates):,.0f} images/s)" in results
+    step_ms = [64e3 / rate for rate in rates]                      # the default run's batch is 64
+    bench_ms = bench_cell("run 2", "resnet20 batch 128", "cupy", "total ms")
+    assert f"A training step ({min(step_ms):.1f} to {max(step_ms):.1f} ms for 64 images in epochs 2-4) costs more " \
+           f"than the bench's ({bench_ms:.2f} ms for 128)" in results
     log = (GPU / "2026-12-04-nvidia-h200-session.log").read_text()
     started = re.search(r"train: started (\d+:\d+:\d+)", log).group(1)
     ended = re.search(r"train: exit 0 at (\d+:\d+:\d+)", log).group(1)
