@@ -218,3 +218,21 @@ def test_the_table_says_where_the_checks_came_from():
     assert format_table([official]).splitlines()[1].strip() == \
         "checks from tutorials/01_tiny.ipynb (matched by its exercises)"
     assert "NOT the official checks" in format_table([own]).splitlines()[1]
+
+
+def test_book_refuses_the_course_folder_and_a_foreign_index_before_running_anything(tmp_path, capsys):
+    """The checks come before any notebook runs (these calls start no kernel); a previous book's index
+    is replaced, anything else called index.html is not."""
+    from minires.course.book import GENERATOR, check_out_folder, index_page
+    course = tiny_course(tmp_path / "course")
+    assert cli.main(["course", "book", "--source", str(course), "--out", str(course)]) == 1
+    assert "is the course's own folder" in capsys.readouterr().err and not (course / "index.html").exists()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>my own page</html>")
+    assert cli.main(["course", "book", "--source", str(course), "--out", str(site)]) == 1
+    assert "is not the index of a minires book" in capsys.readouterr().err
+    assert (site / "index.html").read_text() == "<html>my own page</html>"
+    (site / "index.html").write_text(index_page([{"href": "01_a.html", "title": "A"}]))
+    assert GENERATOR in (site / "index.html").read_text()
+    check_out_folder(site, course)                     # an earlier book: no complaint

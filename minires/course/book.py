@@ -24,7 +24,7 @@ _CODE_OR_MATH = re.compile(r"(`+)(.+?)\1|\$\$(.+?)\$\$|\$(.+?)\$", re.S)
 
 
 class BookError(RuntimeError):
-    """A tutorial raised while the book was being built."""
+    """The book was not built: a tutorial raised, or the output folder would lose a file."""
 
 
 def chapter_title(notebook, fallback: str) -> str:
@@ -79,6 +79,7 @@ def build_book(out, source_dir, executions=None, timeout: float = 120) -> list[p
     paths = course_notebooks(source_dir)
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {source_dir}")
+    check_out_folder(out, source_dir)
     executions = dict(executions or {})
     problems = []
     for path in paths:
@@ -107,6 +108,22 @@ def build_book(out, source_dir, executions=None, timeout: float = 120) -> list[p
     return written
 
 
+GENERATOR = '<meta name="generator" content="minires course book">'  # marks the index of a book this code wrote
+
+
+def check_out_folder(out, source_dir) -> None:
+    """Refuse (``BookError``, before any notebook runs) an ``out`` that is the course folder itself, or
+    that holds an ``index.html`` other than a minires book's: the book would overwrite it."""
+    out, source_dir = pathlib.Path(out), pathlib.Path(source_dir)
+    if out.resolve() == source_dir.resolve():
+        raise BookError(f"the output folder {out} is the course's own folder: the book's pages would mix with the "
+                        "notebooks; choose another folder, e.g. --out book/")
+    index = out / "index.html"
+    if index.is_file() and GENERATOR not in index.read_text(encoding="utf-8", errors="replace"):
+        raise BookError(f"{index} exists and is not the index of a minires book: building the book would overwrite "
+                        "it; choose another folder, or remove it")
+
+
 def index_page(chapters) -> str:
     from minires import __version__
 
@@ -116,6 +133,7 @@ def index_page(chapters) -> str:
 <html lang="en">
 <head>
 <meta charset="utf-8">
+{GENERATOR}
 <title>minires: residual networks from scratch</title>
 <style>body {{ font-family: sans-serif; max-width: 48em; margin: 2em auto; line-height: 1.5; }}</style>
 </head>
