@@ -62,6 +62,16 @@ non_negative_float = _number(float, "a non-negative number", lambda v: v >= 0)
 unit_interval = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
+def cpu_conv_impl(text: str) -> str:
+    """A conv2d implementation that runs on this machine's CPU (``bench cpu --impls``, ``gradcheck --impl``)."""
+    from . import backend
+    names = backend.available("conv2d", device="cpu")
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU conv2d implementation here; choose from "
+                                         f"{', '.join(names)} (the GPU ones are tested by `minires bench gpu`)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="minires", description="minires: residual networks from scratch")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")

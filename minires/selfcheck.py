@@ -5,7 +5,6 @@ convolution through that implementation instead of the default one.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from . import backend
 from . import functional as F
 from .autograd import tensor
-from .cli import non_negative_int
+from .cli import cpu_conv_impl, non_negative_int
 from .gradcheck import GradcheckError, gradcheck
 
 
@@ -58,18 +57,8 @@ def run_checks(impl=None, seed=0):
             yield name, False, str(error), time.perf_counter() - start
 
 
-def conv_impl(text: str) -> str:
-    """An argparse type: a CPU conv2d implementation (the checks' inputs are NumPy arrays; the GPU
-    implementations have their own tests, run by ``minires bench gpu``)."""
-    names = backend.available("conv2d", device="cpu")
-    if text not in names:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU conv2d implementation; choose from {', '.join(names)} "
-                                         "(the GPU ones are tested against the NumPy reference by `minires bench gpu`)")
-    return text
-
-
 def add_arguments(parser):
-    parser.add_argument("--impl", type=conv_impl, default=None,
+    parser.add_argument("--impl", type=cpu_conv_impl, default=None,
                         help="CPU conv2d implementation to check (default: the default one; `minires bench list` lists them)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
 

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
-from ..cli import non_negative_int, positive_int
+from ..cli import cpu_conv_impl, non_negative_int, positive_int
 from ..cpu import allocator
 from ..models import CIFAR_RESNETS
 from . import blas, reference
@@ -150,14 +150,6 @@ def cifar_resnet_depth(text: str) -> int:
     if text not in depths:
         raise argparse.ArgumentTypeError(f"{text!r} is not the depth of a CIFAR ResNet; choose from {', '.join(depths)}")
     return int(text)
-
-
-def cpu_conv_impl(text: str) -> str:
-    """An argparse type: a conv2d implementation that runs on this machine's CPU."""
-    names = backend.available("conv2d", device="cpu")
-    if text not in names:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU conv2d implementation here; choose from {', '.join(names)}")
-    return text
 
 
 def fast_cpu_impls() -> list[str]:
