@@ -229,16 +229,16 @@ def build_model(name: str, width: int | None = None, **kwargs):
     check_model(name, width)
     if width is not None:
         kwargs["width"] = width
-    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if match and name not in models.list_models():
-        return models.cifar_resnet(int(match[2]), residual=match[1] == "resnet", **kwargs)
+    parsed = _depth_name(name)
+    if parsed and name not in models.list_models():
+        return models.cifar_resnet(parsed[1], residual=parsed[0], **kwargs)
     return models.get_model(name, **kwargs)
 
 
 def check_model(name: str, width: int | None = None) -> None:
     """ValueError (one line, with the fix) unless :func:`build_model` can build ``name`` with ``width``."""
-    match = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    if name not in models.list_models() and not (match and models.is_cifar_depth(int(match[2]))):
+    parsed = _depth_name(name)
+    if name not in models.list_models() and not (parsed and models.is_cifar_depth(parsed[1])):
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(models.list_models())}, "
                          "or any CIFAR depth 6n+2 as resnetN / plainN")
     if width is not None and not _is_cifar_net(name):
@@ -247,9 +247,15 @@ def check_model(name: str, width: int | None = None) -> None:
                          f"of depth 6n+2); {name} is an ImageNet net with the paper's widths: leave out --width")
 
 
-def _is_cifar_net(name: str) -> bool:
+def _depth_name(name: str) -> tuple[bool, int] | None:
+    """``(residual, depth)`` of a name ``resnetN`` or ``plainN``, else None."""
     match = re.fullmatch(r"(resnet|plain)(\d+)", name)
-    return bool(match) and not (name in models.list_models() and int(match[2]) in IMAGENET_CONFIGS)
+    return (match[1] == "resnet", int(match[2])) if match else None
+
+
+def _is_cifar_net(name: str) -> bool:
+    parsed = _depth_name(name)
+    return bool(parsed) and not (name in models.list_models() and parsed[1] in IMAGENET_CONFIGS)
 
 
 # ----------------------------------------------------------------------------- the trainer
