@@ -135,3 +135,16 @@ def test_the_readmes_quote_the_gpu_training_run():
 def clock_seconds(hh_mm_ss: str) -> int:
     hours, minutes, seconds = map(int, hh_mm_ss.split(":"))
     return 3600 * hours + 60 * minutes + seconds
+
+
+def test_the_numpy_2_5_failure_and_the_carried_numpy_are_the_committed_logs():
+    """"numba-cuda 0.30.4 needs NumPy < 2.5": the first call failed in numba-cuda under NumPy 2.5.2,
+    and the runs whose tests all passed had NumPy 2.4.6."""
+    failure = (GPU / "2026-12-04-nvidia-h200-numpy25.log").read_text()
+    assert "numpy 2.5.2" in failure and "numba-cuda 0.30.4" in failure and "numba_cuda/numba/cuda" in failure
+    assert failure.strip().splitlines()[-1] == "AttributeError: module 'numpy' has no attribute 'row_stack'"
+    for run in RUNS:
+        header = (GPU / f"{RUNS[run]}.md").read_text().split("```")[0]
+        assert "numba-cuda 0.30.4" in header and "numpy 2.4.6" in header and "GPU tests: 58 passed" in header
+    for text in (one_line(GPU / "README.md"), one_line(ROOT / "README.md")):
+        assert "numba-cuda 0.30.4" in text and ("NumPy < 2.5" in text or "NumPy 2.5.2" in text)
