@@ -12,7 +12,8 @@
 #   extra-tests  the other gpu-marked tests (NCCL's single-rank communicator)
 #   train        minires train --device cuda on the embedded data (quick: 1 epoch; full: the default 4)
 #   profile      benchmarks/gpu_profile.py: kernel time vs the host's issue time per training step
-# quick is a smoke run (few repeats) that leaves time for a second, full call.
+# quick is a smoke run (few repeats) that leaves time for a second, full call. The exit status is 1,
+# naming them, if any stage failed or ran out of time.
 #
 # Wheels in .whl/ are installed first, ahead of the machine's own packages: on 2026-12-04 the
 # H200 image's numba-cuda 0.30.4 could not compile a kernel under its NumPy 2.5.2 (numba-cuda
@@ -35,12 +36,15 @@ if [ -n "${GPU_SESSION_LIMITS:-}" ]; then  # e.g. "110 20 50 50": seconds for be
     read -r -a limits <<<"$GPU_SESSION_LIMITS"
 fi
 
+failed=()
 stage() {  # stage NAME LIMIT COMMAND...: its output to OUT/NAME.log, its times to stdout and OUT/env.log
     local name=$1 limit=$2
     shift 2
     echo "== $name: started $(date -u +%H:%M:%S), limit ${limit}s" | tee -a "$out/env.log"
     timeout -k 5 "$limit" "$@" >"$out/$name.log" 2>&1
-    echo "   $name: exit $? at $(date -u +%H:%M:%S)" | tee -a "$out/env.log"
+    local code=$?
+    [ "$code" -eq 0 ] || failed+=("$name")
+    echo "   $name: exit $code at $(date -u +%H:%M:%S)" | tee -a "$out/env.log"
     tail -n 3 "$out/$name.log"
 }
 
@@ -65,3 +69,7 @@ stage train "${limits[2]}" python3 -m minires train --model resnet20 --device cu
     --out /tmp/minires-gpu-train "${train_args[@]}"
 cp /tmp/minires-gpu-train/metrics.jsonl "$out/train-metrics.jsonl" 2>/dev/null
 stage profile "${limits[3]}" python3 benchmarks/gpu_profile.py "${profile_args[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed stages: ${failed[*]}"
+    exit 1
+fi
