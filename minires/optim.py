@@ -58,16 +58,17 @@ backend.register("sgd", "cupy-ops", device="cuda")(sgd_update)
 
 
 class SGD:
-    """``SGD(params, lr, momentum=0, weight_decay=0, nesterov=False, dampening=0)``.
+    """``SGD(params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False)``: the arguments in
+    ``torch.optim.SGD``'s order, so positional calls copied from PyTorch mean the same here.
 
     ``params`` is an iterable of parameters, or of dicts ``{"params": [...], "lr": ...}`` (parameter
     groups with their own settings, as in PyTorch). Parameters whose ``.grad`` is None are skipped.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False, dampening: float = 0.0):
-        self.defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                             dampening=dampening)
+    def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        self.defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                             nesterov=nesterov)
         self.param_groups = [self._make_group(g) for g in _as_groups(params)]
         self.state = {}  # parameter -> {"momentum_buffer": array}
 

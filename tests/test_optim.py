@@ -51,6 +51,23 @@ def test_sgd_matches_torch(torch_oracle, settings):
         np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-14, atol=1e-15)
 
 
+def test_sgd_positional_arguments_mean_what_they_mean_in_torch(torch_oracle):
+    """``SGD(params, lr, momentum, dampening, weight_decay, nesterov)``: a call copied from PyTorch with
+    positional settings gets the same update (here dampening 0 and weight decay 5e-4)."""
+    torch = torch_oracle
+    weights, grads = _problem(1)
+    ours = [mr.tensor(w, requires_grad=True) for w in weights]
+    theirs = [torch.tensor(w, requires_grad=True) for w in weights]
+    opt, topt = optim.SGD(ours, 0.1, 0.9, 0.0, 5e-4), torch.optim.SGD(theirs, 0.1, 0.9, 0.0, 5e-4)
+    for step_grads in grads:
+        for p, t, g in zip(ours, theirs, step_grads):
+            p.grad, t.grad = mr.tensor(g), torch.tensor(g)
+        opt.step()
+        topt.step()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-14, atol=1e-15)
+
+
 def test_sgd_first_step_is_plain_gradient_step():
     """By hand: p - lr * (g + wd p) on step one, whatever the momentum."""
     w, g = np.array([1.0, -2.0]), np.array([0.5, 0.25])
