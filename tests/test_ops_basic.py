@@ -58,6 +58,7 @@ OPS = {
                 st.tuples(dims, dims).map(lambda s: [(s[0], 2 * s[1])]), signed),
     "permute": (lambda a: a.permute(2, 0, 1), lambda a: a.permute(2, 0, 1), shape3.map(lambda s: [s]), signed),
     "transpose": (lambda a: a.transpose(0, 2), lambda a: a.transpose(0, 2), shape3.map(lambda s: [s]), signed),
+    "transpose_2d": (lambda a: a.transpose(0, 1), lambda a: a.transpose(0, 1), shape2.map(lambda s: [s]), signed),
     "slice": (lambda a: a[1:, ::2], lambda a: a[1:, ::2], st.tuples(st.integers(2, 4), dims).map(lambda s: [s]),
               signed),
     "index_repeated": (lambda a: a[[0, 1, 0], 1:], lambda a: a[[0, 1, 0], 1:],
@@ -123,6 +124,8 @@ def test_matches_pytorch(name, data):
     (lambda: F.sum(mr.tensor(np.ones((2, 3))), axis=2), "axis 2 is out of range"),
     (lambda: F.var(mr.tensor(np.ones((1, 3))), axis=0, unbiased=True), "more than one value"),
     (lambda: F.permute(mr.tensor(np.ones((2, 3))), 0, 0), "not a permutation"),
+    (lambda: F.permute(mr.tensor(np.ones((2, 3))), 0, 3), r"permute: axis 3 is out of range for shape \(2, 3\)"),
+    (lambda: F.transpose(mr.tensor(np.ones((2, 3, 4))), 0, 5), r"transpose: axis 5 is out of range"),
     (lambda: F.pad(mr.tensor(np.ones((2, 3))), ((1, 1),)), "one \\(before, after\\) pair per axis"),
 ])
 def test_bad_input_raises_clear_error(call, message):

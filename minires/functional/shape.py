@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 
 import numpy as np
 
@@ -45,15 +46,23 @@ class Reshape(Function):
     backward_graph = backward
 
 
+def _axis(op, axis, shape):
+    """``axis`` as a non-negative index into ``shape``; a ValueError naming ``op`` if it is out of range."""
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"{op}: axis {axis} is out of range for shape {tuple(shape)}; "
+                         f"use an axis in [{-len(shape)}, {len(shape) - 1}]")
+    return axis % len(shape)
+
+
 class Permute(Function):
     r"""Forward :math:`y = x` with axes reordered by :math:`p`. Backward :math:`\bar x = \bar y`
     permuted by :math:`p^{-1}`."""
 
     @staticmethod
     def forward(ctx, x, axes):
-        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+        ctx.axes = tuple(_axis("permute", a, x.shape) for a in axes)
+        if sorted(ctx.axes) != list(range(x.ndim)):
             raise ValueError(f"permute: {axes} is not a permutation of the {x.ndim} axes of shape {tuple(x.shape)}")
-        ctx.axes = tuple(a % x.ndim for a in axes)
         return x.transpose(ctx.axes)
 
     @staticmethod
@@ -201,12 +210,14 @@ def permute(x, *axes):
 
 
 def transpose(x, *axes):
-    """Reverse the axes (no arguments), swap two axes ``transpose(x, i, j)``, or permute ``transpose(x, axes)``."""
+    """Reverse the axes (no arguments), swap two axes ``transpose(x, i, j)`` (``torch.transpose``, also
+    for a 2-D ``x``: ``transpose(x, 0, 1)`` is ``x.T``), or permute ``transpose(x, (axes...))``."""
+    swap = len(axes) == 2 and all(isinstance(a, numbers.Integral) for a in axes)
     axes = _shape_args(axes)
     if not axes:
         axes = tuple(reversed(range(x.ndim)))
-    elif len(axes) == 2 and x.ndim != 2:
-        i, j = (a % x.ndim for a in axes)
+    elif swap:
+        i, j = (_axis("transpose", a, x.shape) for a in axes)
         order = list(range(x.ndim))
         order[i], order[j] = order[j], order[i]
         axes = tuple(order)
