@@ -133,6 +133,18 @@ def test_bad_input_raises_clear_error(call, message):
         call()
 
 
+def test_linear_bias_of_the_wrong_size_or_dtype_is_refused():
+    """NumPy would broadcast a (1,) bias over 4 outputs, or promote float32 to float64, without a word."""
+    x, w = mr.tensor(np.ones((2, 3), np.float32)), mr.tensor(np.ones((4, 3), np.float32))
+    for bias in (np.ones(5, np.float32), np.ones(1, np.float32)):
+        with pytest.raises(ValueError, match=r"linear: bias shape \((5|1),\) does not match weight shape \(4, 3\).*\(4,\)"):
+            F.linear(x, w, mr.tensor(bias))
+    with pytest.raises(TypeError, match="linear: input dtype float64 and weight dtype float32 differ"):
+        F.linear(x.double(), w)
+    with pytest.raises(TypeError, match="linear: input dtype float32 and bias dtype float64 differ"):
+        F.linear(x, w, mr.tensor(np.ones(4)))
+
+
 def test_max_ties_share_the_gradient():
     x = mr.tensor([1.0, 3.0, 3.0], requires_grad=True)
     x.max().backward()

@@ -50,6 +50,20 @@ class MatMul(Function):
     backward_graph = backward
 
 
+def _check_linear(x, w, b):
+    """Shape and dtype errors a person can act on (NumPy would broadcast a wrong bias, or promote)."""
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(f"linear: input {tuple(x.shape)} and weight {tuple(w.shape)} do not fit; "
+                         "expected input (N, in_features) and weight (out_features, in_features)")
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        raise ValueError(f"linear: bias shape {tuple(b.shape)} does not match weight shape {tuple(w.shape)}; "
+                         f"the bias needs one value per output feature, shape ({w.shape[0]},)")
+    for name, other in (("weight", w), ("bias", b)):
+        if other is not None and other.dtype != x.dtype:
+            raise TypeError(f"linear: input dtype {x.dtype} and {name} dtype {other.dtype} differ; cast one "
+                            f"to the other, e.g. x.to(dtype='{other.dtype}')")
+
+
 class Linear(Function):
     r"""Forward :math:`Y = X W^\top + b` with :math:`X: (N, \text{in})`, :math:`W: (\text{out}, \text{in})`.
     Backward :math:`\bar X = \bar Y W,\ \bar W = \bar Y^\top X,\ \bar b = \sum_n \bar Y_n`.
@@ -57,9 +71,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, w, b=None):
-        if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
-            raise ValueError(f"linear: input {tuple(x.shape)} and weight {tuple(w.shape)} do not fit; "
-                             "expected input (N, in_features) and weight (out_features, in_features)")
+        _check_linear(x, w, b)
         ctx.save_for_backward(x, w)
         y = x @ w.T
         return y if b is None else y + b
