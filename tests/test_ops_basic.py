@@ -127,6 +127,7 @@ def test_matches_pytorch(name, data):
     (lambda: F.permute(mr.tensor(np.ones((2, 3))), 0, 3), r"permute: axis 3 is out of range for shape \(2, 3\)"),
     (lambda: F.transpose(mr.tensor(np.ones((2, 3, 4))), 0, 5), r"transpose: axis 5 is out of range"),
     (lambda: F.pad(mr.tensor(np.ones((2, 3))), ((1, 1),)), "one \\(before, after\\) pair per axis"),
+    (lambda: F.pad(mr.tensor(np.ones((2, 3))), ((0, 0), (-1, 1))), r"pad: pad widths must be >= 0.*\(2, 3\)"),
 ])
 def test_bad_input_raises_clear_error(call, message):
     with pytest.raises(ValueError, match=message):

@@ -229,6 +229,9 @@ def pad(x, pad_width, value=0.0):
     pad_width = tuple((int(b), int(a)) for b, a in pad_width)
     if len(pad_width) != x.ndim:
         raise ValueError(f"pad: need one (before, after) pair per axis ({x.ndim}), got {len(pad_width)}")
+    if any(min(pair) < 0 for pair in pad_width):
+        raise ValueError(f"pad: pad widths must be >= 0, got {pad_width} for shape {tuple(x.shape)}; "
+                         "to crop, index instead (x[:, 1:])")
     return Pad.apply(x, pad_width, value=value)
 
 
