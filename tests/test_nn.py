@@ -263,6 +263,20 @@ def test_layer_errors_are_actionable(layer, shape, message):
         layer(mr.tensor(np.zeros(shape, np.float32)))
 
 
+@pytest.mark.parametrize("make_layer, message", [
+    (lambda: nn.Conv2d(3, 4, 3, stride=0), "Conv2d: stride must be >= 1, got 0"),
+    (lambda: nn.Conv2d(3, 4, 0), "Conv2d: kernel_size must be >= 1, got 0"),
+    (lambda: nn.Conv2d(3, 4, 3, padding=(1, -1)), r"Conv2d: padding must be >= 0, got \(1, -1\)"),
+    (lambda: nn.MaxPool2d(2, stride=0), "MaxPool2d: stride must be >= 1, got 0"),
+    (lambda: nn.AvgPool2d((0, 2)), r"AvgPool2d: kernel_size must be >= 1, got \(0, 2\)"),
+    (lambda: nn.AdaptiveAvgPool2d(0), "AdaptiveAvgPool2d: output_size must be >= 1, got 0"),
+])
+def test_impossible_layer_geometry_is_refused_when_the_layer_is_built(make_layer, message):
+    """Such a layer used to be built and then die in its first forward with a bare ZeroDivisionError."""
+    with pytest.raises(ValueError, match=f"^{message}"):
+        make_layer()
+
+
 @pytest.mark.parametrize("make_layer", [lambda: nn.Conv2d(3, 4, 3), lambda: nn.BatchNorm2d(3), lambda: nn.MaxPool2d(2),
                                         lambda: nn.AvgPool2d(2), lambda: nn.AdaptiveAvgPool2d(1)],
                          ids=["Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"])

@@ -14,13 +14,10 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.conv import pair
 from ..random import default_generator
 from . import init
 from .module import LayerError, Module, Parameter
-
-
-def _pair(value) -> tuple[int, int]:
-    return (int(value), int(value)) if np.isscalar(value) else tuple(int(v) for v in value)
 
 
 def _check_dimensions(layer, shape, ndims, layout) -> None:
@@ -66,7 +63,8 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = True):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.kernel_size = pair(kernel_size, "Conv2d", "kernel_size", 1)
+        self.stride, self.padding = pair(stride, "Conv2d", "stride", 1), pair(padding, "Conv2d", "padding", 0)
         self.weight = Parameter(np.empty((self.out_channels, self.in_channels) + self.kernel_size, np.float32))
         self.bias = Parameter(np.empty(self.out_channels, np.float32)) if bias else None
         _reset_like_torch(self.weight, self.bias)
@@ -188,9 +186,10 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(kernel_size if stride is None else stride)
-        self.padding = _pair(padding)
+        layer = type(self).__name__
+        self.kernel_size = pair(kernel_size, layer, "kernel_size", 1)
+        self.stride = pair(kernel_size if stride is None else stride, layer, "stride", 1)
+        self.padding = pair(padding, layer, "padding", 0)
 
     def output_shape(self, input_shape):
         _check_dimensions(self, input_shape, (4,), "(N, C, H, W)")
@@ -221,7 +220,7 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size=1):
         super().__init__()
-        self.output_size = _pair(output_size)
+        self.output_size = pair(output_size, "AdaptiveAvgPool2d", "output_size", 1)
 
     def output_shape(self, input_shape):
         _check_dimensions(self, input_shape, (4,), "(N, C, H, W)")
