@@ -123,6 +123,8 @@ def test_matches_pytorch(name, data):
     (lambda: F.concatenate([mr.tensor(np.ones((2, 3))), mr.tensor(np.ones((3, 3)))], axis=1), "concatenate: shapes"),
     (lambda: F.sum(mr.tensor(np.ones((2, 3))), axis=2), "axis 2 is out of range"),
     (lambda: F.var(mr.tensor(np.ones((1, 3))), axis=0, unbiased=True), "more than one value"),
+    (lambda: F.var(mr.tensor(np.ones((0, 3))), axis=0), r"var: need a value to reduce, got 0 .*\(0, 3\)"),
+    (lambda: F.max(mr.tensor(np.ones((0, 3))), axis=0), r"max: axes \(0,\) of shape \(0, 3\) hold no values"),
     (lambda: F.permute(mr.tensor(np.ones((2, 3))), 0, 0), "not a permutation"),
     (lambda: F.permute(mr.tensor(np.ones((2, 3))), 0, 3), r"permute: axis 3 is out of range for shape \(2, 3\)"),
     (lambda: F.transpose(mr.tensor(np.ones((2, 3, 4))), 0, 5), r"transpose: axis 5 is out of range"),

@@ -75,6 +75,9 @@ class Max(Function):
     @staticmethod
     def forward(ctx, x, axis=None, keepdims=False):
         ctx.axes, ctx.keepdims = _axes(axis, x.ndim), keepdims
+        if _count(x.shape, ctx.axes) == 0:
+            raise ValueError(f"max: axes {ctx.axes} of shape {tuple(x.shape)} hold no values, so they have no "
+                             "maximum; reduce over non-empty axes")
         y = x.max(axis=ctx.axes, keepdims=True)
         ctx.save_for_backward(x, y)
         return y if keepdims else y.reshape([n for i, n in enumerate(x.shape) if i not in ctx.axes])
@@ -101,7 +104,8 @@ class Var(Function):
         n = _count(x.shape, ctx.axes)
         ctx.denominator = n - 1 if unbiased else n
         if ctx.denominator <= 0:
-            raise ValueError(f"var: need more than one value per reduction for the unbiased estimate, got {n}")
+            need = "more than one value per reduction for the unbiased estimate" if unbiased else "a value to reduce"
+            raise ValueError(f"var: need {need}, got {n} along axes {ctx.axes} of shape {tuple(x.shape)}")
         centered = x - x.mean(axis=ctx.axes, keepdims=True)
         ctx.save_for_backward(x)
         return (centered * centered).sum(axis=ctx.axes, keepdims=keepdims) / ctx.denominator
