@@ -140,6 +140,7 @@ LOGITS = mr.tensor(np.zeros((3, 4)))
 @pytest.mark.parametrize("call, error, message", [
     (lambda f: f(LOGITS, [0, 4, 1]), ValueError, r"label 4 is out of range for 4 classes"),
     (lambda f: f(LOGITS, [0, -1, 1]), ValueError, r"label -1 is out of range for 4 classes"),
+    (lambda f: f(LOGITS, [0, -100, 1]), ValueError, r"label -100 is out of range .*there is no ignore_index"),
     (lambda f: f(LOGITS, [0, 1]), ValueError, r"\(3, 4\) need 3 labels.*shape \(2,\)"),
     (lambda f: f(LOGITS, [[0, 1, 2]]), ValueError, r"shape \(1, 3\)"),
     (lambda f: f(LOGITS, np.array([0.0, 1.0, 2.0])), TypeError, r"integer class ids, got dtype float64"),

@@ -86,7 +86,8 @@ def _class_ids(op, scores, labels):
     bad = labels[(labels < 0) | (labels >= classes)]
     if bad.size:
         raise ValueError(f"{op}: label {int(bad[0])} is out of range for {classes} classes; "
-                         f"labels must lie in [0, {classes - 1}]")
+                         f"labels must lie in [0, {classes - 1}] (there is no ignore_index: drop the examples "
+                         "to ignore, e.g. PyTorch's -100, before the loss)")
     return labels
 
 
@@ -180,13 +181,15 @@ def softmax(x, axis=-1):
 
 def cross_entropy(logits, labels):
     """Mean cross-entropy of (N, C) ``logits`` against N integer class ids ``labels`` (a Tensor, array
-    or list), as ``torch.nn.functional.cross_entropy`` with its defaults."""
+    or list), as ``torch.nn.functional.cross_entropy`` with its defaults, except that there is no
+    ``ignore_index``: every label must lie in [0, C) (PyTorch skips labels of -100)."""
     labels = _class_ids("cross_entropy", array_of(logits), labels)
     return CrossEntropy.apply(logits, labels=labels)
 
 
 def nll_loss(log_probs, labels):
     """Mean negative log-likelihood of (N, C) log-probabilities (e.g. from :func:`log_softmax`) against
-    N integer class ids, as ``torch.nn.functional.nll_loss`` with its defaults."""
+    N integer class ids, as ``torch.nn.functional.nll_loss`` with its defaults, except that there is no
+    ``ignore_index``: every label must lie in [0, C) (PyTorch skips labels of -100)."""
     labels = _class_ids("nll_loss", array_of(log_probs), labels)
     return NLLLoss.apply(log_probs, labels=labels)
