@@ -136,6 +136,11 @@ def test_bad_input_raises_clear_error(call, message):
         call()
 
 
+def test_pad_with_torchs_flat_widths_is_told_numpys_pairs():
+    with pytest.raises(TypeError, match=r"pad: pad_width must be one \(before, after\) pair per axis.*\(1, 1, 2, 2\)"):
+        F.pad(mr.tensor(np.ones((1, 1, 2, 2))), (1, 1, 2, 2))
+
+
 def test_linear_bias_of_the_wrong_size_or_dtype_is_refused():
     """NumPy would broadcast a (1,) bias over 4 outputs, or promote float32 to float64, without a word."""
     x, w = mr.tensor(np.ones((2, 3), np.float32)), mr.tensor(np.ones((4, 3), np.float32))

@@ -226,6 +226,10 @@ def transpose(x, *axes):
 
 def pad(x, pad_width, value=0.0):
     """Pad with a constant. ``pad_width``: one ``(before, after)`` pair per axis (NumPy's convention)."""
+    if not all(isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in pad_width):
+        raise TypeError(f"pad: pad_width must be one (before, after) pair per axis (NumPy's convention), got "
+                        f"{pad_width!r}; PyTorch's flat (left, right, top, bottom) for (N, C, H, W) reads "
+                        "((0, 0), (0, 0), (top, bottom), (left, right)) here")
     pad_width = tuple((int(b), int(a)) for b, a in pad_width)
     if len(pad_width) != x.ndim:
         raise ValueError(f"pad: need one (before, after) pair per axis ({x.ndim}), got {len(pad_width)}")
