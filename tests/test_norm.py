@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import minires as mr
 import minires.functional as F
+import minires.nn as nn
 from minires import backend
 from minires.functional.norm import NumpyBatchNorm
 
@@ -238,6 +239,16 @@ def _bn(shape, training=True, channels=3, **kwargs):
 def test_bad_input_raises_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_float32_layer_refuses_float64_input_instead_of_mixing_dtypes(training):
+    """NumPy would promote: a float64 output, and a float64 gradient for the float32 weight."""
+    bn = nn.BatchNorm2d(3).train(training)
+    with pytest.raises(TypeError, match=r"BatchNorm2d: batch_norm: input dtype float64 and weight dtype float32 differ"):
+        bn(mr.tensor(np.ones((2, 3, 2, 2))))
+    with pytest.raises(TypeError, match=r"batch_norm: input dtype float32 and running_var dtype float64 differ"):
+        F.batch_norm(mr.tensor(np.ones((2, 3), np.float32)), np.zeros(3, np.float32), np.ones(3), training=training)
 
 
 def test_integer_input_is_a_type_error():

@@ -252,6 +252,9 @@ def _check_batch_norm_args(x, running_mean, running_var, weight, bias, training)
         if v is not None and tuple(v.shape) != (channels,):
             raise ValueError(f"batch_norm: {name} has shape {tuple(v.shape)} but the input {tuple(x.shape)} "
                              f"has {channels} channels (axis 1); it needs shape ({channels},)")
+        if v is not None and v.dtype != x.dtype:
+            raise TypeError(f"batch_norm: input dtype {x.dtype} and {name} dtype {v.dtype} differ; cast one to "
+                            f"the other, e.g. x.to(dtype='{v.dtype}') or, for a layer, layer.to('{x.dtype}')")
     if (running_mean is None) != (running_var is None):
         raise ValueError("batch_norm: pass both running_mean and running_var, or neither")
     if not training and running_mean is None:
