@@ -122,6 +122,7 @@ def test_matches_pytorch(name, data):
     (lambda: mr.tensor(np.ones(6)).reshape(4, 2), r"reshape: cannot reshape.*\(6,\).*\(4, 2\)"),
     (lambda: F.concatenate([mr.tensor(np.ones((2, 3))), mr.tensor(np.ones((3, 3)))], axis=1), "concatenate: shapes"),
     (lambda: F.sum(mr.tensor(np.ones((2, 3))), axis=2), "axis 2 is out of range"),
+    (lambda: F.mean(mr.tensor(np.ones((2, 3))), axis=(1, -1)), r"reduction: axis=\(1, -1\) names an axis twice"),
     (lambda: F.var(mr.tensor(np.ones((1, 3))), axis=0, unbiased=True), "more than one value"),
     (lambda: F.var(mr.tensor(np.ones((0, 3))), axis=0), r"var: need a value to reduce, got 0 .*\(0, 3\)"),
     (lambda: F.max(mr.tensor(np.ones((0, 3))), axis=0), r"max: axes \(0,\) of shape \(0, 3\) hold no values"),

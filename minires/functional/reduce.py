@@ -21,7 +21,11 @@ def _axes(axis, ndim):
     for a in axes:
         if not -ndim <= a < ndim:
             raise ValueError(f"reduction: axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(a % ndim for a in axes))
+    normalized = tuple(sorted(a % ndim for a in axes))
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"reduction: axis={axis} names an axis twice (for a tensor with {ndim} dimensions); "
+                         "list each axis once")
+    return normalized
 
 
 def _count(shape, axes):
