@@ -75,8 +75,12 @@ class SGD:
     def _make_group(self, group: dict) -> dict:
         group = {**self.defaults, **group, "params": list(group["params"])}
         for p in group["params"]:
-            if not isinstance(p, Tensor) or not p.requires_grad:
+            if not isinstance(p, Tensor):
                 raise TypeError(f"SGD: every parameter must be a Tensor with requires_grad=True, got {type(p).__name__}")
+            if not p.requires_grad:
+                raise TypeError(f"SGD: a parameter of shape {p.shape} has requires_grad=False, so it would never be "
+                                "updated; pass only the trained ones, e.g. [p for p in model.parameters() if "
+                                "p.requires_grad] (PyTorch accepts and silently skips it)")
         if group["lr"] < 0 or group["momentum"] < 0 or group["weight_decay"] < 0:
             raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got lr={group['lr']}, "
                              f"momentum={group['momentum']}, weight_decay={group['weight_decay']}")

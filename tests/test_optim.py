@@ -112,6 +112,12 @@ def test_sgd_rejects_bad_settings():
         optim.SGD([], lr=0.1)
 
 
+def test_sgd_over_a_frozen_parameter_says_which_and_how_to_leave_it_out():
+    model = mr.nn.Linear(3, 2).requires_grad_(False)
+    with pytest.raises(TypeError, match=r"a parameter of shape \(2, 3\) has requires_grad=False.*if p.requires_grad"):
+        optim.SGD(model.parameters(), lr=0.1)
+
+
 def _lrs(scheduler, steps):
     out = []
     for _ in range(steps):
