@@ -226,7 +226,7 @@ def transpose(x, *axes):
 
 def pad(x, pad_width, value=0.0):
     """Pad with a constant. ``pad_width``: one ``(before, after)`` pair per axis (NumPy's convention)."""
-    if not all(isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in pad_width):
+    if not all(np.shape(pair) == (2,) for pair in pad_width):
         raise TypeError(f"pad: pad_width must be one (before, after) pair per axis (NumPy's convention), got "
                         f"{pad_width!r}; PyTorch's flat (left, right, top, bottom) for (N, C, H, W) reads "
                         "((0, 0), (0, 0), (top, bottom), (left, right)) here")
