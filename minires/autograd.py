@@ -321,7 +321,7 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **{k: v.data if isinstance(v, Tensor) else v for k, v in kwargs.items()})
         if is_anomaly_enabled():
-            _anomaly().check_forward(cls, args, out)
+            _anomaly().check_forward(cls, args, kwargs, out)
         result = Tensor._wrap(out)
         _share_version_counter(result, args)
         if is_grad_enabled() and any(needs):

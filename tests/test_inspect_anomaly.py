@@ -146,3 +146,13 @@ def test_forward_stacks_are_recorded_only_in_anomaly_mode():
     with mr.detect_anomaly():
         traced = (x * 2.0).grad_fn.trace
     assert traced[0][2] == "__init__" and any(frame[0] == THIS_FILE for frame in traced)
+
+
+def test_a_nan_in_a_running_statistic_is_blamed_on_that_buffer_not_on_batch_norm():
+    model = small_resnet().eval()                        # eval: BN normalises with its running statistics
+    model.layer1[0].bn1.running_var.data[2] = np.nan     # passed to the op by keyword, not by position
+    message = anomaly_message(lambda: model(batch()))
+    assert "the NaN/Inf came from buffer `layer1.0.bn1.running_var`, not from an op." in message
+    assert ("reached BatchNormEval in module `layer1.0.bn1` as its input `running_var` (shape (4,), 1 NaN and "
+            "0 Inf among 4 values)") in message
+    assert "turned finite inputs" not in message
