@@ -156,3 +156,14 @@ def test_a_nan_in_a_running_statistic_is_blamed_on_that_buffer_not_on_batch_norm
     assert ("reached BatchNormEval in module `layer1.0.bn1` as its input `running_var` (shape (4,), 1 NaN and "
             "0 Inf among 4 values)") in message
     assert "turned finite inputs" not in message
+
+
+def test_a_nan_made_in_a_forward_pass_outside_anomaly_mode_is_not_blamed_on_a_backward():
+    model = small_resnet()
+    loss = model(batch(nan_at=(0, 1, 2, 3))).sum()      # forward without anomaly mode: fc's input holds NaN
+    message = anomaly_message(lambda: loss.backward())
+    assert message.startswith("anomaly in the backward pass: the values that Linear in module `fc` saved in its "
+                              "forward pass hold NaN/Inf (saved value 0, shape (2, 16): 32 NaN and 0 Inf among 32 "
+                              "values), so its backward carried them into the gradient for its input 1 (160 NaN")
+    assert "derivative is infinite" not in message and "turned a finite incoming gradient" not in message
+    assert "run the forward pass inside detect_anomaly() to find the op or the data that made it" in message

@@ -11,8 +11,9 @@ its output:
   that computed it before anomaly mode was on.
 * **backward** — a node is blamed when the gradient arriving at its output is finite and one it
   sends to an input is not (:math:`\sqrt{x}` at 0: finite forward, :math:`\bar x = \bar y/(2\sqrt x)
-  = \infty`). A non-finite gradient that *arrives* came from ``backward(grad=...)``, a hook, or an
-  overflowing sum.
+  = \infty`), unless the values its forward saved for backward already hold NaN/Inf: then the forward
+  pass made them (outside anomaly mode) and the backward only carried them on. A non-finite gradient
+  that *arrives* came from ``backward(grad=...)``, a hook, or an overflowing sum.
 
 Each message names the module path (``layer1.0.conv1``, from :mod:`minires.scope`), the op, the
 shapes, and the source line of the forward pass that ran the op (with the line of your own code
@@ -174,6 +175,16 @@ def _raise_in_double_backward(node, fn, inputs, out, counts) -> None:
     raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
 
 
+def _bad_saved_value(node):
+    """``(position, array, (NaN count, Inf count))`` of the first value ``node``'s forward saved for its
+    backward that holds NaN/Inf, or None."""
+    for position, array in enumerate(node.ctx.saved_tensors):
+        counts = _count_bad(array)
+        if counts is not None:
+            return position, array, counts
+    return None
+
+
 def check_backward(node, grad_out, grads) -> None:
     """Raise ``FloatingPointError`` at the first node whose backward made a gradient non-finite."""
     where = f"{node.name} {_module_text(node.module_path)}"
@@ -186,6 +197,14 @@ def check_backward(node, grad_out, grads) -> None:
         raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
     for index, g in enumerate(grads):
         counts = _count_bad(g)
+        if counts is not None and (saved := _bad_saved_value(node)) is not None:
+            position, array, saved_counts = saved
+            head = (f"anomaly in the backward pass: the values that {where} saved in its forward pass hold NaN/Inf "
+                    f"(saved value {position}, shape {tuple(array.shape)}: {_bad_text(saved_counts, array)}), so "
+                    f"its backward carried them into the gradient for its input {index} ({_bad_text(counts, g)}). "
+                    "The NaN/Inf was made in the forward pass, before this backward; run the forward pass inside "
+                    "detect_anomaly() to find the op or the data that made it. The op was created by:")
+            raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
         if counts is not None:
             head = (f"anomaly in the backward pass: {node.name}.backward {_module_text(node.module_path)} turned a "
                     f"finite incoming gradient (shape {tuple(grad_out.shape)}) into {_bad_text(counts, g)} in the "
