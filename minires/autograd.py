@@ -526,8 +526,18 @@ def _run_hooks(t, g):
     for hook in t._hooks:
         replaced = hook(g if graph else Tensor._wrap(g))
         if replaced is not None:
+            _check_hook_result(hook, t, replaced)
             g = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)
     return g
+
+
+def _check_hook_result(hook, t, replaced) -> None:
+    shape = getattr(replaced, "shape", None)
+    if shape is None or tuple(shape) != t.shape:
+        what = f"a gradient of shape {tuple(shape)}" if shape is not None else f"a {type(replaced).__name__}"
+        name = getattr(hook, "__qualname__", repr(hook))
+        raise RuntimeError(f"hook {name} on a tensor of shape {t.shape} returned {what}; a hook must return None "
+                           f"(keep the gradient) or a gradient of shape {t.shape}")
 
 
 def _run_to_the_end(steps, create_graph: bool) -> None:
@@ -742,7 +752,8 @@ class Tensor:
                         create_graph)
 
     def register_hook(self, fn):
-        """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return replaces it.
+        """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return (of this tensor's
+        shape) replaces it.
 
         Returns a handle whose ``remove()`` unregisters the hook.
         """
