@@ -211,3 +211,30 @@ def test_skip_split_of_a_plain_net_has_no_identity_part():
         loss = model(x).sum()
     rows = split.backward(loss)
     assert all(r["identity_norm"] == 0.0 and r["branch_share"] == 1.0 for r in rows)
+
+
+def test_skip_split_measures_each_backward_afresh():
+    mr.random.manual_seed(3)
+    model = cifar_resnet(8, width=4).double()
+    x = mr.tensor(np.random.default_rng(1).standard_normal((4, 3, 8, 8)))
+    split = SkipPathSplit(model)
+    rows = []
+    for _ in range(2):                                   # two iterations of one loop, same weights and batch
+        with split:
+            loss = F.cross_entropy(model(x), np.array([0, 1, 2, 3]))
+        rows.append(split.backward(loss))
+    assert rows[1] == rows[0]                            # not the sum of both passes
+
+
+def test_skip_split_refuses_a_loss_it_did_not_watch():
+    model = cifar_resnet(8, width=4).double()
+    x = mr.tensor(np.random.default_rng(1).standard_normal((2, 3, 8, 8)))
+    split = SkipPathSplit(model)
+    with pytest.raises(ValueError, match=r"no block ran inside `with SkipPathSplit\(model\)`"):
+        split.backward(model(x).sum())
+    with split:
+        model(x)
+    unwatched = model(x).sum()                           # a second forward pass, outside the `with`
+    with pytest.raises(ValueError, match=r"the loss does not depend on the inputs captured for layer1\.0, "
+                                         r"layer2\.0, layer3\.0"):
+        split.backward(unwatched)
