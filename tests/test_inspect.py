@@ -238,3 +238,20 @@ def test_skip_split_refuses_a_loss_it_did_not_watch():
     with pytest.raises(ValueError, match=r"the loss does not depend on the inputs captured for layer1\.0, "
                                          r"layer2\.0, layer3\.0"):
         split.backward(unwatched)
+
+
+def test_graph_refuses_a_stepper_of_another_backward_pass():
+    x = leaf((2,), 4)
+    stepped, drawn = (x * 2.0).sum(), (x.relu() * 100.0).sum()
+    stepper = BackwardStepper(stepped).finish()
+    with pytest.raises(ValueError, match=r"to_dot: the stepper ran the backward pass of another tensor"):
+        to_dot(drawn, stepper=stepper)           # its norms would land on this graph's ops by step number
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: np.ones(3), TypeError, "expected a minires Tensor .*got ndarray"),
+    (lambda: mr.tensor([1.0, 2.0]) * 2.0, ValueError, r"has no graph: it was computed under no_grad\(\)")])
+def test_stepper_and_graph_refuse_what_has_no_graph(make, error, words):
+    for tool in (BackwardStepper, to_dot):
+        with pytest.raises(error, match=f"{tool.__name__}: .*{words}"):
+            tool(make())

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .. import scope
 from ..autograd import Tensor, _topological_order
-from .stepper import array_norm, node_numbers, parameter_names
+from .stepper import array_norm, check_root, node_numbers, parameter_names
 
 COLLAPSE_DEPTHS = {"stage": 1, "block": 2}
 RESIDUAL_ADDS = ("Add", "AddReLU")
@@ -164,6 +164,11 @@ def _module_types(names) -> dict:
 def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
                collapse: str | None = None) -> GraphView:
     """The graph behind ``root`` as plain data (see the module docstring for the options)."""
+    check_root(root, "to_dot")
+    if stepper is not None and getattr(stepper, "root", None) is not root:
+        raise ValueError("to_dot: the stepper ran the backward pass of another tensor, so its gradient norms "
+                         "belong to another graph; pass the BackwardStepper made from this root "
+                         "(BackwardStepper(root, retain_graph=True)), or no stepper")
     depth = _depth(depth, collapse)
     numbers = node_numbers(root) if root.grad_fn is not None else {}
     param_names = parameter_names(names)

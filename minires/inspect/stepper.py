@@ -41,6 +41,16 @@ def array_norm(array) -> float:
     return float(xp.sqrt(xp.sum(xp.square(array.astype(xp.float64)))))
 
 
+def check_root(root, who: str) -> None:
+    """Refuse, saying why, what has no autograd graph behind it."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"{who}: expected a minires Tensor (a loss or an output), got {type(root).__name__}")
+    if not root.requires_grad:
+        raise ValueError(f"{who}: this tensor (shape {root.shape}) has no graph: it was computed under no_grad() "
+                         "or from tensors that need no gradient; compute it with grad enabled from parameters or "
+                         "inputs created with requires_grad=True")
+
+
 def parameter_names(names) -> dict:
     """``{id(tensor): name}`` from a Module (its ``named_parameters()``) or a ``{name: tensor}`` dict."""
     if names is None:
@@ -139,6 +149,7 @@ class BackwardStepper:
 
     def __init__(self, root: Tensor, grad=None, retain_graph: bool = False, names=None,
                  max_norm: float | None = None, min_norm: float | None = None, break_on_nonfinite: bool = True):
+        check_root(root, "BackwardStepper")
         self.root, self.names = root, names
         self._engine = backward_steps(root, grad, retain_graph=retain_graph)
         self._numbers = node_numbers(root)
