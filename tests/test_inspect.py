@@ -175,8 +175,10 @@ def test_layer_recorder_matches_direct_computation():
 
 
 def test_layer_recorder_rejects_unknown_layers_and_metrics():
-    with pytest.raises(ValueError, match="no layer"):
+    with pytest.raises(ValueError, match="Sequential has no module named nope"):
         LayerRecorder(small_model(), layers=["nope"])
+    with pytest.raises(ValueError, match="no layer of Sequential matches"):
+        LayerRecorder(small_model(), layers=lambda name, module: False)
     with pytest.raises(ValueError, match="unknown metric"):
         LayerRecorder(small_model(), layers=nn.Conv2d).array("speed")
 
@@ -255,3 +257,21 @@ def test_stepper_and_graph_refuse_what_has_no_graph(make, error, words):
     for tool in (BackwardStepper, to_dot):
         with pytest.raises(error, match=f"{tool.__name__}: .*{words}"):
             tool(make())
+
+
+def test_layer_recorder_names_a_layer_that_does_not_exist_and_takes_one_name_as_a_string():
+    model = cifar_resnet(8, width=4)
+    with pytest.raises(ValueError, match=r"ResNet has no module named layer9\.0\.conv1 \(names as in a state "
+                                         r"dict: conv1, bn1, relu, layer1"):
+        LayerRecorder(model, layers=["layer1.0.conv1", "layer9.0.conv1"])
+    assert LayerRecorder(model, layers="layer2.0.conv1").layer_names == ["layer2.0.conv1"]
+
+
+def test_layer_recorder_says_when_it_has_recorded_nothing():
+    model = small_model()
+    recorder = LayerRecorder(model, steps=[5])
+    with recorder.step(0):                                   # not a chosen step
+        model(mr.tensor(np.ones((1, 2, 4, 4)))).sum().backward()
+    for look in (recorder.array, recorder.plot):
+        with pytest.raises(ValueError, match=r"nothing recorded yet.*steps \[5\]"):
+            look("act_mean")

@@ -43,8 +43,9 @@ METRIC_TITLES = {
 def select_layers(model, layers=None) -> list[tuple[str, object]]:
     """``(name, module)`` pairs in ``model.named_modules()`` order.
 
-    ``layers``: None (every module that owns a ``weight``), a type or tuple of module types, a
-    collection of qualified names, or a predicate ``fn(name, module) -> bool``.
+    ``layers``: None (every module that owns a ``weight``), a type or tuple of module types, one
+    qualified name or a collection of them (each must name a module of ``model``), or a predicate
+    ``fn(name, module) -> bool``.
     """
     if layers is None:
         keep = lambda name, m: _weight(m) is not None  # noqa: E731
@@ -53,12 +54,22 @@ def select_layers(model, layers=None) -> list[tuple[str, object]]:
     elif callable(layers):
         keep = layers
     else:
-        wanted = set(layers)
+        wanted = _existing_names(model, {layers} if isinstance(layers, str) else set(layers))
         keep = lambda name, m: name in wanted  # noqa: E731
     chosen = [(name, m) for name, m in model.named_modules() if keep(name, m)]
     if not chosen:
         raise ValueError(f"LayerRecorder: no layer of {type(model).__name__} matches layers={layers!r}")
     return chosen
+
+
+def _existing_names(model, wanted: set) -> set:
+    """``wanted``, if every name in it is a module of ``model``; else a ValueError naming those that are not."""
+    names = [name for name, _ in model.named_modules() if name]
+    unknown = sorted(wanted - set(names))
+    if unknown:
+        raise ValueError(f"LayerRecorder: {type(model).__name__} has no module named {', '.join(unknown)} "
+                         f"(names as in a state dict: {', '.join(names[:4])}, ...)")
+    return wanted
 
 
 def _weight(module):
@@ -150,6 +161,11 @@ class LayerRecorder:
         """``(steps, layer_names, values)`` with ``values[i, j]`` the metric at ``steps[i]`` for layer ``j``."""
         if metric not in METRICS:
             raise ValueError(f"LayerRecorder.array: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        if not self.records:
+            chosen = f"every {self.every}" if self.every is not None else (
+                "every step" if self.steps is None else f"steps {sorted(self.steps)}")
+            raise ValueError(f"LayerRecorder.array: nothing recorded yet (it records at {chosen}); run each "
+                             "iteration inside `with recorder.step(it):`, hooks attached (before close())")
         steps = sorted({r["step"] for r in self.records})
         column = {name: j for j, name in enumerate(self.layer_names)}
         values = np.full((len(steps), len(self.layer_names)), np.nan)
