@@ -275,3 +275,11 @@ def test_layer_recorder_says_when_it_has_recorded_nothing():
     for look in (recorder.array, recorder.plot):
         with pytest.raises(ValueError, match=r"nothing recorded yet.*steps \[5\]"):
             look("act_mean")
+
+
+def test_a_record_says_none_not_nan_where_no_gradient_flows():
+    x = leaf((3,), 5)
+    _, mul = BackwardStepper((x * 2.0).sum()).finish().history    # 2.0 is a constant: no gradient goes to it
+    assert mul.input_labels == ("leaf", "-") and mul.grads_in[1] is None
+    assert mul.grads_in_norms == (pytest.approx(2.0 * np.sqrt(3)), None)
+    assert mul.finite and [s["to"] for s in mul.row()["sends"]] == ["leaf"]
