@@ -283,3 +283,17 @@ def test_a_record_says_none_not_nan_where_no_gradient_flows():
     assert mul.input_labels == ("leaf", "-") and mul.grads_in[1] is None
     assert mul.grads_in_norms == (pytest.approx(2.0 * np.sqrt(3)), None)
     assert mul.finite and [s["to"] for s in mul.row()["sends"]] == ["leaf"]
+
+
+def test_update_ratio_of_a_zero_weight_is_infinite_not_a_huge_number():
+    model = small_model()
+    model[1].weight.data = np.zeros(3)                      # BN's γ at 0, as zero_init_residual leaves it
+    model[1].bias.data = np.ones(3)                         # β > 0: the ReLU after it lets the gradient through
+    recorder = LayerRecorder(model, layers=nn.BatchNorm2d, steps=[0])
+    with recorder.step(0):
+        out = model(mr.tensor(np.random.default_rng(0).standard_normal((4, 2, 4, 4))))
+        (out * mr.tensor(np.random.default_rng(1).standard_normal(out.shape))).sum().backward()
+        model[1].weight.data = model[1].weight.data - 0.1 * model[1].weight.grad.data
+    (row,) = recorder.table()
+    assert row["weight_norm"] == 0.0 and row["weight_grad_norm"] > 0
+    assert row["update_ratio"] == np.inf                    # ||ΔW|| / ||W|| with ||W|| = 0

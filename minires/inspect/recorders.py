@@ -9,7 +9,7 @@ linear layers) and at each chosen step it records
 * ``weight_norm``, ``weight_grad_norm``: :math:`\|W\|` and :math:`\|\partial L/\partial W\|` (read from
   ``weight.grad`` at the end of the step);
 * ``update_ratio``: :math:`\|W_{t+1} - W_t\| / \|W_t\|`, how far the optimizer moved the weight
-  relative to its size (about 1e-3 is the usual healthy value).
+  relative to its size (about 1e-3 is the usual healthy value; inf for a weight that was zero and moved).
 
 Wrap the forward pass, ``backward()`` and the optimizer step of one iteration::
 
@@ -83,6 +83,13 @@ def output_stats(output) -> tuple[float, float]:
     return float(data.mean()), float(data.std())
 
 
+def ratio(update: float, size: float) -> float:
+    """``update / size``; for a zero weight (a zero-initialised BN γ) inf if it moved, NaN if it did not."""
+    if size > 0:
+        return update / size
+    return float("inf") if update > 0 else float("nan")
+
+
 class LayerRecorder:
     """Record per-layer activation and gradient statistics at chosen steps (see the module docstring).
 
@@ -137,7 +144,7 @@ class LayerRecorder:
                 row["weight_norm"] = array_norm(before[name])
                 if weight.grad is not None:
                     row["weight_grad_norm"] = array_norm(weight.grad.data)
-                row["update_ratio"] = array_norm(weight.data - before[name]) / max(row["weight_norm"], 1e-30)
+                row["update_ratio"] = ratio(array_norm(weight.data - before[name]), row["weight_norm"])
             self.records.append({key: row.get(key, float("nan")) for key in ("step", "layer", "type") + METRICS})
 
     def close(self) -> None:
