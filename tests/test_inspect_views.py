@@ -272,3 +272,16 @@ def test_the_readme_example_runs_and_its_anomaly_blames_the_data(tmp_path, monke
     assert "reached Conv2d in module `conv1` as its input 0" in str(caught.value)
     for name in ("backward.html", "backward-2.html", "graph.svg", "blocks.svg"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_render_with_engine_minires_does_not_claim_graphviz_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(graph_module, "have_graphviz", lambda: True)
+    dot = to_dot((mr.tensor([1.0, 2.0], requires_grad=True) * 2.0).sum())
+    with pytest.warns(UserWarning) as warned:
+        written = render(dot, tmp_path / "graph.png", engine="minires")
+    message = str(warned[0].message)
+    assert written == tmp_path / "graph.svg" and "not installed" not in message
+    assert message.startswith("render: engine='minires' draws SVG only, so minires drew the graph itself as SVG")
+    with pytest.raises(RuntimeError) as caught:
+        render("digraph { a -> b }", tmp_path / "g.svg", engine="minires")
+    assert "not installed" not in str(caught.value) and "can draw only the DOT text that to_dot" in str(caught.value)

@@ -357,14 +357,15 @@ def render(dot_text: str, path, fmt: str | None = None, engine: str = "auto") ->
                                "use engine='minires' for minires' own SVG")
         subprocess.run(["dot", f"-T{fmt}", "-o", str(path)], input=str(dot_text).encode(), check=True)
         return path
+    why = "engine='minires' draws SVG only" if engine == "minires" else "Graphviz's `dot` is not installed"
     if not isinstance(dot_text, DotText):
-        raise RuntimeError("render: Graphviz's `dot` program is not installed, and minires can draw only the DOT "
-                           "text that to_dot() returned (this is other text); install graphviz or pass to_dot's result")
+        raise RuntimeError(f"render: {why}, and minires can draw only the DOT text that to_dot() returned (this is "
+                           "other text); pass to_dot's result" + ("" if engine == "minires" else " or install graphviz"))
     from .svg import view_to_svg
     if fmt != "svg":
         svg_path = path.with_suffix(".svg")
-        warnings.warn(f"render: Graphviz's `dot` is not installed, so minires drew the graph itself as SVG: "
-                      f"wrote {svg_path} instead of {path.name}", stacklevel=2)
+        warnings.warn(f"render: {why}, so minires drew the graph itself as SVG: wrote {svg_path} instead of "
+                      f"{path.name}", stacklevel=2)
         path = svg_path
     path.write_text(view_to_svg(dot_text.view, title=dot_text.title), encoding="utf-8")
     return path
