@@ -297,3 +297,22 @@ def test_update_ratio_of_a_zero_weight_is_infinite_not_a_huge_number():
     (row,) = recorder.table()
     assert row["weight_norm"] == 0.0 and row["weight_grad_norm"] > 0
     assert row["update_ratio"] == np.inf                    # ||ΔW|| / ||W|| with ||W|| = 0
+
+
+def test_a_layer_called_twice_keeps_the_last_calls_statistics_for_every_metric():
+    class Twice(nn.Module):                                  # one Linear, applied twice (shared weights)
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3).double()
+
+        def forward(self, x):
+            return self.fc(self.fc(x) * 10.0)
+
+    model, x = Twice(), mr.tensor(np.random.default_rng(0).standard_normal((2, 3)))
+    recorder = LayerRecorder(model, steps=[0])
+    with recorder.step(0):
+        out = model(x)
+        out.sum().backward()
+    (row,) = recorder.table()
+    assert row["act_mean"] == pytest.approx(out.numpy().mean(), rel=1e-12)
+    assert row["act_grad_norm"] == pytest.approx(np.sqrt(6))  # d(sum)/d(last output) = ones of shape (2, 3)

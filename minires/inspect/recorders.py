@@ -90,6 +90,14 @@ def ratio(update: float, size: float) -> float:
     return float("inf") if update > 0 else float("nan")
 
 
+def _grad_norm_of_call(row: dict, call):
+    """A tensor hook that stores the output gradient's norm in ``row`` if ``call`` is still the layer's last call."""
+    def hook(grad):
+        if row["call"] is call:
+            row["act_grad_norm"] = array_norm(grad.data)
+    return hook
+
+
 class LayerRecorder:
     """Record per-layer activation and gradient statistics at chosen steps (see the module docstring).
 
@@ -113,8 +121,10 @@ class LayerRecorder:
                 return None
             row = self._current[name]
             row["act_mean"], row["act_std"] = output_stats(output)
+            row["call"] = call = object()                 # this call's statistics replace an earlier call's
+            row.pop("act_grad_norm", None)
             if output.requires_grad:
-                output.register_hook(lambda g: row.__setitem__("act_grad_norm", array_norm(g.data)))
+                output.register_hook(_grad_norm_of_call(row, call))
             return None
         return hook
 
