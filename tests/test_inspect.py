@@ -316,3 +316,13 @@ def test_a_layer_called_twice_keeps_the_last_calls_statistics_for_every_metric()
     (row,) = recorder.table()
     assert row["act_mean"] == pytest.approx(out.numpy().mean(), rel=1e-12)
     assert row["act_grad_norm"] == pytest.approx(np.sqrt(6))  # d(sum)/d(last output) = ones of shape (2, 3)
+
+
+def test_graph_with_a_stepper_labels_parameters_with_that_pass_gradient_not_an_accumulated_grad():
+    x = leaf((3,), 6)
+    (x * 5.0).sum().backward()                               # an earlier pass: x.grad = 5, not zeroed
+    loss = (x * 2.0).sum()
+    stepper = BackwardStepper(loss).finish()                 # x.grad is now 5 + 2 = 7, as in PyTorch
+    assert x.grad.numpy().tolist() == [7.0, 7.0, 7.0]
+    dot = to_dot(loss, stepper=stepper, names={"x": x})
+    assert f'"x\\n3\\n|grad| {2.0 * np.sqrt(3):.3e}"' in dot      # this pass sent 2 to each element

@@ -13,9 +13,10 @@ that minires lays out itself, no system program needed).
   ``depth=1`` (``collapse="stage"``) one per stage.
 * In a residual block, the edges of the shortcut (the input going around the branch to the add,
   through the ``downsample`` module if there is one) are marked as the skip path.
-* After a backward pass, pass the :class:`~minires.inspect.BackwardStepper` that ran it (or just call
-  ``backward()``: parameters then show the norm of their ``.grad``) and each op also shows the norm
-  of the gradient that arrived at its output.
+* After a backward pass, pass the :class:`~minires.inspect.BackwardStepper` that ran it: each op then
+  shows the norm of the gradient that arrived at its output, and each leaf the norm of the gradient
+  that pass sent it (not ``.grad``, which may hold earlier passes too). Without a stepper, leaves show
+  the norm of their ``.grad`` (after a plain ``backward()``).
 
 ::
 
@@ -97,11 +98,30 @@ def _op_lines(t: Tensor, number, arrived) -> list:
     return lines
 
 
-def _leaf_lines(t: Tensor, names: dict) -> list:
+def _leaf_lines(t: Tensor, names: dict, sent: dict | None) -> list:
+    """Name, shape and gradient norm: of what a stepper's pass ``sent`` the leaf, or (no stepper) of ``.grad``."""
     lines = [names.get(id(t), "leaf"), _shape_text(t.shape)]
-    if t.grad is not None:
-        lines.append(f"|grad| {array_norm(t.grad.data):.3e}")
+    if sent is None:
+        grad = t.grad.data if t.grad is not None else None
+    else:
+        grad = sent.get(id(t))
+    if grad is not None:
+        lines.append(f"|grad| {array_norm(grad):.3e}")
     return lines
+
+
+def sent_to_leaves(order, numbers: dict, stepper) -> dict:
+    """``{id(leaf): gradient}``: the sum of what the stepper's pass sent to each leaf of the graph."""
+    records = {r.index: r for r in stepper.history}
+    sent = {}
+    for t in order:
+        record = records.get(numbers.get(id(t)))
+        if t.grad_fn is None or record is None:
+            continue
+        for inp, g in zip(t.grad_fn.inputs, record.grads_in):
+            if inp is not None and inp.grad_fn is None and g is not None:
+                sent[id(inp)] = g if id(inp) not in sent else sent[id(inp)] + g
+    return sent
 
 
 def _leaf_module(name: str | None) -> str | None:
@@ -174,6 +194,7 @@ def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
     param_names = parameter_names(names)
     arrived = {r.index: r.grad_out_norm for r in stepper.history} if stepper is not None else {}
     order = _topological_order(root)
+    sent = sent_to_leaves(order, numbers, stepper) if stepper is not None else None
     skips = skip_edges(order)
     vertices, key_of = [], {}
     for t in order:
@@ -182,7 +203,7 @@ def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
             vertices.append(Vertex(key_of[id(t)], "op", _op_lines(t, numbers[id(t)], arrived),
                                    t.grad_fn.module_path, [numbers[id(t)]]))
         else:
-            vertices.append(Vertex(key_of[id(t)], "leaf", _leaf_lines(t, param_names),
+            vertices.append(Vertex(key_of[id(t)], "leaf", _leaf_lines(t, param_names, sent),
                                    _leaf_module(param_names.get(id(t)))))
     edges = [(key_of[id(i)], key_of[id(t)], (id(i), id(t)) in skips)
              for t in order if t.grad_fn is not None for i in t.grad_fn.inputs if i is not None]
