@@ -77,7 +77,7 @@ def is_anomaly_enabled() -> bool:
 @contextlib.contextmanager
 def detect_anomaly():
     """Context manager: raise ``FloatingPointError`` at the first NaN/Inf, forward or backward, naming where it
-    started (the data, a parameter, or the op and module that made it) and the forward source line
+    started (the data, a parameter or buffer, or the op and module that made it) and the forward source line
     (see :mod:`minires.inspect.anomaly`)."""
     before = is_anomaly_enabled()
     _state.anomaly = True
