@@ -527,7 +527,10 @@ def _run_hooks(t, g):
         replaced = hook(g if graph else Tensor._wrap(g))
         if replaced is not None:
             _check_hook_result(hook, t, replaced)
-            g = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)
+            new = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)
+            if is_anomaly_enabled():
+                _anomaly().check_hook(hook, t, g, new)
+            g = new
     return g
 
 

@@ -167,3 +167,16 @@ def test_a_nan_made_in_a_forward_pass_outside_anomaly_mode_is_not_blamed_on_a_ba
                               "values), so its backward carried them into the gradient for its input 1 (160 NaN")
     assert "derivative is infinite" not in message and "turned a finite incoming gradient" not in message
     assert "run the forward pass inside detect_anomaly() to find the op or the data that made it" in message
+
+
+def poison(grad):
+    return np.full(grad.shape, np.nan)                  # planted: a hook that makes the gradient NaN
+
+
+def test_a_hook_that_makes_a_parameters_gradient_nan_is_named():
+    model = small_resnet()
+    model.fc.weight.register_hook(poison)               # on a leaf: no op's backward ever sees its result
+    loss = model(batch()).sum()
+    message = anomaly_message(lambda: loss.backward())
+    assert message.startswith("anomaly in the backward pass: hook poison on a leaf tensor of shape (10, 16) turned "
+                              "a finite gradient into 160 NaN and 0 Inf among 160 values.")

@@ -13,7 +13,9 @@ its output:
   sends to an input is not (:math:`\sqrt{x}` at 0: finite forward, :math:`\bar x = \bar y/(2\sqrt x)
   = \infty`), unless the values its forward saved for backward already hold NaN/Inf: then the forward
   pass made them (outside anomaly mode) and the backward only carried them on. A non-finite gradient
-  that *arrives* came from ``backward(grad=...)``, a hook, or an overflowing sum.
+  that *arrives* came from ``backward(grad=...)``, a hook, or an overflowing sum; a tensor hook that
+  turns a finite gradient into NaN/Inf is named as soon as it returns (on a parameter, no op's
+  backward would ever see its result).
 
 Each message names the module path (``layer1.0.conv1``, from :mod:`minires.scope`), the op, the
 shapes, and the source line of the forward pass that ran the op (with the line of your own code
@@ -173,6 +175,18 @@ def _raise_in_double_backward(node, fn, inputs, out, counts) -> None:
             f"{_shapes_text(inputs)} -> output {tuple(out.shape)}. {hint} The op being differentiated was "
             "created by:")
     raise FloatingPointError("\n".join([head] + _source_lines(node.trace)))
+
+
+def check_hook(hook, tensor, grad_in, grad_out) -> None:
+    """Raise ``FloatingPointError`` if ``hook`` on ``tensor`` turned a finite gradient into NaN/Inf."""
+    counts = _count_bad(grad_out)
+    if counts is None or _count_bad(grad_in) is not None:
+        return
+    what = "a leaf tensor" if tensor.grad_fn is None else (f"the output of {tensor.grad_fn.name} "
+                                                          f"{_module_text(tensor.grad_fn.module_path)}")
+    raise FloatingPointError(f"anomaly in the backward pass: hook {getattr(hook, '__qualname__', repr(hook))} on "
+                             f"{what} of shape {tensor.shape} turned a finite gradient into "
+                             f"{_bad_text(counts, grad_out)}.")
 
 
 def _bad_saved_value(node):
