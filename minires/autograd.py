@@ -94,6 +94,20 @@ def differentiated_node():
     return stack[-1] if stack else None
 
 
+def running_hook():
+    """The tensor hook running right now, or None: an op that runs inside it is part of the backward pass."""
+    return getattr(_state, "hook", None)
+
+
+@contextlib.contextmanager
+def _running(hook):
+    before, _state.hook = running_hook(), hook
+    try:
+        yield
+    finally:
+        _state.hook = before
+
+
 def _anomaly():
     from .inspect import anomaly  # late import: only anomaly mode needs it, and it builds on this module
     return anomaly
@@ -524,7 +538,8 @@ def _run_hooks(t, g):
     """``t``'s hooks in turn; each sees the gradient as a Tensor and may replace it."""
     graph = isinstance(g, Tensor)
     for hook in t._hooks:
-        replaced = hook(g if graph else Tensor._wrap(g))
+        with _running(hook):
+            replaced = hook(g if graph else Tensor._wrap(g))
         if replaced is not None:
             _check_hook_result(hook, t, replaced)
             new = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)

@@ -180,3 +180,17 @@ def test_a_hook_that_makes_a_parameters_gradient_nan_is_named():
     message = anomaly_message(lambda: loss.backward())
     assert message.startswith("anomaly in the backward pass: hook poison on a leaf tensor of shape (10, 16) turned "
                               "a finite gradient into 160 NaN and 0 Inf among 160 values.")
+
+
+def divide_by_zero(grad):
+    return grad / (grad * 0.0).sum()                    # planted: a hook whose own op divides by zero
+
+
+def test_an_op_run_by_a_hook_is_placed_in_the_backward_pass_not_the_forward():
+    x = mr.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    y = x * 3.0
+    y.register_hook(divide_by_zero)
+    message = anomaly_message(lambda: y.sum().backward())
+    assert message.startswith("anomaly in the backward pass, in hook divide_by_zero: Div.forward outside any module "
+                              "turned finite inputs into")
+    assert f"forward line: {THIS_FILE}:{line_of('# planted: a hook whose own op')}" in message

@@ -8,7 +8,8 @@ its output:
   division by zero, a log of a negative number). If an input already held NaN/Inf, the op merely
   passed it on and the message names where it came from: the data (a tensor that no op made: the
   input batch), a parameter or buffer by its state-dict name (``layer1.0.conv1.weight``), or the op
-  that computed it before anomaly mode was on.
+  that computed it before anomaly mode was on. An op that a tensor hook runs is placed in the backward
+  pass, in that hook.
 * **backward** — a node is blamed when the gradient arriving at its output is finite and one it
   sends to an input is not (:math:`\sqrt{x}` at 0: finite forward, :math:`\bar x = \bar y/(2\sqrt x)
   = \infty`), unless the values its forward saved for backward already hold NaN/Inf: then the forward
@@ -29,7 +30,7 @@ import sys
 from pathlib import Path
 
 from .. import backend, scope
-from ..autograd import Tensor, differentiated_node
+from ..autograd import Tensor, differentiated_node, running_hook
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 # frames inside these are the framework's plumbing, never "the line that ran the op"
@@ -136,6 +137,16 @@ def _origin_text(fn, path, arg, key, counts) -> str:
             "(e.g. normalising by a standard deviation of 0).")
 
 
+def _hook_name(hook) -> str:
+    return getattr(hook, "__qualname__", repr(hook))
+
+
+def _pass_text() -> str:
+    """Where an op runs: the forward pass, or the backward pass inside a tensor hook."""
+    hook = running_hook()
+    return "forward pass" if hook is None else f"backward pass, in hook {_hook_name(hook)}"
+
+
 def check_forward(fn, args, kwargs, out) -> None:
     """Raise ``FloatingPointError`` if ``out`` (op ``fn`` applied to ``args`` and ``kwargs``) holds NaN/Inf,
     naming the origin."""
@@ -150,9 +161,9 @@ def check_forward(fn, args, kwargs, out) -> None:
     for key, arg in inputs:
         arg_counts = _count_bad(arg)
         if arg_counts is not None:
-            head = "anomaly in the forward pass: " + _origin_text(fn, path, arg, key, arg_counts)
+            head = f"anomaly in the {_pass_text()}: " + _origin_text(fn, path, arg, key, arg_counts)
             raise FloatingPointError("\n".join([head] + _source_lines(trace)))
-    head = (f"anomaly in the forward pass: {fn.__name__}.forward {_module_text(path)} turned finite inputs into "
+    head = (f"anomaly in the {_pass_text()}: {fn.__name__}.forward {_module_text(path)} turned finite inputs into "
             f"{_bad_text(counts, out)}.\n  op: {fn.__name__}, inputs {_shapes_text(inputs)} -> output "
             f"{tuple(out.shape)}. Look for a division by zero, a log or sqrt of a negative number, or an overflow.")
     raise FloatingPointError("\n".join([head] + _source_lines(trace)))
@@ -184,7 +195,7 @@ def check_hook(hook, tensor, grad_in, grad_out) -> None:
         return
     what = "a leaf tensor" if tensor.grad_fn is None else (f"the output of {tensor.grad_fn.name} "
                                                           f"{_module_text(tensor.grad_fn.module_path)}")
-    raise FloatingPointError(f"anomaly in the backward pass: hook {getattr(hook, '__qualname__', repr(hook))} on "
+    raise FloatingPointError(f"anomaly in the backward pass: hook {_hook_name(hook)} on "
                              f"{what} of shape {tensor.shape} turned a finite gradient into "
                              f"{_bad_text(counts, grad_out)}.")
 
