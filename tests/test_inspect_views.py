@@ -285,3 +285,13 @@ def test_render_with_engine_minires_does_not_claim_graphviz_is_missing(tmp_path,
     with pytest.raises(RuntimeError) as caught:
         render("digraph { a -> b }", tmp_path / "g.svg", engine="minires")
     assert "not installed" not in str(caught.value) and "can draw only the DOT text that to_dot" in str(caught.value)
+
+
+def test_a_collapsed_block_does_not_claim_zero_parameters_when_they_are_not_named():
+    model = resnet8()
+    loss = loss_of(model)
+    unnamed = {v.key: v.lines for v in graph_view(loss, collapse="block").vertices}
+    named = {v.key: v.lines for v in graph_view(loss, names=model, collapse="block").vertices}
+    block = dict(graph_module_blocks(model))["layer1.0"]
+    assert f"7 ops, {len(list(block.parameters()))} parameters" in named["g:layer1.0"]
+    assert "7 ops" in unnamed["g:layer1.0"] and not any("parameters" in line for line in unnamed["g:layer1.0"])

@@ -266,8 +266,9 @@ def _collapsed(view: GraphView, depth: int, arrived: dict, types: dict) -> Graph
         ops = [v for v in vs if v.kind == "op"]
         steps = sorted(s for v in ops for s in v.steps)
         out = next(v for v in ops if v.steps[0] == steps[0]) if ops else vs[0]
+        parameters = len(vs) - len(ops)       # only named parameters are drawn inside their module
         lines = [f"{path} · {types[path]}" if path in types else path,
-                 f"{len(ops)} ops, {len(vs) - len(ops)} parameters", out.lines[1]]
+                 f"{len(ops)} ops" + (f", {parameters} parameters" if parameters else ""), out.lines[1]]
         if steps and steps[0] in arrived:
             lines.append(f"|grad| {arrived[steps[0]]:.3e}")
         has_shortcut = any(skip and new_key[target] == f"g:{path}" for _, target, skip in view.edges)
