@@ -326,3 +326,11 @@ def test_graph_with_a_stepper_labels_parameters_with_that_pass_gradient_not_an_a
     assert x.grad.numpy().tolist() == [7.0, 7.0, 7.0]
     dot = to_dot(loss, stepper=stepper, names={"x": x})
     assert f'"x\\n3\\n|grad| {2.0 * np.sqrt(3):.3e}"' in dot      # this pass sent 2 to each element
+
+
+@pytest.mark.parametrize("names", [3, [leaf((2,))]])
+def test_names_must_be_a_module_or_a_dict(names):
+    loss = (leaf((2,)) * 2.0).sum()
+    for tool in (BackwardStepper, to_dot):
+        with pytest.raises(TypeError, match=r"names= must be a Module or a \{name: tensor\} dict, got "):
+            tool(loss, names=names)

@@ -53,6 +53,8 @@ def parameter_names(names) -> dict:
     """``{id(tensor): name}`` from a Module (its ``named_parameters()``) or a ``{name: tensor}`` dict."""
     if names is None:
         return {}
+    if not hasattr(names, "named_parameters") and not isinstance(names, dict):
+        raise TypeError(f"names= must be a Module or a {{name: tensor}} dict, got {type(names).__name__}")
     pairs = names.named_parameters() if hasattr(names, "named_parameters") else names.items()
     return {id(t): name for name, t in pairs}
 
