@@ -179,6 +179,8 @@ def test_layer_recorder_rejects_unknown_layers_and_metrics():
         LayerRecorder(small_model(), layers=["nope"])
     with pytest.raises(ValueError, match="no layer of Sequential matches"):
         LayerRecorder(small_model(), layers=lambda name, module: False)
+    with pytest.raises(ValueError, match=r"every=0: record every N-th step needs N >= 1"):
+        LayerRecorder(small_model(), every=0)
     with pytest.raises(ValueError, match="unknown metric"):
         LayerRecorder(small_model(), layers=nn.Conv2d).array("speed")
 

@@ -106,6 +106,8 @@ class LayerRecorder:
     """
 
     def __init__(self, model, layers=None, steps=None, every: int | None = None):
+        if every is not None and every < 1:
+            raise ValueError(f"LayerRecorder: every={every}: record every N-th step needs N >= 1 (or steps=[...])")
         self.layers = select_layers(model, layers)
         self.layer_names = [name for name, _ in self.layers]
         self.steps = None if steps is None else set(steps)
