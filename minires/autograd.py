@@ -549,13 +549,17 @@ def _run_hooks(t, g):
     return g
 
 
+def hook_name(hook) -> str:
+    """A hook as its author wrote it: ``poison``, ``train.<locals>.<lambda>``."""
+    return getattr(hook, "__qualname__", repr(hook))
+
+
 def _check_hook_result(hook, t, replaced) -> None:
     shape = getattr(replaced, "shape", None)
     if shape is None or tuple(shape) != t.shape:
         what = f"a gradient of shape {tuple(shape)}" if shape is not None else f"a {type(replaced).__name__}"
-        name = getattr(hook, "__qualname__", repr(hook))
-        raise RuntimeError(f"hook {name} on a tensor of shape {t.shape} returned {what}; a hook must return None "
-                           f"(keep the gradient) or a gradient of shape {t.shape}")
+        raise RuntimeError(f"hook {hook_name(hook)} on a tensor of shape {t.shape} returned {what}; a hook must "
+                           f"return None (keep the gradient) or a gradient of shape {t.shape}")
 
 
 def _run_to_the_end(steps, create_graph: bool) -> None:

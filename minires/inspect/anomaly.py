@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from .. import backend, scope
-from ..autograd import Tensor, differentiated_node, running_hook
+from ..autograd import Tensor, differentiated_node, hook_name, running_hook
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 # frames inside these are the framework's plumbing, never "the line that ran the op"
@@ -137,14 +137,10 @@ def _origin_text(fn, path, arg, key, counts) -> str:
             "(e.g. normalising by a standard deviation of 0).")
 
 
-def _hook_name(hook) -> str:
-    return getattr(hook, "__qualname__", repr(hook))
-
-
 def _pass_text() -> str:
     """Where an op runs: the forward pass, or the backward pass inside a tensor hook."""
     hook = running_hook()
-    return "forward pass" if hook is None else f"backward pass, in hook {_hook_name(hook)}"
+    return "forward pass" if hook is None else f"backward pass, in hook {hook_name(hook)}"
 
 
 def check_forward(fn, args, kwargs, out) -> None:
@@ -195,7 +191,7 @@ def check_hook(hook, tensor, grad_in, grad_out) -> None:
         return
     what = "a leaf tensor" if tensor.grad_fn is None else (f"the output of {tensor.grad_fn.name} "
                                                           f"{_module_text(tensor.grad_fn.module_path)}")
-    raise FloatingPointError(f"anomaly in the backward pass: hook {_hook_name(hook)} on "
+    raise FloatingPointError(f"anomaly in the backward pass: hook {hook_name(hook)} on "
                              f"{what} of shape {tensor.shape} turned a finite gradient into "
                              f"{_bad_text(counts, grad_out)}.")
 
