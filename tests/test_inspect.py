@@ -336,3 +336,19 @@ def test_names_must_be_a_module_or_a_dict(names):
     for tool in (BackwardStepper, to_dot):
         with pytest.raises(TypeError, match=r"names= must be a Module or a \{name: tensor\} dict, got "):
             tool(loss, names=names)
+
+
+def test_layer_recorder_says_none_for_what_it_did_not_measure_and_keeps_nan_for_a_nan():
+    model = small_model()
+    recorder = LayerRecorder(model, layers=nn.Conv2d, steps=[0, 1])
+    x = mr.tensor(np.random.default_rng(0).standard_normal((2, 2, 4, 4)))
+    with recorder.step(0):
+        model(x)                                              # a forward pass only: no gradient to measure
+    with recorder.step(1):
+        model(x * np.nan).sum().backward()                    # a real NaN, measured
+    first, second = recorder.table()
+    assert first["act_grad_norm"] is None and first["weight_grad_norm"] is None
+    assert first["update_ratio"] == 0.0 and first["weight_norm"] > 0   # measured: the weight did not move
+    assert np.isnan(second["act_mean"]) and np.isnan(second["weight_grad_norm"])
+    steps, _, values = recorder.array("weight_grad_norm")       # arrays (for plots) hold NaN for both
+    assert steps.tolist() == [0, 1] and np.isnan(values).all()

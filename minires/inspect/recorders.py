@@ -22,7 +22,8 @@ Wrap the forward pass, ``backward()`` and the optimizer step of one iteration::
     steps, layers, values = rec.array("weight_grad_norm")     # values: (steps, layers)
     rec.plot("act_grad_norm")              # one curve per step over layer depth
 
-If a layer runs more than once in one step, the last call's statistics are kept.
+If a layer runs more than once in one step, the last call's statistics are kept. A metric that the
+step did not measure (no backward inside the ``with`` block, say) is None in :meth:`~LayerRecorder.table`.
 """
 from __future__ import annotations
 
@@ -157,7 +158,7 @@ class LayerRecorder:
                 if weight.grad is not None:
                     row["weight_grad_norm"] = array_norm(weight.grad.data)
                 row["update_ratio"] = ratio(array_norm(weight.data - before[name]), row["weight_norm"])
-            self.records.append({key: row.get(key, float("nan")) for key in ("step", "layer", "type") + METRICS})
+            self.records.append({key: row.get(key) for key in ("step", "layer", "type") + METRICS})
 
     def close(self) -> None:
         """Remove the hooks from the model."""
@@ -173,11 +174,14 @@ class LayerRecorder:
 
     # -- results
     def table(self) -> list[dict]:
-        """One plain dict per (step, layer): ``step``, ``layer``, ``type`` and every metric."""
+        """One plain dict per (step, layer): ``step``, ``layer``, ``type`` and every metric; None where the step
+        did not measure it (no backward ran, no gradient reached the layer), NaN only where the values held
+        NaN (or for ``update_ratio``'s 0/0, a zero weight that did not move)."""
         return list(self.records)
 
     def array(self, metric: str) -> tuple[np.ndarray, list, np.ndarray]:
-        """``(steps, layer_names, values)`` with ``values[i, j]`` the metric at ``steps[i]`` for layer ``j``."""
+        """``(steps, layer_names, values)`` with ``values[i, j]`` the metric at ``steps[i]`` for layer ``j``
+        (NaN where it was not measured, as for plotting; :meth:`table` tells the two apart)."""
         if metric not in METRICS:
             raise ValueError(f"LayerRecorder.array: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         if not self.records:
@@ -190,7 +194,8 @@ class LayerRecorder:
         values = np.full((len(steps), len(self.layer_names)), np.nan)
         row_of = {s: i for i, s in enumerate(steps)}
         for r in self.records:
-            values[row_of[r["step"]], column[r["layer"]]] = r[metric]
+            if r[metric] is not None:
+                values[row_of[r["step"]], column[r["layer"]]] = r[metric]
         return np.array(steps), list(self.layer_names), values
 
     def plot(self, metric: str, ax=None, log: bool | None = None):
