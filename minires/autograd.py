@@ -77,7 +77,7 @@ def is_anomaly_enabled() -> bool:
 @contextlib.contextmanager
 def detect_anomaly():
     """Context manager: raise ``FloatingPointError`` at the first NaN/Inf, forward or backward, naming where it
-    started (the data, a parameter, or the op and module that made it) and the forward source line
+    started (the data, a parameter or buffer, or the op and module that made it) and the forward source line
     (see :mod:`minires.inspect.anomaly`)."""
     before = is_anomaly_enabled()
     _state.anomaly = True
@@ -92,6 +92,20 @@ def differentiated_node():
     ops right now, or None: an op that runs inside it is part of the backward pass, not the forward."""
     stack = getattr(_state, "differentiating", None)
     return stack[-1] if stack else None
+
+
+def running_hook():
+    """The tensor hook running right now, or None: an op that runs inside it is part of the backward pass."""
+    return getattr(_state, "hook", None)
+
+
+@contextlib.contextmanager
+def _running(hook):
+    before, _state.hook = running_hook(), hook
+    try:
+        yield
+    finally:
+        _state.hook = before
 
 
 def _anomaly():
@@ -321,7 +335,7 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **{k: v.data if isinstance(v, Tensor) else v for k, v in kwargs.items()})
         if is_anomaly_enabled():
-            _anomaly().check_forward(cls, args, out)
+            _anomaly().check_forward(cls, args, kwargs, out)
         result = Tensor._wrap(out)
         _share_version_counter(result, args)
         if is_grad_enabled() and any(needs):
@@ -524,10 +538,28 @@ def _run_hooks(t, g):
     """``t``'s hooks in turn; each sees the gradient as a Tensor and may replace it."""
     graph = isinstance(g, Tensor)
     for hook in t._hooks:
-        replaced = hook(g if graph else Tensor._wrap(g))
+        with _running(hook):
+            replaced = hook(g if graph else Tensor._wrap(g))
         if replaced is not None:
-            g = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)
+            _check_hook_result(hook, t, replaced)
+            new = as_tensor(replaced) if graph else (replaced.data if isinstance(replaced, Tensor) else replaced)
+            if is_anomaly_enabled():
+                _anomaly().check_hook(hook, t, g, new)
+            g = new
     return g
+
+
+def hook_name(hook) -> str:
+    """A hook as its author wrote it: ``poison``, ``train.<locals>.<lambda>``."""
+    return getattr(hook, "__qualname__", repr(hook))
+
+
+def _check_hook_result(hook, t, replaced) -> None:
+    shape = getattr(replaced, "shape", None)
+    if shape is None or tuple(shape) != t.shape:
+        what = f"a gradient of shape {tuple(shape)}" if shape is not None else f"a {type(replaced).__name__}"
+        raise RuntimeError(f"hook {hook_name(hook)} on a tensor of shape {t.shape} returned {what}; a hook must "
+                           f"return None (keep the gradient) or a gradient of shape {t.shape}")
 
 
 def _run_to_the_end(steps, create_graph: bool) -> None:
@@ -742,7 +774,8 @@ class Tensor:
                         create_graph)
 
     def register_hook(self, fn):
-        """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return replaces it.
+        """Call ``fn(grad)`` with the gradient flowing into this tensor; a non-None return (of this tensor's
+        shape) replaces it.
 
         Returns a handle whose ``remove()`` unregisters the hook.
         """

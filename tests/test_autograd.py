@@ -80,6 +80,24 @@ def test_hook_sees_and_replaces_gradient_and_can_be_removed():
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
 
 
+
+def halve_rows(g):
+    return g[0]                                           # a student's slip: one row instead of the whole gradient
+
+
+@pytest.mark.parametrize("make", [lambda x: x * 3, lambda x: x], ids=["intermediate", "leaf"])
+def test_a_hook_that_returns_the_wrong_shape_is_named_not_the_op(make):
+    x = mr.tensor(np.ones((2, 3)), requires_grad=True)
+    y = make(x)
+    y.register_hook(halve_rows)
+    with pytest.raises(RuntimeError, match=r"hook halve_rows on a tensor of shape \(2, 3\) returned a gradient of "
+                                           r"shape \(3,\); a hook must return None .* or a gradient of shape \(2, 3\)"):
+        (y * x).sum().backward()
+    z = mr.tensor(np.ones(2), requires_grad=True)
+    z.register_hook(lambda g: 5.0)
+    with pytest.raises(RuntimeError, match=r"returned a float; a hook must return None"):
+        (z * 2.0).sum().backward()
+
 def test_retain_grad_keeps_intermediate_gradient():
     x = mr.tensor([1.0, 2.0], requires_grad=True)
     h = x * x

@@ -175,8 +175,12 @@ def test_layer_recorder_matches_direct_computation():
 
 
 def test_layer_recorder_rejects_unknown_layers_and_metrics():
-    with pytest.raises(ValueError, match="no layer"):
+    with pytest.raises(ValueError, match="Sequential has no module named nope"):
         LayerRecorder(small_model(), layers=["nope"])
+    with pytest.raises(ValueError, match="no layer of Sequential matches"):
+        LayerRecorder(small_model(), layers=lambda name, module: False)
+    with pytest.raises(ValueError, match=r"every=0: record every N-th step needs N >= 1"):
+        LayerRecorder(small_model(), every=0)
     with pytest.raises(ValueError, match="unknown metric"):
         LayerRecorder(small_model(), layers=nn.Conv2d).array("speed")
 
@@ -211,3 +215,140 @@ def test_skip_split_of_a_plain_net_has_no_identity_part():
         loss = model(x).sum()
     rows = split.backward(loss)
     assert all(r["identity_norm"] == 0.0 and r["branch_share"] == 1.0 for r in rows)
+
+
+def test_skip_split_measures_each_backward_afresh():
+    mr.random.manual_seed(3)
+    model = cifar_resnet(8, width=4).double()
+    x = mr.tensor(np.random.default_rng(1).standard_normal((4, 3, 8, 8)))
+    split = SkipPathSplit(model)
+    rows = []
+    for _ in range(2):                                   # two iterations of one loop, same weights and batch
+        with split:
+            loss = F.cross_entropy(model(x), np.array([0, 1, 2, 3]))
+        rows.append(split.backward(loss))
+    assert rows[1] == rows[0]                            # not the sum of both passes
+
+
+def test_skip_split_refuses_a_loss_it_did_not_watch():
+    model = cifar_resnet(8, width=4).double()
+    x = mr.tensor(np.random.default_rng(1).standard_normal((2, 3, 8, 8)))
+    split = SkipPathSplit(model)
+    with pytest.raises(ValueError, match=r"no block ran inside `with SkipPathSplit\(model\)`"):
+        split.backward(model(x).sum())
+    with split:
+        model(x)
+    unwatched = model(x).sum()                           # a second forward pass, outside the `with`
+    with pytest.raises(ValueError, match=r"the loss does not depend on the inputs captured for layer1\.0, "
+                                         r"layer2\.0, layer3\.0"):
+        split.backward(unwatched)
+
+
+def test_graph_refuses_a_stepper_of_another_backward_pass():
+    x = leaf((2,), 4)
+    stepped, drawn = (x * 2.0).sum(), (x.relu() * 100.0).sum()
+    stepper = BackwardStepper(stepped).finish()
+    with pytest.raises(ValueError, match=r"to_dot: the stepper ran the backward pass of another tensor"):
+        to_dot(drawn, stepper=stepper)           # its norms would land on this graph's ops by step number
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: np.ones(3), TypeError, "expected a minires Tensor .*got ndarray"),
+    (lambda: mr.tensor([1.0, 2.0]) * 2.0, ValueError, r"has no graph: it was computed under no_grad\(\)")])
+def test_stepper_and_graph_refuse_what_has_no_graph(make, error, words):
+    for tool in (BackwardStepper, to_dot):
+        with pytest.raises(error, match=f"{tool.__name__}: .*{words}"):
+            tool(make())
+
+
+def test_layer_recorder_names_a_layer_that_does_not_exist_and_takes_one_name_as_a_string():
+    model = cifar_resnet(8, width=4)
+    with pytest.raises(ValueError, match=r"ResNet has no module named layer9\.0\.conv1 \(names as in a state "
+                                         r"dict: conv1, bn1, relu, layer1"):
+        LayerRecorder(model, layers=["layer1.0.conv1", "layer9.0.conv1"])
+    assert LayerRecorder(model, layers="layer2.0.conv1").layer_names == ["layer2.0.conv1"]
+
+
+def test_layer_recorder_says_when_it_has_recorded_nothing():
+    model = small_model()
+    recorder = LayerRecorder(model, steps=[5])
+    with recorder.step(0):                                   # not a chosen step
+        model(mr.tensor(np.ones((1, 2, 4, 4)))).sum().backward()
+    for look in (recorder.array, recorder.plot):
+        with pytest.raises(ValueError, match=r"nothing recorded yet.*steps \[5\]"):
+            look("act_mean")
+
+
+def test_a_record_says_none_not_nan_where_no_gradient_flows():
+    x = leaf((3,), 5)
+    _, mul = BackwardStepper((x * 2.0).sum()).finish().history    # 2.0 is a constant: no gradient goes to it
+    assert mul.input_labels == ("leaf", "-") and mul.grads_in[1] is None
+    assert mul.grads_in_norms == (pytest.approx(2.0 * np.sqrt(3)), None)
+    assert mul.finite and [s["to"] for s in mul.row()["sends"]] == ["leaf"]
+
+
+def test_update_ratio_of_a_zero_weight_is_infinite_not_a_huge_number():
+    model = small_model()
+    model[1].weight.data = np.zeros(3)                      # BN's γ at 0, as zero_init_residual leaves it
+    model[1].bias.data = np.ones(3)                         # β > 0: the ReLU after it lets the gradient through
+    recorder = LayerRecorder(model, layers=nn.BatchNorm2d, steps=[0])
+    with recorder.step(0):
+        out = model(mr.tensor(np.random.default_rng(0).standard_normal((4, 2, 4, 4))))
+        (out * mr.tensor(np.random.default_rng(1).standard_normal(out.shape))).sum().backward()
+        model[1].weight.data = model[1].weight.data - 0.1 * model[1].weight.grad.data
+    (row,) = recorder.table()
+    assert row["weight_norm"] == 0.0 and row["weight_grad_norm"] > 0
+    assert row["update_ratio"] == np.inf                    # ||ΔW|| / ||W|| with ||W|| = 0
+
+
+def test_a_layer_called_twice_keeps_the_last_calls_statistics_for_every_metric():
+    class Twice(nn.Module):                                  # one Linear, applied twice (shared weights)
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3).double()
+
+        def forward(self, x):
+            return self.fc(self.fc(x) * 10.0)
+
+    model, x = Twice(), mr.tensor(np.random.default_rng(0).standard_normal((2, 3)))
+    recorder = LayerRecorder(model, steps=[0])
+    with recorder.step(0):
+        out = model(x)
+        out.sum().backward()
+    (row,) = recorder.table()
+    assert row["act_mean"] == pytest.approx(out.numpy().mean(), rel=1e-12)
+    assert row["act_grad_norm"] == pytest.approx(np.sqrt(6))  # d(sum)/d(last output) = ones of shape (2, 3)
+
+
+def test_graph_with_a_stepper_labels_parameters_with_that_pass_gradient_not_an_accumulated_grad():
+    x = leaf((3,), 6)
+    (x * 5.0).sum().backward()                               # an earlier pass: x.grad = 5, not zeroed
+    loss = (x * 2.0).sum()
+    stepper = BackwardStepper(loss).finish()                 # x.grad is now 5 + 2 = 7, as in PyTorch
+    assert x.grad.numpy().tolist() == [7.0, 7.0, 7.0]
+    dot = to_dot(loss, stepper=stepper, names={"x": x})
+    assert f'"x\\n3\\n|grad| {2.0 * np.sqrt(3):.3e}"' in dot      # this pass sent 2 to each element
+
+
+@pytest.mark.parametrize("names", [3, [leaf((2,))]])
+def test_names_must_be_a_module_or_a_dict(names):
+    loss = (leaf((2,)) * 2.0).sum()
+    for tool in (BackwardStepper, to_dot):
+        with pytest.raises(TypeError, match=r"names= must be a Module or a \{name: tensor\} dict, got "):
+            tool(loss, names=names)
+
+
+def test_layer_recorder_says_none_for_what_it_did_not_measure_and_keeps_nan_for_a_nan():
+    model = small_model()
+    recorder = LayerRecorder(model, layers=nn.Conv2d, steps=[0, 1])
+    x = mr.tensor(np.random.default_rng(0).standard_normal((2, 2, 4, 4)))
+    with recorder.step(0):
+        model(x)                                              # a forward pass only: no gradient to measure
+    with recorder.step(1):
+        model(x * np.nan).sum().backward()                    # a real NaN, measured
+    first, second = recorder.table()
+    assert first["act_grad_norm"] is None and first["weight_grad_norm"] is None
+    assert first["update_ratio"] == 0.0 and first["weight_norm"] > 0   # measured: the weight did not move
+    assert np.isnan(second["act_mean"]) and np.isnan(second["weight_grad_norm"])
+    steps, _, values = recorder.array("weight_grad_norm")       # arrays (for plots) hold NaN for both
+    assert steps.tolist() == [0, 1] and np.isnan(values).all()

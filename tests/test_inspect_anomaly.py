@@ -146,3 +146,51 @@ def test_forward_stacks_are_recorded_only_in_anomaly_mode():
     with mr.detect_anomaly():
         traced = (x * 2.0).grad_fn.trace
     assert traced[0][2] == "__init__" and any(frame[0] == THIS_FILE for frame in traced)
+
+
+def test_a_nan_in_a_running_statistic_is_blamed_on_that_buffer_not_on_batch_norm():
+    model = small_resnet().eval()                        # eval: BN normalises with its running statistics
+    model.layer1[0].bn1.running_var.data[2] = np.nan     # passed to the op by keyword, not by position
+    message = anomaly_message(lambda: model(batch()))
+    assert "the NaN/Inf came from buffer `layer1.0.bn1.running_var`, not from an op." in message
+    assert ("reached BatchNormEval in module `layer1.0.bn1` as its input `running_var` (shape (4,), 1 NaN and "
+            "0 Inf among 4 values)") in message
+    assert "turned finite inputs" not in message
+
+
+def test_a_nan_made_in_a_forward_pass_outside_anomaly_mode_is_not_blamed_on_a_backward():
+    model = small_resnet()
+    loss = model(batch(nan_at=(0, 1, 2, 3))).sum()      # forward without anomaly mode: fc's input holds NaN
+    message = anomaly_message(lambda: loss.backward())
+    assert message.startswith("anomaly in the backward pass: the values that Linear in module `fc` saved in its "
+                              "forward pass hold NaN/Inf (saved value 0, shape (2, 16): 32 NaN and 0 Inf among 32 "
+                              "values), so its backward carried them into the gradient for its input 1 (160 NaN")
+    assert "derivative is infinite" not in message and "turned a finite incoming gradient" not in message
+    assert "run the forward pass inside detect_anomaly() to find the op or the data that made it" in message
+
+
+def poison(grad):
+    return np.full(grad.shape, np.nan)                  # planted: a hook that makes the gradient NaN
+
+
+def test_a_hook_that_makes_a_parameters_gradient_nan_is_named():
+    model = small_resnet()
+    model.fc.weight.register_hook(poison)               # on a leaf: no op's backward ever sees its result
+    loss = model(batch()).sum()
+    message = anomaly_message(lambda: loss.backward())
+    assert message.startswith("anomaly in the backward pass: hook poison on a leaf tensor of shape (10, 16) turned "
+                              "a finite gradient into 160 NaN and 0 Inf among 160 values.")
+
+
+def divide_by_zero(grad):
+    return grad / (grad * 0.0).sum()                    # planted: a hook whose own op divides by zero
+
+
+def test_an_op_run_by_a_hook_is_placed_in_the_backward_pass_not_the_forward():
+    x = mr.tensor([1.0, 2.0], dtype="float64", requires_grad=True)
+    y = x * 3.0
+    y.register_hook(divide_by_zero)
+    message = anomaly_message(lambda: y.sum().backward())
+    assert message.startswith("anomaly in the backward pass, in hook divide_by_zero: Div.forward outside any module "
+                              "turned finite inputs into")
+    assert f"forward line: {THIS_FILE}:{line_of('# planted: a hook whose own op')}" in message

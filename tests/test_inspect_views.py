@@ -272,3 +272,26 @@ def test_the_readme_example_runs_and_its_anomaly_blames_the_data(tmp_path, monke
     assert "reached Conv2d in module `conv1` as its input 0" in str(caught.value)
     for name in ("backward.html", "backward-2.html", "graph.svg", "blocks.svg"):
         assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_render_with_engine_minires_does_not_claim_graphviz_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(graph_module, "have_graphviz", lambda: True)
+    dot = to_dot((mr.tensor([1.0, 2.0], requires_grad=True) * 2.0).sum())
+    with pytest.warns(UserWarning) as warned:
+        written = render(dot, tmp_path / "graph.png", engine="minires")
+    message = str(warned[0].message)
+    assert written == tmp_path / "graph.svg" and "not installed" not in message
+    assert message.startswith("render: engine='minires' draws SVG only, so minires drew the graph itself as SVG")
+    with pytest.raises(RuntimeError) as caught:
+        render("digraph { a -> b }", tmp_path / "g.svg", engine="minires")
+    assert "not installed" not in str(caught.value) and "can draw only the DOT text that to_dot" in str(caught.value)
+
+
+def test_a_collapsed_block_does_not_claim_zero_parameters_when_they_are_not_named():
+    model = resnet8()
+    loss = loss_of(model)
+    unnamed = {v.key: v.lines for v in graph_view(loss, collapse="block").vertices}
+    named = {v.key: v.lines for v in graph_view(loss, names=model, collapse="block").vertices}
+    block = dict(graph_module_blocks(model))["layer1.0"]
+    assert f"7 ops, {len(list(block.parameters()))} parameters" in named["g:layer1.0"]
+    assert "7 ops" in unnamed["g:layer1.0"] and not any("parameters" in line for line in unnamed["g:layer1.0"])

@@ -13,7 +13,7 @@
   interactive HTML page: step forward and back, see each node's module, op and gradient norm, and
   the residual shortcut highlighted in the graph.
 * :func:`detect_anomaly` — raise at the first NaN/Inf, forward or backward, naming where it started
-  (the data, a parameter, or an op in a module) and the forward source line.
+  (the data, a parameter or buffer, or an op in a module) and the forward source line.
 """
 from ..autograd import detect_anomaly
 from .graph import graph_view, have_graphviz, render, to_dot

@@ -13,9 +13,10 @@ that minires lays out itself, no system program needed).
   ``depth=1`` (``collapse="stage"``) one per stage.
 * In a residual block, the edges of the shortcut (the input going around the branch to the add,
   through the ``downsample`` module if there is one) are marked as the skip path.
-* After a backward pass, pass the :class:`~minires.inspect.BackwardStepper` that ran it (or just call
-  ``backward()``: parameters then show the norm of their ``.grad``) and each op also shows the norm
-  of the gradient that arrived at its output.
+* After a backward pass, pass the :class:`~minires.inspect.BackwardStepper` that ran it: each op then
+  shows the norm of the gradient that arrived at its output, and each leaf the norm of the gradient
+  that pass sent it (not ``.grad``, which may hold earlier passes too). Without a stepper, leaves show
+  the norm of their ``.grad`` (after a plain ``backward()``).
 
 ::
 
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from .. import scope
 from ..autograd import Tensor, _topological_order
-from .stepper import array_norm, node_numbers, parameter_names
+from .stepper import array_norm, check_root, node_numbers, parameter_names
 
 COLLAPSE_DEPTHS = {"stage": 1, "block": 2}
 RESIDUAL_ADDS = ("Add", "AddReLU")
@@ -97,11 +98,30 @@ def _op_lines(t: Tensor, number, arrived) -> list:
     return lines
 
 
-def _leaf_lines(t: Tensor, names: dict) -> list:
+def _leaf_lines(t: Tensor, names: dict, sent: dict | None) -> list:
+    """Name, shape and gradient norm: of what a stepper's pass ``sent`` the leaf, or (no stepper) of ``.grad``."""
     lines = [names.get(id(t), "leaf"), _shape_text(t.shape)]
-    if t.grad is not None:
-        lines.append(f"|grad| {array_norm(t.grad.data):.3e}")
+    if sent is None:
+        grad = t.grad.data if t.grad is not None else None
+    else:
+        grad = sent.get(id(t))
+    if grad is not None:
+        lines.append(f"|grad| {array_norm(grad):.3e}")
     return lines
+
+
+def sent_to_leaves(order, numbers: dict, stepper) -> dict:
+    """``{id(leaf): gradient}``: the sum of what the stepper's pass sent to each leaf of the graph."""
+    records = {r.index: r for r in stepper.history}
+    sent = {}
+    for t in order:
+        record = records.get(numbers.get(id(t)))
+        if t.grad_fn is None or record is None:
+            continue
+        for inp, g in zip(t.grad_fn.inputs, record.grads_in):
+            if inp is not None and inp.grad_fn is None and g is not None:
+                sent[id(inp)] = g if id(inp) not in sent else sent[id(inp)] + g
+    return sent
 
 
 def _leaf_module(name: str | None) -> str | None:
@@ -164,11 +184,17 @@ def _module_types(names) -> dict:
 def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
                collapse: str | None = None) -> GraphView:
     """The graph behind ``root`` as plain data (see the module docstring for the options)."""
+    check_root(root, "to_dot")
+    if stepper is not None and getattr(stepper, "root", None) is not root:
+        raise ValueError("to_dot: the stepper ran the backward pass of another tensor, so its gradient norms "
+                         "belong to another graph; pass the BackwardStepper made from this root "
+                         "(BackwardStepper(root, retain_graph=True)), or no stepper")
     depth = _depth(depth, collapse)
     numbers = node_numbers(root) if root.grad_fn is not None else {}
     param_names = parameter_names(names)
     arrived = {r.index: r.grad_out_norm for r in stepper.history} if stepper is not None else {}
     order = _topological_order(root)
+    sent = sent_to_leaves(order, numbers, stepper) if stepper is not None else None
     skips = skip_edges(order)
     vertices, key_of = [], {}
     for t in order:
@@ -177,7 +203,7 @@ def graph_view(root: Tensor, stepper=None, names=None, depth: int | None = None,
             vertices.append(Vertex(key_of[id(t)], "op", _op_lines(t, numbers[id(t)], arrived),
                                    t.grad_fn.module_path, [numbers[id(t)]]))
         else:
-            vertices.append(Vertex(key_of[id(t)], "leaf", _leaf_lines(t, param_names),
+            vertices.append(Vertex(key_of[id(t)], "leaf", _leaf_lines(t, param_names, sent),
                                    _leaf_module(param_names.get(id(t)))))
     edges = [(key_of[id(i)], key_of[id(t)], (id(i), id(t)) in skips)
              for t in order if t.grad_fn is not None for i in t.grad_fn.inputs if i is not None]
@@ -240,8 +266,9 @@ def _collapsed(view: GraphView, depth: int, arrived: dict, types: dict) -> Graph
         ops = [v for v in vs if v.kind == "op"]
         steps = sorted(s for v in ops for s in v.steps)
         out = next(v for v in ops if v.steps[0] == steps[0]) if ops else vs[0]
+        parameters = len(vs) - len(ops)       # only named parameters are drawn inside their module
         lines = [f"{path} · {types[path]}" if path in types else path,
-                 f"{len(ops)} ops, {len(vs) - len(ops)} parameters", out.lines[1]]
+                 f"{len(ops)} ops" + (f", {parameters} parameters" if parameters else ""), out.lines[1]]
         if steps and steps[0] in arrived:
             lines.append(f"|grad| {arrived[steps[0]]:.3e}")
         has_shortcut = any(skip and new_key[target] == f"g:{path}" for _, target, skip in view.edges)
@@ -352,14 +379,15 @@ def render(dot_text: str, path, fmt: str | None = None, engine: str = "auto") ->
                                "use engine='minires' for minires' own SVG")
         subprocess.run(["dot", f"-T{fmt}", "-o", str(path)], input=str(dot_text).encode(), check=True)
         return path
+    why = "engine='minires' draws SVG only" if engine == "minires" else "Graphviz's `dot` is not installed"
     if not isinstance(dot_text, DotText):
-        raise RuntimeError("render: Graphviz's `dot` program is not installed, and minires can draw only the DOT "
-                           "text that to_dot() returned (this is other text); install graphviz or pass to_dot's result")
+        raise RuntimeError(f"render: {why}, and minires can draw only the DOT text that to_dot() returned (this is "
+                           "other text); pass to_dot's result" + ("" if engine == "minires" else " or install graphviz"))
     from .svg import view_to_svg
     if fmt != "svg":
         svg_path = path.with_suffix(".svg")
-        warnings.warn(f"render: Graphviz's `dot` is not installed, so minires drew the graph itself as SVG: "
-                      f"wrote {svg_path} instead of {path.name}", stacklevel=2)
+        warnings.warn(f"render: {why}, so minires drew the graph itself as SVG: wrote {svg_path} instead of "
+                      f"{path.name}", stacklevel=2)
         path = svg_path
     path.write_text(view_to_svg(dot_text.view, title=dot_text.title), encoding="utf-8")
     return path

@@ -9,7 +9,7 @@ linear layers) and at each chosen step it records
 * ``weight_norm``, ``weight_grad_norm``: :math:`\|W\|` and :math:`\|\partial L/\partial W\|` (read from
   ``weight.grad`` at the end of the step);
 * ``update_ratio``: :math:`\|W_{t+1} - W_t\| / \|W_t\|`, how far the optimizer moved the weight
-  relative to its size (about 1e-3 is the usual healthy value).
+  relative to its size (about 1e-3 is the usual healthy value; inf for a weight that was zero and moved).
 
 Wrap the forward pass, ``backward()`` and the optimizer step of one iteration::
 
@@ -22,7 +22,8 @@ Wrap the forward pass, ``backward()`` and the optimizer step of one iteration::
     steps, layers, values = rec.array("weight_grad_norm")     # values: (steps, layers)
     rec.plot("act_grad_norm")              # one curve per step over layer depth
 
-If a layer runs more than once in one step, the last call's statistics are kept.
+If a layer runs more than once in one step, the last call's statistics are kept. A metric that the
+step did not measure (no backward inside the ``with`` block, say) is None in :meth:`~LayerRecorder.table`.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ METRIC_TITLES = {
 def select_layers(model, layers=None) -> list[tuple[str, object]]:
     """``(name, module)`` pairs in ``model.named_modules()`` order.
 
-    ``layers``: None (every module that owns a ``weight``), a type or tuple of module types, a
-    collection of qualified names, or a predicate ``fn(name, module) -> bool``.
+    ``layers``: None (every module that owns a ``weight``), a type or tuple of module types, one
+    qualified name or a collection of them (each must name a module of ``model``), or a predicate
+    ``fn(name, module) -> bool``.
     """
     if layers is None:
         keep = lambda name, m: _weight(m) is not None  # noqa: E731
@@ -53,12 +55,22 @@ def select_layers(model, layers=None) -> list[tuple[str, object]]:
     elif callable(layers):
         keep = layers
     else:
-        wanted = set(layers)
+        wanted = _existing_names(model, {layers} if isinstance(layers, str) else set(layers))
         keep = lambda name, m: name in wanted  # noqa: E731
     chosen = [(name, m) for name, m in model.named_modules() if keep(name, m)]
     if not chosen:
         raise ValueError(f"LayerRecorder: no layer of {type(model).__name__} matches layers={layers!r}")
     return chosen
+
+
+def _existing_names(model, wanted: set) -> set:
+    """``wanted``, if every name in it is a module of ``model``; else a ValueError naming those that are not."""
+    names = [name for name, _ in model.named_modules() if name]
+    unknown = sorted(wanted - set(names))
+    if unknown:
+        raise ValueError(f"LayerRecorder: {type(model).__name__} has no module named {', '.join(unknown)} "
+                         f"(names as in a state dict: {', '.join(names[:4])}, ...)")
+    return wanted
 
 
 def _weight(module):
@@ -72,6 +84,21 @@ def output_stats(output) -> tuple[float, float]:
     return float(data.mean()), float(data.std())
 
 
+def ratio(update: float, size: float) -> float:
+    """``update / size``; for a zero weight (a zero-initialised BN γ) inf if it moved, NaN if it did not."""
+    if size > 0:
+        return update / size
+    return float("inf") if update > 0 else float("nan")
+
+
+def _grad_norm_of_call(row: dict, call):
+    """A tensor hook that stores the output gradient's norm in ``row`` if ``call`` is still the layer's last call."""
+    def hook(grad):
+        if row["call"] is call:
+            row["act_grad_norm"] = array_norm(grad.data)
+    return hook
+
+
 class LayerRecorder:
     """Record per-layer activation and gradient statistics at chosen steps (see the module docstring).
 
@@ -80,6 +107,8 @@ class LayerRecorder:
     """
 
     def __init__(self, model, layers=None, steps=None, every: int | None = None):
+        if every is not None and every < 1:
+            raise ValueError(f"LayerRecorder: every={every}: record every N-th step needs N >= 1 (or steps=[...])")
         self.layers = select_layers(model, layers)
         self.layer_names = [name for name, _ in self.layers]
         self.steps = None if steps is None else set(steps)
@@ -95,8 +124,10 @@ class LayerRecorder:
                 return None
             row = self._current[name]
             row["act_mean"], row["act_std"] = output_stats(output)
+            row["call"] = call = object()                 # this call's statistics replace an earlier call's
+            row.pop("act_grad_norm", None)
             if output.requires_grad:
-                output.register_hook(lambda g: row.__setitem__("act_grad_norm", array_norm(g.data)))
+                output.register_hook(_grad_norm_of_call(row, call))
             return None
         return hook
 
@@ -126,8 +157,8 @@ class LayerRecorder:
                 row["weight_norm"] = array_norm(before[name])
                 if weight.grad is not None:
                     row["weight_grad_norm"] = array_norm(weight.grad.data)
-                row["update_ratio"] = array_norm(weight.data - before[name]) / max(row["weight_norm"], 1e-30)
-            self.records.append({key: row.get(key, float("nan")) for key in ("step", "layer", "type") + METRICS})
+                row["update_ratio"] = ratio(array_norm(weight.data - before[name]), row["weight_norm"])
+            self.records.append({key: row.get(key) for key in ("step", "layer", "type") + METRICS})
 
     def close(self) -> None:
         """Remove the hooks from the model."""
@@ -143,19 +174,28 @@ class LayerRecorder:
 
     # -- results
     def table(self) -> list[dict]:
-        """One plain dict per (step, layer): ``step``, ``layer``, ``type`` and every metric."""
+        """One plain dict per (step, layer): ``step``, ``layer``, ``type`` and every metric; None where the step
+        did not measure it (no backward ran, no gradient reached the layer), NaN only where the values held
+        NaN (or for ``update_ratio``'s 0/0, a zero weight that did not move)."""
         return list(self.records)
 
     def array(self, metric: str) -> tuple[np.ndarray, list, np.ndarray]:
-        """``(steps, layer_names, values)`` with ``values[i, j]`` the metric at ``steps[i]`` for layer ``j``."""
+        """``(steps, layer_names, values)`` with ``values[i, j]`` the metric at ``steps[i]`` for layer ``j``
+        (NaN where it was not measured, as for plotting; :meth:`table` tells the two apart)."""
         if metric not in METRICS:
             raise ValueError(f"LayerRecorder.array: unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        if not self.records:
+            chosen = f"every {self.every}" if self.every is not None else (
+                "every step" if self.steps is None else f"steps {sorted(self.steps)}")
+            raise ValueError(f"LayerRecorder.array: nothing recorded yet (it records at {chosen}); run each "
+                             "iteration inside `with recorder.step(it):`, hooks attached (before close())")
         steps = sorted({r["step"] for r in self.records})
         column = {name: j for j, name in enumerate(self.layer_names)}
         values = np.full((len(steps), len(self.layer_names)), np.nan)
         row_of = {s: i for i, s in enumerate(steps)}
         for r in self.records:
-            values[row_of[r["step"]], column[r["layer"]]] = r[metric]
+            if r[metric] is not None:
+                values[row_of[r["step"]], column[r["layer"]]] = r[metric]
         return np.array(steps), list(self.layer_names), values
 
     def plot(self, metric: str, ax=None, log: bool | None = None):

@@ -29,8 +29,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..autograd import Tensor, backward_steps
+from ..autograd import Tensor, _topological_order, backward_steps
 from .stepper import array_norm
+
+
+def _no_parts() -> dict:
+    return {"identity": None, "branch": None}
 
 
 @dataclass
@@ -39,7 +43,7 @@ class _Capture:
     index: int
     x: Tensor | None = None
     branch_out: Tensor | None = None
-    parts: dict = field(default_factory=lambda: {"identity": None, "branch": None})
+    parts: dict = field(default_factory=_no_parts)
 
 
 def residual_blocks(model) -> list[tuple[str, object]]:
@@ -108,7 +112,9 @@ class SkipPathSplit:
 
     def backward(self, loss: Tensor, grad=None) -> list[dict]:
         """Run the backward pass from ``loss`` (gradients land in ``.grad`` as usual); return the rows."""
-        active = [c for c in self.captures if c.x is not None and c.branch_out is not None and c.x.requires_grad]
+        active = self._watched_in(loss)
+        for c in active:
+            c.parts = _no_parts()
         watched = {id(c.x): (c, branch_nodes(c.branch_out, c.x)) for c in active}
         for step in backward_steps(loss, grad):
             for inp, g in zip(step.node.inputs, step.grads_in):
@@ -119,6 +125,20 @@ class SkipPathSplit:
                 before = capture.parts[path]
                 capture.parts[path] = g if before is None else before + g
         return [self._row(c) for c in active]
+
+    def _watched_in(self, loss: Tensor) -> list:
+        """The captures of blocks that ran (lesioned ones left out), refusing a loss that none of them feeds."""
+        active = [c for c in self.captures if c.x is not None and c.branch_out is not None and c.x.requires_grad]
+        if not active:
+            raise ValueError("SkipPathSplit.backward: no block ran inside `with SkipPathSplit(model)` (or every "
+                             "block was lesioned); run the forward pass inside the `with` block")
+        reached = {id(t) for t in _topological_order(loss)}
+        missing = [c.name for c in active if id(c.x) not in reached]
+        if missing:
+            raise ValueError(f"SkipPathSplit.backward: the loss does not depend on the inputs captured for "
+                             f"{', '.join(missing)}; compute the loss from the forward pass run inside the "
+                             "`with` block (the last one there)")
+        return active
 
     def parts(self, index: int) -> tuple:
         """Block ``index``'s (identity part, branch part) of the input gradient; None where no gradient came."""

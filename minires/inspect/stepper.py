@@ -35,16 +35,26 @@ from ..autograd import Tensor, _topological_order, backward_steps
 
 def array_norm(array) -> float:
     """The Euclidean norm of an array (NumPy or CuPy) as a Python float, computed in float64."""
-    if array is None:
-        return float("nan")
     xp = backend.get_array_module(array)
     return float(xp.sqrt(xp.sum(xp.square(array.astype(xp.float64)))))
+
+
+def check_root(root, who: str) -> None:
+    """Refuse, saying why, what has no autograd graph behind it."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"{who}: expected a minires Tensor (a loss or an output), got {type(root).__name__}")
+    if not root.requires_grad:
+        raise ValueError(f"{who}: this tensor (shape {root.shape}) has no graph: it was computed under no_grad() "
+                         "or from tensors that need no gradient; compute it with grad enabled from parameters or "
+                         "inputs created with requires_grad=True")
 
 
 def parameter_names(names) -> dict:
     """``{id(tensor): name}`` from a Module (its ``named_parameters()``) or a ``{name: tensor}`` dict."""
     if names is None:
         return {}
+    if not hasattr(names, "named_parameters") and not isinstance(names, dict):
+        raise TypeError(f"names= must be a Module or a {{name: tensor}} dict, got {type(names).__name__}")
     pairs = names.named_parameters() if hasattr(names, "named_parameters") else names.items()
     return {id(t): name for name, t in pairs}
 
@@ -71,8 +81,8 @@ def tensor_label(t: Tensor, numbers: dict, names: dict) -> str:
 class StepRecord:
     """One stepped node: its op, the module that ran it, shapes, the gradient that arrived and those it sent on.
 
-    ``grad_out`` and ``grads_in`` are the engine's own arrays (``grads_in[i]`` is None where no
-    gradient flows to input ``i``); treat them as read-only. ``module`` is the module path of the
+    ``grad_out`` and ``grads_in`` are the engine's own arrays (``grads_in[i]`` and ``grads_in_norms[i]``
+    are None where no gradient flows to input ``i``); treat them as read-only. ``module`` is the module path of the
     node (``layer2.1.conv1``; ``""`` for the model's own ops, None outside any module).
     """
 
@@ -98,7 +108,7 @@ class StepRecord:
         return all(math.isfinite(n) for n in (self.grad_out_norm,) + self.flowing_norms())
 
     def flowing_norms(self) -> tuple:
-        return tuple(n for n, g in zip(self.grads_in_norms, self.grads_in) if g is not None)
+        return tuple(n for n in self.grads_in_norms if n is not None)
 
     def row(self) -> dict:
         """The record as plain data (no arrays): one row of :meth:`BackwardStepper.table`."""
@@ -139,6 +149,7 @@ class BackwardStepper:
 
     def __init__(self, root: Tensor, grad=None, retain_graph: bool = False, names=None,
                  max_norm: float | None = None, min_norm: float | None = None, break_on_nonfinite: bool = True):
+        check_root(root, "BackwardStepper")
         self.root, self.names = root, names
         self._engine = backward_steps(root, grad, retain_graph=retain_graph)
         self._numbers = node_numbers(root)
@@ -204,7 +215,7 @@ class BackwardStepper:
             input_labels=tuple(tensor_label(t, self._numbers, self._names) if t is not None else "-" for t in inputs),
             input_shapes=tuple(t.shape if t is not None else None for t in inputs),
             grads_in=tuple(step.grads_in[:len(inputs)]),
-            grads_in_norms=tuple(array_norm(g) for g in step.grads_in[:len(inputs)]),
+            grads_in_norms=tuple(None if g is None else array_norm(g) for g in step.grads_in[:len(inputs)]),
             module=step.node.module_path)
 
     # -- looking
