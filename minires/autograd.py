@@ -486,6 +486,7 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
             if inp is None or gi is None:
                 continue
             _check_grad_shape(node, inp, gi)
+            gi = _in_dtype_of(inp, gi)
             prev = pending.get(id(inp))
             pending[id(inp)] = gi if prev is None else prev + gi
         yield Step(node, t, g, grads)
@@ -573,6 +574,14 @@ def _check_grad_shape(node, inp, gi):
     if tuple(gi.shape) != inp.shape:
         raise RuntimeError(f"{node.name}.backward returned a gradient of shape {tuple(gi.shape)} "
                            f"for an input of shape {inp.shape}; the op's backward is wrong")
+
+
+def _in_dtype_of(inp, gi):
+    """The gradient ``gi`` in its input's dtype, as PyTorch's engine casts it: NumPy's type promotion makes
+    the gradient of a float32 tensor used with float64 values float64, and its ``.grad`` must stay float32."""
+    if gi.dtype == inp.dtype:
+        return gi
+    return _F().to(gi, dtype=inp.dtype) if isinstance(gi, Tensor) else gi.astype(inp.dtype)
 
 
 # ----------------------------------------------------------------------------- Tensor

@@ -160,6 +160,18 @@ def test_dtype_rules_follow_pytorch():
         mr.tensor([1.0], dtype="floaty")
 
 
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_gradient_takes_its_inputs_dtype_as_in_pytorch(create_graph):
+    """A float32 leaf multiplied by float64 values: NumPy promotes the product and its gradient to float64,
+    but the leaf's .grad is float32 (PyTorch's engine casts it back), with the values d(sum a*b)/da = b."""
+    a = mr.tensor([1.0, 2.0, 3.0], requires_grad=True)                      # float32
+    b = mr.tensor(np.array([0.5, 0.25, 4.0]), requires_grad=True)           # float64
+    (a * b).sum().backward(create_graph=create_graph)
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+    np.testing.assert_array_equal(a.grad.numpy(), np.float32([0.5, 0.25, 4.0]))
+    np.testing.assert_array_equal(b.grad.numpy(), [1.0, 2.0, 3.0])
+
+
 def test_tensor_copies_its_data():
     data = np.ones(3, dtype=np.float32)
     t = mr.tensor(data)
