@@ -370,6 +370,19 @@ def test_lesion_and_shortcut_verdicts_fail_when_the_planted_errors_say_so():
     assert claim["verdict"] == UNCLEAR and "3.2 points of test error" in claim["noise"]
 
 
+def test_the_resnet_lesion_claim_rests_on_the_resnet_alone():
+    """An untrained plain twin (plain-110 at the full settings stays above 60% error) leaves the ResNet's
+    own claim readable; only the comparison with the plain net cannot be made."""
+    from minires.experiments import lesion
+    nets = {name: fake_run(error, loss, label=name, residual=name == "ResNet", downsampling=[False, False],
+                           baseline_error=0.1, lesioned_error=[0.1, 0.1])
+            for name, error, loss in (("ResNet", 0.1, 0.5), ("plain", 0.7, 1.5))}
+    assert nets["plain"]["health"]["status"] == "under-trained"
+    barely, versus_plain = lesion.claims(nets, 1000)
+    assert barely["verdict"] == HOLDS and barely["readable"]
+    assert versus_plain["verdict"] == UNCLEAR and "plain is under-trained" in versus_plain["why"]
+
+
 def test_every_experiment_reports_claims_and_health(runs):
     for name, (results, folder) in runs.items():
         text = (folder / "summary.md").read_text()
