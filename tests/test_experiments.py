@@ -288,6 +288,18 @@ def test_flags_reach_the_table_the_json_the_summary_and_the_figure():
     assert resnet["verdict"] == UNCLEAR and "resnet20 is dead, resnet56 is diverged" in resnet["why"]
 
 
+def test_the_line_printed_as_each_net_finishes_flags_an_unhealthy_net(monkeypatch, capsys):
+    from minires.experiments import degradation
+    data = load_data("synthetic", n_train=64, n_test=32)
+    settings = dict(degradation.QUICK, width=2)
+    for planted, flag in ((fake_run(0.9, float("nan"), diverged=True), "[DIVERGED]"), (fake_run(), "")):
+        monkeypatch.setattr(degradation, "train", lambda *args, **kwargs: planted)
+        degradation.train_net(data, {"depth": 8, "residual": True, "settings": settings, "seed": 0})
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("resnet8: train error  90.0%" if flag else "resnet8: train error  10.0%")
+        assert line.endswith(flag) and ("[" in line) == bool(flag)
+
+
 def test_a_healthy_run_says_so():
     from minires.experiments import degradation
     results = planted_degradation(plain56_error=0.3)

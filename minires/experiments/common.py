@@ -171,7 +171,8 @@ def assess_health(run: dict, num_classes: int, under_trained_above: float | None
 
 
 def flagged(label: str, health: dict) -> str:
-    """A legend label with the net's health flag appended (``"ResNet-56 [DEAD]"``); unchanged when ok."""
+    """A legend label or printed line with the net's health flag appended (``"ResNet-56 [DEAD]"``);
+    unchanged when ok."""
     return label if health["status"] == "ok" else f"{label} [{health['status'].upper()}]"
 
 
