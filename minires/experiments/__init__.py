@@ -297,7 +297,7 @@ def finished_seed(folder: Path, args, seed: int) -> bool:
     path = folder / "results.json"
     if not path.is_file():
         return False
-    found = json.loads(path.read_text())
+    found = common.read_results(path)
     settings = choose_settings(modes_of(get(args.name)), args.mode, {k: getattr(args, k) for k in OVERRIDES})
     wanted = {"experiment": args.name, "mode": args.mode, "data": args.data, "seed": seed, "settings": settings}
     have = {"experiment": found.get("experiment"), "mode": found.get("mode"), "data": common.dataset_of(found),

@@ -119,6 +119,19 @@ def dataset_of(results: dict) -> str:
     return str(results.get("data", "")).split(":")[0]
 
 
+def read_results(path) -> dict:
+    """The ``results.json`` at ``path``; ValueError naming it when it is not JSON, or lacks what every run
+    records (its experiment, seed and claims)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): not the results.json of a finished run") from None
+    missing = [key for key in ("experiment", "seed", "claims") if not isinstance(results, dict) or key not in results]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: not the results.json of a finished minires experiment")
+    return results
+
+
 def modes_of(module) -> dict:
     """An experiment module's settings by mode: ``quick``, ``standard`` (where it has one) and ``full``."""
     names = (("quick", "QUICK"), ("standard", "STANDARD"), ("full", "FULL"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import FAILS, HOLDS, UNCLEAR, dataset_of, flatten, markdown_table
+from .common import FAILS, HOLDS, UNCLEAR, dataset_of, flatten, markdown_table, read_results
 
 # Two-sided 95% quantiles of Student's t with 1..10 degrees of freedom; beyond that, the normal's.
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
@@ -40,7 +40,7 @@ def load_runs(folders) -> list[dict]:
         path = Path(folder) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: give run folders written by minires experiment")
-        runs.append(json.loads(path.read_text()))
+        runs.append(read_results(path))
     fields = [flatten({"experiment": r.get("experiment"), "mode": r.get("mode"), "data": dataset_of(r),
                        "settings": r.get("settings")}) for r in runs]
     differ = []
