@@ -742,3 +742,20 @@ def test_each_experiments_help_states_its_quick_and_full_settings(name):
         assert f"batch {quick['batch_size']}" in doc
     if name in ("lesion", "degradation"):
         assert f"{quick['n_test']:,} test" in doc or f"{quick['n_test']:,} held-out" in doc
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_setting_the_help_lists_can_be_overridden(name, capsys):
+    """``--help`` lists the settings and says "each can be overridden below": each has an option that sets it."""
+    import argparse
+    from minires.experiments import OVERRIDES, add_arguments
+    with pytest.raises(SystemExit):
+        main(["experiment", name, "--help"])
+    assert "each can be overridden below" in capsys.readouterr().out
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    for key, value in importlib.import_module(f"minires.experiments.{name}").QUICK.items():
+        value = 7 if value is None else value
+        given = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        args = parser.parse_args([name, f"--{key.replace('_', '-')}", given])
+        assert key in OVERRIDES and getattr(args, key) == value

@@ -151,6 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     overrides.add_argument("--iterations", type=positive_int, help="SGD iterations per network")
     overrides.add_argument("--batch-size", type=positive_int)
     overrides.add_argument("--lr", type=positive_float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
+    overrides.add_argument("--lr-no-bn", type=positive_float, help="gradnorms: --lr of the nets without BN")
     overrides.add_argument("--warmup", type=non_negative_int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     overrides.add_argument("--weight-decay", type=non_negative_float, help="L2 weight decay (the paper: 1e-4)")
     overrides.add_argument("--n-train", type=positive_int, help="training images to use (synthetic: to generate)")
@@ -158,8 +159,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     overrides.add_argument("--eval-every", type=positive_int, help="iterations between test evaluations")
 
 
-OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warmup", "weight_decay", "n_train",
-             "n_test", "eval_every")
+OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "lr_no_bn", "warmup", "weight_decay",
+             "n_train", "n_test", "eval_every")
 
 
 RUN_FILES = ("results.json", "summary.md", "seeds.json", "seeds.md")
