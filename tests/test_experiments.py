@@ -364,6 +364,24 @@ def test_gradnorms_verdict_fails_on_a_vanishing_gradient():
     assert gradnorms.claims(nets(0.1))[0]["verdict"] == UNCLEAR           # right at the one-decade bound
 
 
+def test_gradnorms_says_why_a_curve_is_missing():
+    """A net whose gradients became NaN is not labelled "all zero" in the figure, nor its NaN ratio read as
+    "no gradient" in the summary; a net whose gradients are all zero is."""
+    nan, zero = [[float("nan")] * 3], [[0.0] * 3]
+    nets = {f"plain8{suffix}": fake_run(loss=loss, diverged=diverged, grad=grad, batch_norm=batch_norm, residual=False,
+                                        depth=8, steps=[0], act_grad_norm=norms, weight_grad_norm=norms, lr=0.1,
+                                        final_train_loss=loss)
+            for suffix, batch_norm, norms, loss, diverged, grad in (("", True, nan, float("nan"), True, 1.0),
+                                                                    ("-noBN", False, zero, LN10, False, 0.0))}
+    results = {"data": "planted", "settings": {"width": 2, "iterations": 1}, "nets": nets,
+               "summary": gradnorms.summary(nets), "claims": gradnorms.claims(nets),
+               "health": {name: r["health"] for name, r in nets.items()}}
+    labels = [t.get_text() for ax in gradnorms.plot(results)["gradnorms_init.png"].axes if ax.get_legend()
+              for t in ax.get_legend().get_texts()]
+    assert labels == ["depth 8 [DIVERGED] (zero or NaN/Inf: not drawn)", "depth 8 [DEAD] (all zero: not drawn)"]
+    assert "A NaN ratio means the last conv got no gradient at all, or a gradient was NaN/Inf" in gradnorms.report(results)
+
+
 def test_lesion_and_shortcut_verdicts_fail_when_the_planted_errors_say_so():
     from minires.experiments import lesion, shortcuts
     def lesion_nets(res_rise, plain_rise):
