@@ -300,6 +300,15 @@ def test_the_line_printed_as_each_net_finishes_flags_an_unhealthy_net(monkeypatc
         assert line.endswith(flag) and ("[" in line) == bool(flag)
 
 
+def test_the_degradation_figure_names_the_seed_only_when_it_is_known():
+    """``degradation.run`` (the Python route) returns no seed; its figure must not call the run seed 0."""
+    from minires.experiments import degradation
+    results = planted_degradation()
+    assert degradation.plot(dict(results, seed=3))["degradation.png"]._suptitle.get_text().endswith(", seed 3")
+    del results["seed"]
+    assert "seed" not in degradation.plot(results)["degradation.png"]._suptitle.get_text()
+
+
 def test_a_healthy_run_says_so():
     from minires.experiments import degradation
     results = planted_degradation(plain56_error=0.3)

@@ -139,7 +139,8 @@ def plot(results: dict) -> dict:
     s = results["settings"]
     fig.suptitle(f"Degradation (paper Fig. 6) on {results['data'].split(':')[0]}: width {s['width']}, "
                  f"{s['iterations']} iterations, batch {s['batch_size']}"
-                 + (f", warm-up {s['warmup']}" if s.get("warmup") else "") + f", seed {results.get('seed', 0)}")
+                 + (f", warm-up {s['warmup']}" if s.get("warmup") else "")
+                 + (f", seed {results['seed']}" if "seed" in results else ""))
     fig.tight_layout()
     note_health(fig, results["health"])
     return {"degradation.png": fig}
