@@ -220,6 +220,7 @@ def test_smooth_is_a_trailing_moving_average():
     (dict(grad=0.0), "dead"),                                      # every weight gradient exactly zero
     (dict(error=0.9, loss=LN10), "dead"),                          # loss at chance
     (dict(error=0.85, loss=LN10 - 0.05), "dead"),                  # within the 0.1-nat margin of chance
+    (dict(error=0.85, loss=LN10 - 0.1), "dead"),                   # not below chance minus the margin: at it
     (dict(error=0.85, loss=LN10 - 0.15), "under-trained"),         # below chance by more than the margin
     (dict(loss=float("nan")), "diverged"),
     (dict(diverged=True), "diverged"),

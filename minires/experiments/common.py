@@ -172,7 +172,7 @@ def assess_health(run: dict, num_classes: int, under_trained_above: float | None
         status, reason = "diverged", "its loss or weights are NaN/Inf"
     elif run["weight_grad_max"] == 0:
         status, reason = "dead", "every weight gradient is exactly zero"
-    elif chance_margin is not None and loss > chance - chance_margin:
+    elif chance_margin is not None and loss >= chance - chance_margin:
         status, reason = "dead", (f"final training loss {loss:.3f} is not below chance, ln {num_classes} = "
                                   f"{chance:.3f} minus {chance_margin:g}")
     elif under_trained_above is not None and error > under_trained_above:
