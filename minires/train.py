@@ -262,8 +262,8 @@ def _is_cifar_net(name: str) -> bool:
 class Trainer:
     """Builds model, data, optimizer and schedule from a :class:`Config`; :meth:`fit` trains.
 
-    ``Trainer.resume(out)`` rebuilds a run from its checkpoint (its saved settings; only ``epochs``
-    — to train longer —, ``device`` and ``progress`` may change) and continues after its last epoch.
+    ``Trainer.resume(out)`` rebuilds a run from its checkpoint (its saved settings; only the
+    :data:`RESUMABLE` ones, such as ``epochs`` to train longer, may change) and continues after its last epoch.
     """
 
     def __init__(self, cfg: Config, checkpoint: dict | None = None):
@@ -804,8 +804,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "empty or a minires run's")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out (default: the newest one); settings given must match the "
-                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir; a "
-                             "finished run trains only with a larger --epochs")
+                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir, "
+                             "--download, --dist-backend; a finished run trains only with a larger --epochs")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="pad-and-crop (and flip) training images (default: on)")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")

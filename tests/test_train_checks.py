@@ -2,7 +2,9 @@
 --download without a dataset that reads them, --width on an ImageNet net, --milestones past the end,
 --epochs or --milestones with --paper) are refused in one line before any data loads, and a --resume of
 a run that has finished says there is nothing to train instead of printing a result."""
+import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,15 @@ def test_committed_metrics_files_are_strict_json():
     assert files
     for path in files:
         assert [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_resume_help_names_every_option_a_resumed_run_may_change():
+    """``--resume``'s help says which given settings may differ from the saved run's: each option of a
+    setting the resume accepts (train.RESUMABLE) is named there."""
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    resume = " ".join(next(a.help for a in parser._actions if a.dest == "resume").split())
+    options = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    missing = [options[s] for s in sorted(train.RESUMABLE - {"progress"}) if s in options
+               and not re.search(f"{options[s]}\\b(?!-)", resume[resume.index("except"):])]
+    assert not missing
