@@ -310,6 +310,18 @@ def test_the_degradation_figure_names_the_seed_only_when_it_is_known():
     assert "seed" not in degradation.plot(results)["degradation.png"]._suptitle.get_text()
 
 
+def test_a_summary_says_which_nets_an_interrupted_attempt_trained():
+    """The wall and CPU time of a resumed run add up its attempts, and an interrupted attempt's worker
+    processes' CPU time is lost: the summary says so, and how many nets that attempt trained."""
+    from minires.experiments import degradation
+    timed = dict(planted_degradation(), mode="quick", wall_seconds=300.0, cpu_seconds=500.0, cores=2,
+                 load_average=1.0)
+    assert "interrupted attempt" not in degradation.report(timed)
+    text = " ".join(degradation.report(dict(timed, reused_nets=2)).split())
+    assert ("2 of the 4 nets were trained by an earlier, interrupted attempt of this run: the times include that "
+            "attempt up to its last finished net, but not the CPU time of its worker processes") in text
+
+
 def test_a_healthy_run_says_so():
     from minires.experiments import degradation
     results = planted_degradation(plain56_error=0.3)

@@ -315,6 +315,10 @@ def report_tail(results: dict) -> str:
                       f"(CPU time {results['cpu_seconds']:.0f} s) on {results['cores']} cores whose 1-minute load "
                       f"average was {results['load_average']:.1f} at the end"
                       + (": the machine was shared, so the wall time is longer than on an idle one." if busy else ".")]
+    if results.get("reused_nets"):
+        parts += ["", f"{results['reused_nets']} of the {len(results['health'])} nets were trained by an earlier, "
+                      "interrupted attempt of this run: the times include that attempt up to its last finished net, "
+                      "but not the CPU time of its worker processes."]
     if "environment" in results:      # runs made before it was recorded do not have it
         parts += ["", f"Computed with {describe_environment(results['environment'])}"]
     return "\n".join(parts) + "\n"
