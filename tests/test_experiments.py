@@ -322,6 +322,18 @@ def test_a_summary_says_which_nets_an_interrupted_attempt_trained():
             "attempt up to its last finished net, but not the CPU time of its worker processes") in text
 
 
+def test_what_dead_means_names_only_the_rules_the_run_applied():
+    """A short run (gradnorms) is not judged on its loss: its summary must not define "dead" by the loss."""
+    short = {"resnet8": fake_run(grad=0.0, under_trained_above=None, chance_margin=None)["health"],
+             "plain8": fake_run(under_trained_above=None, chance_margin=None)["health"]}
+    notes = common.health_notes(short)
+    assert "Meaning: every weight gradient was zero at the last step: it learned nothing" in notes
+    assert "chance" not in notes
+    trained = {"resnet8": fake_run(grad=0.0)["health"], "plain8": fake_run(chance_margin=0.2)["health"]}
+    assert ("Meaning: every weight gradient was zero at the last step, or its final training loss was not below "
+            "chance (ln of the number of classes, minus 0.1 / 0.2 nats): it learned nothing") in common.health_notes(trained)
+
+
 def test_a_healthy_run_says_so():
     from minires.experiments import degradation
     results = planted_degradation(plain56_error=0.3)

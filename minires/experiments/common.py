@@ -140,13 +140,12 @@ def modes_of(module) -> dict:
 
 # ----------------------------------------------------------------------------- run health
 UNDER_TRAINED = 0.5   # a final training error above this: the net has not fit the training data
-CHANCE_MARGIN = 0.1   # nats: a final training loss above ln(classes) minus this is "not below chance"
+CHANCE_MARGIN = 0.1   # nats: a final training loss at or above ln(classes) minus this is "not below chance"
 HEALTH_FLAGS = {      # status -> what it means, in words (summary.md and the figures' notes)
     "diverged": "its loss or weights became NaN/Inf and training stopped: its numbers describe a broken run, "
                 "not the architecture",
-    "dead": "every weight gradient was zero at the last step, or its final training loss was not below chance "
-            "(ln of the number of classes, minus {margin} nats): it learned nothing, so its numbers say nothing "
-            "about the architecture",
+    "dead": "every weight gradient was zero at the last step{or_chance}: it learned nothing, so its numbers say "
+            "nothing about the architecture",
     "under-trained": "its final training error is above {level}: it has not fit the training data at this "
                      "setting, so what it shows may change with longer training",
 }
@@ -193,19 +192,22 @@ def health_notes(health: dict) -> str:
     """What the flags in this run mean, in words: one line per flag that occurs (``health``: name -> health)."""
     levels = {h["under_trained_above"] for h in health.values() if h["under_trained_above"] is not None}
     level = " / ".join(f"{100 * v:g}%" for v in sorted(levels)) or "the stated level"
+    margins = sorted({h["chance_margin"] for h in health.values() if h["chance_margin"] is not None})
+    or_chance = (", or its final training loss was not below chance (ln of the number of classes, minus "
+                 + " / ".join(f"{v:g}" for v in margins) + " nats)") if margins else ""
     bad = {}
     for name, h in health.items():
         if h["status"] != "ok":
             bad.setdefault(h["status"], []).append(f"{name} ({h['reason']})")
     if not bad:
         judged = ["finite", "nonzero weight gradients"]
-        judged += ["final loss below chance"] if any(h["chance_margin"] is not None for h in health.values()) else []
+        judged += ["final loss below chance"] if margins else []
         judged += [f"final training error at most {level}"] if levels else []
         return f"Run health: no net flagged ({', '.join(judged)})."
     lines = [f"Run health: {sum(map(len, bad.values()))} of {len(health)} nets flagged:"]
     for status in HEALTH_FLAGS:
         if status in bad:
-            meaning = HEALTH_FLAGS[status].format(margin=f"{CHANCE_MARGIN:g}", level=level)
+            meaning = HEALTH_FLAGS[status].format(or_chance=or_chance, level=level)
             lines.append(f"- **{status.upper()}**: {', '.join(bad[status])}. Meaning: {meaning}.")
     return "\n".join(lines)
 
