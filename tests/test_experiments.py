@@ -811,3 +811,21 @@ def test_every_setting_the_help_lists_can_be_overridden(name, capsys):
         given = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         args = parser.parse_args([name, f"--{key.replace('_', '-')}", given])
         assert key in OVERRIDES and getattr(args, key) == value
+
+
+def test_the_workers_help_says_shortcuts_trains_one_net_at_a_time(monkeypatch):
+    """shortcuts times its nets, so it trains them one at a time whatever --workers says; the help says so."""
+    import argparse
+    from minires.experiments import add_arguments, shortcuts
+    class Asked(Exception):
+        pass
+
+    def map_nets(*args, workers, **kwargs):
+        raise Asked(workers)
+    monkeypatch.setattr(shortcuts, "map_nets", map_nets)
+    with pytest.raises(Asked) as asked:
+        shortcuts.run(None, shortcuts.QUICK, workers=3)
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    text = " ".join(next(a.help for a in parser._actions if a.dest == "workers").split())
+    assert asked.value.args == (1,) and "shortcuts: one at a time" in text

@@ -143,7 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "settings) and write OUT/seeds.md and seeds.json")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--workers", type=positive_int, default=None,
-                        help="nets trained at once, one process and one BLAS thread each (default: the number of cores)")
+                        help="nets trained at once, one process and one BLAS thread each (default: the number of "
+                             "cores; shortcuts: one at a time, whatever this says, as its time per iteration is a result)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
     overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2 (lesion, shortcuts)")
