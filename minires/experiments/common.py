@@ -658,7 +658,9 @@ class NetLedger:
     def _load(self) -> None:
         try:
             found = json.loads(self.path.read_text())
-            run, nets, before = found["run"], found["nets"], found["seconds"]
+            run, seconds = found["run"], found["seconds"]
+            nets = {net["job"]: {"name": net["name"], "result": net["result"]} for net in found["nets"]}
+            before = {"wall": float(seconds["wall"]), "cpu": float(seconds["cpu"])}
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{self.path} is not a record of finished nets ({type(error).__name__}: {error}): "
                              "remove it to start the run over") from None
@@ -666,8 +668,7 @@ class NetLedger:
         if differ:
             raise FileExistsError(f"{self.path} holds the finished nets of another run ({'; '.join(differ)}): "
                                   "remove it to start over, or choose another --out")
-        self.nets = {net["job"]: {"name": net["name"], "result": net["result"]} for net in nets}
-        self.before = {"wall": float(before["wall"]), "cpu": float(before["cpu"])}
+        self.nets, self.before = nets, before
 
     @staticmethod
     def key(job) -> str:
