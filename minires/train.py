@@ -497,8 +497,9 @@ class Trainer:
             return (f"the last good checkpoint is {self.out / 'checkpoint.json'} (epoch {self.saved_at[0]}, iteration "
                     f"{self.saved_at[1]}): resume it with --resume --nan-policy skip (skip such updates), or start a "
                     "new run in another --out with a lower --lr")
-        return ("there is no checkpoint yet (the first is written when the first epoch ends): start again with a "
-                "lower --lr, or pass --nan-policy skip (skip such updates) or continue")
+        return ("there is no checkpoint yet (one is written at the end of each epoch whose weights, statistics and "
+                "held-out loss are finite): start again with a lower --lr, or pass --nan-policy skip (skip such "
+                "updates) or continue")
 
     def _held_out_not_finite(self, test_loss: float) -> None:
         """A NaN/Inf held-out loss: ``stop`` stops before this epoch's checkpoint; the others warn."""
