@@ -32,7 +32,7 @@ from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
 from ..random import manual_seed
 from ..optim import SGD, paper_schedule
-from ..train import Config, load_datasets, make_loaders
+from ..train import CHANCE_MARGIN, UNDER_TRAINED, Config, learning_flag, load_datasets, make_loaders
 
 DATASETS = ("synthetic", "mnist", "cifar10")
 
@@ -139,8 +139,6 @@ def modes_of(module) -> dict:
 
 
 # ----------------------------------------------------------------------------- run health
-UNDER_TRAINED = 0.5   # a final training error above this: the net has not fit the training data
-CHANCE_MARGIN = 0.1   # nats: a final training loss at or above ln(classes) minus this is "not below chance"
 HEALTH_FLAGS = {      # status -> what it means, in words (summary.md and the figures' notes)
     "diverged": "its loss or weights became NaN/Inf and training stopped: its numbers describe a broken run, "
                 "not the architecture",
@@ -162,24 +160,21 @@ def assess_health(run: dict, num_classes: int, under_trained_above: float | None
     * ``under-trained``: ``final_train_error > under_trained_above``;
     * ``ok``.
 
+    The tests of the loss and the error are :func:`minires.train.learning_flag`'s (``minires train`` says them too).
+
     ``None`` for ``chance_margin`` or ``under_trained_above`` leaves that test out: a run of a few
     dozen steps (gradnorms) is not expected to have learned yet.
     """
-    chance = math.log(num_classes)
     loss, error = run["final_train_loss"], run["final_train_error"]
     if run["diverged"] or not run["weights_finite"] or not math.isfinite(loss):
         status, reason = "diverged", "its loss or weights are NaN/Inf"
     elif run["weight_grad_max"] == 0:
         status, reason = "dead", "every weight gradient is exactly zero"
-    elif chance_margin is not None and loss >= chance - chance_margin:
-        status, reason = "dead", (f"final training loss {loss:.3f} is not below chance, ln {num_classes} = "
-                                  f"{chance:.3f} minus {chance_margin:g}")
-    elif under_trained_above is not None and error > under_trained_above:
-        status, reason = "under-trained", f"final training error {100 * error:.1f}% > {100 * under_trained_above:g}%"
     else:
-        status, reason = "ok", "trained"
-    return {"status": status, "reason": reason, "chance_loss": chance, "chance_margin": chance_margin,
-            "under_trained_above": under_trained_above}
+        flag = learning_flag(loss, error, num_classes, under_trained_above, chance_margin)
+        status, reason = flag or ("ok", "trained")
+    return {"status": status, "reason": reason, "chance_loss": math.log(num_classes),
+            "chance_margin": chance_margin, "under_trained_above": under_trained_above}
 
 
 def flagged(label: str, health: dict) -> str:
