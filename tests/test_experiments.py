@@ -829,3 +829,18 @@ def test_the_workers_help_says_shortcuts_trains_one_net_at_a_time(monkeypatch):
     add_arguments(parser)
     text = " ".join(next(a.help for a in parser._actions if a.dest == "workers").split())
     assert asked.value.args == (1,) and "shortcuts: one at a time" in text
+
+
+def test_the_standard_help_states_the_time_the_committed_standard_runs_took():
+    """``--standard``'s help gives the time of its runs: that of every committed run at the STANDARD settings
+    that had its machine to itself (not "about an hour": they took about ten minutes)."""
+    import argparse
+    from minires.experiments import add_arguments, responses
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    text = " ".join(next(a.help for a in parser._actions if a.option_strings == ["--standard"]).split())
+    low, high = map(int, re.search(r"responses: (\d+)-(\d+) minutes on an idle 2-core CPU", text).groups())
+    runs = [json.loads(p.read_text()) for p in (Path(__file__).parents[1] / "results/responses").glob("**/results.json")]
+    idle = [r["wall_seconds"] for r in runs if r["mode"] == "standard" and r["load_average"] <= r["cores"] == 2
+            and not common.differences(r["settings"], responses.STANDARD)]
+    assert len(idle) >= 8 and low == round(min(idle) / 60) and high == round(max(idle) / 60)

@@ -10,7 +10,7 @@ shortcuts      options A/B/C at one depth: error, parameters, time
 =============  ===================================================================================
 
 Each module has ``QUICK`` and ``FULL`` settings (and ``STANDARD``, where the quick ones cannot show
-the paper's effect but an hour can), ``run(data, settings, seed, progress, workers, ledger) -> dict``
+the paper's effect but a longer run can), ``run(data, settings, seed, progress, workers, ledger) -> dict``
 (plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
 ``report(results) -> str`` (``summary.md``, also printed). Every result carries ``health`` (each
 net: ok, under-trained, dead or diverged; :func:`~minires.experiments.common.assess_health`) and
@@ -127,7 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--quick", dest="mode", action="store_const", const="quick", default="full",
                        help="the quick settings (minutes on a 2-core CPU; see each experiment's docstring)")
     modes.add_argument("--standard", dest="mode", action="store_const", const="standard",
-                       help="the standard settings, where an experiment has them (about an hour on a 2-core CPU)")
+                       help="the standard settings, where an experiment has them (responses: 8-11 minutes on an idle "
+                            "2-core CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
