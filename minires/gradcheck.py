@@ -201,7 +201,8 @@ def _index(flat, shape) -> tuple:
 
 def _compare(analytic, numeric, atol, rtol, what, describe) -> None:
     error = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
-    if np.all(error <= 0) and np.all(np.isfinite(analytic)):
+    out = ~(error <= 0)     # a NaN or Inf entry (whose error is NaN or Inf) is out of tolerance too
+    if not out.any():
         return
     worst = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(error), error, np.inf))), analytic.shape)
     j, e = (worst + (0,))[:2] if analytic.ndim >= 1 else (0, 0)
@@ -209,4 +210,4 @@ def _compare(analytic, numeric, atol, rtol, what, describe) -> None:
         f"gradcheck failed for {what}: worst at {describe(j, e)}: analytic {analytic[worst]:.10g}, "
         f"numerical {numeric[worst]:.10g}, difference {abs(analytic[worst] - numeric[worst]):.3g} "
         f"(allowed atol {atol} + rtol {rtol} * |numerical|); "
-        f"{int(np.sum(error > 0))} of {error.size} entries out of tolerance")
+        f"{int(out.sum())} of {error.size} entries out of tolerance")

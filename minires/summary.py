@@ -79,12 +79,13 @@ def _own_param_count(module: Module) -> int:
     return sum(p.size for _, p in module._own_parameters())
 
 
-def summary(model: Module, input_shape=None, compute: bool = False) -> Summary:
+def summary(model: Module, input_shape=None, compute: bool = False, name: str | None = None) -> Summary:
     """Summarise ``model`` on an input of ``input_shape``.
 
     ``input_shape`` is the shape of one input batch; a 3-tuple ``(C, H, W)`` means a batch of one
     (MACs are for the whole batch). Default: the model's ``default_input_shape`` (CIFAR nets 3x32x32,
-    ImageNet nets 3x224x224). ``compute=True`` runs the real ops rather than shape inference.
+    ImageNet nets 3x224x224). ``compute=True`` runs the real ops rather than shape inference. ``name``
+    heads the table (default: the model's class, ``ResNet`` for plain nets too).
     """
     if input_shape is None:
         input_shape = getattr(model, "default_input_shape", None)
@@ -95,7 +96,7 @@ def summary(model: Module, input_shape=None, compute: bool = False) -> Summary:
     if len(input_shape) == 3:
         input_shape = (1,) + input_shape
     rows = _record_rows(model, input_shape, compute)
-    return Summary(type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
+    return Summary(name or type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
                    macs=sum(r.macs for r in rows))
 
 
@@ -158,7 +159,7 @@ def _model_name(text: str) -> str:
 def run(args) -> int:
     from .train import build_model
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
-    result = summary(build_model(args.model, **options), args.input_shape, compute=args.compute)
+    result = summary(build_model(args.model, **options), args.input_shape, compute=args.compute, name=args.model)
     text = str(result)
     print("\n".join(text.splitlines()[-2:]) if args.totals else text)
     return 0

@@ -120,6 +120,26 @@ RUN_FILES = ("checkpoint.json", "checkpoint-*.npz", "metrics.jsonl", "curves.png
 TEMPORARY_FILES = (".checkpoint*.tmp", ".metrics.jsonl.*.tmp", ".curves.png.*.tmp")
 
 
+# ----------------------------------------------------------------------------- has the net learned?
+UNDER_TRAINED = 0.5   # a final training error above this: the net has not fit the training data
+CHANCE_MARGIN = 0.1   # nats: a final training loss at or above ln(classes) minus this is "not below chance"
+
+
+def learning_flag(loss: float, error: float, num_classes: int, under_trained_above: float | None = UNDER_TRAINED,
+                  chance_margin: float | None = CHANCE_MARGIN) -> tuple[str, str] | None:
+    r"""``("dead", why)`` when the final training ``loss`` is not below chance, :math:`\ln C -`
+    ``chance_margin`` (a net that ignores its input cannot do better than :math:`\ln C`), else
+    ``("under-trained", why)`` when the final training ``error`` is above ``under_trained_above``, else None.
+    A None threshold leaves its test out."""
+    chance = math.log(num_classes)
+    if chance_margin is not None and loss >= chance - chance_margin:
+        return "dead", (f"final training loss {loss:.3f} is not below chance, ln {num_classes} = {chance:.3f} "
+                        f"minus {chance_margin:g}")
+    if under_trained_above is not None and error > under_trained_above:
+        return "under-trained", f"final training error {100 * error:.1f}% > {100 * under_trained_above:g}%"
+    return None
+
+
 # ----------------------------------------------------------------------------- checks before a run
 def check_settings(given: dict) -> None:
     """Refuse settings given for a new run that would have no effect (ValueError naming them and the fix).
@@ -262,8 +282,8 @@ def _is_cifar_net(name: str) -> bool:
 class Trainer:
     """Builds model, data, optimizer and schedule from a :class:`Config`; :meth:`fit` trains.
 
-    ``Trainer.resume(out)`` rebuilds a run from its checkpoint (its saved settings; only ``epochs``
-    — to train longer —, ``device`` and ``progress`` may change) and continues after its last epoch.
+    ``Trainer.resume(out)`` rebuilds a run from its checkpoint (its saved settings; only the
+    :data:`RESUMABLE` ones, such as ``epochs`` to train longer, may change) and continues after its last epoch.
     """
 
     def __init__(self, cfg: Config, checkpoint: dict | None = None):
@@ -281,7 +301,8 @@ class Trainer:
         train_set, test_set = load_datasets(cfg)
         self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.comm)
         manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, width=cfg.width, num_classes=len(train_set.classes) or 10,
+        self.num_classes = len(train_set.classes) or 10
+        self.model = build_model(cfg.model, width=cfg.width, num_classes=self.num_classes,
                                  in_channels=train_set.image_shape[0]).to(self.device, cfg.dtype)
         if cfg.sync_bn:
             self.model = distributed.convert_sync_batchnorm(self.model, self.comm)
@@ -497,8 +518,9 @@ class Trainer:
             return (f"the last good checkpoint is {self.out / 'checkpoint.json'} (epoch {self.saved_at[0]}, iteration "
                     f"{self.saved_at[1]}): resume it with --resume --nan-policy skip (skip such updates), or start a "
                     "new run in another --out with a lower --lr")
-        return ("there is no checkpoint yet (the first is written when the first epoch ends): start again with a "
-                "lower --lr, or pass --nan-policy skip (skip such updates) or continue")
+        return ("there is no checkpoint yet (one is written at the end of each epoch whose weights, statistics and "
+                "held-out loss are finite): start again with a lower --lr, or pass --nan-policy skip (skip such "
+                "updates) or continue")
 
     def _held_out_not_finite(self, test_loss: float) -> None:
         """A NaN/Inf held-out loss: ``stop`` stops before this epoch's checkpoint; the others warn."""
@@ -804,8 +826,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "empty or a minires run's")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out (default: the newest one); settings given must match the "
-                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir; a "
-                             "finished run trains only with a larger --epochs")
+                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir, "
+                             "--download, --dist-backend; a finished run trains only with a larger --epochs")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="pad-and-crop (and flip) training images (default: on)")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
@@ -845,7 +867,9 @@ def run(args) -> int:
     final = trainer.fit()
     _raise_if_broken(trainer, final)
     if final is not None and trainer.comm.is_root:
-        print(f"done: held-out accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs; "
+        flag = learning_flag(final["train_loss"], final["train_error"], trainer.num_classes)
+        flagged = f", but the net is {flag[0].upper()}: {flag[1]}, so this is not a trained net's result" if flag else ""
+        print(f"done: held-out accuracy {100 * final['test_accuracy']:.2f}% after {_epochs(final['epoch'])}{flagged}; "
               f"metrics, curves.png and checkpoint in {trainer.out}")
     return 0
 

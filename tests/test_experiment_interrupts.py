@@ -317,3 +317,18 @@ def test_data_dir_with_the_synthetic_data_is_refused(tmp_path, capsys):
     assert main([*LESION, "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]) == 1
     assert "--data-dir has no effect on the embedded synthetic data" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a net without its job", "no wall time"])
+def test_a_damaged_partial_json_is_named_with_what_to_do(tmp_path, damage):
+    """A partial.json cut short or missing a field is refused naming the file and the fix (not a bare KeyError)."""
+    identity = {"experiment": "planted"}
+    common.NetLedger(tmp_path / "partial.json", identity).add({"n": 1}, ("one", {"value": 1}))
+    record = json.loads((tmp_path / "partial.json").read_text())
+    text = {"cut short": (tmp_path / "partial.json").read_text()[:50],
+            "a net without its job": json.dumps(dict(record, nets=[{"name": "one", "result": 1}])),
+            "no wall time": json.dumps(dict(record, seconds={"cpu": 1.0}))}[damage]
+    (tmp_path / "partial.json").write_text(text)
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'partial.json'} is not a record of finished nets .*: remove it "
+                                         "to start the run over$"):
+        common.NetLedger(tmp_path / "partial.json", identity)

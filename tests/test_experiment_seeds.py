@@ -1,6 +1,7 @@
 """Claims judged over seeds: the 95% interval of each pair's mean gap decides, and unreadable seeds are left out."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,25 @@ def test_runs_differing_in_mode_and_a_setting_name_both(tmp_path):
     with pytest.raises(ValueError, match=r'^the runs differ in mode \("quick" in .*seed0; "full" in .*seed1\) and '
                                          r'settings.width \(4 in .*seed0; 16 in .*seed1\): '):
         seeds.load_runs(folders)
+
+
+def test_a_broken_or_foreign_results_json_is_named(tmp_path, capsys):
+    """--combine over a folder whose results.json is cut short or is not a run's names that file (not a bare
+    "JSONDecodeError: Expecting value" or "KeyError: 'claims'")."""
+    folders = write_runs(tmp_path, [planted_results(0, 4.0), planted_results(1, 5.0)])
+    cut = Path(folders[1]) / "results.json"
+    cut.write_text(cut.read_text()[:40])
+    assert main(["experiment", "degradation", "--combine", *folders, "--out", str(tmp_path / "all")]) == 1
+    assert f"ValueError: {cut} is not valid JSON (" in capsys.readouterr().err
+    cut.write_text(json.dumps({"experiment": "degradation", "seed": 1}))
+    with pytest.raises(ValueError, match=f"^{cut} lacks claims: not the results.json of a finished "):
+        seeds.load_runs(folders)
+    assert not (tmp_path / "all").exists()
+
+
+@pytest.mark.parametrize("dof, quantile", [(1, 12.706), (10, 2.228), (11, 2.201), (20, 2.086), (30, 2.042),
+                                           (60, 2.000), (120, 1.980)])
+def test_the_interval_uses_students_t_at_any_number_of_seeds(dof, quantile):
+    """The report says Student's t: beyond 10 degrees of freedom too (a table's two-sided 95% quantiles),
+    not the normal's 1.96, which narrows the interval of 12 seeds by 11%."""
+    assert seeds.t95(dof) == pytest.approx(quantile, abs=6e-4)

@@ -220,6 +220,7 @@ def test_smooth_is_a_trailing_moving_average():
     (dict(grad=0.0), "dead"),                                      # every weight gradient exactly zero
     (dict(error=0.9, loss=LN10), "dead"),                          # loss at chance
     (dict(error=0.85, loss=LN10 - 0.05), "dead"),                  # within the 0.1-nat margin of chance
+    (dict(error=0.85, loss=LN10 - 0.1), "dead"),                   # not below chance minus the margin: at it
     (dict(error=0.85, loss=LN10 - 0.15), "under-trained"),         # below chance by more than the margin
     (dict(loss=float("nan")), "diverged"),
     (dict(diverged=True), "diverged"),
@@ -288,6 +289,51 @@ def test_flags_reach_the_table_the_json_the_summary_and_the_figure():
     assert resnet["verdict"] == UNCLEAR and "resnet20 is dead, resnet56 is diverged" in resnet["why"]
 
 
+def test_the_line_printed_as_each_net_finishes_flags_an_unhealthy_net(monkeypatch, capsys):
+    from minires.experiments import degradation
+    data = load_data("synthetic", n_train=64, n_test=32)
+    settings = dict(degradation.QUICK, width=2)
+    for planted, flag in ((fake_run(0.9, float("nan"), diverged=True), "[DIVERGED]"), (fake_run(), "")):
+        monkeypatch.setattr(degradation, "train", lambda *args, **kwargs: planted)
+        degradation.train_net(data, {"depth": 8, "residual": True, "settings": settings, "seed": 0})
+        line = capsys.readouterr().out.strip()
+        assert line.startswith("resnet8: train error  90.0%" if flag else "resnet8: train error  10.0%")
+        assert line.endswith(flag) and ("[" in line) == bool(flag)
+
+
+def test_the_degradation_figure_names_the_seed_only_when_it_is_known():
+    """``degradation.run`` (the Python route) returns no seed; its figure must not call the run seed 0."""
+    from minires.experiments import degradation
+    results = planted_degradation()
+    assert degradation.plot(dict(results, seed=3))["degradation.png"]._suptitle.get_text().endswith(", seed 3")
+    del results["seed"]
+    assert "seed" not in degradation.plot(results)["degradation.png"]._suptitle.get_text()
+
+
+def test_a_summary_says_which_nets_an_interrupted_attempt_trained():
+    """The wall and CPU time of a resumed run add up its attempts, and an interrupted attempt's worker
+    processes' CPU time is lost: the summary says so, and how many nets that attempt trained."""
+    from minires.experiments import degradation
+    timed = dict(planted_degradation(), mode="quick", wall_seconds=300.0, cpu_seconds=500.0, cores=2,
+                 load_average=1.0)
+    assert "interrupted attempt" not in degradation.report(timed)
+    text = " ".join(degradation.report(dict(timed, reused_nets=2)).split())
+    assert ("2 of the 4 nets were trained by an earlier, interrupted attempt of this run: the times include that "
+            "attempt up to its last finished net, but not the CPU time of its worker processes") in text
+
+
+def test_what_dead_means_names_only_the_rules_the_run_applied():
+    """A short run (gradnorms) is not judged on its loss: its summary must not define "dead" by the loss."""
+    short = {"resnet8": fake_run(grad=0.0, under_trained_above=None, chance_margin=None)["health"],
+             "plain8": fake_run(under_trained_above=None, chance_margin=None)["health"]}
+    notes = common.health_notes(short)
+    assert "Meaning: every weight gradient was zero at the last step: it learned nothing" in notes
+    assert "chance" not in notes
+    trained = {"resnet8": fake_run(grad=0.0)["health"], "plain8": fake_run(chance_margin=0.2)["health"]}
+    assert ("Meaning: every weight gradient was zero at the last step, or its final training loss was not below "
+            "chance (ln of the number of classes, minus 0.1 / 0.2 nats): it learned nothing") in common.health_notes(trained)
+
+
 def test_a_healthy_run_says_so():
     from minires.experiments import degradation
     results = planted_degradation(plain56_error=0.3)
@@ -352,6 +398,24 @@ def test_gradnorms_verdict_fails_on_a_vanishing_gradient():
     assert gradnorms.claims(nets(0.1))[0]["verdict"] == UNCLEAR           # right at the one-decade bound
 
 
+def test_gradnorms_says_why_a_curve_is_missing():
+    """A net whose gradients became NaN is not labelled "all zero" in the figure, nor its NaN ratio read as
+    "no gradient" in the summary; a net whose gradients are all zero is."""
+    nan, zero = [[float("nan")] * 3], [[0.0] * 3]
+    nets = {f"plain8{suffix}": fake_run(loss=loss, diverged=diverged, grad=grad, batch_norm=batch_norm, residual=False,
+                                        depth=8, steps=[0], act_grad_norm=norms, weight_grad_norm=norms, lr=0.1,
+                                        final_train_loss=loss)
+            for suffix, batch_norm, norms, loss, diverged, grad in (("", True, nan, float("nan"), True, 1.0),
+                                                                    ("-noBN", False, zero, LN10, False, 0.0))}
+    results = {"data": "planted", "settings": {"width": 2, "iterations": 1}, "nets": nets,
+               "summary": gradnorms.summary(nets), "claims": gradnorms.claims(nets),
+               "health": {name: r["health"] for name, r in nets.items()}}
+    labels = [t.get_text() for ax in gradnorms.plot(results)["gradnorms_init.png"].axes if ax.get_legend()
+              for t in ax.get_legend().get_texts()]
+    assert labels == ["depth 8 [DIVERGED] (zero or NaN/Inf: not drawn)", "depth 8 [DEAD] (all zero: not drawn)"]
+    assert "A NaN ratio means the last conv got no gradient at all, or a gradient was NaN/Inf" in gradnorms.report(results)
+
+
 def test_lesion_and_shortcut_verdicts_fail_when_the_planted_errors_say_so():
     from minires.experiments import lesion, shortcuts
     def lesion_nets(res_rise, plain_rise):
@@ -368,6 +432,19 @@ def test_lesion_and_shortcut_verdicts_fail_when_the_planted_errors_say_so():
     options = {k: fake_run(e) for k, e in zip("ABC", (0.110, 0.105, 0.100))}  # 0.5 points apart, noise 3.2
     claim = shortcuts.claims(options, 1000)[0]
     assert claim["verdict"] == UNCLEAR and "3.2 points of test error" in claim["noise"]
+
+
+def test_the_resnet_lesion_claim_rests_on_the_resnet_alone():
+    """An untrained plain twin (plain-110 at the full settings stays above 60% error) leaves the ResNet's
+    own claim readable; only the comparison with the plain net cannot be made."""
+    from minires.experiments import lesion
+    nets = {name: fake_run(error, loss, label=name, residual=name == "ResNet", downsampling=[False, False],
+                           baseline_error=0.1, lesioned_error=[0.1, 0.1])
+            for name, error, loss in (("ResNet", 0.1, 0.5), ("plain", 0.7, 1.5))}
+    assert nets["plain"]["health"]["status"] == "under-trained"
+    barely, versus_plain = lesion.claims(nets, 1000)
+    assert barely["verdict"] == HOLDS and barely["readable"]
+    assert versus_plain["verdict"] == UNCLEAR and "plain is under-trained" in versus_plain["why"]
 
 
 def test_every_experiment_reports_claims_and_health(runs):
@@ -717,3 +794,53 @@ def test_each_experiments_help_states_its_quick_and_full_settings(name):
         assert f"batch {quick['batch_size']}" in doc
     if name in ("lesion", "degradation"):
         assert f"{quick['n_test']:,} test" in doc or f"{quick['n_test']:,} held-out" in doc
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_setting_the_help_lists_can_be_overridden(name, capsys):
+    """``--help`` lists the settings and says "each can be overridden below": each has an option that sets it."""
+    import argparse
+    from minires.experiments import OVERRIDES, add_arguments
+    with pytest.raises(SystemExit):
+        main(["experiment", name, "--help"])
+    assert "each can be overridden below" in capsys.readouterr().out
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    for key, value in importlib.import_module(f"minires.experiments.{name}").QUICK.items():
+        value = 7 if value is None else value
+        given = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        args = parser.parse_args([name, f"--{key.replace('_', '-')}", given])
+        assert key in OVERRIDES and getattr(args, key) == value
+
+
+def test_the_workers_help_says_shortcuts_trains_one_net_at_a_time(monkeypatch):
+    """shortcuts times its nets, so it trains them one at a time whatever --workers says; the help says so."""
+    import argparse
+    from minires.experiments import add_arguments, shortcuts
+    class Asked(Exception):
+        pass
+
+    def map_nets(*args, workers, **kwargs):
+        raise Asked(workers)
+    monkeypatch.setattr(shortcuts, "map_nets", map_nets)
+    with pytest.raises(Asked) as asked:
+        shortcuts.run(None, shortcuts.QUICK, workers=3)
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    text = " ".join(next(a.help for a in parser._actions if a.dest == "workers").split())
+    assert asked.value.args == (1,) and "shortcuts: one at a time" in text
+
+
+def test_the_standard_help_states_the_time_the_committed_standard_runs_took():
+    """``--standard``'s help gives the time of its runs: that of every committed run at the STANDARD settings
+    that had its machine to itself (not "about an hour": they took about ten minutes)."""
+    import argparse
+    from minires.experiments import add_arguments, responses
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    text = " ".join(next(a.help for a in parser._actions if a.option_strings == ["--standard"]).split())
+    low, high = map(int, re.search(r"responses: (\d+)-(\d+) minutes on an idle 2-core CPU", text).groups())
+    runs = [json.loads(p.read_text()) for p in (Path(__file__).parents[1] / "results/responses").glob("**/results.json")]
+    idle = [r["wall_seconds"] for r in runs if r["mode"] == "standard" and r["load_average"] <= r["cores"] == 2
+            and not common.differences(r["settings"], responses.STANDARD)]
+    assert len(idle) >= 8 and low == round(min(idle) / 60) and high == round(max(idle) / 60)

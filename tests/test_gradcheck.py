@@ -56,3 +56,23 @@ def test_inputs_are_restored_after_checking():
     mr.gradcheck(lambda a: a.exp(), [x], mode="directional")
     np.testing.assert_array_equal(x.numpy(), data)
     assert x.grad is None
+
+
+class NaNSquare(Function):
+    """y = x^2 with a planted bug: the backward gives NaN."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * np.nan
+
+
+def test_a_nan_gradient_is_counted_among_the_entries_out_of_tolerance():
+    """A NaN analytic gradient fails the check, and the report counts it (not "0 of 4 entries")."""
+    x = mr.tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(mr.GradcheckError, match="analytic nan") as info:
+        mr.gradcheck(NaNSquare.apply, [x], mode="full")
+    assert "4 of 4 entries out of tolerance" in str(info.value)

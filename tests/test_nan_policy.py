@@ -198,6 +198,18 @@ def test_stop_on_a_non_finite_held_out_loss_keeps_the_last_good_checkpoint(tmp_p
     assert load_checkpoint(tmp_path)["iteration"] == 3     # epoch 2's broken state was never saved
 
 
+def test_stop_on_a_non_finite_held_out_loss_of_the_first_epoch_says_why_it_has_no_checkpoint(tmp_path):
+    """The first epoch ended, but broken: not "the first is written when the first epoch ends"."""
+    trainer = Trainer(Config(out=str(tmp_path), **TINY))
+    trainer.evaluate = lambda: (np.nan, 0.9)
+    with pytest.raises(NonFiniteError) as error:
+        trainer.fit()
+    assert str(error.value).startswith("training stopped after epoch 1 (iteration 3): the held-out loss is nan; there "
+                                       "is no checkpoint yet (one is written at the end of each epoch whose weights, "
+                                       "statistics and held-out loss are finite)")
+    assert not (tmp_path / "checkpoint.json").exists()
+
+
 def test_skip_restores_the_batchnorm_statistics_of_the_skipped_batch(tmp_path):
     trainer = _poisoned_trainer(tmp_path, "skip")
     with pytest.warns(RuntimeWarning, match="1 of its updates skipped"):

@@ -118,6 +118,7 @@ def test_command_line(capsys):
     assert main(["summary", "plain20", "--input-shape", "3", "16", "16", "--num-classes", "4"]) == 0
     out = capsys.readouterr().out
     assert "fc (Linear)" in out and "(1, 4)" in out
+    assert out.startswith("plain20, input (1, 3, 16, 16)\n")       # the net asked for, not its class (ResNet)
     with pytest.raises(SystemExit):
         main(["summary", "resnet21"])
 

@@ -2,7 +2,9 @@
 --download without a dataset that reads them, --width on an ImageNet net, --milestones past the end,
 --epochs or --milestones with --paper) are refused in one line before any data loads, and a --resume of
 a run that has finished says there is nothing to train instead of printing a result."""
+import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,41 @@ def test_committed_metrics_files_are_strict_json():
     assert files
     for path in files:
         assert [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_resume_help_names_every_option_a_resumed_run_may_change():
+    """``--resume``'s help says which given settings may differ from the saved run's: each option of a
+    setting the resume accepts (train.RESUMABLE) is named there."""
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    resume = " ".join(next(a.help for a in parser._actions if a.dest == "resume").split())
+    options = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    missing = [options[s] for s in sorted(train.RESUMABLE - {"progress"}) if s in options
+               and not re.search(f"{options[s]}\\b(?!-)", resume[resume.index("except"):])]
+    assert not missing
+
+
+@pytest.mark.parametrize("loss, error, said", [
+    (0.3, 0.10, "done: held-out accuracy 80.00% after 1 epoch; metrics"),
+    (1.5, 0.60, "done: held-out accuracy 80.00% after 1 epoch, but the net is UNDER-TRAINED: final training error "
+                "60.0% > 50%, so this is not a trained net's result; metrics"),
+    (2.25, 0.85, "done: held-out accuracy 80.00% after 1 epoch, but the net is DEAD: final training loss 2.250 is not "
+                 "below chance, ln 10 = 2.303 minus 0.1, so this is not a trained net's result; metrics"),
+])
+def test_the_last_line_flags_a_net_that_has_not_learned(tmp_path, monkeypatch, capsys, loss, error, said):
+    """The rules of the experiments' health flags (a final training loss not below chance, a final training
+    error above 50%) are said in the "done" line of ``minires train`` too, not printed as a normal result."""
+    final = {"kind": "epoch", "epoch": 1, "iteration": 2, "train_loss": loss, "train_error": error,
+             "test_loss": 0.5, "test_error": 0.2, "test_accuracy": 0.8}
+    monkeypatch.setattr(train.Trainer, "fit", lambda self: final)
+    assert main(["train", "--model", "resnet8", "--width", "2", "--train-size", "16", "--test-size", "8",
+                 "--epochs", "1", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert said in capsys.readouterr().out
+
+
+def test_a_real_run_that_learned_nothing_says_so(tmp_path, capsys):
+    with backend.using("conv2d", "numpy"):
+        assert main(["train", "--model", "resnet8", "--width", "2", "--train-size", "64", "--test-size", "16",
+                     "--batch-size", "32", "--epochs", "1", "--lr", "1e-6", "--no-progress",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert "but the net is DEAD: final training loss" in capsys.readouterr().out

@@ -10,7 +10,7 @@ shortcuts      options A/B/C at one depth: error, parameters, time
 =============  ===================================================================================
 
 Each module has ``QUICK`` and ``FULL`` settings (and ``STANDARD``, where the quick ones cannot show
-the paper's effect but an hour can), ``run(data, settings, seed, progress, workers, ledger) -> dict``
+the paper's effect but a longer run can), ``run(data, settings, seed, progress, workers, ledger) -> dict``
 (plain data, written as ``results.json``), ``plot(results) -> {file name: figure}`` (PNGs) and
 ``report(results) -> str`` (``summary.md``, also printed). Every result carries ``health`` (each
 net: ok, under-trained, dead or diverged; :func:`~minires.experiments.common.assess_health`) and
@@ -127,7 +127,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--quick", dest="mode", action="store_const", const="quick", default="full",
                        help="the quick settings (minutes on a 2-core CPU; see each experiment's docstring)")
     modes.add_argument("--standard", dest="mode", action="store_const", const="standard",
-                       help="the standard settings, where an experiment has them (about an hour on a 2-core CPU)")
+                       help="the standard settings, where an experiment has them (responses: 8-11 minutes on an idle "
+                            "2-core CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
@@ -143,7 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "settings) and write OUT/seeds.md and seeds.json")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--workers", type=positive_int, default=None,
-                        help="nets trained at once, one process and one BLAS thread each (default: the number of cores)")
+                        help="nets trained at once, one process and one BLAS thread each (default: the number of "
+                             "cores; shortcuts: one at a time, whatever this says, as its time per iteration is a result)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
     overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2 (lesion, shortcuts)")
@@ -151,6 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     overrides.add_argument("--iterations", type=positive_int, help="SGD iterations per network")
     overrides.add_argument("--batch-size", type=positive_int)
     overrides.add_argument("--lr", type=positive_float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
+    overrides.add_argument("--lr-no-bn", type=positive_float, help="gradnorms: --lr of the nets without BN")
     overrides.add_argument("--warmup", type=non_negative_int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     overrides.add_argument("--weight-decay", type=non_negative_float, help="L2 weight decay (the paper: 1e-4)")
     overrides.add_argument("--n-train", type=positive_int, help="training images to use (synthetic: to generate)")
@@ -158,8 +161,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     overrides.add_argument("--eval-every", type=positive_int, help="iterations between test evaluations")
 
 
-OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "warmup", "weight_decay", "n_train",
-             "n_test", "eval_every")
+OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "lr_no_bn", "warmup", "weight_decay",
+             "n_train", "n_test", "eval_every")
 
 
 RUN_FILES = ("results.json", "summary.md", "seeds.json", "seeds.md")
@@ -297,7 +300,7 @@ def finished_seed(folder: Path, args, seed: int) -> bool:
     path = folder / "results.json"
     if not path.is_file():
         return False
-    found = json.loads(path.read_text())
+    found = common.read_results(path)
     settings = choose_settings(modes_of(get(args.name)), args.mode, {k: getattr(args, k) for k in OVERRIDES})
     wanted = {"experiment": args.name, "mode": args.mode, "data": args.data, "seed": seed, "settings": settings}
     have = {"experiment": found.get("experiment"), "mode": found.get("mode"), "data": common.dataset_of(found),

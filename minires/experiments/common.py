@@ -32,7 +32,7 @@ from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
 from ..random import manual_seed
 from ..optim import SGD, paper_schedule
-from ..train import Config, load_datasets, make_loaders
+from ..train import CHANCE_MARGIN, UNDER_TRAINED, Config, learning_flag, load_datasets, make_loaders
 
 DATASETS = ("synthetic", "mnist", "cifar10")
 
@@ -119,6 +119,19 @@ def dataset_of(results: dict) -> str:
     return str(results.get("data", "")).split(":")[0]
 
 
+def read_results(path) -> dict:
+    """The ``results.json`` at ``path``; ValueError naming it when it is not JSON, or lacks what every run
+    records (its experiment, seed and claims)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): not the results.json of a finished run") from None
+    missing = [key for key in ("experiment", "seed", "claims") if not isinstance(results, dict) or key not in results]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: not the results.json of a finished minires experiment")
+    return results
+
+
 def modes_of(module) -> dict:
     """An experiment module's settings by mode: ``quick``, ``standard`` (where it has one) and ``full``."""
     names = (("quick", "QUICK"), ("standard", "STANDARD"), ("full", "FULL"))
@@ -126,14 +139,11 @@ def modes_of(module) -> dict:
 
 
 # ----------------------------------------------------------------------------- run health
-UNDER_TRAINED = 0.5   # a final training error above this: the net has not fit the training data
-CHANCE_MARGIN = 0.1   # nats: a final training loss above ln(classes) minus this is "not below chance"
 HEALTH_FLAGS = {      # status -> what it means, in words (summary.md and the figures' notes)
     "diverged": "its loss or weights became NaN/Inf and training stopped: its numbers describe a broken run, "
                 "not the architecture",
-    "dead": "every weight gradient was zero at the last step, or its final training loss was not below chance "
-            "(ln of the number of classes, minus {margin} nats): it learned nothing, so its numbers say nothing "
-            "about the architecture",
+    "dead": "every weight gradient was zero at the last step{or_chance}: it learned nothing, so its numbers say "
+            "nothing about the architecture",
     "under-trained": "its final training error is above {level}: it has not fit the training data at this "
                      "setting, so what it shows may change with longer training",
 }
@@ -150,28 +160,26 @@ def assess_health(run: dict, num_classes: int, under_trained_above: float | None
     * ``under-trained``: ``final_train_error > under_trained_above``;
     * ``ok``.
 
+    The tests of the loss and the error are :func:`minires.train.learning_flag`'s (``minires train`` says them too).
+
     ``None`` for ``chance_margin`` or ``under_trained_above`` leaves that test out: a run of a few
     dozen steps (gradnorms) is not expected to have learned yet.
     """
-    chance = math.log(num_classes)
     loss, error = run["final_train_loss"], run["final_train_error"]
     if run["diverged"] or not run["weights_finite"] or not math.isfinite(loss):
         status, reason = "diverged", "its loss or weights are NaN/Inf"
     elif run["weight_grad_max"] == 0:
         status, reason = "dead", "every weight gradient is exactly zero"
-    elif chance_margin is not None and loss > chance - chance_margin:
-        status, reason = "dead", (f"final training loss {loss:.3f} is not below chance, ln {num_classes} = "
-                                  f"{chance:.3f} minus {chance_margin:g}")
-    elif under_trained_above is not None and error > under_trained_above:
-        status, reason = "under-trained", f"final training error {100 * error:.1f}% > {100 * under_trained_above:g}%"
     else:
-        status, reason = "ok", "trained"
-    return {"status": status, "reason": reason, "chance_loss": chance, "chance_margin": chance_margin,
-            "under_trained_above": under_trained_above}
+        flag = learning_flag(loss, error, num_classes, under_trained_above, chance_margin)
+        status, reason = flag or ("ok", "trained")
+    return {"status": status, "reason": reason, "chance_loss": math.log(num_classes),
+            "chance_margin": chance_margin, "under_trained_above": under_trained_above}
 
 
 def flagged(label: str, health: dict) -> str:
-    """A legend label with the net's health flag appended (``"ResNet-56 [DEAD]"``); unchanged when ok."""
+    """A legend label or printed line with the net's health flag appended (``"ResNet-56 [DEAD]"``);
+    unchanged when ok."""
     return label if health["status"] == "ok" else f"{label} [{health['status'].upper()}]"
 
 
@@ -179,19 +187,22 @@ def health_notes(health: dict) -> str:
     """What the flags in this run mean, in words: one line per flag that occurs (``health``: name -> health)."""
     levels = {h["under_trained_above"] for h in health.values() if h["under_trained_above"] is not None}
     level = " / ".join(f"{100 * v:g}%" for v in sorted(levels)) or "the stated level"
+    margins = sorted({h["chance_margin"] for h in health.values() if h["chance_margin"] is not None})
+    or_chance = (", or its final training loss was not below chance (ln of the number of classes, minus "
+                 + " / ".join(f"{v:g}" for v in margins) + " nats)") if margins else ""
     bad = {}
     for name, h in health.items():
         if h["status"] != "ok":
             bad.setdefault(h["status"], []).append(f"{name} ({h['reason']})")
     if not bad:
         judged = ["finite", "nonzero weight gradients"]
-        judged += ["final loss below chance"] if any(h["chance_margin"] is not None for h in health.values()) else []
+        judged += ["final loss below chance"] if margins else []
         judged += [f"final training error at most {level}"] if levels else []
         return f"Run health: no net flagged ({', '.join(judged)})."
     lines = [f"Run health: {sum(map(len, bad.values()))} of {len(health)} nets flagged:"]
     for status in HEALTH_FLAGS:
         if status in bad:
-            meaning = HEALTH_FLAGS[status].format(margin=f"{CHANCE_MARGIN:g}", level=level)
+            meaning = HEALTH_FLAGS[status].format(or_chance=or_chance, level=level)
             lines.append(f"- **{status.upper()}**: {', '.join(bad[status])}. Meaning: {meaning}.")
     return "\n".join(lines)
 
@@ -301,6 +312,10 @@ def report_tail(results: dict) -> str:
                       f"(CPU time {results['cpu_seconds']:.0f} s) on {results['cores']} cores whose 1-minute load "
                       f"average was {results['load_average']:.1f} at the end"
                       + (": the machine was shared, so the wall time is longer than on an idle one." if busy else ".")]
+    if results.get("reused_nets"):
+        parts += ["", f"{results['reused_nets']} of the {len(results['health'])} nets were trained by an earlier, "
+                      "interrupted attempt of this run: the times include that attempt up to its last finished net, "
+                      "but not the CPU time of its worker processes."]
     if "environment" in results:      # runs made before it was recorded do not have it
         parts += ["", f"Computed with {describe_environment(results['environment'])}"]
     return "\n".join(parts) + "\n"
@@ -638,7 +653,9 @@ class NetLedger:
     def _load(self) -> None:
         try:
             found = json.loads(self.path.read_text())
-            run, nets, before = found["run"], found["nets"], found["seconds"]
+            run, seconds = found["run"], found["seconds"]
+            nets = {net["job"]: {"name": net["name"], "result": net["result"]} for net in found["nets"]}
+            before = {"wall": float(seconds["wall"]), "cpu": float(seconds["cpu"])}
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{self.path} is not a record of finished nets ({type(error).__name__}: {error}): "
                              "remove it to start the run over") from None
@@ -646,8 +663,7 @@ class NetLedger:
         if differ:
             raise FileExistsError(f"{self.path} holds the finished nets of another run ({'; '.join(differ)}): "
                                   "remove it to start over, or choose another --out")
-        self.nets = {net["job"]: {"name": net["name"], "result": net["result"]} for net in nets}
-        self.before = {"wall": float(before["wall"]), "cpu": float(before["cpu"])}
+        self.nets, self.before = nets, before
 
     @staticmethod
     def key(job) -> str:

@@ -77,8 +77,8 @@ def train_net(data, job: dict, progress: bool = True) -> tuple[str, dict]:
                    eval_every=settings["eval_every"], seed=job["seed"], warmup=settings["warmup"], label=name,
                    progress=progress)
     if progress:
-        say(f"{name:>9s}: train error {100 * curves['final_train_error']:5.1f}%  test error "
-            f"{100 * curves['final_test_error']:5.1f}%  ({curves['seconds']:.0f} s)")
+        say(flagged(f"{name:>9s}: train error {100 * curves['final_train_error']:5.1f}%  test error "
+                    f"{100 * curves['final_test_error']:5.1f}%  ({curves['seconds']:.0f} s)", curves["health"]))
     return name, {"depth": depth, "residual": residual, "params": parameter_count(model), **curves}
 
 
@@ -139,7 +139,8 @@ def plot(results: dict) -> dict:
     s = results["settings"]
     fig.suptitle(f"Degradation (paper Fig. 6) on {results['data'].split(':')[0]}: width {s['width']}, "
                  f"{s['iterations']} iterations, batch {s['batch_size']}"
-                 + (f", warm-up {s['warmup']}" if s.get("warmup") else "") + f", seed {results.get('seed', 0)}")
+                 + (f", warm-up {s['warmup']}" if s.get("warmup") else "")
+                 + (f", seed {results['seed']}" if "seed" in results else ""))
     fig.tight_layout()
     note_health(fig, results["health"])
     return {"degradation.png": fig}

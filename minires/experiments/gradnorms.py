@@ -140,9 +140,10 @@ def report(results: dict) -> str:
     return (f"Gradient norms per conv layer ({results['data']}; width {results['settings']['width']}, "
             f"{results['settings']['iterations']} iterations; y = conv output, W = conv weight)\n\n{table}\n\n"
             "Vanishing gradients would show as a first/last ratio far below 1 and a minimum weight gradient "
-            "many decades below the median. A NaN ratio means the last layer got no gradient at all. These runs "
-            "are a few dozen steps, too short to have learned: only zero weight gradients (dead) and NaN/Inf "
-            "(diverged) flag a net, not its loss or training error; the final training loss is in the table.\n"
+            "many decades below the median. A NaN ratio means the last conv got no gradient at all, or a gradient "
+            "was NaN/Inf (a diverged net). These runs are a few dozen steps, too short to have learned: only zero "
+            "weight gradients (dead) and NaN/Inf (diverged) flag a net, not its loss or training error; the final "
+            "training loss is in the table.\n"
             + report_tail(results))
 
 
@@ -180,8 +181,7 @@ def _grid(nets: dict, curves_of, title: str, ylabel: str):
             for label, values in curves_of(r):
                 values = np.asarray(values, dtype=float)
                 depth_fraction = np.arange(1, len(values) + 1) / len(values)
-                dead = not np.any(np.isfinite(values) & (values > 0))
-                label = flagged(label, r["health"]) + (" (all zero: not drawn)" if dead else "")
+                label = flagged(label, r["health"]) + _not_drawn(values)
                 ax.plot(depth_fraction, values, marker=".", markersize=3, label=label)
         ax.set_yscale("log")
         ax.set_title(f"{'ResNet' if residual else 'plain'}, {'with' if batch_norm else 'without'} BN", fontsize=10)
@@ -196,3 +196,10 @@ def _grid(nets: dict, curves_of, title: str, ylabel: str):
     fig.tight_layout()
     note_health(fig, {name: r["health"] for name, r in nets.items()})
     return fig
+
+
+def _not_drawn(values: np.ndarray) -> str:
+    """Why a log-scale curve of ``values`` shows nothing, for its label ("" when it shows something)."""
+    if np.any(np.isfinite(values) & (values > 0)):
+        return ""
+    return " (all zero: not drawn)" if np.all(values == 0) else " (zero or NaN/Inf: not drawn)"
