@@ -236,3 +236,28 @@ def test_book_refuses_the_course_folder_and_a_foreign_index_before_running_anyth
     (site / "index.html").write_text(index_page([{"href": "01_a.html", "title": "A"}]))
     assert GENERATOR in (site / "index.html").read_text()
     check_out_folder(site, course)                     # an earlier book: no complaint
+
+
+# --- bad input: unreadable files, solutions outside an exercise, endless cells --------------------
+
+def test_a_file_that_is_not_a_notebook_is_named_by_build_grade_and_book(tmp_path, capsys):
+    """Refused before any kernel starts: the corrupt notebook sorts first in every folder here."""
+    course, submissions = tiny_course(tmp_path / "course"), tmp_path / "submissions"
+    submissions.mkdir()
+    for broken in (course / "00_broken.ipynb", submissions / "01_tiny.ipynb"):
+        broken.write_text('{"cells": [')          # a notebook cut short
+    (submissions / "notes.txt").write_text("my notes")
+    editions.build_student_edition(tiny_course(tmp_path / "good"), tmp_path / "good_student")
+    for argv, named in (
+            (["course", "build", "--source", str(course), "--out", str(tmp_path / "student")], "course/00_broken.ipynb"),
+            (["course", "grade", str(submissions), "--checks", str(course)], "submissions/01_tiny.ipynb"),
+            (["course", "grade", str(submissions / "notes.txt"), "--own-checks"], "submissions/notes.txt"),
+            (["course", "grade", str(tmp_path / "good_student" / "01_tiny.ipynb"), "--checks", str(course)],
+             "course/00_broken.ipynb"),                                 # a corrupt notebook among the checks
+            (["course", "book", "--source", str(course), "--out", str(tmp_path / "book")], "course/00_broken.ipynb")):
+        assert cli.main(argv) == 1
+        error = capsys.readouterr().err
+        assert f"{named}: not a readable notebook" in error, (argv, error)
+        assert len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "student").exists() and not (tmp_path / "book").exists()
+

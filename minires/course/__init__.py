@@ -43,5 +43,6 @@ notebook without exercises has ``"exercises": []``. A new notebook gets a line t
     "10_double_backward": {"exercises": [], "checks": 4}
 """
 from .editions import (BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, CHECK_TAG, INSTRUCTOR_TAG,  # noqa: F401
-                       CourseFormatError, EditionError, exercise_name, student_edition, student_source, build_student_edition)
+                       CourseFormatError, EditionError, NotebookFileError, exercise_name, student_edition, student_source,
+                       build_student_edition)
 from .commands import add_arguments, run  # noqa: F401

@@ -34,6 +34,22 @@ class EditionError(ValueError):
     """The student edition was not written, because writing it would destroy someone's work (the message says whose)."""
 
 
+class NotebookFileError(ValueError):
+    """A file that should be a notebook cannot be read as one (the message names it and says why)."""
+
+
+def read_notebook(path):
+    """The notebook at ``path`` (nbformat v4); a ``NotebookFileError`` naming the file if it is not one."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 -- nbformat raises many kinds (JSON, schema, encoding, ...)
+        raise NotebookFileError(f"{path}: not a readable notebook ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0] if str(error).strip() else 'no detail'}); "
+                                "is it a Jupyter notebook, saved completely?") from error
+
+
 def tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
@@ -111,11 +127,9 @@ def course_notebook_id(notebook) -> str | None:
 def is_unedited(path: pathlib.Path, fresh) -> bool:
     """Whether the notebook at ``path`` holds nobody's work: its cells are ``fresh``'s, or those of the
     student edition it was built as (the digest recorded in its metadata)."""
-    import nbformat
-
     try:
-        existing = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001 -- not a notebook we can read: treat it as someone's work
+        existing = read_notebook(path)
+    except NotebookFileError:  # not a notebook we can read: treat it as someone's work
         return False
     digest = cells_digest(existing)
     recorded = existing.get("metadata", {}).get(METADATA_KEY, {})
@@ -147,7 +161,7 @@ def build_student_edition(source_dir, out_dir, force: bool = False) -> list[path
         if target.exists() and target.resolve() == path.resolve():
             raise EditionError(f"{target} is the course notebook {path} itself (a link?): writing the student edition "
                                f"would replace its solutions with stubs; choose another folder")
-        student = student_edition(nbformat.read(path, as_version=4))
+        student = student_edition(read_notebook(path))
         student.metadata[METADATA_KEY] = {"course_notebook": path.stem, "edition": "student",
                                           "cells_digest": cells_digest(student)}
         if target.exists() and not is_unedited(target, student):

@@ -24,7 +24,7 @@ import pathlib
 from dataclasses import asdict, dataclass
 
 from .editions import (BEGIN_SOLUTION, END_SOLUTION, METADATA_KEY, NOTEBOOK_PATTERN, CourseFormatError, cells_digest,
-                       course_notebook_id, course_notebooks, exercise_name, split_exercise)
+                       course_notebook_id, course_notebooks, exercise_name, read_notebook, split_exercise)
 from .execute import execute_notebook
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -100,8 +100,6 @@ def exercise_names(notebook) -> list[str]:
 
 def official_notebooks(checks_dir) -> dict:
     """The course notebooks of ``checks_dir``: stem -> (path, notebook); a ``GradeError`` if there are none."""
-    import nbformat
-
     folder = pathlib.Path(checks_dir)
     if not folder.is_dir():
         raise GradeError(f"the checks folder {folder} does not exist; pass --checks with the folder of the course's "
@@ -110,7 +108,7 @@ def official_notebooks(checks_dir) -> dict:
     if not paths:
         raise GradeError(f"the checks folder {folder} holds no course notebooks ({NOTEBOOK_PATTERN}); pass --checks "
                          f"with the folder of the course's notebooks (the instructor edition, default {TUTORIALS_DIR})")
-    return {path.stem: (path, nbformat.read(path, as_version=4)) for path in paths}
+    return {path.stem: (path, read_notebook(path)) for path in paths}
 
 
 def find_official(path: pathlib.Path, submission, checks_dir) -> tuple[pathlib.Path, object, str]:
@@ -164,10 +162,8 @@ def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_che
 
     The checks are the course's (``checks_dir``; see ``find_official``), or, only with ``own_checks=True``,
     the submission's own, which a student can edit (``checks_from`` is then ``OWN_CHECKS``)."""
-    import nbformat
-
     path = pathlib.Path(path)
-    submission = nbformat.read(path, as_version=4)
+    submission = read_notebook(path)
     if own_checks:
         problems, expected = {}, exercise_names(submission)
         checks_from, matched_by = OWN_CHECKS, "asked for (--own-checks)"
