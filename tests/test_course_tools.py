@@ -261,3 +261,16 @@ def test_a_file_that_is_not_a_notebook_is_named_by_build_grade_and_book(tmp_path
         assert len(error.strip().splitlines()) == 1
     assert not (tmp_path / "student").exists() and not (tmp_path / "book").exists()
 
+
+def test_build_refuses_a_solution_in_a_cell_without_an_exercise_tag(tmp_path):
+    """A mistyped tag (``exercise 01.2``) would otherwise hand the solution to the students verbatim."""
+    course = tiny_course(tmp_path / "course")
+    notebook = nbformat.read(course / "02_small.ipynb", as_version=4)
+    untagged = exercise("02.2", "secret = 42", "assert secret == 42")
+    untagged.metadata["tags"] = ["exercise 02.2"]
+    notebook.cells.append(untagged)
+    nbformat.write(notebook, course / "02_small.ipynb")
+    with pytest.raises(editions.CourseFormatError, match=r"02_small.ipynb, cell 2: .*no 'exercise:NN.K' tag"):
+        editions.build_student_edition(course, tmp_path / "student")
+    assert not (tmp_path / "student").exists(), "nothing may be written, least of all the solution"
+
