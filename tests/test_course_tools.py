@@ -274,3 +274,24 @@ def test_build_refuses_a_solution_in_a_cell_without_an_exercise_tag(tmp_path):
         editions.build_student_edition(course, tmp_path / "student")
     assert not (tmp_path / "student").exists(), "nothing may be written, least of all the solution"
 
+
+def test_an_endless_exercise_fails_by_the_timeout_and_the_rest_is_graded(tmp_path, capsys):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    course = tmp_path / "course"
+    course.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [exercise("01.1", "x = 2", "assert x == 2"), exercise("01.2", "y = 3", "assert y == 3")]
+    nbformat.write(notebook, course / "01_loop.ipynb")
+    editions.build_student_edition(course, tmp_path / "student")
+    path = tmp_path / "student" / "01_loop.ipynb"
+    edit(path, "01.1", editions.stub_line("01.1"), "while True:\n    pass")
+    edit(path, "01.2", editions.stub_line("01.2"), "y = 3")
+
+    grade = grade_notebook(path, checks_dir=course, timeout=2)
+    assert [(e.name, e.status) for e in grade.exercises] == [("01.1", FAILED), ("01.2", PASSED)]
+    assert grade.exercises[0].detail.startswith("TimeoutError: the cell ran longer than 2 s")
+
+    with pytest.raises(SystemExit) as exited:      # nbclient counts whole seconds
+        cli.main(grading(path, "--checks", str(course), "--timeout", "2.5"))
+    assert exited.value.code == 2 and "2.5" in capsys.readouterr().err

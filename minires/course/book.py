@@ -71,7 +71,7 @@ def execution_errors(name: str, execution) -> list[str]:
     return [f"{name}, cell {run.index}: {run.error[0]}: {run.error[1]}" for run in execution.errors()]
 
 
-def build_book(out, source_dir, executions=None, timeout: float = 120) -> list[pathlib.Path]:
+def build_book(out, source_dir, executions=None, timeout: int = 120) -> list[pathlib.Path]:
     """Execute the tutorials in ``source_dir`` (or take ``executions``: stem -> ``Execution`` already run)
     and write ``index.html`` plus one page per tutorial into ``out``; returns the paths, index first."""
     from nbconvert import HTMLExporter

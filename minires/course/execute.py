@@ -79,8 +79,30 @@ def cell_error(cell) -> tuple | None:
     return None
 
 
-def execute_notebook(notebook, cwd, timeout: float = 120, probe_stubs: bool = False) -> Execution:
-    """Execute a copy of ``notebook`` (nbformat v4) in ``cwd``; every cell runs, errors or not."""
+def timeout_error(timeout: int) -> dict:
+    return {"ename": "TimeoutError", "evalue": f"the cell ran longer than {timeout} s and was interrupted "
+                                                f"(--timeout)", "traceback": []}
+
+
+def _record_timeout(cell, cell_index, execute_reply) -> None:
+    """A cell that ran out of time shows the timeout as its error, not the KeyboardInterrupt of the interrupt.
+
+    nbclient hands this hook its stand-in reply for such a cell: ``timeout_error``'s content, whose empty
+    traceback no error raised in the kernel has."""
+    content = execute_reply["content"]
+    if content.get("ename") == "TimeoutError" and not content.get("traceback"):
+        import nbformat
+
+        cell.outputs = [output for output in cell.outputs if output.get("output_type") != "error"]
+        cell.outputs.append(nbformat.v4.new_output("error", ename=content["ename"], evalue=content["evalue"],
+                                                   traceback=[]))
+
+
+def execute_notebook(notebook, cwd, timeout: int = 120, probe_stubs: bool = False) -> Execution:
+    """Execute a copy of ``notebook`` (nbformat v4) in ``cwd``; every cell runs, errors or not.
+
+    A cell that runs longer than ``timeout`` seconds is interrupted and records a ``TimeoutError``;
+    the cells after it still run."""
     import nbclient
 
     work = copy.deepcopy(notebook)
@@ -94,7 +116,8 @@ def execute_notebook(notebook, cwd, timeout: float = 120, probe_stubs: bool = Fa
     work.cells = cells
 
     client = nbclient.NotebookClient(work, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                     resources={"metadata": {"path": str(cwd)}})
+                                     interrupt_on_timeout=True, error_on_timeout=timeout_error(timeout),
+                                     on_cell_executed=_record_timeout, resources={"metadata": {"path": str(cwd)}})
     start = time.perf_counter()
     client.execute(env=kernel_env())
     seconds = time.perf_counter() - start

@@ -4,7 +4,8 @@ The grader executes the whole notebook in a fresh kernel, cell by cell, carrying
 and looks at each exercise cell (tag ``exercise:NN.K``):
 
 * **not attempted**: the cell raised ``NotImplementedError`` (the stub is still there);
-* **failed**: it raised anything else (the check's ``AssertionError``, a ``NameError``...);
+* **failed**: it raised anything else (the check's ``AssertionError``, a ``NameError``...), or ran
+  longer than the timeout (it is interrupted with a ``TimeoutError``, and the cells after it still run);
 * **passed**: it ran to the end and executed its asserts.
 
 The checks come from the course's own notebook (in ``checks_dir``, by default the ``tutorials/``
@@ -157,7 +158,7 @@ def find_official(path: pathlib.Path, submission, checks_dir) -> tuple[pathlib.P
     return official_path, official, " and ".join(clues)
 
 
-def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_checks: bool = False) -> NotebookGrade:
+def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_checks: bool = False) -> NotebookGrade:
     """Execute the notebook at ``path`` and grade each of its exercises (see the module docstring).
 
     The checks are the course's (``checks_dir``; see ``find_official``), or, only with ``own_checks=True``,
@@ -188,7 +189,7 @@ def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_che
     return NotebookGrade(str(path), grades, checks_from, matched_by)
 
 
-def grade_path(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_checks: bool = False) -> list[NotebookGrade]:
+def grade_path(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_checks: bool = False) -> list[NotebookGrade]:
     """Grade one notebook, or every numbered notebook in a folder."""
     path = pathlib.Path(path)
     if path.is_dir():
