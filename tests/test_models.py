@@ -347,6 +347,24 @@ def test_zero_init_residual_makes_every_block_its_shortcut(preact):
     assert not np.allclose(full, 0)
 
 
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_zero_init_residual_is_refused_for_plain_nets(preact):
+    """A plain block has no shortcut to start as: with its branch's end zeroed it outputs zeros, and
+    the net's output no longer depends on its input (shown below by zeroing by hand)."""
+    with pytest.raises(ValueError, match="zero_init_residual.*plain net"):
+        models.cifar_resnet(8, residual=False, preact=preact, zero_init_residual=True)
+    with pytest.raises(ValueError, match="zero_init_residual.*plain net"):
+        models.plain18(zero_init_residual=True)
+
+    plain = models.cifar_resnet(8, residual=False, preact=preact)
+    for block in plain.blocks():
+        block.branch_end.weight.data[...] = 0
+    inputs = np.random.default_rng(0).standard_normal((2, 4, 3, 8, 8)).astype(np.float32)
+    with mr.no_grad():
+        first, second = (plain(mr.tensor(x)).numpy() for x in inputs)
+    np.testing.assert_array_equal(first, second)
+
 def test_bn_hooks_record_every_3x3_conv_response():
     """Fig. 7's layer responses: one BN after each of ResNet-20's 19 3x3 convs, output after BN."""
     net = models.resnet20()

@@ -9,7 +9,7 @@ built the same way, for the CIFAR nets too.
 Initialisation follows the paper: He normal for every conv (``mode="fan_out"``, as torchvision),
 BN weight 1 and bias 0, PyTorch's default for ``fc``. ``zero_init_residual=True`` zeroes the weight
 of each block's ``branch_end`` (the last BN; the last conv in a pre-activation block), so every
-block starts as its shortcut.
+block starts as its shortcut (refused for plain nets, which have no shortcut to start as).
 """
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ class ResNet(Module):
                  num_classes: int = 10, preact: bool = False, zero_init_residual: bool = False,
                  input_size: int = 32, **block_options):
         super().__init__()
+        if zero_init_residual and not block_options.get("residual", True):
+            raise ValueError("ResNet: zero_init_residual=True makes every block start as its shortcut, but a plain "
+                             "net (residual=False) has none: every block would output zeros and the net's output "
+                             "would not depend on its input; leave zero_init_residual off for plain nets")
         self.preact = preact
         self.default_input_shape = (conv1.in_channels, input_size, input_size)
         self.conv1 = conv1
