@@ -295,3 +295,15 @@ def test_an_endless_exercise_fails_by_the_timeout_and_the_rest_is_graded(tmp_pat
     with pytest.raises(SystemExit) as exited:      # nbclient counts whole seconds
         cli.main(grading(path, "--checks", str(course), "--timeout", "2.5"))
     assert exited.value.code == 2 and "2.5" in capsys.readouterr().err
+
+
+def test_a_cell_that_kills_the_kernel_is_named_with_its_notebook(cheat, capsys):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    source, path = cheat
+    edit(path, "01.1", "x = 5", "import os; os._exit(1)")
+    assert cli.main(grading(path, "--checks", str(source))) == 1
+    captured = capsys.readouterr()
+    assert PASSED not in captured.out
+    error = captured.err.strip().splitlines()[-1]
+    assert f"{path}: the kernel died while running exercise 01.1" in error, error

@@ -84,7 +84,7 @@ def build_book(out, source_dir, executions=None, timeout: int = 120) -> list[pat
     problems = []
     for path in paths:
         if path.stem not in executions:
-            executions[path.stem] = execute_notebook(read_notebook(path), path.parent, timeout)
+            executions[path.stem] = execute_notebook(read_notebook(path), path.parent, timeout, notebook_name=str(path))
         problems += execution_errors(path.name, executions[path.stem])
     if problems:
         raise BookError("the book was not built; these cells raised:\n  " + "\n  ".join(problems))

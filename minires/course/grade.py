@@ -176,7 +176,7 @@ def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_check
         submission, problems = with_official_checks(submission, official)
         expected = exercise_names(official)
         checks_from = str(official_path)
-    execution = execute_notebook(submission, path.parent, timeout=timeout)
+    execution = execute_notebook(submission, path.parent, timeout=timeout, notebook_name=str(path))
     runs = {exercise_name(execution.notebook.cells[run.index]): run for run in execution.cells}
     grades = []
     for name in expected:
