@@ -219,6 +219,19 @@ def test_cifar10_missing_and_corrupt_files(tmp_path):
         CIFAR10(tmp_path)
 
 
+
+def test_cifar10_names_the_batch_missing_from_an_unpacked_folder(tmp_path):
+    """The folder is there without its archive: the message names what it lacks (not "neither exists")."""
+    _write_cifar_archive(tmp_path / "cifar-10-binary.tar.gz")
+    CIFAR10(tmp_path)
+    (tmp_path / "cifar-10-binary.tar.gz").unlink()
+    (tmp_path / "cifar-10-batches-bin" / "test_batch.bin").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        CIFAR10(tmp_path)
+    message = str(error.value)
+    assert f"{tmp_path / 'cifar-10-batches-bin'} lacks test_batch.bin" in message and "download=True" in message
+    assert "neither" not in message
+
 def test_cifar10_download_verifies_md5(tmp_path, monkeypatch):
     source = tmp_path / "server" / "cifar-10-binary.tar.gz"
     source.parent.mkdir()
