@@ -409,3 +409,14 @@ def test_loader_with_a_plain_dataset_and_a_sampler():
     np.testing.assert_array_equal(batches[0][0][:, 0, 0, 0], [4, 2])
     with pytest.raises(ValueError, match="sampler"):
         DataLoader(Pairs(), 2, shuffle=True, sampler=sampler)
+
+
+def test_drop_last_refuses_a_sampler_share_smaller_than_a_batch():
+    """With a sampler the loader batches the sampler's indices: a share of 50 makes no batch of 64."""
+    from minires.distributed import DistributedSampler
+    ds = _labelled(100)
+    share = DistributedSampler(ds, num_replicas=2, rank=0)
+    assert len(share) == 50
+    with pytest.raises(ValueError, match="drop_last with batch_size 64 but only 50 examples"):
+        DataLoader(ds, batch_size=64, drop_last=True, sampler=share)
+    assert len(DataLoader(ds, batch_size=50, drop_last=True, sampler=share)) == 1
