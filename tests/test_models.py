@@ -264,7 +264,7 @@ def test_resnet50_forward_on_a_tiny_input():
     assert logits.shape == (2, 4) and np.isfinite(logits.numpy()).all()
 
 
-@pytest.mark.parametrize("depth, message", [(21, "6n \\+ 2"), (2, "6n \\+ 2")])
+@pytest.mark.parametrize("depth, message", [(21, "6n \\+ 2"), (2, "6n \\+ 2"), ("20", "got '20'"), (20.0, "got 20.0")])
 def test_cifar_depth_must_be_6n_plus_2(depth, message):
     with pytest.raises(ValueError, match=message):
         models.cifar_resnet(depth)
@@ -275,6 +275,8 @@ def test_unknown_shortcut_option_is_refused():
         models.cifar_resnet(20, shortcut="D")
     with pytest.raises(ValueError, match="depth must be one of"):
         models.imagenet_resnet(19)
+    with pytest.raises(ValueError, match="got '18'"):        # a string that reads like a valid depth
+        models.imagenet_resnet("18")
 
 
 def test_plain_twin_has_no_shortcuts_and_same_layers():

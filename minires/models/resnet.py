@@ -106,7 +106,8 @@ def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: 
     ``residual=False`` gives the plain twin (same layers, no adds; ``shortcut`` is then unused).
     """
     if not is_cifar_depth(depth):
-        raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), got {depth}")
+        raise ValueError(f"cifar_resnet: depth must be an integer 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), "
+                         f"got {depth!r}")
     check_shortcut(shortcut)
     n = (depth - 2) // 6
     return ResNet(PreActBlock if preact else BasicBlock, (n, n, n), (width, 2 * width, 4 * width),
@@ -121,7 +122,7 @@ def imagenet_resnet(depth: int, residual: bool = True, shortcut: str = "B", num_
     (bottlenecks; ``stride_in_3x3=True`` for the "v1.5" variant). Shortcut B by default, as torchvision.
     """
     if depth not in IMAGENET_CONFIGS:
-        raise ValueError(f"imagenet_resnet: depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth}")
+        raise ValueError(f"imagenet_resnet: depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth!r}")
     check_shortcut(shortcut)
     block, stage_depths = IMAGENET_CONFIGS[depth]
     options = {"stride_in_3x3": stride_in_3x3} if block is Bottleneck else {}
