@@ -307,3 +307,14 @@ def test_a_cell_that_kills_the_kernel_is_named_with_its_notebook(cheat, capsys):
     assert PASSED not in captured.out
     error = captured.err.strip().splitlines()[-1]
     assert f"{path}: the kernel died while running exercise 01.1" in error, error
+
+
+def test_a_folder_with_a_notebook_it_would_skip_is_refused(tmp_path, capsys):
+    """Only NN_name.ipynb files are graded in a folder: a renamed one would be left out without a word."""
+    out = tmp_path / "student"
+    editions.build_student_edition(tiny_course(tmp_path / "course"), out)
+    os.replace(out / "02_small.ipynb", out / "alice_small.ipynb")
+    assert cli.main(grading(out, "--checks", str(tmp_path / "course"))) == 1
+    captured = capsys.readouterr()
+    assert not captured.out and len(captured.err.strip().splitlines()) == 1
+    assert "alice_small.ipynb" in captured.err and "would be skipped" in captured.err

@@ -190,10 +190,16 @@ def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_check
 
 
 def grade_path(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_checks: bool = False) -> list[NotebookGrade]:
-    """Grade one notebook, or every numbered notebook in a folder."""
+    """Grade one notebook, or every numbered notebook in a folder (a ``GradeError`` if the folder also
+    holds notebooks named otherwise: they would be skipped)."""
     path = pathlib.Path(path)
     if path.is_dir():
         notebooks = course_notebooks(path)
+        skipped = sorted(other.name for other in path.glob("*.ipynb") if other not in notebooks)
+        if skipped:
+            raise GradeError(f"{path}: these notebooks are not named NN_name.ipynb and would be skipped: "
+                             f"{', '.join(skipped)}; rename each after its course notebook (e.g. 05_residual_block.ipynb), "
+                             "move it away, or grade it on its own")
         if not notebooks:
             raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {path}")
         return [grade_notebook(notebook, checks_dir, timeout, own_checks) for notebook in notebooks]
