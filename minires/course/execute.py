@@ -79,7 +79,7 @@ def cell_error(cell) -> tuple | None:
     return None
 
 
-def timeout_error(timeout: int) -> dict:
+def _timeout_error(timeout: int) -> dict:
     return {"ename": "TimeoutError", "evalue": f"the cell ran longer than {timeout} s and was interrupted "
                                                 f"(--timeout)", "traceback": []}
 
@@ -87,7 +87,7 @@ def timeout_error(timeout: int) -> dict:
 def _record_timeout(cell, cell_index, execute_reply) -> None:
     """A cell that ran out of time shows the timeout as its error, not the KeyboardInterrupt of the interrupt.
 
-    nbclient hands this hook its stand-in reply for such a cell: ``timeout_error``'s content, whose empty
+    nbclient hands this hook its stand-in reply for such a cell: ``_timeout_error``'s content, whose empty
     traceback no error raised in the kernel has."""
     content = execute_reply["content"]
     if content.get("ename") == "TimeoutError" and not content.get("traceback"):
@@ -126,7 +126,7 @@ def execute_notebook(notebook, cwd, timeout: int = 120, probe_stubs: bool = Fals
 
     started = [cells[0]]   # the cells sent to the kernel, in order: the last one is running
     client = nbclient.NotebookClient(work, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                     interrupt_on_timeout=True, error_on_timeout=timeout_error(timeout),
+                                     interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
                                      on_cell_execute=lambda cell, cell_index: started.append(cell),
                                      on_cell_executed=_record_timeout, resources={"metadata": {"path": str(cwd)}})
     start = time.perf_counter()
