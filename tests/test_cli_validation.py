@@ -98,7 +98,7 @@ def test_other_commands_check_their_numbers_too(argv, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["experiment", "degradation", "--lr", "0"], "is not a positive number"),
-    (["course", "book", "--out", "book", "--timeout", "0"], "is not a positive number"),
+    (["course", "book", "--out", "book", "--timeout", "0"], "is not a positive integer"),
     (["experiment", "degradation", "--depths", "20,-56"], "expected comma-separated positive integers"),
 ])
 def test_experiment_settings_are_checked(argv, message, capsys):

@@ -236,3 +236,85 @@ def test_book_refuses_the_course_folder_and_a_foreign_index_before_running_anyth
     (site / "index.html").write_text(index_page([{"href": "01_a.html", "title": "A"}]))
     assert GENERATOR in (site / "index.html").read_text()
     check_out_folder(site, course)                     # an earlier book: no complaint
+
+
+# --- bad input: unreadable files, solutions outside an exercise, endless cells --------------------
+
+def test_a_file_that_is_not_a_notebook_is_named_by_build_grade_and_book(tmp_path, capsys):
+    """Refused before any kernel starts: the corrupt notebook sorts first in every folder here."""
+    course, submissions = tiny_course(tmp_path / "course"), tmp_path / "submissions"
+    submissions.mkdir()
+    for broken in (course / "00_broken.ipynb", submissions / "01_tiny.ipynb"):
+        broken.write_text('{"cells": [')          # a notebook cut short
+    (submissions / "notes.txt").write_text("my notes")
+    editions.build_student_edition(tiny_course(tmp_path / "good"), tmp_path / "good_student")
+    for argv, named in (
+            (["course", "build", "--source", str(course), "--out", str(tmp_path / "student")], "course/00_broken.ipynb"),
+            (["course", "grade", str(submissions), "--checks", str(course)], "submissions/01_tiny.ipynb"),
+            (["course", "grade", str(submissions / "notes.txt"), "--own-checks"], "submissions/notes.txt"),
+            (["course", "grade", str(tmp_path / "good_student" / "01_tiny.ipynb"), "--checks", str(course)],
+             "course/00_broken.ipynb"),                                 # a corrupt notebook among the checks
+            (["course", "book", "--source", str(course), "--out", str(tmp_path / "book")], "course/00_broken.ipynb")):
+        assert cli.main(argv) == 1
+        error = capsys.readouterr().err
+        assert f"{named}: not a readable notebook" in error, (argv, error)
+        assert len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "student").exists() and not (tmp_path / "book").exists()
+
+
+def test_build_refuses_a_solution_in_a_cell_without_an_exercise_tag(tmp_path):
+    """A mistyped tag (``exercise 01.2``) would otherwise hand the solution to the students verbatim."""
+    course = tiny_course(tmp_path / "course")
+    notebook = nbformat.read(course / "02_small.ipynb", as_version=4)
+    untagged = exercise("02.2", "secret = 42", "assert secret == 42")
+    untagged.metadata["tags"] = ["exercise 02.2"]
+    notebook.cells.append(untagged)
+    nbformat.write(notebook, course / "02_small.ipynb")
+    with pytest.raises(editions.CourseFormatError, match=r"02_small.ipynb, cell 2: .*no 'exercise:NN.K' tag"):
+        editions.build_student_edition(course, tmp_path / "student")
+    assert not (tmp_path / "student").exists(), "nothing may be written, least of all the solution"
+
+
+def test_an_endless_exercise_fails_by_the_timeout_and_the_rest_is_graded(tmp_path, capsys):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    course = tmp_path / "course"
+    course.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [exercise("01.1", "x = 2", "assert x == 2"), exercise("01.2", "y = 3", "assert y == 3")]
+    nbformat.write(notebook, course / "01_loop.ipynb")
+    editions.build_student_edition(course, tmp_path / "student")
+    path = tmp_path / "student" / "01_loop.ipynb"
+    edit(path, "01.1", editions.stub_line("01.1"), "while True:\n    pass")
+    edit(path, "01.2", editions.stub_line("01.2"), "y = 3")
+
+    grade = grade_notebook(path, checks_dir=course, timeout=2)
+    assert [(e.name, e.status) for e in grade.exercises] == [("01.1", FAILED), ("01.2", PASSED)]
+    assert grade.exercises[0].detail.startswith("TimeoutError: the cell ran longer than 2 s")
+
+    with pytest.raises(SystemExit) as exited:      # nbclient counts whole seconds
+        cli.main(grading(path, "--checks", str(course), "--timeout", "2.5"))
+    assert exited.value.code == 2 and "2.5" in capsys.readouterr().err
+
+
+def test_a_cell_that_kills_the_kernel_is_named_with_its_notebook(cheat, capsys):
+    pytest.importorskip("nbclient", reason=TUTORIALS_EXTRA)
+    pytest.importorskip("ipykernel", reason=TUTORIALS_EXTRA)
+    source, path = cheat
+    edit(path, "01.1", "x = 5", "import os; os._exit(1)")
+    assert cli.main(grading(path, "--checks", str(source))) == 1
+    captured = capsys.readouterr()
+    assert PASSED not in captured.out
+    error = captured.err.strip().splitlines()[-1]
+    assert f"{path}: the kernel died while running exercise 01.1" in error, error
+
+
+def test_a_folder_with_a_notebook_it_would_skip_is_refused(tmp_path, capsys):
+    """Only NN_name.ipynb files are graded in a folder: a renamed one would be left out without a word."""
+    out = tmp_path / "student"
+    editions.build_student_edition(tiny_course(tmp_path / "course"), out)
+    os.replace(out / "02_small.ipynb", out / "alice_small.ipynb")
+    assert cli.main(grading(out, "--checks", str(tmp_path / "course"))) == 1
+    captured = capsys.readouterr()
+    assert not captured.out and len(captured.err.strip().splitlines()) == 1
+    assert "alice_small.ipynb" in captured.err and "would be skipped" in captured.err

@@ -219,6 +219,19 @@ def test_cifar10_missing_and_corrupt_files(tmp_path):
         CIFAR10(tmp_path)
 
 
+
+def test_cifar10_names_the_batch_missing_from_an_unpacked_folder(tmp_path):
+    """The folder is there without its archive: the message names what it lacks (not "neither exists")."""
+    _write_cifar_archive(tmp_path / "cifar-10-binary.tar.gz")
+    CIFAR10(tmp_path)
+    (tmp_path / "cifar-10-binary.tar.gz").unlink()
+    (tmp_path / "cifar-10-batches-bin" / "test_batch.bin").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        CIFAR10(tmp_path)
+    message = str(error.value)
+    assert f"{tmp_path / 'cifar-10-batches-bin'} lacks test_batch.bin" in message and "download=True" in message
+    assert "neither" not in message
+
 def test_cifar10_download_verifies_md5(tmp_path, monkeypatch):
     source = tmp_path / "server" / "cifar-10-binary.tar.gz"
     source.parent.mkdir()
@@ -396,3 +409,14 @@ def test_loader_with_a_plain_dataset_and_a_sampler():
     np.testing.assert_array_equal(batches[0][0][:, 0, 0, 0], [4, 2])
     with pytest.raises(ValueError, match="sampler"):
         DataLoader(Pairs(), 2, shuffle=True, sampler=sampler)
+
+
+def test_drop_last_refuses_a_sampler_share_smaller_than_a_batch():
+    """With a sampler the loader batches the sampler's indices: a share of 50 makes no batch of 64."""
+    from minires.distributed import DistributedSampler
+    ds = _labelled(100)
+    share = DistributedSampler(ds, num_replicas=2, rank=0)
+    assert len(share) == 50
+    with pytest.raises(ValueError, match="drop_last with batch_size 64 but only 50 examples"):
+        DataLoader(ds, batch_size=64, drop_last=True, sampler=share)
+    assert len(DataLoader(ds, batch_size=50, drop_last=True, sampler=share)) == 1

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,16 @@ def test_sampler_rejects_bad_ranks():
     with pytest.raises(ValueError, match="3 examples"):
         dist.DistributedSampler(range(3), 4, 0)
 
+
+
+def test_per_rank_batch_divides_the_global_batch_and_suggests_batches_that_divide():
+    four_ranks = types.SimpleNamespace(world_size=4)
+    assert dist.per_rank_batch(8, four_ranks) == 2
+    with pytest.raises(ValueError, match="use 8 or 12"):
+        dist.per_rank_batch(10, four_ranks)
+    with pytest.raises(ValueError) as error:                 # smaller than the number of ranks
+        dist.per_rank_batch(2, four_ranks)
+    assert "use 4" in str(error.value) and "use 0" not in str(error.value)
 
 # --------------------------------------------------------------------------- gradients and state
 

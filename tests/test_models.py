@@ -264,7 +264,7 @@ def test_resnet50_forward_on_a_tiny_input():
     assert logits.shape == (2, 4) and np.isfinite(logits.numpy()).all()
 
 
-@pytest.mark.parametrize("depth, message", [(21, "6n \\+ 2"), (2, "6n \\+ 2")])
+@pytest.mark.parametrize("depth, message", [(21, "6n \\+ 2"), (2, "6n \\+ 2"), ("20", "got '20'"), (20.0, "got 20.0")])
 def test_cifar_depth_must_be_6n_plus_2(depth, message):
     with pytest.raises(ValueError, match=message):
         models.cifar_resnet(depth)
@@ -275,6 +275,8 @@ def test_unknown_shortcut_option_is_refused():
         models.cifar_resnet(20, shortcut="D")
     with pytest.raises(ValueError, match="depth must be one of"):
         models.imagenet_resnet(19)
+    with pytest.raises(ValueError, match="got '18'"):        # a string that reads like a valid depth
+        models.imagenet_resnet("18")
 
 
 def test_plain_twin_has_no_shortcuts_and_same_layers():
@@ -346,6 +348,24 @@ def test_zero_init_residual_makes_every_block_its_shortcut(preact):
     np.testing.assert_allclose(full, lesioned, rtol=1e-6, atol=1e-6)
     assert not np.allclose(full, 0)
 
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_zero_init_residual_is_refused_for_plain_nets(preact):
+    """A plain block has no shortcut to start as: with its branch's end zeroed it outputs zeros, and
+    the net's output no longer depends on its input (shown below by zeroing by hand)."""
+    with pytest.raises(ValueError, match="zero_init_residual.*plain net"):
+        models.cifar_resnet(8, residual=False, preact=preact, zero_init_residual=True)
+    with pytest.raises(ValueError, match="zero_init_residual.*plain net"):
+        models.plain18(zero_init_residual=True)
+
+    plain = models.cifar_resnet(8, residual=False, preact=preact)
+    for block in plain.blocks():
+        block.branch_end.weight.data[...] = 0
+    inputs = np.random.default_rng(0).standard_normal((2, 4, 3, 8, 8)).astype(np.float32)
+    with mr.no_grad():
+        first, second = (plain(mr.tensor(x)).numpy() for x in inputs)
+    np.testing.assert_array_equal(first, second)
 
 def test_bn_hooks_record_every_3x3_conv_response():
     """Fig. 7's layer responses: one BN after each of ResNet-20's 19 3x3 convs, output after BN."""

@@ -29,6 +29,8 @@ Cell tags (Jupyter: View > Right Sidebar > Cell Tags; stored in ``cell.metadata.
     before anything else in the cell runs. The student edition keeps the markers and the check and
     replaces the region's body with ``raise NotImplementedError(...)``. Put whatever an exercise
     needs from the notebook (data, models) in the cells *before* it, not above its region.
+    ``build`` refuses a code cell that has the markers but no exercise tag (a mistyped tag): its
+    solution would reach the students.
 ``check``
     A code cell that checks a claim stated in the text (it must execute at least one ``assert``).
     Exercise cells are checks too and are not tagged ``check`` again.
@@ -43,5 +45,6 @@ notebook without exercises has ``"exercises": []``. A new notebook gets a line t
     "10_double_backward": {"exercises": [], "checks": 4}
 """
 from .editions import (BEGIN_SOLUTION, END_SOLUTION, EXERCISE_TAG, CHECK_TAG, INSTRUCTOR_TAG,  # noqa: F401
-                       CourseFormatError, EditionError, exercise_name, student_edition, student_source, build_student_edition)
+                       CourseFormatError, EditionError, NotebookFileError, exercise_name, student_edition, student_source,
+                       build_student_edition)
 from .commands import add_arguments, run  # noqa: F401

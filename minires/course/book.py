@@ -15,7 +15,7 @@ import html
 import pathlib
 import re
 
-from .editions import INSTRUCTOR_TAG, course_notebooks, tags
+from .editions import INSTRUCTOR_TAG, course_notebooks, read_notebook, tags
 from .execute import execute_notebook
 
 TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
@@ -71,7 +71,7 @@ def execution_errors(name: str, execution) -> list[str]:
     return [f"{name}, cell {run.index}: {run.error[0]}: {run.error[1]}" for run in execution.errors()]
 
 
-def build_book(out, source_dir, executions=None, timeout: float = 120) -> list[pathlib.Path]:
+def build_book(out, source_dir, executions=None, timeout: int = 120) -> list[pathlib.Path]:
     """Execute the tutorials in ``source_dir`` (or take ``executions``: stem -> ``Execution`` already run)
     and write ``index.html`` plus one page per tutorial into ``out``; returns the paths, index first."""
     from nbconvert import HTMLExporter
@@ -84,9 +84,7 @@ def build_book(out, source_dir, executions=None, timeout: float = 120) -> list[p
     problems = []
     for path in paths:
         if path.stem not in executions:
-            import nbformat
-
-            executions[path.stem] = execute_notebook(nbformat.read(path, as_version=4), path.parent, timeout)
+            executions[path.stem] = execute_notebook(read_notebook(path), path.parent, timeout, notebook_name=str(path))
         problems += execution_errors(path.name, executions[path.stem])
     if problems:
         raise BookError("the book was not built; these cells raised:\n  " + "\n  ".join(problems))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import positive_float
+from ..cli import positive_int
 from .grade import TUTORIALS_DIR
 
 
@@ -34,12 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and its file name")
     checks.add_argument("--own-checks", action="store_true",
                         help="grade by the checks in the submission itself, which a student can edit (NOT official)")
-    grade.add_argument("--timeout", type=positive_float, default=120, help="seconds allowed per cell (default: %(default)s)")
+    grade.add_argument("--timeout", type=positive_int, default=120,
+                       help="whole seconds allowed per cell; a cell that runs longer is interrupted (default: %(default)s)")
 
     book = sub.add_parser("book", help="execute the tutorials and write them as static HTML with an index page")
     book.add_argument("--out", required=True, type=folder, help="folder for the HTML pages")
     book.add_argument("--source", default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
-    book.add_argument("--timeout", type=positive_float, default=120, help="seconds allowed per cell (default: %(default)s)")
+    book.add_argument("--timeout", type=positive_int, default=120,
+                      help="whole seconds allowed per cell; a cell that runs longer is interrupted (default: %(default)s)")
 
 
 def run(args) -> int:

@@ -34,6 +34,22 @@ class EditionError(ValueError):
     """The student edition was not written, because writing it would destroy someone's work (the message says whose)."""
 
 
+class NotebookFileError(ValueError):
+    """A file that should be a notebook cannot be read as one (the message names it and says why)."""
+
+
+def read_notebook(path):
+    """The notebook at ``path`` (nbformat v4); a ``NotebookFileError`` naming the file if it is not one."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # noqa: BLE001 -- nbformat raises many kinds (JSON, schema, encoding, ...)
+        raise NotebookFileError(f"{path}: not a readable notebook ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0] if str(error).strip() else 'no detail'}); "
+                                "is it a Jupyter notebook, saved completely?") from error
+
+
 def tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
@@ -72,17 +88,28 @@ def student_source(source: str, name: str) -> str:
     return "\n".join(prefix + [BEGIN_SOLUTION, stub_line(name), END_SOLUTION] + check)
 
 
+def has_solution_markers(source: str) -> bool:
+    return any(line.strip() in (BEGIN_SOLUTION, END_SOLUTION) for line in source.splitlines())
+
+
 def student_edition(notebook):
-    """A copy of ``notebook`` (nbformat v4) for students: stubs for solutions, no instructor notes, no outputs."""
+    """A copy of ``notebook`` (nbformat v4) for students: stubs for solutions, no instructor notes, no outputs.
+
+    A code cell with solution markers but no exercise tag (a mistyped tag, say) is refused: its
+    solution would reach the students."""
     student = copy.deepcopy(notebook)
     kept = []
-    for cell in student.cells:
+    for index, cell in enumerate(student.cells):
         if INSTRUCTOR_TAG in tags(cell):
             continue
         if cell.cell_type == "code":
             name = exercise_name(cell)
             if name is not None:
                 cell.source = student_source(cell.source, name)
+            elif has_solution_markers(cell.source):
+                raise CourseFormatError(f"cell {index}: it has solution markers but no '{EXERCISE_TAG}NN.K' tag "
+                                        f"(tags: {tags(cell)}), so its solution would reach the students; tag it "
+                                        f"{EXERCISE_TAG}NN.K or remove the markers")
             cell.outputs, cell.execution_count = [], None
         kept.append(cell)
     student.cells = kept
@@ -111,11 +138,9 @@ def course_notebook_id(notebook) -> str | None:
 def is_unedited(path: pathlib.Path, fresh) -> bool:
     """Whether the notebook at ``path`` holds nobody's work: its cells are ``fresh``'s, or those of the
     student edition it was built as (the digest recorded in its metadata)."""
-    import nbformat
-
     try:
-        existing = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001 -- not a notebook we can read: treat it as someone's work
+        existing = read_notebook(path)
+    except NotebookFileError:  # not a notebook we can read: treat it as someone's work
         return False
     digest = cells_digest(existing)
     recorded = existing.get("metadata", {}).get(METADATA_KEY, {})
@@ -147,7 +172,10 @@ def build_student_edition(source_dir, out_dir, force: bool = False) -> list[path
         if target.exists() and target.resolve() == path.resolve():
             raise EditionError(f"{target} is the course notebook {path} itself (a link?): writing the student edition "
                                f"would replace its solutions with stubs; choose another folder")
-        student = student_edition(nbformat.read(path, as_version=4))
+        try:
+            student = student_edition(read_notebook(path))
+        except CourseFormatError as problem:
+            raise CourseFormatError(f"{path}, {problem}") from problem
         student.metadata[METADATA_KEY] = {"course_notebook": path.stem, "edition": "student",
                                           "cells_digest": cells_digest(student)}
         if target.exists() and not is_unedited(target, student):

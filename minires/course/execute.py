@@ -79,8 +79,39 @@ def cell_error(cell) -> tuple | None:
     return None
 
 
-def execute_notebook(notebook, cwd, timeout: float = 120, probe_stubs: bool = False) -> Execution:
-    """Execute a copy of ``notebook`` (nbformat v4) in ``cwd``; every cell runs, errors or not."""
+def _timeout_error(timeout: int) -> dict:
+    return {"ename": "TimeoutError", "evalue": f"the cell ran longer than {timeout} s and was interrupted "
+                                                f"(--timeout)", "traceback": []}
+
+
+def _record_timeout(cell, cell_index, execute_reply) -> None:
+    """A cell that ran out of time shows the timeout as its error, not the KeyboardInterrupt of the interrupt.
+
+    nbclient hands this hook its stand-in reply for such a cell: ``_timeout_error``'s content, whose empty
+    traceback no error raised in the kernel has."""
+    content = execute_reply["content"]
+    if content.get("ename") == "TimeoutError" and not content.get("traceback"):
+        import nbformat
+
+        cell.outputs = [output for output in cell.outputs if output.get("output_type") != "error"]
+        cell.outputs.append(nbformat.v4.new_output("error", ename=content["ename"], evalue=content["evalue"],
+                                                   traceback=[]))
+
+
+def describe(cell) -> str:
+    """``exercise 05.3``, or the cell's first line, for messages."""
+    name = exercise_name(cell)
+    first = next((line for line in cell.source.splitlines() if line.strip()), "")
+    return f"exercise {name}" if name else f"the cell that begins {first[:60]!r}"
+
+
+def execute_notebook(notebook, cwd, timeout: int = 120, probe_stubs: bool = False,
+                     notebook_name: str = "the notebook") -> Execution:
+    """Execute a copy of ``notebook`` (nbformat v4) in ``cwd``; every cell runs, errors or not.
+
+    A cell that runs longer than ``timeout`` seconds is interrupted and records a ``TimeoutError``;
+    the cells after it still run. A cell that ends the kernel raises a ``RuntimeError`` that names
+    it and ``notebook_name``."""
     import nbclient
 
     work = copy.deepcopy(notebook)
@@ -93,10 +124,18 @@ def execute_notebook(notebook, cwd, timeout: float = 120, probe_stubs: bool = Fa
     cells.append(_injected(_REPORT, "report"))
     work.cells = cells
 
+    started = [cells[0]]   # the cells sent to the kernel, in order: the last one is running
     client = nbclient.NotebookClient(work, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                     resources={"metadata": {"path": str(cwd)}})
+                                     interrupt_on_timeout=True, error_on_timeout=_timeout_error(timeout),
+                                     on_cell_execute=lambda cell, cell_index: started.append(cell),
+                                     on_cell_executed=_record_timeout, resources={"metadata": {"path": str(cwd)}})
     start = time.perf_counter()
-    client.execute(env=kernel_env())
+    try:
+        client.execute(env=kernel_env())
+    except nbclient.exceptions.DeadKernelError as error:
+        raise RuntimeError(f"{notebook_name}: the kernel died while running {describe(started[-1])} (the cell "
+                           "ended the Python process, e.g. os._exit(), or a crash or lack of memory did); the cells "
+                           "after it did not run") from error
     seconds = time.perf_counter() - start
     return _collect(work, seconds)
 

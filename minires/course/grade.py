@@ -4,7 +4,8 @@ The grader executes the whole notebook in a fresh kernel, cell by cell, carrying
 and looks at each exercise cell (tag ``exercise:NN.K``):
 
 * **not attempted**: the cell raised ``NotImplementedError`` (the stub is still there);
-* **failed**: it raised anything else (the check's ``AssertionError``, a ``NameError``...);
+* **failed**: it raised anything else (the check's ``AssertionError``, a ``NameError``...), or ran
+  longer than the timeout (it is interrupted with a ``TimeoutError``, and the cells after it still run);
 * **passed**: it ran to the end and executed its asserts.
 
 The checks come from the course's own notebook (in ``checks_dir``, by default the ``tutorials/``
@@ -24,7 +25,7 @@ import pathlib
 from dataclasses import asdict, dataclass
 
 from .editions import (BEGIN_SOLUTION, END_SOLUTION, METADATA_KEY, NOTEBOOK_PATTERN, CourseFormatError, cells_digest,
-                       course_notebook_id, course_notebooks, exercise_name, split_exercise)
+                       course_notebook_id, course_notebooks, exercise_name, read_notebook, split_exercise)
 from .execute import execute_notebook
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
@@ -100,8 +101,6 @@ def exercise_names(notebook) -> list[str]:
 
 def official_notebooks(checks_dir) -> dict:
     """The course notebooks of ``checks_dir``: stem -> (path, notebook); a ``GradeError`` if there are none."""
-    import nbformat
-
     folder = pathlib.Path(checks_dir)
     if not folder.is_dir():
         raise GradeError(f"the checks folder {folder} does not exist; pass --checks with the folder of the course's "
@@ -110,7 +109,7 @@ def official_notebooks(checks_dir) -> dict:
     if not paths:
         raise GradeError(f"the checks folder {folder} holds no course notebooks ({NOTEBOOK_PATTERN}); pass --checks "
                          f"with the folder of the course's notebooks (the instructor edition, default {TUTORIALS_DIR})")
-    return {path.stem: (path, nbformat.read(path, as_version=4)) for path in paths}
+    return {path.stem: (path, read_notebook(path)) for path in paths}
 
 
 def find_official(path: pathlib.Path, submission, checks_dir) -> tuple[pathlib.Path, object, str]:
@@ -159,15 +158,13 @@ def find_official(path: pathlib.Path, submission, checks_dir) -> tuple[pathlib.P
     return official_path, official, " and ".join(clues)
 
 
-def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_checks: bool = False) -> NotebookGrade:
+def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_checks: bool = False) -> NotebookGrade:
     """Execute the notebook at ``path`` and grade each of its exercises (see the module docstring).
 
     The checks are the course's (``checks_dir``; see ``find_official``), or, only with ``own_checks=True``,
     the submission's own, which a student can edit (``checks_from`` is then ``OWN_CHECKS``)."""
-    import nbformat
-
     path = pathlib.Path(path)
-    submission = nbformat.read(path, as_version=4)
+    submission = read_notebook(path)
     if own_checks:
         problems, expected = {}, exercise_names(submission)
         checks_from, matched_by = OWN_CHECKS, "asked for (--own-checks)"
@@ -179,7 +176,7 @@ def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_che
         submission, problems = with_official_checks(submission, official)
         expected = exercise_names(official)
         checks_from = str(official_path)
-    execution = execute_notebook(submission, path.parent, timeout=timeout)
+    execution = execute_notebook(submission, path.parent, timeout=timeout, notebook_name=str(path))
     runs = {exercise_name(execution.notebook.cells[run.index]): run for run in execution.cells}
     grades = []
     for name in expected:
@@ -192,11 +189,17 @@ def grade_notebook(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_che
     return NotebookGrade(str(path), grades, checks_from, matched_by)
 
 
-def grade_path(path, checks_dir=TUTORIALS_DIR, timeout: float = 120, own_checks: bool = False) -> list[NotebookGrade]:
-    """Grade one notebook, or every numbered notebook in a folder."""
+def grade_path(path, checks_dir=TUTORIALS_DIR, timeout: int = 120, own_checks: bool = False) -> list[NotebookGrade]:
+    """Grade one notebook, or every numbered notebook in a folder (a ``GradeError`` if the folder also
+    holds notebooks named otherwise: they would be skipped)."""
     path = pathlib.Path(path)
     if path.is_dir():
         notebooks = course_notebooks(path)
+        skipped = sorted(other.name for other in path.glob("*.ipynb") if other not in notebooks)
+        if skipped:
+            raise GradeError(f"{path}: these notebooks are not named NN_name.ipynb and would be skipped: "
+                             f"{', '.join(skipped)}; rename each after its course notebook (e.g. 05_residual_block.ipynb), "
+                             "move it away, or grade it on its own")
         if not notebooks:
             raise FileNotFoundError(f"no numbered notebooks (NN_name.ipynb) in {path}")
         return [grade_notebook(notebook, checks_dir, timeout, own_checks) for notebook in notebooks]

@@ -41,22 +41,25 @@ class CIFAR10(ArrayDataset):
 
     def _locate(self, root: Path, download: bool, progress: bool) -> Path:
         folder, archive = root / self.folder, root / self.archive
-        if not self._complete(folder):
+        if self._missing(folder):
             if not archive.is_file():
                 if not download:
+                    found = (f"{folder} lacks {', '.join(self._missing(folder))} and {archive} does not exist"
+                             if folder.is_dir() else f"neither {folder} nor {archive} exists")
                     raise FileNotFoundError(
-                        f"CIFAR10: neither {folder} nor {archive} exists. Pass download=True (minires train "
-                        f"--download) to fetch it, or put {self.archive} from {self.url} in {root}.")
+                        f"CIFAR10: {found}. Pass download=True (minires train --download) to fetch it, or put "
+                        f"{self.archive} from {self.url} in {root}.")
                 fetch(self.url, archive, self.md5, progress=progress)
             safe_extract_tar(archive, root, max_file_size=BATCH_RECORDS * RECORD)
-        missing = [name for name in self.train_files + self.test_files if not (folder / name).is_file()]
+        missing = self._missing(folder)
         if missing:
             raise DatasetFileError(f"CIFAR10: {folder} lacks {', '.join(missing)}; the archive {archive} is "
                                    "incomplete — delete both and download again")
         return folder
 
-    def _complete(self, folder: Path) -> bool:
-        return all((folder / name).is_file() for name in self.train_files + self.test_files)
+    def _missing(self, folder: Path) -> list[str]:
+        """The batch files that are not in ``folder``."""
+        return [name for name in self.train_files + self.test_files if not (folder / name).is_file()]
 
 
 def read_batch(path) -> tuple[np.ndarray, np.ndarray]:

@@ -26,16 +26,20 @@ class DataLoader:
             raise ValueError(f"DataLoader: batch_size must be at least 1, got {batch_size}")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: pass either shuffle=True or a sampler (which does its own shuffling), not both")
-        if drop_last and len(dataset) < batch_size:
-            raise ValueError(f"DataLoader: drop_last with batch_size {batch_size} but only {len(dataset)} "
-                             "examples leaves no batch; lower the batch size")
         self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), shuffle
         self.drop_last, self.transform, self.sampler = drop_last, transform, sampler
+        if drop_last and self.examples() < batch_size:
+            raise ValueError(f"DataLoader: drop_last with batch_size {batch_size} but only {self.examples()} "
+                             "examples leaves no batch; lower the batch size")
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.epoch = 0
 
+    def examples(self) -> int:
+        """How many examples an epoch draws from: the dataset's, or the sampler's share of it."""
+        return len(self.dataset) if self.sampler is None else len(self.sampler)
+
     def __len__(self) -> int:
-        n = len(self.dataset) if self.sampler is None else len(self.sampler)
+        n = self.examples()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):

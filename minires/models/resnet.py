@@ -9,7 +9,7 @@ built the same way, for the CIFAR nets too.
 Initialisation follows the paper: He normal for every conv (``mode="fan_out"``, as torchvision),
 BN weight 1 and bias 0, PyTorch's default for ``fc``. ``zero_init_residual=True`` zeroes the weight
 of each block's ``branch_end`` (the last BN; the last conv in a pre-activation block), so every
-block starts as its shortcut.
+block starts as its shortcut (refused for plain nets, which have no shortcut to start as).
 """
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ class ResNet(Module):
                  num_classes: int = 10, preact: bool = False, zero_init_residual: bool = False,
                  input_size: int = 32, **block_options):
         super().__init__()
+        if zero_init_residual and not block_options.get("residual", True):
+            raise ValueError("ResNet: zero_init_residual=True makes every block start as its shortcut, but a plain "
+                             "net (residual=False) has none: every block would output zeros and the net's output "
+                             "would not depend on its input; leave zero_init_residual off for plain nets")
         self.preact = preact
         self.default_input_shape = (conv1.in_channels, input_size, input_size)
         self.conv1 = conv1
@@ -102,7 +106,8 @@ def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: 
     ``residual=False`` gives the plain twin (same layers, no adds; ``shortcut`` is then unused).
     """
     if not is_cifar_depth(depth):
-        raise ValueError(f"cifar_resnet: depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), got {depth}")
+        raise ValueError(f"cifar_resnet: depth must be an integer 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), "
+                         f"got {depth!r}")
     check_shortcut(shortcut)
     n = (depth - 2) // 6
     return ResNet(PreActBlock if preact else BasicBlock, (n, n, n), (width, 2 * width, 4 * width),
@@ -117,7 +122,7 @@ def imagenet_resnet(depth: int, residual: bool = True, shortcut: str = "B", num_
     (bottlenecks; ``stride_in_3x3=True`` for the "v1.5" variant). Shortcut B by default, as torchvision.
     """
     if depth not in IMAGENET_CONFIGS:
-        raise ValueError(f"imagenet_resnet: depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth}")
+        raise ValueError(f"imagenet_resnet: depth must be one of {sorted(IMAGENET_CONFIGS)}, got {depth!r}")
     check_shortcut(shortcut)
     block, stage_depths = IMAGENET_CONFIGS[depth]
     options = {"stride_in_3x3": stride_in_3x3} if block is Bottleneck else {}
