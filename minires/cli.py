@@ -121,13 +121,11 @@ def _main(argv: list) -> int:
     except BrokenPipeError:
         raise                # not the command's failure: main ends it quietly
     except KeyboardInterrupt as stop:
-        if debug or args.debug:
-            traceback.print_exc()
-        kept = getattr(module, "interrupted", lambda _: None)(args)
-        how, status = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted (Ctrl-C)", 130)
-        print(f"minires: {how}{'; ' + kept if kept else ''}", file=sys.stderr)
-        return status
+        return _stopped(module, args, stop, debug)
     except Exception as error:  # noqa: BLE001 -- every failure becomes one line (the traceback with --debug)
+        stop = _interrupt_behind(error)
+        if stop is not None:
+            return _stopped(module, args, stop, debug)
         if debug or args.debug:
             traceback.print_exc()
         else:
@@ -136,6 +134,28 @@ def _main(argv: list) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(module, args, stop: KeyboardInterrupt, debug: bool) -> int:
+    """Ctrl-C or SIGTERM: one line naming what the command kept, and the shell's status (130 or 143)."""
+    if debug or args.debug:
+        traceback.print_exc()
+    kept = getattr(module, "interrupted", lambda _: None)(args)
+    how, status = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted (Ctrl-C)", 130)
+    print(f"minires: {how}{'; ' + kept if kept else ''}", file=sys.stderr)
+    return status
+
+
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that caused ``error``, if one did: a C extension whose import it interrupted
+    reports an ``ImportError`` caused by it (pybind11: \"initialization failed\")."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

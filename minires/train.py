@@ -364,6 +364,7 @@ class Trainer:
         with run_lock(self.out) if self.comm.is_root else contextlib.nullcontext():
             if self.comm.is_root:
                 self._prepare_folder()
+                load_plotting()
             return self._fit()
 
     def _prepare_folder(self) -> None:
@@ -762,6 +763,14 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     if path.exists():
         kept = [r for r in _complete_records(path) if r["iteration"] <= iteration]
         atomic_write(path, lambda f: f.write("".join(_json_line(r) for r in kept).encode()))
+
+
+def load_plotting() -> None:
+    """Import what :func:`plot_curves` needs now, before training, not at the first epoch's end: a Ctrl-C
+    that lands while one of matplotlib's C extensions initialises becomes an ``ImportError`` and can crash
+    Python as it exits (\"Fatal Python error\", status -6 instead of 130)."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
 
 
 def plot_curves(metrics_path, png_path, title: str = "training") -> None:

@@ -40,6 +40,42 @@ def test_the_command_says_what_it_kept(interrupted_command, capsys):
     assert capsys.readouterr().err == "minires: interrupted (Ctrl-C); what finished is in runs/x\n"
 
 
+@pytest.mark.parametrize("stop, status, how", [(KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
+                                               (cli.Terminated, 143, "terminated (SIGTERM)")])
+def test_an_interrupt_inside_an_import_is_still_an_interrupt(interrupted_command, capsys, stop, status, how):
+    """A Ctrl-C that lands while a C extension initialises (matplotlib's, at a run's first plot) reaches the
+    command as pybind11's ImportError("initialization failed") raised from it: still the interrupt."""
+    def run(args):
+        try:
+            raise stop
+        except KeyboardInterrupt as error:
+            raise ImportError("initialization failed") from error
+    interrupted_command.run = run
+    interrupted_command.interrupted = lambda args: f"what finished is in {args.out}"
+    assert cli.main(["stub", "--out", "runs/x"]) == status
+    assert capsys.readouterr().err == f"minires: {how}; what finished is in runs/x\n"
+
+
+def test_training_imports_its_plotting_before_the_first_step(tmp_path):
+    """So that no Ctrl-C between epochs can land inside matplotlib's first import: by the first training
+    step, matplotlib's figure and PNG writer are loaded (in a fresh process, which has not imported them)."""
+    script = f"""
+import sys
+from minires import train
+def first_epoch(self):
+    print(sorted({{"matplotlib.figure", "matplotlib.backends.backend_agg"}} & set(sys.modules)))
+    raise SystemExit(0)
+train.Trainer.train_epoch = first_epoch
+assert "matplotlib" not in sys.modules
+train.Trainer(train.Config(model="resnet8", width=2, train_size=16, test_size=8, batch_size=8, epochs=1,
+                           progress=False, out={str(tmp_path / "run")!r})).fit()
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=REPO), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['matplotlib.backends.backend_agg', 'matplotlib.figure']"
+
+
 def test_no_command_lists_the_commands_on_stderr_with_status_2(capsys):
     assert cli.main([]) == 2
     out, err = capsys.readouterr()
