@@ -259,6 +259,8 @@ def test_book_has_an_index_and_a_page_per_notebook(book, executed):
         page = (out / f"{path.stem}.html").read_text()
         assert "Instructor's note" not in page and "<script src=" not in page
         assert page.count("data:image/png;base64") >= figures_in(executed(path))
+    # the README: the book is the instructor's edition, solutions included
+    assert "BEGIN SOLUTION" in (out / "04_batch_norm.html").read_text()
 
 
 def test_book_formulas_are_mathml(book):
