@@ -31,6 +31,7 @@ import numbers
 
 from .. import backend
 from ..autograd import Function, Tensor
+from .linear import check_bias_and_dtypes
 
 
 # ----------------------------------------------------------------------------- geometry helpers
@@ -190,13 +191,7 @@ def _check_conv2d(x, w, b):
         raise ValueError(f"conv2d: input shape {tuple(x.shape)} has {x.shape[1]} channels but weight shape "
                          f"{tuple(w.shape)} expects {w.shape[1]}: dimension 1 of the input must equal "
                          "dimension 1 of the weight; fix in_channels of the layer or the input")
-    if b is not None and tuple(b.shape) != (w.shape[0],):
-        raise ValueError(f"conv2d: bias shape {tuple(b.shape)} does not match weight shape {tuple(w.shape)}; "
-                         f"the bias needs one value per output channel, shape ({w.shape[0]},)")
-    for name, other in (("weight", w), ("bias", b)):
-        if other is not None and other.dtype != x.dtype:
-            raise TypeError(f"conv2d: input dtype {x.dtype} and {name} dtype {other.dtype} differ; cast one "
-                            f"to the other, e.g. x.to(dtype='{other.dtype}')")
+    check_bias_and_dtypes("conv2d", x, w, b, "output channel")
 
 
 class Conv2d(Function):

@@ -55,12 +55,18 @@ def _check_linear(x, w, b):
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(f"linear: input {tuple(x.shape)} and weight {tuple(w.shape)} do not fit; "
                          "expected input (N, in_features) and weight (out_features, in_features)")
+    check_bias_and_dtypes("linear", x, w, b, "output feature")
+
+
+def check_bias_and_dtypes(op: str, x, w, b, output: str) -> None:
+    """The bias (if any) must hold one value per ``output`` (a row of ``w``) and ``w`` and ``b`` must have ``x``'s
+    dtype: NumPy would broadcast a wrong bias, or promote float32 to float64, without a word."""
     if b is not None and tuple(b.shape) != (w.shape[0],):
-        raise ValueError(f"linear: bias shape {tuple(b.shape)} does not match weight shape {tuple(w.shape)}; "
-                         f"the bias needs one value per output feature, shape ({w.shape[0]},)")
+        raise ValueError(f"{op}: bias shape {tuple(b.shape)} does not match weight shape {tuple(w.shape)}; "
+                         f"the bias needs one value per {output}, shape ({w.shape[0]},)")
     for name, other in (("weight", w), ("bias", b)):
         if other is not None and other.dtype != x.dtype:
-            raise TypeError(f"linear: input dtype {x.dtype} and {name} dtype {other.dtype} differ; cast one "
+            raise TypeError(f"{op}: input dtype {x.dtype} and {name} dtype {other.dtype} differ; cast one "
                             f"to the other, e.g. x.to(dtype='{other.dtype}')")
 
 
