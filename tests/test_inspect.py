@@ -185,6 +185,13 @@ def test_layer_recorder_rejects_unknown_layers_and_metrics():
         LayerRecorder(small_model(), layers=nn.Conv2d).array("speed")
 
 
+@pytest.mark.parametrize("tool", [LayerRecorder, SkipPathSplit])
+def test_inspect_tools_refuse_what_is_not_a_module(tool):
+    with pytest.raises(TypeError, match=rf"{tool.__name__}: expected a minires nn.Module \(the model or a layer\), "
+                                        r"got int"):
+        tool(3)
+
+
 # ----------------------------------------------------------------------------- skip-path split
 def test_skip_split_parts_add_up_and_the_branch_part_is_the_branch_vjp():
     mr.random.manual_seed(3)

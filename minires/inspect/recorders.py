@@ -31,7 +31,7 @@ import contextlib
 
 import numpy as np
 
-from .stepper import array_norm
+from .stepper import array_norm, check_module
 
 METRICS = ("act_mean", "act_std", "act_grad_norm", "weight_norm", "weight_grad_norm", "update_ratio")
 METRIC_TITLES = {
@@ -109,6 +109,7 @@ class LayerRecorder:
     def __init__(self, model, layers=None, steps=None, every: int | None = None):
         if every is not None and every < 1:
             raise ValueError(f"LayerRecorder: every={every}: record every N-th step needs N >= 1 (or steps=[...])")
+        check_module(model, "LayerRecorder")
         self.layers = select_layers(model, layers)
         self.layer_names = [name for name, _ in self.layers]
         self.steps = None if steps is None else set(steps)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..autograd import Tensor, _topological_order, backward_steps
-from .stepper import array_norm
+from .stepper import array_norm, check_module
 
 
 def _no_parts() -> dict:
@@ -79,6 +79,7 @@ class SkipPathSplit:
     """
 
     def __init__(self, model, blocks=None):
+        check_module(model, "SkipPathSplit")
         named = residual_blocks(model) if blocks is None else list(blocks)
         if not named:
             raise ValueError(f"SkipPathSplit: {type(model).__name__} has no blocks with a branch_end; "
