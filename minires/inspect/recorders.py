@@ -31,6 +31,7 @@ import contextlib
 
 import numpy as np
 
+from .logplot import plot_log_curve
 from .stepper import array_norm, check_module
 
 METRICS = ("act_mean", "act_std", "act_grad_norm", "weight_norm", "weight_grad_norm", "update_ratio")
@@ -211,9 +212,14 @@ def plot_layer_curves(values, labels, metric: str, ax=None, log: bool | None = N
     import matplotlib.pyplot as plt
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
+    log = log if log is not None else metric not in ("act_mean",)
     for row, label in zip(np.atleast_2d(values), labels):
-        ax.plot(np.arange(1, len(row) + 1), row, marker=".", label=label)
-    if log if log is not None else metric not in ("act_mean",):
+        layer = np.arange(1, len(row) + 1)
+        if log:
+            plot_log_curve(ax, layer, row, label, "layer", marker=".")
+        else:
+            ax.plot(layer, row, marker=".", label=label)
+    if log:
         ax.set_yscale("log")
     ax.set_xlabel("layer (input -> output)")
     ax.set_ylabel(METRIC_TITLES.get(metric, metric))
