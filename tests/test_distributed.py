@@ -273,6 +273,18 @@ def test_allreduce_gradients_treats_a_missing_gradient_as_zero():
         assert_close(got, np.full(3, 2.0), 1e-15)
 
 
+def test_allreduce_gradients_refuses_a_model_with_nothing_to_train_as_ddp_does():
+    def rank_part(comm):
+        frozen = nn.Linear(3, 2)
+        for p in frozen.parameters():
+            p.requires_grad = False
+        dist.allreduce_gradients(frozen.parameters(), comm)
+
+    with pytest.raises(RuntimeError, match=r"allreduce_gradients: none of the parameters requires a gradient, so "
+                                           r"there is nothing to average over the 2 ranks"):
+        ThreadRanks(2).run(rank_part)
+
+
 def _seeded_net(seed):
     mr.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
