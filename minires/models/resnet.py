@@ -93,9 +93,14 @@ def _stage(block, in_planes: int, planes: int, depth: int, stride: int, block_op
     return Sequential(*blocks), in_planes
 
 
+def is_positive_int(value) -> bool:
+    """Whether ``value`` is an int (or NumPy integer, not a bool) of at least 1."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def is_cifar_depth(depth) -> bool:
     """Whether ``depth`` is a CIFAR net's: 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)."""
-    return isinstance(depth, (int, np.integer)) and not isinstance(depth, bool) and depth >= 8 and (depth - 2) % 6 == 0
+    return is_positive_int(depth) and depth >= 8 and (depth - 2) % 6 == 0
 
 
 def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: int = 16, num_classes: int = 10,
@@ -108,6 +113,8 @@ def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: 
     if not is_cifar_depth(depth):
         raise ValueError(f"cifar_resnet: depth must be an integer 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), "
                          f"got {depth!r}")
+    if not is_positive_int(width):
+        raise ValueError(f"cifar_resnet: width must be a positive integer (16 in the paper), got {width!r}")
     check_shortcut(shortcut)
     n = (depth - 2) // 6
     return ResNet(PreActBlock if preact else BasicBlock, (n, n, n), (width, 2 * width, 4 * width),
