@@ -13,9 +13,8 @@ block starts as its shortcut (refused for plain nets, which have no shortcut to 
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import functional as F
+from ..checks import is_positive_int
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init
 from .blocks import BasicBlock, Bottleneck, PreActBlock, check_shortcut, conv3x3
 
@@ -91,11 +90,6 @@ def _stage(block, in_planes: int, planes: int, depth: int, stride: int, block_op
         blocks.append(block(in_planes, planes, stride if i == 0 else 1, **block_options))
         in_planes = planes * block.expansion
     return Sequential(*blocks), in_planes
-
-
-def is_positive_int(value) -> bool:
-    """Whether ``value`` is an int (or NumPy integer, not a bool) of at least 1."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
 
 def is_cifar_depth(depth) -> bool:
