@@ -67,8 +67,12 @@ class Summary:
 
 
 def _short(count: int) -> str:
-    """``40.55M``, ``1.81G``: the way the paper quotes sizes."""
-    return f"{count / 1e9:.2f}G" if count >= 1e9 else f"{count / 1e6:.2f}M"
+    """``40.55M``, ``1.81G``: the way the paper quotes sizes; ``4.2k`` or ``650`` below 0.01M."""
+    if count >= 1e9:
+        return f"{count / 1e9:.2f}G"
+    if count >= 1e4:
+        return f"{count / 1e6:.2f}M"
+    return f"{count / 1e3:.1f}k" if count >= 1e3 else str(count)
 
 
 def _leaf_names(model: Module) -> dict:

@@ -871,7 +871,7 @@ def run(args) -> int:
     if trainer.iteration >= trainer.total_iterations:
         return _already_finished(trainer)
     if trainer.comm.is_root:
-        print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {trainer.epochs} epochs "
+        print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {_epochs(trainer.epochs)} "
               f"({trainer.total_iterations} iterations), {trainer.comm.world_size} rank(s), run folder {trainer.out}")
     final = trainer.fit()
     _raise_if_broken(trainer, final)

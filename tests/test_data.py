@@ -420,3 +420,23 @@ def test_drop_last_refuses_a_sampler_share_smaller_than_a_batch():
     with pytest.raises(ValueError, match="drop_last with batch_size 64 but only 50 examples"):
         DataLoader(ds, batch_size=64, drop_last=True, sampler=share)
     assert len(DataLoader(ds, batch_size=50, drop_last=True, sampler=share)) == 1
+
+
+@pytest.mark.parametrize("batch_size", [64.5, 64.0, True, "8", 0, -2])
+def test_loader_refuses_a_batch_size_that_is_not_a_positive_integer(batch_size):
+    """As PyTorch's DataLoader: 64.5 is not silently cut to 64 (nor True taken as 1)."""
+    with pytest.raises(ValueError, match=rf"DataLoader: batch_size must be a positive integer \(a number of "
+                                         rf"examples\), got {batch_size!r}"):
+        DataLoader(_labelled(100), batch_size=batch_size)
+
+
+@pytest.mark.parametrize("n", [100.5, 100.0, True, "100", 0])
+def test_synthetic_refuses_a_number_of_images_that_is_not_a_positive_integer(n):
+    with pytest.raises(ValueError, match=rf"Synthetic: n must be a positive integer \(a number of images\), "
+                                         rf"got {n!r}"):
+        Synthetic(n=n)
+
+
+def test_loader_and_synthetic_take_numpy_integers():
+    data = Synthetic(n=np.int64(20))
+    assert len(data) == 20 and len(DataLoader(data, batch_size=np.int32(8))) == 3

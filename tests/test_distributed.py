@@ -273,6 +273,18 @@ def test_allreduce_gradients_treats_a_missing_gradient_as_zero():
         assert_close(got, np.full(3, 2.0), 1e-15)
 
 
+def test_allreduce_gradients_refuses_a_model_with_nothing_to_train_as_ddp_does():
+    def rank_part(comm):
+        frozen = nn.Linear(3, 2)
+        for p in frozen.parameters():
+            p.requires_grad = False
+        dist.allreduce_gradients(frozen.parameters(), comm)
+
+    with pytest.raises(RuntimeError, match=r"allreduce_gradients: none of the parameters requires a gradient, so "
+                                           r"there is nothing to average over the 2 ranks"):
+        ThreadRanks(2).run(rank_part)
+
+
 def _seeded_net(seed):
     mr.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
@@ -452,3 +464,16 @@ def test_scaling_measure_runs_on_one_process():
     result = measure("resnet20", batch_size=2, steps=1, sync_bn=True, comm=dist.SingleProcess())
     assert result["ranks"] == 1
     assert all(np.isfinite(v) and v >= 0 for v in result.values())
+
+
+def test_scaling_names_the_busy_core_throughput_for_what_it_is(monkeypatch, capsys):
+    from minires.distributed import scaling
+
+    cpu_clock = iter([10.0, 10.5])                       # the timed steps take 0.5 CPU seconds
+    monkeypatch.setattr(scaling.time, "process_time", lambda: next(cpu_clock))
+    result = scaling.measure("resnet20", batch_size=2, steps=1, sync_bn=False, comm=dist.SingleProcess())
+    assert set(result) == {"ranks", "images_per_second", "images_per_second_on_busy_cores", "allreduce_ms"}
+    assert result["images_per_second_on_busy_cores"] == 2 / 0.5  # 2 images in 0.5 s of 1 rank's core
+    monkeypatch.undo()
+    scaling.main(["--batch-size", "2", "--steps", "1"])
+    assert " img/s per 1 busy core(s), " in capsys.readouterr().out

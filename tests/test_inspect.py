@@ -10,7 +10,7 @@ import minires as mr
 import minires.functional as F
 from minires import nn
 from minires.inspect import (BackwardStepper, LayerRecorder, SkipPathSplit, detect_anomaly, have_graphviz,
-                             render, to_dot)
+                             plot_layer_curves, plot_skip_split, render, to_dot)
 from minires.models.blocks import BasicBlock
 from minires.models.resnet import cifar_resnet
 
@@ -174,6 +174,19 @@ def test_layer_recorder_matches_direct_computation():
     assert len(recorder.table()) == 3                                         # hooks are gone
 
 
+def test_layer_curves_name_the_layers_a_log_scale_cannot_draw():
+    values = np.array([[1.0, 0.0, 2.0, 0.0], [1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0], [np.nan, 1.0, np.inf, -1.0]])
+    ax = plot_layer_curves(values, ["step 0", "step 1", "step 2", "step 3"], "weight_grad_norm")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "step 0 (layers 2, 4 zero: not drawable on a log scale, marked x at the bottom)",
+        "step 1",
+        "step 2 (all zero: not drawable on a log scale, marked x at the bottom)",
+        "step 3 (layers 1, 3, 4 negative or NaN/Inf: not drawable on a log scale, marked x at the bottom)"]
+    assert floor_marks(ax) == [[2, 4], [1, 2, 3, 4], [1, 3, 4]]
+    linear = plot_layer_curves(values[:1], ["step 0"], "act_mean")              # a linear axis draws zero
+    assert [t.get_text() for t in linear.get_legend().get_texts()] == ["step 0"] and not floor_marks(linear)
+
+
 def test_layer_recorder_rejects_unknown_layers_and_metrics():
     with pytest.raises(ValueError, match="Sequential has no module named nope"):
         LayerRecorder(small_model(), layers=["nope"])
@@ -183,6 +196,13 @@ def test_layer_recorder_rejects_unknown_layers_and_metrics():
         LayerRecorder(small_model(), every=0)
     with pytest.raises(ValueError, match="unknown metric"):
         LayerRecorder(small_model(), layers=nn.Conv2d).array("speed")
+
+
+@pytest.mark.parametrize("tool", [LayerRecorder, SkipPathSplit])
+def test_inspect_tools_refuse_what_is_not_a_module(tool):
+    with pytest.raises(TypeError, match=rf"{tool.__name__}: expected a minires nn.Module \(the model or a layer\), "
+                                        r"got int"):
+        tool(3)
 
 
 # ----------------------------------------------------------------------------- skip-path split
@@ -215,6 +235,24 @@ def test_skip_split_of_a_plain_net_has_no_identity_part():
         loss = model(x).sum()
     rows = split.backward(loss)
     assert all(r["identity_norm"] == 0.0 and r["branch_share"] == 1.0 for r in rows)
+
+
+def floor_marks(ax):
+    """x positions of the marks a log plot puts at the bottom of its axis for values it cannot draw."""
+    return [list(line.get_xdata()) for line in ax.lines if line.get_transform() == ax.get_xaxis_transform()]
+
+
+def test_skip_split_plot_says_a_plain_net_has_no_identity_path_to_draw():
+    model = cifar_resnet(8, width=4, residual=False).double()
+    x = mr.tensor(np.random.default_rng(1).standard_normal((2, 3, 8, 8)))
+    with SkipPathSplit(model) as split:
+        loss = model(x).sum()
+    ax = plot_skip_split(split.backward(loss))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "through the identity path (all zero: not drawable on a log scale, marked x at the bottom)",
+        "through the residual branch", "total (sum of both)"]
+    assert floor_marks(ax) == [[1, 2, 3]]
+    assert ax.get_ylim()[0] > 1e-10                      # nothing drawn at a stand-in 1e-30
 
 
 def test_skip_split_measures_each_backward_afresh():

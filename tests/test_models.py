@@ -270,6 +270,19 @@ def test_cifar_depth_must_be_6n_plus_2(depth, message):
         models.cifar_resnet(depth)
 
 
+@pytest.mark.parametrize("width", [0, -4, 2.5, True])
+def test_cifar_width_must_be_a_positive_integer(width):
+    with pytest.raises(ValueError, match=rf"cifar_resnet: width must be a positive integer \(16 in the paper\), "
+                                         rf"got {width!r}"):
+        models.cifar_resnet(20, width=width)
+
+
+def test_cifar_net_with_no_input_channels_is_built_as_pytorch_builds_its_conv():
+    with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):   # torch's Conv2d(0, ...)
+        model = models.cifar_resnet(8, width=4, in_channels=0)
+    assert model.conv1.weight.shape == (4, 0, 3, 3)
+
+
 def test_unknown_shortcut_option_is_refused():
     with pytest.raises(ValueError, match="shortcut must be one of"):
         models.cifar_resnet(20, shortcut="D")

@@ -205,6 +205,19 @@ def test_linear_layer_matches_pytorch(torch_oracle):
     _compare_layer(torch_oracle, nn.Linear(6, 3), torch_oracle.nn.Linear(6, 3), x)
 
 
+@pytest.mark.parametrize("layer, args", [("Linear", (0, 10)), ("Linear", (10, 0)), ("Conv2d", (0, 3, 3)),
+                                         ("Conv2d", (3, 0, 3))])
+def test_layers_with_no_weights_are_built_as_pytorch_builds_them(torch_oracle, layer, args):
+    """PyTorch skips initialising a zero-element weight (with a warning), and a bias with no fan-in is 0."""
+    with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+        theirs = getattr(torch_oracle.nn, layer)(*args)
+    with pytest.warns(UserWarning, match="Initializing zero-element tensors is a no-op"):
+        ours = getattr(nn, layer)(*args)
+    for (name, p), (their_name, q) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        assert name == their_name
+        np.testing.assert_array_equal(p.numpy(), q.detach().numpy())      # empty, or a bias of zeros
+
+
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("layer, shape", [("BatchNorm2d", (3, 4, 2, 3)), ("BatchNorm1d", (5, 4)),
                                           ("BatchNorm1d", (3, 4, 6))])

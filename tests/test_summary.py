@@ -98,6 +98,12 @@ def test_summary_table_text():
     assert "parameters: 269,722 (0.27M)" in text and "40,551,040 (40.55M)" in text
 
 
+def test_summary_shows_small_counts_readably_not_as_0_00M():
+    text = str(summary(nn.Sequential(nn.Linear(64, 65)), (1, 64)))                  # 64 * 65 + 65 parameters
+    assert "parameters: 4,225 (4.2k)" in text and "multiply-accumulates (conv + fc): 4,160 (4.2k)" in text
+    assert "parameters: 6 (6)" in str(summary(nn.Sequential(nn.Linear(2, 2)), (1, 2)))
+
+
 def test_summary_errors():
     with pytest.raises(ValueError, match="no default_input_shape; pass input_shape"):
         summary(nn.Sequential(nn.Linear(2, 2)))

@@ -127,6 +127,12 @@ def test_the_last_line_flags_a_net_that_has_not_learned(tmp_path, monkeypatch, c
     assert said in capsys.readouterr().out
 
 
+def test_the_start_line_says_1_epoch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(train.Trainer, "fit", lambda self: None)
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert f"on synthetic, 1 epoch (2 iterations), 1 rank(s), run folder {tmp_path / 'run'}" in capsys.readouterr().out
+
+
 def test_a_real_run_that_learned_nothing_says_so(tmp_path, capsys):
     with backend.using("conv2d", "numpy"):
         assert main(["train", "--model", "resnet8", "--width", "2", "--train-size", "64", "--test-size", "16",

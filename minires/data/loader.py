@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 
+from ..checks import is_positive_int
+
 
 class DataLoader:
     """Iterate over ``dataset`` in batches ``(x, y)``: float32 ``(B, C, H, W)`` and int64 ``(B,)``.
@@ -22,8 +24,9 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed: int | None = None,
                  drop_last: bool = False, transform=None, sampler=None):
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be at least 1, got {batch_size}")
+        if not is_positive_int(batch_size):
+            raise ValueError(f"DataLoader: batch_size must be a positive integer (a number of examples), "
+                             f"got {batch_size!r}")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: pass either shuffle=True or a sampler (which does its own shuffling), not both")
         self.dataset, self.batch_size, self.shuffle = dataset, int(batch_size), shuffle

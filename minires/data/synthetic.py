@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import is_positive_int
 from .datasets import ArrayDataset
 
 CLASSES = ("disk", "square", "triangle", "ring", "frame", "plus", "cross", "stripes", "checkerboard", "dots")
@@ -49,9 +50,9 @@ class Synthetic(ArrayDataset):
     classes = CLASSES
 
     def __init__(self, train: bool = True, n: int | None = None, seed: int = 0):
-        n = DEFAULT_SIZES[bool(train)] if n is None else int(n)
-        if n < 1:
-            raise ValueError(f"Synthetic: n must be a positive number of images, got {n}")
+        n = DEFAULT_SIZES[bool(train)] if n is None else n
+        if not is_positive_int(n):
+            raise ValueError(f"Synthetic: n must be a positive integer (a number of images), got {n!r}")
         chunks = [_render_chunk(int(seed), 0 if train else 1, k, min(CHUNK, n - start))
                   for k, start in enumerate(range(0, n, CHUNK))]
         super().__init__(np.concatenate([images for images, _ in chunks]),

@@ -39,11 +39,16 @@ def allreduce_gradients(parameters, comm) -> None:
     r"""Replace each parameter's ``.grad`` by its average over the ranks: :math:`g \leftarrow \frac1K\sum_r g_r`.
 
     All gradients travel in one flat buffer. A parameter without a gradient on some rank counts as a
-    zero gradient there (and gets the average, like the others).
+    zero gradient there (and gets the average, like the others). Like PyTorch's DistributedDataParallel,
+    it refuses parameters of which none requires a gradient.
     """
     if comm.world_size == 1:
         return
     params = [p for p in parameters if p.requires_grad]
+    if not params:
+        raise RuntimeError(f"allreduce_gradients: none of the parameters requires a gradient, so there is nothing "
+                           f"to average over the {comm.world_size} ranks; set requires_grad=True on the parameters to train, "
+                           "or leave out the all-reduce for a frozen model")
     xp = backend.get_array_module(params[0].data)
     flat = xp.concatenate([(xp.zeros_like(p.data) if p.grad is None else p.grad.data).ravel() for p in params])
     comm.allreduce_sum(flat)

@@ -2,9 +2,10 @@
 
 Times full training steps (forward, backward, gradient all-reduce, SGD update) of a model on one fixed
 random batch per rank, so that neither data loading nor evaluation is in the numbers. Rank 0 prints
-images per second of wall-clock time, images per second of CPU time (the ranks' CPU seconds added up,
-MPI's busy-waiting included: what dedicated cores would give on a machine shared with other work) and
-the time of the gradient all-reduce (waiting for the slowest rank included). ``--batch-size`` is the global batch, as in ``minires train``.
+images per second of wall-clock time, images per second on K busy cores (the images over the ranks'
+CPU seconds added up, times K, MPI's busy-waiting included: what K dedicated cores would give on a
+machine shared with other work) and the time of the gradient all-reduce (waiting for the slowest rank
+included). ``--batch-size`` is the global batch, as in ``minires train``.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def measure(model_name: str, batch_size: int, steps: int, sync_bn: bool, comm) -
     cpu_all_ranks = float(comm.allreduce_sum(np.array([cpu]))[0])
     images = batch_size * steps
     return {"ranks": comm.world_size, "images_per_second": images / wall,
-            "images_per_cpu_second": images / cpu_all_ranks * comm.world_size,
+            "images_per_second_on_busy_cores": images / cpu_all_ranks * comm.world_size,
             "allreduce_ms": 1e3 * communication / steps}
 
 
@@ -67,7 +68,7 @@ def main(argv=None) -> None:
     if comm.is_root:
         print(f"{args.model}, global batch {args.batch_size}, {result['ranks']} rank(s)"
               f"{', sync BN' if args.sync_bn else ''}: {result['images_per_second']:.1f} img/s wall-clock, "
-              f"{result['images_per_cpu_second']:.1f} img/s per {result['ranks']} busy core(s), "
+              f"{result['images_per_second_on_busy_cores']:.1f} img/s per {result['ranks']} busy core(s), "
               f"gradient all-reduce {result['allreduce_ms']:.1f} ms/step")
 
 

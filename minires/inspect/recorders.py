@@ -31,7 +31,8 @@ import contextlib
 
 import numpy as np
 
-from .stepper import array_norm
+from .logplot import plot_log_curve
+from .stepper import array_norm, check_module
 
 METRICS = ("act_mean", "act_std", "act_grad_norm", "weight_norm", "weight_grad_norm", "update_ratio")
 METRIC_TITLES = {
@@ -109,6 +110,7 @@ class LayerRecorder:
     def __init__(self, model, layers=None, steps=None, every: int | None = None):
         if every is not None and every < 1:
             raise ValueError(f"LayerRecorder: every={every}: record every N-th step needs N >= 1 (or steps=[...])")
+        check_module(model, "LayerRecorder")
         self.layers = select_layers(model, layers)
         self.layer_names = [name for name, _ in self.layers]
         self.steps = None if steps is None else set(steps)
@@ -210,9 +212,14 @@ def plot_layer_curves(values, labels, metric: str, ax=None, log: bool | None = N
     import matplotlib.pyplot as plt
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
+    log = log if log is not None else metric not in ("act_mean",)
     for row, label in zip(np.atleast_2d(values), labels):
-        ax.plot(np.arange(1, len(row) + 1), row, marker=".", label=label)
-    if log if log is not None else metric not in ("act_mean",):
+        layer = np.arange(1, len(row) + 1)
+        if log:
+            plot_log_curve(ax, layer, row, label, "layer", marker=".")
+        else:
+            ax.plot(layer, row, marker=".", label=label)
+    if log:
         ax.set_yscale("log")
     ax.set_xlabel("layer (input -> output)")
     ax.set_ylabel(METRIC_TITLES.get(metric, metric))

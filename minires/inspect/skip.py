@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..autograd import Tensor, _topological_order, backward_steps
-from .stepper import array_norm
+from .logplot import plot_log_curve
+from .stepper import array_norm, check_module
 
 
 def _no_parts() -> dict:
@@ -79,6 +80,7 @@ class SkipPathSplit:
     """
 
     def __init__(self, model, blocks=None):
+        check_module(model, "SkipPathSplit")
         named = residual_blocks(model) if blocks is None else list(blocks)
         if not named:
             raise ValueError(f"SkipPathSplit: {type(model).__name__} has no blocks with a branch_end; "
@@ -165,8 +167,8 @@ def plot_skip_split(rows, ax=None, title: str = "gradient reaching each block's 
     for key, label, marker in (("identity_norm", "through the identity path", "o"),
                                ("branch_norm", "through the residual branch", "s"),
                                ("total_norm", "total (sum of both)", "")):
-        ax.plot(index, [max(r[key], 1e-30) for r in rows], marker=marker or None, label=label,
-                linestyle="--" if key == "total_norm" else "-")
+        plot_log_curve(ax, index, [r[key] for r in rows], label, "block", marker=marker or None,
+                       linestyle="--" if key == "total_norm" else "-")
     ax.set_yscale("log")
     ax.set_xlabel("block (input -> output)")
     ax.set_ylabel("gradient norm at block input")

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import backend, scope
 from ..autograd import Tensor, _topological_order, backward_steps
+from ..nn.module import Module
 
 
 def array_norm(array) -> float:
@@ -47,6 +48,13 @@ def check_root(root, who: str) -> None:
         raise ValueError(f"{who}: this tensor (shape {root.shape}) has no graph: it was computed under no_grad() "
                          "or from tensors that need no gradient; compute it with grad enabled from parameters or "
                          "inputs created with requires_grad=True")
+
+
+def check_module(model, who: str) -> None:
+    """Refuse, saying what is needed, a model that is not a Module (the recorders hook its layers)."""
+    if not isinstance(model, Module):
+        raise TypeError(f"{who}: expected a minires nn.Module (the model or a layer), got {type(model).__name__}; "
+                        f"pass the model itself, as in {who}(model)")
 
 
 def parameter_names(names) -> dict:

@@ -13,6 +13,7 @@ Random draws come from ``generator`` or from :func:`minires.manual_seed`'s defau
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -76,6 +77,14 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
+def _has_no_elements(tensor) -> bool:
+    """Whether ``tensor`` has nothing to initialise; PyTorch's He init then warns and leaves it alone."""
+    if 0 in tensor.shape:
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return True
+    return False
+
+
 def _kaiming_std(tensor, a, mode, nonlinearity) -> float:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming init: mode must be 'fan_in' or 'fan_out', not {mode!r}")
@@ -85,10 +94,14 @@ def _kaiming_std(tensor, a, mode, nonlinearity) -> float:
 
 def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
     """He normal: :math:`N(0, \\mathrm{std}^2)`, std from the module docstring."""
+    if _has_no_elements(tensor):
+        return tensor
     return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity), generator)
 
 
 def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu", generator=None):
     """He uniform: :math:`U(-\\sqrt 3\\,\\mathrm{std}, \\sqrt 3\\,\\mathrm{std})`."""
+    if _has_no_elements(tensor):
+        return tensor
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
     return uniform_(tensor, -bound, bound, generator)

@@ -50,10 +50,12 @@ def _window_output(layer, shape, kernel, stride, padding) -> tuple[int, int]:
 
 
 def _reset_like_torch(weight: Parameter, bias: Parameter | None) -> None:
-    """PyTorch's default for Conv2d and Linear: He uniform with a = sqrt(5), bias U(+-1/sqrt(fan_in))."""
+    """PyTorch's default for Conv2d and Linear: He uniform with a = sqrt(5), bias U(+-1/sqrt(fan_in))
+    (zero with no inputs: fan_in = 0)."""
     init.kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
-        bound = 1 / math.sqrt(init.calculate_fan_in_and_fan_out(weight)[0])
+        fan_in = init.calculate_fan_in_and_fan_out(weight)[0]
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         init.uniform_(bias, -bound, bound)
 
 
