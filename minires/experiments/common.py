@@ -27,6 +27,7 @@ import numpy as np
 from .. import autograd
 from .. import functional as F
 from ..checkpoint import atomic_write
+from ..checks import is_positive_int
 from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
@@ -78,7 +79,7 @@ def check_settings(settings: dict) -> None:
         check_depth(settings["depth"])
     for key in ("width", "iterations", "batch_size", "n_train", "n_test", "eval_every"):
         value = settings.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        if value is not None and not is_positive_int(value):
             raise ValueError(f"{key} must be a positive integer, got {value!r}")
     for key, positive in (("lr", True), ("lr_no_bn", True), ("warmup", False), ("weight_decay", False)):
         value = settings.get(key)
