@@ -412,8 +412,26 @@ def test_gradnorms_says_why_a_curve_is_missing():
                "health": {name: r["health"] for name, r in nets.items()}}
     labels = [t.get_text() for ax in gradnorms.plot(results)["gradnorms_init.png"].axes if ax.get_legend()
               for t in ax.get_legend().get_texts()]
-    assert labels == ["depth 8 [DIVERGED] (zero or NaN/Inf: not drawn)", "depth 8 [DEAD] (all zero: not drawn)"]
+    not_drawable = "not drawable on a log scale, marked x at the bottom"
+    assert labels == [f"depth 8 [DIVERGED] (all NaN/Inf: {not_drawable})", f"depth 8 [DEAD] (all zero: {not_drawable})"]
     assert "A NaN ratio means the last conv got no gradient at all, or a gradient was NaN/Inf" in gradnorms.report(results)
+
+
+def test_gradnorms_names_the_layers_whose_gradient_a_log_scale_cannot_show():
+    """A curve with one conv layer's gradient exactly zero (a dead layer) is drawn without it, and its label
+    names that layer by number, not by its position as a fraction of the depth; the other curve is untouched."""
+    nets = {"plain8": fake_run(loss=1.0, diverged=False, grad=1.0, batch_norm=True, residual=False, depth=8, steps=[0],
+                               act_grad_norm=[[0.5, 0.0, 0.25]], weight_grad_norm=[[0.5, 0.5, 0.5]], lr=0.1,
+                               final_train_loss=1.0)}
+    results = {"data": "planted", "settings": {"width": 2, "iterations": 1}, "nets": nets,
+               "summary": gradnorms.summary(nets), "claims": gradnorms.claims(nets),
+               "health": {name: r["health"] for name, r in nets.items()}}
+    figures = gradnorms.plot(results)
+    [init_axes] = [ax for ax in figures["gradnorms_init.png"].axes if ax.get_legend()]
+    assert [t.get_text() for t in init_axes.get_legend().get_texts()] == [
+        "depth 8 (conv layer 2 zero: not drawable on a log scale, marked x at the bottom)"]
+    [weights_axes] = [ax for ax in figures["gradnorms_weights.png"].axes if ax.get_legend()]
+    assert [t.get_text() for t in weights_axes.get_legend().get_texts()] == ["step 0"]
 
 
 def test_lesion_and_shortcut_verdicts_fail_when_the_planted_errors_say_so():

@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from ..inspect import LayerRecorder
+from ..inspect.logplot import plot_log_curve
 from ..nn import Conv2d
 from .common import (build_model, compare, flagged, judge, map_nets, markdown_table, model_name, note_health,
                      report_tail, train, without_batch_norm)
@@ -179,10 +180,9 @@ def _grid(nets: dict, curves_of, title: str, ylabel: str):
             if r["batch_norm"] != batch_norm or r["residual"] != residual:
                 continue
             for label, values in curves_of(r):
-                values = np.asarray(values, dtype=float)
-                depth_fraction = np.arange(1, len(values) + 1) / len(values)
-                label = flagged(label, r["health"]) + _not_drawn(values)
-                ax.plot(depth_fraction, values, marker=".", markersize=3, label=label)
+                layers = np.arange(1, len(values) + 1)
+                plot_log_curve(ax, layers / len(values), values, flagged(label, r["health"]), "conv layer",
+                               names=layers, marker=".", markersize=3)
         ax.set_yscale("log")
         ax.set_title(f"{'ResNet' if residual else 'plain'}, {'with' if batch_norm else 'without'} BN", fontsize=10)
         ax.grid(True, alpha=0.3)
@@ -196,10 +196,3 @@ def _grid(nets: dict, curves_of, title: str, ylabel: str):
     fig.tight_layout()
     note_health(fig, {name: r["health"] for name, r in nets.items()})
     return fig
-
-
-def _not_drawn(values: np.ndarray) -> str:
-    """Why a log-scale curve of ``values`` shows nothing, for its label ("" when it shows something)."""
-    if np.any(np.isfinite(values) & (values > 0)):
-        return ""
-    return " (all zero: not drawn)" if np.all(values == 0) else " (zero or NaN/Inf: not drawn)"
