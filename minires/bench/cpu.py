@@ -53,7 +53,7 @@ from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
-from .suite import HEADERS, conv_rows, step_rows
+from .suite import HEADERS, cifar_resnet_name, conv_rows, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
@@ -135,13 +135,6 @@ def _report_folder(path: str) -> Path:
         raise ValueError(f"--out {path}: exists and is not a folder; choose a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def cifar_resnet_name(text: str) -> str:
-    """An argparse type: one of the CIFAR ResNets the bench builds by name."""
-    if text not in CIFAR_RESNETS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CIFAR ResNet; choose from {', '.join(CIFAR_RESNETS)}")
-    return text
 
 
 def cifar_resnet_depth(text: str) -> int:

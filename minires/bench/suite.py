@@ -10,13 +10,23 @@ cannot cost the rest of the table.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import traceback
 
+from ..models import CIFAR_RESNETS
 from . import measure
 from .cost import ConvShape, cifar_resnet_convs, training_step_conv_flops
 
 HEADERS = ["part", "case", "impl", "math", "fwd ms", "bwd ms", "total ms", "x torch", "GFLOP/s", "GB/s", "img/s"]
+
+
+def cifar_resnet_name(text: str) -> str:
+    """An argparse type: one of the CIFAR ResNets the bench builds by name (and PyTorch's reference
+    builds from its depth, 6n+2)."""
+    if text not in CIFAR_RESNETS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CIFAR ResNet; choose from {', '.join(CIFAR_RESNETS)}")
+    return text
 
 
 def _ratio(seconds, reference):
