@@ -40,3 +40,24 @@ def test_peak_step_bytes_sees_a_step_that_allocates():
     if peak is None:
         pytest.skip("no /proc/self/clear_refs here")
     assert peak >= 60 * 2 ** 20
+
+
+def test_the_memory_rows_unit_is_the_one_they_are_computed_in(monkeypatch):
+    """3 MiB (3 * 2**20 bytes) is 3.15 MB: the column's unit must be the one its numbers are in."""
+    from contextlib import contextmanager
+
+    from minires.bench.table import format_table
+
+    class InProcess:
+        @staticmethod
+        @contextmanager
+        def Pool(*args, **kwargs):
+            class Pool:
+                apply = staticmethod(lambda fn, args: fn(*args))
+            yield Pool
+
+    monkeypatch.setattr(cpu.multiprocessing, "get_context", lambda method: InProcess)
+    monkeypatch.setattr(cpu, "_step_memory_in_child", lambda framework, *args: {"minires": 3, "torch": 6}[framework] * 2 ** 20)
+    header, _, row = format_table(cpu.MEMORY_HEADERS, cpu.memory_rows("resnet20", 2, 1, with_torch=True)).splitlines()
+    assert header.split() == ["memory", "case", "minires", "MiB", "torch", "MiB", "x", "torch"]
+    assert row.split()[-3:] == ["3.00", "6.00", "0.50"]

@@ -61,7 +61,7 @@ DEFAULTS = {}   # every option's default, filled in by add_arguments: what --tin
 TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
             scaling_repeat=1, override_batch=2, override_pairs=1)
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
-MEMORY_HEADERS = ["memory", "case", "minires MB", "torch MB", "x torch"]
+MEMORY_HEADERS = ["memory", "case", "minires MiB", "torch MiB", "x torch"]
 
 
 def add_arguments(parser) -> None:
