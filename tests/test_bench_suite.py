@@ -82,3 +82,48 @@ def test_gpu_targets_are_judged_on_the_best_fp32_row_of_each_kind():
     assert conv.endswith("best is cupy at 2.51x, missed by 1.25x")
     assert step.endswith("best is cupy at 1.90x, met")
     assert all(line.endswith("cannot tell (no PyTorch reference or no rows)") for line in target_lines([]))
+
+
+def _fake_cupy(monkeypatch):
+    """Just what the GPU report's header reads of CuPy, so it can be built without a GPU."""
+    from types import SimpleNamespace
+    runtime = SimpleNamespace(getDeviceProperties=lambda index: {"name": b"Fake Card"},
+                              runtimeGetVersion=lambda: 13020, driverGetVersion=lambda: 13000)
+    monkeypatch.setattr(backend, "cupy_or_none", lambda: SimpleNamespace(cuda=SimpleNamespace(runtime=runtime),
+                                                                         __version__="0.0"))
+
+
+def test_gpu_header_states_the_flop_count_the_rows_use(monkeypatch):
+    """The stem's row counts no backward-data (cost.ConvShape.directions) and a step row counts the
+    convs' FLOPs only: the header may not say "all three conv directions" of every row."""
+    from argparse import Namespace
+
+    from minires.bench import gpu
+    from minires.bench.cost import cifar_resnet_convs
+    _fake_cupy(monkeypatch)
+    stem = cifar_resnet_convs(3, 1)[0]
+    assert stem.flops() == 2 * 2 * stem.macs()                                  # what the rows use
+    args = Namespace(batch=2, repeat=1, warmup=0, models=["resnet20"], out="results/gpu", skip_tests=False)
+    header = " ".join(gpu._header(args, "not run", ["torch x"]))
+    assert "all three conv directions" not in header
+    assert "no backward-data for the first conv" in header and "step rows: the convs' FLOPs only" in header
+
+
+@pytest.mark.parametrize("skip_tests", [False, True])
+def test_gpu_header_command_is_the_command_that_ran(monkeypatch, skip_tests):
+    import argparse
+
+    from minires import bench
+    from minires.bench import gpu
+
+    def parse(argv):
+        parser = argparse.ArgumentParser()
+        bench.add_arguments(parser)
+        return parser.parse_args(argv)
+
+    _fake_cupy(monkeypatch)
+    argv = ["gpu", "--batch", "8", "--repeat", "2", "--warmup", "1", "--models", "resnet32",
+            "--out", "elsewhere"] + ["--skip-tests"] * skip_tests
+    header = gpu._header(parse(argv), "not run", ["torch x"])
+    command = next(line for line in header if line.startswith("- command: "))
+    assert parse(command.removeprefix("- command: python -m minires.bench ").split()) == parse(argv)

@@ -166,9 +166,10 @@ def _header(args, test_summary: str, notes: list[str]) -> list[str]:
         f"numba {_version('numba')}, numpy {np.__version__}, Python {sys.version.split()[0]}, "
         + "; ".join(notes),
         f"- command: python -m minires.bench gpu --batch {args.batch} --repeat {args.repeat} "
-        f"--warmup {args.warmup} --models {' '.join(args.models)}",
+        f"--warmup {args.warmup} --models {' '.join(args.models)} --out {args.out}" + " --skip-tests" * args.skip_tests,
         f"- GPU tests: {test_summary}",
         "- times: median of the repeats, host wall clock with device synchronisation (launch overhead "
         "included); x torch = minires / PyTorch for the same row and math (lower is better, target <= 2); "
-        "GFLOP/s and GB/s from minires.bench.cost (all three conv directions; compulsory bytes)",
+        "GFLOP/s and GB/s from minires.bench.cost (the conv directions a training step runs: all three, but "
+        "no backward-data for the first conv; compulsory bytes; step rows: the convs' FLOPs only)",
     ]
