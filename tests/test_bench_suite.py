@@ -84,6 +84,17 @@ def test_gpu_targets_are_judged_on_the_best_fp32_row_of_each_kind():
     assert all(line.endswith("cannot tell (no PyTorch reference or no rows)") for line in target_lines([]))
 
 
+def test_gpu_target_verdict_agrees_with_the_ratio_it_shows():
+    """A ratio of 2.004 is shown as 2.00x: against a target of <= 2x that reads as met, so it is met."""
+    from minires.bench.gpu import TARGET, target_lines
+    just_over = TARGET + 0.004
+    rows = [["conv", "resnet20: all 19 convs", "cupy", "fp32", None, None, 1.0, just_over, None, None, None],
+            ["step", "resnet20 batch 128", "cupy", "fp32", None, None, 1.0, TARGET + 0.006, None, None, None]]
+    conv, step = target_lines(rows)
+    assert conv.endswith(f"best is cupy at {just_over:.2f}x, met")
+    assert f"best is cupy at {TARGET + 0.006:.2f}x, missed by " in step
+
+
 def _fake_cupy(monkeypatch):
     """Just what the GPU report's header reads of CuPy, so it can be built without a GPU."""
     from types import SimpleNamespace
