@@ -38,3 +38,12 @@ def test_a_model_that_is_not_a_cifar_resnet_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_:
         module.main(["--models", "resnet20", "resnet18"])
     assert exit_.value.code == 2 and "'resnet18' is not a CIFAR ResNet" in capsys.readouterr().err
+
+
+def test_counts_that_cannot_be_timed_are_refused(capsys):
+    """``--repeat 0`` would end, on a GPU, in a StatisticsError after the first model's warm-up."""
+    module = load_benchmark("gpu_profile")
+    for argv in (["--repeat", "0"], ["--batch", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            module.main(argv)
+        assert exit_.value.code == 2 and "is not a positive integer" in capsys.readouterr().err
