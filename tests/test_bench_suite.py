@@ -138,3 +138,12 @@ def test_gpu_header_command_is_the_command_that_ran(monkeypatch, skip_tests):
     header = gpu._header(parse(argv), "not run", ["torch x"])
     command = next(line for line in header if line.startswith("- command: "))
     assert parse(command.removeprefix("- command: python -m minires.bench ").split()) == parse(argv)
+
+
+def test_an_implementation_or_model_named_twice_is_measured_once():
+    """``--impls numpy numpy`` printed each shape's row twice but one total; ``--models`` twice, two rows."""
+    pytest.importorskip("minires.optim")
+    rows = suite.conv_rows("cpu", ["numpy", "numpy"], TINY, repeat=1, warmup=0, network="tiny net")
+    assert [(r[1], r[2]) for r in rows] == [(c.name, "numpy") for c in TINY] + [("tiny net: all 3 convs", "numpy")]
+    steps = suite.step_rows("cpu", ["numpy", "numpy"], ["resnet20", "resnet20"], batch=2, repeat=1, warmup=0)
+    assert [(r[1], r[2]) for r in steps] == [("resnet20 batch 2", "numpy")]

@@ -54,9 +54,10 @@ def _conv_row(case, impl, math, fwd, bwd, reference, flops, nbytes):
 
 def conv_rows(device, impls, convs: list[ConvShape], repeat, warmup, torch_ref=None, math="fp32",
               network="network"):
-    """One row per (layer shape, implementation), then one total row per implementation."""
+    """One row per (layer shape, implementation), then one total row per implementation (each named
+    once however often ``impls`` names it)."""
     measurements = ([("torch", torch_ref.time_conv)] if torch_ref is not None else []) + \
-        [(impl, functools.partial(measure.time_conv, impl=impl)) for impl in impls]
+        [(impl, functools.partial(measure.time_conv, impl=impl)) for impl in dict.fromkeys(impls)]
     rows, timings = [], {}  # timings: impl -> {conv name: (fwd, bwd)} for the shapes that ran
     for impl, time_conv in measurements:
         timings[impl] = {}
@@ -80,13 +81,13 @@ def conv_rows(device, impls, convs: list[ConvShape], repeat, warmup, torch_ref=N
 def step_rows(device, impls, model_names, batch, repeat, warmup, torch_ref=None, math="fp32"):
     """One row per (model, conv implementation): a full training step at ``batch``."""
     rows = []
-    for name in model_names:
+    for name in dict.fromkeys(model_names):
         n = (int(name.removeprefix("resnet")) - 2) // 6
         flops = training_step_conv_flops(cifar_resnet_convs(n, batch))
         results = {}
         if torch_ref is not None:
             results["torch"] = _attempt(torch_ref.time_training_step, n, batch, device, repeat, warmup)
-        for impl in impls:
+        for impl in dict.fromkeys(impls):
             results[impl] = _attempt(measure.time_training_step, name, batch, device, repeat, warmup, impl)
         case = f"{name} batch {batch}"
         for impl, seconds in results.items():
