@@ -2,10 +2,10 @@
 
 1. conv2d forward and backward (the gradients training asks for: data and weight, only the weight's
    for the first conv) on every distinct ResNet-20 layer shape, for each CPU conv
-   implementation (``numba``, ``numpy-fast``; ``--impls numpy`` adds the slow reference) and for
-   PyTorch, and each one's total over ResNet-20's 19 convs;
+   implementation but the slow NumPy reference (``--impls`` names the ones to time instead, ``numpy``
+   among them) and for PyTorch, and each one's total over ResNet-20's 19 convs;
 2. a training step (forward, cross-entropy, backward, SGD with momentum) of each ``--models``;
-3. the peak memory of a ResNet-20 training step, minires and PyTorch measured the same way;
+3. the peak memory of a training step of the first ``--models``, minires and PyTorch measured the same way;
 4. scaling: time per step against batch size (``--batches``) and depth (``--depths``), which should
    be linear in both; a plot of it.
 
