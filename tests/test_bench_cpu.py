@@ -42,11 +42,9 @@ def test_peak_step_bytes_sees_a_step_that_allocates():
     assert peak >= 60 * 2 ** 20
 
 
-def test_the_memory_rows_unit_is_the_one_they_are_computed_in(monkeypatch):
-    """3 MiB (3 * 2**20 bytes) is 3.15 MB: the column's unit must be the one its numbers are in."""
+def _in_process_pool(monkeypatch):
+    """``memory_rows``' spawned pool, run in this process (so the planted measurements reach it)."""
     from contextlib import contextmanager
-
-    from minires.bench.table import format_table
 
     class InProcess:
         @staticmethod
@@ -57,7 +55,53 @@ def test_the_memory_rows_unit_is_the_one_they_are_computed_in(monkeypatch):
             yield Pool
 
     monkeypatch.setattr(cpu.multiprocessing, "get_context", lambda method: InProcess)
+
+
+def test_the_memory_rows_unit_is_the_one_they_are_computed_in(monkeypatch):
+    """3 MiB (3 * 2**20 bytes) is 3.15 MB: the column's unit must be the one its numbers are in."""
+    from minires.bench.table import format_table
+    _in_process_pool(monkeypatch)
     monkeypatch.setattr(cpu, "_step_memory_in_child", lambda framework, *args: {"minires": 3, "torch": 6}[framework] * 2 ** 20)
     header, _, row = format_table(cpu.MEMORY_HEADERS, cpu.memory_rows("resnet20", 2, 1, with_torch=True)).splitlines()
     assert header.split() == ["memory", "case", "minires", "MiB", "torch", "MiB", "x", "torch"]
     assert row.split()[-3:] == ["3.00", "6.00", "0.50"]
+
+
+def test_a_batch_that_does_not_fit_fails_its_rows_not_the_report(monkeypatch, tmp_path):
+    """The conv and step rows of a batch too big for memory are FAILED rows; the scaling and memory
+    rows were not: their MemoryError ended the whole benchmark, and nothing was written."""
+    from argparse import Namespace
+    real = cpu.training_step
+
+    def step_that_fits(model, batch, device):
+        if batch > 2:
+            raise MemoryError(f"planted: batch {batch} does not fit")
+        return real(model, batch, device)
+
+    monkeypatch.setattr(cpu, "training_step", step_that_fits)
+    args = Namespace(batches=[1, 2, 4], depths=[20, 32], batch=4, scaling_repeat=1, warmup=0)
+    rows = cpu.scaling_rows(args, None)
+    assert [r[1] for r in rows] == ["resnet20 batch 1", "resnet20 batch 2", "resnet20 batch 4: minires FAILED (traceback on stderr)",
+                                    "resnet20 batch 4: minires FAILED (traceback on stderr)",
+                                    "resnet32 batch 4: minires FAILED (traceback on stderr)"]
+    assert all(v > 0 for r in rows[:2] for v in (r[2], r[5])) and all(r[2:6] == [None] * 4 for r in rows[2:])
+    cpu.plot_scaling(rows, tmp_path / "scaling.png")                    # the points that ran, without the rest
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+    _in_process_pool(monkeypatch)
+    monkeypatch.setattr(cpu, "_step_memory_in_child", lambda framework, *args: step_that_fits("resnet20", 4, "cpu"))
+    [memory] = cpu.memory_rows("resnet20", 4, 1, with_torch=False)
+    assert memory == ["step", "resnet20 batch 4: minires FAILED (traceback on stderr)", None, None, None]
+
+
+def test_a_system_without_the_proc_files_says_why_it_has_no_memory_row(monkeypatch, capsys):
+    """Where the resident-set high-water mark cannot be reset (not Linux), the row says FAILED and stderr
+    why, rather than a bare "-" that reads like a missing PyTorch."""
+    _in_process_pool(monkeypatch)
+    monkeypatch.setattr(cpu, "_return_freed_memory_to_the_system", lambda: None)
+    monkeypatch.setattr(cpu, "set_threads", lambda threads: None)
+    monkeypatch.setattr(cpu, "training_step", lambda *args: (lambda: None))
+    monkeypatch.setattr(cpu, "peak_step_bytes", lambda step: None)
+    [row] = cpu.memory_rows("resnet20", 2, 1, with_torch=False)
+    assert row == ["step", "resnet20 batch 2: minires FAILED (traceback on stderr)", None, None, None]
+    assert "needs Linux's /proc/self/clear_refs" in capsys.readouterr().err

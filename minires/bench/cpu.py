@@ -29,7 +29,7 @@ more back to the system (``mallopt``), two warm-up steps run (compilation, optim
 kernel's resident-set high-water mark is reset (``/proc/self/clear_refs``), one step runs, and
 the report is the high-water mark minus the resident set before that step: the memory a step
 needs on top of the model and its optimizer state (activations kept for backward, gradients,
-temporaries). Linux only; elsewhere ``-``.
+temporaries). Linux only; elsewhere the row says FAILED, and stderr why.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
-from .suite import HEADERS, cifar_resnet_name, conv_rows, step_rows
+from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
@@ -233,21 +233,32 @@ def memory_rows(model_name: str, batch: int, threads: int, with_torch: bool) -> 
     """Peak extra memory of one training step of ``model_name``, minires and PyTorch (fresh processes)."""
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(1, maxtasksperchild=1) as pool:
-        ours = pool.apply(_step_memory_in_child, ("minires", model_name, batch, threads))
-        theirs = pool.apply(_step_memory_in_child, ("torch", model_name, batch, threads)) if with_torch else None
+        ours = attempt(pool.apply, _step_memory_in_child, ("minires", model_name, batch, threads))
+        theirs = attempt(pool.apply, _step_memory_in_child, ("torch", model_name, batch, threads)) if with_torch else None
     ratio = ours / theirs if ours and theirs else None
     mb = [None if v is None else v / 2 ** 20 for v in (ours, theirs)]
-    return [["step", f"{model_name} batch {batch}", *mb, ratio]]
+    return [["step", _case(f"{model_name} batch {batch}", ours, theirs, with_torch), *mb, ratio]]
 
 
-def _step_memory_in_child(framework: str, model_name: str, batch: int, threads: int) -> int | None:
+def _case(case: str, ours, theirs, with_torch: bool) -> str:
+    """``case``, naming the side(s) whose measurement raised (:func:`~minires.bench.suite.attempt`: None)."""
+    failed = [name for name, value, asked in (("minires", ours, True), ("torch", theirs, with_torch))
+              if asked and value is None]
+    return f"{case}: {' and '.join(failed)} FAILED (traceback on stderr)" if failed else case
+
+
+def _step_memory_in_child(framework: str, model_name: str, batch: int, threads: int) -> int:
     """:func:`peak_step_bytes` of one framework's training step, run in a fresh (spawned) process."""
     _return_freed_memory_to_the_system()
     set_threads(threads)
     if framework == "minires":
-        return peak_step_bytes(training_step(model_name, batch, "cpu"))
-    torch_ref, _ = _torch_reference(threads)
-    return peak_step_bytes(torch_ref.training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu"))
+        step = training_step(model_name, batch, "cpu")
+    else:
+        step = _torch_reference(threads)[0].training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu")
+    peak = peak_step_bytes(step)
+    if peak is None:
+        raise OSError("the peak memory of a step needs Linux's /proc/self/clear_refs, which this system lacks")
+    return peak
 
 
 def peak_step_bytes(step) -> int | None:
@@ -284,35 +295,39 @@ def scaling_rows(args, torch_ref) -> list[list]:
     cases += [("depth", f"resnet{d} batch {args.batch}", f"resnet{d}", args.batch, d, "layer") for d in args.depths]
     rows = []
     for kind, case, model, batch, units, unit in cases:
-        ours = _median(training_step(model, batch, "cpu"), args)
+        ours = attempt(_median, training_step, model, batch, args)
         theirs = None if torch_ref is None else \
-            _median(torch_ref.training_step((int(model.removeprefix("resnet")) - 2) // 6, batch, "cpu"), args)
-        rows.append([kind, case, 1e3 * ours, None if theirs is None else 1e3 * theirs,
-                     None if theirs is None else ours / theirs, 1e3 * ours / units, unit])
+            attempt(_median, torch_ref.training_step, (int(model.removeprefix("resnet")) - 2) // 6, batch, args)
+        ms = [None if v is None else 1e3 * v for v in (ours, theirs)]
+        rows.append([kind, _case(case, ours, theirs, torch_ref is not None), *ms,
+                     ours / theirs if ours and theirs else None, None if ours is None else 1e3 * ours / units, unit])
     return rows
 
 
-def _median(step, args) -> float:
-    return median_seconds(step, synchronizer("cpu"), args.scaling_repeat, args.warmup)
+def _median(make_step, model, batch, args) -> float:
+    """Median seconds of the step ``make_step(model, batch, "cpu")`` returns."""
+    return median_seconds(make_step(model, batch, "cpu"), synchronizer("cpu"), args.scaling_repeat, args.warmup)
 
 
 def plot_scaling(rows, path: Path) -> None:
     """Two panels, ms per step against batch size and against depth, minires and PyTorch, with the
-    straight line fitted to minires (linear scaling stays on it)."""
+    straight line fitted to minires (linear scaling stays on it); FAILED points are left out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, kind, label in zip(axes, ("batch", "depth"), ("batch size (ResNet-20)", "depth (ResNet-6n+2)")):
-        chosen = [r for r in rows if r[0] == kind]
+        chosen = [r for r in rows if r[0] == kind and r[2] is not None]
         units = np.array([r[2] / r[5] for r in chosen])        # batch size or depth
         ours = np.array([r[2] for r in chosen])
         ax.plot(units, ours, "o-", label="minires")
         if all(r[3] is not None for r in chosen):
             ax.plot(units, [r[3] for r in chosen], "s-", label="PyTorch")
-        slope, intercept = np.polyfit(units, ours, 1)
-        ax.plot([0, units.max()], [intercept, intercept + slope * units.max()], "k:", lw=1, label="linear fit (minires)")
+        if len(set(units)) > 1:
+            slope, intercept = np.polyfit(units, ours, 1)
+            ax.plot([0, units.max()], [intercept, intercept + slope * units.max()], "k:", lw=1,
+                    label="linear fit (minires)")
         ax.set(xlabel=label, ylabel="ms per training step", xlim=(0, None), ylim=(0, None))
         ax.legend()
     fig.suptitle(f"minires vs PyTorch, CPU training step ({cpu_name()})")

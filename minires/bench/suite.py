@@ -33,7 +33,7 @@ def _ratio(seconds, reference):
     return None if reference is None else seconds / reference
 
 
-def _attempt(measurement, *args):
+def attempt(measurement, *args):
     """``measurement(*args)``, or None (traceback printed) when it raises."""
     try:
         return measurement(*args)
@@ -62,7 +62,7 @@ def conv_rows(device, impls, convs: list[ConvShape], repeat, warmup, torch_ref=N
     for impl, time_conv in measurements:
         timings[impl] = {}
         for c in convs:
-            measured = _attempt(time_conv, c, device, repeat, warmup)
+            measured = attempt(time_conv, c, device, repeat, warmup)
             if measured is None:
                 rows.append(_failed_row("conv", c.name, impl, math))
                 continue
@@ -86,9 +86,9 @@ def step_rows(device, impls, model_names, batch, repeat, warmup, torch_ref=None,
         flops = training_step_conv_flops(cifar_resnet_convs(n, batch))
         results = {}
         if torch_ref is not None:
-            results["torch"] = _attempt(torch_ref.time_training_step, n, batch, device, repeat, warmup)
+            results["torch"] = attempt(torch_ref.time_training_step, n, batch, device, repeat, warmup)
         for impl in dict.fromkeys(impls):
-            results[impl] = _attempt(measure.time_training_step, name, batch, device, repeat, warmup, impl)
+            results[impl] = attempt(measure.time_training_step, name, batch, device, repeat, warmup, impl)
         case = f"{name} batch {batch}"
         for impl, seconds in results.items():
             if seconds is None:
