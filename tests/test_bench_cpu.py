@@ -10,7 +10,9 @@ def test_tiny_run_writes_a_report_and_a_plot(tmp_path, capsys):
     assert main(["bench", "cpu", "--tiny", "--clock", "cpu", "--out", str(tmp_path)]) == 0
     reports, plots = list(tmp_path.glob("*.md")), list(tmp_path.glob("*.png"))
     assert len(reports) == len(plots) == 1
+    assert reports[0].stem.endswith("-tiny")          # never in place of (or taken for) the day's real report
     text = reports[0].read_text()
+    assert "- --tiny: toy sizes, one run each: these numbers check the machinery and mean nothing" in text
     assert text in capsys.readouterr().out  # the report printed is the report written
     for expected in ["machine:", "threads:", "- BLAS: ", "- OpenBLAS overrides: ", "resnet20: all 19 convs",
                      "step  resnet20 batch 4",
@@ -105,3 +107,24 @@ def test_a_system_without_the_proc_files_says_why_it_has_no_memory_row(monkeypat
     [row] = cpu.memory_rows("resnet20", 2, 1, with_torch=False)
     assert row == ["step", "resnet20 batch 2: minires FAILED (traceback on stderr)", None, None, None]
     assert "needs Linux's /proc/self/clear_refs" in capsys.readouterr().err
+
+
+def test_a_busy_machine_is_said_out_loud():
+    """Other jobs' load (the 1-minute load average before the run) beyond the cores the benchmark
+    leaves free, by more than half a core: its threads waited for cores, and the header says so."""
+    assert cpu.load_warning((0.3, 1.0, 1.0), threads=2, cores=2) == []       # an idle machine's residue
+    assert cpu.load_warning((1.4, 1.0, 1.0), threads=1, cores=2) == []
+    [busy] = cpu.load_warning((2.0, 2.0, 2.1), threads=1, cores=2)
+    assert busy.startswith("- WARNING: a busy machine: the 1-minute load average before the run was 2.0 on 2 cores")
+    assert "times and their ratios are noisy" in busy
+    [unknown] = cpu.load_warning(None, threads=1, cores=2)
+    assert unknown.startswith("- WARNING: no load average on this system")
+
+
+def test_the_header_carries_the_load_warning(monkeypatch):
+    from argparse import Namespace
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
+    threads = {"minires conv": 1, "BLAS": "openblas 1", "Numba": 1}
+    header = cpu._header(Namespace(clock="wall", threads=1, tiny=False), threads, "torch x", (2.0, 2.0, 2.1))
+    assert "- machine: " in header[2] and "load average (1/5/15 min) 2.0 2.0 2.1 before" in header[2]
+    assert header[3] == cpu.load_warning((2.0, 2.0, 2.1), 1, 2)[0]

@@ -13,11 +13,13 @@ float32, NCHW-indexed, the same thread count on both sides (``--threads``, defau
 PyTorch's intra-op threads, minires' CPU threads (each calling single-threaded BLAS) and Numba's.
 Each framework keeps activations in its own memory layout, as in its training step: PyTorch's
 contiguous NCHW, minires' channels-last (the CPU conv's output; see :mod:`minires.cpu.conv`).
-Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
+Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine
+(with a warning when other jobs' load left the benchmark's threads short of cores: :func:`load_warning`),
 versions, thread counts and the BLAS library (its core type and threads, and whether an OpenBLAS
 override in the environment slows minires down: :mod:`minires.bench.blas`) go to
 ``<out>/<date>-<cpu>-<threads>-threads.md`` with the plot beside it (``.png``).
-``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
+``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing,
+and its report says so, in a file of its own: ``...-tiny.md``).
 
 **Clock**: ``--clock wall`` (default) is what a user waits; ``--clock cpu`` times the process's
 CPU time instead, which on a machine shared with other jobs is the work done without the time
@@ -112,7 +114,8 @@ def run(args) -> int:
     rows += step_rows("cpu", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref)
     scaling = scaling_rows(args, torch_ref)
     memory = memory_rows(args.models[0], args.batch, args.threads, torch_ref is not None)
-    stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
+    stem = out / (f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
+                  + "-tiny" * args.tiny)
     plot_scaling(scaling, stem.with_suffix(".png"))
     report = "\n".join(_header(args, threads, torch_note, load_before) + blas_lines + [
         "", "```", format_table(HEADERS, rows), "", format_table(MEMORY_HEADERS, memory), "",
@@ -201,11 +204,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _load_average() -> str:
+def _load_average() -> tuple | None:
+    """The 1, 5 and 15-minute load averages, or None where the system has none."""
     try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+        return os.getloadavg()
     except OSError:
-        return "unknown"
+        return None
+
+
+def _format_load(load) -> str:
+    return "unknown" if load is None else " ".join(f"{v:.1f}" for v in load)
+
+
+def load_warning(load_before, threads: int, cores: int) -> list[str]:
+    """A warning when other jobs' load (the 1-minute load average before the run) exceeds the cores
+    the benchmark leaves free by more than half a core: its threads then waited for cores."""
+    if load_before is None:
+        return ["- WARNING: no load average on this system: whether other jobs shared the cores is unknown"]
+    if load_before[0] <= cores - threads + 0.5:
+        return []
+    return [f"- WARNING: a busy machine: the 1-minute load average before the run was {load_before[0]:.1f} on {cores} "
+            f"cores, and the benchmark runs {threads} thread{'s' * (threads != 1)}: other jobs shared its cores, so "
+            "wall-clock times and their ratios are noisy (--clock cpu is steadier with one thread)"]
 
 
 def _header(args, threads, torch_note, load_before) -> list[str]:
@@ -214,8 +234,10 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
     return [
         f"# minires bench cpu, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, "
-        f"{_load_average()} after",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {_format_load(load_before)} before, "
+        f"{_format_load(_load_average())} after",
+        *load_warning(load_before, args.threads, os.cpu_count()),
+        *["- --tiny: toy sizes, one run each: these numbers check the machinery and mean nothing"] * args.tiny,
         f"- threads: minires conv {threads['minires conv']}, BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
         f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} (built with {blas.numpy_build_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
