@@ -218,14 +218,16 @@ def _format_load(load) -> str:
 
 def load_warning(load_before, threads: int, cores: int) -> list[str]:
     """A warning when other jobs' load (the 1-minute load average before the run) exceeds the cores
-    the benchmark leaves free by more than half a core: its threads then waited for cores."""
+    the benchmark leaves free by more than half a core: jobs still running then took cores from its
+    threads (the average also remembers jobs that ended within the last minute or so)."""
     if load_before is None:
         return ["- WARNING: no load average on this system: whether other jobs shared the cores is unknown"]
     if load_before[0] <= cores - threads + 0.5:
         return []
     return [f"- WARNING: a busy machine: the 1-minute load average before the run was {load_before[0]:.1f} on {cores} "
-            f"cores, and the benchmark runs {threads} thread{'s' * (threads != 1)}: other jobs shared its cores, so "
-            "wall-clock times and their ratios are noisy (--clock cpu is steadier with one thread)"]
+            f"cores, of which the benchmark's {threads} thread{'s' * (threads != 1)} leave {max(cores - threads, 0)} "
+            "free: if those jobs were still running (not just ended), they shared its cores, and wall-clock times and "
+            "their ratios are noisy (--clock cpu is steadier with one thread)"]
 
 
 def _header(args, threads, torch_note, load_before) -> list[str]:
