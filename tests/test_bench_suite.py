@@ -147,3 +147,20 @@ def test_an_implementation_or_model_named_twice_is_measured_once():
     assert [(r[1], r[2]) for r in rows] == [(c.name, "numpy") for c in TINY] + [("tiny net: all 3 convs", "numpy")]
     steps = suite.step_rows("cpu", ["numpy", "numpy"], ["resnet20", "resnet20"], batch=2, repeat=1, warmup=0)
     assert [(r[1], r[2]) for r in steps] == [("resnet20 batch 2", "numpy")]
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu only", "with a GPU"])
+def test_bench_list_says_where_each_implementation_runs_and_which_is_the_default(monkeypatch, capsys, gpu):
+    """With a GPU, ``numba`` (CPU) and ``numba-cuda`` sat in one unlabelled list, the defaults unnamed."""
+    monkeypatch.setattr(backend, "cuda_available", lambda: gpu)
+    assert main(["bench", "list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    cpu_default = backend.lookup("conv2d", np.zeros(1))[0]
+    cpu_part = lines["conv2d"].split("; ")[0]
+    assert cpu_part.split(None, 1)[1].startswith("cpu: ") and f"{cpu_default} (default)" in cpu_part
+    assert "numba-cuda" not in cpu_part and cpu_part.count("(default)") == 1
+    if gpu:
+        cuda_part = lines["conv2d"].split("; ")[1]
+        assert cuda_part.startswith("cuda: ") and "numba-cuda" in cuda_part and cuda_part.count("(default)") == 1
+    else:
+        assert "; cuda" not in lines["conv2d"]
