@@ -68,6 +68,10 @@ def parse_device(device) -> str:
                 f"device {device!r} requested but {why}. Install the GPU extra "
                 "(pip install 'minires[gpu]') on a machine with an NVIDIA GPU, or use device='cpu'."
             )
+        count = _cupy.cuda.runtime.getDeviceCount()
+        if not 0 <= index < count:
+            cards = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ValueError(f"device {device!r}: this machine has {count} GPU{'s' * (count > 1)} ({cards})")
         return f"cuda:{index}"
     raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
 

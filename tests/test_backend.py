@@ -72,3 +72,14 @@ def test_a_cuda_implementation_on_cpu_data_suggests_only_the_cpu_ones(monkeypatc
         backend.lookup("conv2d", np.zeros(1), "cupy")
     suggested = str(error.value).split("choose one of ")[1]
     assert "'numpy'" in suggested and "cupy" not in suggested
+
+
+@pytest.mark.parametrize("spec", ["cuda:1", "cuda:-1"])
+def test_a_gpu_index_the_machine_lacks_is_refused_with_its_count(monkeypatch, spec):
+    """On a one-GPU machine 'cuda:1' (or 'cuda:-1') was accepted, to fail later inside CuPy."""
+    from types import SimpleNamespace
+    one_gpu = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDeviceCount=lambda: 1)))
+    monkeypatch.setattr(backend, "_cupy", one_gpu)
+    assert backend.parse_device("cuda") == backend.parse_device("cuda:0") == "cuda:0"
+    with pytest.raises(ValueError, match=rf"device {spec!r}: this machine has 1 GPU \(cuda:0\)"):
+        backend.parse_device(spec)
