@@ -114,6 +114,7 @@ def test_a_busy_machine_is_said_out_loud():
     leaves free, by more than half a core: its threads waited for cores, and the header says so."""
     assert cpu.load_warning((0.3, 1.0, 1.0), threads=2, cores=2) == []       # an idle machine's residue
     assert cpu.load_warning((1.4, 1.0, 1.0), threads=1, cores=2) == []
+    assert cpu.load_warning((0.2, 1.0, 1.0), threads=4, cores=2) == []       # more threads than cores, no one else
     [busy] = cpu.load_warning((2.0, 2.0, 2.1), threads=1, cores=2)
     assert busy.startswith("- WARNING: a busy machine: the 1-minute load average before the run was 2.0 on 2 cores")
     assert "times and their ratios are noisy" in busy

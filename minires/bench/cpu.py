@@ -222,10 +222,11 @@ def load_warning(load_before, threads: int, cores: int) -> list[str]:
     threads (the average also remembers jobs that ended within the last minute or so)."""
     if load_before is None:
         return ["- WARNING: no load average on this system: whether other jobs shared the cores is unknown"]
-    if load_before[0] <= cores - threads + 0.5:
+    free = max(cores - threads, 0)
+    if load_before[0] <= free + 0.5:
         return []
     return [f"- WARNING: a busy machine: the 1-minute load average before the run was {load_before[0]:.1f} on {cores} "
-            f"cores, of which the benchmark's {threads} thread{'s' * (threads != 1)} leave {max(cores - threads, 0)} "
+            f"cores, of which the benchmark's {threads} thread{'s' * (threads != 1)} leave {free} "
             "free: if those jobs were still running (not just ended), they shared its cores, and wall-clock times and "
             "their ratios are noisy (--clock cpu is steadier with one thread)"]
 
