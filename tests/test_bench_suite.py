@@ -164,3 +164,25 @@ def test_bench_list_says_where_each_implementation_runs_and_which_is_the_default
         assert cuda_part.startswith("cuda: ") and "numba-cuda" in cuda_part and cuda_part.count("(default)") == 1
     else:
         assert "; cuda" not in lines["conv2d"]
+
+
+@pytest.mark.parametrize("cupy_tf32", [None, "1"])
+def test_gpu_report_says_which_math_cupy_ran_when_it_cannot_switch(monkeypatch, tmp_path, capsys, cupy_tf32):
+    """CuPy's TF32 switch is internal API: without it, CuPy runs its default math, which CUPY_TF32=1
+    makes TF32 — in the fp32 headline rows too, which the report used to leave unsaid."""
+    from minires.bench import gpu
+    _fake_cupy(monkeypatch)
+    monkeypatch.setattr(backend, "cuda_available", lambda: True)
+    monkeypatch.setattr(gpu, "set_tf32", lambda enabled, torch_ref: False)
+    monkeypatch.setattr(gpu, "conv_rows", lambda *args, **kwargs: [])
+    monkeypatch.setattr(gpu, "step_rows", lambda *args, **kwargs: [])
+    if cupy_tf32 is None:
+        monkeypatch.delenv("CUPY_TF32", raising=False)
+    else:
+        monkeypatch.setenv("CUPY_TF32", cupy_tf32)
+    assert main(["bench", "gpu", "--skip-tests", "--out", str(tmp_path)]) == 0
+    report = capsys.readouterr().out
+    default = "TF32" if cupy_tf32 else "fp32"
+    for math in ("fp32", "tf32"):
+        assert (f"this CuPy could not set its TF32 mode: its {math} rows ran in CuPy's default math, "
+                f"{default} (CUPY_TF32={cupy_tf32 or 'unset'})") in report

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -60,9 +61,10 @@ def run(args) -> int:
     impls = backend.available("conv2d", device="cuda")
     notes, rows = [torch_note], []
     for tf32 in (False, True):
-        if not set_tf32(tf32, torch_ref) and tf32:
-            notes.append("this CuPy could not switch TF32 on: its tf32 rows ran in fp32")
         math = "tf32" if tf32 else "fp32"
+        if not set_tf32(tf32, torch_ref):
+            notes.append(f"this CuPy could not set its TF32 mode: its {math} rows ran in CuPy's default math, "
+                         f"{cupy_default_math()}")
         rows += conv_rows("cuda", impls, cifar_resnet_convs(3, args.batch), args.repeat, args.warmup, torch_ref,
                           math, network="resnet20")
         rows += step_rows("cuda", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref, math)
@@ -129,6 +131,12 @@ def set_tf32(enabled: bool, torch_ref) -> bool:
         return True
     except (ImportError, AttributeError):
         return False
+
+
+def cupy_default_math() -> str:
+    """The float32 GEMM math CuPy runs unless told otherwise: TF32 when ``CUPY_TF32`` is 1 (read once)."""
+    value = os.environ.get("CUPY_TF32")
+    return f"{'TF32' if value == '1' else 'fp32'} (CUPY_TF32={value or 'unset'})"
 
 
 def _torch_reference():
