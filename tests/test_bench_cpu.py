@@ -126,6 +126,8 @@ def test_the_header_carries_the_load_warning(monkeypatch):
     from argparse import Namespace
     monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)
     threads = {"minires conv": 1, "BLAS": "openblas 1", "Numba": 1}
-    header = cpu._header(Namespace(clock="wall", threads=1, tiny=False), threads, "torch x", (2.0, 2.0, 2.1))
+    header = cpu._header(Namespace(clock="wall", threads=1, tiny=False, batch=32), threads, "torch x", (2.0, 2.0, 2.1))
     assert "- machine: " in header[2] and "load average (1/5/15 min) 2.0 2.0 2.1 before" in header[2]
     assert header[3] == cpu.load_warning((2.0, 2.0, 2.1), 1, 2)[0]
+    # the conv rows' case names a layer, not the batch, and the default --batch is not in the command line
+    assert "Conv rows: ms per call on a batch of 32 images; step rows: ms per training step." in header[-1]

@@ -247,7 +247,8 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"- command: {command} (clock: {args.clock})",
         "- float32, NCHW-indexed; activations in each framework's own memory layout (minires: channels last, "
         "PyTorch: contiguous NCHW). Conv backward: data and weight gradients, the first conv's weight gradient only, as in "
-        "training. Times: median of the repeats after warm-up. x torch = minires / PyTorch "
+        f"training. Conv rows: ms per call on a batch of {args.batch} images; step rows: ms per training step. "
+        "Times: median of the repeats after warm-up. x torch = minires / PyTorch "
         "(lower is better; target <= 1.0, issue #20). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]
