@@ -132,3 +132,14 @@ def test_the_header_carries_the_load_warning(monkeypatch):
     assert header[3] == cpu.load_warning((2.0, 2.0, 2.1), 1, 2)[0]
     # the conv rows' case names a layer, not the batch, and the default --batch is not in the command line
     assert "Conv rows: ms per call on a batch of 32 images; step rows: ms per training step." in header[-1]
+
+
+def test_the_cpu_clock_is_said_to_sum_the_threads_and_warned_of_with_several():
+    """Under --clock cpu a row's ms are CPU time summed over the process's threads (spinning included):
+    with two threads, not a time anyone waited, and the report must not pass them off as one."""
+    assert cpu.clock_lines("wall", threads=2) == []
+    [one] = cpu.clock_lines("cpu", threads=1)
+    assert one.startswith("- clock: the process's CPU time (summed over its threads), not the wall clock")
+    [several] = cpu.clock_lines("cpu", threads=2)
+    assert several.startswith("- WARNING: clock: the process's CPU time (summed over its threads)")
+    assert "with 2 threads" in several and "spin" in several

@@ -231,6 +231,17 @@ def load_warning(load_before, threads: int, cores: int) -> list[str]:
             "their ratios are noisy (--clock cpu is steadier with one thread)"]
 
 
+def clock_lines(clock: str, threads: int) -> list[str]:
+    """What ``--clock cpu`` times, and a warning when several threads make it more than the work of one."""
+    if clock == "wall":
+        return []
+    line = "clock: the process's CPU time (summed over its threads), not the wall clock a user waits"
+    if threads == 1:
+        return [f"- {line}"]
+    return [f"- WARNING: {line}: with {threads} threads it adds up every thread that works or spins (PyTorch's "
+            "OpenMP threads spin while they wait), so ms, x torch, GFLOP/s and img/s are not wall-clock figures"]
+
+
 def _header(args, threads, torch_note, load_before) -> list[str]:
     command = " ".join(["python -m minires.bench cpu"] + sys.argv[sys.argv.index("cpu") + 1:]) \
         if "cpu" in sys.argv else "python -m minires.bench cpu"
@@ -241,6 +252,7 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"{_format_load(_load_average())} after",
         *load_warning(load_before, args.threads, os.cpu_count()),
         *["- --tiny: toy sizes, one run each: these numbers check the machinery and mean nothing"] * args.tiny,
+        *clock_lines(args.clock, args.threads),
         f"- threads: minires conv {threads['minires conv']}, BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
         f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} (built with {blas.numpy_build_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
