@@ -21,6 +21,7 @@ import numpy as np
 from minires import backend
 from minires.bench.measure import training_step
 from minires.bench.cpu import set_threads
+from minires.cli import positive_int
 
 KERNEL_METHODS = ("forward", "forward_train", "backward", "backward_data", "backward_weight")
 
@@ -72,16 +73,32 @@ def compare(op: str, impls: list[str], model: str, batch: int, rounds: int, cloc
     return {name: (float(np.median(steps[name])), float(np.median(kernels[name]))) for name in impls}
 
 
+def unfit_choice(op: str, impls: list[str]) -> str | None:
+    """Why ``--op`` and ``--impls`` cannot be compared here, or None when they can."""
+    if op not in backend._REGISTRY:
+        return f"--op: {op!r} is not a registry op; choose from {', '.join(sorted(backend._REGISTRY))}"
+    names = backend.available(op, device="cpu")
+    for name in impls:
+        if name not in names:
+            return f"--impls: {name!r} is not a CPU implementation of {op}; choose from {', '.join(names)}"
+    if impls[0] == impls[1]:
+        return f"--impls: A and B are both {impls[0]!r}; name two different implementations"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--op", default="batch_norm", help="registry op (see minires.backend.available())")
     parser.add_argument("--impls", nargs=2, default=["numpy-threads", "numba"], metavar=("A", "B"))
     parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=8, help="turns per implementation (two steps each)")
+    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--threads", type=positive_int, default=1)
+    parser.add_argument("--rounds", type=positive_int, default=8, help="turns per implementation (two steps each)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="cpu")
     args = parser.parse_args(argv)
+    why_not = unfit_choice(args.op, args.impls)
+    if why_not:
+        parser.error(why_not)
     set_threads(args.threads)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     results = compare(args.op, args.impls, args.model, args.batch, args.rounds, clock)

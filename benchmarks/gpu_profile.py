@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minires import backend  # noqa: E402
 from minires.bench import measure, reference  # noqa: E402
 from minires.bench.gpu import set_tf32  # noqa: E402
+from minires.bench.suite import cifar_resnet_name  # noqa: E402
 from minires.bench.table import format_table  # noqa: E402
+from minires.cli import positive_int  # noqa: E402
 
 HEADERS = ["model", "impl", "step ms", "issue ms", "kernel ms", "kernels", "busy", "top kernels (ms per step)"]
 
@@ -95,9 +97,9 @@ def print_kernels(title, device) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--models", nargs="+", type=cifar_resnet_name, default=["resnet20", "resnet56"])
+    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--repeat", type=positive_int, default=20)
     parser.add_argument("--impls", nargs="+", default=None, help="conv implementations (default: every CUDA one)")
     args = parser.parse_args(argv)
     if not backend.cuda_available():

@@ -23,6 +23,8 @@ import torch
 from minires.bench import reference
 from minires.bench.cpu import set_threads
 from minires.bench.measure import training_step
+from minires.bench.suite import cifar_resnet_name
+from minires.cli import positive_int
 
 
 def step_pairs(model: str, batch: int, threads: int, pairs: int) -> list[tuple[float, float, float, float]]:
@@ -50,10 +52,10 @@ def step_pairs(model: str, batch: int, threads: int, pairs: int) -> list[tuple[f
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="resnet20", help="a CIFAR ResNet, resnet6n+2")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--model", type=cifar_resnet_name, default="resnet20", help="a CIFAR ResNet, resnet6n+2")
+    parser.add_argument("--batch", type=positive_int, default=128)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--pairs", type=positive_int, default=8)
     args = parser.parse_args(argv)
     times = step_pairs(args.model, args.batch, args.threads, args.pairs)
     ratios = [ours / theirs for ours, theirs, _, _ in times]

@@ -22,6 +22,7 @@ import time
 from minires import backend
 from minires.bench.cpu import set_threads
 from minires.bench.measure import training_step
+from minires.cli import positive_int
 from minires.cpu import threads
 
 TIMED_OPS = ("conv2d", "batch_norm", "relu", "add_relu")
@@ -128,8 +129,8 @@ def report(model: str, batch: int, results: dict[int, dict[str, float]]) -> list
     for name in rows:
         cells = [f"{results[n][name]:8.1f}" if name in results[n] else "       -" for n in counts]
         line = f"{name:28s}| " + " | ".join(cells)
-        if speedup and name != "fork-join wait" and results[counts[-1]].get(name):
-            line += f" | {results[1].get(name, 0) / results[counts[-1]][name]:5.2f}x"
+        if speedup and name != "fork-join wait" and name in results[1] and results[counts[-1]].get(name):
+            line += f" | {results[1][name] / results[counts[-1]][name]:5.2f}x"
         lines.append(line)
     return lines
 
@@ -137,9 +138,9 @@ def report(model: str, batch: int, results: dict[int, dict[str, float]]) -> list
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet20", help="a CIFAR ResNet, resnet6n+2")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--steps", type=int, default=10, help="measured steps per thread count")
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--threads", type=positive_int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=positive_int, default=10, help="measured steps per thread count")
     args = parser.parse_args(argv)
     results = {n: breakdown(args.model, args.batch, n, args.steps) for n in args.threads}
     print("\n".join(report(args.model, args.batch, results)))

@@ -13,7 +13,7 @@ Two measurements, on minires' own thread pool (:mod:`minires.cpu.threads`):
   over the threads by :func:`~minires.cpu.threads.map_batch`, taking turns ``--rounds`` times.
 
 Passes below :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values run on one thread in training;
-the report says, for each shape, which way was faster here. Where the round trip is long (a
+the report says, for each shape, which way was faster here (or that they are within 5%). Where the round trip is long (a
 virtual machine whose idle cores halt), a pass of a few hundred microseconds gains nothing from a
 second thread.
 """
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from minires.bench.blas import NOISE
 from minires.bench.cpu import set_threads
+from minires.cli import positive_int
 from minires.cpu import threads
 from minires.cpu.conv import channels_last_empty
 from minires.cpu.pointwise import zeros_image
@@ -69,6 +71,14 @@ def relu_pass_times(shape: tuple, rounds: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def faster_way(times: dict[str, float]) -> str:
+    """Which of the two ways was faster, or that they are within :data:`~minires.bench.blas.NOISE`."""
+    faster, slower = sorted(times, key=times.get)
+    if times[slower] <= times[faster] * (1 + NOISE):
+        return f"no measurable difference (within {NOISE:.0%})"
+    return f"{faster} is faster"
+
+
 def cpuidle_driver() -> str:
     """How this machine's idle cores wait (Linux's cpuidle driver: ``haltpoll`` in a KVM guest halts
     them, so a waiting thread's core must be woken), or "unknown" where the system does not say."""
@@ -80,10 +90,10 @@ def cpuidle_driver() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--trials", type=int, default=300, help="round trips to time")
-    parser.add_argument("--rounds", type=int, default=50, help="turns of each way of running a pass")
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--trials", type=positive_int, default=300, help="round trips to time")
+    parser.add_argument("--rounds", type=positive_int, default=50, help="turns of each way of running a pass")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     trips = sorted(round_trips(args.trials))
@@ -93,9 +103,8 @@ def main(argv=None) -> int:
     for channels, size in RESNET20_ACTIVATIONS:
         shape = (args.batch, channels, size, size)
         times = relu_pass_times(shape, args.rounds)
-        faster = min(times, key=times.get)
         print(f"ReLU forward over {'x'.join(map(str, shape))} ({np.prod(shape):,} values): one thread "
-              f"{times['one thread'] * 1e6:.0f} us, split {times['split'] * 1e6:.0f} us: {faster} is faster")
+              f"{times['one thread'] * 1e6:.0f} us, split {times['split'] * 1e6:.0f} us: {faster_way(times)}")
     print(f"(training splits passes from MIN_PARALLEL_PASS = {threads.MIN_PARALLEL_PASS:,} values on)")
     print(f"cpuidle driver: {cpuidle_driver()}")
     return 0

@@ -68,6 +68,10 @@ def parse_device(device) -> str:
                 f"device {device!r} requested but {why}. Install the GPU extra "
                 "(pip install 'minires[gpu]') on a machine with an NVIDIA GPU, or use device='cpu'."
             )
+        count = _cupy.cuda.runtime.getDeviceCount()
+        if not 0 <= index < count:
+            cards = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+            raise ValueError(f"device {device!r}: this machine has {count} GPU{'s' * (count > 1)} ({cards})")
         return f"cuda:{index}"
     raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'")
 
@@ -114,37 +118,50 @@ def register(op: str, name: str, device: str = "cpu", default: bool = False) -> 
     return decorate
 
 
+def _entry(op: str) -> _OpImpls:
+    if op not in _REGISTRY:
+        raise KeyError(f"no op {op!r} in the registry; known ops: {sorted(_REGISTRY)}")
+    return _REGISTRY[op]
+
+
+def _device_kind(device: str, caller: str) -> str:
+    """``device`` when it is a device kind, the registry's key ("cpu" or "cuda"); else a clear error."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"backend.{caller}: device {device!r} is not a device kind; use 'cpu' or 'cuda' "
+                         "(implementations are registered per kind, not per card)")
+    return device
+
+
 def available(op: str | None = None, device: str | None = None):
     """Names of the implementations of ``op`` usable on this machine (all ops: a dict); with
     ``device`` ("cpu" or "cuda") only those that run there."""
+    if device is not None:
+        _device_kind(device, "available")
     if op is None:
         return {name: available(name, device) for name in sorted(_REGISTRY)}
-    if op not in _REGISTRY:
-        raise KeyError(f"no op {op!r} in the registry; known ops: {sorted(_REGISTRY)}")
-    return [name for name, (_, dev) in _REGISTRY[op].impls.items()
+    return [name for name, (_, dev) in _entry(op).impls.items()
             if (dev == "cpu" or cuda_available()) and device in (None, dev)]
 
 
 def defaults(device: str = "cpu") -> dict:
     """``{op: name}``: the implementation each op runs by default on ``device`` ("cpu" or "cuda") now,
     after any :func:`use` (ops with none for that device are left out)."""
+    device = _device_kind(device, "defaults")
     return {op: _REGISTRY[op].default[device] for op in sorted(_REGISTRY) if device in _REGISTRY[op].default}
 
 
 def use(op: str, name: str) -> None:
     """Make ``name`` the default implementation of ``op`` on its device kind."""
-    entry = _REGISTRY.get(op)
-    if entry is None or name not in entry.impls:
-        known = sorted(entry.impls) if entry else []
-        raise ValueError(f"{op}: no implementation {name!r}; registered: {known}")
+    entry = _entry(op)
+    if name not in entry.impls:
+        raise ValueError(f"{op}: no implementation {name!r}; registered: {sorted(entry.impls)}")
     entry.default[entry.impls[name][1]] = name
 
 
 @contextlib.contextmanager
 def using(op: str, name: str):
     """Context manager form of :func:`use`; restores the previous choice on exit."""
-    entry = _REGISTRY.get(op)
-    before = dict(entry.default) if entry else {}
+    before = dict(_entry(op).default)
     use(op, name)
     try:
         yield
@@ -154,7 +171,7 @@ def using(op: str, name: str):
 
 def lookup(op: str, array, impl: str | None = None) -> tuple[str, Callable]:
     """The (name, function) implementing ``op`` for ``array``'s device, or the one named ``impl``."""
-    entry = _REGISTRY[op]
+    entry = _entry(op)
     kind = "cpu" if device_of(array) == "cpu" else "cuda"
     name = impl or entry.default.get(kind)
     if name not in entry.impls:
@@ -162,5 +179,5 @@ def lookup(op: str, array, impl: str | None = None) -> tuple[str, Callable]:
     fn, dev = entry.impls[name]
     if dev != kind:
         raise ValueError(f"{op}: implementation {name!r} runs on {dev} but the data is on {kind}; "
-                         f"move the tensors with .to({dev!r}) or choose one of {available(op)}")
+                         f"move the tensors with .to({dev!r}) or choose one of {available(op, kind)}")
     return name, fn

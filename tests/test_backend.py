@@ -47,3 +47,39 @@ def test_registry_defaults_use_and_per_call_choice(monkeypatch):
         backend.use(op, "nope")
     with pytest.raises(KeyError, match="no op"):
         backend.available("no_such_op")
+
+
+def test_an_unknown_op_is_named_as_such_by_every_registry_call():
+    """Not a bare KeyError('conv3d') from lookup, nor 'no implementation ...; registered: []' from use."""
+    for call in (lambda: backend.lookup("conv3d", np.zeros(1)), lambda: backend.use("conv3d", "numpy"),
+                 lambda: backend.using("conv3d", "numpy").__enter__()):
+        with pytest.raises(KeyError, match=r"no op 'conv3d' in the registry; known ops: \[.*'conv2d'"):
+            call()
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:0", "CPU"])
+def test_a_device_that_is_not_a_kind_is_refused_not_answered_with_nothing(device):
+    """available/defaults are per device kind: anything else used to list no implementation at all."""
+    with pytest.raises(ValueError, match=rf"device {device!r} is not a device kind; use 'cpu' or 'cuda'"):
+        backend.available("conv2d", device=device)
+    with pytest.raises(ValueError, match="is not a device kind"):
+        backend.defaults(device)
+
+
+def test_a_cuda_implementation_on_cpu_data_suggests_only_the_cpu_ones(monkeypatch):
+    monkeypatch.setattr(backend, "cuda_available", lambda: True)   # as on a GPU machine: cuda ones listed too
+    with pytest.raises(ValueError, match="runs on cuda but the data is on cpu") as error:
+        backend.lookup("conv2d", np.zeros(1), "cupy")
+    suggested = str(error.value).split("choose one of ")[1]
+    assert "'numpy'" in suggested and "cupy" not in suggested
+
+
+@pytest.mark.parametrize("spec", ["cuda:1", "cuda:-1"])
+def test_a_gpu_index_the_machine_lacks_is_refused_with_its_count(monkeypatch, spec):
+    """On a one-GPU machine 'cuda:1' (or 'cuda:-1') was accepted, to fail later inside CuPy."""
+    from types import SimpleNamespace
+    one_gpu = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDeviceCount=lambda: 1)))
+    monkeypatch.setattr(backend, "_cupy", one_gpu)
+    assert backend.parse_device("cuda") == backend.parse_device("cuda:0") == "cuda:0"
+    with pytest.raises(ValueError, match=rf"device {spec!r}: this machine has 1 GPU \(cuda:0\)"):
+        backend.parse_device(spec)

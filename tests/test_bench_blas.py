@@ -78,6 +78,7 @@ def test_an_override_is_timed_with_and_without_it_alternately(monkeypatch):
     assert "WARNING: OPENBLAS_CORETYPE=Haswell, OPENBLAS_L2_SIZE=512 makes minires SLOWER" in line
     assert "153.0 ms with" in line and "104.0 ms with OpenBLAS's own choice (core type Zen)" in line  # medians
     assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in line and "batch 8, 2 threads" in line
+    assert "wall clock" in line        # the children time with the default clock, whatever --clock the bench has
 
 
 def test_an_override_without_openblas_is_reported_as_ignored(monkeypatch):

@@ -98,6 +98,8 @@ def test_other_commands_check_their_numbers_too(argv, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["experiment", "degradation", "--lr", "0"], "is not a positive number"),
+    (["bench", "gpu", "--models", "resnet18"], "'resnet18' is not a CIFAR ResNet"),   # not PyTorch's CIFAR ResNet-14
+    (["bench", "cpu", "--models", "resnet18"], "'resnet18' is not a CIFAR ResNet"),
     (["course", "book", "--out", "book", "--timeout", "0"], "is not a positive integer"),
     (["experiment", "degradation", "--depths", "20,-56"], "expected comma-separated positive integers"),
 ])

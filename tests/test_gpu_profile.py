@@ -2,6 +2,8 @@
 events left out), and the issue time of a step measured apart from the wait for the device."""
 import time
 
+import pytest
+
 from conftest import load_benchmark
 
 
@@ -27,3 +29,21 @@ def test_issue_time_excludes_the_wait_for_the_device():
     module = load_benchmark("gpu_profile")
     issue, total = module.issue_and_step_seconds(lambda: time.sleep(0.002), lambda: time.sleep(0.01), repeat=3)
     assert 0.002 <= issue < 0.008 and total >= issue + 0.01
+
+
+def test_a_model_that_is_not_a_cifar_resnet_is_refused(capsys):
+    """``--models resnet18`` would time minires' ImageNet ResNet-18 against PyTorch's CIFAR ResNet-14
+    (the reference builds 6n+2 from the name's number): refused before anything runs."""
+    module = load_benchmark("gpu_profile")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--models", "resnet20", "resnet18"])
+    assert exit_.value.code == 2 and "'resnet18' is not a CIFAR ResNet" in capsys.readouterr().err
+
+
+def test_counts_that_cannot_be_timed_are_refused(capsys):
+    """``--repeat 0`` would end, on a GPU, in a StatisticsError after the first model's warm-up."""
+    module = load_benchmark("gpu_profile")
+    for argv in (["--repeat", "0"], ["--batch", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            module.main(argv)
+        assert exit_.value.code == 2 and "is not a positive integer" in capsys.readouterr().err

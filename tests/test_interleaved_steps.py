@@ -3,6 +3,8 @@ pair by pair (a tiny run: the machinery, not the speed)."""
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "interleaved_steps.py"
 
 
@@ -25,3 +27,16 @@ def test_pairs_of_steps_are_timed_and_reported(torch_oracle, capsys):
     busy = out[4].split(": ")[1].split(" (")[0].split(", ")
     assert [b.split()[0] for b in busy] == ["minires", "PyTorch"]
     assert all(0 < float(b.split()[1]) < 1.5 for b in busy)        # one thread: at most about one core busy
+
+
+def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torch_oracle, capsys):
+    """``--model resnet18`` paired minires' ImageNet ResNet-18 with PyTorch's CIFAR ResNet-14 (6n+2
+    from the name's number); ``--pairs 0`` ended in a StatisticsError."""
+    spec = importlib.util.spec_from_file_location("interleaved_steps", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for argv, message in ((["--model", "resnet18"], "'resnet18' is not a CIFAR ResNet"),
+                          (["--pairs", "0"], "is not a positive integer"), (["--threads", "0"], "is not a positive")):
+        with pytest.raises(SystemExit) as exit_:
+            module.main(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err

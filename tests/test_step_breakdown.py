@@ -3,6 +3,8 @@ once, the rows adding up to the step, the implementations restored afterwards (a
 machinery, not the speed)."""
 import time
 
+import pytest
+
 from conftest import load_benchmark
 
 from minires import backend
@@ -102,3 +104,21 @@ def test_the_readmes_breakdown_paragraph_quotes_the_committed_report():
             f"batch norm and ReLU {norm_relu[0] / norm_relu[1]:.2f}x ({norm_relu[0]:.1f} -> {norm_relu[1]:.1f} ms), "
             f"everything else nothing ({big['everything else'][0]:.0f} ms), and the wait is "
             f"{big['fork-join wait'][1]:.0f} ms of a {big['step'][1]:.0f} ms step") in readme
+
+
+def test_the_speedup_column_is_left_empty_where_one_thread_has_no_row():
+    """A row timed on the most threads only has no one-thread time to divide: "-", not 0.00x."""
+    module = load_benchmark("step_breakdown")
+    lines = module.report("resnet20", 2, {1: {"step": 10.0, "conv2d.forward": 4.0},
+                                          2: {"step": 6.0, "conv2d.forward": 2.0, "relu.forward": 1.0}})
+    rows = {line.split("|")[0].strip(): line for line in lines[1:]}
+    assert rows["conv2d.forward"].endswith(" 2.00x") and rows["step"].endswith(" 1.67x")
+    assert "x" not in rows["relu.forward"].split("|")[-1] and rows["relu.forward"].split("|")[1].strip() == "-"
+
+
+def test_counts_that_cannot_be_timed_are_refused(capsys):
+    module = load_benchmark("step_breakdown")
+    for argv in (["--steps", "0"], ["--threads", "1", "0"], ["--batch", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            module.main(argv)
+        assert exit_.value.code == 2 and "is not a positive integer" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """benchmarks/thread_handoff.py: the pool's round trip and a ReLU pass, one thread vs split, are timed
 and reported (a tiny run: the machinery, not the speed)."""
 import numpy as np
+import pytest
 from conftest import load_benchmark
 
 
@@ -34,6 +35,33 @@ def test_report_names_the_round_trip_and_each_shape(capsys):
     assert out[0].startswith("thread pool round trip, 2 threads, 5 trials: median ")
     assert [line.split(" (")[0] for line in out[1:4]] == ["ReLU forward over 2x16x32x32", "ReLU forward over 2x32x16x16",
                                                          "ReLU forward over 2x64x8x8"]
-    assert all(line.endswith(("one thread is faster", "split is faster")) for line in out[1:4])
+    assert all(line.endswith(("one thread is faster", "split is faster", "no measurable difference (within 5%)"))
+               for line in out[1:4])
     assert out[4] == "(training splits passes from MIN_PARALLEL_PASS = 1,048,576 values on)"
     assert out[5].startswith("cpuidle driver: ") and len(out[5]) > len("cpuidle driver: ")
+
+
+def test_a_difference_within_the_noise_is_not_called_faster(monkeypatch, capsys):
+    """1% apart is no evidence that either way is faster: the line says so instead of naming one."""
+    module = load_benchmark("thread_handoff")
+    from minires.bench.cpu import set_threads
+    from minires.cpu import get_num_threads
+    planted = iter([{"one thread": 100e-6, "split": 99e-6}, {"one thread": 100e-6, "split": 50e-6},
+                    {"one thread": 100e-6, "split": 150e-6}])
+    monkeypatch.setattr(module, "relu_pass_times", lambda shape, rounds: next(planted))
+    ours = get_num_threads()
+    try:
+        assert module.main(["--batch", "2", "--threads", "2", "--trials", "5", "--rounds", "1"]) == 0
+    finally:
+        set_threads(ours)
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].endswith("one thread 100 us, split 99 us: no measurable difference (within 5%)")
+    assert out[2].endswith("split is faster") and out[3].endswith("one thread is faster")
+
+
+def test_counts_that_cannot_be_timed_are_refused(capsys):
+    module = load_benchmark("thread_handoff")
+    for argv in (["--trials", "0"], ["--rounds", "0"], ["--threads", "0"], ["--batch", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            module.main(argv)
+        assert exit_.value.code == 2 and "is not a positive integer" in capsys.readouterr().err

@@ -3,7 +3,8 @@
 * ``gpu`` (:mod:`minires.bench.gpu`): the GPU test suite, then conv2d per ResNet-20 layer and
   ResNet-20/56 training steps, minires against PyTorch + cuDNN on the same card.
 * ``cpu`` (:mod:`minires.bench.cpu`): the same measurements on the CPU cores.
-* ``list``: the kernel implementations this machine can run, per op (``backend.available()``).
+* ``list``: the kernel implementations this machine can run, per op and device, the defaults marked
+  (``backend.available()``, ``backend.defaults()``).
 
 Shared pieces: :mod:`~minires.bench.suite` (the measurements, as table rows, on any device),
 :mod:`~minires.bench.measure` (timing minires), :mod:`~minires.bench.reference` (loads
@@ -39,9 +40,14 @@ def run(args) -> int:
 
 
 def list_implementations() -> int:
+    """Per op, the implementations this machine can run, per device kind, the default marked."""
     from .. import backend
-    for op, names in backend.available().items():
-        print(f"{op:<12} {', '.join(names)}")
+    kinds = ("cpu", "cuda") if backend.cuda_available() else ("cpu",)
+    defaults = {kind: backend.defaults(kind) for kind in kinds}
+    for op in backend.available():
+        parts = [f"{kind}: " + ", ".join(f"{name} (default)" if name == defaults[kind].get(op) else name
+                                         for name in backend.available(op, device=kind)) for kind in kinds]
+        print(f"{op:<12} {'; '.join(parts)}")
     if not backend.cuda_available():
         print("(no usable GPU here: the cuda implementations are registered but not listed)")
     return 0

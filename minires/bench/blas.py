@@ -92,7 +92,7 @@ def override_lines(threads: int, batch: int = 32, repeat: int = 3, pairs: int = 
         return [f"- OpenBLAS overrides: {setting} is set, but timing with and without it failed: {error}"]
     with_override, own_choice = (_median_run(runs[key]) for key in ("with", "without"))
     case = f"ResNet-20's {with_override['convs']} convs, forward + backward, batch {batch}, {threads} " \
-           f"thread{'s' * (threads != 1)}, median of {pairs} fresh processes each"
+           f"thread{'s' * (threads != 1)}, wall clock, median of {pairs} fresh processes each"
     return [f"- OpenBLAS overrides: {verdict(overrides, with_override, own_choice)} ({case})"]
 
 
@@ -122,7 +122,8 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def time_conv_path(environ: dict, threads: int, batch: int, repeat: int) -> dict:
-    """:func:`conv_path_seconds` in a fresh Python process with environment ``environ``."""
+    """:func:`conv_path_seconds` in a fresh Python process with environment ``environ`` (so on the
+    wall clock, :mod:`minires.bench.timing`'s default, whatever clock this process uses)."""
     package_root = str(Path(__file__).resolve().parents[2])
     environ = dict(environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, environ.get("PYTHONPATH")])))
     code = ("import json; from minires.bench.blas import conv_path_seconds; "

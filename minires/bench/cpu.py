@@ -2,10 +2,10 @@
 
 1. conv2d forward and backward (the gradients training asks for: data and weight, only the weight's
    for the first conv) on every distinct ResNet-20 layer shape, for each CPU conv
-   implementation (``numba``, ``numpy-fast``; ``--impls numpy`` adds the slow reference) and for
-   PyTorch, and each one's total over ResNet-20's 19 convs;
+   implementation but the slow NumPy reference (``--impls`` names the ones to time instead, ``numpy``
+   among them) and for PyTorch, and each one's total over ResNet-20's 19 convs;
 2. a training step (forward, cross-entropy, backward, SGD with momentum) of each ``--models``;
-3. the peak memory of a ResNet-20 training step, minires and PyTorch measured the same way;
+3. the peak memory of a training step of the first ``--models``, minires and PyTorch measured the same way;
 4. scaling: time per step against batch size (``--batches``) and depth (``--depths``), which should
    be linear in both; a plot of it.
 
@@ -13,11 +13,13 @@ float32, NCHW-indexed, the same thread count on both sides (``--threads``, defau
 PyTorch's intra-op threads, minires' CPU threads (each calling single-threaded BLAS) and Numba's.
 Each framework keeps activations in its own memory layout, as in its training step: PyTorch's
 contiguous NCHW, minires' channels-last (the CPU conv's output; see :mod:`minires.cpu.conv`).
-Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine,
+Times are the median of ``--repeat`` runs after ``--warmup`` (see ``--clock``). The table, the machine
+(with a warning when other jobs' load left the benchmark's threads short of cores: :func:`load_warning`),
 versions, thread counts and the BLAS library (its core type and threads, and whether an OpenBLAS
 override in the environment slows minires down: :mod:`minires.bench.blas`) go to
 ``<out>/<date>-<cpu>-<threads>-threads.md`` with the plot beside it (``.png``).
-``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing).
+``--tiny`` runs everything on toy sizes in seconds (the test suite uses it; its numbers mean nothing,
+and its report says so, in a file of its own: ``...-tiny.md``).
 
 **Clock**: ``--clock wall`` (default) is what a user waits; ``--clock cpu`` times the process's
 CPU time instead, which on a machine shared with other jobs is the work done without the time
@@ -29,7 +31,7 @@ more back to the system (``mallopt``), two warm-up steps run (compilation, optim
 kernel's resident-set high-water mark is reset (``/proc/self/clear_refs``), one step runs, and
 the report is the high-water mark minus the resident set before that step: the memory a step
 needs on top of the model and its optimizer state (activations kept for backward, gradients,
-temporaries). Linux only; elsewhere ``-``.
+temporaries). Linux only; elsewhere the row says FAILED, and stderr why.
 """
 from __future__ import annotations
 
@@ -53,7 +55,7 @@ from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
-from .suite import HEADERS, conv_rows, step_rows
+from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
@@ -61,7 +63,7 @@ DEFAULTS = {}   # every option's default, filled in by add_arguments: what --tin
 TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
             scaling_repeat=1, override_batch=2, override_pairs=1)
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
-MEMORY_HEADERS = ["memory", "case", "minires MB", "torch MB", "x torch"]
+MEMORY_HEADERS = ["memory", "case", "minires MiB", "torch MiB", "x torch"]
 
 
 def add_arguments(parser) -> None:
@@ -112,7 +114,8 @@ def run(args) -> int:
     rows += step_rows("cpu", impls, args.models, args.batch, args.repeat, args.warmup, torch_ref)
     scaling = scaling_rows(args, torch_ref)
     memory = memory_rows(args.models[0], args.batch, args.threads, torch_ref is not None)
-    stem = out / f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
+    stem = out / (f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
+                  + "-tiny" * args.tiny)
     plot_scaling(scaling, stem.with_suffix(".png"))
     report = "\n".join(_header(args, threads, torch_note, load_before) + blas_lines + [
         "", "```", format_table(HEADERS, rows), "", format_table(MEMORY_HEADERS, memory), "",
@@ -135,13 +138,6 @@ def _report_folder(path: str) -> Path:
         raise ValueError(f"--out {path}: exists and is not a folder; choose a folder for the report")
     out.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def cifar_resnet_name(text: str) -> str:
-    """An argparse type: one of the CIFAR ResNets the bench builds by name."""
-    if text not in CIFAR_RESNETS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CIFAR ResNet; choose from {', '.join(CIFAR_RESNETS)}")
-    return text
 
 
 def cifar_resnet_depth(text: str) -> int:
@@ -208,11 +204,42 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _load_average() -> str:
+def _load_average() -> tuple | None:
+    """The 1, 5 and 15-minute load averages, or None where the system has none."""
     try:
-        return " ".join(f"{v:.1f}" for v in os.getloadavg())
+        return os.getloadavg()
     except OSError:
-        return "unknown"
+        return None
+
+
+def _format_load(load) -> str:
+    return "unknown" if load is None else " ".join(f"{v:.1f}" for v in load)
+
+
+def load_warning(load_before, threads: int, cores: int) -> list[str]:
+    """A warning when other jobs' load (the 1-minute load average before the run) exceeds the cores
+    the benchmark leaves free by more than half a core: jobs still running then took cores from its
+    threads (the average also remembers jobs that ended within the last minute or so)."""
+    if load_before is None:
+        return ["- WARNING: no load average on this system: whether other jobs shared the cores is unknown"]
+    free = max(cores - threads, 0)
+    if load_before[0] <= free + 0.5:
+        return []
+    return [f"- WARNING: a busy machine: the 1-minute load average before the run was {load_before[0]:.1f} on {cores} "
+            f"cores, of which the benchmark's {threads} thread{'s' * (threads != 1)} leave {free} "
+            "free: if those jobs were still running (not just ended), they shared its cores, and wall-clock times and "
+            "their ratios are noisy (--clock cpu is steadier with one thread)"]
+
+
+def clock_lines(clock: str, threads: int) -> list[str]:
+    """What ``--clock cpu`` times, and a warning when several threads make it more than the work of one."""
+    if clock == "wall":
+        return []
+    line = "clock: the process's CPU time (summed over its threads), not the wall clock a user waits"
+    if threads == 1:
+        return [f"- {line}"]
+    return [f"- WARNING: {line}: with {threads} threads it adds up every thread that works or spins (PyTorch's "
+            "OpenMP threads spin while they wait), so ms, x torch, GFLOP/s and img/s are not wall-clock figures"]
 
 
 def _header(args, threads, torch_note, load_before) -> list[str]:
@@ -221,15 +248,19 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
     return [
         f"# minires bench cpu, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {load_before} before, "
-        f"{_load_average()} after",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {_format_load(load_before)} before, "
+        f"{_format_load(_load_average())} after",
+        *load_warning(load_before, args.threads, os.cpu_count()),
+        *["- --tiny: toy sizes, one run each: these numbers check the machinery and mean nothing"] * args.tiny,
+        *clock_lines(args.clock, args.threads),
         f"- threads: minires conv {threads['minires conv']}, BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
         f"- minires {__version__}, Python {platform.python_version()}, NumPy {np.__version__} (built with {blas.numpy_build_blas()}), "
         f"Numba {_version('numba')}; conv2d default: {backend.lookup('conv2d', np.zeros(1))[0]}",
         f"- command: {command} (clock: {args.clock})",
         "- float32, NCHW-indexed; activations in each framework's own memory layout (minires: channels last, "
         "PyTorch: contiguous NCHW). Conv backward: data and weight gradients, the first conv's weight gradient only, as in "
-        "training. Times: median of the repeats after warm-up. x torch = minires / PyTorch "
+        f"training. Conv rows: ms per call on a batch of {args.batch} images; step rows: ms per training step. "
+        "Times: median of the repeats after warm-up. x torch = minires / PyTorch "
         "(lower is better; target <= 1.0, issue #20). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]
@@ -240,21 +271,32 @@ def memory_rows(model_name: str, batch: int, threads: int, with_torch: bool) -> 
     """Peak extra memory of one training step of ``model_name``, minires and PyTorch (fresh processes)."""
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(1, maxtasksperchild=1) as pool:
-        ours = pool.apply(_step_memory_in_child, ("minires", model_name, batch, threads))
-        theirs = pool.apply(_step_memory_in_child, ("torch", model_name, batch, threads)) if with_torch else None
+        ours = attempt(pool.apply, _step_memory_in_child, ("minires", model_name, batch, threads))
+        theirs = attempt(pool.apply, _step_memory_in_child, ("torch", model_name, batch, threads)) if with_torch else None
     ratio = ours / theirs if ours and theirs else None
     mb = [None if v is None else v / 2 ** 20 for v in (ours, theirs)]
-    return [["step", f"{model_name} batch {batch}", *mb, ratio]]
+    return [["step", _case(f"{model_name} batch {batch}", ours, theirs, with_torch), *mb, ratio]]
 
 
-def _step_memory_in_child(framework: str, model_name: str, batch: int, threads: int) -> int | None:
+def _case(case: str, ours, theirs, with_torch: bool) -> str:
+    """``case``, naming the side(s) whose measurement raised (:func:`~minires.bench.suite.attempt`: None)."""
+    failed = [name for name, value, asked in (("minires", ours, True), ("torch", theirs, with_torch))
+              if asked and value is None]
+    return f"{case}: {' and '.join(failed)} FAILED (traceback on stderr)" if failed else case
+
+
+def _step_memory_in_child(framework: str, model_name: str, batch: int, threads: int) -> int:
     """:func:`peak_step_bytes` of one framework's training step, run in a fresh (spawned) process."""
     _return_freed_memory_to_the_system()
     set_threads(threads)
     if framework == "minires":
-        return peak_step_bytes(training_step(model_name, batch, "cpu"))
-    torch_ref, _ = _torch_reference(threads)
-    return peak_step_bytes(torch_ref.training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu"))
+        step = training_step(model_name, batch, "cpu")
+    else:
+        step = _torch_reference(threads)[0].training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu")
+    peak = peak_step_bytes(step)
+    if peak is None:
+        raise OSError("the peak memory of a step needs Linux's /proc/self/clear_refs, which this system lacks")
+    return peak
 
 
 def peak_step_bytes(step) -> int | None:
@@ -291,35 +333,39 @@ def scaling_rows(args, torch_ref) -> list[list]:
     cases += [("depth", f"resnet{d} batch {args.batch}", f"resnet{d}", args.batch, d, "layer") for d in args.depths]
     rows = []
     for kind, case, model, batch, units, unit in cases:
-        ours = _median(training_step(model, batch, "cpu"), args)
+        ours = attempt(_median, training_step, model, batch, args)
         theirs = None if torch_ref is None else \
-            _median(torch_ref.training_step((int(model.removeprefix("resnet")) - 2) // 6, batch, "cpu"), args)
-        rows.append([kind, case, 1e3 * ours, None if theirs is None else 1e3 * theirs,
-                     None if theirs is None else ours / theirs, 1e3 * ours / units, unit])
+            attempt(_median, torch_ref.training_step, (int(model.removeprefix("resnet")) - 2) // 6, batch, args)
+        ms = [None if v is None else 1e3 * v for v in (ours, theirs)]
+        rows.append([kind, _case(case, ours, theirs, torch_ref is not None), *ms,
+                     ours / theirs if ours and theirs else None, None if ours is None else 1e3 * ours / units, unit])
     return rows
 
 
-def _median(step, args) -> float:
-    return median_seconds(step, synchronizer("cpu"), args.scaling_repeat, args.warmup)
+def _median(make_step, model, batch, args) -> float:
+    """Median seconds of the step ``make_step(model, batch, "cpu")`` returns."""
+    return median_seconds(make_step(model, batch, "cpu"), synchronizer("cpu"), args.scaling_repeat, args.warmup)
 
 
 def plot_scaling(rows, path: Path) -> None:
     """Two panels, ms per step against batch size and against depth, minires and PyTorch, with the
-    straight line fitted to minires (linear scaling stays on it)."""
+    straight line fitted to minires (linear scaling stays on it); FAILED points are left out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, kind, label in zip(axes, ("batch", "depth"), ("batch size (ResNet-20)", "depth (ResNet-6n+2)")):
-        chosen = [r for r in rows if r[0] == kind]
+        chosen = [r for r in rows if r[0] == kind and r[2] is not None]
         units = np.array([r[2] / r[5] for r in chosen])        # batch size or depth
         ours = np.array([r[2] for r in chosen])
         ax.plot(units, ours, "o-", label="minires")
         if all(r[3] is not None for r in chosen):
             ax.plot(units, [r[3] for r in chosen], "s-", label="PyTorch")
-        slope, intercept = np.polyfit(units, ours, 1)
-        ax.plot([0, units.max()], [intercept, intercept + slope * units.max()], "k:", lw=1, label="linear fit (minires)")
+        if len(set(units)) > 1:
+            slope, intercept = np.polyfit(units, ours, 1)
+            ax.plot([0, units.max()], [intercept, intercept + slope * units.max()], "k:", lw=1,
+                    label="linear fit (minires)")
         ax.set(xlabel=label, ylabel="ms per training step", xlim=(0, None), ylim=(0, None))
         ax.legend()
     fig.suptitle(f"minires vs PyTorch, CPU training step ({cpu_name()})")

@@ -10,20 +10,30 @@ cannot cost the rest of the table.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import traceback
 
+from ..models import CIFAR_RESNETS
 from . import measure
 from .cost import ConvShape, cifar_resnet_convs, training_step_conv_flops
 
 HEADERS = ["part", "case", "impl", "math", "fwd ms", "bwd ms", "total ms", "x torch", "GFLOP/s", "GB/s", "img/s"]
 
 
+def cifar_resnet_name(text: str) -> str:
+    """An argparse type: one of the CIFAR ResNets the bench builds by name (and PyTorch's reference
+    builds from its depth, 6n+2)."""
+    if text not in CIFAR_RESNETS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CIFAR ResNet; choose from {', '.join(CIFAR_RESNETS)}")
+    return text
+
+
 def _ratio(seconds, reference):
     return None if reference is None else seconds / reference
 
 
-def _attempt(measurement, *args):
+def attempt(measurement, *args):
     """``measurement(*args)``, or None (traceback printed) when it raises."""
     try:
         return measurement(*args)
@@ -44,14 +54,15 @@ def _conv_row(case, impl, math, fwd, bwd, reference, flops, nbytes):
 
 def conv_rows(device, impls, convs: list[ConvShape], repeat, warmup, torch_ref=None, math="fp32",
               network="network"):
-    """One row per (layer shape, implementation), then one total row per implementation."""
+    """One row per (layer shape, implementation), then one total row per implementation (each named
+    once however often ``impls`` names it)."""
     measurements = ([("torch", torch_ref.time_conv)] if torch_ref is not None else []) + \
-        [(impl, functools.partial(measure.time_conv, impl=impl)) for impl in impls]
+        [(impl, functools.partial(measure.time_conv, impl=impl)) for impl in dict.fromkeys(impls)]
     rows, timings = [], {}  # timings: impl -> {conv name: (fwd, bwd)} for the shapes that ran
     for impl, time_conv in measurements:
         timings[impl] = {}
         for c in convs:
-            measured = _attempt(time_conv, c, device, repeat, warmup)
+            measured = attempt(time_conv, c, device, repeat, warmup)
             if measured is None:
                 rows.append(_failed_row("conv", c.name, impl, math))
                 continue
@@ -70,14 +81,14 @@ def conv_rows(device, impls, convs: list[ConvShape], repeat, warmup, torch_ref=N
 def step_rows(device, impls, model_names, batch, repeat, warmup, torch_ref=None, math="fp32"):
     """One row per (model, conv implementation): a full training step at ``batch``."""
     rows = []
-    for name in model_names:
+    for name in dict.fromkeys(model_names):
         n = (int(name.removeprefix("resnet")) - 2) // 6
         flops = training_step_conv_flops(cifar_resnet_convs(n, batch))
         results = {}
         if torch_ref is not None:
-            results["torch"] = _attempt(torch_ref.time_training_step, n, batch, device, repeat, warmup)
-        for impl in impls:
-            results[impl] = _attempt(measure.time_training_step, name, batch, device, repeat, warmup, impl)
+            results["torch"] = attempt(torch_ref.time_training_step, n, batch, device, repeat, warmup)
+        for impl in dict.fromkeys(impls):
+            results[impl] = attempt(measure.time_training_step, name, batch, device, repeat, warmup, impl)
         case = f"{name} batch {batch}"
         for impl, seconds in results.items():
             if seconds is None:

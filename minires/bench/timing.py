@@ -21,7 +21,8 @@ def use_clock(clock) -> None:
 
 
 def median_seconds(fn, synchronize, repeat: int = 20, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` followed by ``synchronize()``, over ``repeat`` runs."""
+    """Median time of ``fn()`` followed by ``synchronize()``, over ``repeat`` runs, on the clock of
+    :func:`use_clock` (the wall clock unless changed)."""
     for _ in range(warmup):
         fn()
     synchronize()

@@ -11,7 +11,8 @@ thing faster and is tested for agreement with them:
   for batch norm when Numba is installed);
 * :mod:`~minires.cpu.batchnorm`: batch norm in two passes over memory each way (``numba``, the CPU
   default when Numba is installed; serial ``nogil`` kernels run on the same threads);
-* :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default every core) and
+* :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default ``OMP_NUM_THREADS``
+  if set, else every core) and
   the pool they share;
 * :mod:`~minires.cpu.allocator`: glibc keeps freed memory for the next step instead of faulting it
   in again (applied on import; ``MINIRES_KEEP_FREED_MEMORY=0`` turns it off).
