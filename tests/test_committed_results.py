@@ -789,4 +789,4 @@ def test_readme_cpu_tables_quote_their_reports(suffix):
     row = next(line for line in lines if line.startswith("| ResNet-20 step, peak extra memory"))
     for threads in ("2-threads", "1-thread"):
         (m128, t128, r128), (m32, t32, r32) = reports[threads, 128]["memory"], reports[threads, 32]["memory"]
-        assert f"| {m128:.0f} / {m32:.0f} MB | {t128:.0f} / {t32:.0f} MB | {r128:.2f} / {r32:.2f} |" in row
+        assert f"| {m128:.0f} / {m32:.0f} MiB | {t128:.0f} / {t32:.0f} MiB | {r128:.2f} / {r32:.2f} |" in row
