@@ -19,6 +19,27 @@ def test_tiny_run_writes_a_report_and_a_plot(tmp_path, capsys):
                      "memory", "resnet20 batch 2", "resnet32 batch 4", plots[0].name]:
         assert expected in text
     assert plots[0].read_bytes()[:4] == b"\x89PNG"
+    assert "- target <= 1x (issue #20) for a resnet20 batch 4 step (" in text
+    assert "- target <= 1x (issue #20) for the peak memory of a resnet20 batch 4 step: " in text
+
+
+def test_the_target_lines_judge_the_default_implementations_rows():
+    """Issue #20's verdicts come from the rows: the default conv's step against PyTorch (another implementation's
+    faster step does not count), met at 0.96, missed at 1.59, and never 'met' without a PyTorch ratio."""
+    def step(model, impl, ratio):
+        return ["step", f"{model} batch 32", impl, "fp32", None, None, 10.0, ratio, None, None, None]
+    rows = [step("resnet20", "torch", 1.0), step("resnet20", "numpy-fast", 1.59), step("resnet20", "numba", 0.9),
+            step("resnet56", "numpy-fast", 0.96), step("resnet110", "numpy-fast", None)]
+    memory = [["step", "resnet20 batch 32", 47.0, 46.5, 47.0 / 46.5]]
+    assert cpu.target_lines(rows, memory, "numpy-fast") == [
+        "- target <= 1x (issue #20) for a resnet20 batch 32 step (numpy-fast): 1.59x, missed by 1.59x",
+        "- target <= 1x (issue #20) for a resnet56 batch 32 step (numpy-fast): 0.96x, met",
+        "- target <= 1x (issue #20) for a resnet110 batch 32 step (numpy-fast): cannot tell (no PyTorch reference, "
+        "or a side FAILED)",
+        "- target <= 1x (issue #20) for the peak memory of a resnet20 batch 32 step: 1.01x, missed by 1.01x"]
+    assert cpu.target_lines(rows[:1], [], "numpy-fast") == [
+        "- target <= 1x (issue #20) for a training step: cannot tell (the default conv, numpy-fast, was not among "
+        "--impls)"]
 
 
 def test_fast_implementations_exclude_the_reference_and_start_with_the_default():

@@ -55,13 +55,14 @@ from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
-from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, step_rows
+from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, ratio_verdict, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
 DEFAULTS = {}   # every option's default, filled in by add_arguments: what --tiny may replace
 TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
             scaling_repeat=1, override_batch=2, override_pairs=1)
+TARGET = 1.0  # issue #20: a training step and its peak memory, minires / PyTorch on the same threads
 SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "minires ms per unit", "unit"]
 MEMORY_HEADERS = ["memory", "case", "minires MiB", "torch MiB", "x torch"]
 
@@ -117,13 +118,29 @@ def run(args) -> int:
     stem = out / (f"{datetime.date.today().isoformat()}-{_slug(cpu_name())}-{args.threads}-thread{'s' * (args.threads > 1)}"
                   + "-tiny" * args.tiny)
     plot_scaling(scaling, stem.with_suffix(".png"))
-    report = "\n".join(_header(args, threads, torch_note, load_before) + blas_lines + [
+    report = "\n".join(_header(args, threads, torch_note, load_before) + blas_lines
+                       + target_lines(rows, memory, backend.lookup("conv2d", np.zeros(1))[0]) + [
         "", "```", format_table(HEADERS, rows), "", format_table(MEMORY_HEADERS, memory), "",
         format_table(SCALING_HEADERS, scaling), "```", "", f"![scaling]({stem.with_suffix('.png').name})"])
     print(report)
     stem.with_suffix(".md").write_text(report + "\n")
     print(f"\nwritten to {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
     return 0
+
+
+def target_lines(rows, memory, default_impl: str) -> list[str]:
+    """Issue #20's target, met or missed, from this report's rows: each model's training step with the default conv
+    implementation (what a user runs), and the first model's peak step memory, against PyTorch."""
+    head = f"- target <= {TARGET:g}x (issue #20) for"
+    steps = [row for row in rows if row[0] == "step" and row[2] == default_impl]
+    lines = [f"{head} a {row[1]} step ({row[2]}): {_judged(row[7])}" for row in steps]
+    if not steps:
+        lines.append(f"{head} a training step: cannot tell (the default conv, {default_impl}, was not among --impls)")
+    return lines + [f"{head} the peak memory of a {row[1]} step: {_judged(row[4])}" for row in memory]
+
+
+def _judged(ratio) -> str:
+    return "cannot tell (no PyTorch reference, or a side FAILED)" if ratio is None else ratio_verdict(ratio, TARGET)
 
 
 def _flags(names) -> list[str]:
@@ -261,7 +278,7 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         "PyTorch: contiguous NCHW). Conv backward: data and weight gradients, the first conv's weight gradient only, as in "
         f"training. Conv rows: ms per call on a batch of {args.batch} images; step rows: ms per training step. "
         "Times: median of the repeats after warm-up. x torch = minires / PyTorch "
-        "(lower is better; target <= 1.0, issue #20). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
+        "(lower is better; the target lines judge issue #20's <= 1.0). GFLOP/s from minires.bench.cost (conv FLOPs only). Memory: extra "
         "resident memory of one training step (see minires/bench/cpu.py).",
     ]
 

@@ -31,7 +31,7 @@ from .. import __version__, backend
 from ..cli import non_negative_int, positive_int
 from . import reference
 from .cost import cifar_resnet_convs
-from .suite import HEADERS, cifar_resnet_name, conv_rows, step_rows
+from .suite import HEADERS, cifar_resnet_name, conv_rows, ratio_verdict, step_rows
 from .table import format_table
 
 TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_gpu.py"
@@ -81,11 +81,6 @@ def run(args) -> int:
 TARGET = 2.0  # minires / PyTorch, fp32: the best conv over ResNet-20's convs, and a ResNet-20 training step
 
 
-def _ratio_text(ratio: float) -> str:
-    """``2.17x``; with a third decimal where two would hide which side of the target it is (2.004x, not 2.00x)."""
-    return f"{ratio:.3f}x" if round(ratio, 2) == TARGET and ratio != TARGET else f"{ratio:.2f}x"
-
-
 def target_lines(rows) -> list[str]:
     """The two targets, met or missed and by how much, from the fp32 rows: the best minires conv
     implementation's total over ResNet-20's convs against cuDNN, and its best ResNet-20 step
@@ -101,9 +96,7 @@ def target_lines(rows) -> list[str]:
         if row is None:
             lines.append(f"- target <= {TARGET:g}x for {what}: cannot tell (no PyTorch reference or no rows)")
         else:
-            ratio = row[7]
-            verdict = "met" if ratio <= TARGET else f"missed by {ratio / TARGET:.2f}x"
-            lines.append(f"- target <= {TARGET:g}x for {what}, fp32: best is {row[2]} at {_ratio_text(ratio)}, {verdict}")
+            lines.append(f"- target <= {TARGET:g}x for {what}, fp32: best is {row[2]} at {ratio_verdict(row[7], TARGET)}")
     return lines
 
 

@@ -33,6 +33,13 @@ def _ratio(seconds, reference):
     return None if reference is None else seconds / reference
 
 
+def ratio_verdict(ratio: float, target: float) -> str:
+    """``2.17x, missed by 1.09x`` or ``0.96x, met`` against ``target`` (minires / PyTorch, at most): judged on the
+    exact ratio, printed with a third decimal where two would hide which side of the target it lies (2.004x)."""
+    shown = f"{ratio:.3f}x" if round(ratio, 2) == target and ratio != target else f"{ratio:.2f}x"
+    return f"{shown}, met" if ratio <= target else f"{shown}, missed by {ratio / target:.2f}x"
+
+
 def attempt(measurement, *args):
     """``measurement(*args)``, or None (traceback printed) when it raises."""
     try:
