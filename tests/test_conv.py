@@ -167,6 +167,8 @@ def conv_on(x_shape, w_shape, b_shape=None, x_dtype="float64", w_dtype="float64"
     (conv_on((1, 3, 8, 8), (4, 3, 3, 3), (3,)), ValueError, r"conv2d: bias shape \(3,\) .* shape \(4,\)"),
     (conv_on((1, 3, 8, 8), (4, 3, 3, 3), w_dtype="float32"), TypeError,
      "conv2d: input dtype float64 and weight dtype float32 differ; cast one"),
+    (conv_on((2, 0, 8, 8), (4, 0, 3, 3), (4,), padding=1), ValueError,          # was a ZeroDivisionError
+     r"conv2d: input shape \(2, 0, 8, 8\) has no channels, so there is nothing to convolve"),
 ])
 def test_bad_input_raises_clear_error(call, error, message):
     with pytest.raises(error, match=message):

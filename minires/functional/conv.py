@@ -187,6 +187,9 @@ def _check_conv2d(x, w, b):
     if w.ndim != 4:
         raise ValueError(f"conv2d: weight must be 4-D (out_channels, in_channels, kh, kw), got shape "
                          f"{tuple(w.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError(f"conv2d: input shape {tuple(x.shape)} has no channels, so there is nothing to convolve; "
+                         "give the layer at least one input channel")
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: input shape {tuple(x.shape)} has {x.shape[1]} channels but weight shape "
                          f"{tuple(w.shape)} expects {w.shape[1]}: dimension 1 of the input must equal "
