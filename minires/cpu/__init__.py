@@ -18,7 +18,7 @@ thing faster and is tested for agreement with them:
   in again (applied on import; ``MINIRES_KEEP_FREED_MEMORY=0`` turns it off).
 
 ``numba`` is opt-in (``minires.backend.use("conv2d", "numba")``): it is no faster than
-``numpy-fast`` here (224 against 189 ms per ResNet-20 step at batch 128 on 2 cores, 2026-11-27),
+``numpy-fast`` here (536 against 385 ms per ResNet-20 step at batch 128 on 2 cores, 2026-12-04; README),
 needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
 for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.
 """
