@@ -20,6 +20,8 @@ def test_tiny_run_writes_a_report_and_a_plot(tmp_path, capsys):
         assert expected in text
     assert plots[0].read_bytes()[:4] == b"\x89PNG"
     assert "- target <= 1x (issue #20) for a resnet20 batch 4 step (" in text
+    assert "(1 threads)" not in text and ("torch" not in text.split("- threads:")[1].split("\n")[0]
+                                          or "(1 thread)" in text)
     assert "- target <= 1x (issue #20) for the peak memory of a resnet20 batch 4 step: " in text
 
 

@@ -207,7 +207,7 @@ def _torch_reference(threads: int):
     if torch_ref is None:
         return None, why_not
     used = torch_ref.use_threads(threads)
-    return torch_ref, f"{torch_ref.versions()} ({used} threads)"
+    return torch_ref, f"{torch_ref.versions()} ({used} thread{'s' * (used != 1)})"
 
 
 def cpu_name() -> str:
