@@ -192,6 +192,21 @@ def test_gpu_implementations_are_registered_for_cuda_and_listed_only_with_a_gpu(
         assert name not in backend.available(op, device="cpu") and "numpy" in backend.available(op, device="cpu")
 
 
+def test_cupy_kernels_called_without_cupy_say_what_to_install(monkeypatch):
+    """Each kernel family, called directly (as a student might), names the missing CuPy and the extra,
+    not an AttributeError on None."""
+    from minires.gpu import cupy_kernels
+    monkeypatch.setattr(backend, "cupy_or_none", lambda: None)
+    x, w = np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32)
+    calls = [lambda: cupy_kernels.CupyReLU.forward(x), lambda: cupy_kernels.CupyConv2d.forward(x, w, (1, 1), (0, 0)),
+             lambda: cupy_kernels.CupyTiledConv2d.forward(x, w, (1, 1), (0, 0)),
+             lambda: cupy_kernels.CupyBatchNorm.forward_train(x, None, None, 1e-5),
+             lambda: cupy_kernels.sgd_update(w, w, None, 0.1, 0.9, 0.0, 0.0, False)]
+    for call in calls:
+        with pytest.raises(RuntimeError, match=r"need CuPy: pip install 'minires\[gpu\]'"):
+            call()
+
+
 def test_choosing_a_cuda_default_leaves_the_cpu_default_alone():
     cpu_default = backend.lookup("conv2d", np.zeros(1))[0]
     with backend.using("conv2d", "cupy-tiled"):

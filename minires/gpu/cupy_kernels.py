@@ -33,10 +33,7 @@ C_TYPES = {"float32": "float", "float64": "double"}  # dtype -> the MINIRES_REAL
 
 @functools.lru_cache(maxsize=None)
 def _module(source: str, dtype_name: str):
-    cupy = backend.cupy_or_none()
-    if cupy is None:
-        raise RuntimeError("the 'cupy' kernels need CuPy: pip install 'minires[gpu]' on a machine with a GPU")
-    return cupy.RawModule(code=source_path(source).read_text(),
+    return _cupy().RawModule(code=source_path(source).read_text(),
                           options=(f"-DMINIRES_REAL={C_TYPES[dtype_name]}",))
 
 
@@ -63,7 +60,11 @@ def run_1d(source: str, name: str, items: int, args: tuple) -> None:
 
 
 def _cupy():
-    return backend.cupy_or_none()
+    """The ``cupy`` module; a clear error when it is missing (the kernels below cannot run without it)."""
+    cupy = backend.cupy_or_none()
+    if cupy is None:
+        raise RuntimeError("the 'cupy' kernels need CuPy: pip install 'minires[gpu]' on a machine with a GPU")
+    return cupy
 
 
 # ----------------------------------------------------------------------------- conv2d
