@@ -6,6 +6,7 @@ explicit matrix product and must reproduce the NumPy reference.
 """
 import math
 import re
+import types
 
 import numpy as np
 import pytest
@@ -155,10 +156,33 @@ def test_blocks_for_covers_every_item():
     assert [launch.blocks_for(s, 256) for s in (1, 256, 257, 10_000)] == [1, 1, 2, 40]
 
 
-def test_sizes_beyond_32_bit_indexing_are_refused_with_the_op_name():
-    with pytest.raises(ValueError, match="conv2d: column_matrix has"):
-        launch.check_int32("conv2d", column_matrix=2**31)
-    launch.check_int32("conv2d", column_matrix=2**31 - 1)
+def test_sizes_beyond_32_bit_indexing_are_refused_with_the_op_name_and_a_fix_that_works_on_a_gpu():
+    """The fix named is one a GPU user can take (impl='numpy' was: a CPU implementation, which the
+    registry refuses for data on the GPU)."""
+    from minires.gpu.conv_algorithms import geometry
+    with pytest.raises(ValueError, match=r"conv2d: column_matrix has .*; use a smaller batch, or run this op on "
+                                         r"the CPU \(\.to\('cpu'\)\)$"):
+        geometry("conv2d", (2**13, 16, 16, 16), (1, 16, 9, 9), (1, 1), (4, 4))  # only the column matrix is too big
+    launch.check_int32("conv2d", launch.SMALLER_BATCH, column_matrix=2**31 - 1)
+
+
+def test_a_weight_beyond_32_bit_indexing_is_refused_even_when_the_other_arrays_are_small():
+    """A 1x1 conv of one 1x1 image: input, output and column matrix have 46341 elements, the weight
+    46341^2 > 2^31 - 1, which the kernels' int weight index (m * c_in*kh*kw + k) would overflow. A
+    smaller batch would not help."""
+    from minires.gpu.conv_algorithms import geometry
+    with pytest.raises(ValueError, match=r"conv2d: weight has 2147488281 elements.*; run this op on the CPU"):
+        geometry("conv2d", (1, 46341, 1, 1), (46341, 46341, 1, 1), (1, 1), (0, 0))
+
+
+def test_a_parameter_beyond_32_bit_indexing_is_sent_to_the_gpu_array_path_not_to_numpy():
+    from minires.gpu import cupy_kernels
+    huge = types.SimpleNamespace(dtype=np.dtype(np.float32), size=2**31,
+                                 flags=types.SimpleNamespace(c_contiguous=True))
+    with pytest.raises(ValueError, match=r"sgd: parameter has 2147483648 elements.*backend\.use\('sgd', 'cupy-ops'\)"):
+        cupy_kernels.sgd_update(huge, huge, None, 0.1, 0.0, 0.0, 0.0, False)
+    assert "cupy-ops" in backend.available("sgd", device="cuda") or not backend.cuda_available()
+    assert backend._entry("sgd").impls["cupy-ops"][1] == "cuda"
 
 
 # ----------------------------------------------------------------------------- C and Python agree

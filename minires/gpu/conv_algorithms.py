@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import backend
 from ..kernels.conv2d_index import ConvGeometry
-from .launch import BLOCKS_PER_SM, check_int32, split_k
+from .launch import BLOCKS_PER_SM, ON_THE_CPU, SMALLER_BATCH, check_int32, split_k
 
 CPU_STAND_IN_BLOCKS = 8  # NumPy arrays: a CPU stand-in for the GPU in the tests; still splits the reduction
 
@@ -47,8 +47,9 @@ def prepare(op: str, *arrays):
 def geometry(op: str, x_shape, w_shape, stride, padding) -> ConvGeometry:
     """The :class:`ConvGeometry` of a convolution, checked against the kernels' 32-bit indexing."""
     g = ConvGeometry.of(tuple(x_shape), tuple(w_shape), stride, padding)
-    check_int32(op, input=g.n * g.c_in * g.h * g.w, output=g.n * g.c_out * g.out_h * g.out_w,
+    check_int32(op, SMALLER_BATCH, input=g.n * g.c_in * g.h * g.w, output=g.n * g.c_out * g.out_h * g.out_w,
                 column_matrix=g.c_in * g.kh * g.kw * g.n * g.out_h * g.out_w)
+    check_int32(op, ON_THE_CPU, weight=g.c_out * g.c_in * g.kh * g.kw)
     return g
 
 

@@ -26,7 +26,7 @@ from .. import backend, optim
 from ..functional import norm
 from ..kernels import source_path
 from .conv_algorithms import KERNEL_DTYPES, Im2colGemm, ImplicitGemm, prepare
-from .launch import THREADS, blocks_for, check_int32, tiled_grid
+from .launch import SMALLER_BATCH, THREADS, blocks_for, check_int32, tiled_grid
 
 C_TYPES = {"float32": "float", "float64": "double"}  # dtype -> the MINIRES_REAL a .cu file is built with
 
@@ -105,7 +105,7 @@ def _vector_or(value, x, fill):
 def _channel_layout(x) -> tuple:
     """``(n, c, hw)``: x viewed as (n, c, hw) for the per-channel kernels."""
     n, c = x.shape[:2]
-    check_int32("batch_norm", input=x.size)
+    check_int32("batch_norm", SMALLER_BATCH, input=x.size)
     return int32s(n, c, x.size // (n * c))
 
 
@@ -149,7 +149,7 @@ class CupyBatchNorm:
 def _elementwise(name: str, op: str, *inputs):
     """Run the one-thread-per-element kernel ``name`` on same-shape ``inputs``; return its output."""
     inputs = prepare(op, *inputs)
-    check_int32(op, input=inputs[0].size)
+    check_int32(op, SMALLER_BATCH, input=inputs[0].size)
     out = _cupy().empty_like(inputs[0])
     run_1d("elementwise.cu", name, out.size, tuple(inputs) + (out, np.int32(out.size)))
     return out
@@ -188,7 +188,7 @@ def sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, neste
     arrays = (param,) if buffer is None else (param, buffer)
     if param.dtype not in KERNEL_DTYPES or not all(a.flags.c_contiguous and a.dtype == param.dtype for a in arrays):
         return optim.sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, nesterov)
-    check_int32("sgd", parameter=param.size)
+    check_int32("sgd", "update it with array operations: backend.use('sgd', 'cupy-ops')", parameter=param.size)
     grad = _cupy().ascontiguousarray(grad, dtype=param.dtype)
     first_step = momentum and buffer is None
     if first_step:

@@ -42,9 +42,13 @@ def split_k(m: int, n: int, k: int, target_blocks: int) -> tuple[int, int]:
     return math.ceil(k / k_chunk), k_chunk
 
 
-def check_int32(op: str, **sizes: int) -> None:
-    """Raise ValueError if an array the kernels index is too big for 32-bit indices."""
+SMALLER_BATCH = "use a smaller batch, or run this op on the CPU (.to('cpu'))"  # fixes, for check_int32
+ON_THE_CPU = "run this op on the CPU (.to('cpu'))"
+
+
+def check_int32(op: str, fix: str, **sizes: int) -> None:
+    """Raise ValueError, ending with ``fix``, if an array the kernels index is too big for 32-bit indices."""
     for name, size in sizes.items():
         if size > INT32_MAX:
             raise ValueError(f"{op}: {name} has {size} elements, more than the GPU kernels' 32-bit indices "
-                             f"reach ({INT32_MAX}); use a smaller batch, or impl='numpy' for this layer")
+                             f"reach ({INT32_MAX}); {fix}")
