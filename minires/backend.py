@@ -49,6 +49,13 @@ def cuda_available() -> bool:
         return False
 
 
+GPU_EXTRA = "Install the GPU extra (pip install 'minires[gpu]') on a machine with an NVIDIA GPU"
+
+
+def _no_gpu_reason() -> str:
+    return "CuPy is not installed" if _cupy is None else "CuPy sees no GPU"
+
+
 def parse_device(device) -> str:
     """Normalise a device spec to ``"cpu"`` or ``"cuda:N"``; raise a clear error when unusable."""
     if device is None:
@@ -63,11 +70,7 @@ def parse_device(device) -> str:
         except ValueError:
             raise ValueError(f"device {device!r}: expected 'cuda' or 'cuda:N' with N an integer") from None
         if not cuda_available():
-            why = "CuPy is not installed" if _cupy is None else "CuPy sees no GPU"
-            raise RuntimeError(
-                f"device {device!r} requested but {why}. Install the GPU extra "
-                "(pip install 'minires[gpu]') on a machine with an NVIDIA GPU, or use device='cpu'."
-            )
+            raise RuntimeError(f"device {device!r} requested but {_no_gpu_reason()}. {GPU_EXTRA}, or use device='cpu'.")
         count = _cupy.cuda.runtime.getDeviceCount()
         if not 0 <= index < count:
             cards = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
@@ -151,10 +154,14 @@ def defaults(device: str = "cpu") -> dict:
 
 
 def use(op: str, name: str) -> None:
-    """Make ``name`` the default implementation of ``op`` on its device kind."""
+    """Make ``name`` the default implementation of ``op`` on its device kind; a GPU one only on a
+    machine that can run it (else nothing would run it, without a word)."""
     entry = _entry(op)
     if name not in entry.impls:
         raise ValueError(f"{op}: no implementation {name!r}; registered: {sorted(entry.impls)}")
+    if entry.impls[name][1] == "cuda" and not cuda_available():
+        raise RuntimeError(f"{op}: implementation {name!r} runs on cuda but {_no_gpu_reason()}. {GPU_EXTRA}, "
+                           f"or choose one of {available(op, 'cpu')}.")
     entry.default[entry.impls[name][1]] = name
 
 

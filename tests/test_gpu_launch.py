@@ -216,6 +216,19 @@ def test_gpu_implementations_are_registered_for_cuda_and_listed_only_with_a_gpu(
         assert name not in backend.available(op, device="cpu") and "numpy" in backend.available(op, device="cpu")
 
 
+@pytest.mark.parametrize("name", ["cupy", "cupy-tiled"])
+def test_choosing_a_cuda_implementation_without_a_gpu_says_what_is_missing(monkeypatch, name):
+    """It used to be accepted, and every conv then ran on the CPU's default without a word."""
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    before = backend.defaults("cuda")
+    with pytest.raises(RuntimeError, match=rf"conv2d: implementation '{name}' runs on cuda but CuPy .*"
+                                           r"pip install 'minires\[gpu\]'.*choose one of \['numpy'"):
+        backend.use("conv2d", name)
+    with pytest.raises(RuntimeError, match="runs on cuda but"):
+        backend.using("conv2d", name).__enter__()
+    assert backend.defaults("cuda") == before
+
+
 def test_cupy_kernels_called_without_cupy_say_what_to_install(monkeypatch):
     """Each kernel family, called directly (as a student might), names the missing CuPy and the extra,
     not an AttributeError on None."""
@@ -231,7 +244,8 @@ def test_cupy_kernels_called_without_cupy_say_what_to_install(monkeypatch):
             call()
 
 
-def test_choosing_a_cuda_default_leaves_the_cpu_default_alone():
+def test_choosing_a_cuda_default_leaves_the_cpu_default_alone(monkeypatch):
+    monkeypatch.setattr(backend, "cuda_available", lambda: True)  # as on a GPU machine
     cpu_default = backend.lookup("conv2d", np.zeros(1))[0]
     with backend.using("conv2d", "cupy-tiled"):
         assert backend.lookup("conv2d", np.zeros(1))[0] == cpu_default
