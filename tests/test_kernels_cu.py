@@ -151,10 +151,15 @@ def test_emulated_running_statistics_update_matches_the_generic_one(emulated_gpu
             np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
 
 
-def test_running_statistics_of_another_dtype_take_the_array_path(monkeypatch):
-    """float64 buffers with float32 statistics: no kernel launch (it would read them as floats)."""
+@pytest.mark.parametrize("buffers", ["float64", "strided"])
+def test_running_statistics_of_another_dtype_or_strided_take_the_array_path(monkeypatch, buffers):
+    """float64 buffers with float32 statistics, or buffers that are strided views: no kernel launch
+    (it would read them as floats, or update the wrong elements); the update still happens in place."""
     monkeypatch.setattr(cupy_kernels, "run_1d", lambda *args: pytest.fail("launched a kernel"))
-    running_mean, running_var = np.zeros(3), np.ones(3)
+    dtype = np.float64 if buffers == "float64" else np.float32
+    running_mean, running_var = np.zeros(6, dtype)[::2], np.ones(6, dtype)[::2]
+    if buffers == "float64":
+        running_mean, running_var = running_mean.copy(), running_var.copy()
     mean, var = np.full(3, 2, np.float32), np.full(3, 4, np.float32)
     cupy_kernels.CupyBatchNorm.update_running_stats(running_mean, running_var, mean, var, 0.5, 5)
     np.testing.assert_allclose(running_mean, 1.0)

@@ -136,7 +136,8 @@ class CupyBatchNorm:
     @staticmethod
     def update_running_stats(running_mean, running_var, mean, var, momentum, m):
         """:func:`minires.functional.norm.update_running_stats` in one launch of ``kernels/batchnorm.cu``
-        (buffers of another dtype than the batch's statistics take the array-operation path)."""
+        (buffers of another dtype than the batch's statistics, or not one C-contiguous block, take the
+        array-operation path)."""
         if not all(a.dtype == mean.dtype and a.flags.c_contiguous for a in (running_mean, running_var, var)):
             return norm.update_running_stats(running_mean, running_var, mean, var, momentum, m)
         real = mean.dtype.type
