@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from conv_cases import CASES, assert_matches_reference, case_inputs, run_direction, runs
 
+from minires.functional.conv import Im2colConv2d
 from minires.functional.norm import NumpyBatchNorm, update_running_stats
 from minires.optim import sgd_update
 from minires.gpu import cupy_kernels
@@ -245,4 +246,44 @@ def test_sgd_kernel_takes_a_strided_gradient_and_leaves_a_strided_parameter_to_t
     expected_buffer = sgd_update(expected, grad[:, :3], None, *SGD_SETTINGS[0])
     buffer = cupy_kernels.sgd_update(strided, grad[:, :3], None, *SGD_SETTINGS[0])
     np.testing.assert_array_equal(strided, expected)
+    np.testing.assert_array_equal(buffer, expected_buffer)
+
+
+def test_strided_inputs_are_copied_into_one_block_for_the_flat_kernels(emulated_gpu):
+    """Transposed views (a kernel indexes flat, C-ordered memory): each op's result is the reference's."""
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((5, 4, 3, 2)).T, rng.standard_normal((5, 4, 3, 2)).T  # (2, 3, 4, 5), strided
+    w = rng.standard_normal((3, 3, 2, 2)).transpose(1, 0, 3, 2)
+    assert not (a.flags.c_contiguous or w.flags.c_contiguous)
+    np.testing.assert_array_equal(cupy_kernels.CupyAddReLU.forward(a, b), np.maximum(a + b, 0))
+    expected = Im2colConv2d.forward(a, w, (1, 2), (1, 0))
+    for impl in (cupy_kernels.CupyConv2d, cupy_kernels.CupyTiledConv2d):
+        np.testing.assert_allclose(impl.forward(a, w, (1, 2), (1, 0)), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtypes", [("float16", "float16"), ("float32", "float64"), ("int64", "int64")])
+def test_the_kernels_refuse_a_dtype_they_are_not_built_for_naming_op_dtypes_and_fix(dtypes):
+    """KERNEL_DTYPES (float32, float64, one at a time) is what the .cu files are compiled for."""
+    a, b = (np.ones((1, 1, 2, 2), dtype) for dtype in dtypes)
+    channel = np.ones(1, dtypes[1])
+    for op, call in [("add_relu", lambda: cupy_kernels.CupyAddReLU.forward(a, b)),
+                     ("conv2d", lambda: cupy_kernels.CupyTiledConv2d.forward(a, b[:, :, :1, :1], (1, 1), (0, 0))),
+                     ("batch_norm", lambda: cupy_kernels.CupyBatchNorm.backward(a, b, channel, channel, channel))]:
+        with pytest.raises(TypeError, match=rf"{op}: the GPU kernels take float32 or float64 arrays of one dtype, "
+                                            rf"got \['{dtypes[0]}', '{dtypes[1]}'.*cast with \.float\(\) or \.double\(\)"):
+            call()
+
+
+@pytest.mark.parametrize("param_dtype,buffer_dtype", [("float16", "float16"), ("float32", "float64")])
+def test_sgd_parameters_the_kernel_is_not_built_for_take_the_array_path(monkeypatch, param_dtype, buffer_dtype):
+    """A float16 parameter, or a momentum buffer of another dtype than its parameter (a checkpoint's),
+    is updated by optim.sgd_update, the definition, without a launch."""
+    monkeypatch.setattr(cupy_kernels, "run_1d", lambda *args: pytest.fail("launched the flat kernel"))
+    rng = np.random.default_rng(5)
+    param, grad = rng.standard_normal(6).astype(param_dtype), rng.standard_normal(6).astype(param_dtype)
+    buffer = rng.standard_normal(6).astype(buffer_dtype)
+    expected_param, expected_buffer = param.copy(), buffer.copy()
+    sgd_update(expected_param, grad, expected_buffer, *SGD_SETTINGS[0])
+    cupy_kernels.sgd_update(param, grad, buffer, *SGD_SETTINGS[0])
+    np.testing.assert_array_equal(param, expected_param)
     np.testing.assert_array_equal(buffer, expected_buffer)

@@ -184,8 +184,9 @@ class CupyAddReLU:
 @backend.register("sgd", "cupy", device="cuda", default=True)
 def sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, nesterov):
     """:func:`minires.optim.sgd_update` in one launch of ``kernels/optim.cu`` (in place; returns the
-    momentum buffer, a new one on the first step, None without momentum). A parameter or buffer that
-    is not one C-contiguous block of a kernel dtype takes the array-operation path instead."""
+    momentum buffer, a new one on the first step, None without momentum). A parameter that is not one
+    C-contiguous block of float32 or float64, or a buffer that is not one such block of the parameter's
+    dtype, takes the array-operation path instead."""
     arrays = (param,) if buffer is None else (param, buffer)
     if param.dtype not in KERNEL_DTYPES or not all(a.flags.c_contiguous and a.dtype == param.dtype for a in arrays):
         return optim.sgd_update(param, grad, buffer, lr, momentum, weight_decay, dampening, nesterov)
