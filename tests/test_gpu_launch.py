@@ -160,10 +160,31 @@ def test_sizes_beyond_32_bit_indexing_are_refused_with_the_op_name_and_a_fix_tha
     """The fix named is one a GPU user can take (impl='numpy' was: a CPU implementation, which the
     registry refuses for data on the GPU)."""
     from minires.gpu.conv_algorithms import geometry
-    with pytest.raises(ValueError, match=r"conv2d: column_matrix has .*; use a smaller batch, or run this op on "
+    with pytest.raises(ValueError, match=r"conv2d: input has .*; use a smaller batch, or run this op on "
                                          r"the CPU \(\.to\('cpu'\)\)$"):
-        geometry("conv2d", (2**13, 16, 16, 16), (1, 16, 9, 9), (1, 1), (4, 4))  # only the column matrix is too big
-    launch.check_int32("conv2d", launch.SMALLER_BATCH, column_matrix=2**31 - 1)
+        geometry("conv2d", (2**16, 2**8, 16, 16), (1, 2**8, 1, 1), (1, 1), (0, 0))
+    launch.check_int32("conv2d", launch.SMALLER_BATCH, input=2**31 - 1)
+
+
+def test_a_column_matrix_beyond_32_bit_indexing_is_refused_only_where_it_is_stored():
+    """A 31x31 kernel over a 1500x1500 image: 961 * 1500^2 > 2^31 - 1 column-matrix entries, the
+    other arrays small. The im2col kernels write that matrix; the implicit GEMM never stores it and
+    indexes only the arrays (so it runs, here with a launch that only records)."""
+    from minires.gpu.conv_algorithms import ImplicitGemm
+    from minires.gpu.cupy_kernels import CupyConv2d
+    x, w = np.zeros((1, 1, 1500, 1500), np.float32), np.zeros((1, 1, 31, 31), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d: column_matrix has 2162250000 elements.*a smaller batch, or a "
+                                         r"tiled implementation \(impl='cupy-tiled'\)"):
+        CupyConv2d.forward(x, w, (1, 1), (15, 15))
+    launched = []
+
+    class RecordingTiled(ImplicitGemm):
+        @staticmethod
+        def launch(direction, *args):
+            launched.append(direction)
+
+    RecordingTiled.forward(x, w, (1, 1), (15, 15))
+    assert launched == ["forward"]
 
 
 def test_a_weight_beyond_32_bit_indexing_is_refused_even_when_the_other_arrays_are_small():

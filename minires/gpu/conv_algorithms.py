@@ -45,10 +45,9 @@ def prepare(op: str, *arrays):
 
 
 def geometry(op: str, x_shape, w_shape, stride, padding) -> ConvGeometry:
-    """The :class:`ConvGeometry` of a convolution, checked against the kernels' 32-bit indexing."""
+    """The :class:`ConvGeometry` of a convolution, its arrays checked against the kernels' 32-bit indexing."""
     g = ConvGeometry.of(tuple(x_shape), tuple(w_shape), stride, padding)
-    check_int32(op, SMALLER_BATCH, input=g.n * g.c_in * g.h * g.w, output=g.n * g.c_out * g.out_h * g.out_w,
-                column_matrix=g.c_in * g.kh * g.kw * g.n * g.out_h * g.out_w)
+    check_int32(op, SMALLER_BATCH, input=g.n * g.c_in * g.h * g.w, output=g.n * g.c_out * g.out_h * g.out_w)
     check_int32(op, ON_THE_CPU, weight=g.c_out * g.c_in * g.kh * g.kw)
     return g
 
@@ -81,27 +80,36 @@ class Im2colGemm:
     op = "conv2d"
 
     @classmethod
+    def _geometry(cls, x_shape, w_shape, stride, padding) -> ConvGeometry:
+        """:func:`geometry`, with the column matrix these kernels write also checked (the implicit GEMM
+        never stores it, so a batch too big for this one can run there)."""
+        g = geometry(cls.op, x_shape, w_shape, stride, padding)
+        check_int32(cls.op, "use a smaller batch, or a tiled implementation (impl='cupy-tiled'), which never "
+                    "stores it", column_matrix=g.c_in * g.kh * g.kw * g.n * g.out_h * g.out_w)
+        return g
+
+    @classmethod
     def forward(cls, x, w, stride, padding):
         x, w = prepare(cls.op, x, w)
-        g = geometry(cls.op, x.shape, w.shape, stride, padding)
+        g = cls._geometry(x.shape, w.shape, stride, padding)
         y = w.reshape(g.c_out, -1) @ cls.im2col(x, g)
         return from_channels_first(y, g.n, g.out_h, g.out_w)
 
     @classmethod
     def backward_data(cls, gy, w, x_shape, stride, padding):
         gy, w = prepare(cls.op, gy, w)
-        return cls._data_gradient(channels_first(gy), w, geometry(cls.op, x_shape, w.shape, stride, padding))
+        return cls._data_gradient(channels_first(gy), w, cls._geometry(x_shape, w.shape, stride, padding))
 
     @classmethod
     def backward_weight(cls, gy, x, w_shape, stride, padding):
         gy, x = prepare(cls.op, gy, x)
-        return cls._weight_gradient(channels_first(gy), x, geometry(cls.op, x.shape, w_shape, stride, padding))
+        return cls._weight_gradient(channels_first(gy), x, cls._geometry(x.shape, w_shape, stride, padding))
 
     @classmethod
     def backward(cls, gy, x, w, stride, padding):
         """Both gradients, ``(gx, gw)``, from one channels-first copy of ``gy`` (what training asks for)."""
         gy, x, w = prepare(cls.op, gy, x, w)
-        g = geometry(cls.op, x.shape, w.shape, stride, padding)
+        g = cls._geometry(x.shape, w.shape, stride, padding)
         gy_matrix = channels_first(gy)
         return cls._data_gradient(gy_matrix, w, g), cls._weight_gradient(gy_matrix, x, g)
 
