@@ -5,11 +5,13 @@
 //     (i / hw * c + ch) * hw + i % hw.
 //
 // One block per channel does the whole job for that channel in one launch: the block's threads
-// stride through the channel's m values (consecutive threads -> consecutive s, so every warp reads
-// one contiguous run of memory), each keeps a private partial sum, and `block_sum` combines the
-// partials (warp shuffles, then one value per warp through shared memory). Forward makes three
-// passes over the channel -- the mean, the variance about that mean (two passes, so no
-// catastrophic cancellation), then the normalisation -- and the re-reads come from L2.
+// stride through the channel's m values (consecutive threads -> consecutive s: a warp reads one
+// contiguous run of memory when hw is a multiple of 32; otherwise the run breaks where a row of hw
+// values ends, down to 32 values c apart for (N, C) input, hw = 1), each keeps a private partial
+// sum, and `block_sum` combines the partials (warp shuffles, then one value per warp through
+// shared memory). Forward makes three passes over the channel -- the mean, the variance about that
+// mean (two passes, so no catastrophic cancellation), then the normalisation -- and the re-reads
+// come from L2.
 // Backward makes two: the sums of gy and gy*xhat, then gx.
 //
 //   forward   mean = sum x / m,  var = sum (x - mean)^2 / m  (biased),  invstd = 1 / sqrt(var + eps)
