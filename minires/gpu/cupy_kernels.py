@@ -34,7 +34,7 @@ C_TYPES = {"float32": "float", "float64": "double"}  # dtype -> the MINIRES_REAL
 @functools.lru_cache(maxsize=None)
 def _module(source: str, dtype_name: str):
     return _cupy().RawModule(code=source_path(source).read_text(),
-                          options=(f"-DMINIRES_REAL={C_TYPES[dtype_name]}",))
+                             options=(f"-DMINIRES_REAL={C_TYPES[dtype_name]}",))
 
 
 _FUNCTIONS: dict = {}  # (source, name, dtype, device) -> compiled kernel: one dict lookup per launch
