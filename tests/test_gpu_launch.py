@@ -291,14 +291,34 @@ def test_after_numba_fails_inside_itself_every_launch_fails_at_once(monkeypatch)
     monkeypatch.setattr(numba_kernels, "_cannot_compile", None)
     compiles = []
 
-    class Broken:
-        def __getitem__(self, launch_configuration):
-            def compile_and_run(*args):
-                compiles.append(args)
-                raise AttributeError("module 'numpy' has no attribute 'row_stack'")
-            return compile_and_run
-
     for _ in range(3):
         with pytest.raises(RuntimeError, match=r"needs NumPy < 2\.5") as failure:
-            numba_kernels.run(Broken(), 1, 32, np.zeros(4))
+            numba_kernels.run(_kernel_failing_in("numba_cuda/numba/cuda/typing.py", compiles), 1, 32, np.zeros(4))
     assert len(compiles) == 1 and "row_stack" in str(failure.value)
+
+
+def _kernel_failing_in(file_name: str, calls: list):
+    """A stand-in for a Numba kernel whose launch raises numba-cuda 0.30.4's AttributeError from code that
+    Python places in ``file_name`` (for the traceback, as if that file had raised it)."""
+    namespace = {"calls": calls}
+    exec(compile("def compile_and_run(*args):\n    calls.append(args)\n"
+                 "    raise AttributeError(\"module 'numpy' has no attribute 'row_stack'\")\n",
+                 f"/site-packages/{file_name}", "exec"), namespace)
+
+    class Kernel:
+        def __getitem__(self, launch_configuration):
+            return namespace["compile_and_run"]
+    return Kernel()
+
+
+def test_an_attribute_error_outside_numba_is_not_taken_for_numba_failing(monkeypatch):
+    """A launch that fails in minires' or the caller's code is that error, as it is: not 'Numba could not
+    compile', and the launches after it still run."""
+    pytest.importorskip("numba_cuda", reason="numba-cuda not installed: pip install -e '.[gpu]'")
+    from minires.gpu import numba_kernels
+    monkeypatch.setattr(numba_kernels, "_cannot_compile", None)
+    calls = []
+    for _ in range(2):
+        with pytest.raises(AttributeError, match="row_stack"):
+            numba_kernels.run(_kernel_failing_in("minires/gpu/launch.py", calls), 1, 32, np.zeros(4))
+    assert len(calls) == 2 and numba_kernels._cannot_compile is None

@@ -16,6 +16,7 @@ which is how the tests check them without a GPU). Registered only when ``numba-c
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -35,17 +36,28 @@ _cannot_compile: str | None = None  # set when Numba failed inside its own code:
 def run(kernel, grid, block, *args) -> None:
     """Launch a Numba kernel on NumPy (simulator) or CuPy arrays, on CuPy's current stream.
 
-    Numba failing inside its own code (an ``AttributeError`` while it compiles: see
-    :func:`incompatibility_message`) fails this launch and every later one at once, with the same
-    message: compiling again would fail again, slowly."""
+    Numba failing inside its own code (an ``AttributeError`` raised in Numba's package while it
+    compiles: see :func:`incompatibility_message`) fails this launch and every later one at once, with
+    the same message: compiling again would fail again, slowly. An ``AttributeError`` raised elsewhere
+    (minires' or the caller's code) goes on as it is."""
     global _cannot_compile
     if _cannot_compile:
         raise RuntimeError(_cannot_compile)
     try:
         _launch(kernel, grid, block, args)
     except AttributeError as error:
+        if not _raised_inside_numba(error):
+            raise
         _cannot_compile = incompatibility_message(error)
         raise RuntimeError(_cannot_compile) from error
+
+
+def _raised_inside_numba(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in the ``numba`` or ``numba_cuda`` package."""
+    frame = error.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return not {"numba", "numba_cuda"}.isdisjoint(Path(frame.tb_frame.f_code.co_filename).parts)
 
 
 def _launch(kernel, grid, block, args) -> None:
