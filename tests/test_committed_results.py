@@ -790,3 +790,36 @@ def test_readme_cpu_tables_quote_their_reports(suffix):
     for threads in ("2-threads", "1-thread"):
         (m128, t128, r128), (m32, t32, r32) = reports[threads, 128]["memory"], reports[threads, 32]["memory"]
         assert f"| {m128:.0f} / {m32:.0f} MiB | {t128:.0f} / {t32:.0f} MiB | {r128:.2f} / {r32:.2f} |" in row
+
+
+def test_cpu_docstrings_quote_the_readmes_cpu_measurements():
+    """The times and ratios that minires.cpu's docstrings quote from the README's "Performance (CPU)",
+    read out of each docstring and looked up in the README's own sentence, so neither can drift alone."""
+    import minires.cpu
+    from minires.cpu import conv, pointwise
+    readme = one_line("README.md")
+
+    def said(doc, pattern):
+        found = re.search(pattern, " ".join(doc.split()))
+        assert found, pattern
+        return found.groups()
+    numba, fast = said(minires.cpu.__doc__, r"\((\d+) against (\d+) ms per ResNet-20 step at batch 128 on 2 cores, 2026-12-04; README\)")
+    assert f"on 2 threads takes {numba} ms with it, against {fast} ms with `numpy-fast`" in readme
+    fought, = said(minires.cpu.__doc__, r"\(([\d.]+) s per step while BLAS still had threads of its own\)")
+    assert f"fought over the cores ({fought} s per ResNet-20 step at batch 128)" in readme
+    convs, step = said(conv.__doc__, r"the convs take ([\d.-]+x) the time of the column-matrix path \(``numpy-columns``\), the step ([\d.-]+x)")
+    assert f"ResNet-20's convs take {convs} the time and its step {step} (batch 32" in readme
+    convs, step = said(conv.__doc__, r"ResNet-20's convs take ([\d.-]+x) the time of ``numpy-padded-rows``, the step ([\d.-]+x)")
+    assert f"ResNet-20's convs take {convs} the time and its step {step}, with no clear difference" in readme
+    faster, = said(conv.__doc__, r"32-pixel layers that is (\d+x) faster than col2im \(README\)")
+    assert f"({faster} faster than col2im on the 32-pixel layers)" in readme
+    less, = said(conv.__doc__, r"instead of two: ([\d-]+%) less time, the 16-channel layers gaining most")
+    assert f"instead of two, {less} less time (the 16-channel layers gain most)" in readme
+    records, = said(conv.numpy_im2col.__doc__, r"copied whole, element by element: ([\d.-]+x) faster than the same copy of floats")
+    assert f"as whole records of a NumPy void dtype, {records} faster than copying them as floats" in readme
+    gain, = said(pointwise.__doc__, r"helps them less than the conv \(([\d.-]+x) on the 2-core machine of the README\)")
+    assert f"batch norm and ReLU, a few fast passes over memory each, gain only {gain}" in readme
+    one, split = said(pointwise.map_pass.__doc__, r"took ([\d.]+) ms this way against ([\d.]+) ms split; README")
+    assert f"(batch 16: {split} -> {one} ms per step)" in readme
+    slower, = said(pointwise.zeros_image.__doc__, r"runs that loop (about \d+x slower)")
+    assert f"with a broadcast scalar, {slower}" in readme
