@@ -823,3 +823,22 @@ def test_cpu_docstrings_quote_the_readmes_cpu_measurements():
     assert f"(batch 16: {split} -> {one} ms per step)" in readme
     slower, = said(pointwise.zeros_image.__doc__, r"runs that loop (about \d+x slower)")
     assert f"with a broadcast scalar, {slower}" in readme
+
+
+def test_the_responses_history_gives_the_long_seeds_minutes():
+    """"33-54 minutes per seed on 2 cores": the wall times of results/responses/long-seed{1,2,3}, in minutes."""
+    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses").glob("long-seed[0-9]/results.json"))]
+    minutes = [r["wall_seconds"] / 60 for r in runs]
+    assert len(runs) == 3 and all(r["cores"] == 2 for r in runs)
+    assert f"`results/responses/long-seeds`, {min(minutes):.0f}-{max(minutes):.0f} minutes per seed on 2 cores)" in one_line(HISTORY)
+
+
+def test_the_gpu_page_quotes_the_committed_cpu_training_run():
+    """results/gpu/README.md puts the GPU's accuracy and time beside "the CPU run of the main README": the
+    accuracy of the committed CPU run (results/train/resnet20-synthetic), and the README's latest time."""
+    rows = (ROOT / "results/train/resnet20-synthetic/metrics.jsonl").read_text().splitlines()
+    accuracy = [row for row in map(json.loads, rows) if row["kind"] == "epoch"][-1]["test_accuracy"]
+    page = one_line(ROOT / "results/gpu/README.md")
+    assert f"(the CPU run of the main README: {100 * accuracy:.2f}%)" in page
+    seconds = float(re.search(r"minires ([\d.]+) s, [\d.]+% again \(the same bits\)", one_line(ROOT / "README.md")).group(1))
+    assert f"({seconds:.0f} s on the 2-core CPU)" in page
