@@ -842,3 +842,15 @@ def test_the_gpu_page_quotes_the_committed_cpu_training_run():
     assert f"(the CPU run of the main README: {100 * accuracy:.2f}%)" in page
     seconds = float(re.search(r"minires ([\d.]+) s, [\d.]+% again \(the same bits\)", one_line(ROOT / "README.md")).group(1))
     assert f"({seconds:.0f} s on the 2-core CPU)" in page
+
+
+def test_the_degradation_pages_earlier_runs_are_their_committed_summaries():
+    """results/degradation/README.md's table of the 2026-11-27 runs: the rows of seeds 1 and 2 are the
+    train / test errors of their old-format summaries (quick-seed1.md, quick-seed2.md)."""
+    folder = ROOT / "results/degradation"
+    page = (folder / "README.md").read_text()
+    for seed in (1, 2):
+        rows = re.findall(r"^\| (plain20|plain56|resnet20|resnet56) \| [\d,]+ \| ([\d.]+) \| ([\d.]+) \|",
+                          (folder / f"quick-seed{seed}.md").read_text(), re.M)
+        assert [name for name, _, _ in rows] == ["plain20", "plain56", "resnet20", "resnet56"]
+        assert f"| {seed} | " + " | ".join(f"{train} / {test}" for _, train, test in rows) + " |" in page
