@@ -142,7 +142,7 @@ class ChunkedIm2colGemm:
 
         def chunk_backward_weight(images, chunk, col):
             self.im2col(x[images], chunk, col)
-            return col.T @ pixel_major(gy[images])      # W-bar transposed: OpenBLAS is faster this way round
+            return col.T @ pixel_major(gy[images])      # W-bar transposed: faster in OpenBLAS at 16-32 channels (one-off probe, 2026-11-27)
 
         gw_t = self._run_chunks(x, g, chunk_backward_weight, column_matrix_shape(g))
         return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
@@ -158,7 +158,8 @@ class ChunkedIm2colGemm:
 
         so the backward builds one column matrix instead of two. Only when ``x`` has at least as
         many channels as ``y``: this product is :math:`C` wide, the separate one :math:`O` wide, and
-        for the 3-channel stem a 3-wide GEMM costs more than the small column matrix it saves.
+        for the 3-channel stem a 3-wide GEMM cost more than the small column matrix it saves (a
+        one-off probe of 2026-11-27, not committed).
         """
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
         if not _is_transposable(g) or g.c_in < g.c_out:
