@@ -854,3 +854,33 @@ def test_the_degradation_pages_earlier_runs_are_their_committed_summaries():
                           (folder / f"quick-seed{seed}.md").read_text(), re.M)
         assert [name for name, _, _ in rows] == ["plain20", "plain56", "resnet20", "resnet56"]
         assert f"| {seed} | " + " | ".join(f"{train} / {test}" for _, train, test in rows) + " |" in page
+
+
+def test_the_degradation_noise_and_the_earlier_runs_spans_follow_from_the_pages_numbers():
+    """degradation.NOISE's spans of ResNet-56 minus ResNet-20 ("-5.2 to +4.0 points over seeds 0-2 and three
+    builds", "-10.3 to +4.3 (sd 7.3) on the 2026-12-03 machine") and the page's spans over the ten earlier runs,
+    computed from the errors results/degradation/README.md gives for those runs."""
+    page = one_line(ROOT / "results/degradation/README.md")
+    earlier = page.split("## Earlier runs")[1]
+    rows = [[float(v) for v in re.findall(r"([\d.]+) / [\d.]+", row)]
+            for row in re.findall(r"\| \d \| ([^|]+\|[^|]+\|[^|]+\|[^|]+)\|", earlier)]   # train errors, 2026-11-27
+    assert len(rows) == 3
+    builds = re.search(r"gave ResNet-56 ([\d.]+) / ([\d.]+) / ([\d.]+)% against ResNet-20's ([\d.]+) / ([\d.]+) / "
+                       r"([\d.]+)% \(plain-56 ([\d.]+) / ([\d.]+) / ([\d.]+)% against plain-20's ([\d.]+) / ([\d.]+) / "
+                       r"([\d.]+)%\), and ([\d.]+) / ([\d.]+) / ([\d.]+)% against ([\d.]+) / ([\d.]+) / ([\d.]+)% "
+                       r"\(plain-56 ([\d.]+) / ([\d.]+) / ([\d.]+)% against ([\d.]+) / ([\d.]+) / ([\d.]+)%\)", earlier)
+    b = [float(v) for v in builds.groups()]
+    resnet = [r[3] - r[2] for r in rows] + [b[i] - b[i + 3] for i in (0, 1, 2, 12, 13, 14)]
+    plain = [r[1] - r[0] for r in rows] + [b[i] - b[i + 3] for i in (6, 7, 8, 18, 19, 20)]
+    columns = page.split("## Before the row columns")[1].split("## Earlier runs")[0]
+    matrix = re.findall(r"\| \d \| ([\d.]+) / [\d.]+ \| ([\d.]+) / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| ([+-][\d.]+) \|", columns)
+    gaps = [float(g) for _, _, g in matrix]
+    assert len(gaps) == 3
+    noise = " ".join(degradation.NOISE.split())
+    assert f"ranged from {min(resnet):+.1f} to {max(resnet):+.1f} points over seeds 0-2 and three builds" in noise
+    assert (f"from {min(gaps):+.1f} to {max(gaps):+.1f} (sd {np.std(gaps, ddof=1):.1f}) on the 2026-12-03 machine"
+            in noise)
+    plain.append(float(matrix[0][1]) - float(matrix[0][0]))           # the column matrix's seed 0
+    resnet.append(gaps[0])
+    assert (f"plain-56 ends {min(plain):.0f}-{max(plain):.0f} points above plain-20; ResNet-56 ends between "
+            f"{-min(resnet):.1f} points below and {max(resnet):.1f} points above ResNet-20") in earlier

@@ -888,3 +888,14 @@ def test_the_quoted_test_error_noise_is_the_codes_on_the_quick_test_images(name)
     points = common.test_error_noise(n_test)[0]
     assert (f"{points:.1f} on the quick run's {n_test:,} images" in doc
             or f"on {n_test:,} images: {points:.1f} points" in doc)
+
+
+def test_degradation_docstring_quotes_the_run_without_warm_up_as_its_page_records_it():
+    """The docstring's seed 2 without the warm-up ("sat at chance for 400 iterations and ended at 39% training
+    error against ResNet-20's 10%") is what results/degradation/README.md records of that run, rounded."""
+    from minires.experiments import degradation
+    page = one_line("results/degradation/README.md")
+    deep, shallow, iterations = re.search(r"seed 2 gave ResNet-56 ([\d.]+)% training error against ResNet-20's "
+                                          r"([\d.]+)%: it sat near chance for (\d+) iterations first", page).groups()
+    assert (f"ResNet-56 sat at chance for {iterations} iterations and ended at {float(deep):.0f}% training error "
+            f"against ResNet-20's {float(shallow):.0f}%") in " ".join(degradation.__doc__.split())
