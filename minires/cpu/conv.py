@@ -53,8 +53,8 @@ Why this is faster than the reference:
   no transpose is ever copied. The next conv's im2col then reads runs of :math:`W C` contiguous
   values, the output gradient is already the pixel-major :math:`\bar Y`, and batch norm, ReLU, padding and
   slicing keep the layout (:mod:`minires.cpu.pointwise`, :mod:`minires.functional.shape`). On the
-  16-channel layers of ResNet-20 the two transposes cost about a quarter of the conv's time in a
-  one-off probe of 2026-11-27, not committed;
+  16-channel layers of ResNet-20 the two transposes cost about a quarter of the conv's time (a
+  figure of 2026-11-27 with no committed timing);
 * for strided convs, col2im adds the column gradient back tap by tap (or in one parallel Numba
   gather), where the reference zero-stuffs a canvas and runs a second full im2col;
 * memory stays bounded: the column matrix (:math:`k_h k_w` times the input) exists for at most
