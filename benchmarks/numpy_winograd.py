@@ -14,7 +14,8 @@ products become 16 independent GEMMs, one per tile position (a, b):
 
 so the GEMM work is 16/36 of im2col's (2.25x less). What it costs instead: the input transform (B^T d
 B, 32 strided adds per tile and channel), the output transform (A^T M A, 24 per tile and output channel)
-and a 16x larger intermediate M. This probe writes all three as whole-array NumPy operations on
+and an intermediate M four times the size of the output (16 values per 2x2 output block and output
+channel). This probe writes all three as whole-array NumPy operations on
 channels-last memory (the layout of minires' CPU convs), runs the images in chunks of ``--per``, and
 times it against minires' default CPU conv forward on ResNet-20's three 3x3 layer shapes, one thread::
 

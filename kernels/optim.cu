@@ -2,7 +2,8 @@
 //
 // One thread per element i of one parameter (flat, contiguous arrays of `size` elements): thread i
 // reads param[i], grad[i] and buffer[i] once and writes param[i] and buffer[i] once, so each warp
-// touches 32 consecutive values of every array and the kernel runs at memory bandwidth. The
+// touches 32 consecutive values of every array (fully coalesced); with a few flops per value, memory
+// traffic bounds it (its own time is not measured apart). The
 // readable definition, `minires.optim.sgd_update`, takes seven array operations (seven launches)
 // for the same update with momentum and weight decay:
 //

@@ -8,7 +8,8 @@ that is not part of the root's tree (built inside a ``forward``) is named after 
 the running module (``layer1.0.<ReLU>``).
 
 The names are recomputed on each call of the root, so replacing a block (a lesion study) is seen
-at once; the cost is one walk of the module tree per forward (about 0.1 ms for ResNet-20).
+at once; the cost is one walk of the module tree per forward (about 0.1 ms for ResNet-20: a
+figure of 2026-12-03 with no committed timing).
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
 """The benchmark machinery in a tiny mode on the CPU, so it cannot rot (no timing asserts)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,13 @@ def test_gpu_report_says_which_math_cupy_ran_when_it_cannot_switch(monkeypatch, 
     for math in ("fp32", "tf32"):
         assert (f"this CuPy could not set its TF32 mode: its {math} rows ran in CuPy's default math, "
                 f"{default} (CUPY_TF32={cupy_tf32 or 'unset'})") in report
+
+
+def test_ratio_verdicts_docstring_examples_are_what_it_returns():
+    """Each example of ratio_verdict's docstring, ``<verdict>`` (against a ``target`` of T), is its output."""
+    from minires.bench.suite import ratio_verdict
+    doc = " ".join(ratio_verdict.__doc__.split())
+    examples = re.findall(r"``(([\d.]+)x, [^`]+)`` \(?against (?:a ``target`` of )?(\d+)", doc)
+    assert len(examples) == 3
+    for verdict, ratio, target in examples:
+        assert ratio_verdict(float(ratio), float(target)) == verdict

@@ -790,3 +790,97 @@ def test_readme_cpu_tables_quote_their_reports(suffix):
     for threads in ("2-threads", "1-thread"):
         (m128, t128, r128), (m32, t32, r32) = reports[threads, 128]["memory"], reports[threads, 32]["memory"]
         assert f"| {m128:.0f} / {m32:.0f} MiB | {t128:.0f} / {t32:.0f} MiB | {r128:.2f} / {r32:.2f} |" in row
+
+
+def test_cpu_docstrings_quote_the_readmes_cpu_measurements():
+    """The times and ratios that minires.cpu's docstrings quote from the README's "Performance (CPU)",
+    read out of each docstring and looked up in the README's own sentence, so neither can drift alone."""
+    import minires.cpu
+    from minires.cpu import conv, pointwise
+    readme = one_line("README.md")
+
+    def said(doc, pattern):
+        found = re.search(pattern, " ".join(doc.split()))
+        assert found, pattern
+        return found.groups()
+    numba, fast = said(minires.cpu.__doc__, r"\((\d+) against (\d+) ms per ResNet-20 step at batch 128 on 2 cores, 2026-12-04; README\)")
+    assert f"on 2 threads takes {numba} ms with it, against {fast} ms with `numpy-fast`" in readme
+    fought, = said(minires.cpu.__doc__, r"\(([\d.]+) s per step while BLAS still had threads of its own\)")
+    assert f"fought over the cores ({fought} s per ResNet-20 step at batch 128)" in readme
+    convs, step = said(conv.__doc__, r"the convs take ([\d.-]+x) the time of the column-matrix path \(``numpy-columns``\), the step ([\d.-]+x)")
+    assert f"ResNet-20's convs take {convs} the time and its step {step} (batch 32" in readme
+    convs, step = said(conv.__doc__, r"ResNet-20's convs take ([\d.-]+x) the time of ``numpy-padded-rows``, the step ([\d.-]+x)")
+    assert f"ResNet-20's convs take {convs} the time and its step {step}, with no clear difference" in readme
+    faster, = said(conv.__doc__, r"32-pixel layers that is (\d+x) faster than col2im \(README\)")
+    assert f"({faster} faster than col2im on the 32-pixel layers)" in readme
+    less, = said(conv.__doc__, r"instead of two: ([\d-]+%) less time, the 16-channel layers gaining most")
+    assert f"instead of two, {less} less time (the 16-channel layers gain most)" in readme
+    records, = said(conv.numpy_im2col.__doc__, r"copied whole, element by element: ([\d.-]+x) faster than the same copy of floats")
+    assert f"as whole records of a NumPy void dtype, {records} faster than copying them as floats" in readme
+    gain, = said(pointwise.__doc__, r"helps them less than the conv \(([\d.-]+x) on the 2-core machine of the README\)")
+    assert f"batch norm and ReLU, a few fast passes over memory each, gain only {gain}" in readme
+    one, split = said(pointwise.map_pass.__doc__, r"took ([\d.]+) ms this way against ([\d.]+) ms split; README")
+    assert f"(batch 16: {split} -> {one} ms per step)" in readme
+    slower, = said(pointwise.zeros_image.__doc__, r"runs that loop (about \d+x slower)")
+    assert f"with a broadcast scalar, {slower}" in readme
+
+
+def test_the_responses_history_gives_the_long_seeds_minutes():
+    """"33-54 minutes per seed on 2 cores": the wall times of results/responses/long-seed{1,2,3}, in minutes."""
+    runs = [json.loads(p.read_text()) for p in sorted((ROOT / "results/responses").glob("long-seed[0-9]/results.json"))]
+    minutes = [r["wall_seconds"] / 60 for r in runs]
+    assert len(runs) == 3 and all(r["cores"] == 2 for r in runs)
+    assert f"`results/responses/long-seeds`, {min(minutes):.0f}-{max(minutes):.0f} minutes per seed on 2 cores)" in one_line(HISTORY)
+
+
+def test_the_gpu_page_quotes_the_committed_cpu_training_run():
+    """results/gpu/README.md puts the GPU's accuracy and time beside "the CPU run of the main README": the
+    accuracy of the committed CPU run (results/train/resnet20-synthetic), and the README's latest time."""
+    rows = (ROOT / "results/train/resnet20-synthetic/metrics.jsonl").read_text().splitlines()
+    accuracy = [row for row in map(json.loads, rows) if row["kind"] == "epoch"][-1]["test_accuracy"]
+    page = one_line(ROOT / "results/gpu/README.md")
+    assert f"(the CPU run of the main README: {100 * accuracy:.2f}%)" in page
+    seconds = float(re.search(r"minires ([\d.]+) s, [\d.]+% again \(the same bits\)", one_line(ROOT / "README.md")).group(1))
+    assert f"({seconds:.0f} s on the 2-core CPU)" in page
+
+
+def test_the_degradation_pages_earlier_runs_are_their_committed_summaries():
+    """results/degradation/README.md's table of the 2026-11-27 runs: the rows of seeds 1 and 2 are the
+    train / test errors of their old-format summaries (quick-seed1.md, quick-seed2.md)."""
+    folder = ROOT / "results/degradation"
+    page = (folder / "README.md").read_text()
+    for seed in (1, 2):
+        rows = re.findall(r"^\| (plain20|plain56|resnet20|resnet56) \| [\d,]+ \| ([\d.]+) \| ([\d.]+) \|",
+                          (folder / f"quick-seed{seed}.md").read_text(), re.M)
+        assert [name for name, _, _ in rows] == ["plain20", "plain56", "resnet20", "resnet56"]
+        assert f"| {seed} | " + " | ".join(f"{train} / {test}" for _, train, test in rows) + " |" in page
+
+
+def test_the_degradation_noise_and_the_earlier_runs_spans_follow_from_the_pages_numbers():
+    """degradation.NOISE's spans of ResNet-56 minus ResNet-20 ("-5.2 to +4.0 points over seeds 0-2 and three
+    builds", "-10.3 to +4.3 (sd 7.3) on the 2026-12-03 machine") and the page's spans over the ten earlier runs,
+    computed from the errors results/degradation/README.md gives for those runs."""
+    page = one_line(ROOT / "results/degradation/README.md")
+    earlier = page.split("## Earlier runs")[1]
+    rows = [[float(v) for v in re.findall(r"([\d.]+) / [\d.]+", row)]
+            for row in re.findall(r"\| \d \| ([^|]+\|[^|]+\|[^|]+\|[^|]+)\|", earlier)]   # train errors, 2026-11-27
+    assert len(rows) == 3
+    builds = re.search(r"gave ResNet-56 ([\d.]+) / ([\d.]+) / ([\d.]+)% against ResNet-20's ([\d.]+) / ([\d.]+) / "
+                       r"([\d.]+)% \(plain-56 ([\d.]+) / ([\d.]+) / ([\d.]+)% against plain-20's ([\d.]+) / ([\d.]+) / "
+                       r"([\d.]+)%\), and ([\d.]+) / ([\d.]+) / ([\d.]+)% against ([\d.]+) / ([\d.]+) / ([\d.]+)% "
+                       r"\(plain-56 ([\d.]+) / ([\d.]+) / ([\d.]+)% against ([\d.]+) / ([\d.]+) / ([\d.]+)%\)", earlier)
+    b = [float(v) for v in builds.groups()]
+    resnet = [r[3] - r[2] for r in rows] + [b[i] - b[i + 3] for i in (0, 1, 2, 12, 13, 14)]
+    plain = [r[1] - r[0] for r in rows] + [b[i] - b[i + 3] for i in (6, 7, 8, 18, 19, 20)]
+    columns = page.split("## Before the row columns")[1].split("## Earlier runs")[0]
+    matrix = re.findall(r"\| \d \| ([\d.]+) / [\d.]+ \| ([\d.]+) / [\d.]+ \| [\d.]+ / [\d.]+ \| [\d.]+ / [\d.]+ \| ([+-][\d.]+) \|", columns)
+    gaps = [float(g) for _, _, g in matrix]
+    assert len(gaps) == 3
+    noise = " ".join(degradation.NOISE.split())
+    assert f"ranged from {min(resnet):+.1f} to {max(resnet):+.1f} points over seeds 0-2 and three builds" in noise
+    assert (f"from {min(gaps):+.1f} to {max(gaps):+.1f} (sd {np.std(gaps, ddof=1):.1f}) on the 2026-12-03 machine"
+            in noise)
+    plain.append(float(matrix[0][1]) - float(matrix[0][0]))           # the column matrix's seed 0
+    resnet.append(gaps[0])
+    assert (f"plain-56 ends {min(plain):.0f}-{max(plain):.0f} points above plain-20; ResNet-56 ends between "
+            f"{-min(resnet):.1f} points below and {max(resnet):.1f} points above ResNet-20") in earlier

@@ -147,3 +147,54 @@ def test_the_default_thread_count_follows_omp_num_threads(monkeypatch):
     assert threads._default_threads() == (os.cpu_count() or 1)
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert threads._default_threads() == (os.cpu_count() or 1)
+
+
+class _Passes(np.ndarray):
+    """An array that counts the NumPy operations (ufunc calls and functions such as einsum) that read or
+    write an array of ``activation`` values: each is one pass over memory. Allocations are not passes."""
+    activation, count = None, 0
+
+    @staticmethod
+    def _plain(values):
+        return tuple(v.view(np.ndarray) if isinstance(v, _Passes) else _Passes._plain(v) if isinstance(v, (list, tuple))
+                     else v for v in values)
+
+    @classmethod
+    def _seen(cls, values):
+        if any(isinstance(v, np.ndarray) and v.size == cls.activation for v in values):
+            cls.count += 1
+
+    @staticmethod
+    def _wrap(result):
+        return result.view(_Passes) if isinstance(result, np.ndarray) else result
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        outputs = kwargs.get("out", ())
+        self._seen(inputs + outputs)
+        if outputs:
+            kwargs["out"] = self._plain(outputs)
+        return self._wrap(getattr(ufunc, method)(*self._plain(inputs), **kwargs))
+
+    def __array_function__(self, func, types, args, kwargs):
+        if func not in (np.empty_like, np.empty):
+            self._seen(args)
+        return self._wrap(func(*self._plain(args), **kwargs))
+
+
+def test_the_numpy_batch_norm_makes_the_passes_the_numba_kernels_save(monkeypatch):
+    """minires.cpu.batchnorm: the threaded NumPy batch norm makes one pass per operation, five forward (with
+    a bias) and seven backward, where the Numba kernels make two each way."""
+    from minires.cpu import batchnorm
+    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 30)        # one slice: a pass is one call
+    rng = np.random.default_rng(0)
+    x, gy = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 4, 5))
+    weight, bias = rng.standard_normal(3), rng.standard_normal(3)
+    _Passes.activation, _Passes.count = x.size, 0
+    _, mean, _, invstd = pointwise.ThreadedBatchNorm.forward_train(x.view(_Passes), weight, bias, 1e-5)
+    forward, _Passes.count = _Passes.count, 0
+    pointwise.ThreadedBatchNorm.backward(gy.view(_Passes), x.view(_Passes), weight, np.asarray(mean), np.asarray(invstd))
+    backward = _Passes.count
+    words = {5: "five", 7: "seven"}
+    assert (forward, backward) == (5, 7)
+    assert (f"makes {words[forward]} passes forward (with a bias) and {words[backward]} backward"
+            in " ".join(batchnorm.__doc__.split()))

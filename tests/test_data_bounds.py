@@ -99,3 +99,12 @@ def test_cifar_batches_longer_than_any_real_one_are_refused_before_reading(tmp_p
     monkeypatch.setattr(cifar, "BATCH_RECORDS", 2)
     with pytest.raises(DatasetFileError, match="9219 bytes is not a whole number of 3073-byte records.*1 to 2 of them"):
         cifar.read_batch(path)
+
+
+def test_the_gzip_ratio_bound_is_deflates_best():
+    """GZIP_MAX_RATIO, "deflate never inflates one byte to more than ~1032": zeros, deflate's best case,
+    compress just under it, so the bound holds and is tight."""
+    from minires.data.files import GZIP_MAX_RATIO
+    size = 20_000_000
+    ratio = size / len(gzip.compress(bytes(size), compresslevel=9))
+    assert 0.99 * GZIP_MAX_RATIO < ratio < GZIP_MAX_RATIO

@@ -862,3 +862,40 @@ def test_the_standard_help_states_the_time_the_committed_standard_runs_took():
     idle = [r["wall_seconds"] for r in runs if r["mode"] == "standard" and r["load_average"] <= r["cores"] == 2
             and not common.differences(r["settings"], responses.STANDARD)]
     assert len(idle) >= 8 and low == round(min(idle) / 60) and high == round(max(idle) / 60)
+
+
+def test_the_standard_options_help_gives_the_committed_standard_runs_minutes():
+    """``--standard``'s help, "responses: 8-11 minutes on an idle 2-core CPU": the span, in whole minutes, of
+    the wall times of every committed responses run at exactly the standard settings on an idle machine."""
+    import argparse
+    from minires.experiments import add_arguments, responses
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    help_text = " ".join(next(a.help for a in parser._actions if "--standard" in a.option_strings).split())
+    standard = {key: list(value) if isinstance(value, tuple) else value for key, value in responses.STANDARD.items()}
+    runs = [json.loads(p.read_text()) for p in (Path(__file__).parents[1] / "results/responses").glob("**/results.json")]
+    walls = [r["wall_seconds"] for r in runs if r["settings"] == standard and r["load_average"] <= r["cores"] == 2]
+    assert len(walls) >= 8
+    assert f"responses: {round(min(walls) / 60)}-{round(max(walls) / 60)} minutes on an idle 2-core CPU" in help_text
+
+
+@pytest.mark.parametrize("name", ["lesion", "shortcuts"])
+def test_the_quoted_test_error_noise_is_the_codes_on_the_quick_test_images(name):
+    """"two binomial standard deviations ... 3.2 on the quick run's 1,000 images": common.test_error_noise's."""
+    module = importlib.import_module(f"minires.experiments.{name}")
+    doc = " ".join(module.__doc__.split())
+    n_test = module.QUICK["n_test"]
+    points = common.test_error_noise(n_test)[0]
+    assert (f"{points:.1f} on the quick run's {n_test:,} images" in doc
+            or f"on {n_test:,} images: {points:.1f} points" in doc)
+
+
+def test_degradation_docstring_quotes_the_run_without_warm_up_as_its_page_records_it():
+    """The docstring's seed 2 without the warm-up ("sat at chance for 400 iterations and ended at 39% training
+    error against ResNet-20's 10%") is what results/degradation/README.md records of that run, rounded."""
+    from minires.experiments import degradation
+    page = one_line("results/degradation/README.md")
+    deep, shallow, iterations = re.search(r"seed 2 gave ResNet-56 ([\d.]+)% training error against ResNet-20's "
+                                          r"([\d.]+)%: it sat near chance for (\d+) iterations first", page).groups()
+    assert (f"ResNet-56 sat at chance for {iterations} iterations and ended at {float(deep):.0f}% training error "
+            f"against ResNet-20's {float(shallow):.0f}%") in " ".join(degradation.__doc__.split())

@@ -22,3 +22,14 @@ def test_the_probes_winograd_is_the_convolution(per):
 def test_the_probe_refuses_what_f2x2_cannot_tile():
     with pytest.raises(ValueError, match="even sizes and 3x3 kernels"):
         load_benchmark("numpy_winograd").winograd_conv(np.zeros((1, 5, 6, 2)), np.zeros((2, 2, 3, 3)), 1)
+
+
+def test_the_intermediate_is_as_large_as_the_docstring_says(monkeypatch):
+    """"an intermediate M four times the size of the output": the 16 GEMMs' product against the output."""
+    probe = load_benchmark("numpy_winograd")
+    products, matmul = [], np.matmul
+    monkeypatch.setattr(np, "matmul", lambda a, b: products.append(matmul(a, b)) or products[-1])
+    y = probe.winograd_conv(np.zeros((2, 8, 6, 3)), np.zeros((5, 3, 3, 3)), per=2)
+    ratio = products[0].size / y[:2].size
+    assert len(products) == 1 and ratio == 4
+    assert "an intermediate M four times the size of the output" in " ".join(probe.__doc__.split())

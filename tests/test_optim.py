@@ -173,3 +173,38 @@ def test_scheduler_state_dict_round_trip():
     b.load_state_dict(a.state_dict())
     assert opt_b.param_groups[0]["lr"] == a.get_last_lr()[0]
     assert _lrs(a, 4) == _lrs(b, 4)
+
+
+class _CountingArray(np.ndarray):
+    """An array that counts the NumPy operations (ufunc calls, each one launch on a GPU) run on it."""
+    calls = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _CountingArray.calls += 1
+        inputs = tuple(np.asarray(a) if isinstance(a, _CountingArray) else a for a in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(a) if isinstance(a, _CountingArray) else a for a in kwargs["out"])
+        result = getattr(ufunc, method)(*inputs, **kwargs)
+        return result.view(_CountingArray) if isinstance(result, np.ndarray) else result
+
+
+def _operations(update, *arrays, **settings) -> int:
+    _CountingArray.calls = 0
+    update(*(a.view(_CountingArray) for a in arrays), **settings)
+    return _CountingArray.calls
+
+
+def test_the_readable_updates_take_the_seven_operations_the_fused_kernels_replace():
+    """"seven array operations" (minires.optim.sgd_update, kernels/optim.cu) for SGD with momentum and weight
+    decay, and the seven of the running-statistics update (kernels/batchnorm.cu): counted here."""
+    from pathlib import Path
+    from minires.functional.norm import update_running_stats
+    kernels = Path(__file__).parents[1] / "kernels"
+    sgd = _operations(mr.optim.sgd_update, *np.ones((3, 4)), lr=0.1, momentum=0.9, weight_decay=1e-4,
+                      dampening=0.0, nesterov=False)
+    running = _operations(update_running_stats, *np.ones((4, 4)), momentum=0.1, m=8)
+    words = {7: "seven"}
+    assert sgd == running == 7
+    assert f"instead of {words[sgd]} array operations" in " ".join(mr.optim.sgd_update.__doc__.split())
+    assert f"takes {words[sgd]} array operations ({words[sgd]} launches)" in " ".join((kernels / "optim.cu").read_text().split())
+    assert f"(one launch instead of {words[running]} array operations)" in (kernels / "batchnorm.cu").read_text()

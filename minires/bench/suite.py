@@ -34,8 +34,9 @@ def _ratio(seconds, reference):
 
 
 def ratio_verdict(ratio: float, target: float) -> str:
-    """``2.17x, missed by 1.09x`` or ``0.96x, met`` against ``target`` (minires / PyTorch, at most): judged on the
-    exact ratio, printed with a third decimal where two would hide which side of the target it lies (2.004x)."""
+    """``2.17x, missed by 1.08x`` (against a ``target`` of 2) or ``0.96x, met`` (against 1), the target being
+    minires / PyTorch at most: judged on the exact ratio, printed with a third decimal where two would hide
+    which side of the target it lies (``2.004x, missed by 1.00x`` against 2)."""
     shown = f"{ratio:.3f}x" if round(ratio, 2) == target and ratio != target else f"{ratio:.2f}x"
     return f"{shown}, met" if ratio <= target else f"{shown}, missed by {ratio / target:.2f}x"
 

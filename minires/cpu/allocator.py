@@ -3,8 +3,10 @@
 Every op returns fresh arrays, and a training step allocates and frees the same few hundred
 megabytes again and again. By default glibc serves each block of more than 128 KiB (after a few
 frees, of more than a few MiB) with a fresh ``mmap`` and gives it back on ``free``, so every
-activation is faulted in page by page (4 KiB each, zeroed by the kernel) on every step: about a
-fifth of a ResNet-20 step on the CPU, and the page faults of parallel threads queue on one lock.
+activation is faulted in page by page (4 KiB each, zeroed by the kernel) on every step, and the
+page faults of parallel threads queue on one lock. (What that costs a step was not measured on its
+own: the commit that added this, with the shared thread pool, took a ResNet-20 step on 2 cores from
+about 400 to about 300 ms in a one-off timing of 2026-11-27, not committed.)
 :func:`keep_freed_memory` makes glibc serve blocks of up to 32 MiB from its heap and keep what is
 freed there for the next step (the resident set stays at the step's peak, as with PyTorch's GPU
 caching allocator). ``minires.cpu`` calls it on import on Linux with glibc; set

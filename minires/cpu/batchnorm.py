@@ -4,7 +4,7 @@ r"""Training-mode batch norm in two passes over memory each way: the Numba kerne
 The math is the reference's (:class:`~minires.functional.norm.NumpyBatchNorm`, which derives it).
 What changes is how often the data is read: NumPy makes one pass per operation (a subtraction, a
 product, a sum), so the threaded NumPy batch norm (:class:`~minires.cpu.pointwise.ThreadedBatchNorm`)
-reads or writes an activation six times forward and five times backward; here each pass does all
+makes five passes forward (with a bias) and seven backward; here each pass does all
 the arithmetic for a value at once:
 
 * forward: one read gives the mean and variance (sums shifted by one value of each channel, in

@@ -31,7 +31,8 @@ Why this is faster than the reference:
   traffic for the im2col: ResNet-20's convs take 0.93-0.98x the time of ``numpy-padded-rows``,
   the step 0.93-1.00x (README);
 * pixel-major columns put the long side where OpenBLAS's kernels want it (for the skinny
-  :math:`O = 16` layers about twice the GFLOP/s of the channel-major product), and the im2col copy
+  :math:`O = 16` layers about twice the GFLOP/s of the channel-major product: a figure of
+  2026-11-27 with no committed timing), and the im2col copy
   moves runs of :math:`k_w C` contiguous values (a kernel row: its pixels, all channels) instead of
   runs of :math:`k_w` pixels, each run as one record (:func:`numpy_im2col`);
 * with stride 1, backward-data is itself a convolution and needs no col2im at all: the output
@@ -40,19 +41,20 @@ Why this is faster than the reference:
 
   .. math::  \bar x_{b,c,u,v} = \sum_{o,p',q'} \tilde{\bar y}_{b,o,\,u+p',\,v+q'}\; w_{o,c,\,k_h-1-p',\,k_w-1-q'},
 
-  (:func:`flipped_weight`), so it runs the forward path: one copy, one GEMM. For the 3x3 layers of
-  ResNet-20 that halves its time (4x for 4 channels), since col2im's nine strided additions move
+  (:func:`flipped_weight`), so it runs the forward path: one copy, one GEMM. On ResNet-20's
+  32-pixel layers that is 2x faster than col2im (README), since col2im's nine strided additions move
   more memory than im2col's one copy;
 * that copy's column matrix, :math:`\bar Y^{col}`, also gives the weight gradient: one GEMM with
   the pixel-major input, :math:`\bar Y^{col\top} X`, holds :math:`\bar w` with its taps turned
   (:meth:`ChunkedIm2colGemm.backward`). A training step's backward then builds one column matrix
-  per conv instead of two: 24% less time for the 16-channel layers, 8-14% for the wider ones;
+  per conv instead of two: 8-24% less time, the 16-channel layers gaining most (README);
 * the outputs stay channels last: ``forward`` and ``backward_data`` return NCHW-indexed views of
   NHWC memory, the GEMM's output rows as they are (PyTorch's ``channels_last`` memory format), so
   no transpose is ever copied. The next conv's im2col then reads runs of :math:`W C` contiguous
   values, the output gradient is already the pixel-major :math:`\bar Y`, and batch norm, ReLU, padding and
   slicing keep the layout (:mod:`minires.cpu.pointwise`, :mod:`minires.functional.shape`). On the
-  16-channel layers of ResNet-20 the two transposes cost about a quarter of the conv's time;
+  16-channel layers of ResNet-20 the two transposes cost about a quarter of the conv's time (a
+  figure of 2026-11-27 with no committed timing);
 * for strided convs, col2im adds the column gradient back tap by tap (or in one parallel Numba
   gather), where the reference zero-stuffs a canvas and runs a second full im2col;
 * memory stays bounded: the column matrix (:math:`k_h k_w` times the input) exists for at most
@@ -140,7 +142,7 @@ class ChunkedIm2colGemm:
 
         def chunk_backward_weight(images, chunk, col):
             self.im2col(x[images], chunk, col)
-            return col.T @ pixel_major(gy[images])      # W-bar transposed: OpenBLAS is faster this way round
+            return col.T @ pixel_major(gy[images])      # W-bar transposed: faster in OpenBLAS at 16-32 channels (one-off probe, 2026-11-27)
 
         gw_t = self._run_chunks(x, g, chunk_backward_weight, column_matrix_shape(g))
         return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
@@ -156,7 +158,8 @@ class ChunkedIm2colGemm:
 
         so the backward builds one column matrix instead of two. Only when ``x`` has at least as
         many channels as ``y``: this product is :math:`C` wide, the separate one :math:`O` wide, and
-        for the 3-channel stem a 3-wide GEMM costs more than the small column matrix it saves.
+        for the 3-channel stem a 3-wide GEMM cost more than the small column matrix it saves (a
+        one-off probe of 2026-11-27, not committed).
         """
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
         if not _is_transposable(g) or g.c_in < g.c_out:

@@ -51,7 +51,7 @@ def _fill(tensor, values: np.ndarray):
 
 
 def _draw_dtype(tensor):
-    """Draw float32 numbers for float32 weights (twice as fast as float64 for big fc layers)."""
+    """Draw float32 numbers for float32 weights: half the bytes of float64, and no copy to convert."""
     return np.float32 if tensor.dtype == np.float32 else np.float64
 
 
