@@ -1,5 +1,6 @@
 """The threaded CPU ReLU, add + ReLU and batch norm (minires.cpu.pointwise) against the references."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,5 @@ def test_the_numpy_batch_norm_makes_the_passes_the_numba_kernels_save(monkeypatc
     assert (forward, backward) == (5, 7)
     assert (f"makes {words[forward]} passes forward (with a bias) and {words[backward]} backward"
             in " ".join(batchnorm.__doc__.split()))
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert f"instead of NumPy's {words[forward]} forward (with a bias) and {words[backward]} backward" in readme
