@@ -22,15 +22,20 @@ def test_both_ways_of_running_the_pass_compute_relu():
         set_threads(ours)
 
 
-def test_report_names_the_round_trip_and_each_shape(capsys):
-    module = load_benchmark("thread_handoff")
+def _main_keeping_our_threads(module, argv) -> int:
+    """The script's main(argv), then this process's thread count back as it was (main sets its own)."""
     from minires.bench.cpu import set_threads
     from minires.cpu import get_num_threads
     ours = get_num_threads()
     try:
-        assert module.main(["--batch", "2", "--threads", "2", "--trials", "5", "--rounds", "2"]) == 0
+        return module.main(argv)
     finally:
         set_threads(ours)
+
+
+def test_report_names_the_round_trip_and_each_shape(capsys):
+    module = load_benchmark("thread_handoff")
+    assert _main_keeping_our_threads(module, ["--batch", "2", "--threads", "2", "--trials", "5", "--rounds", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("thread pool round trip, 2 threads, 5 trials: median ")
     assert [line.split(" (")[0] for line in out[1:4]] == ["ReLU forward over 2x16x32x32", "ReLU forward over 2x32x16x16",
@@ -44,16 +49,10 @@ def test_report_names_the_round_trip_and_each_shape(capsys):
 def test_a_difference_within_the_noise_is_not_called_faster(monkeypatch, capsys):
     """1% apart is no evidence that either way is faster: the line says so instead of naming one."""
     module = load_benchmark("thread_handoff")
-    from minires.bench.cpu import set_threads
-    from minires.cpu import get_num_threads
     planted = iter([{"one thread": 100e-6, "split": 99e-6}, {"one thread": 100e-6, "split": 50e-6},
                     {"one thread": 100e-6, "split": 150e-6}])
     monkeypatch.setattr(module, "relu_pass_times", lambda shape, rounds: next(planted))
-    ours = get_num_threads()
-    try:
-        assert module.main(["--batch", "2", "--threads", "2", "--trials", "5", "--rounds", "1"]) == 0
-    finally:
-        set_threads(ours)
+    assert _main_keeping_our_threads(module, ["--batch", "2", "--threads", "2", "--trials", "5", "--rounds", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].endswith("one thread 100 us, split 99 us: no measurable difference (within 5%)")
     assert out[2].endswith("split is faster") and out[3].endswith("one thread is faster")
