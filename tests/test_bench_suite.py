@@ -168,7 +168,9 @@ def test_bench_list_says_where_each_implementation_runs_and_which_is_the_default
     assert "numba-cuda" not in cpu_part and cpu_part.count("(default)") == 1
     if gpu:
         cuda_part = lines["conv2d"].split("; ")[1]
-        assert cuda_part.startswith("cuda: ") and "numba-cuda" in cuda_part and cuda_part.count("(default)") == 1
+        listed = [name.removesuffix(" (default)") for name in cuda_part.removeprefix("cuda: ").split(", ")]
+        assert cuda_part.startswith("cuda: ") and listed == backend.available("conv2d", "cuda")
+        assert "cupy" in listed and cuda_part.count("(default)") == 1
     else:
         assert "; cuda" not in lines["conv2d"]
 

@@ -8,7 +8,7 @@ from conftest import load_benchmark
     (["--rounds", "0"], "is not a positive integer"),                  # was: every median NaN, printed
     (["--threads", "0"], "is not a positive integer"),
     (["--op", "conv3d"], "--op: 'conv3d' is not a registry op; choose from add_relu, batch_norm, conv2d"),
-    (["--impls", "numba", "numba"], "--impls: A and B are both 'numba'; name two different implementations"),
+    (["--impls", "numpy", "numpy"], "--impls: A and B are both 'numpy'; name two different implementations"),
     (["--impls", "numpy", "cupy"], "--impls: 'cupy' is not a CPU implementation of batch_norm; choose from numpy"),
 ])
 def test_settings_it_cannot_compare_are_refused(argv, message, capsys):
