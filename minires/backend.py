@@ -13,6 +13,7 @@ Three small jobs live here, and nothing that imports "upward":
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -153,12 +154,26 @@ def defaults(device: str = "cpu") -> dict:
     return {op: _REGISTRY[op].default[device] for op in sorted(_REGISTRY) if device in _REGISTRY[op].default}
 
 
+# implementations registered only where their package is installed: the module that brings them, and its extra
+OPTIONAL_IMPLS = {"numba": ("numba", "numba"), "numba-cuda": ("numba_cuda", "gpu"),
+                  "numba-cuda-tiled": ("numba_cuda", "gpu")}
+
+
+def _no_such_impl(op: str, name, where: str = "") -> ValueError:
+    """``op`` has no implementation ``name``: the registered ones, and the extra to install when ``name`` is one
+    whose package is missing here."""
+    module, extra = OPTIONAL_IMPLS.get(name, (None, None))
+    missing = module is not None and importlib.util.find_spec(module) is None
+    hint = f"; {name!r} needs {module} (pip install 'minires[{extra}]')" if missing else ""
+    return ValueError(f"{op}: no implementation {name!r}{where}; registered: {sorted(_entry(op).impls)}{hint}")
+
+
 def use(op: str, name: str) -> None:
     """Make ``name`` the default implementation of ``op`` on its device kind; a GPU one only on a
     machine that can run it (else nothing would run it, without a word)."""
     entry = _entry(op)
     if name not in entry.impls:
-        raise ValueError(f"{op}: no implementation {name!r}; registered: {sorted(entry.impls)}")
+        raise _no_such_impl(op, name)
     if entry.impls[name][1] == "cuda" and not cuda_available():
         raise RuntimeError(f"{op}: implementation {name!r} runs on cuda but {_no_gpu_reason()}. {GPU_EXTRA}, "
                            f"or choose one of {available(op, 'cpu')}.")
@@ -182,7 +197,7 @@ def lookup(op: str, array, impl: str | None = None) -> tuple[str, Callable]:
     kind = "cpu" if device_of(array) == "cpu" else "cuda"
     name = impl or entry.default.get(kind)
     if name not in entry.impls:
-        raise ValueError(f"{op}: no implementation {name!r} for {kind}; registered: {sorted(entry.impls)}")
+        raise _no_such_impl(op, name, f" for {kind}")
     fn, dev = entry.impls[name]
     if dev != kind:
         raise ValueError(f"{op}: implementation {name!r} runs on {dev} but the data is on {kind}; "
