@@ -139,3 +139,9 @@ def test_a_real_run_that_learned_nothing_says_so(tmp_path, capsys):
                      "--batch-size", "32", "--epochs", "1", "--lr", "1e-6", "--no-progress",
                      "--out", str(tmp_path / "run")]) == 0
     assert "but the net is DEAD: final training loss" in capsys.readouterr().out
+
+
+def test_the_readme_states_the_last_lines_rules_as_coded():
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    assert (f"DEAD when the final training loss is not below chance (ln C minus {train.CHANCE_MARGIN:g}), UNDER-TRAINED "
+            f"when the final training error is above {100 * train.UNDER_TRAINED:g}%") in readme
