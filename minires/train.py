@@ -62,7 +62,7 @@ from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizo
                    SubtractPixelMean, pixel_mean)
 from .functional import cross_entropy
 from .models.resnet import IMAGENET_CONFIGS
-from .random import default_generator, manual_seed
+from .random import check_seed, default_generator, manual_seed
 
 FLIPPABLE = {"synthetic": True, "cifar10": True, "mnist": False}
 
@@ -101,6 +101,7 @@ class Config:
     def __post_init__(self):
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"train: nan_policy {self.nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}")
+        check_seed(self.seed)
 
 
 NAN_POLICIES = ("stop", "skip", "continue")
@@ -334,7 +335,11 @@ class Trainer:
         ``ValueError`` lists the differences (they would change what the run computes).
         """
         checkpoint = load_training_checkpoint(out)
-        saved = Config(**checkpoint["config"])
+        try:
+            saved = Config(**checkpoint["config"])
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{out}: malformed training checkpoint: its config is not a valid run "
+                                  f"({error})") from error
         given = {k: v for k, v in dict(settings, epochs=epochs, device=device).items() if v is not None}
         ignored = data_option_problem(saved.data, given)
         if ignored:   # a resumable setting: warned, not refused, so a run's --data-dir can always be given

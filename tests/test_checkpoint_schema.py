@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from minires import backend
 from minires.checkpoint import CheckpointError, _sha256, load_checkpoint, save_checkpoint
-from minires.train import fit, load_training_checkpoint
+from minires.train import Trainer, fit, load_training_checkpoint
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
@@ -138,3 +138,12 @@ def test_mutated_checkpoints_load_or_raise_checkpoint_error(run, data, action, v
     except CheckpointError:
         return
     assert isinstance(state["config"], dict) and isinstance(state["epoch"], int)
+
+
+def test_a_config_value_no_run_can_have_is_refused_naming_the_checkpoint(run):
+    out, original = run
+    meta = json.loads(json.dumps(original))
+    meta["state"]["config"]["seed"] = -1
+    _write(out, meta)
+    with pytest.raises(CheckpointError, match=f"{out}: malformed training checkpoint: .*seed -1"):
+        Trainer.resume(out)

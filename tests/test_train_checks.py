@@ -12,6 +12,7 @@ import pytest
 from minires import backend, train
 from minires.checkpoint import load_checkpoint
 from minires.cli import main
+from minires.random import manual_seed
 from minires.train import build_model, check_settings, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +146,17 @@ def test_the_readme_states_the_last_lines_rules_as_coded():
     readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
     assert (f"DEAD when the final training loss is not below chance (ln C minus {train.CHANCE_MARGIN:g}), UNDER-TRAINED "
             f"when the final training error is above {100 * train.UNDER_TRAINED:g}%") in readme
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (None, TypeError), (1.5, TypeError), ("3", TypeError),
+                                         (True, TypeError)])
+def test_a_seed_that_is_not_a_non_negative_int_is_refused(seed, error):
+    """None would draw fresh entropy: a run that can never be repeated, whose checkpoint cannot be resumed."""
+    with pytest.raises(error, match="a seed must be a non-negative int"):
+        manual_seed(seed)
+    with pytest.raises(error, match="a seed must be a non-negative int"):
+        train.Config(seed=seed)
+
+
+def test_a_huge_seed_is_a_seed():
+    assert manual_seed(2**70).random() == manual_seed(2**70).random() != manual_seed(2**70 + 1).random()
