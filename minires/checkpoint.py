@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -174,7 +173,8 @@ def atomic_write(path, write) -> None:
     Readers see the old file or the new one, never a partial one; on an exception nothing changes.
     """
     path = Path(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the mode open() gives: umask decides
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

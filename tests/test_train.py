@@ -173,6 +173,19 @@ def test_exception_before_the_json_rename_keeps_the_previous_checkpoint(tmp_path
     assert ckpt.load_checkpoint(tmp_path)["epoch"] == 1
 
 
+def test_atomic_writes_get_the_mode_an_ordinary_write_gets(tmp_path):
+    """The umask decides, as for open(): a run folder shared with a group stays readable to it."""
+    old_umask = os.umask(0o022)
+    try:
+        (tmp_path / "plain").write_bytes(b"x")
+        ckpt.save_checkpoint(tmp_path, _state(1))
+        ckpt.save_checkpoint(tmp_path, _state(2))  # replacing the JSON keeps the mode too
+    finally:
+        os.umask(old_umask)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert set(modes.values()) == {0o644}, modes
+
+
 def test_hard_kill_during_save_keeps_the_previous_checkpoint(tmp_path):
     """A child process dies (os._exit: no cleanup, no finally) halfway through writing the arrays."""
     script = textwrap.dedent(f"""
