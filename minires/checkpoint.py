@@ -8,10 +8,11 @@ by ``{"__array__": path}``. The JSON also names its ``.npz`` and records its SHA
 Why a kill mid-save cannot break it — the writes are ordered:
 
 1. the arrays go to a temporary file, flushed to disk, then ``os.replace``-d to a *new* name
-   (``NAME-<id>.npz``; the previous checkpoint's ``.npz`` is untouched);
+   (``NAME-<id>.npz``; the previous checkpoint's ``.npz`` is untouched), and the folder is flushed;
 2. the JSON goes to a temporary file, flushed, then ``os.replace``-d over ``NAME.json``. That rename
    is atomic: a reader sees the old JSON (pointing to the old, intact ``.npz``) or the new one;
-3. only then is the previous ``.npz`` deleted.
+3. only once the folder is flushed again (the rename is on disk, and survives a power cut) is the
+   previous ``.npz`` deleted.
 
 Stale temporary files from an interrupted save are ignored (and removed by the next save).
 JSON object keys are strings: integer keys (e.g. the optimizer's parameter indices) come back as
@@ -181,9 +182,19 @@ def atomic_write(path, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
+        _flush_folder(path.parent)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _flush_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk: a rename survives a power cut only once its folder is flushed."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sha256(path) -> str:

@@ -3,6 +3,7 @@ import argparse
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -184,6 +185,22 @@ def test_atomic_writes_get_the_mode_an_ordinary_write_gets(tmp_path):
         os.umask(old_umask)
     modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_a_rename_is_flushed_to_disk_before_the_previous_arrays_are_deleted(tmp_path, monkeypatch):
+    """Until its folder is flushed, a rename can be lost in a power cut while the deletion that followed
+    it survives: the old JSON would point to a deleted .npz."""
+    events = []
+    real_fsync, real_replace, real_unlink = os.fsync, os.replace, type(tmp_path).unlink
+    monkeypatch.setattr(ckpt.os, "fsync", lambda fd: events.append(
+        "fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file") or real_fsync(fd))
+    monkeypatch.setattr(ckpt.os, "replace", lambda src, dst: events.append(f"replace {dst.suffix}") or real_replace(src, dst))
+    monkeypatch.setattr(type(tmp_path), "unlink", lambda path, **kw: events.append("unlink") or real_unlink(path, **kw))
+    ckpt.save_checkpoint(tmp_path, _state(1))
+    events.clear()
+    ckpt.save_checkpoint(tmp_path, _state(2))
+    assert events == ["fsync file", "replace .npz", "fsync folder", "fsync file", "replace .json", "fsync folder",
+                      "unlink"]
 
 
 def test_hard_kill_during_save_keeps_the_previous_checkpoint(tmp_path):
