@@ -32,6 +32,13 @@ def test_synthetic_is_deterministic_balanced_and_split():
         Synthetic(n=0)
 
 
+@pytest.mark.parametrize("seed, error", [(1.5, TypeError), ("1", TypeError), (None, TypeError), (-1, ValueError)])
+def test_synthetic_refuses_a_seed_that_is_not_a_non_negative_int(seed, error):
+    """1.5 and "1" were read as seed 1: two different seeds, silently the same images."""
+    with pytest.raises(error, match="a seed must be a non-negative int"):
+        Synthetic(n=10, seed=seed)
+
+
 def _logistic_regression_accuracy(train, test, steps=300, batch=256, lr=0.01):
     """Softmax regression on standardised raw pixels by minibatch SGD (NumPy, float64)."""
     def features(ds):

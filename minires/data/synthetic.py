@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import is_positive_int
+from ..random import check_seed
 from .datasets import ArrayDataset
 
 CLASSES = ("disk", "square", "triangle", "ring", "frame", "plus", "cross", "stripes", "checkerboard", "dots")
@@ -53,11 +54,12 @@ class Synthetic(ArrayDataset):
         n = DEFAULT_SIZES[bool(train)] if n is None else n
         if not is_positive_int(n):
             raise ValueError(f"Synthetic: n must be a positive integer (a number of images), got {n!r}")
-        chunks = [_render_chunk(int(seed), 0 if train else 1, k, min(CHUNK, n - start))
+        seed = check_seed(seed)
+        chunks = [_render_chunk(seed, 0 if train else 1, k, min(CHUNK, n - start))
                   for k, start in enumerate(range(0, n, CHUNK))]
         super().__init__(np.concatenate([images for images, _ in chunks]),
                          np.concatenate([labels for _, labels in chunks]))
-        self.train, self.seed = bool(train), int(seed)
+        self.train, self.seed = bool(train), seed
 
 
 # ----------------------------------------------------------------------------- rendering
