@@ -76,3 +76,20 @@ def test_a_nan_gradient_is_counted_among_the_entries_out_of_tolerance():
     with pytest.raises(mr.GradcheckError, match="analytic nan") as info:
         mr.gradcheck(NaNSquare.apply, [x], mode="full")
     assert "4 of 4 entries out of tolerance" in str(info.value)
+
+
+def test_the_gradcheck_command_reports_an_op_that_raises_and_checks_the_rest(monkeypatch, capsys):
+    """A broken kernel or install stopped the table at that op, unnamed, and left the later ops unchecked."""
+    from minires import selfcheck
+    from minires.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel failed to compile")
+
+    monkeypatch.setattr(selfcheck.F, "max_pool2d", broken)
+    assert main(["gradcheck"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.startswith("max_pool2d/avg_pool2d"))
+    assert "FAIL" in lines[failed] and "raised RuntimeError: kernel failed to compile" in lines[failed + 1]
+    assert lines[failed + 2].startswith("cross_entropy") and "PASS" in lines[failed + 2]
+    assert lines[-1] == "1 failed"
