@@ -34,6 +34,7 @@ import numpy as np
 
 FORMAT = "minires-checkpoint"
 VERSION = 1
+ID_LENGTH = 12  # hex digits of the id in an array file's name
 _ARRAY_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.npz")  # a plain file name: no folder, no ".."
 
 
@@ -48,7 +49,7 @@ def save_checkpoint(folder, state: dict, name: str = "checkpoint") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {}
     tree = _split(state, "", arrays)
-    array_file = f"{name}-{uuid.uuid4().hex[:12]}.npz"
+    array_file = f"{name}-{uuid.uuid4().hex[:ID_LENGTH]}.npz"
     atomic_write(folder / array_file, lambda f: np.savez(f, **arrays))
     meta = {"format": FORMAT, "version": VERSION, "arrays": array_file,
             "sha256": _sha256(folder / array_file), "state": tree}
@@ -203,9 +204,10 @@ def _sha256(path) -> str:
 
 
 def _remove_stale(folder: Path, name: str, keep: str) -> None:
-    """Delete array files of ``name`` other than ``keep``, and temporary files left by interrupted saves."""
-    for path in folder.glob(f"{name}-*.npz"):
-        if path.name != keep:
+    """Delete array files of ``name`` other than ``keep``, and temporary files left by its interrupted saves
+    (not another checkpoint's whose name begins with this one, such as ``model-best`` for ``model``)."""
+    array_file = rf"{re.escape(name)}-[0-9a-f]{{{ID_LENGTH}}}\.npz"
+    own = re.compile(rf"{array_file}|\.({re.escape(name)}\.json|{array_file})\..+\.tmp")
+    for path in folder.iterdir():
+        if own.fullmatch(path.name) and path.name != keep:
             path.unlink(missing_ok=True)
-    for path in folder.glob(f".{name}*.tmp"):
-        path.unlink(missing_ok=True)

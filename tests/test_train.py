@@ -141,6 +141,17 @@ def test_checkpoint_round_trip(tmp_path):
         ckpt.save_checkpoint(tmp_path, {"bad": object()})
 
 
+def test_a_save_deletes_only_its_own_old_files_not_those_of_a_name_it_prefixes(tmp_path):
+    """Saving "model" deleted "model-best-<id>.npz" (a glob model-*.npz), and with it the other checkpoint."""
+    ckpt.save_checkpoint(tmp_path, _state(1), name="model-best")
+    (tmp_path / ".model-best.json.x1y2.tmp").write_bytes(b"another save's, still being written")
+    ckpt.save_checkpoint(tmp_path, _state(2), name="model")
+    ckpt.save_checkpoint(tmp_path, _state(3), name="model")
+    assert ckpt.load_checkpoint(tmp_path, name="model-best")["epoch"] == 1
+    assert ckpt.load_checkpoint(tmp_path, name="model")["epoch"] == 3
+    assert len(list(tmp_path.iterdir())) == 5
+
+
 def test_exception_while_writing_arrays_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     ckpt.save_checkpoint(tmp_path, _state(1))
 
