@@ -45,6 +45,9 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(folder, state: dict, name: str = "checkpoint") -> Path:
     """Write ``state`` as ``folder/NAME.json`` + ``folder/NAME-<id>.npz``, atomically; return the JSON path."""
+    if not _ARRAY_FILE.fullmatch(f"{name}.npz"):  # else load_checkpoint would refuse the array file's name
+        raise ValueError(f"save_checkpoint: checkpoint name {name!r}; use letters, digits, '_', '.' and '-' (not "
+                         "first), and no folder (pass that as the folder)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arrays = {}

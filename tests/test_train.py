@@ -152,6 +152,14 @@ def test_a_save_deletes_only_its_own_old_files_not_those_of_a_name_it_prefixes(t
     assert len(list(tmp_path.iterdir())) == 5
 
 
+@pytest.mark.parametrize("name", ["my run", "../elsewhere", "", "-x"])
+def test_a_checkpoint_name_that_load_would_refuse_is_refused_before_saving(tmp_path, name):
+    """"my run" was saved, and its load then refused the array file's name: a checkpoint no one could read."""
+    with pytest.raises(ValueError, match=f"checkpoint name {name!r}"):
+        ckpt.save_checkpoint(tmp_path, _state(1), name=name)
+    assert not list(tmp_path.iterdir())
+
+
 def test_exception_while_writing_arrays_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     ckpt.save_checkpoint(tmp_path, _state(1))
 
