@@ -108,3 +108,17 @@ def test_the_gzip_ratio_bound_is_deflates_best():
     size = 20_000_000
     ratio = size / len(gzip.compress(bytes(size), compresslevel=9))
     assert 0.99 * GZIP_MAX_RATIO < ratio < GZIP_MAX_RATIO
+
+
+def test_an_archive_that_ends_inside_a_file_leaves_no_partial_file(tmp_path):
+    """The half-written file stayed: CIFAR10 then found every batch present, and read the short one."""
+    archive = tmp_path / "cut.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, size in (("whole.bin", 10), ("cut.bin", 300_000)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(bytes(size)))
+    archive.write_bytes(archive.read_bytes()[:200_000])
+    with pytest.raises(DatasetFileError, match="cut.tar: cannot unpack it"):
+        safe_extract_tar(archive, tmp_path / "out")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["whole.bin"]

@@ -9,7 +9,8 @@
   into a temporary file, checks its MD5 against the published one, and only then moves it into place.
 * :func:`safe_extract_tar` unpacks only plain files and folders, each of which must land inside the
   destination: absolute paths, ``..`` components, links and device files are refused (a malicious
-  archive cannot write outside the folder).
+  archive cannot write outside the folder). Each file is written atomically, so an archive that ends
+  inside a file (or a kill) leaves no short file that a later run would take for a whole one.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_write
 
 
 class DatasetFileError(ValueError):
@@ -129,8 +132,8 @@ def safe_extract_tar(archive, destination, max_file_size: int | None = None) -> 
                         raise DatasetFileError(f"{archive}: member {member.name!r} declares {member.size:,} bytes, "
                                                f"more than the {max_file_size:,} any file of this dataset has")
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(member) as source, open(target, "wb") as out:
-                        shutil.copyfileobj(source, out)
+                    with tar.extractfile(member) as source:  # atomically: an archive cut short leaves no short file
+                        atomic_write(target, lambda out: shutil.copyfileobj(source, out))
                     written.append(target)
                 else:
                     raise DatasetFileError(f"{archive}: refusing to extract member {member.name!r}: it is a "
