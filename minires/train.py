@@ -591,8 +591,12 @@ class Trainer:
             f.write(_json_line(record))
 
     def _last_epoch_metrics(self):
-        epochs = [r for r in read_metrics(self.metrics_path) if r["kind"] == "epoch"] if self.metrics_path.exists() else []
-        return epochs[-1] if epochs else None
+        """The metrics of the last epoch the checkpoint covers (a kill can leave lines after it, one cut short)."""
+        if not self.metrics_path.exists():
+            return None
+        epochs = [r for r in _complete_records(self.metrics_path)
+                  if r.get("kind") == "epoch" and r["iteration"] <= self.iteration]
+        return _nan_for_null(epochs[-1]) if epochs else None
 
     # -- checkpoints
     def state_dict(self) -> dict:

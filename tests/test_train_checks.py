@@ -87,6 +87,18 @@ def test_resume_of_a_finished_run_says_there_is_nothing_to_train(tmp_path, capsy
     assert load_checkpoint(tmp_path)["iteration"] == before["iteration"]
 
 
+def test_nothing_to_train_reads_only_the_metrics_the_checkpoint_covers(tmp_path, capsys):
+    """A kill in epoch 3 of 3 left its lines (an epoch with a NaN loss, a line cut short) after the epoch-2
+    checkpoint; --resume --epochs 2 raised JSONDecodeError, or called the run broken after epoch 3."""
+    assert main(["train", *TINY, "--epochs", "2", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "epoch", "epoch": 3, "iteration": 6, "train_loss": null, "train_error": 0.9, '
+                '"test_loss": null, "test_error": 0.9, "test_accuracy": 0.1}\n{"kind": "epo')
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(tmp_path), "--epochs", "2", "--no-progress"]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+
+
 def test_committed_metrics_files_are_strict_json():
     """jq and other strict readers take every committed metrics.jsonl (a NaN would be written as null)."""
     def refuse(constant):
