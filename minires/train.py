@@ -685,7 +685,7 @@ def _resume_changes(saved: Config, given: dict, epochs_done: int, out) -> dict:
 def _resolve_defaults(cfg: Config) -> Config:
     """Fill the settings whose defaults depend on others, so the checkpoint records what ran (and a
     resumed run that trains longer keeps its milestones)."""
-    batch_size = cfg.batch_size or (128 if cfg.paper else 64)
+    batch_size = (128 if cfg.paper else 64) if cfg.batch_size is None else cfg.batch_size
     milestones = cfg.milestones if cfg.milestones is not None else [cfg.epochs * 0.5, cfg.epochs * 0.75]
     return dataclasses.replace(cfg, batch_size=batch_size, milestones=milestones)
 

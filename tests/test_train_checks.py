@@ -99,6 +99,13 @@ def test_nothing_to_train_reads_only_the_metrics_the_checkpoint_covers(tmp_path,
     assert "nothing to train" in capsys.readouterr().out
 
 
+def test_a_batch_size_of_zero_is_refused_not_replaced_by_the_default(tmp_path):
+    """``batch_size or 64`` trained fit(batch_size=0) with 64, and its checkpoint recorded 64."""
+    with pytest.raises(ValueError, match="batch_size must be a positive integer.*got 0"):
+        fit(model="resnet8", width=2, train_size=16, test_size=4, batch_size=0, epochs=1, progress=False,
+            out=str(tmp_path))
+
+
 def test_committed_metrics_files_are_strict_json():
     """jq and other strict readers take every committed metrics.jsonl (a NaN would be written as null)."""
     def refuse(constant):
