@@ -375,10 +375,21 @@ class Trainer:
     def _prepare_folder(self) -> None:
         """Remove temporary files of writes a kill interrupted; keep only the metrics the checkpoint covers
         (all of them dropped if there is no checkpoint: a fresh run starts a fresh file)."""
+        self._check_not_overtaken()
         for pattern in TEMPORARY_FILES:
             for stale in self.out.glob(pattern):
                 stale.unlink(missing_ok=True)
         _truncate_metrics(self.metrics_path, self.iteration if self.restored else -1)
+
+    def _check_not_overtaken(self) -> None:
+        """FileExistsError, before anything changes, unless the folder's checkpoint is still the one this run
+        started from (none, for a new run): another run may have saved one before this one took the lock."""
+        saved = load_checkpoint(self.out)["iteration"] if has_checkpoint(self.out) else None
+        started = self.iteration if self.restored else None
+        if saved != started:
+            raise FileExistsError(f"{self.out}: another run saved a checkpoint here ({_iteration(saved)}) after this "
+                                  f"run read the folder ({_iteration(started)}); nothing was changed. `minires train "
+                                  f"--resume --out {self.out}` continues from it")
 
     def _fit(self) -> dict:
         last = self._last_epoch_metrics()
@@ -919,6 +930,10 @@ def _already_finished(trainer: Trainer) -> int:
         print(f"minires train: nothing to train: {trainer.out} already finished its {_epochs(trainer.epoch)} "
               f"({trainer.iteration} iterations); {further}")
     return 0
+
+
+def _iteration(iteration: int | None) -> str:
+    return "no checkpoint" if iteration is None else f"iteration {iteration}"
 
 
 def _epochs(n: int) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from minires import backend, train
-from minires.checkpoint import RunFolderBusy, run_lock
+from minires.checkpoint import RunFolderBusy, load_checkpoint, run_lock
 from minires.cli import main
 from minires.train import fit, read_metrics
 
@@ -71,13 +71,31 @@ def test_two_runs_started_together_one_wins_and_the_metrics_are_one_runs(tmp_pat
     codes = sorted(code for code, _ in results)
     assert codes == [0, 1], results
     loser = next(err for code, err in results if code == 1)
-    assert "is in use by another minires run (PID" in loser or "already holds a run" in loser
+    assert any(reason in loser for reason in ("is in use by another minires run (PID", "already holds a run",
+                                              "another run saved a checkpoint here"))
     epochs = [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"]
     assert epochs == [1, 2]
 
 
 TINY_SETTINGS = dict(model="resnet8", width=2, train_size=16, test_size=4, batch_size=8, epochs=1,
                      eval_batch_size=4, log_every=1, progress=False)
+
+
+@pytest.mark.parametrize("first_epochs", [0, 1])  # the later run starts fresh, or resumes epoch 1
+def test_a_run_that_another_run_overtook_before_it_took_the_lock_changes_nothing(tmp_path, first_epochs):
+    """Between building a trainer (reading the folder) and taking the lock, another run saved a checkpoint:
+    the later run dropped that run's metrics and overwrote its checkpoint with an older state's."""
+    if first_epochs:
+        fit(out=str(tmp_path), **TINY_SETTINGS)
+        later = train.Trainer.resume(str(tmp_path), epochs=3, progress=False)
+    else:
+        later = train.Trainer(train.Config(out=str(tmp_path), **TINY_SETTINGS))
+    other = dict(resume=True, progress=False) if first_epochs else TINY_SETTINGS
+    fit(**{**other, "out": str(tmp_path), "epochs": 2})   # the other run, to iteration 4
+    with pytest.raises(FileExistsError, match=f"{tmp_path}: another run saved a checkpoint.*iteration 4"):
+        later.fit()
+    assert load_checkpoint(tmp_path)["iteration"] == 4
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "epoch"] == [1, 2]
 
 
 def test_a_fresh_run_starts_a_fresh_metrics_file(tmp_path):
