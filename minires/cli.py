@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import numbers
 import os
 import signal
 import sys
@@ -43,6 +44,8 @@ class _Parser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------- argument types
 def _number(kind, name: str, accept):
+    """An argparse type for ``kind`` values that ``accept``; its ``holds(value)`` checks a Python value by the
+    same rule (an int for ``int``, any real number for ``float``; never a bool)."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -51,7 +54,12 @@ def _number(kind, name: str, accept):
         if not (math.isfinite(value) and accept(value)):
             raise argparse.ArgumentTypeError(f"{text} is not {name}")
         return value
+
+    def holds(value) -> bool:
+        kinds = numbers.Integral if kind is int else numbers.Real     # NumPy's numbers too
+        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and accept(value)
     parse.__name__ = name  # argparse names the type in its messages
+    parse.holds = holds
     return parse
 
 

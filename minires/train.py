@@ -102,6 +102,31 @@ class Config:
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"train: nan_policy {self.nan_policy!r}; choose one of {', '.join(NAN_POLICIES)}")
         check_seed(self.seed)
+        problem = _number_problem(self)
+        if problem:
+            raise ValueError(f"train: {problem}")
+
+
+# What each numeric setting must be: the command line's types (minires.cli) also check values given from Python
+# (fit(), Config). The settings that may be None (their default) are checked only when given.
+_NUMBER_RULES = {"width": positive_int, "epochs": positive_int, "batch_size": positive_int, "lr": positive_float,
+                 "momentum": unit_interval, "weight_decay": non_negative_float, "warmup": non_negative_int,
+                 "train_size": positive_int, "test_size": positive_int, "eval_batch_size": positive_int,
+                 "log_every": positive_int}
+_MAY_BE_NONE = {"width", "batch_size", "train_size", "test_size"}
+
+
+def _number_problem(cfg: Config) -> str | None:
+    """What is wrong with ``cfg``'s numeric settings and dtype, in words, or None."""
+    for name, rule in _NUMBER_RULES.items():
+        value = getattr(cfg, name)
+        if not (value is None and name in _MAY_BE_NONE or rule.holds(value)):
+            return f"{name} must be {rule.__name__}, got {value!r}"
+    if cfg.milestones is not None and not all(positive_float.holds(m) for m in cfg.milestones):
+        return f"milestones must be positive numbers (epochs), got {cfg.milestones!r}"
+    if cfg.dtype not in ("float32", "float64"):
+        return f"dtype must be 'float32' or 'float64', got {cfg.dtype!r}"
+    return None
 
 
 NAN_POLICIES = ("stop", "skip", "continue")

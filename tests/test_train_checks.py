@@ -179,3 +179,30 @@ def test_a_seed_that_is_not_a_non_negative_int_is_refused(seed, error):
 
 def test_a_huge_seed_is_a_seed():
     assert manual_seed(2**70).random() == manual_seed(2**70).random() != manual_seed(2**70 + 1).random()
+
+
+PYTHON_TINY = dict(model="resnet8", width=2, train_size=16, test_size=4, batch_size=8, progress=False)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (dict(epochs=0), "epochs must be a positive integer, got 0"),            # wrote nothing, returned None
+    (dict(log_every=0), "log_every must be a positive integer, got 0"),      # a ZeroDivisionError mid-epoch
+    (dict(epochs=1.5), "epochs must be a positive integer, got 1.5"),
+    (dict(warmup=-1), "warmup must be a non-negative integer, got -1"),
+    (dict(momentum=1.5), r"momentum must be a number in \[0, 1\), got 1.5"),
+    (dict(lr=float("nan")), "lr must be a positive number, got nan"),
+    (dict(milestones=[-1]), r"milestones must be positive numbers \(epochs\), got \[-1\]"),
+    (dict(width=True), "width must be a positive integer, got True"),
+    (dict(dtype="int8"), "dtype must be 'float32' or 'float64', got 'int8'"),  # failed later, in batch norm
+])
+def test_settings_given_from_python_are_checked_as_the_command_line_checks_them(tmp_path, setting, message):
+    """fit() and Config take settings from Python, past argparse: the same rules refuse them, by name."""
+    with pytest.raises(ValueError, match=f"train: {message}"):
+        train.fit(**{**PYTHON_TINY, **setting}, out=str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_numpy_numbers_and_the_defaults_none_are_accepted():
+    import numpy as np
+    cfg = train.Config(batch_size=np.int64(32), lr=np.float32(0.1), width=None, train_size=None)
+    assert cfg.batch_size == 32
