@@ -27,7 +27,7 @@ import numpy as np
 from .. import autograd
 from .. import functional as F
 from ..checkpoint import atomic_write
-from ..checks import is_positive_int
+from ..cli import non_negative_float, positive_float, positive_int
 from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
@@ -77,15 +77,16 @@ def check_settings(settings: dict) -> None:
             raise ValueError(f"depths repeat a depth ({', '.join(map(str, depths))}): give each depth once")
     if settings.get("depth") is not None:
         check_depth(settings["depth"])
-    for key in ("width", "iterations", "batch_size", "n_train", "n_test", "eval_every"):
+    for key, rule in SETTING_RULES.items():
         value = settings.get(key)
-        if value is not None and not is_positive_int(value):
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
-    for key, positive in (("lr", True), ("lr_no_bn", True), ("warmup", False), ("weight_decay", False)):
-        value = settings.get(key)
-        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
-        if value is not None and not (number and (value > 0 if positive else value >= 0)):
-            raise ValueError(f"{key} must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
+        if value is not None and not rule.holds(value):
+            raise ValueError(f"{key} must be {rule.__name__}, got {value!r}")
+
+
+# the rule of each numeric setting: the command line's argparse types, which also check Python values
+SETTING_RULES = {**dict.fromkeys(("width", "iterations", "batch_size", "n_train", "n_test", "eval_every"), positive_int),
+                 "lr": positive_float, "lr_no_bn": positive_float, "warmup": non_negative_float,
+                 "weight_decay": non_negative_float}
 
 
 class _Absent:
