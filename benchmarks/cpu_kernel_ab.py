@@ -21,7 +21,7 @@ import numpy as np
 from minires import backend
 from minires.bench.measure import training_step
 from minires.bench.cpu import set_threads
-from minires.cli import positive_int
+from minires.checks import positive_int
 
 KERNEL_METHODS = ("forward", "forward_train", "backward", "backward_data", "backward_weight")
 

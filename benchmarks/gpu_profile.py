@@ -39,7 +39,7 @@ from minires.bench import measure, reference  # noqa: E402
 from minires.bench.gpu import set_tf32  # noqa: E402
 from minires.bench.suite import cifar_resnet_name  # noqa: E402
 from minires.bench.table import format_table  # noqa: E402
-from minires.cli import positive_int  # noqa: E402
+from minires.checks import positive_int  # noqa: E402
 
 HEADERS = ["model", "impl", "step ms", "issue ms", "kernel ms", "kernels", "busy", "top kernels (ms per step)"]
 

@@ -24,7 +24,7 @@ from minires.bench import reference
 from minires.bench.cpu import set_threads
 from minires.bench.measure import training_step
 from minires.bench.suite import cifar_resnet_name
-from minires.cli import positive_int
+from minires.checks import positive_int
 
 
 def step_pairs(model: str, batch: int, threads: int, pairs: int) -> list[tuple[float, float, float, float]]:

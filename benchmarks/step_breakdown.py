@@ -22,7 +22,7 @@ import time
 from minires import backend
 from minires.bench.cpu import set_threads
 from minires.bench.measure import training_step
-from minires.cli import positive_int
+from minires.checks import positive_int
 from minires.cpu import threads
 
 TIMED_OPS = ("conv2d", "batch_norm", "relu", "add_relu")

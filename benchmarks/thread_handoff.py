@@ -28,7 +28,7 @@ import numpy as np
 
 from minires.bench.blas import NOISE
 from minires.bench.cpu import set_threads
-from minires.cli import positive_int
+from minires.checks import positive_int
 from minires.cpu import threads
 from minires.cpu.conv import channels_last_empty
 from minires.cpu.pointwise import zeros_image

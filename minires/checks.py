@@ -1,9 +1,35 @@
-"""Argument checks shared by parts of the library that do not import each other (data, models)."""
+"""The rules numeric settings must follow, each one an argparse type (the command line's) whose ``holds(value)``
+checks a Python value by the same rule (``fit()``, ``Config``, the data and the models); low in the house, so
+that every part can use them."""
 from __future__ import annotations
 
-import numpy as np
+import argparse
+import math
+import numbers
 
 
-def is_positive_int(value) -> bool:
-    """Whether ``value`` is an int or NumPy integer (not a bool, not a float such as 64.0) of at least 1."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+def _number(kind, name: str, accept):
+    """An argparse type for ``kind`` values that ``accept``; its ``holds(value)`` checks a Python value by the
+    same rule (an int for ``int``, any real number for ``float``; never a bool)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"{text} is not {name}")
+        return value
+
+    def holds(value) -> bool:
+        kinds = numbers.Integral if kind is int else numbers.Real     # NumPy's numbers too
+        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and accept(value)
+    parse.__name__ = name  # argparse names the type in its messages
+    parse.holds = holds
+    return parse
+
+
+positive_int = _number(int, "a positive integer", lambda v: v > 0)
+non_negative_int = _number(int, "a non-negative integer", lambda v: v >= 0)
+positive_float = _number(float, "a positive number", lambda v: v > 0)
+non_negative_float = _number(float, "a non-negative number", lambda v: v >= 0)
+unit_interval = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)

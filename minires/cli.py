@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
-import numbers
 import os
 import signal
 import sys
@@ -43,31 +41,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ----------------------------------------------------------------------------- argument types
-def _number(kind, name: str, accept):
-    """An argparse type for ``kind`` values that ``accept``; its ``holds(value)`` checks a Python value by the
-    same rule (an int for ``int``, any real number for ``float``; never a bool)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
-        if not (math.isfinite(value) and accept(value)):
-            raise argparse.ArgumentTypeError(f"{text} is not {name}")
-        return value
-
-    def holds(value) -> bool:
-        kinds = numbers.Integral if kind is int else numbers.Real     # NumPy's numbers too
-        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and accept(value)
-    parse.__name__ = name  # argparse names the type in its messages
-    parse.holds = holds
-    return parse
-
-
-positive_int = _number(int, "a positive integer", lambda v: v > 0)
-non_negative_int = _number(int, "a non-negative integer", lambda v: v >= 0)
-positive_float = _number(float, "a positive number", lambda v: v > 0)
-non_negative_float = _number(float, "a non-negative number", lambda v: v >= 0)
-unit_interval = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def cpu_conv_impl(text: str) -> str:

@@ -12,7 +12,8 @@ import numpy as np
 from . import backend
 from . import functional as F
 from .autograd import tensor
-from .cli import cpu_conv_impl, non_negative_int
+from .checks import non_negative_int
+from .cli import cpu_conv_impl
 from .gradcheck import GradcheckError, gradcheck
 
 

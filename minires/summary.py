@@ -25,7 +25,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor, no_grad
-from .cli import positive_int
+from .checks import positive_int
 from .nn import Module, shape_only
 
 

@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 from . import backend, distributed, models, optim
 from .autograd import Tensor, no_grad
 from .checkpoint import CheckpointError, atomic_write, has_checkpoint, load_checkpoint, run_lock, save_checkpoint
-from .cli import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from .checks import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
                    SubtractPixelMean, pixel_mean)
 from .functional import cross_entropy

@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
-from ..cli import cpu_conv_impl, non_negative_int, positive_int
+from ..checks import non_negative_int, positive_int
+from ..cli import cpu_conv_impl
 from ..cpu import allocator
 from ..models import CIFAR_RESNETS
 from . import blas, reference

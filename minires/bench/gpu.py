@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, backend
-from ..cli import non_negative_int, positive_int
+from ..checks import non_negative_int, positive_int
 from . import reference
 from .cost import cifar_resnet_convs
 from .suite import HEADERS, cifar_resnet_name, conv_rows, ratio_verdict, step_rows

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import positive_int
+from ..checks import positive_int
 from .grade import TUTORIALS_DIR
 
 

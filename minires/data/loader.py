@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..checks import is_positive_int
+from ..checks import positive_int
 
 
 class DataLoader:
@@ -24,7 +24,7 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed: int | None = None,
                  drop_last: bool = False, transform=None, sampler=None):
-        if not is_positive_int(batch_size):
+        if not positive_int.holds(batch_size):
             raise ValueError(f"DataLoader: batch_size must be a positive integer (a number of examples), "
                              f"got {batch_size!r}")
         if sampler is not None and shuffle:

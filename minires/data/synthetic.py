@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import is_positive_int
+from ..checks import positive_int
 from ..random import check_seed
 from .datasets import ArrayDataset
 
@@ -52,7 +52,7 @@ class Synthetic(ArrayDataset):
 
     def __init__(self, train: bool = True, n: int | None = None, seed: int = 0):
         n = DEFAULT_SIZES[bool(train)] if n is None else n
-        if not is_positive_int(n):
+        if not positive_int.holds(n):
             raise ValueError(f"Synthetic: n must be a positive integer (a number of images), got {n!r}")
         seed = check_seed(seed)
         chunks = [_render_chunk(seed, 0 if train else 1, k, min(CHUNK, n - start))

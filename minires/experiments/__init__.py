@@ -35,7 +35,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import non_negative_float, non_negative_int, positive_float, positive_int
+from ..checks import non_negative_float, non_negative_int, positive_float, positive_int
 from ..models import is_cifar_depth
 from ..train import data_option_problem
 from . import common

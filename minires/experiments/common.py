@@ -27,7 +27,7 @@ import numpy as np
 from .. import autograd
 from .. import functional as F
 from ..checkpoint import atomic_write
-from ..cli import non_negative_float, positive_float, positive_int
+from ..checks import non_negative_float, positive_float, positive_int
 from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity

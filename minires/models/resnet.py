@@ -14,7 +14,7 @@ block starts as its shortcut (refused for plain nets, which have no shortcut to 
 from __future__ import annotations
 
 from .. import functional as F
-from ..checks import is_positive_int
+from ..checks import positive_int
 from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init
 from .blocks import BasicBlock, Bottleneck, PreActBlock, check_shortcut, conv3x3
 
@@ -94,7 +94,7 @@ def _stage(block, in_planes: int, planes: int, depth: int, stride: int, block_op
 
 def is_cifar_depth(depth) -> bool:
     """Whether ``depth`` is a CIFAR net's: 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...)."""
-    return is_positive_int(depth) and depth >= 8 and (depth - 2) % 6 == 0
+    return positive_int.holds(depth) and depth >= 8 and (depth - 2) % 6 == 0
 
 
 def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: int = 16, num_classes: int = 10,
@@ -107,7 +107,7 @@ def cifar_resnet(depth: int, residual: bool = True, shortcut: str = "A", width: 
     if not is_cifar_depth(depth):
         raise ValueError(f"cifar_resnet: depth must be an integer 6n + 2 with n >= 1 (20, 32, 44, 56, 110, 1202), "
                          f"got {depth!r}")
-    if not is_positive_int(width):
+    if not positive_int.holds(width):
         raise ValueError(f"cifar_resnet: width must be a positive integer (16 in the paper), got {width!r}")
     check_shortcut(shortcut)
     n = (depth - 2) // 6
