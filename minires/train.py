@@ -34,7 +34,8 @@ Data-parallel: ``mpirun -n K minires train ...`` runs synchronous data-parallel 
 (:mod:`minires.distributed`). ``--batch-size`` stays the global batch, each rank reads its share of
 it, gradients are averaged over the ranks every step, held-out metrics are summed over the ranks'
 shares of the test set, and rank 0 alone writes the run folder. ``--sync-bn`` takes BatchNorm
-statistics over the global batch, which makes K ranks compute what one process would.
+statistics over the global batch, which makes K ranks compute what one process would; without it a
+run resumes only on the rank count that saved it (:func:`check_rank_count`).
 """
 from __future__ import annotations
 
@@ -320,6 +321,8 @@ class Trainer:
         check_run_folder(self.out, new_run=checkpoint is None)   # before anything is loaded or built
         check_model(cfg.model, cfg.width)
         self.comm = distributed.init(cfg.dist_backend, cfg.device)
+        if checkpoint is not None:
+            check_rank_count(checkpoint, cfg, self.comm.world_size, self.out)
         if not self.comm.is_root:  # rank 0 alone reports and writes the run folder
             cfg = dataclasses.replace(cfg, progress=False)
         self.device = distributed.rank_device(cfg.device, self.comm)
@@ -639,7 +642,7 @@ class Trainer:
         return {"config": dataclasses.asdict(self.cfg), "epoch": self.epoch, "iteration": self.iteration,
                 "model": dict(self.model.state_dict()), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "train_loader": self.train_loader.state_dict(),
-                "rng": {"minires": default_generator().bit_generator.state}}
+                "rng": {"minires": default_generator().bit_generator.state}, "world_size": self.comm.world_size}
 
     def save_checkpoint(self) -> Path:
         return save_checkpoint(self.out, self.state_dict())
@@ -656,23 +659,40 @@ class Trainer:
 
 # ----------------------------------------------------------------------------- checkpoint schema
 STATE_KEYS = {"config": dict, "epoch": int, "iteration": int, "model": dict, "optimizer": dict,
-              "scheduler": dict, "train_loader": dict, "rng": dict}
+              "scheduler": dict, "train_loader": dict, "rng": dict, "world_size": int}
+LATER_STATE_KEYS = {"world_size"}  # added after checkpoints were first written: absent from the older ones
 
 
 def load_training_checkpoint(out) -> dict:
     """The trainer's state saved in ``out``, its schema checked: :class:`CheckpointError` if malformed."""
     state = load_checkpoint(out)
     problems = [f"{key!r} should be a {kind.__name__}" for key, kind in STATE_KEYS.items()
-                if not _fits(state.get(key), kind)]
+                if not _fits(state.get(key), kind) and not (key in LATER_STATE_KEYS and key not in state)]
     problems += [f"unknown key {key!r}" for key in sorted(set(state) - set(STATE_KEYS))]
     if not problems:
         problems = _config_problems(state["config"]) + [
             f"{key!r} is negative" for key in ("epoch", "iteration") if state[key] < 0] + [
             f"model entry {key!r} is not an array" for key, value in state["model"].items()
             if not isinstance(value, np.ndarray)]
+        if state.get("world_size", 1) < 1:
+            problems.append(f"'world_size' = {state['world_size']} is not a number of ranks")
     if problems:
         raise CheckpointError(f"{out}: malformed training checkpoint: " + "; ".join(problems))
     return state
+
+
+def check_rank_count(checkpoint: dict, cfg: Config, world_size: int, out) -> None:
+    """ValueError if the checkpoint's run trained on another number of ranks without ``--sync-bn``: each
+    rank's BatchNorm takes its statistics over its own share of the batch, so another count would go on
+    as a different run. With ``--sync-bn`` (or a checkpoint older than the saved count) any count goes on."""
+    saved = checkpoint.get("world_size")
+    if saved is None or saved == world_size or cfg.sync_bn:
+        return
+    how = "one process (no mpirun)" if saved == 1 else f"`mpirun -n {saved} minires train --resume ...`"
+    raise ValueError(f"--resume of {out}: the run trained on {saved} rank(s) without --sync-bn, so each rank's "
+                     f"BatchNorm took its statistics over 1/{saved} of the batch of {cfg.batch_size}; on "
+                     f"{world_size} rank(s) it would be 1/{world_size}, a different run. Resume it with {how}, "
+                     "or start a new run in another --out folder.")
 
 
 LATER_SETTINGS = {"nan_policy"}  # added after checkpoints were first written: their defaults apply

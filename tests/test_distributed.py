@@ -23,6 +23,7 @@ import minires as mr
 import minires.functional as F
 from minires import backend, nn
 from minires import distributed as dist
+from minires.checkpoint import load_checkpoint
 from minires.data import ArrayDataset, DataLoader
 from minires.gradcheck import gradcheck
 
@@ -413,6 +414,8 @@ def test_minires_train_under_mpirun_matches_one_process(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["run"]
     metrics = [json.loads(line) for line in (tmp_path / "two" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics if m["kind"] == "epoch"] == [1, 2]  # one writer: no duplicate lines
+    ranks_saved = [load_checkpoint(tmp_path / run / "run")["world_size"] for run in ("one", "two")]
+    assert ranks_saved == [1, 2]            # what a resume on another count checks (tests/test_train.py)
     model_keys = [k for k in single if k.startswith("model/")]
     assert model_keys
     for key in model_keys:  # summed in a different order: the README says they agree to about 12 digits

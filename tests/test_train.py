@@ -96,6 +96,39 @@ def test_resume_can_train_longer_on_the_same_schedule(tmp_path):
     assert ckpt.load_checkpoint(out)["config"]["milestones"] == [1.0, 1.5]  # fixed when the run began
 
 
+def _saved_with(out, **changes):
+    """Rewrite the checkpoint in ``out`` with some of its entries changed (None: removed)."""
+    state = ckpt.load_checkpoint(out)
+    state.update(changes)
+    ckpt.save_checkpoint(out, {k: v for k, v in state.items() if v is not None})
+
+
+@pytest.mark.parametrize("sync_bn", [False, True])
+def test_a_resume_on_another_rank_count_is_refused_unless_batch_norm_is_synchronised(tmp_path, sync_bn):
+    """Without --sync-bn each rank's BatchNorm statistics cover its share of the batch: a run saved by
+    2 ranks would go on as another run in one process. With --sync-bn every count computes the same."""
+    out = tmp_path / "run"
+    fit(out=str(out), **{**TINY, "epochs": 1, "sync_bn": sync_bn})
+    assert ckpt.load_checkpoint(out)["world_size"] == 1
+    _saved_with(out, world_size=2)
+    if sync_bn:
+        assert fit(out=str(out), resume=True, epochs=2, progress=False)["epoch"] == 2
+        return
+    with pytest.raises(ValueError, match=r"trained on 2 rank\(s\) without --sync-bn.*1/2 of the batch of 8; on 1 "
+                                         r"rank\(s\) it would be 1/1.*`mpirun -n 2 minires train --resume"):
+        fit(out=str(out), resume=True, epochs=2, progress=False)
+
+
+def test_a_checkpoint_without_a_rank_count_resumes_and_a_bad_one_is_refused(tmp_path):
+    out = tmp_path / "run"
+    fit(out=str(out), **{**TINY, "epochs": 1})
+    _saved_with(out, world_size=0)
+    with pytest.raises(ckpt.CheckpointError, match="'world_size' = 0 is not a number of ranks"):
+        Trainer.resume(out, epochs=2, progress=False)
+    _saved_with(out, world_size=None)       # written before the rank count was saved
+    assert fit(out=str(out), resume=True, epochs=2, progress=False)["epoch"] == 2
+
+
 def test_float64_runs_keep_their_dtype_through_a_resume(tmp_path):
     out = tmp_path / "run"
     fit(out=str(out), **{**TINY, "epochs": 1, "dtype": "float64"})
