@@ -8,6 +8,7 @@ need the ``--quick`` settings (see each experiment's docstring).
 import importlib
 import json
 import re
+import time
 from pathlib import Path
 
 import matplotlib
@@ -153,6 +154,25 @@ def test_shortcut_projections_add_parameters_in_order(runs):
     assert params[0] < params[1] < params[2]
     # B: 1x1 projections (+BN) where the shape changes: 2->4 and 4->8 channels
     assert params[1] - params[0] == (2 * 4 + 2 * 4) + (4 * 8 + 2 * 8)
+
+
+def test_the_time_per_iteration_is_the_runs_evaluations_included_as_its_column_says(monkeypatch):
+    from minires.experiments import shortcuts
+    data = load_data("synthetic", n_train=16, n_test=8)
+    evaluate = common.evaluate
+
+    def slow_evaluate(*args):
+        time.sleep(0.5)
+        return evaluate(*args)
+
+    monkeypatch.setattr(common, "evaluate", slow_evaluate)
+    settings = dict(shortcuts.QUICK, depth=8, width=2, iterations=4, batch_size=8, eval_every=2)
+    _, option = shortcuts.train_option(data, {"settings": settings, "option": "A", "seed": 0}, progress=False)
+    assert option["seconds_per_iteration"] >= 2 * 0.5 / 4            # two evaluations over four iterations
+    summary = [{"option": "A", "params": 1, "train_error": 1.0, "test_error": 1.0, "ms_per_iteration": 1.0,
+                "health": "ok"}]
+    assert "| ms / iteration, evaluations included |" in shortcuts.report(
+        {"summary": summary, "settings": settings, "data": "synthetic", "claims": [], "health": {}})
 
 
 def test_gradnorms_step_zero_is_the_gradient_of_the_first_batch():

@@ -42,7 +42,9 @@ def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int
 
 
 def train_option(data, job: dict, progress: bool = True) -> tuple[str, dict]:
-    """Train the net of one shortcut option: ``(option, its curves, parameters and time per iteration)``."""
+    """Train the net of one shortcut option: ``(option, its curves, parameters and time per iteration)``;
+    the time is the whole training run's, its periodic held-out evaluations included (each option's
+    run makes the same ones), over its iterations."""
     settings, option, seed = job["settings"], job["option"], job["seed"]
     model = build_model(settings["depth"], data, width=settings["width"], seed=seed, shortcut=option)
     curves = train(model, data, settings["iterations"], settings["batch_size"], settings["lr"],
@@ -65,7 +67,7 @@ def report(results: dict) -> str:
     table = markdown_table(results["summary"], [("option", "shortcut", "s"), ("params", "params", ",d"),
                                                 ("train_error", "train error %", ".1f"),
                                                 ("test_error", "test error %", ".1f"),
-                                                ("ms_per_iteration", "ms / iteration", ".0f"),
+                                                ("ms_per_iteration", "ms / iteration, evaluations included", ".0f"),
                                                 ("health", "health", "s")])
     s = results["settings"]
     return (f"Shortcut options ({results['data']}; ResNet-{s['depth']}, width {s['width']}, "
