@@ -7,10 +7,12 @@ thing faster and is tested for agreement with them:
   call spread over the threads (``numpy-fast``, the CPU default, and ``numba`` with the parallel
   data movers of ``kernels/conv2d_cpu.py``); its outputs are channels last in memory;
 * :mod:`~minires.cpu.pointwise`: ReLU, add + ReLU and batch norm with each pass split over the
-  batch on the threads, in NCHW or channels-last memory (``numpy-threads``, the CPU defaults, except
-  for batch norm when Numba is installed);
+  batch on the threads, in NCHW or channels-last memory (``numpy-threads``, the CPU defaults where
+  Numba is not installed);
 * :mod:`~minires.cpu.batchnorm`: batch norm in two passes over memory each way (``numba``, the CPU
   default when Numba is installed; serial ``nogil`` kernels run on the same threads);
+* :mod:`~minires.cpu.relu`: ReLU's backward in one pass instead of NumPy's two (``numba``, the CPU
+  default for relu and add_relu when Numba is installed);
 * :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default ``OMP_NUM_THREADS``
   if set, else every core) and
   the pool they share;
@@ -22,7 +24,7 @@ thing faster and is tested for agreement with them:
 needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
 for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.
 """
-from . import allocator, batchnorm, conv, pointwise  # noqa: F401 - registers the implementations
+from . import allocator, batchnorm, conv, pointwise, relu  # noqa: F401 - registers the implementations
 from .threads import get_num_threads, set_num_threads  # noqa: F401
 
 if allocator.wanted():

@@ -1,0 +1,55 @@
+r"""ReLU on the CPU with its backward in one pass (the Numba kernel of ``kernels/relu_cpu.py``;
+``numba``, the CPU default when Numba is installed).
+
+The forward is :class:`~minires.cpu.pointwise.ThreadedReLU`'s, already one pass
+(:math:`y = \max(x, 0)`). The backward, :math:`\bar x = \bar y\,[y > 0]`, reads :math:`y` and
+:math:`\bar y` once and writes :math:`\bar x` once, where NumPy writes the mask and reads it
+back. Arrays are seen in :math:`y`'s memory order (NCHW or channels last,
+:class:`~minires.cpu.pointwise.ChannelRows`; :math:`\bar y` copied into it if it comes in another);
+slices of the batch run on minires' threads as the NumPy passes do (:func:`~minires.cpu.pointwise.map_pass`).
+Other dtypes, and arrays of fewer than two dimensions, take the NumPy passes.
+``backend.use("relu", "numpy-threads")`` switches back to them.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+
+from .. import backend
+from .batchnorm import KERNEL_DTYPES
+from .pointwise import ChannelRows, ThreadedAddReLU, ThreadedReLU, map_pass
+
+
+@functools.cache
+def _kernels():
+    from ..kernels import relu_cpu  # compiles (or loads from Numba's cache) on first use
+    return relu_cpu
+
+
+class NumbaReLU:
+    """``forward(x) -> max(x, 0)``; ``backward(gy, y) -> gy [y > 0]`` in one pass."""
+
+    forward = staticmethod(ThreadedReLU.forward)
+
+    @staticmethod
+    def backward(gy, y):
+        if y.ndim < 2 or y.dtype not in KERNEL_DTYPES or gy.dtype != y.dtype:
+            return ThreadedReLU.backward(gy, y)
+        layout, relu_gradient = ChannelRows(y), _kernels().relu_gradient
+        gx = layout.empty_like()
+        rows, gy_rows, out = layout.rows, layout.rows_of(gy), layout.rows_of(gx)
+        map_pass(rows, lambda s: relu_gradient(gy_rows[s].reshape(-1), rows[s].reshape(-1), out[s].reshape(-1)))
+        return gx
+
+
+class NumbaAddReLU:
+    """The fused residual add + ReLU: :class:`~minires.cpu.pointwise.ThreadedAddReLU`'s forward, the
+    one-pass backward (ReLU's)."""
+
+    forward = staticmethod(ThreadedAddReLU.forward)
+    backward = staticmethod(NumbaReLU.backward)
+
+
+if importlib.util.find_spec("numba") is not None:
+    backend.register("relu", "numba", device="cpu", default=True)(NumbaReLU)
+    backend.register("add_relu", "numba", device="cpu", default=True)(NumbaAddReLU)

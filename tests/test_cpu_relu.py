@@ -1,0 +1,128 @@
+"""The one-pass Numba ReLU backward (minires.cpu.relu, ``numba``) against the NumPy reference, bit for bit."""
+import subprocess
+import sys
+import platform
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minires import backend
+from minires.cpu import pointwise, relu, threads
+from minires.functional.elementwise import NumpyAddReLU, NumpyReLU
+
+pytest.importorskip("numba")
+
+
+@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
+def split(request, monkeypatch):
+    """Every pass split over the batch (no size threshold), over one thread or three (an odd share of 7 images)."""
+    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
+    before = threads.get_num_threads()
+    threads.set_num_threads(request.param)
+    yield request.param
+    threads.set_num_threads(before)
+
+
+def channels_last(a):
+    """``a`` (NCHW) copied into NHWC memory, still indexed NCHW (what the CPU conv returns)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def every_other_column(a):
+    return np.repeat(a, 2, axis=3)[..., ::2]
+
+
+def with_edge_values(gy, y):
+    """gy with NaN, infinities and negatives where y is 0 (the product's -0.0 and NaN must survive) and
+    where it is positive."""
+    gy, y = gy.copy(), y.copy()
+    flat_gy, flat_y = gy.reshape(-1), y.reshape(-1)
+    flat_y[:8] = [0, 0, 0, 0, 1, 1, -0.0, 2]
+    flat_gy[:8] = [np.nan, np.inf, -np.inf, -3, np.nan, -np.inf, -1, 5]
+    return gy, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("y_layout", [np.ascontiguousarray, channels_last, every_other_column],
+                         ids=["y-NCHW", "y-channels-last", "y-strided"])
+@pytest.mark.parametrize("gy_layout", [np.ascontiguousarray, channels_last], ids=["gy-NCHW", "gy-channels-last"])
+def test_backward_is_the_references_product_to_the_bit(split, dtype, y_layout, gy_layout):
+    rng = np.random.default_rng(0)
+    x, gy = (rng.standard_normal((7, 3, 4, 5)).astype(dtype) for _ in range(2))
+    gy, y = with_edge_values(gy, NumpyReLU.forward(x))
+    y, gy = y_layout(y), gy_layout(gy)
+    gx = relu.NumbaReLU.backward(gy, y)
+    expected = NumpyReLU.backward(gy, y)
+    assert gx.dtype == dtype and gx.shape == y.shape
+    assert gx.tobytes() == np.ascontiguousarray(expected).tobytes()        # NaN, -0.0 and all
+    assert np.isnan(gx.reshape(-1)[0]) == np.isnan(expected.reshape(-1)[0])
+    if y_layout is channels_last:                                           # the activations' layout, whatever gy's
+        assert gx.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+@pytest.mark.parametrize("shape, dtype", [((7,), np.float32), ((), np.float64), ((3, 4), np.float16)],
+                         ids=["1-D", "0-d", "float16"])
+def test_what_the_kernel_does_not_take_gets_the_numpy_passes(shape, dtype):
+    rng = np.random.default_rng(1)
+    y, gy = (np.asarray(rng.standard_normal(shape), dtype=dtype) for _ in range(2))
+    y = np.maximum(y, 0)
+    np.testing.assert_array_equal(relu.NumbaReLU.backward(gy, y), NumpyReLU.backward(gy, y))
+    wider = gy.astype(np.float64)                                  # dtypes that differ: the NumPy passes too
+    np.testing.assert_array_equal(relu.NumbaReLU.backward(wider, y), pointwise.ThreadedReLU.backward(wider, y))
+
+
+def test_add_relu_keeps_the_numpy_forward_and_the_one_pass_backward(split):
+    a, b, gy = (np.random.default_rng(2).standard_normal((7, 3, 4, 5)) for _ in range(3))
+    y = relu.NumbaAddReLU.forward(a, b)
+    np.testing.assert_array_equal(y, NumpyAddReLU.forward(a, b))
+    np.testing.assert_array_equal(relu.NumbaAddReLU.backward(gy, y), NumpyReLU.backward(gy, y))
+
+
+def test_numba_is_the_default_and_can_be_switched_off():
+    for op in ("relu", "add_relu"):
+        assert backend.lookup(op, np.zeros((1, 1)))[0] == "numba"
+        with backend.using(op, "numpy-threads"):
+            assert backend.lookup(op, np.zeros((1, 1)))[0] == "numpy-threads"
+
+
+def test_without_numba_relu_falls_back_to_the_numpy_passes():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import numpy as np, minires\n"
+            "from minires import backend\n"
+            "print(*(backend.lookup(op, np.zeros((1, 1)))[0] for op in ('relu', 'add_relu')), "
+            "'numba' in backend.available('relu'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["numpy-threads", "numpy-threads", "False"]
+
+
+def test_the_kernel_releases_the_gil_and_runs_serially():
+    """minires' threads run it side by side only if it releases the GIL; ``parallel`` would start a
+    second thread pool, and ``fastmath`` could drop the NaN of NaN * 0."""
+    from minires.kernels import relu_cpu
+    options = relu_cpu.relu_gradient.targetoptions
+    assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), options
+
+
+VECTORISED = r"""
+import re, numpy as np
+from kernels import relu_cpu as k
+for dtype in (np.float32, np.float64):
+    y = np.ones(64, dtype)
+    k.relu_gradient(y, y, np.empty_like(y))
+for signature, asm in k.relu_gradient.inspect_asm().items():
+    print(signature[0].dtype, len(re.findall(r"\bv?mulp[sd]\s", asm)))
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
+def test_llvm_vectorises_the_kernel_loop(tmp_path):
+    """kernels/relu_cpu.py: "LLVM vectorises the loop": its machine code, for float32 and float64, has packed
+    products. Compiled afresh in a child process with its own cache folder (Numba cannot show cached code)."""
+    import os
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", VECTORISED], capture_output=True, text=True, env=env, check=True,
+                         cwd=root).stdout.split("\n")
+    counts = dict(line.split() for line in out if line)
+    assert set(counts) == {"float32", "float64"} and all(int(n) > 0 for n in counts.values()), counts
