@@ -238,6 +238,14 @@ class Node:
             self._stand_in.requires_grad, self._stand_in.grad_fn = True, self
         return self._stand_in
 
+    def release(self) -> None:
+        """After this node's backward (without ``retain_graph``): free what its context saved, and drop the
+        stand-in, which points back at this node; that loop would leave the pair to the garbage
+        collector instead of freeing it when the graph is dropped. The pass no longer needs the
+        stand-in: the node's own step was its last use."""
+        self.ctx.free()
+        self._stand_in = None
+
     @property
     def name(self) -> str:
         return self.fn.__name__
@@ -491,7 +499,7 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
             pending[id(inp)] = gi if prev is None else prev + gi
         yield Step(node, t, g, grads)
         if not retain_graph:
-            node.ctx.free()
+            node.release()
 
 
 def _seed_gradients(root, grad, create_graph: bool):
