@@ -40,3 +40,32 @@ def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torc
         with pytest.raises(SystemExit) as exit_:
             module.main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+REPORT = "results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt"
+
+
+def test_the_readmes_table_of_2026_12_04_quotes_the_committed_output():
+    """Each cell of the README's table (median, range of the pairs' ratios, cores busy) is the committed
+    run's, for every model, batch size and thread count."""
+    import re
+    from conftest import REPO, one_line
+    runs, key = {}, None
+    for line in (REPO / REPORT).read_text().splitlines():
+        if line.startswith("== "):
+            model, batch, threads = re.match(r"== --model (\S+) --batch (\d+) --threads (\d+)", line).groups()
+            key = (model, int(batch), int(threads))
+        elif "minires / PyTorch:" in line:
+            ratios = [float(r) for r in line.split(":")[1].split("(")[0].split(",")]
+            runs[key] = {"median": float(line.split("median ")[1].rstrip(")")), "range": (min(ratios), max(ratios))}
+        elif "cores busy" in line:
+            runs[key]["busy"] = [float(b.split()[1]) for b in line.split(": ")[1].split(" (")[0].split(", ")]
+    assert len(runs) == 8
+    readme = one_line("README.md")
+    for model in ("resnet20", "resnet56"):
+        for batch in (128, 32):
+            one, two = runs[(model, batch, 1)], runs[(model, batch, 2)]
+            cells = [f"{r['median']:.2f} ({r['range'][0]:.2f}-{r['range'][1]:.2f})" for r in (one, two)]
+            row = (f"| ResNet-{model[6:]}, batch {batch} | {cells[0]} | {cells[1]} | "
+                   f"{two['busy'][0]:.2f}, {two['busy'][1]:.2f} |")
+            assert row in readme, row
