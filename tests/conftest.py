@@ -1,5 +1,6 @@
 """Shared test helpers: the optional PyTorch oracle, a headless browser, a scale-aware closeness check,
-the benchmark scripts as modules, pages of text as one line."""
+the benchmark scripts as modules, pages of text as one line, and for the CPU kernels every pass split
+over the threads and arrays in other memory layouts."""
 import importlib.util
 import os
 import shutil
@@ -76,3 +77,26 @@ def one_line(page) -> str:
     """A text file (a path, or one relative to the repository) with its whitespace collapsed, so that a
     quoted sentence matches wherever its lines break."""
     return " ".join((REPO / page).read_text().split())
+
+
+@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
+def split(request, monkeypatch):
+    """Every pass and conv split over the batch (no size threshold), over one thread or three (an odd
+    share of 7 images)."""
+    from minires.cpu import threads
+    monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
+    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
+    before = threads.get_num_threads()
+    threads.set_num_threads(request.param)
+    yield request.param
+    threads.set_num_threads(before)
+
+
+def channels_last(a):
+    """``a`` copied into channels-last memory (axis 1 last), still indexed NCHW (what the CPU conv returns)."""
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1)).transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
+
+
+def every_other_column(a):
+    """``a``'s values in a strided view (every other column of a twice-as-wide array)."""
+    return np.repeat(a, 2, axis=-1)[..., ::2]

@@ -10,28 +10,14 @@ import pytest
 import minires as mr
 import minires.functional as F
 from minires import backend
-from minires.cpu import batchnorm, pointwise, threads
+from minires.cpu import batchnorm, pointwise
 from minires.functional.norm import NumpyBatchNorm
+from conftest import channels_last
 
 pytest.importorskip("numba")
 
 Numba = batchnorm.NumbaBatchNorm
 TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-5)}
-
-
-@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
-def split(request, monkeypatch):
-    """Every pass split over the batch (no size threshold), over one thread or three (an odd share of 7 images)."""
-    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
-    before = threads.get_num_threads()
-    threads.set_num_threads(request.param)
-    yield request.param
-    threads.set_num_threads(before)
-
-
-def channels_last(a):
-    """``a`` copied into channels-last memory (axis 1 last), still indexed NCHW (what the CPU conv returns)."""
-    return np.ascontiguousarray(np.moveaxis(a, 1, -1)).transpose(0, a.ndim - 1, *range(1, a.ndim - 1))
 
 
 def problem(shape, dtype, seed=0, offset=3.0):

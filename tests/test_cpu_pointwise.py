@@ -12,17 +12,7 @@ from minires import backend
 from minires.cpu import pointwise, threads
 from minires.functional.elementwise import NumpyAddReLU, NumpyReLU
 from minires.functional.norm import NumpyBatchNorm
-
-
-@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
-def split(request, monkeypatch):
-    """Every array split (no size threshold), over one thread or three (an odd share of 7 images)."""
-    monkeypatch.setattr(threads, "MIN_PARALLEL_SIZE", 0)
-    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
-    before = threads.get_num_threads()
-    threads.set_num_threads(request.param)
-    yield request.param
-    threads.set_num_threads(before)
+from conftest import channels_last, every_other_column
 
 
 def arrays(*shapes, seed=0):
@@ -55,16 +45,6 @@ def test_batch_norm_matches_the_reference_and_repeats_to_the_bit(split, shape, a
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     again = pointwise.ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
     assert all(np.array_equal(a, b) for a, b in zip(grads, again))
-
-
-def channels_last(a):
-    """``a`` (NCHW) copied into NHWC memory, still indexed NCHW (what the CPU conv returns)."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
-def every_other_column(a):
-    """``a``'s values in a strided view (every other column of a twice-as-wide array)."""
-    return np.repeat(a, 2, axis=3)[..., ::2]
 
 
 @pytest.mark.parametrize("x_layout", [channels_last, every_other_column], ids=["x-channels-last", "x-strided"])

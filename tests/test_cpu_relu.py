@@ -8,29 +8,11 @@ import numpy as np
 import pytest
 
 from minires import backend
-from minires.cpu import pointwise, relu, threads
+from minires.cpu import pointwise, relu
 from minires.functional.elementwise import NumpyAddReLU, NumpyReLU
+from conftest import channels_last, every_other_column
 
 pytest.importorskip("numba")
-
-
-@pytest.fixture(params=[1, 3], ids=["1-thread", "3-threads"])
-def split(request, monkeypatch):
-    """Every pass split over the batch (no size threshold), over one thread or three (an odd share of 7 images)."""
-    monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
-    before = threads.get_num_threads()
-    threads.set_num_threads(request.param)
-    yield request.param
-    threads.set_num_threads(before)
-
-
-def channels_last(a):
-    """``a`` (NCHW) copied into NHWC memory, still indexed NCHW (what the CPU conv returns)."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-
-
-def every_other_column(a):
-    return np.repeat(a, 2, axis=3)[..., ::2]
 
 
 def with_edge_values(gy, y):
