@@ -9,6 +9,7 @@ import minires.functional as F
 from minires import backend
 from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col, numpy_row_im2col
 from minires.functional.conv import Im2colConv2d
+from conftest import channels_last
 
 FAST = ["numpy-fast", "numpy-columns", "numpy-padded-rows", pytest.param("numba", marks=pytest.mark.skipif(
     "numba" not in backend.available("conv2d"), reason="Numba is not installed: pip install -e '.[numba]'"))]
@@ -33,11 +34,6 @@ def problems(draw):
                 chunk_bytes=draw(st.sampled_from([1, 300, 2000, 2 ** 20])),
                 dtype=draw(st.sampled_from(["float32", "float64"])), seed=draw(st.integers(0, 2 ** 16)),
                 channels_last=draw(st.booleans()))
-
-
-def channels_last(a):
-    """``a`` (NCHW) copied into NHWC memory, still indexed NCHW (what the CPU conv returns)."""
-    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 def arrays(p):
