@@ -43,8 +43,8 @@ def test_backward_is_the_references_product_to_the_bit(split, dtype, y_layout, g
         assert gx.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-@pytest.mark.parametrize("shape, dtype", [((7,), np.float32), ((), np.float64), ((3, 4), np.float16)],
-                         ids=["1-D", "0-d", "float16"])
+@pytest.mark.parametrize("shape, dtype", [((7,), np.float32), ((), np.float64), ((3, 4), np.float16),
+                                          ((0, 3, 4, 5), np.float32)], ids=["1-D", "0-d", "float16", "no-images"])
 def test_what_the_kernel_does_not_take_gets_the_numpy_passes(shape, dtype):
     rng = np.random.default_rng(1)
     y, gy = (np.asarray(rng.standard_normal(shape), dtype=dtype) for _ in range(2))

@@ -7,7 +7,7 @@ The forward is :class:`~minires.cpu.pointwise.ThreadedReLU`'s, already one pass
 back. Arrays are seen in :math:`y`'s memory order (NCHW or channels last,
 :class:`~minires.cpu.pointwise.ChannelRows`; :math:`\bar y` copied into it if it comes in another);
 slices of the batch run on minires' threads as the NumPy passes do (:func:`~minires.cpu.pointwise.map_pass`).
-Other dtypes, and arrays of fewer than two dimensions, take the NumPy passes.
+Other dtypes, arrays of fewer than two dimensions and empty ones take the NumPy passes.
 ``backend.use("relu", "numpy-threads")`` switches back to them.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class NumbaReLU:
 
     @staticmethod
     def backward(gy, y):
-        if y.ndim < 2 or y.dtype not in KERNEL_DTYPES or gy.dtype != y.dtype:
+        if y.ndim < 2 or y.size == 0 or y.dtype not in KERNEL_DTYPES or gy.dtype != y.dtype:
             return ThreadedReLU.backward(gy, y)
         layout, relu_gradient = ChannelRows(y), _kernels().relu_gradient
         gx = layout.empty_like()
