@@ -94,6 +94,42 @@ def test_second_derivatives_match_finite_differences(name):
     assert mr.gradgradcheck(fn, make_inputs())
 
 
+@pytest.mark.parametrize("name", OPS)
+def test_first_derivatives_match_finite_differences(name):
+    """gradgradcheck compares the double backward with the *first* backward, so a wrong first backward
+    can pass it: the first derivatives of the same ops, checked on their own."""
+    fn, make_inputs = OPS[name]
+    state = RNG.bit_generator.state                 # the tests below draw the inputs they always drew
+    try:
+        assert mr.gradcheck(fn, make_inputs())
+    finally:
+        RNG.bit_generator.state = state
+
+
+def test_every_op_of_minires_functional_is_checked_by_finite_differences(monkeypatch):
+    """Tutorial 02 says so, all but the cast ``to`` (float64 differences cannot check a cast to another
+    dtype). Every other ``Function`` of ``minires.functional`` is applied by a case of ``OPS`` (checked to
+    first order above), or by the double backward of one (so its first derivative is that case's second,
+    which gradgradcheck checks)."""
+    from minires.functional import conv, elementwise, linear, loss, norm, pool, reduce, shape
+    modules = (conv, elementwise, linear, loss, norm, pool, reduce, shape)
+    defined = {cls for module in modules for cls in vars(module).values()
+               if isinstance(cls, type) and issubclass(cls, Function) and cls.__module__ == module.__name__}
+    applied, apply = set(), Function.apply.__func__
+    monkeypatch.setattr(Function, "apply", classmethod(lambda cls, *args, **kwargs: (applied.add(cls),
+                                                                                   apply(cls, *args, **kwargs))[1]))
+    state = RNG.bit_generator.state
+    try:
+        for fn, make_inputs in OPS.values():
+            inputs = make_inputs()
+            outputs = fn(*inputs)
+            grads = mr.autograd.grad(outputs, inputs, mr.tensor(np.ones(outputs.shape)), create_graph=True)
+            sum(g.sum() for g in grads).backward()
+    finally:
+        RNG.bit_generator.state = state
+    assert {cls.__name__ for cls in defined - applied} == {"To"}
+
+
 def test_gradgradcheck_catches_a_wrong_double_backward(monkeypatch):
     """Exp's double backward with the saved output cut from the graph is first-order right, second-order wrong."""
     monkeypatch.setattr(Exp, "backward_graph", staticmethod(lambda ctx, g: g * ctx.saved_tensors[0].detach()))

@@ -122,3 +122,17 @@ def test_counts_that_cannot_be_timed_are_refused(capsys):
         with pytest.raises(SystemExit) as exit_:
             module.main(argv)
         assert exit_.value.code == 2 and "is not a positive integer" in capsys.readouterr().err
+
+
+def test_tutorial_03_quotes_the_conv_share_of_a_step_from_the_committed_report():
+    """Notebook 03 opens with the share of a ResNet-20 step spent in the convolutions: the committed
+    report's, per thread count, over all its tables (batch 32 and 128)."""
+    import json
+    from conftest import REPO
+    notebook = json.loads((REPO / "tutorials" / "03_convolution_by_hand.ipynb").read_text())
+    opening = " ".join("".join(notebook["cells"][0]["source"]).split())
+    shares = [[100 * sum(v[k] for name, v in rows.items() if name.startswith("conv2d.")) / rows["step"][k]
+               for _, rows in committed_breakdowns()] for k in (0, 1)]
+    one, two = (f"{min(values):.0f}–{max(values):.0f}%" for values in shares)
+    assert REPORT in opening
+    assert f"{one} of a ResNet-20 training step on one thread and {two} on two, at batch 32 and 128" in opening
