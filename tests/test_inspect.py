@@ -249,7 +249,7 @@ def test_skip_split_plot_says_a_plain_net_has_no_identity_path_to_draw():
         loss = model(x).sum()
     ax = plot_skip_split(split.backward(loss))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "through the identity path (all zero: not drawable on a log scale, marked x at the bottom)",
+        "through the shortcut (all zero: not drawable on a log scale, marked x at the bottom)",
         "through the residual branch", "total (sum of both)"]
     assert floor_marks(ax) == [[1, 2, 3]]
     assert ax.get_ylim()[0] > 1e-10                      # nothing drawn at a stand-in 1e-30

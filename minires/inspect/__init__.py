@@ -5,7 +5,7 @@
 * :class:`LayerRecorder` — per-layer activation statistics, gradient norms and update-to-weight
   ratios at chosen steps, via hooks; tables, arrays and plots.
 * :class:`SkipPathSplit` — the gradient at each residual block's input, split into the part that
-  came through the identity shortcut and the part that came through the branch.
+  came through the shortcut and the part that came through the branch.
 * :func:`to_dot` / :func:`to_svg` / :func:`render` — the autograd graph, grouped by module (stage,
   block, layer) or collapsed to one node per block, as Graphviz DOT text or as an SVG that minires
   lays out itself (no system program needed).

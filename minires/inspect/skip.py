@@ -3,11 +3,14 @@ r"""How much gradient reaches a residual block's input through the shortcut, and
 A block computes :math:`y = \sigma(s)` with :math:`s = \mathcal F(x) + \mathrm{shortcut}(x)`. Its input
 :math:`x` feeds two consumers, so the engine sums two vector-Jacobian products into :math:`\bar x`:
 
-.. math::  \bar x = \underbrace{J_{\mathrm{shortcut}}^\top \bar s}_{\text{identity path}}
+.. math::  \bar x = \underbrace{J_{\mathrm{shortcut}}^\top \bar s}_{\text{shortcut path}}
                   + \underbrace{J_{\mathcal F}^\top \bar s}_{\text{residual branch}}
 
 For an identity shortcut the first term is :math:`\bar s` itself: the gradient skips the block
-unchanged. This is the paper's argument in one line, and the split measures both terms.
+unchanged. This is the paper's argument in one line, and the split measures both terms. Where a
+block changes the shape, the shortcut subsamples and zero-pads (option A) or projects (B, C), and
+the first term is that op's backward of :math:`\bar s`; the rows keep the name ``identity_norm``
+for it, and the plot calls it the shortcut.
 
 How it is measured (no second backward, no approximation). During the forward pass, hooks
 capture each block's input :math:`x` (a pre-hook on the block) and its branch output
@@ -159,12 +162,12 @@ class SkipPathSplit:
 
 
 def plot_skip_split(rows, ax=None, title: str = "gradient reaching each block's input"):
-    """Identity-path and branch norms per block (log scale). Returns the matplotlib Axes."""
+    """Shortcut-path (``identity_norm``) and branch norms per block (log scale). Returns the matplotlib Axes."""
     import matplotlib.pyplot as plt
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4))
     index = np.array([r["index"] + 1 for r in rows])
-    for key, label, marker in (("identity_norm", "through the identity path", "o"),
+    for key, label, marker in (("identity_norm", "through the shortcut", "o"),
                                ("branch_norm", "through the residual branch", "s"),
                                ("total_norm", "total (sum of both)", "")):
         plot_log_curve(ax, index, [r[key] for r in rows], label, "block", marker=marker or None,
