@@ -877,6 +877,8 @@ def test_the_degradation_noise_and_the_earlier_runs_spans_follow_from_the_pages_
     gaps = [float(g) for _, _, g in matrix]
     assert len(gaps) == 3
     noise = " ".join(degradation.NOISE.split())
+    quick = degradation.QUICK                                           # the settings those runs used
+    assert f"from the quick settings (width {quick['width']}, {quick['iterations']:,} iterations)" in noise
     assert f"ranged from {min(resnet):+.1f} to {max(resnet):+.1f} points over seeds 0-2 and three builds" in noise
     assert (f"from {min(gaps):+.1f} to {max(gaps):+.1f} (sd {np.std(gaps, ddof=1):.1f}) on the 2026-12-03 machine"
             in noise)

@@ -48,10 +48,11 @@ QUICK = dict(depths=(20, 56), width=4, iterations=1_000, batch_size=64, lr=0.1, 
 FULL = dict(depths=(20, 32, 44, 56), width=16, iterations=64_000, batch_size=128, lr=0.1, warmup=0, n_train=None,
             n_test=None, eval_every=1_000)
 TOLERANCE = 5.0  # percentage points of training error; differences below are within seed-to-seed noise
-NOISE = (f"one seed per run, so a stated tolerance of {TOLERANCE:g} points of training error: ResNet-56 minus "
-         "ResNet-20 ranged from -5.2 to +4.0 points over seeds 0-2 and three builds of the CPU kernels (2026-11-27), "
-         "and from -10.3 to +4.3 (sd 7.3) on the 2026-12-03 machine: a single seed's verdict on the ResNet claim "
-         "is weak")
+NOISE = (f"one seed per run, so a stated tolerance of {TOLERANCE:g} points of training error, from the quick "
+         "settings (width 4, 1,000 iterations): there ResNet-56 minus ResNet-20 ranged from -5.2 to +4.0 points over "
+         "seeds 0-2 and three builds of the CPU kernels (2026-11-27), and from -10.3 to +4.3 (sd 7.3) on the "
+         "2026-12-03 machine; at other settings the noise was not measured, and a single seed's verdict on the "
+         "ResNet claim is weak")
 
 
 def run(data, settings: dict, seed: int = 0, progress: bool = True, workers: int | None = None,
