@@ -88,16 +88,17 @@ def test_a_gpu_index_the_machine_lacks_is_refused_with_its_count(monkeypatch, sp
 @pytest.mark.parametrize("name, module, extra", [("numba", "numba", "numba"), ("numba-cuda", "numba_cuda", "gpu")])
 def test_an_implementation_whose_package_is_missing_names_the_extra(monkeypatch, name, module, extra):
     """conv2d(..., impl='numba-cuda') without numba-cuda said only 'no implementation'; it now says what to install.
-    Where the package is there, the name is simply not an implementation of that op: no install hint."""
+    Where the package is there, the name is simply not an implementation of that op (sgd has no Numba or
+    GPU kernel): no install hint."""
     import importlib.util
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == module else real_find_spec(m, *a))
-    for call in (lambda: backend.use("relu", name), lambda: backend.lookup("relu", np.zeros(1), impl=name)):
-        with pytest.raises(ValueError, match=rf"relu: no implementation '{name}'.*needs {module} "
+    for call in (lambda: backend.use("sgd", name), lambda: backend.lookup("sgd", np.zeros(1), impl=name)):
+        with pytest.raises(ValueError, match=rf"sgd: no implementation '{name}'.*needs {module} "
                                              rf"\(pip install 'minires\[{extra}\]'\)"):
             call()
     monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
     if real_find_spec(module) is not None:
         with pytest.raises(ValueError) as refusal:
-            backend.use("relu", name)
+            backend.use("sgd", name)
         assert "pip install" not in str(refusal.value)
