@@ -87,6 +87,7 @@ def test_resume_accepts_the_saved_values_and_a_longer_run(saved_run, capsys):
     ["experiment", "gradnorms", "--batch-size", "0"], ["experiment", "responses", "--warmup", "-1"],
     ["experiment", "lesion", "--seed", "-1"], ["experiment", "shortcuts", "--n-test", "0"],
     ["experiment", "degradation", "--eval-every", "0"], ["experiment", "degradation", "--workers", "0"],
+    ["gradcheck", "--seed", "-1" + "0" * 400], ["train", "--epochs", "-1" + "0" * 400],   # past a float's range
 ])
 def test_other_commands_check_their_numbers_too(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -94,6 +95,14 @@ def test_other_commands_check_their_numbers_too(argv, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("minires: error: ") and re.search("is not a (positive|non-negative) integer", err), err
+
+
+def test_integers_past_a_floats_range_are_integers():
+    """A huge integer is checked as an integer, not turned into a float (OverflowError, a traceback)."""
+    from minires.checks import non_negative_int, positive_int
+    huge = "1" + "0" * 400
+    assert positive_int(huge) == int(huge) and non_negative_int(huge) == int(huge)
+    assert positive_int.holds(int(huge)) and not positive_int.holds(-int(huge))
 
 
 @pytest.mark.parametrize("argv, message", [
