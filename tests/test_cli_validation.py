@@ -1,5 +1,7 @@
 """The command line: bad values refused by argparse in one line (exit 2), run-time errors in one line
 (exit 1, the traceback with --debug), and ``--resume`` never silently ignoring a changed setting."""
+import argparse
+import importlib
 import re
 import subprocess
 import sys
@@ -7,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from minires import backend, checkpoint as ckpt
+from minires import backend, checkpoint as ckpt, cli
 from minires.cli import main
 
 BAD_TRAIN_VALUES = [
@@ -129,3 +131,37 @@ def test_output_into_a_reader_that_has_gone_ends_quietly(argv):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
     child.stdout.close()
     assert child.stderr.read() == b"" and child.wait(timeout=120) == 1
+
+
+def _option_strings(parser) -> set:
+    """Every option of ``parser`` and of its sub-commands (``course build``, ``bench cpu``)."""
+    found = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
+def _command_parser(command: str):
+    parser = cli._Parser(prog=f"minires {command}", conflict_handler="resolve")
+    importlib.import_module(cli.COMMANDS[command][0]).add_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize("name", ["degradation", "gradnorms", "responses", "lesion", "shortcuts"])
+def test_every_option_an_experiments_help_names_exists(name):
+    """``minires experiment NAME --help`` prints the experiment's docstring: each ``--option`` it tells the
+    reader to use (``--full``, ``--depths 20,32,44,56``) must be one the command takes."""
+    from minires.experiments import describe
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", describe(name)))
+    assert named and not named - _option_strings(_command_parser("experiment"))
+
+
+def test_full_is_the_default_mode(capsys):
+    parser = _command_parser("experiment")
+    assert parser.parse_args(["degradation"]).mode == parser.parse_args(["degradation", "--full"]).mode == "full"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["degradation", "--full", "--quick"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -93,11 +93,12 @@ def describe(name: str) -> str:
     module = get(name)
     modes = modes_of(module)
     width = max(map(len, module.QUICK))
-    header = "".join(f"  {'--' + mode if mode != 'full' else mode:>16}" for mode in modes)
+    header = "".join(f"  {'--' + mode:>16}" for mode in modes)
+    flags = [f"--{mode}" + (" (the default)" if mode == "full" else "") for mode in modes]
     rows = [f"  {key:<{width}}" + "".join(f"  {_setting(settings[key]):>16}" for settings in modes.values())
             for key in module.QUICK]
     return "\n".join([f"minires experiment {name}", "", inspect.cleandoc(module.__doc__), "",
-                      f"Settings ({', '.join('--' + m for m in modes if m != 'full')}, or the full ones by default; "
+                      f"Settings ({', '.join(flags[:-1])} or {flags[-1]}; "
                       "each can be overridden below):", f"  {'setting':<{width}}{header}", *rows, ""])
 
 
@@ -129,6 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--standard", dest="mode", action="store_const", const="standard",
                        help="the standard settings, where an experiment has them (responses: 8-11 minutes on an idle "
                             "2-core CPU)")
+    modes.add_argument("--full", dest="mode", action="store_const", const="full",
+                       help="the full settings, the paper's (the default; days on a CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
