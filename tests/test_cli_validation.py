@@ -165,3 +165,14 @@ def test_full_is_the_default_mode(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["degradation", "--full", "--quick"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_combine_refuses_the_options_it_would_ignore(tmp_path, capsys):
+    """``--combine`` trains nothing: a mode, dataset, worker count or setting given with it is refused, not
+    silently dropped (the combined runs keep their own), and nothing is written."""
+    runs = [str(Path(__file__).parents[1] / "results" / "degradation" / f"quick-seed{seed}") for seed in (0, 1)]
+    argv = ["experiment", "degradation", "--combine", *runs, "--out", str(tmp_path / "combined")]
+    assert main([*argv, "--quick", "--data", "mnist", "--depths", "20,32", "--workers", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--quick, --data, --workers, --depths would have no effect; leave them out" in err
+    assert not (tmp_path / "combined").exists()

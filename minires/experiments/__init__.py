@@ -144,7 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "reused, so an interrupted run resumes")
     seeds.add_argument("--combine", nargs="+", metavar="RUN",
                        help="run nothing: judge the claims over these run folders of NAME (distinct seeds, same "
-                            "settings) and write OUT/seeds.md and seeds.json")
+                            "settings) and write OUT/seeds.md and seeds.json; it takes no mode, --data, --workers or "
+                            "setting (the runs' own are used)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="nets trained at once, one process and one BLAS thread each (default: the number of "
@@ -275,6 +276,8 @@ def interrupted(args) -> str | None:
 def run(args) -> int:
     global _kept
     _kept = None
+    if args.combine:
+        check_combine_options(args)
     if args.combine or args.seeds:
         code = run_seeds(args)
     else:
@@ -286,6 +289,19 @@ def run(args) -> int:
         print(f"minires: stdout was closed before the end (a reader such as head stopped early); the run went on "
               f"and wrote everything to {args.out or f'runs/{args.name}'}", file=sys.stderr)
     return code
+
+
+def check_combine_options(args) -> None:
+    """Refuse the options ``--combine`` would ignore: it trains nothing, and judges the runs with the mode,
+    data and settings they were made with."""
+    given = [f"--{args.mode}"] if args.mode != "full" else []
+    given += ["--data"] * (args.data != "synthetic") + ["--data-dir"] * (args.data_dir is not None)
+    given += ["--workers"] * (args.workers is not None)
+    given += [f"--{key.replace('_', '-')}" for key in OVERRIDES if getattr(args, key) is not None]
+    if given:
+        raise ValueError(f"--combine trains nothing: it judges the runs with the mode, data and settings they "
+                         f"were made with, so {', '.join(given)} would have no effect; leave "
+                         f"{'them' if len(given) > 1 else 'it'} out")
 
 
 def run_one(args, seed: int, out) -> tuple[dict, RunFolder]:
