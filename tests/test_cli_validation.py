@@ -176,3 +176,12 @@ def test_combine_refuses_the_options_it_would_ignore(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--quick, --data, --workers, --depths would have no effect; leave them out" in err
     assert not (tmp_path / "combined").exists()
+
+
+def test_shortcuts_refuses_more_workers_than_it_uses(tmp_path, capsys):
+    """shortcuts times its nets, so it trains them one at a time: ``--workers 2`` is refused before anything
+    trains, not silently run as 1; ``--workers 1`` is what it does anyway."""
+    out = tmp_path / "run"
+    assert main(["experiment", "shortcuts", "--quick", "--workers", "2", "--out", str(out)]) == 1
+    assert "--workers 2: shortcuts trains at most 1 net(s) at once" in capsys.readouterr().err
+    assert not out.exists()

@@ -149,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="nets trained at once, one process and one BLAS thread each (default: the number of "
-                             "cores; shortcuts: one at a time, whatever this says, as its time per iteration is a result)")
+                             "cores; shortcuts: one at a time, as its time per iteration is a result, and more is refused)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
     overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2 (lesion, shortcuts)")
@@ -183,6 +183,10 @@ def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data
     """
     module = get(name)
     settings = choose_settings(modes_of(module), mode, overrides)
+    most = getattr(module, "MAX_WORKERS", None)
+    if workers is not None and most is not None and workers > most:
+        raise ValueError(f"--workers {workers}: {name} trains at most {most} net(s) at once (it times them, and "
+                         "nets sharing the cores would skew the times); leave out --workers")
     check_data_options(data, data_dir)
     path = Path(out or f"runs/{name}")
     check_run_folder(path)
