@@ -185,3 +185,17 @@ def test_shortcuts_refuses_more_workers_than_it_uses(tmp_path, capsys):
     assert main(["experiment", "shortcuts", "--quick", "--workers", "2", "--out", str(out)]) == 1
     assert "--workers 2: shortcuts trains at most 1 net(s) at once" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["course", "build", "--debug"], ["course", "--debug", "build"],
+                                  ["--debug", "course", "build"]])
+def test_debug_may_follow_a_commands_action(argv, tmp_path, capsys):
+    """``--debug`` (before or after the command, as ``minires --help`` and each command's help list it) also
+    after an action such as ``course build``, whose help lists it too."""
+    source = ["--out", str(tmp_path / "student"), "--source", str(tmp_path / "none")]
+    assert main([*argv, *source]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "FileNotFoundError: no numbered notebooks" in err
+    with pytest.raises(SystemExit):
+        main(["course", "build", "--help"])
+    assert "--debug" in capsys.readouterr().out
