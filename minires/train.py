@@ -765,16 +765,28 @@ def _wrong(logits, y) -> int:
     return int((backend.to_device(logits.data.argmax(axis=1), "cpu") != y).sum())
 
 
+DATE_TIME = "%Y%m%d-%H%M%S"   # the end of a default run folder's name: its names sort as their times do
+
+
 def default_out(cfg: Config) -> str:
     """``runs/MODEL-DATA-DATE-TIME``."""
-    return f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"runs/{cfg.model}-{cfg.data}-{time.strftime(DATE_TIME)}"
 
 
 def latest_run(model: str, data: str) -> str:
-    """The newest ``runs/MODEL-DATA-*`` folder (what ``--resume`` without ``--out`` continues)."""
-    runs = sorted(Path("runs").glob(f"{model}-{data}-*"))
+    """The newest ``runs/MODEL-DATA-DATE-TIME`` folder, as :func:`default_out` names them (what ``--resume``
+    without ``--out`` continues); a folder named otherwise (``--out runs/MODEL-DATA-mine``) is not in the
+    running, as its name says nothing of its time."""
+    def dated(path: Path) -> bool:
+        try:
+            time.strptime(path.name[len(f"{model}-{data}-"):], DATE_TIME)
+        except ValueError:
+            return False
+        return path.is_dir()
+    runs = sorted(filter(dated, Path("runs").glob(f"{model}-{data}-*")))
     if not runs:
-        raise FileNotFoundError(f"--resume: no runs/{model}-{data}-* folder here; pass --out RUN_FOLDER")
+        raise FileNotFoundError(f"--resume: no runs/{model}-{data}-DATE-TIME folder here (the newest one is "
+                                "continued without --out, by --model and --data); pass --out RUN_FOLDER")
     return str(runs[-1])
 
 
@@ -899,7 +911,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder (default runs/MODEL-DATA-DATE-TIME): a new run needs one that is missing, "
                              "empty or a minires run's")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out (default: the newest one); settings given must match the "
+                        help="continue the run in --out (default: the newest runs/MODEL-DATA-DATE-TIME of --model "
+                             "and --data, or their defaults); settings given must match the "
                              "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir, "
                              "--download, --dist-backend; a finished run trains only with a larger --epochs")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,

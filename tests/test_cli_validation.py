@@ -199,3 +199,18 @@ def test_debug_may_follow_a_commands_action(argv, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["course", "build", "--help"])
     assert "--debug" in capsys.readouterr().out
+
+
+def test_resume_without_out_continues_the_newest_dated_run_of_model_and_data(tmp_path, monkeypatch, capsys):
+    """``--resume`` without ``--out`` (its help: the newest runs/MODEL-DATA-DATE-TIME of --model and --data):
+    a folder named by hand is not taken for the newest because its name sorts last."""
+    monkeypatch.chdir(tmp_path)
+    with backend.using("conv2d", "numpy"):
+        assert main(["train", *TINY, "--epochs", "1"]) == 0
+        (run,) = (tmp_path / "runs").iterdir()
+        (tmp_path / "runs" / "resnet8-synthetic-mine").mkdir()
+        capsys.readouterr()
+        assert main(["train", "--resume", "--epochs", "2", "--no-progress"]) == 1        # not --model resnet8's
+        assert "no runs/resnet20-synthetic-DATE-TIME folder here" in capsys.readouterr().err
+        assert main(["train", "--resume", "--model", "resnet8", "--epochs", "2", "--no-progress"]) == 0
+    assert ckpt.load_checkpoint(run)["epoch"] == 2
