@@ -144,7 +144,8 @@ def add_arguments(parser) -> None:
                         help=f"one of: {', '.join(list_models())}, or any CIFAR depth 6n+2 as resnetN / plainN "
                              "(as minires train builds them)")
     parser.add_argument("--input-shape", type=positive_int, nargs=3, metavar=("C", "H", "W"),
-                        help="input shape C H W (default: the model's, 3 32 32 for CIFAR, 3 224 224 for ImageNet)")
+                        help="input shape C H W; the model is built for C channels (default: the model's, 3 32 32 for "
+                             "CIFAR, 3 224 224 for ImageNet)")
     parser.add_argument("--num-classes", type=positive_int, help="classes of the final layer (default: the model's)")
     parser.add_argument("--compute", action="store_true", help="run the real ops instead of shape inference")
     parser.add_argument("--totals", action="store_true", help="print only the totals, not every layer")
@@ -163,6 +164,8 @@ def _model_name(text: str) -> str:
 def run(args) -> int:
     from .train import build_model
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    if args.input_shape is not None:
+        options["in_channels"] = args.input_shape[0]       # MNIST's 1 channel, as minires train builds it
     result = summary(build_model(args.model, **options), args.input_shape, compute=args.compute, name=args.model)
     text = str(result)
     print("\n".join(text.splitlines()[-2:]) if args.totals else text)

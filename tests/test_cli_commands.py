@@ -160,3 +160,12 @@ def test_the_sigterm_handler_is_the_callers_again_after_a_command(capsys):
     assert cli.main(["summary", "resnet20"]) == 0
     assert signal.getsignal(signal.SIGTERM) is before
     capsys.readouterr()
+
+
+def test_summary_builds_the_model_for_the_input_shapes_channels(capsys):
+    """``--input-shape 1 28 28`` (MNIST, as ``minires train --data mnist`` builds the net) summarises a net
+    whose first conv takes one channel, instead of failing on the 3-channel net."""
+    from minires.train import build_model
+    assert cli.main(["summary", "resnet8", "--input-shape", "1", "28", "28", "--totals"]) == 0
+    parameters = sum(p.numpy().size for p in build_model("resnet8", in_channels=1).parameters())
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
