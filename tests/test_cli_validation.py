@@ -214,3 +214,27 @@ def test_resume_without_out_continues_the_newest_dated_run_of_model_and_data(tmp
         assert "no runs/resnet20-synthetic-DATE-TIME folder here" in capsys.readouterr().err
         assert main(["train", "--resume", "--model", "resnet8", "--epochs", "2", "--no-progress"]) == 0
     assert ckpt.load_checkpoint(run)["epoch"] == 2
+
+
+def _options(parser, prog):
+    """``(prog, action)`` for every option of ``parser`` and of its actions' parsers."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{prog} {name}")
+        else:
+            yield prog, action
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_every_help_states_each_default_that_applies(command):
+    """An option whose value is used when it is left out says so in its help, with that value (each item of a
+    list): ``bench cpu --repeat`` timed 10 runs without a word of it."""
+    for prog, action in _options(_command_parser(command), f"minires {command}"):
+        default = action.default
+        if (default is None or default is argparse.SUPPRESS or isinstance(default, bool) or action.nargs == 0
+                or action.help is None):
+            continue                                 # flags, and options whose absence is described in words
+        text = " ".join((action.help % {**vars(action), "prog": prog}).split())
+        values = default if isinstance(default, list) else [default]
+        assert "default" in text and all(str(v) in text for v in values), f"{prog} {action.option_strings}: {text}"

@@ -70,26 +70,27 @@ MEMORY_HEADERS = ["memory", "case", "minires MiB", "torch MiB", "x torch"]
 
 def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=positive_int, default=128, help="batch size of the conv and step rows (default 128)")
-    parser.add_argument("--repeat", type=positive_int, default=10, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (Numba compilation, caches)")
+    parser.add_argument("--repeat", type=positive_int, default=10, help="timed runs per measurement; the median is shown (default 10)")
+    parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (Numba compilation, caches; default 2)")
     parser.add_argument("--models", nargs="+", type=cifar_resnet_name, default=["resnet20", "resnet56"],
-                        help=f"CIFAR ResNets to time ({', '.join(CIFAR_RESNETS)})")
+                        help=f"CIFAR ResNets to time ({', '.join(CIFAR_RESNETS)}; default resnet20 resnet56)")
     parser.add_argument("--impls", nargs="+", type=cpu_conv_impl,
                         help="conv2d implementations (default: the fast CPU ones)")
-    parser.add_argument("--threads", type=positive_int, default=os.cpu_count(), help="threads for every library")
+    parser.add_argument("--threads", type=positive_int, default=os.cpu_count(),
+                        help=f"threads for every library (default: every core, here {os.cpu_count()})")
     parser.add_argument("--batches", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256],
-                        help="batch sizes of the scaling rows (ResNet-20)")
+                        help="batch sizes of the scaling rows (ResNet-20; default 16 32 64 128 256)")
     parser.add_argument("--depths", nargs="+", type=cifar_resnet_depth, default=[20, 56, 110],
-                        help="ResNet depths of the scaling rows (at --batch)")
-    parser.add_argument("--scaling-repeat", type=positive_int, default=3, help="timed runs per scaling point")
+                        help="ResNet depths of the scaling rows (at --batch; default 20 56 110)")
+    parser.add_argument("--scaling-repeat", type=positive_int, default=3, help="timed runs per scaling point (default 3)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or the process's CPU time (steadier on a shared machine)")
+                        help="wall clock (the default), or the process's CPU time (steadier on a shared machine)")
     parser.add_argument("--override-batch", type=positive_int, default=32,
                         help=f"batch of the conv timing with and without {' / '.join(blas.OVERRIDES)}, "
                              "when they are set (default 32)")
     parser.add_argument("--override-pairs", type=positive_int, default=3,
                         help="fresh processes with and without the OpenBLAS overrides, alternating (default 3)")
-    parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
+    parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot (default results/cpu)")
     parser.add_argument("--tiny", action="store_true",
                         help=f"toy sizes, one run each: checks the machinery (sets {', '.join(_flags(TINY))} itself)")
     DEFAULTS.update(vars(parser.parse_args([])))
