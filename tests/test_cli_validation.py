@@ -238,3 +238,18 @@ def test_every_help_states_each_default_that_applies(command):
         text = " ".join((action.help % {**vars(action), "prog": prog}).split())
         values = default if isinstance(default, list) else [default]
         assert "default" in text and all(str(v) in text for v in values), f"{prog} {action.option_strings}: {text}"
+
+
+def test_each_settings_help_names_the_experiments_that_have_it(tmp_path, capsys):
+    """``--weight-decay`` is a setting of responses alone: its help says so (from the experiments' settings),
+    and given to another experiment it is refused naming the option, before anything runs."""
+    from minires.experiments import EXPERIMENTS, OVERRIDES, get
+    parser = _command_parser("experiment")
+    for key in OVERRIDES:
+        text = " ".join(next(a.help for a in parser._actions if a.dest == key).split())
+        takers = [name for name in EXPERIMENTS if key in get(name).QUICK]
+        assert text.endswith(f"; only {', '.join(takers)}") if len(takers) < len(EXPERIMENTS) else "only" not in text
+    out = tmp_path / "run"
+    assert main(["experiment", "degradation", "--quick", "--weight-decay", "1e-3", "--out", str(out)]) == 1
+    assert "degradation has no setting --weight-decay (only responses): leave it out" in capsys.readouterr().err
+    assert not out.exists()

@@ -152,17 +152,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cores; shortcuts: one at a time, as its time per iteration is a result, and more is refused)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
-    overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2 (lesion, shortcuts)")
+    overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2")
     overrides.add_argument("--width", type=positive_int, help="channels of the first stage (the paper: 16)")
     overrides.add_argument("--iterations", type=positive_int, help="SGD iterations per network")
-    overrides.add_argument("--batch-size", type=positive_int)
+    overrides.add_argument("--batch-size", type=positive_int, help="images per SGD step")
     overrides.add_argument("--lr", type=positive_float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
-    overrides.add_argument("--lr-no-bn", type=positive_float, help="gradnorms: --lr of the nets without BN")
+    overrides.add_argument("--lr-no-bn", type=positive_float, help="--lr of the nets without BN")
     overrides.add_argument("--warmup", type=non_negative_int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     overrides.add_argument("--weight-decay", type=non_negative_float, help="L2 weight decay (the paper: 1e-4)")
     overrides.add_argument("--n-train", type=positive_int, help="training images to use (synthetic: to generate)")
     overrides.add_argument("--n-test", type=positive_int, help="test images to use")
     overrides.add_argument("--eval-every", type=positive_int, help="iterations between test evaluations")
+    for action in overrides._group_actions:        # which experiments take each, from their settings
+        takers = experiments_with(action.dest)
+        if len(takers) < len(EXPERIMENTS):
+            action.help += f"; only {', '.join(takers)}"
+
+
+def experiments_with(setting: str) -> list[str]:
+    """The experiments that have ``setting`` (a key of their settings, such as ``eval_every``)."""
+    return [name for name in EXPERIMENTS if setting in get(name).QUICK]
+
+
+def check_overrides(name: str, overrides: dict) -> None:
+    """Refuse, naming the options, settings given on the command line that experiment ``name`` does not have."""
+    unknown = [key for key, value in overrides.items() if value is not None and key not in get(name).QUICK]
+    if unknown:
+        flags = [f"--{key.replace('_', '-')} (only {', '.join(experiments_with(key))})" for key in unknown]
+        raise ValueError(f"{name} has no setting {', '.join(flags)}: leave {'them' if len(unknown) > 1 else 'it'} "
+                         f"out (minires experiment {name} --help lists its settings)")
 
 
 OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "lr_no_bn", "warmup", "weight_decay",
@@ -282,6 +300,8 @@ def run(args) -> int:
     _kept = None
     if args.combine:
         check_combine_options(args)
+    else:
+        check_overrides(args.name, {key: getattr(args, key) for key in OVERRIDES})
     if args.combine or args.seeds:
         code = run_seeds(args)
     else:
