@@ -902,7 +902,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs at which the rate is divided by 10, each below --epochs (default: 50%% and 75%% "
                              "of --epochs)")
     parser.add_argument("--warmup", type=non_negative_int,
-                        help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
+                        help=f"first iterations at a tenth of --lr (default {d.warmup}; the paper's ResNet-110: 400)")
     parser.add_argument("--paper", action="store_true", default=None,
                         help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (so it takes "
                              "no --epochs or --milestones); the paper's ResNet-110 adds --warmup 400")
@@ -925,8 +925,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto (default) picks by --device")
     parser.add_argument("--sync-bn", action="store_true", default=None,
                         help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
-    parser.add_argument("--train-size", type=positive_int, help="synthetic: images to generate; else use the first N")
-    parser.add_argument("--test-size", type=positive_int, help="as --train-size, for the held-out split")
+    sizes = Synthetic.DEFAULT_SIZES
+    parser.add_argument("--train-size", type=positive_int,
+                        help=f"synthetic: images to generate (default {sizes[True]:,}); else use the first N (default all)")
+    parser.add_argument("--test-size", type=positive_int,
+                        help=f"as --train-size, for the held-out split (default {sizes[False]:,} synthetic, else all)")
     parser.add_argument("--nan-policy", choices=NAN_POLICIES,
                         help="when the loss, a gradient, a weight or a BatchNorm statistic is NaN/Inf: stop "
                              "(default; names the iteration and the last good checkpoint; a NaN held-out loss stops "

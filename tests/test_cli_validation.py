@@ -253,3 +253,17 @@ def test_each_settings_help_names_the_experiments_that_have_it(tmp_path, capsys)
     assert main(["experiment", "degradation", "--quick", "--weight-decay", "1e-3", "--out", str(out)]) == 1
     assert "degradation has no setting --weight-decay (only responses): leave it out" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_help_states_each_default_that_applies():
+    """``minires train``'s options default to None (so that ``--resume`` sees what was given): the defaults that
+    apply are :class:`Config`'s, and each option's help states its own (``--warmup`` said nothing of its 0)."""
+    import dataclasses
+    from minires.train import Config
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    for prog, action in _options(_command_parser("train"), "minires train"):
+        if action.dest not in defaults or isinstance(defaults[action.dest], bool):
+            continue
+        text = " ".join(action.help.replace("%%", "%").split())
+        value = defaults[action.dest]
+        assert "default" in text and (value is None or str(value) in text), f"{action.option_strings}: {text}"
