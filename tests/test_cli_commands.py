@@ -169,3 +169,13 @@ def test_summary_builds_the_model_for_the_input_shapes_channels(capsys):
     assert cli.main(["summary", "resnet8", "--input-shape", "1", "28", "28", "--totals"]) == 0
     parameters = sum(p.numpy().size for p in build_model("resnet8", in_channels=1).parameters())
     assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
+
+
+def test_bench_gpu_report_folder_that_is_a_file_fails_at_once(tmp_path, monkeypatch, capsys):
+    """``bench gpu --out`` is checked as ``bench cpu``'s is, by the same rule, before the tests and timings."""
+    from minires.bench import gpu
+    monkeypatch.setattr(gpu.backend, "cuda_available", lambda: True)
+    monkeypatch.setattr(gpu, "run_gpu_tests", lambda log: pytest.fail("ran the tests before checking --out"))
+    (tmp_path / "afile").write_text("")
+    assert cli.main(["bench", "gpu", "--out", str(tmp_path / "afile")]) == 1
+    assert "--out " + str(tmp_path / "afile") + ": exists and is not a folder" in capsys.readouterr().err

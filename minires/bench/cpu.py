@@ -56,7 +56,7 @@ from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
-from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, ratio_verdict, step_rows
+from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, ratio_verdict, report_folder, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
@@ -97,7 +97,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    out = _report_folder(args.out)
+    out = report_folder(args.out)
     if args.tiny:
         given = [name for name in TINY if getattr(args, name) != DEFAULTS.get(name)]
         if given:
@@ -148,15 +148,6 @@ def _judged(ratio) -> str:
 def _flags(names) -> list[str]:
     """Option names as typed: ``scaling_repeat`` -> ``--scaling-repeat``."""
     return [f"--{name.replace('_', '-')}" for name in names]
-
-
-def _report_folder(path: str) -> Path:
-    """``--out``, made now (before minutes of measurements) so that a bad path fails at once."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {path}: exists and is not a folder; choose a folder for the report")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def cifar_resnet_depth(text: str) -> int:

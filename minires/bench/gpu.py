@@ -31,7 +31,7 @@ from .. import __version__, backend
 from ..checks import non_negative_int, positive_int
 from . import reference
 from .cost import cifar_resnet_convs
-from .suite import HEADERS, cifar_resnet_name, conv_rows, ratio_verdict, step_rows
+from .suite import HEADERS, cifar_resnet_name, conv_rows, ratio_verdict, report_folder, step_rows
 from .table import format_table
 
 TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_gpu.py"
@@ -52,8 +52,7 @@ def run(args) -> int:
         print("minires bench gpu: no usable GPU (CuPy missing or no CUDA device); install the extra with "
               "pip install -e '.[gpu]' on a machine with an NVIDIA GPU", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(args.out)
     stem = f"{datetime.date.today().isoformat()}-{_slug(_card_name())}"
     tests_passed, test_summary = (True, "not run (--skip-tests)") if args.skip_tests else \
         run_gpu_tests(out / f"{stem}-tests.log")
