@@ -112,6 +112,7 @@ def test_integers_past_a_floats_range_are_integers():
     (["bench", "gpu", "--models", "resnet18"], "'resnet18' is not a CIFAR ResNet"),   # not PyTorch's CIFAR ResNet-14
     (["bench", "cpu", "--models", "resnet18"], "'resnet18' is not a CIFAR ResNet"),
     (["course", "book", "--out", "book", "--timeout", "0"], "is not a positive integer"),
+    (["course", "book", "--out", "book", "--source", " "], "argument --source: an empty folder name"),  # as build's
     (["experiment", "degradation", "--depths", "20,-56"], "expected comma-separated positive integers"),
 ])
 def test_experiment_settings_are_checked(argv, message, capsys):
@@ -199,6 +200,18 @@ def test_debug_may_follow_a_commands_action(argv, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["course", "build", "--help"])
     assert "--debug" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["build", "grade", "book"])
+def test_each_course_actions_help_says_what_it_does(action, capsys):
+    """``minires course build --help`` starts with what ``minires course --help`` says of it, as ``bench cpu``'s."""
+    with pytest.raises(SystemExit):
+        main(["course", "--help"])
+    line = next(line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()
+                if line.strip().startswith(action + " "))
+    with pytest.raises(SystemExit):
+        main(["course", action, "--help"])
+    assert " ".join(capsys.readouterr().out.split("\n\n")[1].split()).startswith(line.strip())
 
 
 def test_resume_without_out_continues_the_newest_dated_run_of_model_and_data(tmp_path, monkeypatch, capsys):
