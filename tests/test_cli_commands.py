@@ -137,6 +137,15 @@ def test_bench_tiny_refuses_the_sizes_it_would_replace(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []                       # nothing measured, nothing written
 
 
+
+def test_bench_tiny_refuses_a_size_given_at_its_default(tmp_path, capsys):
+    """``--tiny --repeat 10``: 10 is --repeat's default, but it was asked for, so it is refused, not run as 1."""
+    assert cli.main(["bench", "cpu", "--tiny", "--repeat", "10", "--models", "resnet20", "resnet56",
+                     "--out", str(tmp_path)]) == 1
+    assert "--tiny sets --repeat, --models itself; drop them or drop --tiny" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bench_report_folder_that_is_a_file_fails_at_once(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     start = time.perf_counter()
