@@ -910,11 +910,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="run folder (default runs/MODEL-DATA-DATE-TIME): a new run needs one that is missing, "
                              "empty or a minires run's")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out (default: the newest runs/MODEL-DATA-DATE-TIME of --model "
-                             "and --data, or their defaults); settings given must match the "
-                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir, "
-                             "--download, --dist-backend; a finished run trains only with a larger --epochs")
+    resume = parser.add_argument("--resume", action="store_true")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="pad-and-crop (and flip) training images (default: on)")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
@@ -937,6 +933,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "skipped_steps), or continue (a warning at the first such step of each epoch; "
                              "counted as non_finite_steps); a run that ends with NaN/Inf exits with an error")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    may_change = [a.option_strings[-1] for a in parser._actions if a.dest in RESUMABLE and a.dest != "epochs"]
+    resume.help = ("continue the run in --out (default: the newest runs/MODEL-DATA-DATE-TIME of --model and --data, "
+                   "or their defaults); settings given must match the saved run's, except --epochs (a larger "
+                   f"total), {', '.join(may_change)}; a finished run trains only with a larger --epochs")
 
 
 def run(args) -> int:

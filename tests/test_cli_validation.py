@@ -280,3 +280,13 @@ def test_train_help_states_each_default_that_applies():
         text = " ".join(action.help.replace("%%", "%").split())
         value = defaults[action.dest]
         assert "default" in text and (value is None or str(value) in text), f"{action.option_strings}: {text}"
+
+
+def test_resume_help_names_the_settings_a_resume_may_change():
+    """The options ``--resume``'s help says may differ from the saved run are those of ``RESUMABLE`` (``--no-progress``
+    may change too, though the list left it out)."""
+    from minires.train import RESUMABLE
+    parser = _command_parser("train")
+    text = " ".join(next(a.help for a in parser._actions if a.dest == "resume").split())
+    listed = re.search(r"except (.*); a finished run", text)[1].replace(" (a larger total)", "").split(", ")
+    assert sorted(listed) == sorted(a.option_strings[-1] for a in parser._actions if a.dest in RESUMABLE)
