@@ -290,3 +290,10 @@ def test_resume_help_names_the_settings_a_resume_may_change():
     text = " ".join(next(a.help for a in parser._actions if a.dest == "resume").split())
     listed = re.search(r"except (.*); a finished run", text)[1].replace(" (a larger total)", "").split(", ")
     assert sorted(listed) == sorted(a.option_strings[-1] for a in parser._actions if a.dest in RESUMABLE)
+
+
+def test_experiment_on_files_without_data_dir_is_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["experiment", "lesion", "--quick", "--data", "mnist", "--out", str(out)]) == 1
+    assert "--data mnist needs --data-dir" in capsys.readouterr().err
+    assert not out.exists()                   # it left an empty run folder behind

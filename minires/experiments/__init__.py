@@ -39,7 +39,7 @@ from ..checks import non_negative_float, non_negative_int, positive_float, posit
 from ..models import is_cifar_depth
 from ..train import data_option_problem
 from . import common
-from .common import (DATASETS, PARTIAL, NetLedger, RunFolder, check_depth, choose_settings, differences, environment,
+from .common import (PARTIAL, NetLedger, RunFolder, check_depth, choose_settings, differences, environment,
                      load_data, modes_of, say)
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
@@ -134,7 +134,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the full settings, the paper's (the default; days on a CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
-    parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
+    parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files (needed with --data mnist or "
+                                           "cifar10, and only then)")
     parser.add_argument("--out", help="run folder for results.json, summary.md and the PNGs (default: runs/NAME)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and data order (default 0)")
@@ -251,9 +252,9 @@ def _cut_short(error: BaseException, kept: str) -> None:
 
 
 def check_data_options(data: str, data_dir) -> None:
-    """Refuse a data option that would be ignored: ``data_dir`` with the embedded synthetic data."""
-    if data not in DATASETS:
-        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+    """Refuse a data option that would be ignored (``data_dir`` with the embedded synthetic data) or that is
+    missing (no ``data_dir`` for files), before the run folder is made."""
+    common.check_dataset(data, data_dir)
     problem = data_option_problem(data, {} if data_dir is None else {"data_dir": data_dir})
     if problem:
         raise ValueError(problem)

@@ -353,13 +353,18 @@ class ExperimentData:
         return f"{self.name}: {len(self.train)} training / {len(self.test)} test images of {self.train.image_shape}"
 
 
-def load_data(name: str = "synthetic", data_dir=None, n_train: int | None = None,
-              n_test: int | None = None) -> ExperimentData:
-    """The embedded Synthetic data (default), or MNIST / CIFAR-10 from ``data_dir`` (first ``n`` of each split)."""
+def check_dataset(name: str, data_dir) -> None:
+    """ValueError unless ``name`` is a dataset and ``data_dir`` names its folder where it needs one."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name != "synthetic" and data_dir is None:
         raise ValueError(f"--data {name} needs --data-dir, the folder holding the dataset's files")
+
+
+def load_data(name: str = "synthetic", data_dir=None, n_train: int | None = None,
+              n_test: int | None = None) -> ExperimentData:
+    """The embedded Synthetic data (default), or MNIST / CIFAR-10 from ``data_dir`` (first ``n`` of each split)."""
+    check_dataset(name, data_dir)
     cfg = Config(data=name, data_dir=str(data_dir), train_size=n_train, test_size=n_test, progress=False)
     train_set, test_set = load_datasets(cfg)
     return ExperimentData(cfg, train_set, test_set)
