@@ -294,6 +294,20 @@ def check_model(name: str, width: int | None = None) -> None:
                          f"of depth 6n+2); {name} is an ImageNet net with the paper's widths: leave out --width")
 
 
+def model_name(text: str) -> str:
+    """An argparse type: a model :func:`build_model` can build (``train --model``, ``summary MODEL``)."""
+    try:
+        check_model(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def models_in_words() -> str:
+    """The models :func:`build_model` builds, for a ``--help``."""
+    return f"one of: {', '.join(models.list_models())}, or any CIFAR depth 6n+2 as resnetN / plainN"
+
+
 def _depth_name(name: str) -> tuple[bool, int] | None:
     """``(residual, depth)`` of a name ``resnetN`` or ``plainN``, else None."""
     match = re.fullmatch(r"(resnet|plain)(\d+)", name)
@@ -883,7 +897,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minires train``. Every default is None (the :class:`Config` default applies), so
     that a ``--resume`` can tell which settings were given and compare them with the saved run's."""
     d = Config()
-    parser.add_argument("--model", help=f"model name (default {d.model}); see minires.models.list_models()")
+    parser.add_argument("--model", type=model_name, help=f"{models_in_words()} (default {d.model})")
     parser.add_argument("--width", type=positive_int,
                         help="CIFAR nets: channels of the first stage (default 16, the paper's); smaller is faster")
     parser.add_argument("--data", choices=list(FLIPPABLE), help="dataset (default: the embedded synthetic set)")

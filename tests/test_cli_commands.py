@@ -117,6 +117,8 @@ BAD_ARGUMENTS = [
     (["bench", "cpu", "--depths", "0"], "argument --depths: '0' is not the depth of a CIFAR ResNet"),
     (["summary", "resnet20", "--input-shape", "3", "32"], "argument --input-shape: expected 3 arguments"),
     (["summary", "foo"], "argument MODEL: unknown model 'foo'"),
+    (["train", "--model", "foo"], "argument --model: unknown model 'foo'"),        # by summary's rule, before anything
+    (["train", "--model", "resnet9"], "argument --model: unknown model 'resnet9'"),
     (["gradcheck", "--impl", "foo"], "argument --impl: 'foo' is not a CPU conv2d implementation"),
     (["gradcheck", "--impl", ""], "argument --impl: '' is not a CPU conv2d implementation"),
 ]
