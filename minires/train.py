@@ -352,6 +352,9 @@ class Trainer:
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.total_iterations, milestones = self._schedule_in_iterations()
+        problem = cfg.warmup and checkpoint is None and optim.warmup_problem(cfg.warmup, self.total_iterations)
+        if problem:
+            raise ValueError(problem)
         self.scheduler = optim.MultiStepLR(self.optimizer, milestones, warmup=cfg.warmup)
         self.epoch = self.iteration = self.skipped = self.went_on = 0
         self.metrics_path = self.out / "metrics.jsonl"
@@ -916,7 +919,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs at which the rate is divided by 10, each below --epochs (default: 50%% and 75%% "
                              "of --epochs)")
     parser.add_argument("--warmup", type=non_negative_int,
-                        help=f"first iterations at a tenth of --lr (default {d.warmup}; the paper's ResNet-110: 400)")
+                        help=f"first iterations at a tenth of --lr, fewer than the run's (default {d.warmup}; the paper's "
+                             "ResNet-110: 400)")
     parser.add_argument("--paper", action="store_true", default=None,
                         help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (so it takes "
                              "no --epochs or --milestones); the paper's ResNet-110 adds --warmup 400")

@@ -297,3 +297,18 @@ def test_experiment_on_files_without_data_dir_is_refused_before_the_run_folder_i
     assert main(["experiment", "lesion", "--quick", "--data", "mnist", "--out", str(out)]) == 1
     assert "--data mnist needs --data-dir" in capsys.readouterr().err
     assert not out.exists()                   # it left an empty run folder behind
+
+
+def test_a_warmup_that_covers_the_whole_run_is_refused(tmp_path, capsys):
+    """``--warmup`` at or past the run's last iteration would train it all at a tenth of --lr: refused before any
+    step (TINY is 2 iterations an epoch)."""
+    assert main(["train", *TINY, "--epochs", "1", "--warmup", "2", "--out", str(tmp_path / "run")]) == 1
+    assert "--warmup 2 covers the whole run (2 iterations)" in capsys.readouterr().err
+    assert not ckpt.has_checkpoint(tmp_path / "run")
+
+
+def test_experiment_warmup_is_a_whole_number_of_iterations_from_python_too():
+    """The command line takes ``--warmup`` as an integer; :func:`choose_settings` holds Python values to the same rule."""
+    from minires.experiments import common, degradation
+    with pytest.raises(ValueError, match="warmup must be a non-negative integer, got 2.5"):
+        common.choose_settings({"quick": degradation.QUICK}, "quick", {"warmup": 2.5})

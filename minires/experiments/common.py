@@ -27,7 +27,7 @@ import numpy as np
 from .. import autograd
 from .. import functional as F
 from ..checkpoint import atomic_write
-from ..checks import non_negative_float, positive_float, positive_int
+from ..checks import non_negative_float, non_negative_int, positive_float, positive_int
 from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
@@ -85,7 +85,7 @@ def check_settings(settings: dict) -> None:
 
 # the rule of each numeric setting: the command line's argparse types, which also check Python values
 SETTING_RULES = {**dict.fromkeys(("width", "iterations", "batch_size", "n_train", "n_test", "eval_every"), positive_int),
-                 "lr": positive_float, "lr_no_bn": positive_float, "warmup": non_negative_float,
+                 "lr": positive_float, "lr_no_bn": positive_float, "warmup": non_negative_int,
                  "weight_decay": non_negative_float}
 
 
