@@ -342,6 +342,11 @@ class Trainer:
         self.device = distributed.rank_device(cfg.device, self.comm)
         self.cfg = cfg = _resolve_defaults(cfg)
         train_set, test_set = load_datasets(cfg)
+        for flag, asked, dataset, split in (("--train-size", cfg.train_size, train_set, "training"),
+                                            ("--test-size", cfg.test_size, test_set, "held-out")):
+            if asked is not None and asked > len(dataset):     # subset() would quietly give all of them
+                raise ValueError(f"{flag} {asked}: {cfg.data} in {cfg.data_dir} has only {len(dataset):,} {split} "
+                                 f"images; ask for at most that many, or leave {flag} out to use them all")
         self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.comm)
         manual_seed(cfg.seed)
         self.num_classes = len(train_set.classes) or 10
@@ -941,7 +946,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
     sizes = Synthetic.DEFAULT_SIZES
     parser.add_argument("--train-size", type=positive_int,
-                        help=f"synthetic: images to generate (default {sizes[True]:,}); else use the first N (default all)")
+                        help=f"synthetic: images to generate (default {sizes[True]:,}); else use the first N, at most all (the default)")
     parser.add_argument("--test-size", type=positive_int,
                         help=f"as --train-size, for the held-out split (default {sizes[False]:,} synthetic, else all)")
     parser.add_argument("--nan-policy", choices=NAN_POLICIES,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from minires import backend, checkpoint as ckpt, cli
@@ -312,3 +313,18 @@ def test_experiment_warmup_is_a_whole_number_of_iterations_from_python_too():
     from minires.experiments import common, degradation
     with pytest.raises(ValueError, match="warmup must be a non-negative integer, got 2.5"):
         common.choose_settings({"quick": degradation.QUICK}, "quick", {"warmup": 2.5})
+
+
+def test_more_images_than_the_files_hold_is_refused(tmp_path, capsys):
+    """``--train-size N`` on files means their first N images: more than they hold is refused, not run on fewer."""
+    from conftest import idx_bytes
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 16), ("t10k", 8)):
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx_bytes(rng.integers(0, 256, (n, 28, 28))))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(idx_bytes(rng.integers(0, 10, n)))
+    mnist = ["--data", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main(["train", *TINY[:4], "--batch-size", "8", "--epochs", "1", "--train-size", "17", *mnist]) == 1
+    assert f"--train-size 17: mnist in {tmp_path} has only 16 training images" in capsys.readouterr().err
+    assert main(["train", *TINY[:4], "--batch-size", "8", "--epochs", "1", "--test-size", "9", *mnist]) == 1
+    assert "--test-size 9: mnist in" in capsys.readouterr().err
+    assert not ckpt.has_checkpoint(tmp_path / "run")
