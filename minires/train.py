@@ -915,7 +915,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch CIFAR-10 if it is not in --data-dir (only with --data cifar10)")
     parser.add_argument("--epochs", type=positive_int,
                         help=f"passes over the training set (default {d.epochs}; with --resume: a larger total "
-                             "extends the run)")
+                             "extends the run, its milestones kept where they were)")
     parser.add_argument("--batch-size", type=positive_int, help="images per step (default 64; with --paper the paper's 128)")
     parser.add_argument("--lr", type=positive_float, help=f"initial learning rate (default {d.lr})")
     parser.add_argument("--momentum", type=unit_interval, help=f"in [0, 1) (default {d.momentum})")

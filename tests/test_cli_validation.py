@@ -74,6 +74,9 @@ def test_resume_accepts_the_saved_values_and_a_longer_run(saved_run, capsys):
                      "--nan-policy", "skip", "--data-dir", "elsewhere"]) == 0
     state = ckpt.load_checkpoint(saved_run)
     assert (state["epoch"], state["iteration"], state["config"]["epochs"]) == (2, 4, 2)
+    assert state["config"]["milestones"] == [0.5, 0.75]       # the 1-epoch run's, as --epochs' help says
+    epochs_help = next(a.help for a in _command_parser("train")._actions if a.dest == "epochs")
+    assert "a larger total extends the run, its milestones kept where they were" in " ".join(epochs_help.split())
     assert (state["config"]["nan_policy"], state["config"]["data_dir"]) == ("skip", "elsewhere")
     capsys.readouterr()
     assert main(["train", "--resume", "--out", str(saved_run), "--epochs", "1"]) == 1
