@@ -941,7 +941,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"floating-point type of weights and activations (default {d.dtype}; float64 is "
                              "slower but its rounding rarely flips a ReLU, so runs compare to many digits)")
     parser.add_argument("--dist-backend", choices=["auto", "mpi", "nccl", "none"],
-                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto (default) picks by --device")
+                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); none: one process, even under "
+                             "mpirun; auto (default): nccl with --device cuda and mpi otherwise under mpirun, else none")
     parser.add_argument("--sync-bn", action="store_true", default=None,
                         help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
     sizes = Synthetic.DEFAULT_SIZES

@@ -331,3 +331,16 @@ def test_more_images_than_the_files_hold_is_refused(tmp_path, capsys):
     assert main(["train", *TINY[:4], "--batch-size", "8", "--epochs", "1", "--test-size", "9", *mnist]) == 1
     assert "--test-size 9: mnist in" in capsys.readouterr().err
     assert not ckpt.has_checkpoint(tmp_path / "run")
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_each_choice_an_option_offers_is_described_in_its_help(command):
+    """``--dist-backend {auto,mpi,nccl,none}`` said what three of its four choices do, not ``none``. An option
+    whose help speaks of its choices speaks of each (a help that names none of them, such as --data's, leaves
+    them to the usage line)."""
+    for prog, action in _options(_command_parser(command), f"minires {command}"):
+        if not action.choices or not action.option_strings or not action.help:
+            continue
+        words = set(re.findall(r"[\w-]+", action.help))
+        named = [choice for choice in action.choices if choice in words]
+        assert len(named) in (0, 1, len(action.choices)), f"{prog} {action.option_strings}: {action.help}"
