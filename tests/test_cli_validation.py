@@ -344,3 +344,12 @@ def test_each_choice_an_option_offers_is_described_in_its_help(command):
         words = set(re.findall(r"[\w-]+", action.help))
         named = [choice for choice in action.choices if choice in words]
         assert len(named) in (0, 1, len(action.choices)), f"{prog} {action.option_strings}: {action.help}"
+
+
+def test_combine_needs_two_runs_or_more(tmp_path, capsys):
+    """``--combine`` judges claims on the spread between seeds, which one run cannot give (``--seeds`` asks for two
+    too): one run folder is refused, not written up as seeds.md."""
+    run = str(Path(__file__).parents[1] / "results" / "degradation" / "quick-seed0")
+    assert main(["experiment", "degradation", "--combine", run, "--out", str(tmp_path / "combined")]) == 1
+    assert "a spread between seeds needs 2 or more runs of distinct seeds, got 1" in capsys.readouterr().err
+    assert not (tmp_path / "combined").exists()

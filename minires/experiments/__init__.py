@@ -79,12 +79,13 @@ def _ints(text: str) -> tuple:
 
 
 def _seed_list(text: str) -> tuple:
+    from .seeds import MIN_RUNS
     try:
         values = tuple(non_negative_int(v) for v in text.split(","))
     except (ValueError, argparse.ArgumentTypeError):
         values = ()
-    if len(values) < 2 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"expected two or more distinct seeds such as 0,1,2, got {text!r}")
+    if len(values) < MIN_RUNS or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected {MIN_RUNS} or more distinct seeds such as 0,1,2, got {text!r}")
     return values
 
 
