@@ -132,7 +132,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the standard settings, where an experiment has them (responses: 8-11 minutes on an idle "
                             "2-core CPU)")
     modes.add_argument("--full", dest="mode", action="store_const", const="full",
-                       help="the full settings, the paper's (the default; days on a CPU)")
+                       help="the full settings (the default; the paper's widths and lengths where it gives them: "
+                            "hours to days on a CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
     parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files (needed with --data mnist or "
