@@ -16,16 +16,21 @@ def _number(kind, name: str, accept):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
-        if not (math.isfinite(value) and accept(value)):
+        if not (_finite(value) and accept(value)):
             raise argparse.ArgumentTypeError(f"{text} is not {name}")
         return value
 
     def holds(value) -> bool:
         kinds = numbers.Integral if kind is int else numbers.Real     # NumPy's numbers too
-        return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value) and accept(value)
+        return isinstance(value, kinds) and not isinstance(value, bool) and _finite(value) and accept(value)
     parse.__name__ = name  # argparse names the type in its messages
     parse.holds = holds
     return parse
+
+
+def _finite(value) -> bool:
+    """Not NaN or infinite; an integer always is (``math.isfinite`` cannot convert one past a float's range)."""
+    return isinstance(value, numbers.Integral) or math.isfinite(value)
 
 
 positive_int = _number(int, "a positive integer", lambda v: v > 0)

@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_debug(parser: argparse.ArgumentParser, default=False) -> None:
+    """``--debug`` on a command and on each of its actions (``course build``, ``bench cpu``), so that it may
+    follow either; an action's sets it only when given (argparse copies an action's defaults over the command's)."""
+    parser.add_argument("--debug", action="store_true", default=default, help="show the full traceback of an error")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_debug(sub, argparse.SUPPRESS)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread as an interrupt, so that a command stops as it does on Ctrl-C:
     what it kept is saved and named (a plain SIGTERM would end Python without a word)."""
@@ -93,7 +103,7 @@ def _main(argv: list) -> int:
     command_parser = _Parser(prog=f"minires {first.command}", description=COMMANDS[first.command][1],
                              conflict_handler="resolve")  # a command may bring its own -h
     module.add_arguments(command_parser)
-    command_parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    _add_debug(command_parser)
     args = command_parser.parse_args(argv[1:])
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None

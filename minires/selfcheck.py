@@ -65,7 +65,7 @@ def _failure(error: Exception) -> str:
 def add_arguments(parser):
     parser.add_argument("--impl", type=cpu_conv_impl, default=None,
                         help="CPU conv2d implementation to check (default: the default one; `minires bench list` lists them)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the random inputs (default 0)")
 
 
 def run(args) -> int:

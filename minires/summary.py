@@ -17,7 +17,6 @@ On the command line: ``minires summary resnet56`` (``--input-shape 3 64 64``, ``
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 from dataclasses import dataclass
 
@@ -139,30 +138,21 @@ def _record_rows(model: Module, input_shape: tuple, compute: bool) -> list:
 
 # ----------------------------------------------------------------------------- command line
 def add_arguments(parser) -> None:
-    from .models import list_models
-    parser.add_argument("model", type=_model_name, metavar="MODEL",
-                        help=f"one of: {', '.join(list_models())}, or any CIFAR depth 6n+2 as resnetN / plainN "
-                             "(as minires train builds them)")
+    from .train import model_name, models_in_words
+    parser.add_argument("model", type=model_name, metavar="MODEL", help=f"{models_in_words()} (as minires train builds them)")
     parser.add_argument("--input-shape", type=positive_int, nargs=3, metavar=("C", "H", "W"),
-                        help="input shape C H W (default: the model's, 3 32 32 for CIFAR, 3 224 224 for ImageNet)")
+                        help="input shape C H W; the model is built for C channels (default: the model's, 3 32 32 for "
+                             "CIFAR, 3 224 224 for ImageNet)")
     parser.add_argument("--num-classes", type=positive_int, help="classes of the final layer (default: the model's)")
     parser.add_argument("--compute", action="store_true", help="run the real ops instead of shape inference")
     parser.add_argument("--totals", action="store_true", help="print only the totals, not every layer")
 
 
-def _model_name(text: str) -> str:
-    """An argparse type: a model ``minires train`` can build (:func:`minires.train.check_model`)."""
-    from .train import check_model
-    try:
-        check_model(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
 def run(args) -> int:
     from .train import build_model
     options = {} if args.num_classes is None else {"num_classes": args.num_classes}
+    if args.input_shape is not None:
+        options["in_channels"] = args.input_shape[0]       # MNIST's 1 channel, as minires train builds it
     result = summary(build_model(args.model, **options), args.input_shape, compute=args.compute, name=args.model)
     text = str(result)
     print("\n".join(text.splitlines()[-2:]) if args.totals else text)

@@ -294,6 +294,20 @@ def check_model(name: str, width: int | None = None) -> None:
                          f"of depth 6n+2); {name} is an ImageNet net with the paper's widths: leave out --width")
 
 
+def model_name(text: str) -> str:
+    """An argparse type: a model :func:`build_model` can build (``train --model``, ``summary MODEL``)."""
+    try:
+        check_model(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def models_in_words() -> str:
+    """The models :func:`build_model` builds, for a ``--help``."""
+    return f"one of: {', '.join(models.list_models())}, or any CIFAR depth 6n+2 as resnetN / plainN"
+
+
 def _depth_name(name: str) -> tuple[bool, int] | None:
     """``(residual, depth)`` of a name ``resnetN`` or ``plainN``, else None."""
     match = re.fullmatch(r"(resnet|plain)(\d+)", name)
@@ -328,6 +342,11 @@ class Trainer:
         self.device = distributed.rank_device(cfg.device, self.comm)
         self.cfg = cfg = _resolve_defaults(cfg)
         train_set, test_set = load_datasets(cfg)
+        for flag, asked, dataset, split in (("--train-size", cfg.train_size, train_set, "training"),
+                                            ("--test-size", cfg.test_size, test_set, "held-out")):
+            if asked is not None and asked > len(dataset):     # subset() would quietly give all of them
+                raise ValueError(f"{flag} {asked}: {cfg.data} in {cfg.data_dir} has only {len(dataset):,} {split} "
+                                 f"images; ask for at most that many, or leave {flag} out to use them all")
         self.train_loader, self.test_loader = make_loaders(cfg, train_set, test_set, self.comm)
         manual_seed(cfg.seed)
         self.num_classes = len(train_set.classes) or 10
@@ -338,6 +357,9 @@ class Trainer:
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.total_iterations, milestones = self._schedule_in_iterations()
+        problem = cfg.warmup and checkpoint is None and optim.warmup_problem(cfg.warmup, self.total_iterations)
+        if problem:
+            raise ValueError(problem)
         self.scheduler = optim.MultiStepLR(self.optimizer, milestones, warmup=cfg.warmup)
         self.epoch = self.iteration = self.skipped = self.went_on = 0
         self.metrics_path = self.out / "metrics.jsonl"
@@ -765,16 +787,28 @@ def _wrong(logits, y) -> int:
     return int((backend.to_device(logits.data.argmax(axis=1), "cpu") != y).sum())
 
 
+DATE_TIME = "%Y%m%d-%H%M%S"   # the end of a default run folder's name: its names sort as their times do
+
+
 def default_out(cfg: Config) -> str:
     """``runs/MODEL-DATA-DATE-TIME``."""
-    return f"runs/{cfg.model}-{cfg.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return f"runs/{cfg.model}-{cfg.data}-{time.strftime(DATE_TIME)}"
 
 
 def latest_run(model: str, data: str) -> str:
-    """The newest ``runs/MODEL-DATA-*`` folder (what ``--resume`` without ``--out`` continues)."""
-    runs = sorted(Path("runs").glob(f"{model}-{data}-*"))
+    """The newest ``runs/MODEL-DATA-DATE-TIME`` folder, as :func:`default_out` names them (what ``--resume``
+    without ``--out`` continues); a folder named otherwise (``--out runs/MODEL-DATA-mine``) is not in the
+    running, as its name says nothing of its time."""
+    def dated(path: Path) -> bool:
+        try:
+            time.strptime(path.name[len(f"{model}-{data}-"):], DATE_TIME)
+        except ValueError:
+            return False
+        return path.is_dir()
+    runs = sorted(filter(dated, Path("runs").glob(f"{model}-{data}-*")))
     if not runs:
-        raise FileNotFoundError(f"--resume: no runs/{model}-{data}-* folder here; pass --out RUN_FOLDER")
+        raise FileNotFoundError(f"--resume: no runs/{model}-{data}-DATE-TIME folder here (the newest one is "
+                                "continued without --out, by --model and --data); pass --out RUN_FOLDER")
     return str(runs[-1])
 
 
@@ -871,7 +905,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``minires train``. Every default is None (the :class:`Config` default applies), so
     that a ``--resume`` can tell which settings were given and compare them with the saved run's."""
     d = Config()
-    parser.add_argument("--model", help=f"model name (default {d.model}); see minires.models.list_models()")
+    parser.add_argument("--model", type=model_name, help=f"{models_in_words()} (default {d.model})")
     parser.add_argument("--width", type=positive_int,
                         help="CIFAR nets: channels of the first stage (default 16, the paper's); smaller is faster")
     parser.add_argument("--data", choices=list(FLIPPABLE), help="dataset (default: the embedded synthetic set)")
@@ -881,7 +915,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch CIFAR-10 if it is not in --data-dir (only with --data cifar10)")
     parser.add_argument("--epochs", type=positive_int,
                         help=f"passes over the training set (default {d.epochs}; with --resume: a larger total "
-                             "extends the run)")
+                             "extends the run, its milestones kept where they were)")
     parser.add_argument("--batch-size", type=positive_int, help="images per step (default 64; with --paper the paper's 128)")
     parser.add_argument("--lr", type=positive_float, help=f"initial learning rate (default {d.lr})")
     parser.add_argument("--momentum", type=unit_interval, help=f"in [0, 1) (default {d.momentum})")
@@ -890,7 +924,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs at which the rate is divided by 10, each below --epochs (default: 50%% and 75%% "
                              "of --epochs)")
     parser.add_argument("--warmup", type=non_negative_int,
-                        help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
+                        help=f"first iterations at a tenth of --lr, fewer than the run's (default {d.warmup}; the paper's "
+                             "ResNet-110: 400)")
     parser.add_argument("--paper", action="store_true", default=None,
                         help="the paper's protocol: batch 128, 64k iterations, rate /10 at 32k and 48k (so it takes "
                              "no --epochs or --milestones); the paper's ResNet-110 adds --warmup 400")
@@ -898,10 +933,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="run folder (default runs/MODEL-DATA-DATE-TIME): a new run needs one that is missing, "
                              "empty or a minires run's")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out (default: the newest one); settings given must match the "
-                             "saved run's, except --epochs (a larger total), --device, --nan-policy, --data-dir, "
-                             "--download, --dist-backend; a finished run trains only with a larger --epochs")
+    resume = parser.add_argument("--resume", action="store_true")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                         help="pad-and-crop (and flip) training images (default: on)")
     parser.add_argument("--device", default=None, help=f"cpu, cuda or cuda:N (default {d.device})")
@@ -909,11 +941,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"floating-point type of weights and activations (default {d.dtype}; float64 is "
                              "slower but its rounding rarely flips a ReLU, so runs compare to many digits)")
     parser.add_argument("--dist-backend", choices=["auto", "mpi", "nccl", "none"],
-                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); auto (default) picks by --device")
+                        help="under mpirun: mpi (CPU ranks) or nccl (one GPU per rank); none: one process, even under "
+                             "mpirun; auto (default): nccl with --device cuda and mpi otherwise under mpirun, else none")
     parser.add_argument("--sync-bn", action="store_true", default=None,
                         help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
-    parser.add_argument("--train-size", type=positive_int, help="synthetic: images to generate; else use the first N")
-    parser.add_argument("--test-size", type=positive_int, help="as --train-size, for the held-out split")
+    sizes = Synthetic.DEFAULT_SIZES
+    parser.add_argument("--train-size", type=positive_int,
+                        help=f"synthetic: images to generate (default {sizes[True]:,}); else use the first N, at most all (the default)")
+    parser.add_argument("--test-size", type=positive_int,
+                        help=f"as --train-size, for the held-out split (default {sizes[False]:,} synthetic, else all)")
     parser.add_argument("--nan-policy", choices=NAN_POLICIES,
                         help="when the loss, a gradient, a weight or a BatchNorm statistic is NaN/Inf: stop "
                              "(default; names the iteration and the last good checkpoint; a NaN held-out loss stops "
@@ -921,6 +957,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "skipped_steps), or continue (a warning at the first such step of each epoch; "
                              "counted as non_finite_steps); a run that ends with NaN/Inf exits with an error")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    may_change = [a.option_strings[-1] for a in parser._actions if a.dest in RESUMABLE and a.dest != "epochs"]
+    resume.help = ("continue the run in --out (default: the newest runs/MODEL-DATA-DATE-TIME of --model and --data, "
+                   "or their defaults); settings given must match the saved run's, except --epochs (a larger "
+                   f"total), {', '.join(may_change)}; a finished run trains only with a larger --epochs")
 
 
 def run(args) -> int:

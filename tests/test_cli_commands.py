@@ -117,6 +117,8 @@ BAD_ARGUMENTS = [
     (["bench", "cpu", "--depths", "0"], "argument --depths: '0' is not the depth of a CIFAR ResNet"),
     (["summary", "resnet20", "--input-shape", "3", "32"], "argument --input-shape: expected 3 arguments"),
     (["summary", "foo"], "argument MODEL: unknown model 'foo'"),
+    (["train", "--model", "foo"], "argument --model: unknown model 'foo'"),        # by summary's rule, before anything
+    (["train", "--model", "resnet9"], "argument --model: unknown model 'resnet9'"),
     (["gradcheck", "--impl", "foo"], "argument --impl: 'foo' is not a CPU conv2d implementation"),
     (["gradcheck", "--impl", ""], "argument --impl: '' is not a CPU conv2d implementation"),
 ]
@@ -135,6 +137,15 @@ def test_bench_tiny_refuses_the_sizes_it_would_replace(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--tiny sets --batch, --depths itself; drop them or drop --tiny" in err
     assert list(tmp_path.iterdir()) == []                       # nothing measured, nothing written
+
+
+
+def test_bench_tiny_refuses_a_size_given_at_its_default(tmp_path, capsys):
+    """``--tiny --repeat 10``: 10 is --repeat's default, but it was asked for, so it is refused, not run as 1."""
+    assert cli.main(["bench", "cpu", "--tiny", "--repeat", "10", "--models", "resnet20", "resnet56",
+                     "--out", str(tmp_path)]) == 1
+    assert "--tiny sets --repeat, --models itself; drop them or drop --tiny" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bench_report_folder_that_is_a_file_fails_at_once(tmp_path, capsys):
@@ -160,3 +171,22 @@ def test_the_sigterm_handler_is_the_callers_again_after_a_command(capsys):
     assert cli.main(["summary", "resnet20"]) == 0
     assert signal.getsignal(signal.SIGTERM) is before
     capsys.readouterr()
+
+
+def test_summary_builds_the_model_for_the_input_shapes_channels(capsys):
+    """``--input-shape 1 28 28`` (MNIST, as ``minires train --data mnist`` builds the net) summarises a net
+    whose first conv takes one channel, instead of failing on the 3-channel net."""
+    from minires.train import build_model
+    assert cli.main(["summary", "resnet8", "--input-shape", "1", "28", "28", "--totals"]) == 0
+    parameters = sum(p.numpy().size for p in build_model("resnet8", in_channels=1).parameters())
+    assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
+
+
+def test_bench_gpu_report_folder_that_is_a_file_fails_at_once(tmp_path, monkeypatch, capsys):
+    """``bench gpu --out`` is checked as ``bench cpu``'s is, by the same rule, before the tests and timings."""
+    from minires.bench import gpu
+    monkeypatch.setattr(gpu.backend, "cuda_available", lambda: True)
+    monkeypatch.setattr(gpu, "run_gpu_tests", lambda log: pytest.fail("ran the tests before checking --out"))
+    (tmp_path / "afile").write_text("")
+    assert cli.main(["bench", "gpu", "--out", str(tmp_path / "afile")]) == 1
+    assert "--out " + str(tmp_path / "afile") + ": exists and is not a folder" in capsys.readouterr().err

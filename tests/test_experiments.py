@@ -503,7 +503,7 @@ def test_help_after_a_name_describes_that_experiment(capsys):
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.startswith("  warmup")}
     assert rows == {"warmup": ["100", "100", "400"]}       # responses.QUICK / STANDARD / FULL
     assert "  setting" in text and [line.split()[1:] for line in text.splitlines()
-                                     if line.startswith("  setting")] == [["--quick", "--standard", "full"]]
+                                     if line.startswith("  setting")] == [["--quick", "--standard", "--full"]]
     assert "usage: minires experiment" in text and "Figure 6" not in text
     with pytest.raises(SystemExit):
         main(["experiment", "--help"])

@@ -56,11 +56,10 @@ from . import blas, reference
 from .cost import cifar_resnet_convs
 from .gpu import _slug, _version
 from .measure import synchronizer, training_step
-from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, ratio_verdict, step_rows
+from .suite import HEADERS, attempt, cifar_resnet_name, conv_rows, ratio_verdict, report_folder, step_rows
 from .table import format_table
 from .timing import median_seconds, use_clock
 
-DEFAULTS = {}   # every option's default, filled in by add_arguments: what --tiny may replace
 TINY = dict(batch=4, repeat=1, warmup=1, threads=1, models=["resnet20"], batches=[2, 4], depths=[20, 32],
             scaling_repeat=1, override_batch=2, override_pairs=1)
 TARGET = 1.0  # issue #20: a training step and its peak memory, minires / PyTorch on the same threads
@@ -68,37 +67,47 @@ SCALING_HEADERS = ["scaling", "case", "minires ms", "torch ms", "x torch", "mini
 MEMORY_HEADERS = ["memory", "case", "minires MiB", "torch MiB", "x torch"]
 
 
+class _Given(argparse.Action):
+    """Store the value, and note in ``given`` that the option was given: ``--tiny`` refuses the options it would
+    replace, even when given at their default value."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = (*getattr(namespace, "given", ()), self.dest)
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--batch", type=positive_int, default=128, help="batch size of the conv and step rows (default 128)")
-    parser.add_argument("--repeat", type=positive_int, default=10, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--warmup", type=non_negative_int, default=2, help="untimed runs first (Numba compilation, caches)")
-    parser.add_argument("--models", nargs="+", type=cifar_resnet_name, default=["resnet20", "resnet56"],
-                        help=f"CIFAR ResNets to time ({', '.join(CIFAR_RESNETS)})")
+    parser.add_argument("--batch", action=_Given, type=positive_int, default=128, help="batch size of the conv and step rows (default 128)")
+    parser.add_argument("--repeat", action=_Given, type=positive_int, default=10, help="timed runs per measurement; the median is shown (default 10)")
+    parser.add_argument("--warmup", action=_Given, type=non_negative_int, default=2, help="untimed runs first (Numba compilation, caches; default 2)")
+    parser.add_argument("--models", action=_Given, nargs="+", type=cifar_resnet_name, default=["resnet20", "resnet56"],
+                        help=f"CIFAR ResNets to time ({', '.join(CIFAR_RESNETS)}; default resnet20 resnet56)")
     parser.add_argument("--impls", nargs="+", type=cpu_conv_impl,
                         help="conv2d implementations (default: the fast CPU ones)")
-    parser.add_argument("--threads", type=positive_int, default=os.cpu_count(), help="threads for every library")
-    parser.add_argument("--batches", nargs="+", type=positive_int, default=[16, 32, 64, 128, 256],
-                        help="batch sizes of the scaling rows (ResNet-20)")
-    parser.add_argument("--depths", nargs="+", type=cifar_resnet_depth, default=[20, 56, 110],
-                        help="ResNet depths of the scaling rows (at --batch)")
-    parser.add_argument("--scaling-repeat", type=positive_int, default=3, help="timed runs per scaling point")
+    parser.add_argument("--threads", action=_Given, type=positive_int, default=os.cpu_count(),
+                        help=f"threads for every library (default: every core, here {os.cpu_count()})")
+    parser.add_argument("--batches", action=_Given, nargs="+", type=positive_int, default=[16, 32, 64, 128, 256],
+                        help="batch sizes of the scaling rows (ResNet-20; default 16 32 64 128 256)")
+    parser.add_argument("--depths", action=_Given, nargs="+", type=cifar_resnet_depth, default=[20, 56, 110],
+                        help="ResNet depths of the scaling rows (at --batch; default 20 56 110)")
+    parser.add_argument("--scaling-repeat", action=_Given, type=positive_int, default=3, help="timed runs per scaling point (default 3)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or the process's CPU time (steadier on a shared machine)")
-    parser.add_argument("--override-batch", type=positive_int, default=32,
+                        help="wall clock (the default), or the process's CPU time (steadier on a shared machine)")
+    parser.add_argument("--override-batch", action=_Given, type=positive_int, default=32,
                         help=f"batch of the conv timing with and without {' / '.join(blas.OVERRIDES)}, "
                              "when they are set (default 32)")
-    parser.add_argument("--override-pairs", type=positive_int, default=3,
+    parser.add_argument("--override-pairs", action=_Given, type=positive_int, default=3,
                         help="fresh processes with and without the OpenBLAS overrides, alternating (default 3)")
-    parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot")
+    parser.add_argument("--out", default="results/cpu", help="folder for the report and the plot (default results/cpu)")
     parser.add_argument("--tiny", action="store_true",
                         help=f"toy sizes, one run each: checks the machinery (sets {', '.join(_flags(TINY))} itself)")
-    DEFAULTS.update(vars(parser.parse_args([])))
+    parser.set_defaults(given=())
 
 
 def run(args) -> int:
-    out = _report_folder(args.out)
+    out = report_folder(args.out)
     if args.tiny:
-        given = [name for name in TINY if getattr(args, name) != DEFAULTS.get(name)]
+        given = [name for name in TINY if name in getattr(args, "given", ())]
         if given:
             raise ValueError(f"--tiny sets {', '.join(_flags(given))} itself; drop {'them' if len(given) > 1 else 'it'} "
                              "or drop --tiny")
@@ -147,15 +156,6 @@ def _judged(ratio) -> str:
 def _flags(names) -> list[str]:
     """Option names as typed: ``scaling_repeat`` -> ``--scaling-repeat``."""
     return [f"--{name.replace('_', '-')}" for name in names]
-
-
-def _report_folder(path: str) -> Path:
-    """``--out``, made now (before minutes of measurements) so that a bad path fails at once."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {path}: exists and is not a folder; choose a folder for the report")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def cifar_resnet_depth(text: str) -> int:

@@ -31,7 +31,7 @@ from .. import __version__, backend
 from ..checks import non_negative_int, positive_int
 from . import reference
 from .cost import cifar_resnet_convs
-from .suite import HEADERS, cifar_resnet_name, conv_rows, ratio_verdict, step_rows
+from .suite import HEADERS, cifar_resnet_name, conv_rows, ratio_verdict, report_folder, step_rows
 from .table import format_table
 
 TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_gpu.py"
@@ -39,11 +39,11 @@ TESTS = Path(__file__).resolve().parents[2] / "tests" / "test_gpu.py"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--batch", type=positive_int, default=128, help="batch size of every measurement (default 128)")
-    parser.add_argument("--repeat", type=positive_int, default=20, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (compilation, caches)")
+    parser.add_argument("--repeat", type=positive_int, default=20, help="timed runs per measurement; the median is shown (default 20)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs first (compilation, caches; default 3)")
     parser.add_argument("--models", nargs="+", type=cifar_resnet_name, default=["resnet20", "resnet56"],
-                        help="CIFAR ResNets whose training step is timed")
-    parser.add_argument("--out", default="results/gpu", help="folder for the results file and the test log")
+                        help="CIFAR ResNets whose training step is timed (default resnet20 resnet56)")
+    parser.add_argument("--out", default="results/gpu", help="folder for the results file and the test log (default results/gpu)")
     parser.add_argument("--skip-tests", action="store_true", help="time only; do not run the GPU test suite")
 
 
@@ -52,8 +52,7 @@ def run(args) -> int:
         print("minires bench gpu: no usable GPU (CuPy missing or no CUDA device); install the extra with "
               "pip install -e '.[gpu]' on a machine with an NVIDIA GPU", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = report_folder(args.out)
     stem = f"{datetime.date.today().isoformat()}-{_slug(_card_name())}"
     tests_passed, test_summary = (True, "not run (--skip-tests)") if args.skip_tests else \
         run_gpu_tests(out / f"{stem}-tests.log")

@@ -13,10 +13,22 @@ from __future__ import annotations
 import argparse
 import functools
 import traceback
+from pathlib import Path
 
 from ..models import CIFAR_RESNETS
 from . import measure
 from .cost import ConvShape, cifar_resnet_convs, training_step_conv_flops
+
+
+def report_folder(path: str) -> Path:
+    """``--out`` of ``bench cpu`` and ``bench gpu``, made now (before minutes of measurements) so that a bad
+    path fails at once."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {path}: exists and is not a folder; choose a folder for the report")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
 
 HEADERS = ["part", "case", "impl", "math", "fwd ms", "bwd ms", "total ms", "x torch", "GFLOP/s", "GB/s", "img/s"]
 

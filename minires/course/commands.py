@@ -15,16 +15,21 @@ def folder(text: str) -> str:
 folder.__name__ = "a folder"  # argparse names the type in its messages
 
 
+def _action(sub, name: str, text: str) -> argparse.ArgumentParser:
+    """An action's parser, its line both in ``minires course --help`` and atop its own ``--help``."""
+    return sub.add_parser(name, help=text, description=text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    build = sub.add_parser("build", help="write the student edition: solutions replaced by stubs, checks kept")
+    build = _action(sub, "build", "write the student edition: solutions replaced by stubs, checks kept")
     build.add_argument("--out", required=True, type=folder,
                        help="folder for the student notebooks (not the course's own folder)")
     build.add_argument("--source", type=folder, default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
     build.add_argument("--force", action="store_true",
                        help="replace notebooks in --out even if they were edited since they were built (a student's answers)")
 
-    grade = sub.add_parser("grade", help="run a submitted notebook (or a folder of them) and score each exercise")
+    grade = _action(sub, "grade", "run a submitted notebook (or a folder of them) and score each exercise")
     grade.add_argument("path", help="a notebook, or a folder of numbered notebooks")
     grade.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     checks = grade.add_mutually_exclusive_group()
@@ -37,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     grade.add_argument("--timeout", type=positive_int, default=120,
                        help="whole seconds allowed per cell; a cell that runs longer is interrupted (default: %(default)s)")
 
-    book = sub.add_parser("book", help="execute the tutorials and write them as static HTML with an index page")
+    book = _action(sub, "book", "execute the tutorials and write them as static HTML with an index page")
     book.add_argument("--out", required=True, type=folder, help="folder for the HTML pages")
-    book.add_argument("--source", default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
+    book.add_argument("--source", type=folder, default=str(TUTORIALS_DIR), help="the course notebooks (default: %(default)s)")
     book.add_argument("--timeout", type=positive_int, default=120,
                       help="whole seconds allowed per cell; a cell that runs longer is interrupted (default: %(default)s)")
 

@@ -39,7 +39,7 @@ from ..checks import non_negative_float, non_negative_int, positive_float, posit
 from ..models import is_cifar_depth
 from ..train import data_option_problem
 from . import common
-from .common import (DATASETS, PARTIAL, NetLedger, RunFolder, check_depth, choose_settings, differences, environment,
+from .common import (PARTIAL, NetLedger, RunFolder, check_depth, choose_settings, differences, environment,
                      load_data, modes_of, say)
 
 EXPERIMENTS = ("degradation", "gradnorms", "responses", "lesion", "shortcuts")
@@ -79,12 +79,13 @@ def _ints(text: str) -> tuple:
 
 
 def _seed_list(text: str) -> tuple:
+    from .seeds import MIN_RUNS
     try:
         values = tuple(non_negative_int(v) for v in text.split(","))
     except (ValueError, argparse.ArgumentTypeError):
         values = ()
-    if len(values) < 2 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"expected two or more distinct seeds such as 0,1,2, got {text!r}")
+    if len(values) < MIN_RUNS or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected {MIN_RUNS} or more distinct seeds such as 0,1,2, got {text!r}")
     return values
 
 
@@ -93,11 +94,12 @@ def describe(name: str) -> str:
     module = get(name)
     modes = modes_of(module)
     width = max(map(len, module.QUICK))
-    header = "".join(f"  {'--' + mode if mode != 'full' else mode:>16}" for mode in modes)
+    header = "".join(f"  {'--' + mode:>16}" for mode in modes)
+    flags = [f"--{mode}" + (" (the default)" if mode == "full" else "") for mode in modes]
     rows = [f"  {key:<{width}}" + "".join(f"  {_setting(settings[key]):>16}" for settings in modes.values())
             for key in module.QUICK]
     return "\n".join([f"minires experiment {name}", "", inspect.cleandoc(module.__doc__), "",
-                      f"Settings ({', '.join('--' + m for m in modes if m != 'full')}, or the full ones by default; "
+                      f"Settings ({', '.join(flags[:-1])} or {flags[-1]}; "
                       "each can be overridden below):", f"  {'setting':<{width}}{header}", *rows, ""])
 
 
@@ -129,9 +131,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     modes.add_argument("--standard", dest="mode", action="store_const", const="standard",
                        help="the standard settings, where an experiment has them (responses: 8-11 minutes on an idle "
                             "2-core CPU)")
+    modes.add_argument("--full", dest="mode", action="store_const", const="full",
+                       help="the full settings (the default; the paper's widths and lengths where it gives them: "
+                            "hours to days on a CPU)")
     parser.add_argument("--data", default="synthetic", choices=("synthetic", "mnist", "cifar10"),
                         help="dataset (default: the embedded synthetic one, no download)")
-    parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files")
+    parser.add_argument("--data-dir", help="folder with the MNIST / CIFAR-10 files (needed with --data mnist or "
+                                           "cifar10, and only then)")
     parser.add_argument("--out", help="run folder for results.json, summary.md and the PNGs (default: runs/NAME)")
     seeds = parser.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=non_negative_int, default=0, help="seed for weights and data order (default 0)")
@@ -141,24 +147,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "reused, so an interrupted run resumes")
     seeds.add_argument("--combine", nargs="+", metavar="RUN",
                        help="run nothing: judge the claims over these run folders of NAME (distinct seeds, same "
-                            "settings) and write OUT/seeds.md and seeds.json")
+                            "settings) and write OUT/seeds.md and seeds.json; it takes no mode, --data, --workers or "
+                            "setting (the runs' own are used)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="nets trained at once, one process and one BLAS thread each (default: the number of "
-                             "cores; shortcuts: one at a time, whatever this says, as its time per iteration is a result)")
+                             "cores; shortcuts: one at a time, as its time per iteration is a result, and more is refused)")
     overrides = parser.add_argument_group("override a setting of the chosen mode")
     overrides.add_argument("--depths", type=_ints, help="comma-separated depths 6n+2, e.g. 20,32,44,56")
-    overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2 (lesion, shortcuts)")
+    overrides.add_argument("--depth", type=_depth, help="the one depth 6n+2")
     overrides.add_argument("--width", type=positive_int, help="channels of the first stage (the paper: 16)")
     overrides.add_argument("--iterations", type=positive_int, help="SGD iterations per network")
-    overrides.add_argument("--batch-size", type=positive_int)
+    overrides.add_argument("--batch-size", type=positive_int, help="images per SGD step")
     overrides.add_argument("--lr", type=positive_float, help="initial learning rate (divided by 10 at 50%% and 75%%)")
-    overrides.add_argument("--lr-no-bn", type=positive_float, help="gradnorms: --lr of the nets without BN")
+    overrides.add_argument("--lr-no-bn", type=positive_float, help="--lr of the nets without BN")
     overrides.add_argument("--warmup", type=non_negative_int, help="first iterations at a tenth of --lr (the paper's ResNet-110: 400)")
     overrides.add_argument("--weight-decay", type=non_negative_float, help="L2 weight decay (the paper: 1e-4)")
     overrides.add_argument("--n-train", type=positive_int, help="training images to use (synthetic: to generate)")
     overrides.add_argument("--n-test", type=positive_int, help="test images to use")
     overrides.add_argument("--eval-every", type=positive_int, help="iterations between test evaluations")
+    for action in overrides._group_actions:        # which experiments take each, from their settings
+        takers = experiments_with(action.dest)
+        if len(takers) < len(EXPERIMENTS):
+            action.help += f"; only {', '.join(takers)}"
+
+
+def experiments_with(setting: str) -> list[str]:
+    """The experiments that have ``setting`` (a key of their settings, such as ``eval_every``)."""
+    return [name for name in EXPERIMENTS if setting in get(name).QUICK]
+
+
+def check_overrides(name: str, overrides: dict) -> None:
+    """Refuse, naming the options, settings given on the command line that experiment ``name`` does not have."""
+    unknown = [key for key, value in overrides.items() if value is not None and key not in get(name).QUICK]
+    if unknown:
+        flags = [f"--{key.replace('_', '-')} (only {', '.join(experiments_with(key))})" for key in unknown]
+        raise ValueError(f"{name} has no setting {', '.join(flags)}: leave {'them' if len(unknown) > 1 else 'it'} "
+                         f"out (minires experiment {name} --help lists its settings)")
 
 
 OVERRIDES = ("depths", "depth", "width", "iterations", "batch_size", "lr", "lr_no_bn", "warmup", "weight_decay",
@@ -179,6 +204,10 @@ def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data
     """
     module = get(name)
     settings = choose_settings(modes_of(module), mode, overrides)
+    most = getattr(module, "MAX_WORKERS", None)
+    if workers is not None and most is not None and workers > most:
+        raise ValueError(f"--workers {workers}: {name} trains at most {most} net(s) at once (it times them, and "
+                         "nets sharing the cores would skew the times); leave out --workers")
     check_data_options(data, data_dir)
     path = Path(out or f"runs/{name}")
     check_run_folder(path)
@@ -225,9 +254,9 @@ def _cut_short(error: BaseException, kept: str) -> None:
 
 
 def check_data_options(data: str, data_dir) -> None:
-    """Refuse a data option that would be ignored: ``data_dir`` with the embedded synthetic data."""
-    if data not in DATASETS:
-        raise ValueError(f"unknown dataset {data!r}; choose one of {', '.join(DATASETS)}")
+    """Refuse a data option that would be ignored (``data_dir`` with the embedded synthetic data) or that is
+    missing (no ``data_dir`` for files), before the run folder is made."""
+    common.check_dataset(data, data_dir)
     problem = data_option_problem(data, {} if data_dir is None else {"data_dir": data_dir})
     if problem:
         raise ValueError(problem)
@@ -272,6 +301,10 @@ def interrupted(args) -> str | None:
 def run(args) -> int:
     global _kept
     _kept = None
+    if args.combine:
+        check_combine_options(args)
+    else:
+        check_overrides(args.name, {key: getattr(args, key) for key in OVERRIDES})
     if args.combine or args.seeds:
         code = run_seeds(args)
     else:
@@ -283,6 +316,19 @@ def run(args) -> int:
         print(f"minires: stdout was closed before the end (a reader such as head stopped early); the run went on "
               f"and wrote everything to {args.out or f'runs/{args.name}'}", file=sys.stderr)
     return code
+
+
+def check_combine_options(args) -> None:
+    """Refuse the options ``--combine`` would ignore: it trains nothing, and judges the runs with the mode,
+    data and settings they were made with."""
+    given = [f"--{args.mode}"] if args.mode != "full" else []
+    given += ["--data"] * (args.data != "synthetic") + ["--data-dir"] * (args.data_dir is not None)
+    given += ["--workers"] * (args.workers is not None)
+    given += [f"--{key.replace('_', '-')}" for key in OVERRIDES if getattr(args, key) is not None]
+    if given:
+        raise ValueError(f"--combine trains nothing: it judges the runs with the mode, data and settings they "
+                         f"were made with, so {', '.join(given)} would have no effect; leave "
+                         f"{'them' if len(given) > 1 else 'it'} out")
 
 
 def run_one(args, seed: int, out) -> tuple[dict, RunFolder]:

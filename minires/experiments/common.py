@@ -27,7 +27,7 @@ import numpy as np
 from .. import autograd
 from .. import functional as F
 from ..checkpoint import atomic_write
-from ..checks import non_negative_float, positive_float, positive_int
+from ..checks import non_negative_float, non_negative_int, positive_float, positive_int
 from ..cpu import threads as cpu_threads
 from ..models import cifar_resnet, is_cifar_depth
 from ..nn import BatchNorm2d, Identity
@@ -85,7 +85,7 @@ def check_settings(settings: dict) -> None:
 
 # the rule of each numeric setting: the command line's argparse types, which also check Python values
 SETTING_RULES = {**dict.fromkeys(("width", "iterations", "batch_size", "n_train", "n_test", "eval_every"), positive_int),
-                 "lr": positive_float, "lr_no_bn": positive_float, "warmup": non_negative_float,
+                 "lr": positive_float, "lr_no_bn": positive_float, "warmup": non_negative_int,
                  "weight_decay": non_negative_float}
 
 
@@ -353,13 +353,18 @@ class ExperimentData:
         return f"{self.name}: {len(self.train)} training / {len(self.test)} test images of {self.train.image_shape}"
 
 
-def load_data(name: str = "synthetic", data_dir=None, n_train: int | None = None,
-              n_test: int | None = None) -> ExperimentData:
-    """The embedded Synthetic data (default), or MNIST / CIFAR-10 from ``data_dir`` (first ``n`` of each split)."""
+def check_dataset(name: str, data_dir) -> None:
+    """ValueError unless ``name`` is a dataset and ``data_dir`` names its folder where it needs one."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name != "synthetic" and data_dir is None:
         raise ValueError(f"--data {name} needs --data-dir, the folder holding the dataset's files")
+
+
+def load_data(name: str = "synthetic", data_dir=None, n_train: int | None = None,
+              n_test: int | None = None) -> ExperimentData:
+    """The embedded Synthetic data (default), or MNIST / CIFAR-10 from ``data_dir`` (first ``n`` of each split)."""
+    check_dataset(name, data_dir)
     cfg = Config(data=name, data_dir=str(data_dir), train_size=n_train, test_size=n_test, progress=False)
     train_set, test_set = load_datasets(cfg)
     return ExperimentData(cfg, train_set, test_set)

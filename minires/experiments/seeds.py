@@ -36,12 +36,16 @@ def t95(dof: int) -> float:
 
 
 AGREE = ("experiment", "mode", "data", "settings")   # what runs combined over seeds must share
+MIN_RUNS = 2   # a spread between seeds needs two of them at least (--seeds, --combine)
 
 
 def load_runs(folders) -> list[dict]:
     """``results.json`` of each run folder, checked to be one experiment in one mode, on one dataset, with
     the same settings and distinct seeds; runs that differ are refused naming each differing field
     (a setting by its key) with every run's value."""
+    if len(folders) < MIN_RUNS:
+        raise ValueError(f"a spread between seeds needs {MIN_RUNS} or more runs of distinct seeds, got {len(folders)}: "
+                         "give --combine more run folders")
     runs = []
     for folder in folders:
         path = Path(folder) / "results.json"
