@@ -229,6 +229,18 @@ def test_bad_requests_say_what_to_do(tmp_path):
         main(["experiment", "responses", "--quick", "--standard"])
 
 
+def test_a_warm_up_that_covers_the_whole_run_is_said(tmp_path, capsys):
+    """--quick's 100 warm-up iterations with --iterations 4: every net trains at a tenth of its rate,
+    which the run says before it starts (not refused: a short run of the machinery is still useful)."""
+    run_experiment("shortcuts", out=tmp_path / "short", progress=False, depth=8, width=2, iterations=4,
+                   batch_size=8, n_train=16, n_test=8, eval_every=2)          # shortcuts has no warm-up
+    assert "warm-up" not in capsys.readouterr().out
+    run_experiment("degradation", out=tmp_path / "covered", progress=False, depths=(8,), width=2, iterations=4,
+                   batch_size=8, n_train=16, n_test=8, eval_every=2)
+    assert ("the warm-up (100 iterations at a tenth of the rate) covers all 4 iterations, so every net trains at "
+            "a tenth of its rate throughout") in capsys.readouterr().out
+
+
 def test_smooth_is_a_trailing_moving_average():
     np.testing.assert_allclose(smooth([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
 
