@@ -216,13 +216,13 @@ def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data
                                         "settings": settings, "environment": env})
     folder = RunFolder(path)
     dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
-    if settings.get("warmup") and settings["warmup"] >= settings["iterations"]:
-        say(f"minires experiment {name}: note: the warm-up ({settings['warmup']} iterations at a tenth of the rate) "
-            f"covers all {settings['iterations']} iterations, so every net trains at a tenth of its rate throughout")
     if progress:
         say(f"experiment {name} ({mode} settings) on {dataset.describe()}")
         if ledger.nets:
             say(f"reusing the {len(ledger.nets)} nets an interrupted run of these settings finished ({ledger.path})")
+    if settings.get("warmup") and settings["warmup"] >= settings["iterations"]:
+        say(f"minires experiment {name}: note: the warm-up ({settings['warmup']} iterations at a tenth of the rate) "
+            f"covers all {settings['iterations']} iterations, so every net trains at a tenth of its rate throughout")
     try:
         results = module.run(dataset, settings, seed=seed, progress=progress, workers=workers, ledger=ledger)
     except BaseException as error:
