@@ -198,6 +198,13 @@ def test_experiments_run_on_mnist_files(tmp_path):
     results, folder = run_experiment("lesion", mode="quick", data="mnist", data_dir=tmp_path, out=tmp_path / "run",
                                      progress=False, depth=8, width=2, iterations=2, batch_size=16)
     assert "(1, 28, 28)" in results["data"] and (folder.path / "lesion.png").exists()
+    # the quick mode's 10,000 images mean "at most"; asked for by name, more than the files hold is refused
+    for key, asked, message in (("n_train", 65, "--n-train 65: mnist: 64 training"),
+                                ("n_test", 33, "--n-test 33: mnist: 64 training / 32 test")):
+        with pytest.raises(ValueError, match=message):
+            run_experiment("lesion", mode="quick", data="mnist", data_dir=tmp_path, out=tmp_path / key,
+                           progress=False, depth=8, width=2, iterations=2, batch_size=16, **{key: asked})
+        assert not (tmp_path / key).exists()            # refused before the run folder is made
 
 
 def test_a_run_records_what_computed_it(tmp_path):

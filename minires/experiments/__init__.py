@@ -211,11 +211,12 @@ def run_experiment(name: str, mode: str = "quick", data: str = "synthetic", data
     check_data_options(data, data_dir)
     path = Path(out or f"runs/{name}")
     check_run_folder(path)
+    dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
+    check_sizes_given(dataset, overrides)
     env = environment()
     ledger = NetLedger(path / PARTIAL, {"experiment": name, "mode": mode, "data": data, "seed": seed,
                                         "settings": settings, "environment": env})
     folder = RunFolder(path)
-    dataset = load_data(data, data_dir, settings.get("n_train"), settings.get("n_test"))
     if progress:
         say(f"experiment {name} ({mode} settings) on {dataset.describe()}")
         if ledger.nets:
@@ -319,6 +320,16 @@ def run(args) -> int:
         print(f"minires: stdout was closed before the end (a reader such as head stopped early); the run went on "
               f"and wrote everything to {args.out or f'runs/{args.name}'}", file=sys.stderr)
     return code
+
+
+def check_sizes_given(dataset, overrides: dict) -> None:
+    """Refuse an ``n_train``/``n_test`` given explicitly (``--n-train``) above what the dataset's files hold: it
+    would quietly use fewer images. A mode's own sizes mean "at most" (the quick 10,000 on a smaller file)."""
+    for key, split in (("n_train", dataset.train), ("n_test", dataset.test)):
+        asked = overrides.get(key)
+        if asked is not None and asked > len(split):
+            raise ValueError(f"--{key.replace('_', '-')} {asked}: {dataset.describe()}; ask for at most "
+                             f"{len(split):,}, or leave --{key.replace('_', '-')} out")
 
 
 def check_combine_options(args) -> None:
