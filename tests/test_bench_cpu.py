@@ -146,6 +146,12 @@ def test_a_busy_machine_is_said_out_loud():
     assert unknown.startswith("- WARNING: no load average on this system")
 
 
+def test_more_threads_than_cores_is_said():
+    assert cpu.threads_warning(2, 2) == [] and cpu.threads_warning(1, 2) == []
+    [warning] = cpu.threads_warning(4, 2)
+    assert warning.startswith("- WARNING: 4 threads on 2 cores: each library's threads take turns")
+
+
 def test_the_header_carries_the_load_warning(monkeypatch):
     from argparse import Namespace
     monkeypatch.setattr(cpu.os, "cpu_count", lambda: 2)

@@ -249,6 +249,14 @@ def load_warning(load_before, threads: int, cores: int) -> list[str]:
             "their ratios are noisy (--clock cpu is steadier with one thread)"]
 
 
+def threads_warning(threads: int, cores: int) -> list[str]:
+    """A warning when ``--threads`` asks for more threads than the machine has cores."""
+    if threads <= cores:
+        return []
+    return [f"- WARNING: {threads} threads on {cores} cores: each library's threads take turns on the cores, so "
+            "the times measure that contention, not what the machine does with a thread per core"]
+
+
 def clock_lines(clock: str, threads: int) -> list[str]:
     """What ``--clock cpu`` times, and a warning when several threads make it more than the work of one."""
     if clock == "wall":
@@ -269,6 +277,7 @@ def _header(args, threads, torch_note, load_before) -> list[str]:
         f"- machine: {cpu_name()}, {os.cpu_count()} cores; load average (1/5/15 min) {_format_load(load_before)} before, "
         f"{_format_load(_load_average())} after",
         *load_warning(load_before, args.threads, os.cpu_count()),
+        *threads_warning(args.threads, os.cpu_count()),
         *["- --tiny: toy sizes, one run each: these numbers check the machinery and mean nothing"] * args.tiny,
         *clock_lines(args.clock, args.threads),
         f"- threads: minires conv {threads['minires conv']}, BLAS {threads['BLAS']}, Numba {threads['Numba']}, {torch_note}",
