@@ -25,7 +25,7 @@ import traceback
 
 COMMANDS = {
     "train": ("minires.train", "train a model (progress, metrics, checkpoints, resume)"),
-    "experiment": ("minires.experiments", "run one of the paper's experiments (degradation, gradnorms, ...)"),
+    "experiment": ("minires.experiments", "run an experiment on the paper's nets (degradation, gradnorms, responses, lesion, shortcuts)"),
     "summary": ("minires.summary", "per-layer table of a model: output shapes, parameters, multiply-adds"),
     "bench": ("minires.bench", "time ops and training steps against PyTorch (cpu or gpu)"),
     "gradcheck": ("minires.selfcheck", "gradient-check every op against finite differences"),

@@ -1,4 +1,5 @@
-"""The paper's experiments, one module each, and the ``minires experiment NAME`` command.
+"""The experiments, one module each, and the ``minires experiment NAME`` command: the paper's four, and
+Veit et al.'s lesion study run on the paper's nets.
 
 =============  ===================================================================================
 degradation    Fig. 6: plain vs ResNet at depths 20-56, training and test error against iterations
