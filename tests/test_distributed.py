@@ -27,7 +27,7 @@ from minires.checkpoint import load_checkpoint
 from minires.data import ArrayDataset, DataLoader
 from minires.gradcheck import gradcheck
 
-from conftest import assert_close
+from conftest import assert_close, one_line
 
 # --------------------------------------------------------------------------- K ranks as threads
 
@@ -480,3 +480,21 @@ def test_scaling_names_the_busy_core_throughput_for_what_it_is(monkeypatch, caps
     monkeypatch.undo()
     scaling.main(["--batch-size", "2", "--steps", "1"])
     assert " img/s per 1 busy core(s), " in capsys.readouterr().out
+
+
+def test_the_readmes_measured_speed_ups_are_the_ratios_of_its_busy_core_columns():
+    """The README's "vs 1 rank" column (and "Two ranks do 1.84x the work of one in the same
+    core-seconds") is each configuration's mean images/s per busy core over one rank's."""
+    readme = one_line("README.md")
+    table = readme.split("| configuration | images/s, wall-clock | images/s per busy core(s) | vs 1 rank |", 1)[1]
+    cells = [c.strip() for c in table.split("```")[0].split("|") if c.strip() and set(c.strip()) != {"-"}]
+    rows = [cells[i:i + 4] for i in range(0, len(cells) - len(cells) % 4, 4)]
+    assert [r[0] for r in rows][:4] == ["1 rank, 1 thread", "2 ranks, 1 thread each", "2 ranks, `--sync-bn`",
+                                        "1 rank, 2 threads (`OMP_NUM_THREADS=NUMBA_NUM_THREADS=2`)"]
+    per_core = {r[0]: np.mean([float(v) for v in r[2].split(", ")]) for r in rows[:4]}
+    one = per_core["1 rank, 1 thread"]
+    for name, row in zip(per_core, rows[:4]):
+        ratio = per_core[name] / one
+        assert row[3] == (f"{ratio:.2f}×" if name != "1 rank, 1 thread" else "1"), (name, ratio)
+    assert f"Two ranks do {per_core['2 ranks, 1 thread each'] / one:.2f}× the work of one in the same core-seconds" \
+        in readme
