@@ -498,3 +498,27 @@ def test_the_readmes_measured_speed_ups_are_the_ratios_of_its_busy_core_columns(
         assert row[3] == (f"{ratio:.2f}×" if name != "1 rank, 1 thread" else "1"), (name, ratio)
     assert f"Two ranks do {per_core['2 ranks, 1 thread each'] / one:.2f}× the work of one in the same core-seconds" \
         in readme
+
+
+@pytest.mark.parametrize("sync_bn", [False, True], ids=["per-rank-bn", "sync-bn"])
+def test_a_step_all_reduces_once_for_the_gradients_and_twice_per_bn_layer_with_sync_bn(sync_bn):
+    """The README: the ranks average their gradients "in one flat all-reduce per step", and "`--sync-bn`
+    adds 38 small all-reduces per step (two per BN layer)" to ResNet-20's (one forward, one backward)."""
+    class Counting(dist.SingleProcess):     # counts as if two ranks took part (each sum is one rank's)
+        calls, world_size = 0, 2
+
+        def allreduce_sum(self, array):
+            Counting.calls += 1
+            return array
+
+    comm = Counting()
+    mr.manual_seed(0)
+    model = mr.models.get_model("resnet20")
+    layers = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    if sync_bn:
+        dist.convert_sync_batchnorm(model, comm)
+    x = mr.tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    F.cross_entropy(model(x), np.array([1, 2])).backward()
+    dist.allreduce_gradients(model.parameters(), comm)
+    assert Counting.calls == 1 + (2 * layers if sync_bn else 0)
+    assert f"`--sync-bn` adds {2 * layers} small all-reduces per step (two per BN layer)" in one_line("README.md")
