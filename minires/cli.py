@@ -91,6 +91,16 @@ def main(argv=None) -> int:
         return 1
 
 
+def command_parser(name: str):
+    """The module of the command ``name`` (a key of COMMANDS) and the parser of its arguments."""
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = _Parser(prog=f"minires {name}", description=COMMANDS[name][1],
+                     conflict_handler="resolve")  # a command may bring its own -h
+    module.add_arguments(parser)
+    _add_debug(parser)
+    return module, parser
+
+
 def _main(argv: list) -> int:
     debug = argv[:1] == ["--debug"]
     argv = argv[1:] if debug else argv
@@ -99,12 +109,8 @@ def _main(argv: list) -> int:
         parser.print_help(sys.stderr)
         return 2
     first, _ = parser.parse_known_args(argv[:1])
-    module = importlib.import_module(first._module)
-    command_parser = _Parser(prog=f"minires {first.command}", description=COMMANDS[first.command][1],
-                             conflict_handler="resolve")  # a command may bring its own -h
-    module.add_arguments(command_parser)
-    _add_debug(command_parser)
-    args = command_parser.parse_args(argv[1:])
+    module, command = command_parser(first.command)
+    args = command.parse_args(argv[1:])
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:

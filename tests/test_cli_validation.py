@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -353,3 +354,26 @@ def test_combine_needs_two_runs_or_more(tmp_path, capsys):
     assert main(["experiment", "degradation", "--combine", run, "--out", str(tmp_path / "combined")]) == 1
     assert "a spread between seeds needs 2 or more runs of distinct seeds, got 1" in capsys.readouterr().err
     assert not (tmp_path / "combined").exists()
+
+
+def readme_commands():
+    """Every ``minires ...`` command of the README's shell blocks, as the words after ``minires``."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (Path(__file__).resolve().parents[1] / "README.md").read_text(), re.S):
+        for line in block.splitlines():
+            for part in line.split(" # ")[0].split("&&"):
+                words = shlex.split(part.strip(), comments=True)
+                if "minires" in words:
+                    commands.append(words[words.index("minires") + 1:])
+    return commands
+
+
+@pytest.mark.parametrize("words", readme_commands(), ids=" ".join)
+def test_every_minires_command_the_readme_shows_parses(words, capsys):
+    """A flag renamed or removed fails here, not in a reader's shell: the parser the command line would
+    meet accepts each command of the README as written (nothing runs)."""
+    _, parser = cli.command_parser(words[0])
+    try:
+        parser.parse_args(words[1:])
+    except SystemExit:
+        pytest.fail(f"the README's `minires {' '.join(words)}` does not parse: {capsys.readouterr().err.strip()}")

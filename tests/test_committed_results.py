@@ -844,6 +844,23 @@ def test_the_gpu_page_quotes_the_committed_cpu_training_run():
     assert f"({seconds:.0f} s on the 2-core CPU)" in page
 
 
+def test_the_training_sections_times_are_the_performance_sections_runs():
+    """"Training a ResNet" quotes the default run's time and PyTorch's "just before" (125 s, 111 s) from the
+    Performance section's timed pair, and names among the earlier builds' accuracies the one it reports."""
+    readme = one_line(ROOT / "README.md")
+    pair = re.search(r"nothing else running: PyTorch ([\d.]+) s \([\d.]+ s of training and evaluation\), [\d.]+%; "
+                     r"minires ([\d.]+) s, ([\d.]+)% again \(the same bits\)", readme)
+    torch_s, minires_s, accuracy = map(float, pair.groups())
+    assert f"**{accuracy:.2f}% held-out accuracy**" in readme
+    quoted = re.search(rf"in \*\*{minires_s:.0f} s\*\* \((\d+)-(\d+) images/s; PyTorch on the same recipe, "
+                       rf"just before: {torch_s:.0f} s, see \"Performance \(CPU\)\"\)", readme)
+    assert quoted, "the training section's times are not the Performance section's"
+    slowest = int(quoted.group(1))        # the epochs' rates (not committed) fit inside the run's wall time
+    assert 4 * 10_000 / slowest < minires_s
+    earlier = re.search(r"took [\d.]+ s from start to exit and reached ([\d.]+%) held-out accuracy", readme).group(1)
+    assert re.search(rf"earlier builds gave [^)]*\b{re.escape(earlier)}[^)]* with the same command", readme)
+
+
 def test_the_degradation_pages_earlier_runs_are_their_committed_summaries():
     """results/degradation/README.md's table of the 2026-11-27 runs: the rows of seeds 1 and 2 are the
     train / test errors of their old-format summaries (quick-seed1.md, quick-seed2.md)."""

@@ -318,3 +318,16 @@ def test_a_folder_with_a_notebook_it_would_skip_is_refused(tmp_path, capsys):
     captured = capsys.readouterr()
     assert not captured.out and len(captured.err.strip().splitlines()) == 1
     assert "alice_small.ipynb" in captured.err and "would be skipped" in captured.err
+
+
+def test_the_readme_gives_grades_default_timeout():
+    """The README: "a cell that runs longer than `--timeout` (120 s) is interrupted"; the parser's default."""
+    import argparse
+
+    from conftest import one_line
+    from minires.course.commands import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    default = parser.parse_args(["grade", "x.ipynb"]).timeout
+    assert f"a cell that runs longer than `--timeout` ({default} s) is interrupted" in one_line("README.md")

@@ -27,7 +27,7 @@ from minires.checkpoint import load_checkpoint
 from minires.data import ArrayDataset, DataLoader
 from minires.gradcheck import gradcheck
 
-from conftest import assert_close
+from conftest import assert_close, one_line
 
 # --------------------------------------------------------------------------- K ranks as threads
 
@@ -480,3 +480,45 @@ def test_scaling_names_the_busy_core_throughput_for_what_it_is(monkeypatch, caps
     monkeypatch.undo()
     scaling.main(["--batch-size", "2", "--steps", "1"])
     assert " img/s per 1 busy core(s), " in capsys.readouterr().out
+
+
+def test_the_readmes_measured_speed_ups_are_the_ratios_of_its_busy_core_columns():
+    """The README's "vs 1 rank" column (and "Two ranks do 1.84x the work of one in the same
+    core-seconds") is each configuration's mean images/s per busy core over one rank's."""
+    readme = one_line("README.md")
+    table = readme.split("| configuration | images/s, wall-clock | images/s per busy core(s) | vs 1 rank |", 1)[1]
+    cells = [c.strip() for c in table.split("```")[0].split("|") if c.strip() and set(c.strip()) != {"-"}]
+    rows = [cells[i:i + 4] for i in range(0, len(cells) - len(cells) % 4, 4)]
+    assert [r[0] for r in rows][:4] == ["1 rank, 1 thread", "2 ranks, 1 thread each", "2 ranks, `--sync-bn`",
+                                        "1 rank, 2 threads (`OMP_NUM_THREADS=NUMBA_NUM_THREADS=2`)"]
+    per_core = {r[0]: np.mean([float(v) for v in r[2].split(", ")]) for r in rows[:4]}
+    one = per_core["1 rank, 1 thread"]
+    for name, row in zip(per_core, rows[:4]):
+        ratio = per_core[name] / one
+        assert row[3] == (f"{ratio:.2f}×" if name != "1 rank, 1 thread" else "1"), (name, ratio)
+    assert f"Two ranks do {per_core['2 ranks, 1 thread each'] / one:.2f}× the work of one in the same core-seconds" \
+        in readme
+
+
+@pytest.mark.parametrize("sync_bn", [False, True], ids=["per-rank-bn", "sync-bn"])
+def test_a_step_all_reduces_once_for_the_gradients_and_twice_per_bn_layer_with_sync_bn(sync_bn):
+    """The README: the ranks average their gradients "in one flat all-reduce per step", and "`--sync-bn`
+    adds 38 small all-reduces per step (two per BN layer)" to ResNet-20's (one forward, one backward)."""
+    class Counting(dist.SingleProcess):     # counts as if two ranks took part (each sum is one rank's)
+        calls, world_size = 0, 2
+
+        def allreduce_sum(self, array):
+            Counting.calls += 1
+            return array
+
+    comm = Counting()
+    mr.manual_seed(0)
+    model = mr.models.get_model("resnet20")
+    layers = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    if sync_bn:
+        dist.convert_sync_batchnorm(model, comm)
+    x = mr.tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    F.cross_entropy(model(x), np.array([1, 2])).backward()
+    dist.allreduce_gradients(model.parameters(), comm)
+    assert Counting.calls == 1 + (2 * layers if sync_bn else 0)
+    assert f"`--sync-bn` adds {2 * layers} small all-reduces per step (two per BN layer)" in one_line("README.md")

@@ -24,3 +24,37 @@ def test_dev_is_every_other_extra_but_cupy_and_jupyterlab():
     groups = extras()
     others = set().union(*(packages for name, packages in groups.items() if name != "dev"))
     assert groups["dev"] == others - {"cupy-cuda12x", "jupyterlab"}
+
+
+def readme_section(title):
+    text = (SETUP_CFG.parent / "README.md").read_text()
+    return " ".join(text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0].split())
+
+
+def test_the_readmes_table_names_each_extras_packages_and_the_install_its_own():
+    """Each row of the README's table of extras lists exactly the packages that setup.cfg's extra adds
+    (``dev`` is checked above), and the first sentence names ``install_requires``."""
+    installing = readme_section("Installing")
+    config = configparser.ConfigParser()
+    config.read(SETUP_CFG)
+    required = {re.split(r"[<>=!~ \[]", line.strip())[0].lower()
+                for line in config["options"]["install_requires"].splitlines() if line.strip()}
+    named = re.search(r"`pip install -e \.` installs minires with what it runs on: (.*?)\. ", installing).group(1)
+    assert set(re.split(r", | and ", re.sub(r" \(.*?\)", "", named).lower())) == required, named
+    for name, packages in extras().items():
+        if name == "dev":
+            continue
+        row = re.search(rf"\| `{name}` \| ([^|]*) \|", installing)
+        assert row, f"the README's table has no row for the extra {name}"
+        listed = {p.strip().lower() for p in row.group(1).split(",")}
+        assert {"cupy" if p.startswith("cupy") else p for p in packages} == listed, (name, listed)
+
+
+def test_the_numba_rows_timings_are_the_performance_sections():
+    """The numba extra's row quotes the A/B step ratios that "Performance (CPU)" reports for its kernels."""
+    row = re.search(r"\| `numba` \| Numba \| ([^|]*) \|", readme_section("Installing")).group(1)
+    performance = readme_section("Performance (CPU)")
+    batch_norm = re.search(r"ResNet-20 step at batch 128 \(.*?; step (\d\.\d+-\d\.\d+)x\)", performance).group(1)
+    relu = re.search(r"\(0\.\d+-0\.\d+x; the step (\d\.\d+-\d\.\d+)x\)", performance).group(1)
+    assert f"step took {batch_norm}x the time with NumPy's batch norm at batch 128" in row
+    assert f"and {relu}x with NumPy's ReLU backward" in row

@@ -262,7 +262,7 @@ def test_stepper_page_shortcut_writes_the_page_and_the_gradients(tmp_path):
         np.testing.assert_array_equal(p.grad.numpy(), q.grad.numpy(), err_msg=name)
 
 
-def test_the_readme_example_runs_and_its_anomaly_blames_the_data(tmp_path, monkeypatch):
+def test_the_readme_example_runs_and_its_anomaly_blames_the_data(tmp_path, monkeypatch, capsys):
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme.split("## Inspecting gradients", 1)[1].split("\n## ", 1)[0]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
@@ -270,6 +270,8 @@ def test_the_readme_example_runs_and_its_anomaly_blames_the_data(tmp_path, monke
     with pytest.raises(FloatingPointError, match="came in with the data, not from an op") as caught:
         exec(compile(code, "README.md", "exec"), {})
     assert "reached Conv2d in module `conv1` as its input 0" in str(caught.value)
+    said = re.search(r"print\(stepper\.step\(\)\) +# (#0 +- +CrossEntropy) \.\.\.", code)
+    assert said and capsys.readouterr().out.split()[:3] == said.group(1).split()   # the step printed is the one said
     for name in ("backward.html", "backward-2.html", "graph.svg", "blocks.svg"):
         assert (tmp_path / name).stat().st_size > 1000, name
 

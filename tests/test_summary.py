@@ -153,3 +153,35 @@ def test_the_readmes_scaling_table_is_recomputed_from_summary():
             assert f"`--sync-bn` adds {2 * bn} small all-reduces per step (two per BN layer)" in readme
         if depth == 110:
             assert f"two small latency-bound all-reduces per BN layer ({2 * bn} per step for ResNet-110)" in readme
+
+
+def test_the_readmes_scaling_estimates_follow_from_its_table_and_its_assumptions():
+    """The arithmetic of "What limits scaling, on paper", redone from summary's MACs and parameters and
+    the rates the README assumes: ~200 ResNet-20 training images per core-second (the mean of the
+    measured 1-rank column), 10 Gb/s Ethernet at 1.1 GB/s, a GPU at 10 TMAC/s over 200, 20 and
+    3.125 GB/s (25 Gb/s) links; communication over computation is (R/beta) / (MACs per byte) * 128/b."""
+    readme = one_line("README.md")
+    nets = {depth: summary(models.get_model(f"resnet{depth}")) for depth in (20, 56, 110)}
+    per_byte = {d: 3 * s.macs * 128 / (8 * s.params) for d, s in nets.items()}
+    assert all(abs(v / 7_000 - 1) < 0.05 for v in per_byte.values()), per_byte
+    assert "every CIFAR ResNet does about 7,000 MACs per byte it sends at b = 128" in readme
+    measured = [198, 217, 206]                                     # the table's "1 rank, 1 thread" per core
+    assert f"| 1 rank, 1 thread | 35, 108, 103 | {', '.join(map(str, measured))} | 1 |" in readme
+    images = round(np.mean(measured), -2)
+    assert images == 200 and "(the ~200 ResNet-20 training images per core-second above)" in readme
+    rate = images * 3 * nets[20].macs
+    assert f"compute about {rate / 1e9:.0f} GMAC/s per core" in readme
+    ethernet = rate / 1.1e9
+    assert f"(β ≈ 1.1 GB/s) R/β ≈ {ethernet:.0f}" in readme
+    share = lambda ratio, b: 100 * ratio / 7_000 * 128 / b         # noqa: E731 -- per cent of the compute
+    assert f"costs {share(ethernet, 128):.1f} % of a step at b = 128 and {share(ethernet, 8):.0f} % at b = 8" \
+        in readme
+    nvlink, infiniband, ethernet25 = (10e12 / beta for beta in (200e9, 20e9, 25e9 / 8))
+    assert (f"R/β ≈ {nvlink:.0f} over NVLink (~200 GB/s), ≈ {infiniband:.0f} over PCIe or InfiniBand (~20 GB/s), "
+            f"≈ {ethernet25:,.0f} over 25 Gb/s Ethernet") in readme
+    assert (f"costs about {share(nvlink, 128):.1f} %, {share(infiniband, 128):.0f} % and "
+            f"{share(ethernet25, 128):.0f} % of the compute") in readme
+    # b = 128/K: the share grows as K, and reaches 100% at K = 7,000 / (R/beta)
+    assert (f"communication equals computation at K ≈ {7_000 / infiniband:.0f} GPUs on 20 GB/s links "
+            f"(K ≈ {7_000 / nvlink:.0f} on NVLink)") in readme
+    assert f"the gradient all-reduce ({4 * nets[20].params / 1e6:.2f} MB)" in readme
