@@ -171,31 +171,14 @@ def test_functional_batch_norm_bumps_running_statistics_it_updates():
         y.backward()
 
 
-def test_the_checks_cost_a_small_share_of_a_resnet20_step_as_the_readme_says():
-    """The README: "1.2 ms of 493 ms (0.24%) spent inside the checks" of a ResNet-20 step at batch 32.
-    The quoted share is its two times' ratio, and today's checks still take well under 1% of such a
-    step (timed as ``tests/perf_versions.py`` times them, one step after a warm-up)."""
+def test_the_readmes_share_of_a_step_spent_in_the_checks_is_its_two_times_ratio():
+    """The README: "1.2 ms of 493 ms (0.24%) spent inside the checks" of a ResNet-20 step at batch 32 (a dated
+    measurement by ``tests/perf_versions.py``; timings are not asserted in tests): the quoted share is the ratio
+    of its two times."""
     import re
-    import time
 
     from conftest import one_line
-    from perf_versions import time_inside_the_checks
-
     quoted = re.search(r"ResNet-20 training step at batch 32 \(2 shared cores, 2026-12-03\): ([\d.]+) ms of "
                        r"([\d.]+) ms \(([\d.]+)%\) spent inside the checks", one_line("README.md"))
     inside_ms, step_ms, share = map(float, quoted.groups())
     assert f"{100 * inside_ms / step_ms:.2f}" == f"{share:.2f}"
-    mr.manual_seed(0)
-    model = mr.models.get_model("resnet20")
-    x = mr.tensor(np.random.default_rng(0).normal(size=(32, 3, 32, 32)).astype(np.float32))
-    y = np.arange(32) % 10
-
-    def step():
-        start = time.perf_counter()
-        mr.functional.cross_entropy(model(x), y).backward()
-        return time.perf_counter() - start
-
-    step()
-    total = step()
-    share = time_inside_the_checks(step, 1) / total
-    assert share < 0.01, f"the version checks took {100 * share:.2f}% of a ResNet-20 step at batch 32"
