@@ -1,7 +1,10 @@
 """minires.summary against the paper's numbers (PAPER.md) and torchvision's parameter counts."""
+import math
+
 import numpy as np
 import pytest
 from conftest import one_line
+from test_models import torch_resnet
 
 import minires as mr
 from minires import models, nn
@@ -153,3 +156,102 @@ def test_the_readmes_scaling_table_is_recomputed_from_summary():
             assert f"`--sync-bn` adds {2 * bn} small all-reduces per step (two per BN layer)" in readme
         if depth == 110:
             assert f"two small latency-bound all-reduces per BN layer ({2 * bn} per step for ResNet-110)" in readme
+
+
+# ----------------------------------------------------------------------------- every row against PyTorch
+def torch_rows(torch, reference, input_shape):
+    """``(name, output shape, own parameters, MACs)`` of every call of a conv, BN or fc layer of a torch
+    model, on the meta device (shapes only, nothing computed). MACs by the formula, from torch's own
+    layer attributes: a conv does ``C_in / groups * k_h * k_w`` per output element, an fc ``in_features``."""
+    nn_ = torch.nn
+    names, rows = {module: name for name, module in reference.named_modules()}, []
+
+    def record(module, inputs, output):
+        if isinstance(module, nn_.Conv2d):
+            macs = output.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+        else:
+            macs = output.numel() * module.in_features if isinstance(module, nn_.Linear) else 0
+        rows.append((names[module], tuple(output.shape), sum(p.numel() for p in module.parameters(recurse=False)),
+                     macs))
+
+    for module in reference.modules():
+        if isinstance(module, (nn_.Conv2d, nn_.BatchNorm2d, nn_.Linear)):
+            module.register_forward_hook(record)
+    with torch.no_grad():
+        reference.eval()(torch.zeros(input_shape, dtype=next(reference.parameters()).dtype, device="meta"))
+    return rows
+
+
+def torch_vgg19(torch, num_classes=1000, in_channels=3):
+    """VGG-19 (configuration E of Simonyan & Zisserman) in plain torch.nn, with torchvision's layout."""
+    nn_, layers = torch.nn, []
+    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M") + (512, 512, 512, 512, "M") * 2:
+        if width == "M":
+            layers.append(nn_.MaxPool2d(2, 2))
+        else:
+            layers += [nn_.Conv2d(in_channels, width, 3, padding=1), nn_.ReLU()]
+            in_channels = width
+    net = nn_.Sequential()
+    net.features, net.avgpool = nn_.Sequential(*layers), nn_.AdaptiveAvgPool2d(7)
+    net.flatten = nn_.Flatten()
+    net.classifier = nn_.Sequential(nn_.Linear(512 * 49, 4096), nn_.ReLU(), nn_.Dropout(), nn_.Linear(4096, 4096),
+                                    nn_.ReLU(), nn_.Dropout(), nn_.Linear(4096, num_classes))
+    return net
+
+
+CIFAR_CASES = {  # name: (minires model, torch_resnet arguments, input shape)
+    "resnet20-A": (lambda: models.resnet20(), ("basic", (3, 3, 3), (16, 32, 64)), dict(shortcut="A"), (3, 32, 32)),
+    "resnet20-B": (lambda: models.resnet20(shortcut="B"), ("basic", (3, 3, 3), (16, 32, 64)), dict(shortcut="B"),
+                   (3, 32, 32)),
+    "resnet32-C": (lambda: models.resnet32(shortcut="C"), ("basic", (5, 5, 5), (16, 32, 64)), dict(shortcut="C"),
+                   (3, 32, 32)),
+    "plain20": (lambda: models.plain20(), ("basic", (3, 3, 3), (16, 32, 64)), dict(residual=False), (3, 32, 32)),
+    "preact20-A": (lambda: models.resnet20(preact=True), ("preact", (3, 3, 3), (16, 32, 64)), dict(shortcut="A"),
+                   (3, 32, 32)),
+    "preact20-C": (lambda: models.resnet20(preact=True, shortcut="C"), ("preact", (3, 3, 3), (16, 32, 64)),
+                   dict(shortcut="C"), (3, 32, 32)),
+    "resnet56-mnist": (lambda: models.resnet56(in_channels=1, num_classes=7), ("basic", (9, 9, 9), (16, 32, 64)),
+                       dict(shortcut="A", in_channels=1, num_classes=7), (1, 28, 28)),
+}
+IMAGENET_CASES = {
+    "resnet18": (lambda: models.resnet18(), ("basic", (2, 2, 2, 2)), dict(shortcut="B")),
+    "resnet34-A": (lambda: models.imagenet_resnet(34, shortcut="A"), ("basic", (3, 4, 6, 3)), dict(shortcut="A")),
+    "resnet34-C": (lambda: models.imagenet_resnet(34, shortcut="C"), ("basic", (3, 4, 6, 3)), dict(shortcut="C")),
+    "plain34": (lambda: models.plain34(), ("basic", (3, 4, 6, 3)), dict(residual=False)),
+    "resnet50": (lambda: models.resnet50(), ("bottleneck", (3, 4, 6, 3)), dict(shortcut="B")),
+    "resnet50-v1.5": (lambda: models.imagenet_resnet(50, stride_in_3x3=True), ("bottleneck", (3, 4, 6, 3)),
+                      dict(shortcut="B", stride_in_3x3=True)),
+    "resnet101": (lambda: models.resnet101(), ("bottleneck", (3, 4, 23, 3)), dict(shortcut="B")),
+    "resnet152": (lambda: models.resnet152(), ("bottleneck", (3, 8, 36, 3)), dict(shortcut="B")),
+}
+
+
+def check_rows_against_torch(torch, s, reference):
+    """Every conv, BN and fc row (name, output shape, parameters, MACs) is PyTorch's, and the totals are
+    PyTorch's parameter count and the sum of its MACs. (Sorted by name: the rows are in call order, and a
+    pre-activation block may call its shortcut before or after its branch.)"""
+    with torch.device("meta"):
+        reference = reference()
+    rows = [(r.name, r.output_shape, r.params, r.macs) for r in s.rows if r.type in ("Conv2d", "BatchNorm2d", "Linear")]
+    expected = torch_rows(torch, reference, s.input_shape)
+    assert sorted(rows) == sorted(expected)
+    assert s.params == sum(p.numel() for p in reference.parameters())
+    assert s.macs == sum(row[3] for row in expected)
+
+
+@pytest.mark.parametrize("case", sorted(CIFAR_CASES))
+def test_cifar_rows_match_pytorch(torch_oracle, case):
+    build, (block, depths, widths), options, shape = CIFAR_CASES[case]
+    check_rows_against_torch(torch_oracle, summary(build(), shape),
+                             lambda: torch_resnet(torch_oracle, block, depths, widths, **options))
+
+
+@pytest.mark.parametrize("case", sorted(IMAGENET_CASES))
+def test_imagenet_rows_match_pytorch(torch_oracle, case):
+    build, (block, depths), options = IMAGENET_CASES[case]
+    check_rows_against_torch(torch_oracle, summary(build()), lambda: torch_resnet(
+        torch_oracle, block, depths, (64, 128, 256, 512), imagenet=True, num_classes=1000, **options))
+
+
+def test_vgg19_rows_match_pytorch(torch_oracle, imagenet_summaries):
+    check_rows_against_torch(torch_oracle, imagenet_summaries["vgg19"], lambda: torch_vgg19(torch_oracle))
