@@ -18,6 +18,7 @@ On the command line: ``minires summary resnet56`` (``--input-shape 3 64 64``, ``
 from __future__ import annotations
 
 import contextlib
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,12 +96,22 @@ def summary(model: Module, input_shape=None, compute: bool = False, name: str | 
         if input_shape is None:
             raise ValueError(f"summary: {type(model).__name__} has no default_input_shape; pass input_shape, "
                              "e.g. (3, 32, 32)")
-    input_shape = tuple(int(n) for n in input_shape)
+    input_shape = _checked_shape(input_shape)
     if len(input_shape) == 3:
         input_shape = (1,) + input_shape
     rows = _record_rows(model, input_shape, compute)
     return Summary(name or type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
                    macs=sum(r.macs for r in rows))
+
+
+def _checked_shape(input_shape) -> tuple:
+    """``input_shape`` as a tuple of ints; TypeError or ValueError unless it is a sequence of positive integers."""
+    is_sequence = isinstance(input_shape, (tuple, list))
+    if not (is_sequence and input_shape and all(positive_int.holds(n) for n in input_shape)):
+        error = ValueError if is_sequence and all(isinstance(n, numbers.Integral) for n in input_shape) else TypeError
+        raise error(f"summary: input_shape must be a tuple of positive integers, (C, H, W) for one input such as "
+                    f"(3, 32, 32) or (N, C, H, W) for a batch, got {input_shape!r}")
+    return tuple(int(n) for n in input_shape)
 
 
 def _zeros_like_parameters(model: Module, shape: tuple) -> Tensor:

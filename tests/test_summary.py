@@ -114,6 +114,16 @@ def test_summary_errors():
         summary(models.resnet20(), (1, 32, 32))
 
 
+
+@pytest.mark.parametrize("shape", [(3, 32.7, 32), (3, -1, 32), (0, 3, 32, 32), (3, True, 32), 32, "3x32x32", ()],
+                         ids=["fraction", "negative", "empty-batch", "bool", "int", "text", "empty"])
+def test_a_bad_input_shape_is_refused_by_name_not_rounded_or_left_to_numpy(shape):
+    """32.7 was truncated to 32 without a word, -1 reached NumPy ("negative dimensions are not allowed"),
+    a batch of 0 gave a table of zero MACs, and 32 or "3x32x32" failed inside a generator."""
+    with pytest.raises((TypeError, ValueError), match=r"summary: input_shape must be .*positive integers.*"
+                                                      r"\(3, 32, 32\).*got"):
+        summary(models.resnet20(), shape)
+
 def test_summary_without_parameters_and_on_a_custom_net():
     s = summary(nn.Sequential(nn.Flatten(), nn.Linear(12, 5)), (2, 3, 2, 2))
     assert s.params == 65 and s.macs == 2 * 12 * 5
