@@ -124,6 +124,38 @@ def test_a_bad_input_shape_is_refused_by_name_not_rounded_or_left_to_numpy(shape
                                                       r"\(3, 32, 32\).*got"):
         summary(models.resnet20(), shape)
 
+
+class ScaledBranch(nn.Module):
+    """A SkipInit-style block: ``x + alpha * conv(x)``, with the scale ``alpha`` its own parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.alpha = nn.Parameter(np.zeros(1, np.float32))
+
+    def forward(self, x):
+        return x + self.alpha * self.conv(x)
+
+
+def test_parameters_in_no_row_are_named_under_the_table():
+    """The rows add up to the total, or the table says which parameters are in no row: those of layers the
+    pass did not reach (a lesioned block's branch) and those held by a module with children (a learnable
+    branch scale). They were counted in the total without a word, so the rows summed to less."""
+    net = models.resnet20()
+    net.layer1[0].lesioned = True
+    s = summary(net)
+    branch = 2 * (16 * 16 * 9 + 2 * 16)                        # two 3x3 convs 16 -> 16 and two BNs of 16
+    assert s.params == 269_722 and sum(r.params for r in s.rows) == s.params - branch
+    text = str(s)
+    assert (f"parameters: 269,722 (0.27M), of which {branch:,} in no row above: layer1.0.conv1, layer1.0.bn1, "
+            "layer1.0.conv2, layer1.0.bn2 (layers this pass did not run, or modules with children)") in text
+    assert text.splitlines()[-2].startswith("parameters: 269,722")
+
+    s = summary(nn.Sequential(ScaledBranch()), (1, 2, 4, 4))
+    assert s.params == 2 * 2 * 9 + 1 and sum(r.params for r in s.rows) == 2 * 2 * 9
+    assert "of which 1 in no row above: 0 (layers this pass did not run, or modules with children)" in str(s)
+    assert "in no row" not in str(summary(models.resnet20()))
+
 def test_summary_without_parameters_and_on_a_custom_net():
     s = summary(nn.Sequential(nn.Flatten(), nn.Linear(12, 5)), (2, 3, 2, 2))
     assert s.params == 65 and s.macs == 2 * 12 * 5
