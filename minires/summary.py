@@ -84,7 +84,7 @@ class Summary:
 
 def _short(count: int) -> str:
     """``40.55M``, ``1.81G``: the way the paper quotes sizes; ``4.2k`` or ``650`` below 0.01M."""
-    if count >= 1e9:
+    if round(count / 1e6, 2) >= 1000:                              # 999,999,999 is 1.00G, not 1000.00M
         return f"{count / 1e9:.2f}G"
     if count >= 1e4:
         return f"{count / 1e6:.2f}M"

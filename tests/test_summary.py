@@ -107,6 +107,15 @@ def test_summary_shows_small_counts_readably_not_as_0_00M():
     assert "parameters: 6 (6)" in str(summary(nn.Sequential(nn.Linear(2, 2)), (1, 2)))
 
 
+
+def test_short_counts_change_unit_where_the_rounded_count_reaches_the_next_one():
+    """999,999,999 printed as "1000.00M" (the unit was picked before rounding); 1e9 is "1.00G"."""
+    from minires.summary import _short
+    assert [_short(n) for n in (999_994_999, 999_995_000, 999_999_999, 10**9)] == ["999.99M", "1.00G", "1.00G",
+                                                                                    "1.00G"]
+    assert [_short(n) for n in (9_900, 10_000)] == ["9.9k", "0.01M"]
+    assert [_short(n) for n in (0, 999, 1_000, 269_722)] == ["0", "999", "1.0k", "0.27M"]
+
 def test_summary_errors():
     with pytest.raises(ValueError, match="no default_input_shape; pass input_shape"):
         summary(nn.Sequential(nn.Linear(2, 2)))
