@@ -74,10 +74,15 @@ def test_stride_on_the_3x3_gives_the_v15_figures(depth):
 
 
 def test_shape_inference_agrees_with_running_the_ops():
-    """The fast walk and a real forward give the same rows (names, shapes, params, MACs)."""
+    """The fast walk and a real forward give the same rows (names, shapes, params, MACs): options A, B, C,
+    pre-activation, plain, MNIST-shaped input, bottlenecks, and a VGG with BN, max pools and dropout."""
     for model, shape in ((models.resnet20(shortcut="B"), (2, 3, 16, 16)),
                          (models.cifar_resnet(8, preact=True, shortcut="C"), (3, 12, 12)),
-                         (models.resnet18(), (3, 64, 64))):
+                         (models.resnet18(), (3, 64, 64)),
+                         (models.cifar_resnet(8, residual=False, in_channels=1, num_classes=3), (1, 28, 28)),
+                         (models.cifar_resnet(8), (3, 28, 28)),
+                         (models.imagenet_resnet(50, shortcut="C", stride_in_3x3=True), (3, 32, 32)),
+                         (models.VGG((4, "M", 8, "M"), num_classes=5, in_channels=1, batch_norm=True), (1, 28, 28))):
         assert summary(model, shape).rows == summary(model, shape, compute=True).rows
 
 
