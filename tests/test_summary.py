@@ -311,3 +311,18 @@ def test_imagenet_rows_match_pytorch(torch_oracle, case):
 
 def test_vgg19_rows_match_pytorch(torch_oracle, imagenet_summaries):
     check_rows_against_torch(torch_oracle, imagenet_summaries["vgg19"], lambda: torch_vgg19(torch_oracle))
+
+
+def test_command_line_builds_the_net_for_the_input_shape_and_classes(torch_oracle, capsys):
+    """``--input-shape 1 28 28 --num-classes 7`` (MNIST-shaped): the totals are PyTorch's for that net, with
+    and without ``--compute``."""
+    with torch_oracle.device("meta"):
+        reference = torch_resnet(torch_oracle, "basic", (9, 9, 9), (16, 32, 64), in_channels=1, num_classes=7)
+    params = sum(p.numel() for p in reference.parameters())
+    macs = sum(row[3] for row in torch_rows(torch_oracle, reference, (1, 1, 28, 28)))
+    for compute in ([], ["--compute"]):
+        assert main(["summary", "resnet56", "--input-shape", "1", "28", "28", "--num-classes", "7", "--totals"]
+                    + compute) == 0
+        assert capsys.readouterr().out.splitlines() == [
+            f"parameters: {params:,} ({params / 1e6:.2f}M)",
+            f"multiply-accumulates (conv + fc): {macs:,} ({macs / 1e6:.2f}M)"]
