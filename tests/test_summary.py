@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 from conftest import one_line
-from test_models import torch_resnet
+from test_models import torch_resnet, torch_vgg
 
 import minires as mr
 from minires import models, nn
@@ -238,23 +238,6 @@ def torch_rows(torch, reference, input_shape):
     return rows
 
 
-def torch_vgg19(torch, num_classes=1000, in_channels=3):
-    """VGG-19 (configuration E of Simonyan & Zisserman) in plain torch.nn, with torchvision's layout."""
-    nn_, layers = torch.nn, []
-    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M") + (512, 512, 512, 512, "M") * 2:
-        if width == "M":
-            layers.append(nn_.MaxPool2d(2, 2))
-        else:
-            layers += [nn_.Conv2d(in_channels, width, 3, padding=1), nn_.ReLU()]
-            in_channels = width
-    net = nn_.Sequential()
-    net.features, net.avgpool = nn_.Sequential(*layers), nn_.AdaptiveAvgPool2d(7)
-    net.flatten = nn_.Flatten()
-    net.classifier = nn_.Sequential(nn_.Linear(512 * 49, 4096), nn_.ReLU(), nn_.Dropout(), nn_.Linear(4096, 4096),
-                                    nn_.ReLU(), nn_.Dropout(), nn_.Linear(4096, num_classes))
-    return net
-
-
 CIFAR_CASES = {  # name: (minires model, torch_resnet arguments, input shape)
     "resnet20-A": (lambda: models.resnet20(), ("basic", (3, 3, 3), (16, 32, 64)), dict(shortcut="A"), (3, 32, 32)),
     "resnet20-B": (lambda: models.resnet20(shortcut="B"), ("basic", (3, 3, 3), (16, 32, 64)), dict(shortcut="B"),
@@ -310,7 +293,7 @@ def test_imagenet_rows_match_pytorch(torch_oracle, case):
 
 
 def test_vgg19_rows_match_pytorch(torch_oracle, imagenet_summaries):
-    check_rows_against_torch(torch_oracle, imagenet_summaries["vgg19"], lambda: torch_vgg19(torch_oracle))
+    check_rows_against_torch(torch_oracle, imagenet_summaries["vgg19"], lambda: torch_vgg(torch_oracle, models.vgg.VGG19_LAYERS))
 
 
 def test_command_line_builds_the_net_for_the_input_shape_and_classes(torch_oracle, capsys):
