@@ -293,7 +293,9 @@ def test_imagenet_rows_match_pytorch(torch_oracle, case):
 
 
 def test_vgg19_rows_match_pytorch(torch_oracle, imagenet_summaries):
-    check_rows_against_torch(torch_oracle, imagenet_summaries["vgg19"], lambda: torch_vgg(torch_oracle, models.vgg.VGG19_LAYERS))
+    """VGG-19 is Simonyan & Zisserman's configuration E: 2, 2, 4, 4, 4 3x3 convs of 64...512, each stage pooled."""
+    config_e = (64, 64, "M", 128, 128, "M") + (256,) * 4 + ("M",) + ((512,) * 4 + ("M",)) * 2
+    check_rows_against_torch(torch_oracle, imagenet_summaries["vgg19"], lambda: torch_vgg(torch_oracle, config_e))
 
 
 def test_command_line_builds_the_net_for_the_input_shape_and_classes(torch_oracle, capsys):
