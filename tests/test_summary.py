@@ -57,6 +57,14 @@ def test_imagenet_parameters_and_table1_flops(imagenet_summaries, name):
         assert round(s.macs / 1e9, 1) == TABLE1_GMACS[name]
 
 
+
+@pytest.mark.parametrize("name", ["resnet20", "plain56", "resnet110", "plain18", "plain34"] + sorted(IMAGENET_PARAMS))
+def test_each_net_has_as_many_weighted_layers_as_its_name_says(imagenet_summaries, name):
+    """The paper's depth counts conv and fc layers, not the projection shortcuts: 6n + 2 on CIFAR, 18...152, 19."""
+    s = imagenet_summaries.get(name) or summary(models.get_model(name))
+    weighted = [r for r in s.rows if r.type in ("Conv2d", "Linear") and ".downsample" not in r.name]
+    assert len(weighted) == int("".join(c for c in name if c.isdigit()))
+
 def test_plain_and_option_a_imagenet_nets():
     """Option A adds nothing to the plain net: same parameters and multiply-adds, paper's 1.8 and 3.6."""
     for depth, gmacs in ((18, 1.8), (34, 3.6)):
