@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -124,8 +125,8 @@ def summary(model: Module, input_shape=None, compute: bool = False, name: str | 
 
 def _checked_shape(input_shape) -> tuple:
     """``input_shape`` as a tuple of ints; TypeError or ValueError unless it is a sequence of positive integers."""
-    is_sequence = isinstance(input_shape, (tuple, list))
-    if not (is_sequence and input_shape and all(positive_int.holds(n) for n in input_shape)):
+    is_sequence = isinstance(input_shape, (Sequence, np.ndarray)) and not isinstance(input_shape, (str, bytes))
+    if not (is_sequence and len(input_shape) and all(positive_int.holds(n) for n in input_shape)):
         error = ValueError if is_sequence and all(isinstance(n, numbers.Integral) for n in input_shape) else TypeError
         raise error(f"summary: input_shape must be a tuple of positive integers, (C, H, W) for one input such as "
                     f"(3, 32, 32) or (N, C, H, W) for a batch, got {input_shape!r}")

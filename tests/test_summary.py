@@ -147,6 +147,13 @@ def test_a_bad_input_shape_is_refused_by_name_not_rounded_or_left_to_numpy(shape
         summary(models.resnet20(), shape)
 
 
+def test_input_shape_may_be_any_sequence_of_integers():
+    expected = summary(models.resnet20(), (3, 16, 16)).rows
+    for shape in ([3, 16, 16], np.array([3, 16, 16]), (np.int64(3), 16, 16)):
+        s = summary(models.resnet20(), shape)
+        assert s.rows == expected and s.input_shape == (1, 3, 16, 16)
+
+
 class ScaledBranch(nn.Module):
     """A SkipInit-style block: ``x + alpha * conv(x)``, with the scale ``alpha`` its own parameter."""
 
