@@ -75,7 +75,6 @@ class Summary:
                          [rule, f"parameters: {self.params:,} ({_short(self.params)}){self._unlisted_note()}",
                           f"multiply-accumulates (conv + fc): {self.macs:,} ({_short(self.macs)})"])
 
-
     def _unlisted_note(self) -> str:
         if not self.unlisted:
             return ""
@@ -117,7 +116,7 @@ def summary(model: Module, input_shape=None, compute: bool = False, name: str | 
     if len(input_shape) == 3:
         input_shape = (1,) + input_shape
     rows, counted = _record_rows(model, input_shape, compute)
-    unlisted = {name or type(module).__name__: _own_param_count(module) for name, module in model.named_modules()
+    unlisted = {path or type(module).__name__: _own_param_count(module) for path, module in model.named_modules()
                 if id(module) not in counted and _own_param_count(module)}
     return Summary(name or type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
                    macs=sum(r.macs for r in rows), unlisted=unlisted)
