@@ -230,9 +230,12 @@ def test_the_readmes_scaling_table_is_recomputed_from_summary():
 
 
 # ----------------------------------------------------------------------------- every row against PyTorch
+ROW_TYPES = ("Conv2d", "BatchNorm2d", "Linear", "MaxPool2d", "AdaptiveAvgPool2d")
+
+
 def torch_rows(torch, reference, input_shape):
-    """``(name, output shape, own parameters, MACs)`` of every call of a conv, BN or fc layer of a torch
-    model, on the meta device (shapes only, nothing computed). MACs by the formula, from torch's own
+    """``(name, output shape, own parameters, MACs)`` of every call of a conv, BN, fc or pooling layer of a
+    torch model, on the meta device (shapes only, nothing computed). MACs by the formula, from torch's own
     layer attributes: a conv does ``C_in / groups * k_h * k_w`` per output element, an fc ``in_features``."""
     nn_ = torch.nn
     names, rows = {module: name for name, module in reference.named_modules()}, []
@@ -246,7 +249,7 @@ def torch_rows(torch, reference, input_shape):
                      macs))
 
     for module in reference.modules():
-        if isinstance(module, (nn_.Conv2d, nn_.BatchNorm2d, nn_.Linear)):
+        if type(module).__name__ in ROW_TYPES:
             module.register_forward_hook(record)
     with torch.no_grad():
         reference.eval()(torch.zeros(input_shape, dtype=next(reference.parameters()).dtype, device="meta"))
@@ -281,12 +284,14 @@ IMAGENET_CASES = {
 
 
 def check_rows_against_torch(torch, s, reference):
-    """Every conv, BN and fc row (name, output shape, parameters, MACs) is PyTorch's, and the totals are
-    PyTorch's parameter count and the sum of its MACs. (Sorted by name: the rows are in call order, and a
-    pre-activation block may call its shortcut before or after its branch.)"""
+    """Every conv, BN, fc and pooling row (name, output shape, parameters, MACs) is PyTorch's, and the totals
+    are PyTorch's parameter count and the sum of its MACs. (Sorted by name: the rows are in call order, and a
+    pre-activation block may call its shortcut before or after its branch. Pooling where the reference has
+    a pooling layer: the ResNet reference averages with ``mean``.)"""
     with torch.device("meta"):
         reference = reference()
-    rows = [(r.name, r.output_shape, r.params, r.macs) for r in s.rows if r.type in ("Conv2d", "BatchNorm2d", "Linear")]
+    kinds = {type(module).__name__ for module in reference.modules()} & set(ROW_TYPES)
+    rows = [(r.name, r.output_shape, r.params, r.macs) for r in s.rows if r.type in kinds]
     expected = torch_rows(torch, reference, s.input_shape)
     assert sorted(rows) == sorted(expected)
     assert s.params == sum(p.numel() for p in reference.parameters())
