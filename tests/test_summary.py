@@ -1,4 +1,5 @@
-"""minires.summary against the paper's numbers (PAPER.md) and torchvision's parameter counts."""
+"""minires.summary against the paper's numbers (PAPER.md), torchvision's parameter counts, and PyTorch reference nets
+(every conv, BN, fc and pooling row: output shape, parameters, and MACs by formula)."""
 import math
 
 import numpy as np
