@@ -1,7 +1,9 @@
 """``summary(model, input_shape)``: a per-layer table of output shapes, parameters and multiply-adds.
 
 What is counted. **Parameters**: every element of every parameter (conv and fc weights and biases,
-BN's :math:`\\gamma, \\beta`); buffers such as running statistics are not parameters.
+BN's :math:`\\gamma, \\beta`); buffers such as running statistics are not parameters. The total is
+every parameter of the model; those in no row (a layer the pass did not run, or a parameter held by a
+module with children) are counted and named under the table.
 **MACs** (multiply-accumulates, the paper's "FLOPs" in Table 1): those of the conv layers
 (:math:`N C_\\mathrm{out} H_\\mathrm{out} W_\\mathrm{out} C_\\mathrm{in} k_h k_w`) and the fully
 connected layers (:math:`N \\cdot \\mathrm{in} \\cdot \\mathrm{out}`); BN, ReLU, pooling, the residual
@@ -18,7 +20,9 @@ On the command line: ``minires summary resnet56`` (``--input-shape 3 64 64``, ``
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,7 +34,10 @@ from .nn import Module, shape_only
 
 @dataclass
 class LayerRow:
-    """One call of a leaf layer: its name in the model, type, output shape, parameters and MACs."""
+    """One call of a leaf layer: its name in the model, type, output shape, parameters and MACs.
+
+    A layer called more than once shows its parameters at its first call only (0 after), so that the rows
+    add up to the total."""
 
     name: str
     type: str
@@ -41,13 +48,17 @@ class LayerRow:
 
 @dataclass
 class Summary:
-    """The rows (one per leaf-layer call, in call order) and totals ``params`` and ``macs``."""
+    """The rows (one per leaf-layer call, in call order) and totals ``params`` (every parameter of the model)
+    and ``macs`` (the sum of the rows). ``unlisted`` maps each module whose own parameters are in no row
+    (a layer the pass did not run, such as a lesioned block's branch, or a module with children that holds
+    a parameter itself) to their count, so that the rows and ``unlisted`` add up to ``params``."""
 
     model_name: str
     input_shape: tuple
     rows: list
     params: int
     macs: int
+    unlisted: dict = field(default_factory=dict)
 
     def __str__(self):
         header = ("layer (type)", "output shape", "params", "MACs")
@@ -61,13 +72,19 @@ class Summary:
         rule = "-" * len(format_line(header))
         return "\n".join([f"{self.model_name}, input {self.input_shape}", rule, format_line(header), rule] +
                          [format_line(line) for line in lines] +
-                         [rule, f"parameters: {self.params:,} ({_short(self.params)})",
+                         [rule, f"parameters: {self.params:,} ({_short(self.params)}){self._unlisted_note()}",
                           f"multiply-accumulates (conv + fc): {self.macs:,} ({_short(self.macs)})"])
+
+    def _unlisted_note(self) -> str:
+        if not self.unlisted:
+            return ""
+        return (f", of which {sum(self.unlisted.values()):,} in no row above: {', '.join(self.unlisted)} "
+                "(layers this pass did not run, or modules with children)")
 
 
 def _short(count: int) -> str:
     """``40.55M``, ``1.81G``: the way the paper quotes sizes; ``4.2k`` or ``650`` below 0.01M."""
-    if count >= 1e9:
+    if round(count / 1e6, 2) >= 1000:                              # 999,999,999 is 1.00G, not 1000.00M
         return f"{count / 1e9:.2f}G"
     if count >= 1e4:
         return f"{count / 1e6:.2f}M"
@@ -95,12 +112,24 @@ def summary(model: Module, input_shape=None, compute: bool = False, name: str | 
         if input_shape is None:
             raise ValueError(f"summary: {type(model).__name__} has no default_input_shape; pass input_shape, "
                              "e.g. (3, 32, 32)")
-    input_shape = tuple(int(n) for n in input_shape)
+    input_shape = _checked_shape(input_shape)
     if len(input_shape) == 3:
         input_shape = (1,) + input_shape
-    rows = _record_rows(model, input_shape, compute)
+    rows, counted = _record_rows(model, input_shape, compute)
+    unlisted = {path or type(module).__name__: _own_param_count(module) for path, module in model.named_modules()
+                if id(module) not in counted and _own_param_count(module)}
     return Summary(name or type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
-                   macs=sum(r.macs for r in rows))
+                   macs=sum(r.macs for r in rows), unlisted=unlisted)
+
+
+def _checked_shape(input_shape) -> tuple:
+    """``input_shape`` as a tuple of ints; TypeError or ValueError unless it is a sequence of positive integers."""
+    is_sequence = isinstance(input_shape, (Sequence, np.ndarray)) and not isinstance(input_shape, (str, bytes))
+    if not (is_sequence and len(input_shape) and all(positive_int.holds(n) for n in input_shape)):
+        error = ValueError if is_sequence and all(isinstance(n, numbers.Integral) for n in input_shape) else TypeError
+        raise error(f"summary: input_shape must be a tuple of positive integers, (C, H, W) for one input such as "
+                    f"(3, 32, 32) or (N, C, H, W) for a batch, got {input_shape!r}")
+    return tuple(int(n) for n in input_shape)
 
 
 def _zeros_like_parameters(model: Module, shape: tuple) -> Tensor:
@@ -111,7 +140,8 @@ def _zeros_like_parameters(model: Module, shape: tuple) -> Tensor:
     return Tensor._wrap(backend.get_array_module(reference.data).zeros(shape, dtype=reference.dtype))
 
 
-def _record_rows(model: Module, input_shape: tuple, compute: bool) -> list:
+def _record_rows(model: Module, input_shape: tuple, compute: bool) -> tuple:
+    """The rows, and the ids of the leaf layers that ran (their parameters are in the rows)."""
     names, rows, counted = _leaf_names(model), [], set()
 
     def record(module, inputs, output):
@@ -133,7 +163,7 @@ def _record_rows(model: Module, input_shape: tuple, compute: bool) -> list:
             handle.remove()
         for module, training in modes:
             module.training = training
-    return rows
+    return rows, counted
 
 
 # ----------------------------------------------------------------------------- command line

@@ -136,6 +136,25 @@ def torch_resnet(torch, block, stage_depths, widths, imagenet=False, num_classes
     return Net().double()
 
 
+
+def torch_vgg(torch, layers, num_classes=1000, in_channels=3, batch_norm=False):
+    """A VGG in plain torch.nn with torchvision's layout: ``features`` (3x3 convs with bias, [BN,] ReLU; 2x2
+    max pools for "M"), ``avgpool`` to 7x7, ``classifier`` (fc 4096, ReLU, dropout, fc 4096, ReLU, dropout, fc)."""
+    nn = torch.nn
+    features = []
+    for width in layers:
+        if width == "M":
+            features.append(nn.MaxPool2d(2, 2))
+            continue
+        features += [nn.Conv2d(in_channels, width, 3, padding=1)] + ([nn.BatchNorm2d(width)] if batch_norm else [])
+        features.append(nn.ReLU())
+        in_channels = width
+    net = nn.Sequential()
+    net.features, net.avgpool, net.flatten = nn.Sequential(*features), nn.AdaptiveAvgPool2d(7), nn.Flatten()
+    net.classifier = nn.Sequential(nn.Linear(in_channels * 49, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, 4096),
+                                   nn.ReLU(), nn.Dropout(), nn.Linear(4096, num_classes))
+    return net
+
 def randomise_bn(model, rng):
     """Non-trivial BN parameters and running statistics, so that the parity tests see them."""
     state = model.state_dict()
@@ -218,6 +237,20 @@ def test_bottleneck_net_matches_pytorch(torch_oracle, stride_in_3x3):
                              shortcut="B", stride_in_3x3=stride_in_3x3)
     check_parity(torch_oracle, model, reference, (2, 3, 32, 32))
 
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_vgg_matches_pytorch_by_state_dict_name(torch_oracle, batch_norm):
+    """A small VGG (two conv stages, 28x28 input, so 7x7 before the classifier): its state dict loads into
+    the PyTorch VGG by name, and eval-mode logits agree (dropout is off in eval mode)."""
+    layers = (4, "M", 8, "M")
+    model = models.VGG(layers, num_classes=3, in_channels=2, batch_norm=batch_norm).double()
+    randomise_bn(model, np.random.default_rng(0))
+    reference = torch_vgg(torch_oracle, layers, num_classes=3, in_channels=2, batch_norm=batch_norm).double()
+    reference.load_state_dict({k: torch_oracle.from_numpy(v) for k, v in model.state_dict().items()})  # strict
+    x = np.random.default_rng(1).standard_normal((2, 2, 28, 28))
+    with mr.no_grad(), torch_oracle.no_grad():
+        assert_close(model.eval()(mr.tensor(x)), reference.eval()(torch_oracle.tensor(x)), PARITY_RTOL)
 
 # ----------------------------------------------------------------------------- gradient checks
 @pytest.mark.parametrize("block_class, options", [
