@@ -13,12 +13,12 @@ if (($#)); then extras=("$@"); else extras=("" test numba mpi tutorials browser 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-megabytes() { du -sm "$1" | cut -f1; }
+mebibytes() { du -sm "$1" | cut -f1; }   # du -m: units of 2^20 bytes
 
 "$python" -m venv "$work/venv"
 echo "| install | venv size | install time |"
 echo "|---|---|---|"
-echo "| (an empty venv: $("$python" --version), pip) | $(megabytes "$work/venv") MB | - |"
+echo "| (an empty venv: $("$python" --version), pip) | $(mebibytes "$work/venv") MiB | - |"
 rm -rf "$work/venv"
 for extra in "${extras[@]}"; do
   target=.
@@ -27,6 +27,12 @@ for extra in "${extras[@]}"; do
   start=$(date +%s.%N)
   "$work/venv/bin/python" -m pip install -q -e "$target" >"$work/log" 2>&1 || { cat "$work/log"; exit 1; }
   end=$(date +%s.%N)
-  printf '| `pip install -e "%s"` | %s MB | %.0f s |\n' "$target" "$(megabytes "$work/venv")" "$(awk "BEGIN {print $end - $start}")"
+  printf '| `pip install -e "%s"` | %s MiB | %.0f s |\n' "$target" "$(mebibytes "$work/venv")" "$(awk "BEGIN {print $end - $start}")"
+  [[ -z $extra ]] && largest=$(du -sm "$work"/venv/lib/python*/site-packages/* | sort -rn | head -8 \
+                                | awk '{n = split($2, p, "/"); printf "%s%s %s MiB", (NR > 1 ? ", " : ""), p[n], $1}')
   rm -rf "$work/venv"
 done
+if [[ -n ${largest:-} ]]; then
+  echo
+  echo "Largest folders of site-packages in the environment of \`pip install -e \".\"\`: $largest"
+fi
