@@ -58,3 +58,26 @@ def test_the_numba_rows_timings_are_the_performance_sections():
     relu = re.search(r"\(0\.\d+-0\.\d+x; the step (\d\.\d+-\d\.\d+)x\)", performance).group(1)
     assert f"step took {batch_norm}x the time with NumPy's batch norm at batch 128" in row
     assert f"and {relu}x with NumPy's ReLU backward" in row
+
+
+INSTALL_REPORT = "results/install/2026-12-04-amd-epyc.md"
+
+
+def test_the_readmes_install_sizes_are_the_committed_outputs():
+    """The table of venv sizes and install times is the committed output of benchmarks/install_sizes.sh, row
+    for row, and the sentence on what fills minires' own environment quotes its list of largest folders."""
+    from conftest import REPO, one_line
+    report = (REPO / INSTALL_REPORT).read_text()
+    readme = (REPO / "README.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("|")]
+    assert len(rows) == 11 and "\n".join(rows) in readme
+    assert f"[output]({INSTALL_REPORT})" in readme
+    largest = dict(re.findall(r"(\S+) (\d+) MiB", report.split("Largest folders")[1]))
+    size = {name: int(largest[name]) for name in ("numpy", "numpy.libs", "matplotlib", "fontTools", "PIL",
+                                                  "pillow.libs", "pip", "setuptools")}
+    whole = re.search(r'`pip install -e "\."` \| (\d+) MiB', report).group(1)
+    assert (f"In the {whole} MiB of `.`, NumPy takes {size['numpy'] + size['numpy.libs']} MiB (`numpy` {size['numpy']}, "
+            f"`numpy.libs` {size['numpy.libs']}), Matplotlib {size['matplotlib']} MiB and its largest dependencies "
+            f"fontTools {size['fontTools']} and Pillow {size['PIL'] + size['pillow.libs']} (`pillow.libs` "
+            f"{size['pillow.libs']}, `PIL` {size['PIL']}), pip and setuptools {size['pip'] + size['setuptools']} "
+            f"({size['pip']} and {size['setuptools']})") in one_line("README.md")
