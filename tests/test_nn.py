@@ -368,3 +368,15 @@ def test_nn_functional_reexports_functional():
     assert nn.functional.conv2d is mr.functional.conv2d
     assert nn.functional.batch_norm is mr.functional.batch_norm
     assert nn.functional.cross_entropy is mr.functional.cross_entropy
+
+
+def test_adaptive_pooling_layer_takes_sizes_its_output_does_not_divide():
+    """As PyTorch's: VGG-19's 7x7 pooling after five max pools of a 32x32 image (a 1x1 map, repeated) or
+    of a 100x100 one (3x3, overlapping windows); shape inference gives what the forward pass gives."""
+    layer = mr.nn.AdaptiveAvgPool2d(7)
+    for size in (1, 3):
+        x = mr.tensor(np.random.default_rng(size).standard_normal((2, 4, size, size)))
+        y = layer(x)
+        assert y.shape == layer.output_shape(x.shape) == (2, 4, 7, 7)
+        np.testing.assert_array_equal(y.numpy(), mr.functional.adaptive_avg_pool2d(x, 7).numpy())
+    np.testing.assert_allclose(layer(mr.tensor(np.ones((1, 1, 1, 1)))).numpy(), np.ones((1, 1, 7, 7)))

@@ -81,6 +81,13 @@ GLOBAL_POOLS = {  # name -> (minires, torch, input shape)
     "adaptive_2x3": (lambda x: F.adaptive_avg_pool2d(x, (2, 3)),
                      lambda t, x: t.nn.functional.adaptive_avg_pool2d(x, (2, 3)), (1, 2, 4, 6)),
     "global": (F.global_avg_pool2d, lambda t, x: x.mean((2, 3)), (2, 3, 3, 5)),
+    # sizes that do not divide: PyTorch's overlapping windows [floor(i H/o), ceil((i+1) H/o)), and repeats
+    "adaptive_7x4_of_10x9": (lambda x: F.adaptive_avg_pool2d(x, (7, 4)),
+                             lambda t, x: t.nn.functional.adaptive_avg_pool2d(x, (7, 4)), (2, 3, 10, 9)),
+    "adaptive_2_of_5x4": (lambda x: F.adaptive_avg_pool2d(x, 2),
+                          lambda t, x: t.nn.functional.adaptive_avg_pool2d(x, 2), (1, 2, 5, 4)),
+    "adaptive_5x4_of_3x3": (lambda x: F.adaptive_avg_pool2d(x, (5, 4)),
+                            lambda t, x: t.nn.functional.adaptive_avg_pool2d(x, (5, 4)), (1, 1, 3, 3)),
 }
 
 
@@ -144,8 +151,8 @@ def zeros(*shape):
      r"max_pool2d: padding \(2, 2\) is more than half of the kernel \(2, 2\)"),
     (lambda: F.avg_pool2d(zeros(1, 1, 4, 4), 2, stride=0), ValueError, "avg_pool2d: stride must be >= 1"),
     (lambda: F.max_pool2d(zeros(1, 1, 4, 4), (2, 2, 2)), TypeError, "max_pool2d: kernel_size must be an int or a pair"),
-    (lambda: F.adaptive_avg_pool2d(zeros(1, 1, 5, 4), 2), ValueError,
-     r"adaptive_avg_pool2d: output size \(2, 2\) does not divide the input size \(5, 4\)"),
+    (lambda: F.adaptive_avg_pool2d(zeros(1, 1, 0, 4), 2), ValueError,
+     r"adaptive_avg_pool2d: input of shape \(1, 1, 0, 4\) has no pixels to average"),
     (lambda: F.global_avg_pool2d(zeros(2, 3)), ValueError, r"global_avg_pool2d: input must be 4-D"),
 ])
 def test_bad_input_raises_clear_error(call, error, message):

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import backend
-from ..autograd import Function
+from ..autograd import Function, Tensor
 from .conv import Conv2dBackwardData, check_4d, check_window_fits, gradient_canvas, pair, sliding_windows
 from .elementwise import array_of
+from .linear import matmul
 from .reduce import mean
 from .shape import scatter_add
 
@@ -147,20 +150,38 @@ def global_avg_pool2d(x):
 
 
 def adaptive_avg_pool2d(x, output_size):
-    r"""(N, C, H, W) -> (N, C, out_h, out_w), PyTorch's layout (``output_size=1`` keeps a 1x1 map).
+    r"""(N, C, H, W) -> (N, C, out_h, out_w), PyTorch's windows and layout (``output_size=1`` keeps a 1x1 map).
 
-    Supported when the output size divides the input size: then it is :func:`avg_pool2d` with
-    kernel = stride = :math:`(H / out_h, W / out_w)` (same math). ``output_size=1`` is the mean over
-    (H, W) with the axes kept (:func:`global_avg_pool2d`'s math, cheaper than a window op).
+    Output row :math:`i` averages input rows :math:`[\lfloor iH/o_h \rfloor, \lceil (i+1)H/o_h \rceil)`,
+    and the same for columns (neighbouring windows overlap when :math:`o_h` does not divide :math:`H`;
+    :math:`o_h > H` repeats rows). A window is a product of a row range and a column range, so
+
+    .. math::  y_{n,c} = A_h\, x_{n,c}\, A_w^\top, \qquad \bar x_{n,c} = A_h^\top\, \bar y_{n,c}\, A_w,
+
+    with :math:`A_h` the :math:`o_h \times H` matrix whose row :math:`i` holds :math:`1/|\text{window}_i|` on
+    its window (:func:`averaging_matrix`): two constant matmuls, differentiated by
+    :class:`~minires.functional.linear.MatMul`. When the output size divides the input size the windows
+    tile it and it is :func:`avg_pool2d` with kernel = stride = :math:`(H / o_h, W / o_w)` (same math, one
+    window op); ``output_size=1`` is the mean over (H, W) with the axes kept.
     """
     check_4d("adaptive_avg_pool2d", x)
     out_h, out_w = pair(output_size, "adaptive_avg_pool2d", "output_size", 1)
     h, w = x.shape[2:]
     if (out_h, out_w) == (1, 1):
         return mean(x, axis=(2, 3), keepdims=True)
-    if h % out_h or w % out_w:
-        raise ValueError(f"adaptive_avg_pool2d: output size ({out_h}, {out_w}) does not divide the input "
-                         f"size ({h}, {w}) of shape {tuple(x.shape)}; only evenly dividing sizes are "
-                         "supported, use avg_pool2d with an explicit kernel_size instead")
-    kernel = (h // out_h, w // out_w)
-    return avg_pool2d(x, kernel)
+    if h == 0 or w == 0:
+        raise ValueError(f"adaptive_avg_pool2d: input of shape {tuple(x.shape)} has no pixels to average")
+    if h % out_h == 0 and w % out_w == 0:
+        return avg_pool2d(x, (h // out_h, w // out_w))
+    xp, dtype = backend.get_array_module(array_of(x)), array_of(x).dtype
+    rows, columns = (Tensor(averaging_matrix(n, o, xp, dtype)) for n, o in ((h, out_h), (w, out_w)))
+    return matmul(matmul(rows, x), columns.T)
+
+
+def averaging_matrix(size: int, out: int, xp=np, dtype="float64"):
+    """``(out, size)``: row ``i`` averages PyTorch's adaptive window ``[floor(i size/out), ceil((i+1) size/out))``."""
+    a = np.zeros((out, size))
+    for i in range(out):
+        start, stop = i * size // out, -(-(i + 1) * size // out)
+        a[i, start:stop] = 1 / (stop - start)
+    return xp.asarray(a, dtype=dtype)
