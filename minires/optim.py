@@ -220,11 +220,3 @@ def paper_schedule(optimizer, iterations: int = PAPER_ITERATIONS, warmup: int = 
     milestones = [round(m * iterations / PAPER_ITERATIONS) for m in PAPER_MILESTONES]
     return MultiStepLR(optimizer, milestones, gamma=0.1, warmup=warmup)
 
-
-def warmup_problem(warmup: int, iterations: int) -> str | None:
-    """Why a warm-up of ``warmup`` iterations at a tenth of the rate is no part of a run of ``iterations``
-    (it covers all of it, so the rate set is never used), or None."""
-    if warmup >= iterations:
-        return (f"--warmup {warmup} covers the whole run ({iterations} iterations), so the rate never reaches "
-                f"--lr; give a warm-up below {iterations}, or a longer run")
-    return None

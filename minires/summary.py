@@ -116,8 +116,8 @@ def summary(model: Module, input_shape=None, compute: bool = False, name: str | 
     if len(input_shape) == 3:
         input_shape = (1,) + input_shape
     rows, counted = _record_rows(model, input_shape, compute)
-    unlisted = {path or type(module).__name__: _own_param_count(module) for path, module in model.named_modules()
-                if id(module) not in counted and _own_param_count(module)}
+    unlisted = {path or type(module).__name__: count for path, module in model.named_modules()
+                if id(module) not in counted and (count := _own_param_count(module))}
     return Summary(name or type(model).__name__, input_shape, rows, params=sum(p.size for p in model.parameters()),
                    macs=sum(r.macs for r in rows), unlisted=unlisted)
 

@@ -61,6 +61,7 @@ from .checkpoint import CheckpointError, atomic_write, has_checkpoint, load_chec
 from .checks import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from .data import (CIFAR10, MNIST, Compose, DataLoader, RandomCrop, RandomHorizontalFlip, Synthetic,
                    SubtractPixelMean, pixel_mean)
+from .data.synthetic import DEFAULT_SIZES as SYNTHETIC_SIZES
 from .functional import cross_entropy
 from .models.resnet import IMAGENET_CONFIGS
 from .random import check_seed, default_generator, manual_seed
@@ -108,7 +109,7 @@ class Config:
             raise ValueError(f"train: {problem}")
 
 
-# What each numeric setting must be: the command line's types (minires.cli) also check values given from Python
+# What each numeric setting must be: the command line's types (minires.checks) also check values given from Python
 # (fit(), Config). The settings that may be None (their default) are checked only when given.
 _NUMBER_RULES = {"width": positive_int, "epochs": positive_int, "batch_size": positive_int, "lr": positive_float,
                  "momentum": unit_interval, "weight_decay": non_negative_float, "warmup": non_negative_int,
@@ -357,9 +358,9 @@ class Trainer:
         self.optimizer = optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay)
         self.total_iterations, milestones = self._schedule_in_iterations()
-        problem = cfg.warmup and checkpoint is None and optim.warmup_problem(cfg.warmup, self.total_iterations)
-        if problem:
-            raise ValueError(problem)
+        if checkpoint is None and cfg.warmup >= self.total_iterations > 0:
+            raise ValueError(f"--warmup {cfg.warmup} covers the whole run ({self.total_iterations} iterations), so "
+                             f"the rate never reaches --lr; give a warm-up below {self.total_iterations}, or a longer run")
         self.scheduler = optim.MultiStepLR(self.optimizer, milestones, warmup=cfg.warmup)
         self.epoch = self.iteration = self.skipped = self.went_on = 0
         self.metrics_path = self.out / "metrics.jsonl"
@@ -945,7 +946,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "mpirun; auto (default): nccl with --device cuda and mpi otherwise under mpirun, else none")
     parser.add_argument("--sync-bn", action="store_true", default=None,
                         help="under mpirun: BatchNorm statistics over the global batch, not each rank's share")
-    sizes = Synthetic.DEFAULT_SIZES
+    sizes = SYNTHETIC_SIZES
     parser.add_argument("--train-size", type=positive_int,
                         help=f"synthetic: images to generate (default {sizes[True]:,}); else use the first N, at most all (the default)")
     parser.add_argument("--test-size", type=positive_int,

@@ -49,7 +49,6 @@ class Synthetic(ArrayDataset):
     """
 
     classes = CLASSES
-    DEFAULT_SIZES = DEFAULT_SIZES     # n when not given, by ``train``
 
     def __init__(self, train: bool = True, n: int | None = None, seed: int = 0):
         n = DEFAULT_SIZES[bool(train)] if n is None else n
