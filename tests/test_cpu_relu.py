@@ -108,3 +108,24 @@ def test_llvm_vectorises_the_kernel_loop(tmp_path):
                          cwd=root).stdout.split("\n")
     counts = dict(line.split() for line in out if line)
     assert set(counts) == {"float32", "float64"} and all(int(n) > 0 for n in counts.values()), counts
+
+
+AB_REPORT = "results/cpu/2026-12-04-amd-epyc-relu-ab.txt"
+
+
+def test_the_readme_quotes_the_committed_ab_of_the_relu_kernel():
+    """The README's times of the ReLU kernels in a ResNet-20 step, and their ratios and the step's, are the
+    committed A/B output's, batch 32 and 128, one thread and two."""
+    import re
+    from conftest import REPO, one_line
+    report = (REPO / AB_REPORT).read_text()
+    kernels = [float(ms) for ms in re.findall(r"relu kernels +([\d.]+) ms", report)]
+    steps = [float(r) for r in re.findall(r"B / A: step ([\d.]+)", report)]
+    kernel_ratios = [float(r) for r in re.findall(r"kernels ([\d.]+)$", report, re.M)]
+    assert len(kernels) == 8 and len(steps) == len(kernel_ratios) == 4     # (b32, b128) x (1, 2 threads)
+    (a1, b1, a2, b2, a3, b3, a4, b4) = kernels
+    readme = one_line("README.md")
+    assert (f"went from {a1} to {b1} ms at batch 32 and {a3} to {b3} ms at batch 128 on one thread, {a2} to {b2} "
+            f"and {a4} to {b4} ms on two ({min(kernel_ratios):.3f}-{max(kernel_ratios):.3f}x; the step "
+            f"{min(steps):.3f}-{max(steps):.3f}x)") in readme
+    assert f"([output]({AB_REPORT}))" in readme
