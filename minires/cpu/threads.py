@@ -75,16 +75,28 @@ def map_batch(a, work, per_block: int | None = None, min_size: int | None = None
     if a.ndim == 0:
         return [work(Ellipsis)]
     n = a.shape[0]
-    min_size = MIN_PARALLEL_SIZE if min_size is None else min_size
-    parts = 1 if a.size < min_size else max(1, min(_threads, n))
+    parts = _parts(a, min_size)
     if parts == 1 and per_block is None:
         return [work(slice(0, n))]          # one block, here: the common case of small passes, kept cheap
-    runs = [_blocks(n * k // parts, n * (k + 1) // parts, per_block) for k in range(parts)]
+    runs = batch_runs(a, per_block, min_size)
     others = [pool().submit(lambda run: [work(b) for b in run], run) for run in runs[1:]]
     results = [work(b) for b in runs[0]]     # this thread does a share too, instead of waiting
     for future in others:
         results += future.result()
     return results
+
+
+def batch_runs(a, per_block: int | None = None, min_size: int | None = None) -> list[list[slice]]:
+    """:func:`map_batch`'s blocks of ``a``'s first axis, one list per thread (the caller's first)."""
+    n, parts = a.shape[0], _parts(a, min_size)
+    return [_blocks(n * k // parts, n * (k + 1) // parts, per_block) for k in range(parts)]
+
+
+def _parts(a, min_size: int | None) -> int:
+    """How many threads share a pass over ``a``: one below ``min_size`` values (None:
+    :data:`MIN_PARALLEL_SIZE`), else one per thread, at most one per image."""
+    min_size = MIN_PARALLEL_SIZE if min_size is None else min_size
+    return 1 if a.size < min_size else max(1, min(_threads, a.shape[0]))
 
 
 def _blocks(start: int, stop: int, per_block: int | None) -> list[slice]:
