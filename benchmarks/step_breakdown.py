@@ -51,10 +51,11 @@ class OpTimers:
 
 
 def public_methods(impl) -> list[str]:
-    """The public methods an implementation defines: its class's for an instance, its own for a class."""
-    owner = impl if isinstance(impl, type) else type(impl)
-    return [name for name, value in vars(owner).items()
-            if not name.startswith("_") and isinstance(value, (staticmethod, type(public_methods)))]
+    """The public methods an implementation defines: its class's and their bases' for an instance,
+    its own for a class."""
+    owners = [impl] if isinstance(impl, type) else type(impl).__mro__[:-1]
+    return list(dict.fromkeys(name for owner in owners for name, value in vars(owner).items()
+                              if not name.startswith("_") and isinstance(value, (staticmethod, type(public_methods)))))
 
 
 def wrap(impl, op: str, timers: OpTimers):

@@ -11,8 +11,12 @@
 ``conv2d_index.py``        the index math both conv files share, as plain Python (tested on the CPU)
 ``conv2d_cpu.py``          Numba CPU (``parallel=True``) im2col and col2im around BLAS GEMMs,
                            driven by :mod:`minires.cpu`
+``conv2d_rows_cpu.py``     Numba CPU (``parallel=True``): a stride-1 conv's row columns and its
+                           BLAS GEMMs in one region, driven by :mod:`minires.cpu.conv`
 ``batchnorm_cpu.py``       Numba CPU (``nogil``) batch norm in two passes each way, driven by
                            :mod:`minires.cpu.batchnorm`
+``relu_cpu.py``            Numba CPU (``nogil``) ReLU backward in one pass, driven by
+                           :mod:`minires.cpu.relu`
 =========================  ==================================================================
 
 The Python side that compiles, launches and registers these lives in :mod:`minires.gpu` (CUDA) and

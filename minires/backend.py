@@ -155,7 +155,7 @@ def defaults(device: str = "cpu") -> dict:
 
 
 # implementations registered only where their package is installed: the module that brings them, and its extra
-OPTIONAL_IMPLS = {"numba": ("numba", "numba"), "numba-cuda": ("numba_cuda", "gpu"),
+OPTIONAL_IMPLS = {"numba": ("numba", "numba"), "numba-rows": ("numba", "numba"), "numba-cuda": ("numba_cuda", "gpu"),
                   "numba-cuda-tiled": ("numba_cuda", "gpu")}
 
 

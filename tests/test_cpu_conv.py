@@ -7,17 +7,21 @@ from hypothesis import strategies as st
 import minires as mr
 import minires.functional as F
 from minires import backend
-from minires.cpu.conv import ChunkedIm2colGemm, numpy_col2im, numpy_im2col, numpy_row_im2col
+from minires.cpu.conv import ChunkedIm2colGemm, NumbaRowsIm2colGemm, numpy_col2im, numpy_im2col, numpy_row_im2col
 from minires.functional.conv import Im2colConv2d
 from conftest import channels_last
 
-FAST = ["numpy-fast", "numpy-columns", "numpy-padded-rows", pytest.param("numba", marks=pytest.mark.skipif(
-    "numba" not in backend.available("conv2d"), reason="Numba is not installed: pip install -e '.[numba]'"))]
+NEEDS_NUMBA = pytest.mark.skipif("numba" not in backend.available("conv2d"),
+                                 reason="Numba is not installed: pip install -e '.[numba]'")
+FAST = ["numpy-fast", "numpy-columns", "numpy-padded-rows", pytest.param("numba", marks=NEEDS_NUMBA),
+        pytest.param("numba-rows", marks=NEEDS_NUMBA)]
 
 
 def implementation(name, chunk_bytes):
-    """The registered movers of ``name`` in an algorithm with a given chunk size."""
+    """The registered implementation ``name`` with a given chunk size."""
     registered = backend.lookup("conv2d", np.zeros(1), name)[1]
+    if isinstance(registered, NumbaRowsIm2colGemm):
+        return NumbaRowsIm2colGemm(chunk_bytes)
     return ChunkedIm2colGemm(registered.im2col, registered.col2im, chunk_bytes, registered.row_im2col)
 
 
@@ -205,30 +209,148 @@ def test_copying_the_rows_from_x_gives_the_padded_copys_bits():
         assert np.ascontiguousarray(mine).tobytes() == np.ascontiguousarray(theirs).tobytes()
 
 
-def test_the_robust_fast_path_is_the_cpu_default():
-    # numba is opt-in: its parallel threads collapse on shared cores (see minires.cpu)
+def test_the_cpu_default_is_numba_rows_where_numba_is_installed_else_numpy_fast():
+    # numba (the parallel movers) stays opt-in: its threads collapse on shared cores (see minires.cpu)
     name, _ = backend.lookup("conv2d", np.zeros((1, 1, 1, 1)))
-    assert name == "numpy-fast"
+    assert name == ("numba-rows" if "numba" in backend.available("conv2d") else "numpy-fast")
 
 
-@pytest.mark.parametrize("frozen, expected_calls", [(None, ["backward"]), (0, ["backward_weight"]),
-                                                    (1, ["backward_data"])])
-def test_autograd_asks_for_both_gradients_at_once(monkeypatch, frozen, expected_calls):
-    """conv2d's backward calls the implementation's ``backward`` when both gradients are wanted
-    (one column matrix for both), and only the gradient wanted otherwise; all agree with the reference."""
-    fast, calls = backend.lookup("conv2d", np.zeros(1), "numpy-fast")[1], []
-    for method in ("backward", "backward_data", "backward_weight"):
-        real = getattr(fast, method)
-        monkeypatch.setattr(fast, method, lambda *args, _real=real, _name=method: calls.append(_name) or _real(*args))
+def force_the_numba_region(patch: pytest.MonkeyPatch):
+    """numba-rows then runs its Numba kernel whatever layer Numba's threads run on (off TBB it is
+    only slower than minires' pool, not wrong)."""
+    from minires.cpu import numba_layer
+    patch.setattr(numba_layer, "threading_layer", lambda: "tbb")
+
+
+@pytest.fixture
+def numba_region(monkeypatch):
+    force_the_numba_region(monkeypatch)
+
+
+@NEEDS_NUMBA
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@settings(max_examples=15, deadline=None)
+@given(p=problems())
+def test_numba_rows_gives_numpy_fasts_bits(threads, p):
+    """The one-region kernel runs numpy-fast's chunks and products in the same order: every output
+    has the same bits, on 1, 2 and 3 threads, each chunk size, both dtypes and layouts."""
+    from minires.cpu import threads as cpu_threads
+    x, w, gy = arrays(p)
+    s, pad = p["stride"], p["padding"]
+    region, fast = NumbaRowsIm2colGemm(p["chunk_bytes"]), implementation("numpy-fast", p["chunk_bytes"])
+    before = cpu_threads.get_num_threads()
+    try:
+        cpu_threads.set_num_threads(threads)
+        with pytest.MonkeyPatch.context() as patch:
+            force_the_numba_region(patch)
+            patch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)      # split even these small batches
+            pairs = [(region.forward(x, w, s, pad), fast.forward(x, w, s, pad)),
+                     *zip(region.backward(gy, x, w, s, pad), fast.backward(gy, x, w, s, pad))]
+    finally:
+        cpu_threads.set_num_threads(before)
+    for mine, theirs in pairs:
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+
+
+@NEEDS_NUMBA
+def test_numba_rows_on_an_empty_batch(numba_region):
+    x, w = np.zeros((0, 3, 5, 5), np.float32), np.ones((4, 3, 3, 3), np.float32)
+    region = NumbaRowsIm2colGemm()
+    assert region.forward(x, w, (1, 1), (1, 1)).shape == (0, 4, 5, 5)
+    gx, gw = region.backward(np.zeros((0, 4, 5, 5), np.float32), x, w, (1, 1), (1, 1))
+    assert gx.shape == x.shape and np.array_equal(gw, np.zeros_like(w))
+
+
+@NEEDS_NUMBA
+@pytest.mark.parametrize("why", ["no BLAS to call", "a side of 1", "another layer"])
+def test_numba_rows_runs_numpy_fasts_code_where_its_kernel_cannot_run(monkeypatch, why):
+    """Without a GEMM it can call (NumPy on another BLAS), where NumPy's matmul would take a
+    matrix-vector product (a side of 1), or off TBB, numba-rows never enters its kernel."""
+    from minires.cpu import blas, numba_layer
+    from minires.kernels import conv2d_rows_cpu
+    force_the_numba_region(monkeypatch)
+    monkeypatch.setattr(conv2d_rows_cpu, "correlate_by_rows", lambda *args: pytest.fail("entered the kernel"))
     rng = np.random.default_rng(8)
-    inputs = [mr.Tensor(rng.standard_normal((2, 3, 6, 5)), requires_grad=frozen != 0),
-              mr.Tensor(rng.standard_normal((3, 3, 3, 3)), requires_grad=frozen != 1)]
-    F.conv2d(*inputs, padding=1, impl="numpy-fast").sum().backward()
-    assert calls == expected_calls
-    x, w = (t.numpy() for t in inputs)
-    gy = np.ones(Im2colConv2d.forward(x, w, (1, 1), (1, 1)).shape)
-    expected = [Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), (1, 1)),
-                Im2colConv2d.backward_weight(gy, x, w.shape, (1, 1), (1, 1))]
-    for tensor, grad in zip(inputs, expected):
-        if tensor.requires_grad:
-            np.testing.assert_allclose(tensor.grad.numpy(), grad, atol=1e-12)
+    out_channels = 1 if why == "a side of 1" else 4
+    x, w = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((out_channels, 2, 3, 3))
+    if why == "no BLAS to call":
+        monkeypatch.setattr(blas, "gemm", lambda dtype: None)
+    elif why == "another layer":
+        monkeypatch.setattr(numba_layer, "threading_layer", lambda: "omp")
+    region, fast = NumbaRowsIm2colGemm(), implementation("numpy-fast", 2 ** 22)
+    assert np.array_equal(region.forward(x, w, (1, 1), (1, 1)), fast.forward(x, w, (1, 1), (1, 1)))
+
+
+def _last_line(code: str, **env) -> str:
+    """What ``code`` prints last, run in a fresh Python (Numba's layer is chosen once per process)
+    with ``NUMBA_THREADING_LAYER`` unset unless ``env`` sets it."""
+    import os
+    import subprocess
+    import sys
+    clean = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**clean, **env})
+    return out.stdout.strip().splitlines()[-1]
+
+
+CONV_IN_A_FRESH_PROCESS = """
+import numpy as np
+from minires import backend
+from minires.cpu import threads
+from minires.cpu.numba_layer import threading_layer
+threads.set_num_threads(2)
+rng = np.random.default_rng(0)
+x, w = rng.standard_normal((8, 16, 12, 12)), rng.standard_normal((16, 16, 3, 3))
+def both(impl):
+    conv = backend.lookup("conv2d", x, impl)[1]
+    return conv.forward(x, w, (1, 1), (1, 1)), conv.backward(x, x, w, (1, 1), (1, 1))[1]
+same = lambda a, b: all(np.array_equal(p, q) for p, q in zip(a, b))
+"""
+
+
+@NEEDS_NUMBA
+def test_pips_tbb_is_numbas_layer_where_it_is_installed():
+    from minires.cpu.numba_layer import pip_libtbb
+    if pip_libtbb() is None:
+        pytest.skip("pip's tbb is not installed (the numba extra installs it on x86-64 Linux)")
+    assert _last_line(CONV_IN_A_FRESH_PROCESS + "both('numba-rows'); print(threading_layer())") == "tbb"
+
+
+@NEEDS_NUMBA
+def test_a_layer_asked_for_is_kept_and_the_conv_keeps_its_bits():
+    code = CONV_IN_A_FRESH_PROCESS + "print(threading_layer(), same(both('numba-rows'), both('numpy-fast')))"
+    assert _last_line(code, NUMBA_THREADING_LAYER="workqueue") == "workqueue True"
+
+
+@NEEDS_NUMBA
+def test_numba_rows_runs_in_a_forked_child_after_the_parent():
+    """The experiments fork their workers after the parent may have run a conv: Numba's layer must
+    survive the fork (GNU OpenMP's does not)."""
+    code = CONV_IN_A_FRESH_PROCESS + """
+import multiprocessing
+parent = both("numba-rows")
+with multiprocessing.get_context("fork").Pool(1) as pool:
+    child = pool.apply(both, ("numba-rows",))
+print(threading_layer(), same(parent, child))
+"""
+    assert _last_line(code).endswith(" True")
+
+
+AB_REPORT = "results/cpu/2026-12-04-amd-epyc-numba-rows-ab.txt"
+
+
+def test_the_readme_quotes_the_committed_ab_of_numba_rows():
+    """The README's step ratios of numba-rows against numpy-fast are the committed A/B output's: two
+    threads (ResNet-20 and -56 at batch 32, then at batch 128), then one thread (ResNet-20 at 32 and 128)."""
+    import re
+    from conftest import REPO, one_line
+    report = (REPO / AB_REPORT).read_text()
+    runs = re.findall(r"(resnet\d+) batch (\d+), (\d) thread.*?B / A: step ([\d.]+)", report, re.S)
+    assert [run[:3] for run in runs] == [("resnet20", "32", "2"), ("resnet56", "32", "2"), ("resnet20", "128", "2"),
+                                         ("resnet56", "128", "2"), ("resnet20", "32", "1"), ("resnet20", "128", "1")]
+    r20_32, r56_32, r20_128, r56_128, one_32, one_128 = (run[3] for run in runs)
+    readme = one_line("README.md")
+    assert (f"on two threads the step took {r20_32}x (ResNet-20) and {r56_32}x (ResNet-56) the time at batch 32 and "
+            f"{r20_128}x and {r56_128}x at batch 128, on one thread ResNet-20's {one_32}x at batch 32 and "
+            f"{one_128}x at batch 128") in readme
+    assert f"([output]({AB_REPORT}))" in readme

@@ -195,10 +195,13 @@ def set_threads(threads: int) -> dict:
     used = {"minires conv": cpu_threads.get_num_threads(), "BLAS": f"{blas} (in each conv thread)"}
     try:
         import numba
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        used["Numba"] = numba.get_num_threads()
     except ImportError:
         used["Numba"] = "not installed"
+    else:
+        from ..cpu.numba_layer import threading_layer
+        layer = threading_layer()          # before set_num_threads starts Numba's threads
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        used["Numba"] = f"{numba.get_num_threads()} ({layer} layer)"
     return used
 
 

@@ -4,8 +4,11 @@ The readable NumPy references stay in :mod:`minires.functional`; what is here co
 thing faster and is tested for agreement with them:
 
 * :mod:`~minires.cpu.conv`: conv2d as chunked im2col + one BLAS GEMM per chunk, the chunks of a
-  call spread over the threads (``numpy-fast``, the CPU default, and ``numba`` with the parallel
-  data movers of ``kernels/conv2d_cpu.py``); its outputs are channels last in memory;
+  call spread over the threads (``numpy-fast``, the CPU default without Numba; ``numba-rows``, the
+  default with it, runs the stride-1 convs' chunks as one Numba region of
+  ``kernels/conv2d_rows_cpu.py``, with the same bits, where Numba's threads run on TBB
+  (:mod:`~minires.cpu.numba_layer`), calling NumPy's BLAS (:mod:`~minires.cpu.blas`); and ``numba``
+  with the parallel data movers of ``kernels/conv2d_cpu.py``); its outputs are channels last in memory;
 * :mod:`~minires.cpu.pointwise`: ReLU, add + ReLU and batch norm with each pass split over the
   batch on the threads, in NCHW or channels-last memory (``numpy-threads``, the CPU defaults where
   Numba is not installed);
@@ -19,7 +22,7 @@ thing faster and is tested for agreement with them:
 * :mod:`~minires.cpu.allocator`: glibc keeps freed memory for the next step instead of faulting it
   in again (applied on import; ``MINIRES_KEEP_FREED_MEMORY=0`` turns it off).
 
-``numba`` is opt-in (``minires.backend.use("conv2d", "numba")``): it is no faster than
+The ``numba`` conv is opt-in (``minires.backend.use("conv2d", "numba")``): it is no faster than
 ``numpy-fast`` here (536 against 385 ms per ResNet-20 step at batch 128 on 2 cores, 2026-12-04; README),
 needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
 for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.

@@ -65,7 +65,9 @@ Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`
 (NumPy only, row columns where the stride allows) and ``numba`` (the parallel kernels of
 ``kernels/conv2d_cpu.py``); ``numpy-columns`` is ``numpy-fast`` with the column matrix everywhere,
 ``numpy-padded-rows`` with every row column copied through a padded copy of the input (each shows
-what one of the steps above saves).
+what one of the steps above saves). ``numba-rows`` (:class:`NumbaRowsIm2colGemm`, the default
+where Numba is installed) is ``numpy-fast`` with each stride-1 conv's chunks, row columns and
+GEMMs run as one Numba region instead of Python functions on minires' pool: the same bits.
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ import numpy as np
 from .. import backend
 from ..functional.conv import _canvas_slices
 from ..kernels.conv2d_index import ConvGeometry
-from . import threads
+from . import blas, numba_layer, threads
 
 CHUNK_BYTES = 4 * 2 ** 20  # the largest column matrix built at once: stays in L2/L3 for the GEMM
 _SCRATCH = threading.local()  # the column-matrix and padded-input buffers, kept between calls
@@ -391,6 +393,7 @@ def numpy_col2im(gcol, g: ConvGeometry, gx):
 
 # ----------------------------------------------------------------------------- Numba data movers
 def _numba_kernels():
+    numba_layer.threading_layer()   # before the kernels first start Numba's threads
     from ..kernels import conv2d_cpu  # compiles (or loads from Numba's cache) on first use
     return conv2d_cpu
 
@@ -403,7 +406,48 @@ def numba_col2im(gcol, g: ConvGeometry, gx):
     _numba_kernels().col2im(gcol, g, gx)
 
 
-backend.register("conv2d", "numpy-fast", device="cpu", default=True)(
+# ----------------------------------------------------------------------------- one Numba region
+class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
+    """``numpy-fast`` with its vertical-stride-1 convs (:meth:`_correlate_by_rows`) run as one
+    Numba kernel (``kernels/conv2d_rows_cpu.py``): the same chunks and BLAS products, hence the same
+    bits, on Numba's threads instead of minires' pool (``numba-rows``, the CPU default where Numba
+    is installed). Only where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`): on its
+    other layers they start too slowly to gain, and every conv is ``numpy-fast``'s."""
+
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES):
+        super().__init__(numpy_im2col, numpy_col2im, chunk_bytes, row_im2col=numpy_row_im2col)
+
+    def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
+        width, pixels = g.kw * g.c_in, g.out_h * g.out_w
+        c_x = 0 if col_t_times is None else col_t_times.shape[1]
+        products = [(pixels, g.c_out)] + ([(width, c_x)] if c_x else [])
+        gemm = blas.gemm(x.dtype) if w.dtype == x.dtype else None     # None: a dtype or BLAS it cannot call
+        # (and NumPy's matmul takes a matrix-vector product where a side is 1: not the GEMM's bits)
+        if g.n == 0 or gemm is None or any(1 in sides for sides in products) or numba_layer.threading_layer() != "tbb":
+            return super()._correlate_by_rows(x, w, g, y, col_t_times)
+        from ..kernels import conv2d_rows_cpu
+        w_rows = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh, g.kw * g.c_in, g.c_out)
+        per_image = math.prod(row_columns_shape(g)(1))
+        per_chunk = max(1, min(g.n, self.chunk_bytes // (per_image * x.dtype.itemsize)))
+        runs = threads.batch_runs(x, per_chunk)
+        bounds = np.array([0] + [block.stop for run in runs for block in run], dtype=np.int64)
+        shares = np.cumsum([0] + [len(run) for run in runs], dtype=np.int64)
+        rows = _scratch("columns", len(runs) * per_chunk * per_image, x.dtype).reshape(
+            len(runs), per_chunk, *row_columns_shape(g)(1)[1:])
+        product = _scratch("product", len(runs) * pixels * g.c_out, x.dtype).reshape(len(runs), pixels, g.c_out)
+        x_t = (np.empty((0, pixels, c_x), x.dtype) if col_t_times is None
+               else pixel_major(col_t_times).reshape(g.n, pixels, c_x))
+        gram = _scratch("gram", len(runs) * width * c_x, x.dtype).reshape(len(runs), width, c_x)
+        partials = np.empty((len(bounds) - 1 if c_x else 0, g.kh, width, c_x), x.dtype)
+        conv2d_rows_cpu.correlate_by_rows(gemm, x.transpose(0, 2, 3, 1), g, w_rows,
+                                          y.transpose(0, 2, 3, 1).reshape(g.n, pixels, g.c_out),
+                                          bounds, shares, rows, product, x_t, gram, partials)
+        if col_t_times is None:
+            return None
+        return threads.total(list(partials.reshape(len(partials), g.kh * width, c_x)))
+
+
+backend.register("conv2d", "numpy-fast", device="cpu", default=True)(   # without Numba
     ChunkedIm2colGemm(numpy_im2col, numpy_col2im, row_im2col=numpy_row_im2col))
 # the same without row columns: every conv through the column matrix (to see what the rows save)
 backend.register("conv2d", "numpy-columns", device="cpu")(ChunkedIm2colGemm(numpy_im2col, numpy_col2im))
@@ -412,3 +456,4 @@ backend.register("conv2d", "numpy-padded-rows", device="cpu")(
     ChunkedIm2colGemm(numpy_im2col, numpy_col2im, row_im2col=padded_row_im2col))
 if importlib.util.find_spec("numba") is not None:
     backend.register("conv2d", "numba", device="cpu")(ChunkedIm2colGemm(numba_im2col, numba_col2im))
+    backend.register("conv2d", "numba-rows", device="cpu", default=True)(NumbaRowsIm2colGemm())

@@ -1,0 +1,96 @@
+r"""conv2d with vertical stride 1 for the CPU in one Numba region (``@njit(parallel=True, nogil=True)``):
+the row columns and the BLAS products of :meth:`minires.cpu.conv.ChunkedIm2colGemm._correlate_by_rows`.
+
+The algorithm is that method's, chunk for chunk and product for product; what changes is who runs
+it. There, every chunk is a Python function on minires' thread pool, a dozen NumPy calls each
+taking and dropping the GIL, and handing a share to a pool thread costs 35-70 us. Here the whole
+call is one Numba ``prange`` over the threads' shares: Numba's threads start in a few
+microseconds, never touch the GIL, and call BLAS's GEMM directly (``gemm``, from
+:mod:`minires.cpu.blas`: the same library and the same calls as NumPy's matmul).
+
+One ``prange`` iteration is one thread's share of the images, a run of chunks (the chunks of
+:func:`minires.cpu.threads.map_batch`, so the results have the same bits). For each chunk it
+
+1. fills the row columns of its images, ``rows[t, b, r, j, (q, c)] = x[b, r - pad_h, j s_w - pad_w
+   + q, c]`` (zero in the padding): every padded row ``r``, output column ``j``, tap ``q`` is one
+   run of ``c_in`` values, copied from channels-last memory in order;
+2. multiplies each image's rows by each kernel row,
+   :math:`Y_b = \sum_p R_{b,\,p:p+H_o} W_p`: one GEMM per image and kernel row, ``(out_h*out_w) x
+   (kw*c_in)`` times ``(kw*c_in) x c_out``; the first writes :math:`Y_b`, each later one writes a
+   scratch product that is then added to :math:`Y_b`, as NumPy's ``out +=`` does;
+3. with ``x_t`` (the weight gradient of :meth:`~minires.cpu.conv.ChunkedIm2colGemm.backward`),
+   adds :math:`R_{b,\,p:p+H_o}^\top X_b` over the chunk's images in order into the chunk's partial
+   for kernel row ``p``; the driver adds the chunks' partials in chunk order.
+
+Each thread owns its slice of ``rows``, ``product`` and ``gram``, and its images of ``y``: nothing is
+shared but the read-only inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+ROW_MAJOR, NO_TRANS, TRANS = np.int32(101), np.int32(111), np.int32(112)   # CBLAS enum values
+
+
+@njit(inline="always", cache=True)
+def address(a):
+    """The address of ``a``'s first element, as the GEMM's ``int64`` pointer argument."""
+    return np.int64(a.ctypes.data)
+
+
+@njit(cache=True)
+def fill_row_columns(x_last, g, b, rows):
+    """``rows`` (``h + 2 pad_h, out_w, kw*c_in``) <- the row columns of image ``b`` of channels-last ``x_last``."""
+    for r in range(g.h + 2 * g.pad_h):
+        i = r - g.pad_h
+        for j in range(g.out_w):
+            for q in range(g.kw):
+                k, start = j * g.stride_w - g.pad_w + q, q * g.c_in
+                if 0 <= i < g.h and 0 <= k < g.w:
+                    for c in range(g.c_in):
+                        rows[r, j, start + c] = x_last[b, i, k, c]
+                else:
+                    for c in range(g.c_in):
+                        rows[r, j, start + c] = 0
+
+
+@njit(cache=True)
+def add_into(total, part):
+    """``total += part`` for two 2-D arrays of one shape."""
+    for i in range(total.shape[0]):
+        for j in range(total.shape[1]):
+            total[i, j] += part[i, j]
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, product, x_t, gram, partials):
+    """``y_last[b]`` (``out_h*out_w, c_out``) <- the conv of image ``b`` of ``x_last`` (``n, h, w, c_in``)
+    with ``w_rows`` (``kh, kw*c_in, c_out``), for every chunk ``[bounds[k], bounds[k+1])``; thread ``t``
+    runs chunks ``shares[t] .. shares[t+1] - 1`` in its buffers ``rows[t]`` (``images, h + 2 pad_h,
+    out_w, kw*c_in``), ``product[t]`` (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a
+    non-empty ``x_t`` (``n, out_h*out_w, c_x``), ``partials[k, p]`` (``kw*c_in, c_x``) <- chunk ``k``'s
+    sum over its images of kernel row ``p``'s rows, transposed, times ``x_t[b]``."""
+    one, zero = w_rows.dtype.type(1), w_rows.dtype.type(0)
+    width, pixels, c_x = g.kw * g.c_in, g.out_h * g.out_w, x_t.shape[2]
+    for t in prange(shares.size - 1):
+        for k in range(shares[t], shares[t + 1]):
+            first, stop = bounds[k], bounds[k + 1]
+            for b in range(first, stop):
+                fill_row_columns(x_last, g, b, rows[t, b - first])
+            for p in range(g.kh):
+                for b in range(first, stop):
+                    out = y_last[b] if p == 0 else product[t]
+                    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, g.c_out, width, one,
+                         address(rows[t, b - first, p]), width, address(w_rows[p]), g.c_out, zero, address(out), g.c_out)
+                    if p > 0:
+                        add_into(y_last[b], product[t])
+            if x_t.shape[0] == 0:
+                continue
+            for p in range(g.kh):
+                for b in range(first, stop):
+                    out = partials[k, p] if b == first else gram[t]
+                    gemm(ROW_MAJOR, TRANS, NO_TRANS, width, c_x, pixels, one,
+                         address(rows[t, b - first, p]), width, address(x_t[b]), c_x, zero, address(out), c_x)
+                    if b > first:
+                        add_into(partials[k, p], gram[t])
