@@ -52,15 +52,19 @@ def test_the_readmes_table_names_each_extras_packages_and_the_install_its_own():
 
 def test_the_numba_rows_timings_are_the_performance_sections():
     """The numba extra's row quotes the A/B step ratios that "Performance (CPU)" reports for its kernels."""
-    row = re.search(r"\| `numba` \| Numba \| ([^|]*) \|", readme_section("Installing")).group(1)
+    row = re.search(r"\| `numba` \| Numba, TBB \| ([^|]*) \|", readme_section("Installing")).group(1)
     performance = readme_section("Performance (CPU)")
     batch_norm = re.search(r"ResNet-20 step at batch 128 \(.*?; step (\d\.\d+-\d\.\d+)x\)", performance).group(1)
     relu = re.search(r"\(0\.\d+-0\.\d+x; the step (\d\.\d+-\d\.\d+)x\)", performance).group(1)
     assert f"step took {batch_norm}x the time with NumPy's batch norm at batch 128" in row
-    assert f"and {relu}x with NumPy's ReLU backward" in row
+    assert f"{relu}x with NumPy's ReLU backward" in row
+    from conftest import REPO
+    numba_rows = [float(r) for r in re.findall(r"B / A: step ([\d.]+)", (REPO / NUMBA_ROWS_AB).read_text())]
+    assert f"and {min(numba_rows):.3f}-{max(numba_rows):.3f}x with `numba-rows` instead of `numpy-fast`" in row
 
 
 INSTALL_REPORT = "results/install/2026-12-04-amd-epyc.md"
+NUMBA_ROWS_AB = "results/cpu/2026-12-04-amd-epyc-numba-rows-ab.txt"
 
 
 def test_the_readmes_install_sizes_are_the_committed_outputs():
@@ -81,3 +85,14 @@ def test_the_readmes_install_sizes_are_the_committed_outputs():
             f"fontTools {size['fontTools']} and Pillow {size['PIL'] + size['pillow.libs']} (`pillow.libs` "
             f"{size['pillow.libs']}, `PIL` {size['PIL']}), pip and setuptools {size['pip'] + size['setuptools']} "
             f"({size['pip']} and {size['setuptools']})") in one_line("README.md")
+
+
+def test_what_tbb_added_is_the_difference_from_the_run_before_it():
+    """The README's "pip's tbb added N MiB" is the committed sizes minus those of the run of 20:27 UTC
+    (numba 407 MiB, dev 766 MiB, the file's earlier version in git)."""
+    from conftest import REPO, one_line
+    report = (REPO / INSTALL_REPORT).read_text()
+    numba, dev = (int(re.search(rf'`pip install -e "\.\[{extra}\]"` \| (\d+) MiB', report).group(1))
+                  for extra in ("numba", "dev"))
+    assert (f"added {numba - 407} MiB to the `numba` extra (407 MiB at 20:27 UTC the same day, without it) "
+            f"and {dev - 766} MiB to `dev`") in one_line("README.md")

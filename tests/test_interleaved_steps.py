@@ -42,16 +42,18 @@ def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torc
         assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-REPORT = "results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt"
+REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
+           "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-rows.txt"]
 
 
-def test_the_readmes_table_of_2026_12_04_quotes_the_committed_output():
-    """Each cell of the README's table (median, range of the pairs' ratios, cores busy) is the committed
-    run's, for every model, batch size and thread count."""
+@pytest.mark.parametrize("report", REPORTS)
+def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
+    """Each cell of the README's tables (median, range of the pairs' ratios, cores busy) is the committed
+    run's, for every model, batch size and thread count: before and after numba-rows."""
     import re
     from conftest import REPO, one_line
     runs, key = {}, None
-    for line in (REPO / REPORT).read_text().splitlines():
+    for line in (REPO / report).read_text().splitlines():
         if line.startswith("== "):
             model, batch, threads = re.match(r"== --model (\S+) --batch (\d+) --threads (\d+)", line).groups()
             key = (model, int(batch), int(threads))
