@@ -4,7 +4,10 @@ The math is :class:`~minires.functional.norm.BatchNormTrain`'s (derived there); 
 :mod:`minires.cpu.batchnorm`, cuts the data into slices and runs each kernel on a slice per thread
 of minires' pool (:func:`~minires.cpu.threads.map_batch`). ``nogil`` lets those threads run at the
 same time; the kernels are serial, so no second thread pool (Numba's) competes with minires' for
-the cores.
+the cores. Where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`), which hand work over
+in microseconds, the elementwise passes too small for minires' pool run as one Numba region: the
+``*_split`` kernels at the end, one ``prange`` iteration (one slice, one thread) calling the serial
+kernel.
 
 Every array is seen as ``(rows, L)``, each row a run of memory in which position :math:`i` belongs
 to one channel, always the same: in channels-last memory a row holds :math:`p` consecutive pixels of
@@ -34,7 +37,7 @@ passes of :class:`~minires.cpu.pointwise.ThreadedBatchNorm`.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(nogil=True, cache=True)
@@ -74,3 +77,21 @@ def input_gradient(gy, x, mean, scale, along_centred, offset, gx):
     for r in range(rows):
         for i in range(length):
             gx[r, i] = scale[i] * gy[r, i] + along_centred[i] * (x[r, i] - mean[i]) + offset[i]
+
+
+# Where Numba's threads run on TBB (minires.cpu.numba_layer), the driver runs a pass's slices as one
+# Numba region: iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]), on its own thread.
+@njit(parallel=True, nogil=True, cache=True)
+def normalize_split(x, mean, scale, bias, y, bounds):
+    """``normalize`` of each slice."""
+    for t in prange(bounds.size - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        normalize(x[lo:hi], mean, scale, bias, y[lo:hi])
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def input_gradient_split(gy, x, mean, scale, along_centred, offset, gx, bounds):
+    """``input_gradient`` of each slice."""
+    for t in prange(bounds.size - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        input_gradient(gy[lo:hi], x[lo:hi], mean, scale, along_centred, offset, gx[lo:hi])

@@ -7,14 +7,16 @@ Here one loop reads :math:`y` and :math:`\bar y` once and writes :math:`\bar x` 
 
 The driver, :mod:`minires.cpu.relu`, hands the kernel flat views of arrays in one memory order
 and runs it on a slice per thread of minires' pool (:func:`~minires.cpu.threads.map_batch`); the
-kernel is serial and ``nogil``, so those threads run at the same time. One iteration handles one
+kernel is serial and ``nogil``, so those threads run at the same time. Where Numba's threads run on
+TBB, the slices run as one Numba region instead (``relu_gradient_split``: one ``prange`` iteration
+per slice and thread). One iteration of the kernel's loop handles one
 value; LLVM vectorises the loop. It multiplies by the mask, as the reference does, rather than
 selecting: the same bits, a NaN or infinite :math:`\bar y` where :math:`y \le 0` giving NaN and a
 negative one :math:`-0.0`.
 """
 from __future__ import annotations
 
-from numba import njit
+from numba import njit, prange
 
 
 @njit(nogil=True, cache=True)
@@ -22,3 +24,12 @@ def relu_gradient(gy, y, gx):
     """``gx[i] = gy[i] * [y[i] > 0]`` over the 1-D arrays (``gx`` may be ``gy``)."""
     for i in range(y.size):
         gx[i] = gy[i] * (y[i] > 0)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def relu_gradient_split(gy, y, gx, bounds):
+    """``relu_gradient`` of the slices ``[bounds[t], bounds[t+1])`` as one Numba region (on TBB: see
+    :mod:`minires.cpu.numba_layer`), iteration ``t`` of the prange on its own thread."""
+    for t in prange(bounds.size - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        relu_gradient(gy[lo:hi], y[lo:hi], gx[lo:hi])

@@ -144,12 +144,44 @@ def test_the_ab_benchmark_times_both_implementations_and_restores_the_registry()
 
 def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     """minires' threads run the kernels side by side only if each releases the GIL; a kernel of its own
-    thread pool (``parallel``) would compete with them for the cores; ``fastmath`` would let LLVM
-    reorder the float64 sums."""
+    thread pool (``parallel``) would compete with them for the cores (only the ``*_split`` regions,
+    used on TBB instead of the pool, are parallel); ``fastmath`` would let LLVM reorder the float64 sums."""
     from minires.kernels import batchnorm_cpu
     for name in ("centred_sums", "normalize", "input_gradient"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
+    for name in ("normalize_split", "input_gradient_split"):
+        options = getattr(batchnorm_cpu, name).targetoptions
+        assert options["nogil"] and options["parallel"] and not options.get("fastmath"), (name, options)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("layout", ["NCHW", "channels last"])
+def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layout):
+    """Where Numba's threads run on TBB, the elementwise passes too small for minires' pool run as one
+    Numba region (the ``*_split`` kernels, on 2 threads or more) instead of on one thread: every value
+    computed alone, so every output has the same bits."""
+    from minires.cpu import numba_layer, threads as cpu_threads
+    from minires.kernels import batchnorm_cpu
+    before = cpu_threads.get_num_threads()
+    cpu_threads.set_num_threads(threads)
+    x, gy, weight, bias = problem((7, 5, 4, 3), np.float32, seed=9)
+    if layout == "channels last":
+        x, gy = channels_last(x), channels_last(gy)
+    calls = []
+    for name in ("normalize_split", "input_gradient_split"):
+        kernel = getattr(batchnorm_cpu, name)
+        monkeypatch.setattr(batchnorm_cpu, name, lambda *args, kernel=kernel: (calls.append(1), kernel(*args))[1])
+    results = {}
+    try:
+        for layer in ("tbb", "omp"):
+            monkeypatch.setattr(numba_layer, "threading_layer", lambda: layer)
+            y, mean, var, invstd = Numba.forward_train(x, weight, bias, 1e-5)
+            results[layer] = (y, mean, var, invstd, *Numba.backward(gy, x, weight, mean, invstd))
+    finally:
+        cpu_threads.set_num_threads(before)
+    assert len(calls) == (2 if threads > 1 else 0)      # normalize and the input gradient, on TBB only
+    assert all(np.array_equal(a, b) for a, b in zip(results["tbb"], results["omp"]))
 
 
 def test_float16_takes_the_numpy_passes():
@@ -191,3 +223,23 @@ def test_llvm_vectorises_every_kernel_loop(tmp_path):
     counts = {tuple(line.split()[:2]): int(line.split()[2]) for line in out if line}
     assert len(counts) == 6 and all(n > 0 for n in counts.values()), counts
     assert "LLVM vectorises it" in " ".join((root / "kernels/batchnorm_cpu.py").read_text().split())
+
+
+REGIONS_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-ab.txt"
+EVERY_SIZE_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-every-size-ab.txt"
+
+
+def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
+    """The README's step ratios of the passes in Numba regions against minires' pool are the committed
+    outputs': ResNet-20 and -56 at batch 32, then 128, for the kept version and the first one."""
+    import re
+    from conftest import REPO, one_line
+    kept, first = ([r for r in re.findall(r"regions / pool: step ([\d.]+)", (REPO / name).read_text())]
+                   for name in (REGIONS_AB, EVERY_SIZE_AB))
+    assert len(kept) == len(first) == 4
+    readme = one_line("README.md")
+    assert (f"the step took {kept[0]}x (ResNet-20) and {kept[1]}x (ResNet-56) the time at batch 32, {kept[2]}x "
+            f"and {kept[3]}x at batch 128") in readme
+    assert f"made batch 128 slower, {first[2]}x and {first[3]}x" in readme
+    assert f"for the same gain at batch 32, {first[0]}x and {first[1]}x" in readme
+    assert f"([output]({REGIONS_AB})" in readme and f"([output]({EVERY_SIZE_AB}))" in readme

@@ -29,7 +29,15 @@ def with_edge_values(gy, y):
 @pytest.mark.parametrize("y_layout", [np.ascontiguousarray, channels_last, every_other_column],
                          ids=["y-NCHW", "y-channels-last", "y-strided"])
 @pytest.mark.parametrize("gy_layout", [np.ascontiguousarray, channels_last], ids=["gy-NCHW", "gy-channels-last"])
-def test_backward_is_the_references_product_to_the_bit(split, dtype, y_layout, gy_layout):
+@pytest.mark.parametrize("route", ["minires-pool", "numba-region"])
+def test_backward_is_the_references_product_to_the_bit(split, monkeypatch, dtype, y_layout, gy_layout, route):
+    """On 1 and 3 threads, the slices run on minires' pool (split at every size here), or, where the
+    pass is too small for the pool and Numba's threads are on TBB, as one Numba region: the reference's
+    bits either way."""
+    from minires.cpu import numba_layer, threads
+    monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb" if route == "numba-region" else "omp")
+    if route == "numba-region":
+        monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 40)        # every pass too small for the pool
     rng = np.random.default_rng(0)
     x, gy = (rng.standard_normal((7, 3, 4, 5)).astype(dtype) for _ in range(2))
     gy, y = with_edge_values(gy, NumpyReLU.forward(x))

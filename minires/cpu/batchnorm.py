@@ -16,7 +16,8 @@ The data is laid out as in the threaded NumPy kernels (:class:`~minires.cpu.poin
 NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorter in channels-last
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
-thread count gives the same bits. The kernels compile on first use (cached on disk), for float32
+thread count gives the same bits. The two elementwise passes, where they are too small for the
+pool, run as one Numba region on Numba's threads when those are TBB's (:func:`run_pass`). The kernels compile on first use (cached on disk), for float32
 and float64; other dtypes (float16) take the threaded NumPy passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
@@ -29,6 +30,7 @@ import numpy as np
 
 from .. import backend
 from ..functional.norm import _values_per_channel
+from . import numba_layer
 from .pointwise import ChannelRows, ThreadedBatchNorm, map_pass
 from .threads import total
 
@@ -69,6 +71,20 @@ def per_slice_sums(rows, kernel_arguments):
     return total(map_pass(rows, sums))
 
 
+def run_pass(rows, kernel: str, kernel_arguments) -> None:
+    """``kernel(*kernel_arguments(s))`` on slices ``s`` of ``rows``' first axis: on minires' pool
+    (:func:`map_pass`), or, for passes too small for it where Numba's threads run on TBB, one slice
+    per thread as one Numba region (``{kernel}_split``;
+    :func:`~minires.cpu.numba_layer.region_bounds`). Each value is computed alone, so the slices do
+    not change the bits."""
+    bounds = numba_layer.region_bounds(rows)
+    if bounds is not None:
+        getattr(_kernels(), f"{kernel}_split")(*kernel_arguments(slice(None)), bounds)
+    else:
+        serial = getattr(_kernels(), kernel)
+        map_pass(rows, lambda s: serial(*kernel_arguments(s)))
+
+
 class NumbaBatchNorm:
     r"""Training-mode batch norm (the contract of :class:`~minires.functional.norm.NumpyBatchNorm`) in
     two passes each way.
@@ -88,7 +104,7 @@ class NumbaBatchNorm:
     def forward_train(x, weight, bias, eps):
         if x.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
-        xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
+        xr, m = KernelRows(x), _values_per_channel(x.shape)
         shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
         centre = xr.expand(shift)
         rows = xr.rows
@@ -102,14 +118,14 @@ class NumbaBatchNorm:
         out = xr.rows_of(y)
         shift_by = np.zeros_like(mean) if bias is None else bias
         vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, shift_by)]
-        map_pass(rows, lambda s: kernels.normalize(rows[s], *vectors, out[s]))
+        run_pass(rows, "normalize", lambda s: (rows[s], *vectors, out[s]))
         return y, mean, var, invstd
 
     @staticmethod
     def backward(gy, x, weight, mean, invstd):
         if x.dtype not in KERNEL_DTYPES or gy.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
-        xr, kernels, m = KernelRows(x), _kernels(), _values_per_channel(x.shape)
+        xr, m = KernelRows(x), _values_per_channel(x.shape)
         rows, gy_rows = xr.rows, xr.rows_of(gy)
         no_centre, centre = np.zeros(rows.shape[1]), xr.expand(mean.astype(np.float64))
         row_sums = per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre))
@@ -120,7 +136,7 @@ class NumbaBatchNorm:
                    for v in (mean, scale, -scale * invstd * gweight / m, -scale * gbias / m)]
         gx = xr.empty_like()
         out = xr.rows_of(gx)
-        map_pass(rows, lambda s: kernels.input_gradient(gy_rows[s], rows[s], *vectors, out[s]))
+        run_pass(rows, "input_gradient", lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias
 
 

@@ -1,9 +1,11 @@
 """Numba's threading layer for minires' parallel CPU kernels: TBB where pip's ``tbb`` is installed.
 
 Numba runs ``prange`` loops on one of three layers, the first that loads of ``tbb``, ``omp`` and
-``workqueue``. Only TBB's threads start fast enough for the conv's one-region kernel
-(``numba-rows``, :mod:`minires.cpu.conv`) to beat minires' own pool: in a ResNet training step at
-2 threads it took 0.91-0.98x the time with TBB and 1.01-1.15x with GNU OpenMP (README). pip's
+``workqueue``. Only TBB's threads start fast enough (microseconds, where a hand-off to minires'
+Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
+(``numba-rows``, :mod:`minires.cpu.conv`) and batch norm's and ReLU's passes
+(:func:`region_bounds`), which then run in a region at every size, even the small ones that stay
+on one thread off TBB. With GNU OpenMP the conv's region made a training step slower (README). pip's
 ``tbb`` package (in the ``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the
 environment's ``lib`` folder, where the dynamic loader does not look, so Numba falls back to
 OpenMP; :func:`threading_layer` loads it by its path first. A layer chosen with
@@ -18,6 +20,8 @@ import ctypes
 import functools
 import importlib.metadata
 import os
+
+import numpy as np
 
 
 def pip_libtbb() -> str | None:
@@ -43,3 +47,21 @@ def threading_layer() -> str:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)   # found by its name from now on
     numba.get_num_threads()                              # starts the threads: the layer is chosen
     return numba.threading_layer()
+
+
+PASSES_IN_REGIONS = True   # False: batch norm's and ReLU's passes on minires' pool even on TBB (to compare)
+
+
+def region_bounds(a):
+    """For a pass over ``a`` too small for minires' pool (under
+    :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values: the hand-off would cost more than it
+    saves), where Numba's threads run on TBB: the bounds of an equal share of ``a``'s first axis per
+    thread, to run as one Numba region. None where that does not apply (the pool's
+    :func:`~minires.cpu.pointwise.map_pass` then runs the pass). Above the threshold the pool stays:
+    there the regions made a step 3-5% slower at batch 128 (README)."""
+    from . import threads
+    runs = threads.batch_runs(a, None, min_size=0)
+    if (len(runs) < 2 or a.size >= threads.MIN_PARALLEL_PASS or not PASSES_IN_REGIONS
+            or threading_layer() != "tbb"):
+        return None
+    return np.array([run[0].start for run in runs] + [a.shape[0]], dtype=np.int64)

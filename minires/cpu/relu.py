@@ -6,7 +6,9 @@ The forward is :class:`~minires.cpu.pointwise.ThreadedReLU`'s, already one pass
 :math:`\bar y` once and writes :math:`\bar x` once, where NumPy writes the mask and reads it
 back. Arrays are seen in :math:`y`'s memory order (NCHW or channels last,
 :class:`~minires.cpu.pointwise.ChannelRows`; :math:`\bar y` copied into it if it comes in another);
-slices of the batch run on minires' threads as the NumPy passes do (:func:`~minires.cpu.pointwise.map_pass`).
+slices of the batch run on minires' threads as the NumPy passes do (:func:`~minires.cpu.pointwise.map_pass`),
+or, where they are too small for the pool and Numba's threads run on TBB, as one Numba region
+(:func:`~minires.cpu.numba_layer.region_bounds`).
 Other dtypes, arrays of fewer than two dimensions and empty ones take the NumPy passes.
 ``backend.use("relu", "numpy-threads")`` switches back to them.
 """
@@ -16,6 +18,7 @@ import functools
 import importlib.util
 
 from .. import backend
+from . import numba_layer
 from .batchnorm import KERNEL_DTYPES
 from .pointwise import ChannelRows, ThreadedAddReLU, ThreadedReLU, map_pass
 
@@ -35,10 +38,14 @@ class NumbaReLU:
     def backward(gy, y):
         if y.ndim < 2 or y.size == 0 or y.dtype not in KERNEL_DTYPES or gy.dtype != y.dtype:
             return ThreadedReLU.backward(gy, y)
-        layout, relu_gradient = ChannelRows(y), _kernels().relu_gradient
+        layout, kernels = ChannelRows(y), _kernels()
         gx = layout.empty_like()
         rows, gy_rows, out = layout.rows, layout.rows_of(gy), layout.rows_of(gx)
-        map_pass(rows, lambda s: relu_gradient(gy_rows[s].reshape(-1), rows[s].reshape(-1), out[s].reshape(-1)))
+        bounds = numba_layer.region_bounds(rows)
+        if bounds is not None:      # too small for the pool, on TBB: one slice per thread as one Numba region
+            kernels.relu_gradient_split(gy_rows.reshape(-1), rows.reshape(-1), out.reshape(-1), bounds * rows.shape[1])
+        else:
+            map_pass(rows, lambda s: kernels.relu_gradient(gy_rows[s].reshape(-1), rows[s].reshape(-1), out[s].reshape(-1)))
         return gx
 
 
