@@ -43,13 +43,14 @@ def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torc
 
 
 REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
-           "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-rows.txt"]
+           "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-rows.txt",
+           "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-regions.txt"]
 
 
 @pytest.mark.parametrize("report", REPORTS)
 def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
     """Each cell of the README's tables (median, range of the pairs' ratios, cores busy) is the committed
-    run's, for every model, batch size and thread count: before and after numba-rows."""
+    run's, for every model, batch size and thread count: before numba-rows, after it, and after the Numba regions."""
     import re
     from conftest import REPO, one_line
     runs, key = {}, None
@@ -71,3 +72,39 @@ def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
             row = (f"| ResNet-{model[6:]}, batch {batch} | {cells[0]} | {cells[1]} | "
                    f"{two['busy'][0]:.2f}, {two['busy'][1]:.2f} |")
             assert row in readme, row
+
+
+def test_the_readmes_account_of_the_regions_runs_is_their_outputs():
+    """The numbers the README gives of the two runs after the Numba regions (the ratios at batch 32 on two
+    threads, the spread of ResNet-20's steps, the first run's ratios and its two halves) are the outputs'."""
+    import re
+    from conftest import REPO, one_line
+    readme = one_line("README.md")
+
+    def run(report, model, batch, threads):
+        block = (REPO / report).read_text().split(f"== --model {model} --batch {batch} --threads {threads}")[1]
+        mine, theirs = ([int(v) for v in re.search(rf"{who} ms: ([\d, ]+)", block).group(1).split(", ")]
+                        for who in ("minires", "PyTorch"))
+        return mine, theirs, float(re.search(r"median ([\d.]+)", block).group(1))
+
+    last, first = REPORTS[2], REPORTS[2].replace(".txt", "-first.txt")
+    mine, theirs, median = run(last, "resnet20", 32, 2)
+    assert (f"ResNet-20 at batch 32 on two threads gave {median:.2f}, its minires steps spread over "
+            f"{min(mine)}-{max(mine)} ms where PyTorch's stayed at {min(theirs)}-{max(theirs)} ms") in readme
+    mine, theirs, median = run(first, "resnet20", 32, 2)
+    assert (f"gave {median:.2f}, minires' steps going from {min(mine[:3])}-{max(mine[:3])} ms in its first three "
+            f"pairs to {min(mine[3:])}-{max(mine[3:])} ms in the last five and PyTorch's from {min(theirs[:2])}-"
+            f"{max(theirs[:2])} to {min(theirs[2:])}-{max(theirs[2:])} ms") in readme
+    assert f"([output]({first}))" in readme
+    r56 = [run(report, "resnet56", 32, 2)[2] for report in (last, first)]
+    assert f"ResNet-56 at batch 32 gave {r56[0]:.2f} and {r56[1]:.2f}" in readme
+    batch128 = [run(report, model, 128, 2)[2] for report in (last, first) for model in ("resnet20", "resnet56")]
+    one = [run(report, model, batch, 1)[2] for report in (last, first) for model in ("resnet20", "resnet56")
+           for batch in (128, 32)]
+    assert f"batch 128 {min(batch128):.2f}-{max(batch128):.2f}, one thread {min(one):.2f}-{max(one):.2f}" in readme
+    ratios = [[float(row.split(" | ")[-1]) for row in re.findall(r"^\| \d \| (.+) \|$", (REPO / record).read_text(), re.M)]
+              for record in ("results/train/2026-12-04-amd-epyc-time-to-accuracy-numba-regions.md",
+                             "results/train/2026-12-04-amd-epyc-time-to-accuracy.md")]
+    assert (f"after both changes it took {min(ratios[0]):.2f}-{max(ratios[0]):.2f}x PyTorch's time (median "
+            f"{sorted(ratios[0])[1]:.2f}) against {min(ratios[1]):.2f}-{max(ratios[1]):.2f}x ({sorted(ratios[1])[1]:.2f})"
+            " before them") in readme
