@@ -7,8 +7,8 @@ Here one loop reads :math:`y` and :math:`\bar y` once and writes :math:`\bar x` 
 
 The driver, :mod:`minires.cpu.relu`, hands the kernel flat views of arrays in one memory order
 and runs it on a slice per thread of minires' pool (:func:`~minires.cpu.threads.map_batch`); the
-kernel is serial and ``nogil``, so those threads run at the same time. Where Numba's threads run on
-TBB, the slices run as one Numba region instead (``relu_gradient_split``: one ``prange`` iteration
+kernel is serial and ``nogil``, so those threads run at the same time. Where the pass is too small
+for that pool and Numba's threads run on TBB, the slices run as one Numba region instead (``relu_gradient_split``: one ``prange`` iteration
 per slice and thread). One iteration of the kernel's loop handles one
 value; LLVM vectorises the loop. It multiplies by the mask, as the reference does, rather than
 selecting: the same bits, a NaN or infinite :math:`\bar y` where :math:`y \le 0` giving NaN and a

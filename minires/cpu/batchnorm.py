@@ -17,8 +17,9 @@ NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorte
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
 thread count gives the same bits. The two elementwise passes, where they are too small for the
-pool, run as one Numba region on Numba's threads when those are TBB's (:func:`run_pass`). The kernels compile on first use (cached on disk), for float32
-and float64; other dtypes (float16) take the threaded NumPy passes.
+pool, run as one Numba region on Numba's threads when those are TBB's (:func:`run_pass`). The
+kernels compile on first use (cached on disk), for float32 and float64; other dtypes (float16)
+take the threaded NumPy passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
 from __future__ import annotations

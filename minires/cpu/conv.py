@@ -419,17 +419,15 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
         width, pixels = g.kw * g.c_in, g.out_h * g.out_w
+        per_image = math.prod(row_columns_shape(g)(1))
         c_x = 0 if col_t_times is None else col_t_times.shape[1]
-        products = [(pixels, g.c_out)] + ([(width, c_x)] if c_x else [])
-        gemm = blas.gemm(x.dtype) if w.dtype == x.dtype else None     # None: a dtype or BLAS it cannot call
-        # (and NumPy's matmul takes a matrix-vector product where a side is 1: not the GEMM's bits)
-        if g.n == 0 or gemm is None or any(1 in sides for sides in products) or numba_layer.threading_layer() != "tbb":
+        per_chunk = max(1, min(g.n, self.chunk_bytes // (per_image * x.dtype.itemsize)))
+        runs = threads.batch_runs(x, per_chunk)
+        gemm = _region_gemm(x, w, runs, [(pixels, g.c_out)] + ([(width, c_x)] if c_x else []))
+        if gemm is None:
             return super()._correlate_by_rows(x, w, g, y, col_t_times)
         from ..kernels import conv2d_rows_cpu
         w_rows = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh, g.kw * g.c_in, g.c_out)
-        per_image = math.prod(row_columns_shape(g)(1))
-        per_chunk = max(1, min(g.n, self.chunk_bytes // (per_image * x.dtype.itemsize)))
-        runs = threads.batch_runs(x, per_chunk)
         bounds = np.array([0] + [block.stop for run in runs for block in run], dtype=np.int64)
         shares = np.cumsum([0] + [len(run) for run in runs], dtype=np.int64)
         rows = _scratch("columns", len(runs) * per_chunk * per_image, x.dtype).reshape(
@@ -445,6 +443,17 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         if col_t_times is None:
             return None
         return threads.total(list(partials.reshape(len(partials), g.kh * width, c_x)))
+
+
+def _region_gemm(x, w, runs, products):
+    """BLAS's GEMM for :class:`NumbaRowsIm2colGemm`'s kernel, or None where ``numpy-fast``'s code runs
+    instead: the batch in one share (or none; it runs in place), a dtype or a BLAS the kernel cannot
+    call, a side of 1 in one of the ``products`` (NumPy's matmul then takes a matrix-vector product:
+    other bits), Numba's threads not on TBB."""
+    if len(runs) < 2 or w.dtype != x.dtype or any(1 in sides for sides in products):
+        return None
+    gemm = blas.gemm(x.dtype)
+    return gemm if gemm is not None and numba_layer.threading_layer() == "tbb" else None
 
 
 backend.register("conv2d", "numpy-fast", device="cpu", default=True)(   # without Numba

@@ -3,9 +3,9 @@
 Numba runs ``prange`` loops on one of three layers, the first that loads of ``tbb``, ``omp`` and
 ``workqueue``. Only TBB's threads start fast enough (microseconds, where a hand-off to minires'
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
-(``numba-rows``, :mod:`minires.cpu.conv`) and batch norm's and ReLU's passes
-(:func:`region_bounds`), which then run in a region at every size, even the small ones that stay
-on one thread off TBB. With GNU OpenMP the conv's region made a training step slower (README). pip's
+(``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes too small for the
+pool (:func:`region_bounds`), which off TBB stay on one thread. With GNU OpenMP the conv's region
+made a training step slower (README). pip's
 ``tbb`` package (in the ``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the
 environment's ``lib`` folder, where the dynamic loader does not look, so Numba falls back to
 OpenMP; :func:`threading_layer` loads it by its path first. A layer chosen with
