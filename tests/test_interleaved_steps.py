@@ -108,3 +108,21 @@ def test_the_readmes_account_of_the_regions_runs_is_their_outputs():
     assert (f"after both changes it took {min(ratios[0]):.2f}-{max(ratios[0]):.2f}x PyTorch's time (median "
             f"{sorted(ratios[0])[1]:.2f}) against {min(ratios[1]):.2f}-{max(ratios[1]):.2f}x ({sorted(ratios[1])[1]:.2f})"
             " before them") in readme
+
+
+def test_where_it_stands_is_the_latest_runs():
+    """The summary at the top of "Performance (CPU)" is the ranges of the latest interleaved run (one
+    thread; two threads at batch 128 and 32) and of the latest time-to-accuracy record."""
+    import re
+    from conftest import REPO, one_line
+    medians = {tuple(int(v) if v.isdigit() else v for v in key): float(median) for *key, median in re.findall(
+        r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)", (REPO / REPORTS[-1]).read_text(), re.S)}
+    one = [m for (_, _, threads), m in medians.items() if threads == 1]
+    two = {batch: [m for (_, b, threads), m in medians.items() if threads == 2 and b == batch] for batch in (128, 32)}
+    record = (REPO / "results/train/2026-12-04-amd-epyc-time-to-accuracy-numba-regions.md").read_text()
+    ratios = [float(row.split(" | ")[-1]) for row in re.findall(r"^\| \d \| (.+) \|$", record, re.M)]
+    assert len(one) == 4 and len(ratios) == 3
+    assert (f"takes {min(one):.2f}-{max(one):.2f}x PyTorch's time on one thread, {min(two[128]):.2f}-"
+            f"{max(two[128]):.2f}x on two at batch 128 and {min(two[32]):.2f}-{max(two[32]):.2f}x on two at batch 32 "
+            f"(medians of 8 interleaved pairs); the default training run, `minires train --model resnet20` on two "
+            f"threads, {min(ratios):.2f}-{max(ratios):.2f}x PyTorch's wall time") in one_line("README.md")
