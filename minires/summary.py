@@ -70,9 +70,15 @@ class Summary:
                     f"{cells[2]:>{widths[2]}}  {cells[3]:>{widths[3]}}")
 
         rule = "-" * len(format_line(header))
-        return "\n".join([f"{self.model_name}, input {self.input_shape}", rule, format_line(header), rule] +
-                         [format_line(line) for line in lines] +
-                         [rule, f"parameters: {self.params:,} ({_short(self.params)}){self._unlisted_note()}",
+        title, *totals = self.totals().splitlines()
+        return "\n".join([title, rule, format_line(header), rule] + [format_line(line) for line in lines]
+                         + [rule] + totals)
+
+    def totals(self) -> str:
+        """The model and its input, then the totals: the table without its rows (``--totals``; the MACs
+        depend on the input, so it is named)."""
+        return "\n".join([f"{self.model_name}, input {self.input_shape}",
+                          f"parameters: {self.params:,} ({_short(self.params)}){self._unlisted_note()}",
                           f"multiply-accumulates (conv + fc): {self.macs:,} ({_short(self.macs)})"])
 
     def _unlisted_note(self) -> str:
@@ -184,6 +190,5 @@ def run(args) -> int:
     if args.input_shape is not None:
         options["in_channels"] = args.input_shape[0]       # MNIST's 1 channel, as minires train builds it
     result = summary(build_model(args.model, **options), args.input_shape, compute=args.compute, name=args.model)
-    text = str(result)
-    print("\n".join(text.splitlines()[-2:]) if args.totals else text)
+    print(result.totals() if args.totals else result)
     return 0

@@ -161,7 +161,8 @@ def test_summary_builds_what_train_builds(capsys):
     from minires.train import build_model
     assert cli.main(["summary", "resnet8", "--totals"]) == 0
     parameters = sum(p.numpy().size for p in build_model("resnet8").parameters())
-    assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
+    title, counted = capsys.readouterr().out.splitlines()[:2]
+    assert title == "resnet8, input (1, 3, 32, 32)" and counted.startswith(f"parameters: {parameters:,} ")
 
 
 def test_the_sigterm_handler_is_the_callers_again_after_a_command(capsys):
@@ -179,7 +180,8 @@ def test_summary_builds_the_model_for_the_input_shapes_channels(capsys):
     from minires.train import build_model
     assert cli.main(["summary", "resnet8", "--input-shape", "1", "28", "28", "--totals"]) == 0
     parameters = sum(p.numpy().size for p in build_model("resnet8", in_channels=1).parameters())
-    assert capsys.readouterr().out.splitlines()[0].startswith(f"parameters: {parameters:,} ")
+    title, counted = capsys.readouterr().out.splitlines()[:2]
+    assert title == "resnet8, input (1, 1, 28, 28)" and counted.startswith(f"parameters: {parameters:,} ")
 
 
 def test_bench_gpu_report_folder_that_is_a_file_fails_at_once(tmp_path, monkeypatch, capsys):

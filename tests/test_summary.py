@@ -362,5 +362,6 @@ def test_command_line_builds_the_net_for_the_input_shape_and_classes(torch_oracl
         assert main(["summary", "resnet56", "--input-shape", "1", "28", "28", "--num-classes", "7", "--totals"]
                     + compute) == 0
         assert capsys.readouterr().out.splitlines() == [
+            "resnet56, input (1, 1, 28, 28)",
             f"parameters: {params:,} ({params / 1e6:.2f}M)",
             f"multiply-accumulates (conv + fc): {macs:,} ({macs / 1e6:.2f}M)"]
