@@ -71,7 +71,8 @@ def parse_device(device) -> str:
         except ValueError:
             raise ValueError(f"device {device!r}: expected 'cuda' or 'cuda:N' with N an integer") from None
         if not cuda_available():
-            raise RuntimeError(f"device {device!r} requested but {_no_gpu_reason()}. {GPU_EXTRA}, or use device='cpu'.")
+            raise RuntimeError(f"device {device!r} requested but {_no_gpu_reason()}. {GPU_EXTRA}, or use the CPU "
+                               "(device='cpu'; --device cpu on the command line).")
         count = _cupy.cuda.runtime.getDeviceCount()
         if not 0 <= index < count:
             cards = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
