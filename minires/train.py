@@ -979,6 +979,9 @@ def run(args) -> int:
     if trainer.comm.is_root:
         print(f"minires train: {trainer.cfg.model} on {trainer.cfg.data}, {_epochs(trainer.epochs)} "
               f"({trainer.total_iterations} iterations), {trainer.comm.world_size} rank(s), run folder {trainer.out}")
+        if trainer.cfg.sync_bn and trainer.comm.world_size == 1:
+            print("note: --sync-bn with one rank changes nothing (each batch's statistics are already the whole "
+                  "batch's); it matters under mpirun")
     final = trainer.fit()
     _raise_if_broken(trainer, final)
     if final is not None and trainer.comm.is_root:

@@ -379,3 +379,11 @@ def test_every_minires_command_the_readme_shows_parses(words, capsys):
         parser.parse_args(words[1:])
     except SystemExit:
         pytest.fail(f"the README's `minires {' '.join(words)}` does not parse: {capsys.readouterr().err.strip()}")
+
+
+@pytest.mark.parametrize("sync_bn", [[], ["--sync-bn"]], ids=["without", "with --sync-bn"])
+def test_sync_bn_in_one_process_says_it_changes_nothing(tmp_path, capsys, sync_bn):
+    with backend.using("conv2d", "numpy"):
+        assert main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run"), *sync_bn]) == 0
+    noted = "note: --sync-bn with one rank changes nothing" in capsys.readouterr().out
+    assert noted == bool(sync_bn)
