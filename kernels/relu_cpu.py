@@ -8,8 +8,9 @@ Here one loop reads :math:`y` and :math:`\bar y` once and writes :math:`\bar x` 
 The driver, :mod:`minires.cpu.relu`, hands the kernel flat views of arrays in one memory order
 and runs it on a slice per thread of minires' pool (:func:`~minires.cpu.threads.map_batch`); the
 kernel is serial and ``nogil``, so those threads run at the same time. Where the pass is too small
-for that pool and Numba's threads run on TBB, the slices run as one Numba region instead (``relu_gradient_split``: one ``prange`` iteration
-per slice and thread). One iteration of the kernel's loop handles one
+for that pool and Numba's threads run on TBB, the slices run as one Numba region instead
+(``relu_gradient_split``: one ``prange`` iteration per slice and thread). One iteration of the
+kernel's loop handles one
 value; LLVM vectorises the loop. It multiplies by the mask, as the reference does, rather than
 selecting: the same bits, a NaN or infinite :math:`\bar y` where :math:`y \le 0` giving NaN and a
 negative one :math:`-0.0`.
@@ -28,8 +29,10 @@ def relu_gradient(gy, y, gx):
 
 @njit(parallel=True, nogil=True, cache=True)
 def relu_gradient_split(gy, y, gx, bounds):
-    """``relu_gradient`` of the slices ``[bounds[t], bounds[t+1])`` as one Numba region (on TBB: see
+    """``relu_gradient`` of the 1-D arrays, seen as ``bounds[-1]`` rows of equal length, the rows
+    ``[bounds[t], bounds[t+1])`` as one stretch each, all in one Numba region (on TBB: see
     :mod:`minires.cpu.numba_layer`), iteration ``t`` of the prange on its own thread."""
+    row = y.size // bounds[-1]
     for t in prange(bounds.size - 1):
-        lo, hi = bounds[t], bounds[t + 1]
+        lo, hi = bounds[t] * row, bounds[t + 1] * row
         relu_gradient(gy[lo:hi], y[lo:hi], gx[lo:hi])

@@ -262,13 +262,16 @@ def test_numba_rows_on_an_empty_batch(numba_region):
 
 
 @NEEDS_NUMBA
-@pytest.mark.parametrize("why", ["no BLAS to call", "a side of 1", "another layer"])
+@pytest.mark.parametrize("why", ["no BLAS to call", "a side of 1", "another layer", "one share"])
 def test_numba_rows_runs_numpy_fasts_code_where_its_kernel_cannot_run(monkeypatch, why):
     """Without a GEMM it can call (NumPy on another BLAS), where NumPy's matmul would take a
-    matrix-vector product (a side of 1), or off TBB, numba-rows never enters its kernel."""
-    from minires.cpu import blas, numba_layer
+    matrix-vector product (a side of 1), off TBB, or with the batch in one share (one thread),
+    numba-rows never enters its kernel. Otherwise the batch is split over two threads, whatever its
+    size, so that only the reason under test keeps the kernel out."""
+    from minires.cpu import blas, numba_layer, threads as cpu_threads
     from minires.kernels import conv2d_rows_cpu
     force_the_numba_region(monkeypatch)
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)
     monkeypatch.setattr(conv2d_rows_cpu, "correlate_by_rows", lambda *args: pytest.fail("entered the kernel"))
     rng = np.random.default_rng(8)
     out_channels = 1 if why == "a side of 1" else 4
@@ -278,7 +281,32 @@ def test_numba_rows_runs_numpy_fasts_code_where_its_kernel_cannot_run(monkeypatc
     elif why == "another layer":
         monkeypatch.setattr(numba_layer, "threading_layer", lambda: "omp")
     region, fast = NumbaRowsIm2colGemm(), implementation("numpy-fast", 2 ** 22)
-    assert np.array_equal(region.forward(x, w, (1, 1), (1, 1)), fast.forward(x, w, (1, 1), (1, 1)))
+    before = cpu_threads.get_num_threads()
+    try:
+        cpu_threads.set_num_threads(1 if why == "one share" else 2)
+        assert np.array_equal(region.forward(x, w, (1, 1), (1, 1)), fast.forward(x, w, (1, 1), (1, 1)))
+    finally:
+        cpu_threads.set_num_threads(before)
+
+
+@NEEDS_NUMBA
+def test_numba_rows_enters_its_kernel_when_nothing_keeps_it_out(monkeypatch):
+    """The counterpart of the test above: the same problem on two threads does run the kernel."""
+    from minires.cpu import threads as cpu_threads
+    from minires.kernels import conv2d_rows_cpu
+    force_the_numba_region(monkeypatch)
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)
+    calls, kernel = [], conv2d_rows_cpu.correlate_by_rows
+    monkeypatch.setattr(conv2d_rows_cpu, "correlate_by_rows", lambda *args: (calls.append(1), kernel(*args))[1])
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((4, 2, 3, 3))
+    before = cpu_threads.get_num_threads()
+    try:
+        cpu_threads.set_num_threads(2)
+        y = NumbaRowsIm2colGemm().forward(x, w, (1, 1), (1, 1))
+    finally:
+        cpu_threads.set_num_threads(before)
+    assert calls == [1] and np.array_equal(y, implementation("numpy-fast", 2 ** 22).forward(x, w, (1, 1), (1, 1)))
 
 
 def _last_line(code: str, **env) -> str:

@@ -38,12 +38,16 @@ def test_backward_is_the_references_product_to_the_bit(split, monkeypatch, dtype
     monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb" if route == "numba-region" else "omp")
     if route == "numba-region":
         monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 40)        # every pass too small for the pool
+    from minires.kernels import relu_cpu
+    regions, kernel = [], relu_cpu.relu_gradient_split
+    monkeypatch.setattr(relu_cpu, "relu_gradient_split", lambda *args: (regions.append(1), kernel(*args))[1])
     rng = np.random.default_rng(0)
     x, gy = (rng.standard_normal((7, 3, 4, 5)).astype(dtype) for _ in range(2))
     gy, y = with_edge_values(gy, NumpyReLU.forward(x))
     y, gy = y_layout(y), gy_layout(gy)
     gx = relu.NumbaReLU.backward(gy, y)
     expected = NumpyReLU.backward(gy, y)
+    assert len(regions) == (route == "numba-region" and split > 1)          # the region runs on TBB only
     assert gx.dtype == dtype and gx.shape == y.shape
     assert gx.tobytes() == np.ascontiguousarray(expected).tobytes()        # NaN, -0.0 and all
     assert np.isnan(gx.reshape(-1)[0]) == np.isnan(expected.reshape(-1)[0])

@@ -17,7 +17,8 @@ NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorte
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
 thread count gives the same bits. The two elementwise passes, where they are too small for the
-pool, run as one Numba region on Numba's threads when those are TBB's (:func:`run_pass`). The
+pool, run as one Numba region on Numba's threads when those are TBB's
+(:func:`~minires.cpu.numba_layer.run_pass`). The
 kernels compile on first use (cached on disk), for float32 and float64; other dtypes (float16)
 take the threaded NumPy passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
@@ -72,20 +73,6 @@ def per_slice_sums(rows, kernel_arguments):
     return total(map_pass(rows, sums))
 
 
-def run_pass(rows, kernel: str, kernel_arguments) -> None:
-    """``kernel(*kernel_arguments(s))`` on slices ``s`` of ``rows``' first axis: on minires' pool
-    (:func:`map_pass`), or, for passes too small for it where Numba's threads run on TBB, one slice
-    per thread as one Numba region (``{kernel}_split``;
-    :func:`~minires.cpu.numba_layer.region_bounds`). Each value is computed alone, so the slices do
-    not change the bits."""
-    bounds = numba_layer.region_bounds(rows)
-    if bounds is not None:
-        getattr(_kernels(), f"{kernel}_split")(*kernel_arguments(slice(None)), bounds)
-    else:
-        serial = getattr(_kernels(), kernel)
-        map_pass(rows, lambda s: serial(*kernel_arguments(s)))
-
-
 class NumbaBatchNorm:
     r"""Training-mode batch norm (the contract of :class:`~minires.functional.norm.NumpyBatchNorm`) in
     two passes each way.
@@ -119,7 +106,8 @@ class NumbaBatchNorm:
         out = xr.rows_of(y)
         shift_by = np.zeros_like(mean) if bias is None else bias
         vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, shift_by)]
-        run_pass(rows, "normalize", lambda s: (rows[s], *vectors, out[s]))
+        kernels = _kernels()
+        numba_layer.run_pass(rows, kernels.normalize, kernels.normalize_split, lambda s: (rows[s], *vectors, out[s]))
         return y, mean, var, invstd
 
     @staticmethod
@@ -137,7 +125,9 @@ class NumbaBatchNorm:
                    for v in (mean, scale, -scale * invstd * gweight / m, -scale * gbias / m)]
         gx = xr.empty_like()
         out = xr.rows_of(gx)
-        run_pass(rows, "input_gradient", lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
+        kernels = _kernels()
+        numba_layer.run_pass(rows, kernels.input_gradient, kernels.input_gradient_split,
+                             lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias
 
 

@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+
 def numpy_blas_path() -> str | None:
     """The file of the BLAS library that NumPy's wheel carries and has loaded (in ``numpy.libs`` or
     ``numpy/.dylibs``; threadpoolctl lists the loaded ones), None if there is none."""

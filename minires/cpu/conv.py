@@ -234,8 +234,7 @@ class ChunkedIm2colGemm:
         thread has its own column-matrix buffer, kept between calls (a fresh multi-megabyte array
         costs a page fault per 4 KiB on first touch), C-contiguous as BLAS wants it.
         """
-        per_image = math.prod(column_shape(1))
-        per_chunk = max(1, min(g.n, self.chunk_bytes // (per_image * batch.dtype.itemsize)))
+        per_image, per_chunk = self._chunk_size(g, column_shape, batch.dtype)
 
         def run_chunk(images: slice):
             chunk = g._replace(n=images.stop - images.start)
@@ -243,6 +242,11 @@ class ChunkedIm2colGemm:
             return work(images, chunk, col)
 
         return threads.total(threads.map_batch(batch, run_chunk, per_block=per_chunk))
+
+    def _chunk_size(self, g: ConvGeometry, column_shape, dtype) -> tuple[int, int]:
+        """``(values of the buffer per image, images per chunk)``: as many images as fit in ``chunk_bytes``."""
+        per_image = math.prod(column_shape(1))
+        return per_image, max(1, min(g.n, self.chunk_bytes // (per_image * np.dtype(dtype).itemsize)))
 
 
 def column_matrix_shape(g: ConvGeometry):
@@ -419,9 +423,8 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
         width, pixels = g.kw * g.c_in, g.out_h * g.out_w
-        per_image = math.prod(row_columns_shape(g)(1))
         c_x = 0 if col_t_times is None else col_t_times.shape[1]
-        per_chunk = max(1, min(g.n, self.chunk_bytes // (per_image * x.dtype.itemsize)))
+        per_image, per_chunk = self._chunk_size(g, row_columns_shape(g), x.dtype)
         runs = threads.batch_runs(x, per_chunk)
         gemm = _region_gemm(x, w, runs, [(pixels, g.c_out)] + ([(width, c_x)] if c_x else []))
         if gemm is None:

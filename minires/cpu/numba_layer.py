@@ -4,12 +4,11 @@ Numba runs ``prange`` loops on one of three layers, the first that loads of ``tb
 ``workqueue``. Only TBB's threads start fast enough (microseconds, where a hand-off to minires'
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
 (``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes too small for the
-pool (:func:`region_bounds`), which off TBB stay on one thread. With GNU OpenMP the conv's region
-made a training step slower (README). pip's
-``tbb`` package (in the ``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the
-environment's ``lib`` folder, where the dynamic loader does not look, so Numba falls back to
-OpenMP; :func:`threading_layer` loads it by its path first. A layer chosen with
-``NUMBA_THREADING_LAYER`` is left as it is.
+pool (:func:`run_pass`), which off TBB stay on one thread. With GNU OpenMP the conv's region made
+a training step slower (README). pip's ``tbb`` package (in the ``numba`` extra on x86-64 Linux)
+puts ``libtbb.so.12`` in the environment's ``lib`` folder, where the dynamic loader does not look,
+so Numba would take its next layer (OpenMP where it loads); :func:`threading_layer` loads it by its
+path first. A layer chosen with ``NUMBA_THREADING_LAYER`` is left as it is.
 
 The layer is fixed for the life of the process when Numba first starts its threads, so this must
 run before that: minires calls it before every parallel kernel of its own.
@@ -22,6 +21,8 @@ import importlib.metadata
 import os
 
 import numpy as np
+
+from .pointwise import map_pass
 
 
 def pip_libtbb() -> str | None:
@@ -65,3 +66,16 @@ def region_bounds(a):
             or threading_layer() != "tbb"):
         return None
     return np.array([run[0].start for run in runs] + [a.shape[0]], dtype=np.int64)
+
+
+def run_pass(rows, serial, split, arguments) -> None:
+    """``serial(*arguments(s))`` on slices ``s`` of ``rows``' first axis, on minires' pool
+    (:func:`~minires.cpu.pointwise.map_pass`); or, for a pass too small for the pool where Numba's
+    threads run on TBB, ``split(*arguments(slice(None)), bounds)``, a kernel that runs the slices of
+    :func:`region_bounds` as one Numba region. Each value is computed alone, so the slices do not
+    change the bits."""
+    bounds = region_bounds(rows)
+    if bounds is not None:
+        split(*arguments(slice(None)), bounds)
+    else:
+        map_pass(rows, lambda s: serial(*arguments(s)))

@@ -8,7 +8,7 @@ back. Arrays are seen in :math:`y`'s memory order (NCHW or channels last,
 :class:`~minires.cpu.pointwise.ChannelRows`; :math:`\bar y` copied into it if it comes in another);
 slices of the batch run on minires' threads as the NumPy passes do (:func:`~minires.cpu.pointwise.map_pass`),
 or, where they are too small for the pool and Numba's threads run on TBB, as one Numba region
-(:func:`~minires.cpu.numba_layer.region_bounds`).
+(:func:`~minires.cpu.numba_layer.run_pass`).
 Other dtypes, arrays of fewer than two dimensions and empty ones take the NumPy passes.
 ``backend.use("relu", "numpy-threads")`` switches back to them.
 """
@@ -20,7 +20,7 @@ import importlib.util
 from .. import backend
 from . import numba_layer
 from .batchnorm import KERNEL_DTYPES
-from .pointwise import ChannelRows, ThreadedAddReLU, ThreadedReLU, map_pass
+from .pointwise import ChannelRows, ThreadedAddReLU, ThreadedReLU
 
 
 @functools.cache
@@ -41,11 +41,8 @@ class NumbaReLU:
         layout, kernels = ChannelRows(y), _kernels()
         gx = layout.empty_like()
         rows, gy_rows, out = layout.rows, layout.rows_of(gy), layout.rows_of(gx)
-        bounds = numba_layer.region_bounds(rows)
-        if bounds is not None:      # too small for the pool, on TBB: one slice per thread as one Numba region
-            kernels.relu_gradient_split(gy_rows.reshape(-1), rows.reshape(-1), out.reshape(-1), bounds * rows.shape[1])
-        else:
-            map_pass(rows, lambda s: kernels.relu_gradient(gy_rows[s].reshape(-1), rows[s].reshape(-1), out[s].reshape(-1)))
+        numba_layer.run_pass(rows, kernels.relu_gradient, kernels.relu_gradient_split,
+                             lambda s: (gy_rows[s].reshape(-1), rows[s].reshape(-1), out[s].reshape(-1)))
         return gx
 
 
