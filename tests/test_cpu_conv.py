@@ -309,6 +309,19 @@ def test_numba_rows_enters_its_kernel_when_nothing_keeps_it_out(monkeypatch):
     assert calls == [1] and np.array_equal(y, implementation("numpy-fast", 2 ** 22).forward(x, w, (1, 1), (1, 1)))
 
 
+@NEEDS_NUMBA
+def test_numba_types_the_gemm_argument_from_the_type_made_once(monkeypatch):
+    """minires/cpu/blas.py: Numba would build the GEMM argument's function type from its signature at
+    every kernel call; the argument's class hands Numba the type it made once instead."""
+    import numba
+    from minires.cpu import blas
+    gemm = blas.gemm(np.float32)
+    if gemm is None:
+        pytest.skip("NumPy's BLAS is not a 64-bit-integer OpenBLAS")
+    monkeypatch.setattr(gemm, "signature", lambda: pytest.fail("typed from the signature again"))
+    assert numba.typeof(gemm) is gemm.numba_type and gemm.numba_type.signature == blas.gemm(np.float32)._signature
+
+
 def _last_line(code: str, **env) -> str:
     """What ``code`` prints last, run in a fresh Python (Numba's layer is chosen once per process)
     with ``NUMBA_THREADING_LAYER`` unset unless ``env`` sets it."""
