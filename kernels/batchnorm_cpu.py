@@ -5,9 +5,8 @@ The math is :class:`~minires.functional.norm.BatchNormTrain`'s (derived there); 
 of minires' pool (:func:`~minires.cpu.threads.map_batch`). ``nogil`` lets those threads run at the
 same time; the kernels are serial, so no second thread pool (Numba's) competes with minires' for
 the cores. Where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`), which hand work over
-in microseconds, the elementwise passes too small for minires' pool run as one Numba region: the
-``*_split`` kernels at the end, one ``prange`` iteration (one slice, one thread) calling the serial
-kernel.
+in microseconds, the passes too small for minires' pool run as one Numba region: the ``*_split``
+kernels at the end, one ``prange`` iteration (one slice, one thread) calling the serial kernel.
 
 Every array is seen as ``(rows, L)``, each row a run of memory in which position :math:`i` belongs
 to one channel, always the same: in channels-last memory a row holds :math:`p` consecutive pixels of
@@ -81,6 +80,15 @@ def input_gradient(gy, x, mean, scale, along_centred, offset, gx):
 
 # Where Numba's threads run on TBB (minires.cpu.numba_layer), the driver runs a pass's slices as one
 # Numba region: iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]), on its own thread.
+@njit(parallel=True, nogil=True, cache=True)
+def centred_sums_split(u, u_centre, v, v_centre, partials, bounds):
+    """``centred_sums`` of each slice into its own accumulators, ``partials[t, 0]`` and
+    ``partials[t, 1]`` (the driver adds them in slice order, as it adds the pool's)."""
+    for t in prange(bounds.size - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        centred_sums(u[lo:hi], u_centre, v[lo:hi], v_centre, partials[t, 0], partials[t, 1])
+
+
 @njit(parallel=True, nogil=True, cache=True)
 def normalize_split(x, mean, scale, bias, y, bounds):
     """``normalize`` of each slice."""

@@ -150,7 +150,7 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     for name in ("centred_sums", "normalize", "input_gradient"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
-    for name in ("normalize_split", "input_gradient_split"):
+    for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and options["parallel"] and not options.get("fastmath"), (name, options)
 
@@ -158,30 +158,33 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("layout", ["NCHW", "channels last"])
 def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layout):
-    """Where Numba's threads run on TBB, the elementwise passes too small for minires' pool run as one
-    Numba region (the ``*_split`` kernels, on 2 threads or more) instead of on one thread: every value
-    computed alone, so every output has the same bits."""
+    """Where Numba's threads run on TBB, the passes too small for minires' pool run as one Numba region
+    (the ``*_split`` kernels, on 2 threads or more) instead of on one thread: the sums on the same
+    slices, one per thread, as on the pool or one after the other, and every other value computed
+    alone, so every output has the same bits whichever runs them."""
     from minires.cpu import numba_layer, threads as cpu_threads
     from minires.kernels import batchnorm_cpu
     before = cpu_threads.get_num_threads()
     cpu_threads.set_num_threads(threads)
-    x, gy, weight, bias = problem((7, 5, 4, 3), np.float32, seed=9)
+    x, gy, weight, bias = problem((7, 5, 4, 3), np.float64, seed=9)   # float64: a sum in another order would show
     if layout == "channels last":
         x, gy = channels_last(x), channels_last(gy)
     calls = []
-    for name in ("normalize_split", "input_gradient_split"):
+    for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
         kernel = getattr(batchnorm_cpu, name)
         monkeypatch.setattr(batchnorm_cpu, name, lambda *args, kernel=kernel: (calls.append(1), kernel(*args))[1])
     results = {}
     try:
-        for layer in ("tbb", "omp"):
+        for route, layer, min_pass in (("region", "tbb", 1 << 20), ("in turn", "omp", 1 << 20), ("pool", "omp", 0)):
             monkeypatch.setattr(numba_layer, "threading_layer", lambda: layer)
+            monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_PASS", min_pass)
             y, mean, var, invstd = Numba.forward_train(x, weight, bias, 1e-5)
-            results[layer] = (y, mean, var, invstd, *Numba.backward(gy, x, weight, mean, invstd))
+            results[route] = (y, mean, var, invstd, *Numba.backward(gy, x, weight, mean, invstd))
     finally:
         cpu_threads.set_num_threads(before)
-    assert len(calls) == (2 if threads > 1 else 0)      # normalize and the input gradient, on TBB only
-    assert all(np.array_equal(a, b) for a, b in zip(results["tbb"], results["omp"]))
+    assert len(calls) == (4 if threads > 1 else 0)      # both ways' sums, normalize, the input gradient: TBB only
+    for route in ("in turn", "pool"):
+        assert all(np.array_equal(a, b) for a, b in zip(results["region"], results[route])), route
 
 
 def test_float16_takes_the_numpy_passes():

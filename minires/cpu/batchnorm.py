@@ -15,12 +15,11 @@ the arithmetic for a value at once:
 The data is laid out as in the threaded NumPy kernels (:class:`~minires.cpu.pointwise.ChannelRows`:
 NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorter in channels-last
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
-(:func:`~minires.cpu.threads.map_batch`); the per-slice sums are added in slice order, so the same
-thread count gives the same bits. The two elementwise passes, where they are too small for the
-pool, run as one Numba region on Numba's threads when those are TBB's
-(:func:`~minires.cpu.numba_layer.run_pass`). The
-kernels compile on first use (cached on disk), for float32 and float64; other dtypes (float16)
-take the threaded NumPy passes.
+(:func:`~minires.cpu.threads.map_batch`). Passes too small for the pool run as one Numba region
+on Numba's threads when those are TBB's (:func:`~minires.cpu.numba_layer.run_pass`), else on one
+thread. The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and are added
+in slice order, so the thread count alone fixes the bits. The kernels compile on first use (cached
+on disk), for float32 and float64; other dtypes (float16) take the threaded NumPy passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
 from __future__ import annotations
@@ -32,7 +31,7 @@ import numpy as np
 
 from .. import backend
 from ..functional.norm import _values_per_channel
-from . import numba_layer
+from . import numba_layer, threads
 from .pointwise import ChannelRows, ThreadedBatchNorm, map_pass
 from .threads import total
 
@@ -61,16 +60,25 @@ class KernelRows(ChannelRows):
 
 
 def per_slice_sums(rows, kernel_arguments):
-    """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on every slice ``s`` of ``rows``' first
-    axis (on the threads), each into fresh float64 accumulators; the two per-position totals
-    ``(2, L)``, added in slice order."""
-    centred_sums = _kernels().centred_sums
+    """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on one slice ``s`` of ``rows``' first
+    axis per thread, each into fresh float64 accumulators; the two per-position totals ``(2, L)``,
+    added in slice order. The slices are the same wherever they run (on minires' pool for a large
+    pass, as one Numba region for a small one where Numba's threads are TBB's, else one after the
+    other here), so the thread count alone fixes the bits."""
+    kernels = _kernels()
+    bounds = numba_layer.region_bounds(rows)
+    if bounds is not None:
+        partials = np.zeros((len(bounds) - 1, 2, rows.shape[1]))
+        kernels.centred_sums_split(*kernel_arguments(slice(None)), partials, bounds)
+        return total(list(partials))
 
     def sums(s):
         out = np.zeros((2, rows.shape[1]))
-        centred_sums(*kernel_arguments(s), out[0], out[1])
+        kernels.centred_sums(*kernel_arguments(s), out[0], out[1])
         return out
-    return total(map_pass(rows, sums))
+    if rows.size >= threads.MIN_PARALLEL_PASS:
+        return total(map_pass(rows, sums))
+    return total([sums(run[0]) for run in threads.batch_runs(rows, None, min_size=0)])
 
 
 class NumbaBatchNorm:
