@@ -1,4 +1,4 @@
-"""The one-pass Numba ReLU backward (minires.cpu.relu, ``numba``) against the NumPy reference, bit for bit."""
+"""The one-pass Numba ReLU, forward and backward (minires.cpu.relu, ``numba``), against the NumPy reference, bit for bit."""
 import subprocess
 import sys
 import platform
@@ -55,11 +55,39 @@ def test_backward_is_the_references_product_to_the_bit(split, monkeypatch, dtype
         assert gx.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", [np.ascontiguousarray, channels_last, every_other_column],
+                         ids=["NCHW", "channels-last", "strided"])
+@pytest.mark.parametrize("route", ["minires-pool", "numba-region"])
+def test_forward_is_np_maximum_to_the_bit(split, monkeypatch, dtype, layout, route):
+    """NaN stays NaN (its sign too), -0.0 becomes 0.0, infinities pass or become 0, as in ``np.maximum(x, 0)``, on the
+    pool's slices or in one Numba region; channels-last input gives channels-last output."""
+    from minires.cpu import numba_layer, threads
+    monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb" if route == "numba-region" else "omp")
+    if route == "numba-region":
+        monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 40)
+    from minires.kernels import relu_cpu
+    regions, kernel = [], relu_cpu.relu_split
+    monkeypatch.setattr(relu_cpu, "relu_split", lambda *args: (regions.append(1), kernel(*args))[1])
+    x = np.random.default_rng(3).standard_normal((7, 3, 4, 5)).astype(dtype)
+    x.reshape(-1)[:6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -np.nan]
+    x = layout(x)
+    y = relu.NumbaReLU.forward(x)
+    expected = NumpyReLU.forward(x)
+    assert len(regions) == (route == "numba-region" and split > 1)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert np.ascontiguousarray(y).tobytes() == np.ascontiguousarray(expected).tobytes()
+    assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 0, 1] == 0 and not np.signbit(y[0, 0, 0, 1])   # NaN; -0.0 -> 0.0
+    if layout is channels_last:
+        assert y.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 @pytest.mark.parametrize("shape, dtype", [((7,), np.float32), ((), np.float64), ((3, 4), np.float16),
                                           ((0, 3, 4, 5), np.float32)], ids=["1-D", "0-d", "float16", "no-images"])
 def test_what_the_kernel_does_not_take_gets_the_numpy_passes(shape, dtype):
     rng = np.random.default_rng(1)
     y, gy = (np.asarray(rng.standard_normal(shape), dtype=dtype) for _ in range(2))
+    np.testing.assert_array_equal(relu.NumbaReLU.forward(y), NumpyReLU.forward(y))
     y = np.maximum(y, 0)
     np.testing.assert_array_equal(relu.NumbaReLU.backward(gy, y), NumpyReLU.backward(gy, y))
     wider = gy.astype(np.float64)                                  # dtypes that differ: the NumPy passes too
@@ -67,6 +95,7 @@ def test_what_the_kernel_does_not_take_gets_the_numpy_passes(shape, dtype):
 
 
 def test_add_relu_keeps_the_numpy_forward_and_the_one_pass_backward(split):
+    """The fused add + ReLU adds and takes the maximum in one NumPy pass per slice (no Numba kernel)."""
     a, b, gy = (np.random.default_rng(2).standard_normal((7, 3, 4, 5)) for _ in range(3))
     y = relu.NumbaAddReLU.forward(a, b)
     np.testing.assert_array_equal(y, NumpyAddReLU.forward(a, b))
@@ -94,8 +123,9 @@ def test_the_kernel_releases_the_gil_and_runs_serially():
     """minires' threads run it side by side only if it releases the GIL; ``parallel`` would start a
     second thread pool, and ``fastmath`` could drop the NaN of NaN * 0."""
     from minires.kernels import relu_cpu
-    options = relu_cpu.relu_gradient.targetoptions
-    assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), options
+    for kernel in (relu_cpu.relu, relu_cpu.relu_gradient):
+        options = kernel.targetoptions
+        assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), options
 
 
 VECTORISED = r"""
@@ -103,23 +133,26 @@ import re, numpy as np
 from kernels import relu_cpu as k
 for dtype in (np.float32, np.float64):
     y = np.ones(64, dtype)
+    k.relu(y, np.empty_like(y))
     k.relu_gradient(y, y, np.empty_like(y))
-for signature, asm in k.relu_gradient.inspect_asm().items():
-    print(signature[0].dtype, len(re.findall(r"\bv?mulp[sd]\s", asm)))
+for kernel, packed in ((k.relu, "(?:max|cmp\\w*)p"), (k.relu_gradient, "mulp")):
+    for signature, asm in kernel.inspect_asm().items():
+        print(kernel.__name__ + "-" + str(signature[0].dtype), len(re.findall(r"\bv?" + packed + r"[sd]\s", asm)))
 """
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
 def test_llvm_vectorises_the_kernel_loop(tmp_path):
-    """kernels/relu_cpu.py: "LLVM vectorises the loop": its machine code, for float32 and float64, has packed
-    products. Compiled afresh in a child process with its own cache folder (Numba cannot show cached code)."""
+    """kernels/relu_cpu.py: "LLVM vectorises the loop": the kernels' machine code, for float32 and float64, has
+    packed comparisons or maxima (forward) and products (backward). Compiled afresh in a child process with its own cache folder (Numba cannot show cached code)."""
     import os
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", VECTORISED], capture_output=True, text=True, env=env, check=True,
                          cwd=root).stdout.split("\n")
     counts = dict(line.split() for line in out if line)
-    assert set(counts) == {"float32", "float64"} and all(int(n) > 0 for n in counts.values()), counts
+    assert set(counts) == {f"{kernel}-{dtype}" for kernel in ("relu", "relu_gradient") for dtype in ("float32", "float64")}
+    assert all(int(n) > 0 for n in counts.values()), counts
 
 
 AB_REPORT = "results/cpu/2026-12-04-amd-epyc-relu-ab.txt"

@@ -1,15 +1,14 @@
-r"""ReLU on the CPU with its backward in one pass (the Numba kernel of ``kernels/relu_cpu.py``;
-``numba``, the CPU default when Numba is installed).
+r"""ReLU on the CPU in one pass each way (the Numba kernels of ``kernels/relu_cpu.py``; ``numba``,
+the CPU default when Numba is installed).
 
-The forward is :class:`~minires.cpu.pointwise.ThreadedReLU`'s, already one pass
-(:math:`y = \max(x, 0)`). The backward, :math:`\bar x = \bar y\,[y > 0]`, reads :math:`y` and
-:math:`\bar y` once and writes :math:`\bar x` once, where NumPy writes the mask and reads it
-back. Arrays are seen in :math:`y`'s memory order (NCHW or channels last,
-:class:`~minires.cpu.pointwise.ChannelRows`; :math:`\bar y` copied into it if it comes in another);
-slices of the batch run on minires' threads as the NumPy passes do (:func:`~minires.cpu.pointwise.map_pass`),
-or, where they are too small for the pool and Numba's threads run on TBB, as one Numba region
-(:func:`~minires.cpu.numba_layer.run_pass`).
-Other dtypes, arrays of fewer than two dimensions and empty ones take the NumPy passes.
+The forward, :math:`y = \max(x, 0)`, is ``np.maximum``'s one pass with its bits; the backward,
+:math:`\bar x = \bar y\,[y > 0]`, reads :math:`y` and :math:`\bar y` once and writes :math:`\bar x`
+once, where NumPy writes the mask and reads it back. Arrays are seen in the input's memory order
+(NCHW or channels last, :class:`~minires.cpu.pointwise.ChannelRows`; other layouts, and a
+:math:`\bar y` in another, copied into it); slices of the batch run on minires' threads as the NumPy
+passes do (:func:`~minires.cpu.pointwise.map_pass`), or, where they are too small for the pool and
+Numba's threads run on TBB, as one Numba region (:func:`~minires.cpu.numba_layer.run_pass`). Other
+dtypes, arrays of fewer than two dimensions and empty ones take the NumPy passes.
 ``backend.use("relu", "numpy-threads")`` switches back to them.
 """
 from __future__ import annotations
@@ -30,9 +29,17 @@ def _kernels():
 
 
 class NumbaReLU:
-    """``forward(x) -> max(x, 0)``; ``backward(gy, y) -> gy [y > 0]`` in one pass."""
+    """``forward(x) -> max(x, 0)``; ``backward(gy, y) -> gy [y > 0]``; one pass each."""
 
-    forward = staticmethod(ThreadedReLU.forward)
+    @staticmethod
+    def forward(x):
+        if x.ndim < 2 or x.size == 0 or x.dtype not in KERNEL_DTYPES:
+            return ThreadedReLU.forward(x)
+        layout, kernels = ChannelRows(x), _kernels()
+        y = layout.empty_like()
+        rows, out = layout.rows, layout.rows_of(y)
+        numba_layer.run_pass(rows, kernels.relu, kernels.relu_split, lambda s: (rows[s].reshape(-1), out[s].reshape(-1)))
+        return y
 
     @staticmethod
     def backward(gy, y):
