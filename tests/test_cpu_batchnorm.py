@@ -230,11 +230,13 @@ def test_llvm_vectorises_every_kernel_loop(tmp_path):
 
 REGIONS_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-ab.txt"
 EVERY_SIZE_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-every-size-ab.txt"
+SUMS_IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-numba-regions-ab.txt"      # the sums in the regions too
 
 
 def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
     """The README's step ratios of the passes in Numba regions against minires' pool are the committed
-    outputs': ResNet-20 and -56 at batch 32, then 128, for the kept version and the first one."""
+    outputs': ResNet-20 and -56 at batch 32, then 128, for the kept version, the first one, and the one
+    with the sums in the regions too."""
     import re
     from conftest import REPO, one_line
     kept, first = ([r for r in re.findall(r"regions / pool: step ([\d.]+)", (REPO / name).read_text())]
@@ -246,3 +248,7 @@ def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
     assert f"made batch 128 slower, {first[2]}x and {first[3]}x" in readme
     assert f"for the same gain at batch 32, {first[0]}x and {first[1]}x" in readme
     assert f"([output]({REGIONS_AB})" in readme and f"([output]({EVERY_SIZE_AB}))" in readme
+    now = re.findall(r"regions / pool: step ([\d.]+)", (REPO / SUMS_IN_REGIONS_AB).read_text())
+    assert len(now) == 4 and (f"([output]({SUMS_IN_REGIONS_AB})): regions against the pool, the step took {now[0]}x "
+                              f"(ResNet-20) and {now[1]}x (ResNet-56) the time at batch 32, {now[2]}x and {now[3]}x "
+                              f"at batch 128") in readme

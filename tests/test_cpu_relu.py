@@ -156,11 +156,13 @@ def test_llvm_vectorises_the_kernel_loop(tmp_path):
 
 
 AB_REPORT = "results/cpu/2026-12-04-amd-epyc-relu-ab.txt"
+FORWARD_AB_REPORT = "results/cpu/2026-12-05-amd-epyc-relu-ab.txt"      # the forward a Numba kernel too
 
 
 def test_the_readme_quotes_the_committed_ab_of_the_relu_kernel():
     """The README's times of the ReLU kernels in a ResNet-20 step, and their ratios and the step's, are the
-    committed A/B output's, batch 32 and 128, one thread and two."""
+    committed A/B outputs', batch 32 and 128, one thread and two: the one-pass backward's, and the
+    forward kernel's after it."""
     import re
     from conftest import REPO, one_line
     report = (REPO / AB_REPORT).read_text()
@@ -174,3 +176,12 @@ def test_the_readme_quotes_the_committed_ab_of_the_relu_kernel():
             f"and {a4} to {b4} ms on two ({min(kernel_ratios):.3f}-{max(kernel_ratios):.3f}x; the step "
             f"{min(steps):.3f}-{max(steps):.3f}x)") in readme
     assert f"([output]({AB_REPORT}))" in readme
+    report = (REPO / FORWARD_AB_REPORT).read_text()
+    kernels = [float(ms) for ms in re.findall(r"relu kernels +([\d.]+) ms", report)]
+    steps = [float(r) for r in re.findall(r"B / A: step ([\d.]+)", report)]
+    kernel_ratios = [float(r) for r in re.findall(r"kernels ([\d.]+)$", report, re.M)]
+    assert len(kernels) == 8 and len(steps) == len(kernel_ratios) == 4
+    (a1, b1, a2, b2, a3, b3, a4, b4) = kernels
+    assert (f"([output]({FORWARD_AB_REPORT})): ReLU's share went from {a1} to {b1} ms at batch 32 and {a3} to {b3} ms "
+            f"at batch 128 on one thread, {a2} to {b2} and {a4} to {b4} ms on two ({min(kernel_ratios):.3f}-"
+            f"{max(kernel_ratios):.3f}x; the step {min(steps):.3f}-{max(steps):.3f}x). The NumPy passes' {a2} ms") in readme

@@ -44,13 +44,15 @@ def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torc
 
 REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
            "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-rows.txt",
-           "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-regions.txt"]
+           "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-regions.txt",
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-sums-regions.txt"]
 
 
 @pytest.mark.parametrize("report", REPORTS)
 def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
     """Each cell of the README's tables (median, range of the pairs' ratios, cores busy) is the committed
-    run's, for every model, batch size and thread count: before numba-rows, after it, and after the Numba regions."""
+    run's, for every model, batch size and thread count: before numba-rows, after it, after the Numba regions, and
+    after the sums and ReLU's forward joined them."""
     import re
     from conftest import REPO, one_line
     runs, key = {}, None
@@ -119,10 +121,41 @@ def test_where_it_stands_is_the_latest_runs():
         r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)", (REPO / REPORTS[-1]).read_text(), re.S)}
     one = [m for (_, _, threads), m in medians.items() if threads == 1]
     two = {batch: [m for (_, b, threads), m in medians.items() if threads == 2 and b == batch] for batch in (128, 32)}
-    record = (REPO / "results/train/2026-12-04-amd-epyc-time-to-accuracy-numba-regions.md").read_text()
+    record = (REPO / "results/train/2026-12-05-amd-epyc-time-to-accuracy-sums-regions.md").read_text()
     ratios = [float(row.split(" | ")[-1]) for row in re.findall(r"^\| \d \| (.+) \|$", record, re.M)]
     assert len(one) == 4 and len(ratios) == 3
     assert (f"takes {min(one):.2f}-{max(one):.2f}x PyTorch's time on one thread, {min(two[128]):.2f}-"
             f"{max(two[128]):.2f}x on two at batch 128 and {min(two[32]):.2f}-{max(two[32]):.2f}x on two at batch 32 "
             f"(medians of 8 interleaved pairs); the default training run, `minires train --model resnet20` on two "
             f"threads, {min(ratios):.2f}-{max(ratios):.2f}x PyTorch's wall time") in one_line("README.md")
+
+
+def test_the_readmes_account_of_the_sums_run_is_its_output():
+    """The medians the README compares after batch norm's sums and ReLU's forward joined the regions (two
+    threads at batch 32 and 128, one thread) and ResNet-20's spread of steps at batch 32 are the outputs'."""
+    import re
+    from conftest import REPO, one_line
+
+    def medians(report, threads, batch=None):
+        found = re.findall(r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)",
+                           (REPO / report).read_text(), re.S)
+        return [float(m) for _, b, t, m in found if int(t) == threads and (batch is None or int(b) == batch)]
+
+    now, before, rows_only = REPORTS[3], REPORTS[2], REPORTS[1]
+    two32 = [medians(r, 2, 32) for r in (now, before, rows_only)]          # ResNet-20, then ResNet-56
+    two128 = [medians(r, 2, 128) for r in (now, before)]
+    one = [medians(r, 1) for r in (now, before)]
+    readme = one_line("README.md")
+    assert (f"On two threads at batch 32 the medians are {two32[0][0]:.2f} and {two32[0][1]:.2f}, against "
+            f"{two32[1][0]:.2f} and {two32[1][1]:.2f} in the run before and {two32[2][0]:.2f} and {two32[2][1]:.2f} "
+            f"with `numba-rows` alone; batch 128 gave {two128[0][0]:.2f} and {two128[0][1]:.2f} ({two128[1][0]:.2f} "
+            f"and {two128[1][1]:.2f} before), one thread {min(one[0]):.2f}-{max(one[0]):.2f} "
+            f"({min(one[1]):.2f}-{max(one[1]):.2f})") in readme
+    block = (REPO / now).read_text().split("== --model resnet20 --batch 32 --threads 2")[1]
+    mine, theirs = ([int(v) for v in re.search(rf"{who} ms: ([\d, ]+)", block).group(1).split(", ")]
+                    for who in ("minires", "PyTorch"))
+    assert f"(ResNet-20: minires {min(mine)}-{max(mine)} ms, PyTorch {min(theirs)}-{max(theirs)} ms)" in readme
+    earlier = (REPO / before).read_text().split("== --model resnet20 --batch 32 --threads 2")[1]
+    mine_before = [int(v) for v in re.search(r"minires ms: ([\d, ]+)", earlier).group(1).split(", ")]
+    assert "spread at batch 32 is narrower than in the run before" in readme
+    assert max(mine) - min(mine) < max(mine_before) - min(mine_before)
