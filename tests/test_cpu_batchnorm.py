@@ -187,6 +187,29 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
         assert all(np.array_equal(a, b) for a, b in zip(results["region"], results[route])), route
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 4])
+def test_a_regions_bounds_are_the_pools_shares_and_read_only(monkeypatch, threads):
+    """The bounds a region runs (cached for each row count and thread count) cut the rows where minires'
+    pool would: one share per thread, at most one per row; None for a single share. Every pass with that
+    many rows gets the same array, so it cannot be written."""
+    from minires.cpu import numba_layer, threads as cpu_threads
+    monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb")
+    before = cpu_threads.get_num_threads()
+    cpu_threads.set_num_threads(threads)
+    try:
+        for rows in (1, 2, 3, 7, 64):
+            a = np.empty((rows, 5), np.float32)
+            bounds = numba_layer.region_bounds(a)
+            shares = [run[0] for run in cpu_threads.batch_runs(a, None, min_size=0)]
+            if len(shares) < 2:
+                assert bounds is None
+                continue
+            assert list(bounds) == [s.start for s in shares] + [rows] and bounds.dtype == np.int64
+            assert numba_layer.region_bounds(a) is bounds and not bounds.flags.writeable
+    finally:
+        cpu_threads.set_num_threads(before)
+
+
 def test_float16_takes_the_numpy_passes():
     """The kernels compile for float32 and float64; float16 data gets the threaded NumPy kernels' numbers."""
     x, gy, weight, bias = problem((4, 3, 2, 2), np.float16, seed=6)

@@ -61,11 +61,23 @@ def region_bounds(a):
     :func:`~minires.cpu.pointwise.map_pass` then runs the pass). Above the threshold the pool stays:
     there the regions made a step 3-5% slower at batch 128 (README)."""
     from . import threads
-    runs = threads.batch_runs(a, None, min_size=0)
-    if (len(runs) < 2 or a.size >= threads.MIN_PARALLEL_PASS or not PASSES_IN_REGIONS
-            or threading_layer() != "tbb"):
+    if a.size >= threads.MIN_PARALLEL_PASS or not PASSES_IN_REGIONS or threading_layer() != "tbb":
         return None
-    return np.array([run[0].start for run in runs] + [a.shape[0]], dtype=np.int64)
+    return _region_bounds(a.shape[0], threads.get_num_threads())
+
+
+@functools.lru_cache(maxsize=256)
+def _region_bounds(rows: int, thread_count: int):
+    """:func:`region_bounds` for ``rows`` rows: one share per thread, at most one per row, as
+    :func:`~minires.cpu.threads.batch_runs` cuts them (int64, read-only: every pass of that many rows
+    shares it; a step asks for the same few hundred times); None for fewer than two shares."""
+    from . import threads
+    parts = min(rows, thread_count)
+    if parts < 2:
+        return None
+    bounds = np.array(threads.share_bounds(rows, parts), dtype=np.int64)
+    bounds.flags.writeable = False
+    return bounds
 
 
 def run_pass(rows, serial, split, arguments) -> None:

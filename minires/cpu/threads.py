@@ -88,8 +88,13 @@ def map_batch(a, work, per_block: int | None = None, min_size: int | None = None
 
 def batch_runs(a, per_block: int | None = None, min_size: int | None = None) -> list[list[slice]]:
     """:func:`map_batch`'s blocks of ``a``'s first axis, one list per thread (the caller's first)."""
-    n, parts = a.shape[0], _parts(a, min_size)
-    return [_blocks(n * k // parts, n * (k + 1) // parts, per_block) for k in range(parts)]
+    bounds = share_bounds(a.shape[0], _parts(a, min_size))
+    return [_blocks(lo, hi, per_block) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def share_bounds(n: int, parts: int) -> list[int]:
+    """Where each of ``parts`` near-equal contiguous shares of ``n`` items starts, and ``n``."""
+    return [n * k // parts for k in range(parts)] + [n]
 
 
 def _parts(a, min_size: int | None) -> int:
