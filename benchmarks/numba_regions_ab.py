@@ -11,31 +11,22 @@ is each one's median step time (wall clock) and their ratio regions / pool.
 from __future__ import annotations
 
 import argparse
-import time
-
-import numpy as np
 
 from minires.bench.cpu import set_threads
-from minires.bench.measure import training_step
+from minires.bench.measure import interleaved_step_medians, training_step
 from minires.checks import positive_int
 from minires.cpu import numba_layer
 
 
 def compare(model: str, batch: int, rounds: int) -> dict[str, float]:
     """``{"pool": median step seconds, "regions": ...}`` of interleaved steps."""
-    step, times = training_step(model, batch, "cpu"), {"pool": [], "regions": []}
+    def passes_in_regions(on: bool):
+        return lambda: setattr(numba_layer, "PASSES_IN_REGIONS", on)
     try:
-        for round_ in range(rounds + 1):                 # round 0 warms up (compilation, buffers)
-            for name in times:
-                numba_layer.PASSES_IN_REGIONS = name == "regions"
-                for _ in range(2):
-                    start = time.perf_counter()
-                    step()
-                    if round_:
-                        times[name].append(time.perf_counter() - start)
+        return interleaved_step_medians(training_step(model, batch, "cpu"),
+                                        {"pool": passes_in_regions(False), "regions": passes_in_regions(True)}, rounds)
     finally:
         numba_layer.PASSES_IN_REGIONS = True
-    return {name: float(np.median(seconds)) for name, seconds in times.items()}
 
 
 def main(argv=None) -> int:

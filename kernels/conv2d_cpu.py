@@ -24,6 +24,12 @@ the image, not one value as on the GPU):
   tile, then writes the tile's interior to ``gx[b, :, ih, :]``. Each value of ``gx`` is written by
   one iteration only: no atomics, no races, and one pass over the column gradient instead of
   NumPy's ``kh*kw`` read-modify-write passes plus a transpose.
+
+``col2im_gather`` is serial (``@njit(nogil=True)``), for ``numba-rows`` (:mod:`minires.cpu.conv`),
+whose strided convs run their chunks on minires' thread pool: a call fills one chunk's
+channels-last ``gx``. For each pixel it adds the column entries of the taps that read it, in tap
+order from zero, as ``numpy_col2im``'s tap-by-tap additions do, so it gives that function's bits,
+writing each value of ``gx`` once.
 """
 from __future__ import annotations
 
@@ -77,3 +83,27 @@ def col2im(gcol, g, gx):
         for ci in range(g.c_in):
             for iw in range(g.w):
                 gx[b, ci, ih, iw] = row[g.pad_w + iw, ci]
+
+
+@njit(nogil=True, cache=True)
+def col2im_gather(gcol, g, gx_last):
+    """Fill channels-last ``gx_last`` (``n, h, w, c_in``): pixel ``(b, u, v)`` gets the sum, over the
+    taps ``(r, s)`` in order, of the column gradient entries of the output pixel that read it there."""
+    total = np.empty(g.c_in, dtype=gcol.dtype)
+    for b in range(g.n):
+        for u in range(g.h):
+            for v in range(g.w):
+                total[:] = 0
+                for r in range(g.kh):
+                    oh = output_index(u, r, g.stride_h, g.pad_h, g.out_h)
+                    if oh < 0:
+                        continue
+                    for s in range(g.kw):
+                        ow = output_index(v, s, g.stride_w, g.pad_w, g.out_w)
+                        if ow < 0:
+                            continue
+                        row, start = (b * g.out_h + oh) * g.out_w + ow, (r * g.kw + s) * g.c_in
+                        for ci in range(g.c_in):
+                            total[ci] += gcol[row, start + ci]
+                for ci in range(g.c_in):
+                    gx_last[b, u, v, ci] = total[ci]

@@ -253,6 +253,31 @@ def test_numba_rows_gives_numpy_fasts_bits(threads, p):
 
 
 @NEEDS_NUMBA
+@settings(max_examples=40, deadline=None)
+@given(p=problems())
+def test_the_gathered_col2im_has_numpy_col2ims_bits(p):
+    """numba-rows' col2im (the serial Numba gather) adds each pixel's taps in numpy_col2im's order, from
+    zero: the same bits, for every geometry, both dtypes; into channels-last memory only (NCHW gx, and
+    float16, take numpy_col2im itself)."""
+    from minires.cpu.conv import channels_last_empty, column_matrix_shape, gather_col2im
+    from minires.kernels.conv2d_index import ConvGeometry
+    x, w, _ = arrays(p)
+    g = ConvGeometry.of(x.shape, w.shape, p["stride"], p["padding"])
+    gcol = np.random.default_rng(p["seed"]).standard_normal(column_matrix_shape(g)(g.n)).astype(p["dtype"])
+    gcol.reshape(-1)[:2] = [-0.0, np.nan][:gcol.size]
+    for make in (lambda: channels_last_empty(x.shape, gcol.dtype), lambda: np.empty(x.shape, gcol.dtype)):
+        mine, theirs = make(), make()
+        gather_col2im(gcol, g, mine)
+        numpy_col2im(gcol, g, theirs)
+        assert mine.tobytes() == theirs.tobytes()
+    half, half_gx = gcol.astype(np.float16), channels_last_empty(x.shape, np.float16)
+    gather_col2im(half, g, half_gx)
+    expected = channels_last_empty(x.shape, np.float16)
+    numpy_col2im(half, g, expected)
+    assert half_gx.tobytes() == expected.tobytes()
+
+
+@NEEDS_NUMBA
 def test_numba_rows_on_an_empty_batch(numba_region):
     x, w = np.zeros((0, 3, 5, 5), np.float32), np.ones((4, 3, 3, 3), np.float32)
     region = NumbaRowsIm2colGemm()

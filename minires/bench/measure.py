@@ -75,6 +75,24 @@ def training_step(model_name: str, batch: int, device: str):
     return step
 
 
+def interleaved_step_medians(step, turns: dict, rounds: int) -> dict[str, float]:
+    """``{name: median seconds of a step}`` (wall clock) of steps taking turns: for each ``name``,
+    ``turns[name]()`` sets that variant up, then two steps run; ``rounds`` times, after one round
+    that warms up (compilation, buffers) and is not counted. Each variant meets the same machine."""
+    import time
+
+    times = {name: [] for name in turns}
+    for round_ in range(rounds + 1):
+        for name, set_up in turns.items():
+            set_up()
+            for _ in range(2):
+                start = time.perf_counter()
+                step()
+                if round_:
+                    times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(seconds)) for name, seconds in times.items()}
+
+
 def time_training_step(model_name: str, batch: int, device: str, repeat: int, warmup: int,
                        conv_impl: str | None = None) -> float:
     """Seconds per :func:`training_step` of ``model_name``, with ``conv_impl`` as the device's conv2d

@@ -67,7 +67,8 @@ Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`
 ``numpy-padded-rows`` with every row column copied through a padded copy of the input (each shows
 what one of the steps above saves). ``numba-rows`` (:class:`NumbaRowsIm2colGemm`, the default
 where Numba is installed) is ``numpy-fast`` with each stride-1 conv's chunks, row columns and
-GEMMs run as one Numba region instead of Python functions on minires' pool: the same bits.
+GEMMs run as one Numba region instead of Python functions on minires' pool, and each strided
+conv's col2im gathered in one pass (:func:`gather_col2im`): the same bits.
 """
 from __future__ import annotations
 
@@ -410,16 +411,28 @@ def numba_col2im(gcol, g: ConvGeometry, gx):
     _numba_kernels().col2im(gcol, g, gx)
 
 
+def gather_col2im(gcol, g: ConvGeometry, gx):
+    """:func:`numpy_col2im`'s bits in one pass: each pixel's taps gathered and added in the same order
+    (the serial Numba kernel ``col2im_gather``), for ``numba-rows``' strided convs; :func:`numpy_col2im`
+    itself for dtypes other than float32 and float64, or ``gx`` not in channels-last memory."""
+    gx_last = gx.transpose(0, 2, 3, 1)
+    if gx.dtype not in (np.float32, np.float64) or gcol.dtype != gx.dtype or not gx_last.flags.c_contiguous:
+        return numpy_col2im(gcol, g, gx)
+    _numba_kernels().col2im_gather(gcol, g, gx_last)
+
+
 # ----------------------------------------------------------------------------- one Numba region
 class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
     """``numpy-fast`` with its vertical-stride-1 convs (:meth:`_correlate_by_rows`) run as one
     Numba kernel (``kernels/conv2d_rows_cpu.py``): the same chunks and BLAS products, hence the same
     bits, on Numba's threads instead of minires' pool (``numba-rows``, the CPU default where Numba
     is installed). Only where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`): on its
-    other layers they start too slowly to gain, and every conv is ``numpy-fast``'s."""
+    other layers they start too slowly to gain, and every conv is ``numpy-fast``'s. The strided
+    convs' col2im is one pass of a serial Numba kernel (:func:`gather_col2im`), also with
+    ``numpy-fast``'s bits."""
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES):
-        super().__init__(numpy_im2col, numpy_col2im, chunk_bytes, row_im2col=numpy_row_im2col)
+        super().__init__(numpy_im2col, gather_col2im, chunk_bytes, row_im2col=numpy_row_im2col)
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
         width, pixels = g.kw * g.c_in, g.out_h * g.out_w

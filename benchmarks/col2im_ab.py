@@ -1,0 +1,90 @@
+"""A/B of ``numba-rows``' col2im for the strided convs: the serial Numba gather (:func:`gather_col2im
+<minires.cpu.conv.gather_col2im>`, the default) against NumPy's tap-by-tap additions
+(:func:`~minires.cpu.conv.numpy_col2im`), which give the same bits:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/col2im_ab.py \\
+        --model resnet20 --batch 32 --threads 2
+
+Two measurements:
+
+* each col2im alone on random column gradients of ResNet-20's two strided convs (3x3, stride 2,
+  16 -> 32 channels at 32x32 pixels, 32 -> 64 at 16x16) for one thread's share of ``--batch``
+  images, the median of ``--repeat`` calls;
+* training steps of ``--model`` with either col2im, taking turns, two steps each, ``--rounds`` times
+  (:func:`~minires.bench.measure.interleaved_step_medians`): the median step times and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from minires import backend
+from minires.bench.cpu import set_threads
+from minires.bench.measure import interleaved_step_medians, training_step
+from minires.checks import positive_int
+from minires.cpu.conv import channels_last_empty, column_matrix_shape, gather_col2im, numpy_col2im
+from minires.kernels.conv2d_index import ConvGeometry
+
+MOVERS = {"numpy": numpy_col2im, "gather": gather_col2im}
+STRIDED = ((16, 32, 32), (32, 64, 16))     # ResNet-20's strided convs: (c_in, c_out, input height = width)
+
+
+def alone(images: int, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    """``[(shape name, {mover: median seconds of a call})]`` for ``images`` images."""
+    rows = []
+    for c_in, c_out, size in STRIDED:
+        g = ConvGeometry.of((images, c_in, size, size), (c_out, c_in, 3, 3), (2, 2), (1, 1))
+        gcol = np.random.default_rng(0).standard_normal(column_matrix_shape(g)(images)).astype(np.float32)
+        gx = channels_last_empty((images, c_in, size, size), np.float32)
+        times = {}
+        for name, col2im in MOVERS.items():
+            col2im(gcol, g, gx)                   # compiles the kernel, faults the pages in
+            calls = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                col2im(gcol, g, gx)
+                calls.append(time.perf_counter() - start)
+            times[name] = float(np.median(calls))
+        rows.append((f"{c_in} -> {c_out} channels, {size}x{size}", times))
+    return rows
+
+
+def in_steps(model: str, batch: int, rounds: int) -> dict[str, float]:
+    """``{mover: median step seconds}``: numba-rows (the CPU default) with each col2im in turn."""
+    conv = backend.lookup("conv2d", np.zeros(1), "numba-rows")[1]
+    try:
+        turns = {name: (lambda mover=mover: setattr(conv, "col2im", mover)) for name, mover in MOVERS.items()}
+        with backend.using("conv2d", "numba-rows"):
+            return interleaved_step_medians(training_step(model, batch, "cpu"), turns, rounds)
+    finally:
+        conv.col2im = gather_col2im
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="resnet20", help="default resnet20")
+    parser.add_argument("--batch", type=positive_int, default=32, help="default 32")
+    parser.add_argument("--threads", type=positive_int, default=2, help="default 2")
+    parser.add_argument("--repeat", type=positive_int, default=30, help="calls of each col2im alone (default 30)")
+    parser.add_argument("--rounds", type=positive_int, default=12, help="turns each (two steps each; default 12)")
+    args = parser.parse_args(argv)
+    if "numba-rows" not in backend.available("conv2d"):
+        raise SystemExit("col2im_ab: numba-rows needs Numba (pip install -e \".[numba]\")")
+    set_threads(args.threads)
+    share = -(-args.batch // args.threads)
+    print(f"col2im alone, {share} images (one thread's share of batch {args.batch}), median of {args.repeat} calls:")
+    for shape, times in alone(share, args.repeat):
+        print(f"  {shape}: numpy {1e3 * times['numpy']:.3f} ms, gather {1e3 * times['gather']:.3f} ms, "
+              f"gather / numpy {times['gather'] / times['numpy']:.3f}")
+    steps = in_steps(args.model, args.batch, args.rounds)
+    print(f"{args.model} batch {args.batch}, {args.threads} thread(s), wall clock, {2 * args.rounds} steps each, medians:")
+    for name, seconds in steps.items():
+        print(f"  {name:7s} step {1e3 * seconds:8.1f} ms")
+    print(f"  gather / numpy: step {steps['gather'] / steps['numpy']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
