@@ -8,8 +8,9 @@
 Two measurements:
 
 * each col2im alone on random column gradients of ResNet-20's two strided convs (3x3, stride 2,
-  16 -> 32 channels at 32x32 pixels, 32 -> 64 at 16x16) for one thread's share of ``--batch``
-  images, the median of ``--repeat`` calls;
+  16 -> 32 channels at 32x32 pixels, 32 -> 64 at 16x16) for one chunk of images as the conv cuts
+  one thread's share of ``--batch`` (its column matrix at most ``CHUNK_BYTES``), the median of
+  ``--repeat`` calls;
 * training steps of ``--model`` with either col2im, taking turns, two steps each, ``--rounds`` times
   (:func:`~minires.bench.measure.interleaved_step_medians`): the median step times and their ratio.
 """
@@ -31,11 +32,14 @@ MOVERS = {"numpy": numpy_col2im, "gather": gather_col2im}
 STRIDED = ((16, 32, 32), (32, 64, 16))     # ResNet-20's strided convs: (c_in, c_out, input height = width)
 
 
-def alone(images: int, repeat: int) -> list[tuple[str, dict[str, float]]]:
-    """``[(shape name, {mover: median seconds of a call})]`` for ``images`` images."""
-    rows = []
+def alone(share: int, repeat: int) -> list[tuple[str, int, dict[str, float]]]:
+    """``[(shape name, images, {mover: median seconds of a call})]``: for one chunk of a thread's
+    ``share`` of the images, as numba-rows cuts it (its column matrix at most ``CHUNK_BYTES``)."""
+    rows, conv = [], backend.lookup("conv2d", np.zeros(1), "numba-rows")[1]
     for c_in, c_out, size in STRIDED:
-        g = ConvGeometry.of((images, c_in, size, size), (c_out, c_in, 3, 3), (2, 2), (1, 1))
+        g = ConvGeometry.of((share, c_in, size, size), (c_out, c_in, 3, 3), (2, 2), (1, 1))
+        images = conv._chunk_size(g, column_matrix_shape(g), np.float32)[1]
+        g = g._replace(n=images)
         gcol = np.random.default_rng(0).standard_normal(column_matrix_shape(g)(images)).astype(np.float32)
         gx = channels_last_empty((images, c_in, size, size), np.float32)
         times = {}
@@ -47,7 +51,7 @@ def alone(images: int, repeat: int) -> list[tuple[str, dict[str, float]]]:
                 col2im(gcol, g, gx)
                 calls.append(time.perf_counter() - start)
             times[name] = float(np.median(calls))
-        rows.append((f"{c_in} -> {c_out} channels, {size}x{size}", times))
+        rows.append((f"{c_in} -> {c_out} channels, {size}x{size}", images, times))
     return rows
 
 
@@ -74,9 +78,10 @@ def main(argv=None) -> int:
         raise SystemExit("col2im_ab: numba-rows needs Numba (pip install -e \".[numba]\")")
     set_threads(args.threads)
     share = -(-args.batch // args.threads)
-    print(f"col2im alone, {share} images (one thread's share of batch {args.batch}), median of {args.repeat} calls:")
-    for shape, times in alone(share, args.repeat):
-        print(f"  {shape}: numpy {1e3 * times['numpy']:.3f} ms, gather {1e3 * times['gather']:.3f} ms, "
+    print(f"col2im alone, one chunk of a thread's share of batch {args.batch} ({share} images), "
+          f"median of {args.repeat} calls:")
+    for shape, images, times in alone(share, args.repeat):
+        print(f"  {shape}, {images} images: numpy {1e3 * times['numpy']:.3f} ms, gather {1e3 * times['gather']:.3f} ms, "
               f"gather / numpy {times['gather'] / times['numpy']:.3f}")
     steps = in_steps(args.model, args.batch, args.rounds)
     print(f"{args.model} batch {args.batch}, {args.threads} thread(s), wall clock, {2 * args.rounds} steps each, medians:")

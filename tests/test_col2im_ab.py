@@ -22,9 +22,26 @@ def test_both_movers_run_alone_and_in_steps_and_the_gather_is_restored(capsys):
         module.MOVERS.update(real)
         set_threads(ours)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "col2im alone, 2 images (one thread's share of batch 4), median of 2 calls:"
-    assert [line.split(":")[0].strip() for line in out[1:3]] == ["16 -> 32 channels, 32x32", "32 -> 64 channels, 16x16"]
+    assert out[0] == "col2im alone, one chunk of a thread's share of batch 4 (2 images), median of 2 calls:"
+    assert [line.split(":")[0].strip() for line in out[1:3]] == ["16 -> 32 channels, 32x32, 2 images",
+                                                                "32 -> 64 channels, 16x16, 2 images"]
     assert out[3] == "resnet20 batch 4, 2 thread(s), wall clock, 2 steps each, medians:"
     assert [line.split()[0] for line in out[4:6]] == ["numpy", "gather"] and float(out[6].split("step ")[1]) > 0
     assert used == {"numpy", "gather"}
     assert backend.lookup("conv2d", np.zeros(1), "numba-rows")[1].col2im is conv.gather_col2im
+
+
+def test_the_readme_quotes_the_committed_ab():
+    """The README's range of the col2im's ratios alone and its step ratios (batch 32 and 128, one thread
+    and two) are the committed output's."""
+    import re
+    from conftest import REPO, one_line
+    report = "results/cpu/2026-12-05-amd-epyc-col2im-ab.txt"
+    text = (REPO / report).read_text()
+    alone = [float(r) for r in re.findall(r"gather / numpy ([\d.]+)$", text, re.M)]
+    steps = [r for r in re.findall(r"gather / numpy: step ([\d.]+)", text)]
+    assert len(alone) == 8 and len(steps) == 4                  # (b32, b128) x (1, 2 threads), in that order
+    readme = one_line("README.md")
+    assert (f"([output]({report})): alone, on one chunk of images as the conv cuts them, {min(alone):.3f}-"
+            f"{max(alone):.3f}x NumPy's time; in ResNet-20 steps {steps[0]}x and {steps[2]}x on one thread "
+            f"(batch 32 and 128), {steps[1]}x and {steps[3]}x on two") in readme
