@@ -3,11 +3,12 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/step_breakdown.py \\
         --model resnet20 --batch 32 --threads 1 2 --steps 10
 
-Each method of each op's CPU implementation (conv2d, batch_norm, relu, add_relu, add: whatever
+Each method of each op's CPU implementation (conv2d, batch_norm, relu, add_relu: whatever
 ``minires.backend`` runs by default) is wrapped in a wall-clock timer for ``--steps`` steps of
 :func:`minires.bench.measure.training_step`, after three unmeasured ones. A method that calls another
 of its op's methods (the conv's ``backward`` calling ``backward_data``) counts once, as the outer
-call. What the wrapped methods leave is *everything else*: autograd, padding, the loss and SGD. With more than one thread the report adds the *fork-join wait*: how long the calling
+call. What the wrapped methods leave is *everything else*: autograd, the residual adds, padding, the
+loss and SGD. With more than one thread the report adds the *fork-join wait*: how long the calling
 thread, having done its own share of a split call, waits for the other threads' shares (part of the
 ops' times, not added to them). The last column is each row's one-thread time over its time on the
 most threads, where both ran.
@@ -24,7 +25,7 @@ from minires.bench.measure import training_step
 from minires.checks import positive_int
 from minires.cpu import threads
 
-TIMED_OPS = ("conv2d", "batch_norm", "relu", "add_relu", "add")
+TIMED_OPS = ("conv2d", "batch_norm", "relu", "add_relu")
 
 
 class OpTimers:

@@ -496,19 +496,10 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
             _check_grad_shape(node, inp, gi)
             gi = _in_dtype_of(inp, gi)
             prev = pending.get(id(inp))
-            pending[id(inp)] = gi if prev is None else _sum_of(prev, gi)
+            pending[id(inp)] = gi if prev is None else prev + gi
         yield Step(node, t, g, grads)
         if not retain_graph:
             node.release()
-
-
-def _sum_of(a, b):
-    """Two gradients of one tensor (it fed two ops: the input of a residual block) added: arrays with
-    the registry's add kernel (on the CPU split over the threads), Tensors (``create_graph``) with the
-    differentiable add."""
-    if isinstance(a, Tensor) or isinstance(b, Tensor):
-        return a + b
-    return backend.lookup("add", a)[1].forward(a, b)
 
 
 def _seed_gradients(root, grad, create_graph: bool):

@@ -14,11 +14,8 @@ thing faster and is tested for agreement with them:
   Numba is not installed);
 * :mod:`~minires.cpu.batchnorm`: batch norm in two passes over memory each way (``numba``, the CPU
   default when Numba is installed; serial ``nogil`` kernels run on the same threads);
-* :mod:`~minires.cpu.relu`: ReLU in one pass each way, its backward instead of NumPy's two
-  (``numba``, the CPU default for relu and add_relu when Numba is installed);
-* :mod:`~minires.cpu.add`: the add of equal-shaped arrays split over the threads (``numba``, the
-  CPU default for the op ``"add"`` when Numba is installed: the residual add, and autograd's sum of
-  a tensor's two gradients);
+* :mod:`~minires.cpu.relu`: ReLU's backward in one pass instead of NumPy's two (``numba``, the CPU
+  default for relu and add_relu when Numba is installed);
 * :mod:`~minires.cpu.numba_layer`: Numba's threads on TBB where pip's ``tbb`` is installed, on
   which the passes too small for the pool run as one Numba region;
 * :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default ``OMP_NUM_THREADS``
@@ -32,7 +29,7 @@ The ``numba`` conv is opt-in (``minires.backend.use("conv2d", "numba")``): it is
 needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
 for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.
 """
-from . import add, allocator, batchnorm, conv, pointwise, relu  # noqa: F401 - registers the implementations
+from . import allocator, batchnorm, conv, pointwise, relu  # noqa: F401 - registers the implementations
 from .threads import get_num_threads, set_num_threads  # noqa: F401
 
 if allocator.wanted():
