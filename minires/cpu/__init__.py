@@ -14,8 +14,8 @@ thing faster and is tested for agreement with them:
   Numba is not installed);
 * :mod:`~minires.cpu.batchnorm`: batch norm in two passes over memory each way (``numba``, the CPU
   default when Numba is installed; serial ``nogil`` kernels run on the same threads);
-* :mod:`~minires.cpu.relu`: ReLU's backward in one pass instead of NumPy's two (``numba``, the CPU
-  default for relu and add_relu when Numba is installed);
+* :mod:`~minires.cpu.relu`: ReLU in one pass each way, its backward instead of NumPy's two
+  (``numba``, the CPU default for relu and add_relu when Numba is installed);
 * :mod:`~minires.cpu.numba_layer`: Numba's threads on TBB where pip's ``tbb`` is installed, on
   which the passes too small for the pool run as one Numba region;
 * :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default ``OMP_NUM_THREADS``
