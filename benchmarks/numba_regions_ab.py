@@ -1,12 +1,14 @@
-"""A/B of batch norm's and ReLU's passes as Numba regions (on TBB) against minires' thread pool,
-inside a training step, in one process:
+"""A/B of batch norm's and ReLU's passes as Numba regions (on TBB) inside a training step, in one
+process: against minires' thread pool, or against regions only for the passes too small for the
+pool (the rule before 2026-12-05):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/numba_regions_ab.py \\
-        --model resnet20 --batch 32 --threads 2
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/numba_regions_ab.py \
+        --model resnet20 --batch 32 --threads 2 [--against small-only]
 
 The two take turns, two steps each, ``--rounds`` times, flipping
-:data:`minires.cpu.numba_layer.PASSES_IN_REGIONS` (the conv is the default either way); the report
-is each one's median step time (wall clock) and their ratio regions / pool.
+:data:`minires.cpu.numba_layer.PASSES_IN_REGIONS` (``--against pool``, the default) or
+:data:`~minires.cpu.numba_layer.SMALL_PASSES_ONLY` (``--against small-only``); the conv is the
+default either way. The report is each one's median step time (wall clock) and their ratio.
 """
 from __future__ import annotations
 
@@ -18,15 +20,22 @@ from minires.checks import positive_int
 from minires.cpu import numba_layer
 
 
-def compare(model: str, batch: int, rounds: int) -> dict[str, float]:
-    """``{"pool": median step seconds, "regions": ...}`` of interleaved steps."""
-    def passes_in_regions(on: bool):
-        return lambda: setattr(numba_layer, "PASSES_IN_REGIONS", on)
+SETTINGS = {   # --against: (its name, the default's name, the switch, its value for the default)
+    "pool": ("pool", "regions", "PASSES_IN_REGIONS", True),
+    "small-only": ("small only", "every size", "SMALL_PASSES_ONLY", False),
+}
+
+
+def compare(model: str, batch: int, rounds: int, against: str = "pool") -> dict[str, float]:
+    """``{name: median step seconds}`` of interleaved steps, the setting ``against`` names first."""
+    other, default, switch, on = SETTINGS[against]
+    set_to = {other: not on, default: on}
     try:
         return interleaved_step_medians(training_step(model, batch, "cpu"),
-                                        {"pool": passes_in_regions(False), "regions": passes_in_regions(True)}, rounds)
+                                        {name: (lambda v=v: setattr(numba_layer, switch, v)) for name, v in set_to.items()},
+                                        rounds)
     finally:
-        numba_layer.PASSES_IN_REGIONS = True
+        numba_layer.PASSES_IN_REGIONS, numba_layer.SMALL_PASSES_ONLY = True, False
 
 
 def main(argv=None) -> int:
@@ -35,14 +44,17 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=positive_int, default=32, help="default 32")
     parser.add_argument("--threads", type=positive_int, default=2, help="default 2")
     parser.add_argument("--rounds", type=positive_int, default=12, help="turns each (two steps each; default 12)")
+    parser.add_argument("--against", choices=sorted(SETTINGS), default="pool",
+                        help="minires' pool for every pass (default), or regions only for the small ones")
     args = parser.parse_args(argv)
     used = set_threads(args.threads)
-    results = compare(args.model, args.batch, args.rounds)
+    results = compare(args.model, args.batch, args.rounds, args.against)
     print(f"{args.model} batch {args.batch}, {args.threads} thread(s), Numba {used['Numba']}, wall clock, "
           f"{2 * args.rounds} steps each, medians:")
     for name, seconds in results.items():
-        print(f"  {name:8s} step {1e3 * seconds:8.1f} ms")
-    print(f"  regions / pool: step {results['regions'] / results['pool']:.3f}")
+        print(f"  {name:10s} step {1e3 * seconds:8.1f} ms")
+    other, default = list(results)
+    print(f"  {default} / {other}: step {results[default] / results[other]:.3f}")
     return 0
 
 

@@ -254,6 +254,7 @@ def test_llvm_vectorises_every_kernel_loop(tmp_path):
 REGIONS_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-ab.txt"
 EVERY_SIZE_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-every-size-ab.txt"
 SUMS_IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-numba-regions-ab.txt"      # the sums in the regions too
+EVERY_SIZE_NOW_AB = "results/cpu/2026-12-05-amd-epyc-numba-regions-every-size-ab.txt"   # and every size
 
 
 def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
@@ -272,6 +273,13 @@ def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
     assert f"for the same gain at batch 32, {first[0]}x and {first[1]}x" in readme
     assert f"([output]({REGIONS_AB})" in readme and f"([output]({EVERY_SIZE_AB}))" in readme
     now = re.findall(r"regions / pool: step ([\d.]+)", (REPO / SUMS_IN_REGIONS_AB).read_text())
+    every = re.findall(r"every size / small only: step ([\d.]+)", (REPO / EVERY_SIZE_NOW_AB).read_text())
+    assert len(every) == 4 and (f"[output]({EVERY_SIZE_NOW_AB})), the step took {every[0]}x (ResNet-20) and "
+                                f"{every[1]}x (ResNet-56) the time at batch 64, {every[2]}x and {every[3]}x at "
+                                f"batch 128") in readme
+    from minires.cpu import numba_layer
+    floats = [float(r) for r in every]
+    assert f"took {min(floats):.3f}-{max(floats):.3f}x the time" in " ".join(numba_layer.region_bounds.__doc__.split())
     assert len(now) == 4 and (f"([output]({SUMS_IN_REGIONS_AB})): regions against the pool, the step took {now[0]}x "
                               f"(ResNet-20) and {now[1]}x (ResNet-56) the time at batch 32, {now[2]}x and {now[3]}x "
                               f"at batch 128") in readme

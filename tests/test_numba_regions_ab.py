@@ -3,6 +3,7 @@ minires' pool take turns and are reported (a tiny run: the machinery, not the sp
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("numba")
@@ -27,3 +28,38 @@ def test_both_take_turns_are_reported_and_the_switch_is_restored(capsys):
     assert [line.split()[0] for line in out[1:3]] == ["pool", "regions"]
     assert float(out[3].split("step ")[1]) > 0
     assert seen == {True, False} and numba_layer.PASSES_IN_REGIONS is True
+
+
+def test_every_size_against_small_only_takes_turns_and_the_switch_is_restored(capsys):
+    """``--against small-only``: every pass in a region against regions only for the passes under the
+    pool's threshold (the rule before 2026-12-05), the switch back to every size afterwards."""
+    from minires.bench.cpu import set_threads
+    from minires.cpu import get_num_threads, numba_layer
+    spec = importlib.util.spec_from_file_location("numba_regions_ab", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    seen, real_bounds, ours = set(), numba_layer.region_bounds, get_num_threads()
+    module.numba_layer.region_bounds = lambda a: seen.add(numba_layer.SMALL_PASSES_ONLY) or real_bounds(a)
+    try:
+        assert module.main(["--batch", "2", "--threads", "2", "--rounds", "1", "--against", "small-only"]) == 0
+    finally:
+        numba_layer.region_bounds = real_bounds
+        set_threads(ours)
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" step")[0].strip() for line in out[1:3]] == ["small only", "every size"]
+    assert out[3].startswith("  every size / small only: step ") and float(out[3].split("step ")[1]) > 0
+    assert seen == {True, False} and numba_layer.SMALL_PASSES_ONLY is False and numba_layer.PASSES_IN_REGIONS
+
+
+def test_a_pass_of_any_size_runs_in_a_region_on_tbb_unless_switched(monkeypatch):
+    from minires.cpu import numba_layer, threads
+    monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb")
+    before = threads.get_num_threads()
+    threads.set_num_threads(2)
+    try:
+        big = np.empty((4, threads.MIN_PARALLEL_PASS // 4), np.float32)
+        assert list(numba_layer.region_bounds(big)) == [0, 2, 4]
+        monkeypatch.setattr(numba_layer, "SMALL_PASSES_ONLY", True)
+        assert numba_layer.region_bounds(big) is None and list(numba_layer.region_bounds(big[:, :8])) == [0, 2, 4]
+    finally:
+        threads.set_num_threads(before)

@@ -17,7 +17,7 @@ thing faster and is tested for agreement with them:
 * :mod:`~minires.cpu.relu`: ReLU in one pass each way, its backward instead of NumPy's two
   (``numba``, the CPU default for relu and add_relu when Numba is installed);
 * :mod:`~minires.cpu.numba_layer`: Numba's threads on TBB where pip's ``tbb`` is installed, on
-  which the passes too small for the pool run as one Numba region;
+  which batch norm's and ReLU's passes run as one Numba region each;
 * :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default ``OMP_NUM_THREADS``
   if set, else every core) and
   the pool they share;

@@ -3,8 +3,8 @@
 Numba runs ``prange`` loops on one of three layers, the first that loads of ``tbb``, ``omp`` and
 ``workqueue``. Only TBB's threads start fast enough (microseconds, where a hand-off to minires'
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
-(``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes too small for the
-pool (:func:`run_pass`), which off TBB stay on one thread. With GNU OpenMP the conv's region made
+(``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes (:func:`run_pass`),
+which off TBB run on minires' pool, or on one thread when they are too small for it. With GNU OpenMP the conv's region made
 a training step slower (README). pip's ``tbb`` package (in the ``numba`` extra on x86-64 Linux)
 puts ``libtbb.so.12`` in the environment's ``lib`` folder, where the dynamic loader does not look,
 so Numba would take its next layer (OpenMP where it loads); :func:`threading_layer` loads it by its
@@ -51,17 +51,20 @@ def threading_layer() -> str:
 
 
 PASSES_IN_REGIONS = True   # False: batch norm's and ReLU's passes on minires' pool even on TBB (to compare)
+SMALL_PASSES_ONLY = False  # True: regions only for passes under the pool's threshold, the rule before 2026-12-05 (to compare)
 
 
 def region_bounds(a):
-    """For a pass over ``a`` too small for minires' pool (under
-    :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values: the hand-off would cost more than it
-    saves), where Numba's threads run on TBB: the bounds of an equal share of ``a``'s first axis per
-    thread, to run as one Numba region. None where that does not apply (the pool's
-    :func:`~minires.cpu.pointwise.map_pass` then runs the pass). Above the threshold the pool stays:
-    there the regions made a step 3-5% slower at batch 128 (README)."""
+    """Where Numba's threads run on TBB: the bounds of an equal share of ``a``'s first axis per
+    thread, to run a pass over ``a`` as one Numba region. None where that does not apply (the pool's
+    :func:`~minires.cpu.pointwise.map_pass` then runs the pass, or this thread alone below
+    :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values, where the pool's hand-off would cost more
+    than it saves). Regions take the passes of every size: since batch norm's sums joined them, a
+    step at batch 64 and 128 on two threads took 0.935-1.003x the time it took with regions only
+    under the pool's threshold (README)."""
     from . import threads
-    if a.size >= threads.MIN_PARALLEL_PASS or not PASSES_IN_REGIONS or threading_layer() != "tbb":
+    small = a.size < threads.MIN_PARALLEL_PASS
+    if not PASSES_IN_REGIONS or (SMALL_PASSES_ONLY and not small) or threading_layer() != "tbb":
         return None
     return _region_bounds(a.shape[0], threads.get_num_threads())
 
@@ -81,11 +84,10 @@ def _region_bounds(rows: int, thread_count: int):
 
 
 def run_pass(rows, serial, split, arguments) -> None:
-    """``serial(*arguments(s))`` on slices ``s`` of ``rows``' first axis, on minires' pool
-    (:func:`~minires.cpu.pointwise.map_pass`); or, for a pass too small for the pool where Numba's
-    threads run on TBB, ``split(*arguments(slice(None)), bounds)``, a kernel that runs the slices of
-    :func:`region_bounds` as one Numba region. Each value is computed alone, so the slices do not
-    change the bits."""
+    """Where Numba's threads run on TBB, ``split(*arguments(slice(None)), bounds)``: a kernel that runs
+    the slices of :func:`region_bounds` as one Numba region; else ``serial(*arguments(s))`` on slices
+    ``s`` of ``rows``' first axis, on minires' pool (:func:`~minires.cpu.pointwise.map_pass`). Each
+    value is computed alone, so the slices do not change the bits."""
     bounds = region_bounds(rows)
     if bounds is not None:
         split(*arguments(slice(None)), bounds)
