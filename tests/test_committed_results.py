@@ -848,7 +848,8 @@ def test_the_gpu_page_quotes_the_committed_cpu_training_run():
 
 TIME_TO_ACCURACY = ["results/train/2026-12-04-amd-epyc-time-to-accuracy.md",
                     "results/train/2026-12-04-amd-epyc-time-to-accuracy-numba-regions.md",
-                    "results/train/2026-12-05-amd-epyc-time-to-accuracy-sums-regions.md"]   # the newest last
+                    "results/train/2026-12-05-amd-epyc-time-to-accuracy-sums-regions.md",
+                    "results/train/2026-12-05-amd-epyc-time-to-accuracy-every-size.md"]   # the newest last
 
 
 @pytest.mark.parametrize("record", TIME_TO_ACCURACY)
@@ -919,3 +920,15 @@ def test_the_degradation_noise_and_the_earlier_runs_spans_follow_from_the_pages_
     resnet.append(gaps[0])
     assert (f"plain-56 ends {min(plain):.0f}-{max(plain):.0f} points above plain-20; ResNet-56 ends between "
             f"{-min(resnet):.1f} points below and {max(resnet):.1f} points above ResNet-20") in earlier
+
+
+def test_the_newest_time_to_accuracy_names_pytorchs_drift_from_the_record_before():
+    """"PyTorch's runs slower than in the record before (median 96.6 s against 89.1 s)": the medians of
+    PyTorch's seconds in the two newest records, in the README and in the newest record."""
+    def pytorch_median(record):
+        rows = re.findall(r"^\| \d \| (.+) \|$", (ROOT / record).read_text(), re.M)
+        return sorted(float(row.split(" | ")[2]) for row in rows)[1]
+    now, before = pytorch_median(TIME_TO_ACCURACY[-1]), pytorch_median(TIME_TO_ACCURACY[-2])
+    assert now > before
+    assert f"PyTorch's runs slower than in the record before (median {now:.1f} s against {before:.1f} s)" in one_line(ROOT / "README.md")
+    assert f"(median {now:.1f} s against {before:.1f} s)" in one_line(ROOT / TIME_TO_ACCURACY[-1])

@@ -45,14 +45,15 @@ def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torc
 REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
            "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-rows.txt",
            "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-regions.txt",
-           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-sums-regions.txt"]
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-sums-regions.txt",
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-every-size.txt"]
 
 
 @pytest.mark.parametrize("report", REPORTS)
 def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
     """Each cell of the README's tables (median, range of the pairs' ratios, cores busy) is the committed
-    run's, for every model, batch size and thread count: before numba-rows, after it, after the Numba regions, and
-    after the sums and ReLU's forward joined them."""
+    run's, for every model, batch size and thread count: before numba-rows, after it, after the Numba regions,
+    after the sums and ReLU's forward joined them, and with every pass in a region."""
     import re
     from conftest import REPO, one_line
     runs, key = {}, None
@@ -121,7 +122,7 @@ def test_where_it_stands_is_the_latest_runs():
         r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)", (REPO / REPORTS[-1]).read_text(), re.S)}
     one = [m for (_, _, threads), m in medians.items() if threads == 1]
     two = {batch: [m for (_, b, threads), m in medians.items() if threads == 2 and b == batch] for batch in (128, 32)}
-    record = (REPO / "results/train/2026-12-05-amd-epyc-time-to-accuracy-sums-regions.md").read_text()
+    record = (REPO / "results/train/2026-12-05-amd-epyc-time-to-accuracy-every-size.md").read_text()
     ratios = [float(row.split(" | ")[-1]) for row in re.findall(r"^\| \d \| (.+) \|$", record, re.M)]
     assert len(one) == 4 and len(ratios) == 3
     assert (f"takes {min(one):.2f}-{max(one):.2f}x PyTorch's time on one thread, {min(two[128]):.2f}-"
@@ -141,7 +142,7 @@ def test_the_readmes_account_of_the_sums_run_is_its_output():
                            (REPO / report).read_text(), re.S)
         return [float(m) for _, b, t, m in found if int(t) == threads and (batch is None or int(b) == batch)]
 
-    now, before, rows_only = REPORTS[3], REPORTS[2], REPORTS[1]
+    now, before, rows_only = REPORTS[3], REPORTS[2], REPORTS[1]      # the run with the sums in the regions
     two32 = [medians(r, 2, 32) for r in (now, before, rows_only)]          # ResNet-20, then ResNet-56
     two128 = [medians(r, 2, 128) for r in (now, before)]
     one = [medians(r, 1) for r in (now, before)]
@@ -159,3 +160,23 @@ def test_the_readmes_account_of_the_sums_run_is_its_output():
     mine_before = [int(v) for v in re.search(r"minires ms: ([\d, ]+)", earlier).group(1).split(", ")]
     assert "spread at batch 32 is narrower than in the run before" in readme
     assert max(mine) - min(mine) < max(mine_before) - min(mine_before)
+
+
+def test_the_readmes_account_of_the_every_size_run_is_its_output():
+    """The medians the README compares with the run before, after every pass went into a region."""
+    import re
+    from conftest import REPO, one_line
+
+    def medians(report, threads, batch=None):
+        found = re.findall(r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)",
+                           (REPO / report).read_text(), re.S)
+        return [float(m) for _, b, t, m in found if int(t) == threads and (batch is None or int(b) == batch)]
+
+    now, before = REPORTS[4], REPORTS[3]
+    readme = one_line("README.md")
+    b128, b32 = ([medians(r, 2, batch) for r in (before, now)] for batch in (128, 32))
+    one = medians(now, 1)
+    assert (f"On two threads batch 128 moved from {b128[0][0]:.2f} and {b128[0][1]:.2f} to {b128[1][0]:.2f} and "
+            f"{b128[1][1]:.2f}") in readme
+    assert (f"batch 32 stayed at {b32[1][0]:.2f} and {b32[1][1]:.2f} ({b32[0][0]:.2f} and {b32[0][1]:.2f} before), "
+            f"one thread {min(one):.2f}-{max(one):.2f}") in readme
