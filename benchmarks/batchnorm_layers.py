@@ -51,7 +51,8 @@ def layer_times(batch: int, channels: int, size: int, repeat: int) -> dict[str, 
         "minires backward": median_us(lambda: ours.backward(gy, x, weight, mean, invstd), repeat),
     }
     tx, tgy = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x, gy))
-    tw, tb, running_mean, running_var = torch.ones(channels), torch.zeros(channels), torch.zeros(channels), torch.ones(channels)
+    tw, tb = torch.ones(channels), torch.zeros(channels)
+    running_mean, running_var = torch.zeros(channels), torch.ones(channels)
     _, saved_mean, saved_invstd = torch.native_batch_norm(tx, tw, tb, running_mean, running_var, True, 0.1, 1e-5)
     times["PyTorch forward"] = median_us(lambda: torch.native_batch_norm(tx, tw, tb, running_mean, running_var,
                                                                           True, 0.1, 1e-5), repeat)

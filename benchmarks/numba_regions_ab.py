@@ -29,11 +29,9 @@ SETTINGS = {   # --against: (its name, the default's name, the switch, its value
 def compare(model: str, batch: int, rounds: int, against: str = "pool") -> dict[str, float]:
     """``{name: median step seconds}`` of interleaved steps, the setting ``against`` names first."""
     other, default, switch, on = SETTINGS[against]
-    set_to = {other: not on, default: on}
+    turns = {name: (lambda v=v: setattr(numba_layer, switch, v)) for name, v in ((other, not on), (default, on))}
     try:
-        return interleaved_step_medians(training_step(model, batch, "cpu"),
-                                        {name: (lambda v=v: setattr(numba_layer, switch, v)) for name, v in set_to.items()},
-                                        rounds)
+        return interleaved_step_medians(training_step(model, batch, "cpu"), turns, rounds)
     finally:
         numba_layer.PASSES_IN_REGIONS, numba_layer.SMALL_PASSES_ONLY = True, False
 

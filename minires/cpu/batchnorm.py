@@ -17,9 +17,10 @@ NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorte
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`), or as one Numba region on Numba's threads when those
 are TBB's (:func:`~minires.cpu.numba_layer.run_pass`); off TBB a pass too small for the pool runs
-on one thread. The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and are added
-in slice order, so the thread count alone fixes the bits. The kernels compile on first use (cached
-on disk), for float32 and float64; other dtypes (float16) take the threaded NumPy passes.
+on one thread. The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and
+are added in slice order, so the thread count alone fixes the bits. The kernels compile on first
+use (cached on disk), for float32 and float64; other dtypes (float16) take the threaded NumPy
+passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
 from __future__ import annotations

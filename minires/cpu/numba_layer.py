@@ -4,8 +4,8 @@ Numba runs ``prange`` loops on one of three layers, the first that loads of ``tb
 ``workqueue``. Only TBB's threads start fast enough (microseconds, where a hand-off to minires'
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
 (``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes (:func:`run_pass`),
-which off TBB run on minires' pool, or on one thread when they are too small for it. With GNU OpenMP the conv's region made
-a training step slower (README). pip's ``tbb`` package (in the ``numba`` extra on x86-64 Linux)
+which off TBB run on minires' pool, or on one thread when they are too small for it. With GNU
+OpenMP the conv's region made a training step slower (README). pip's ``tbb`` package (in the ``numba`` extra on x86-64 Linux)
 puts ``libtbb.so.12`` in the environment's ``lib`` folder, where the dynamic loader does not look,
 so Numba would take its next layer (OpenMP where it loads); :func:`threading_layer` loads it by its
 path first. A layer chosen with ``NUMBA_THREADING_LAYER`` is left as it is.
@@ -51,7 +51,7 @@ def threading_layer() -> str:
 
 
 PASSES_IN_REGIONS = True   # False: batch norm's and ReLU's passes on minires' pool even on TBB (to compare)
-SMALL_PASSES_ONLY = False  # True: regions only for passes under the pool's threshold, the rule before 2026-12-05 (to compare)
+SMALL_PASSES_ONLY = False  # True: regions only under the pool's threshold, the rule before 2026-12-05 (to compare)
 
 
 def region_bounds(a):
