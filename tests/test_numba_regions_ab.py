@@ -63,3 +63,29 @@ def test_a_pass_of_any_size_runs_in_a_region_on_tbb_unless_switched(monkeypatch)
         assert numba_layer.region_bounds(big) is None and list(numba_layer.region_bounds(big[:, :8])) == [0, 2, 4]
     finally:
         threads.set_num_threads(before)
+
+
+ONE_THREAD = """
+import numpy as np
+from minires.cpu import threads
+threads.set_num_threads(1)
+from minires.cpu.batchnorm import NumbaBatchNorm
+from minires.cpu.relu import NumbaReLU
+x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+y = NumbaBatchNorm.forward_train(x, np.ones(3, np.float32), np.zeros(3, np.float32), 1e-5)[0]
+NumbaReLU.backward(x, NumbaReLU.forward(y))
+from numba.np.ufunc import parallel
+print(parallel._is_initialized)
+"""
+
+
+def test_one_thread_never_starts_numbas_threads():
+    """A process on one thread (an MPI rank, an experiment's worker) runs batch norm and ReLU without a
+    region, and so never starts Numba's thread pool (checked in a fresh process: it starts once)."""
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", ONE_THREAD], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(root)), cwd=root).stdout.split()
+    assert out == ["False"]

@@ -63,10 +63,11 @@ def region_bounds(a):
     step at batch 64 and 128 on two threads took 0.935-1.003x the time it took with regions only
     under the pool's threshold (README)."""
     from . import threads
-    small = a.size < threads.MIN_PARALLEL_PASS
-    if not PASSES_IN_REGIONS or (SMALL_PASSES_ONLY and not small) or threading_layer() != "tbb":
+    bounds = _region_bounds(a.shape[0], threads.get_num_threads())
+    if (bounds is None or not PASSES_IN_REGIONS or (SMALL_PASSES_ONLY and a.size >= threads.MIN_PARALLEL_PASS)
+            or threading_layer() != "tbb"):     # last: one thread never starts Numba's threads
         return None
-    return _region_bounds(a.shape[0], threads.get_num_threads())
+    return bounds
 
 
 @functools.lru_cache(maxsize=256)
