@@ -116,8 +116,10 @@ def test_workers_fork_cleanly_after_the_parent_used_its_cpu_threads(monkeypatch)
     their own thread count, and the parent's pool still works afterwards."""
     from minires.cpu import threads
     from minires.experiments import degradation
+    from minires import backend
     monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 0)
-    F.relu(mr.tensor(np.ones((4, 2))))
+    with backend.using("relu", "numpy-threads"):        # the NumPy passes run on the pool (Numba's run as regions)
+        F.relu(mr.tensor(np.ones((4, 2))))
     assert threads._executor is not None or threads.get_num_threads() == 1
     data = load_data("synthetic", n_train=64, n_test=32)
     settings = dict(degradation.QUICK, depths=(8, 14), width=2, iterations=2, batch_size=32, eval_every=2)
