@@ -14,7 +14,6 @@ each call), and the report gives the median in microseconds and minires / PyTorc
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -22,20 +21,15 @@ import torch
 
 from minires import backend
 from minires.bench.cpu import set_threads
+from minires.bench.timing import median_seconds
 from minires.checks import positive_int
 
 RESNET20_ACTIVATIONS = ((16, 32), (32, 16), (64, 8))   # (channels, height = width) of each stage
 
 
 def median_us(call, repeat: int) -> float:
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1e6 * statistics.median(times)
+    """Microseconds per call: :func:`~minires.bench.timing.median_seconds` after five unmeasured calls."""
+    return 1e6 * median_seconds(call, lambda: None, repeat=repeat, warmup=5)
 
 
 def layer_times(batch: int, channels: int, size: int, repeat: int) -> dict[str, float]:

@@ -17,13 +17,13 @@ Two measurements:
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from minires import backend
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
+from minires.bench.timing import median_seconds
 from minires.checks import positive_int
 from minires.cpu.conv import channels_last_empty, column_matrix_shape, gather_col2im, numpy_col2im
 from minires.kernels.conv2d_index import ConvGeometry
@@ -42,15 +42,9 @@ def alone(share: int, repeat: int) -> list[tuple[str, int, dict[str, float]]]:
         g = g._replace(n=images)
         gcol = np.random.default_rng(0).standard_normal(column_matrix_shape(g)(images)).astype(np.float32)
         gx = channels_last_empty((images, c_in, size, size), np.float32)
-        times = {}
-        for name, col2im in MOVERS.items():
-            col2im(gcol, g, gx)                   # compiles the kernel, faults the pages in
-            calls = []
-            for _ in range(repeat):
-                start = time.perf_counter()
-                col2im(gcol, g, gx)
-                calls.append(time.perf_counter() - start)
-            times[name] = float(np.median(calls))
+        times = {name: median_seconds(lambda col2im=col2im: col2im(gcol, g, gx), lambda: None, repeat=repeat,
+                                      warmup=1)       # the unmeasured call compiles the kernel, faults the pages in
+                 for name, col2im in MOVERS.items()}
         rows.append((f"{c_in} -> {c_out} channels, {size}x{size}", images, times))
     return rows
 

@@ -10,19 +10,27 @@ pytest.importorskip("numba")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "numba_regions_ab.py"
 
 
-def test_both_take_turns_are_reported_and_the_switch_is_restored(capsys):
+def run_watching(switch: str, argv: list) -> set:
+    """Run the script's main with ``argv`` (a tiny run: batch 2, two threads, one round); the values
+    the switch ``numba_layer.<switch>`` had whenever a pass asked for a region's bounds."""
     from minires.bench.cpu import set_threads
     from minires.cpu import get_num_threads, numba_layer
     spec = importlib.util.spec_from_file_location("numba_regions_ab", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     seen, real_bounds, ours = set(), numba_layer.region_bounds, get_num_threads()
-    module.numba_layer.region_bounds = lambda a: seen.add(numba_layer.PASSES_IN_REGIONS) or real_bounds(a)
+    module.numba_layer.region_bounds = lambda a: seen.add(getattr(numba_layer, switch)) or real_bounds(a)
     try:
-        assert module.main(["--batch", "2", "--threads", "2", "--rounds", "1"]) == 0
+        assert module.main(["--batch", "2", "--threads", "2", "--rounds", "1", *argv]) == 0
     finally:
         numba_layer.region_bounds = real_bounds
         set_threads(ours)
+    return seen
+
+
+def test_both_take_turns_are_reported_and_the_switch_is_restored(capsys):
+    from minires.cpu import numba_layer
+    seen = run_watching("PASSES_IN_REGIONS", [])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("resnet20 batch 2, 2 thread(s), Numba ") and out[0].endswith("2 steps each, medians:")
     assert [line.split()[0] for line in out[1:3]] == ["pool", "regions"]
@@ -33,18 +41,8 @@ def test_both_take_turns_are_reported_and_the_switch_is_restored(capsys):
 def test_every_size_against_small_only_takes_turns_and_the_switch_is_restored(capsys):
     """``--against small-only``: every pass in a region against regions only for the passes under the
     pool's threshold (the rule before 2026-12-05), the switch back to every size afterwards."""
-    from minires.bench.cpu import set_threads
-    from minires.cpu import get_num_threads, numba_layer
-    spec = importlib.util.spec_from_file_location("numba_regions_ab", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    seen, real_bounds, ours = set(), numba_layer.region_bounds, get_num_threads()
-    module.numba_layer.region_bounds = lambda a: seen.add(numba_layer.SMALL_PASSES_ONLY) or real_bounds(a)
-    try:
-        assert module.main(["--batch", "2", "--threads", "2", "--rounds", "1", "--against", "small-only"]) == 0
-    finally:
-        numba_layer.region_bounds = real_bounds
-        set_threads(ours)
+    from minires.cpu import numba_layer
+    seen = run_watching("SMALL_PASSES_ONLY", ["--against", "small-only"])
     out = capsys.readouterr().out.splitlines()
     assert [line.split(" step")[0].strip() for line in out[1:3]] == ["small only", "every size"]
     assert out[3].startswith("  every size / small only: step ") and float(out[3].split("step ")[1]) > 0

@@ -2,6 +2,8 @@
 training step of a model (forward, cross-entropy, backward, SGD with momentum and weight decay)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .. import backend
@@ -79,8 +81,6 @@ def interleaved_step_medians(step, turns: dict, rounds: int) -> dict[str, float]
     """``{name: median seconds of a step}`` (wall clock) of steps taking turns: for each ``name``,
     ``turns[name]()`` sets that variant up, then two steps run; ``rounds`` times, after one round
     that warms up (compilation, buffers) and is not counted. Each variant meets the same machine."""
-    import time
-
     times = {name: [] for name in turns}
     for round_ in range(rounds + 1):
         for name, set_up in turns.items():
