@@ -21,12 +21,30 @@ def test_pairs_of_steps_are_timed_and_reported(torch_oracle, capsys):
         torch_oracle.set_num_threads(threads)
         set_threads(ours)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "resnet20 batch 2, 1 thread(s), 3 pairs, wall clock"
+    assert out[0] == "resnet20 batch 2, 1 thread(s), 3 pairs, 1 uncounted + 2 counted step(s) per turn, wall clock"
     ratios = out[3].split(":")[1].split("(")[0].split(",")
     assert len(ratios) == 3 and all(float(r) > 0 for r in ratios)
     busy = out[4].split(": ")[1].split(" (")[0].split(", ")
     assert [b.split()[0] for b in busy] == ["minires", "PyTorch"]
     assert all(0 < float(b.split()[1]) < 1.5 for b in busy)        # one thread: at most about one core busy
+    assert out[5].startswith("  first step of a turn, after the other framework's (not counted), median ms: minires ")
+    idle = out[6].split("ms: ")[1].split(", ")
+    assert [i.split()[0] for i in idle] == ["minires", "PyTorch"] and all(float(i.split()[1]) >= 0 for i in idle)
+
+
+def test_a_turn_counts_only_the_steps_after_the_settling_ones():
+    """The first step of a turn is reported apart and left out of the turn's mean: a step that takes 60 ms,
+    then two of 5 ms, give 60 ms first and 5 ms a step (within the sleep's slack)."""
+    import time
+    spec = importlib.util.spec_from_file_location("interleaved_steps", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    durations = iter([0.060, 0.005, 0.005])
+    first, mean, cpu = module.timed_turn(lambda: time.sleep(next(durations)), settle=1, steps=2)
+    assert 0.060 <= first < 0.090 and 0.005 <= mean < 0.030 and 0 <= cpu < 0.005      # sleeping costs no CPU
+    durations = iter([0.030])
+    first, mean, _ = module.timed_turn(lambda: time.sleep(next(durations)), settle=0, steps=1)
+    assert first == mean and 0.030 <= mean < 0.060          # --settle 0 --steps 1: the script before settling
 
 
 def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torch_oracle, capsys):
@@ -36,7 +54,8 @@ def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torc
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for argv, message in ((["--model", "resnet18"], "'resnet18' is not a CIFAR ResNet"),
-                          (["--pairs", "0"], "is not a positive integer"), (["--threads", "0"], "is not a positive")):
+                          (["--pairs", "0"], "is not a positive integer"), (["--threads", "0"], "is not a positive"),
+                          (["--settle", "-1"], "is not a non-negative integer"), (["--steps", "0"], "is not a positive")):
         with pytest.raises(SystemExit) as exit_:
             module.main(argv)
         assert exit_.value.code == 2 and message in capsys.readouterr().err
