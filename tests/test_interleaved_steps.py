@@ -65,14 +65,15 @@ REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
            "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-rows.txt",
            "results/cpu/2026-12-04-amd-epyc-interleaved-steps-numba-regions.txt",
            "results/cpu/2026-12-05-amd-epyc-interleaved-steps-sums-regions.txt",
-           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-every-size.txt"]
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-every-size.txt",
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-settled.txt"]
 
 
 @pytest.mark.parametrize("report", REPORTS)
 def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
     """Each cell of the README's tables (median, range of the pairs' ratios, cores busy) is the committed
     run's, for every model, batch size and thread count: before numba-rows, after it, after the Numba regions,
-    after the sums and ReLU's forward joined them, and with every pass in a region."""
+    after the sums and ReLU's forward joined them, with every pass in a region, and with settled turns."""
     import re
     from conftest import REPO, one_line
     runs, key = {}, None
@@ -146,7 +147,7 @@ def test_where_it_stands_is_the_latest_runs():
     assert len(one) == 4 and len(ratios) == 3
     assert (f"takes {min(one):.2f}-{max(one):.2f}x PyTorch's time on one thread, {min(two[128]):.2f}-"
             f"{max(two[128]):.2f}x on two at batch 128 and {min(two[32]):.2f}-{max(two[32]):.2f}x on two at batch 32 "
-            f"(medians of 8 interleaved pairs); the default training run, `minires train --model resnet20` on two "
+            f"(medians of 8 interleaved pairs of turns, the first step of each turn uncounted: below); the default training run, `minires train --model resnet20` on two "
             f"threads, {min(ratios):.2f}-{max(ratios):.2f}x PyTorch's wall time") in one_line("README.md")
 
 
@@ -199,3 +200,59 @@ def test_the_readmes_account_of_the_every_size_run_is_its_output():
             f"{b128[1][1]:.2f}") in readme
     assert (f"batch 32 stayed at {b32[1][0]:.2f} and {b32[1][1]:.2f} ({b32[0][0]:.2f} and {b32[0][1]:.2f} before), "
             f"one thread {min(one):.2f}-{max(one):.2f}") in readme
+
+
+def _blocks(report):
+    """``{(model, batch, threads): block of the report}``."""
+    import re
+    from conftest import REPO
+    text = (REPO / report).read_text()
+    return {(m, int(b), int(t)): block for m, b, t, block in
+            re.findall(r"== --model (\S+) --batch (\d+) --threads (\d+)\n(.*?)(?=\n== |\n# ended)", text, re.S)}
+
+
+def _steps(block, who):
+    import re
+    return [int(v) for v in re.search(rf"  {who} ms: ([\d, ]+)", block).group(1).split(", ")]
+
+
+def test_the_readmes_account_of_the_settled_run_is_its_output():
+    """The spin after each framework's step, the first steps against the counted ones, and the step times by
+    batch that the README quotes are the committed outputs'; the spin is PyTorch's alone, on two threads."""
+    import re
+    import statistics
+    from conftest import one_line
+    readme = one_line("README.md")
+    blocks = _blocks(REPORTS[-1])
+    assert len(blocks) == 8
+    idle = {key: [float(v) for v in re.search(r"asleep.*ms: minires ([\d.]+), PyTorch ([\d.]+)", b).groups()]
+            for key, b in blocks.items()}
+    two = [v for (_, _, threads), v in idle.items() if threads == 2]
+    theirs, ours = [v[1] for v in two], [v[0] for v in two]
+    assert (f"is {min(theirs):.2f}-{max(theirs):.2f} ms after PyTorch's steps on two threads and "
+            f"{min(ours):.2f}-{max(ours):.2f} ms after minires'") in readme
+    assert min(theirs) > 10 * max(v for pair in idle.values() for v in pair if v not in theirs)
+
+    def first_over_counted(block, k):
+        first = int(re.search(r"median ms: minires (\d+), PyTorch (\d+)", block).group(k + 1))
+        return first / statistics.median(_steps(block, ("minires", "PyTorch")[k]))
+    ours, theirs = ([first_over_counted(blocks[key], k) for key in sorted(blocks) if key[2] == 2] for k in (0, 1))
+    at32 = [first_over_counted(blocks[(m, 32, 2)], 0) for m in ("resnet20", "resnet56")]
+    assert (f"took {min(ours):.3f}-{max(ours):.3f}x the median of minires' counted ones ({at32[0]:.3f} and "
+            f"{at32[1]:.3f} at batch 32) and {min(theirs):.3f}-{max(theirs):.3f}x PyTorch's") in readme
+    medians = [float(re.search(r"median ([\d.]+)", blocks[(m, 32, 2)]).group(1)) for m in ("resnet20", "resnet56")]
+    assert f"the gap that stays, {medians[0]:.2f} and {medians[1]:.2f}, does not grow" in readme
+    one = [float(re.search(r"median ([\d.]+)", b).group(1)) for (_, _, threads), b in blocks.items() if threads == 1]
+    assert f"one thread is at it (within 5%: {min(one):.2f}-{max(one):.2f} in the last run)" in readme
+    assert max(abs(round(r - 1, 2)) for r in one) <= 0.05
+
+    by_batch = _blocks("results/cpu/2026-12-05-amd-epyc-interleaved-steps-by-batch.txt")
+    cells = [f"{statistics.median(_steps(by_batch[('resnet20', b, 2)], 'minires')):g} against "
+             f"{statistics.median(_steps(by_batch[('resnet20', b, 2)], 'PyTorch')):g}" for b in (1, 4, 16, 32)]
+    assert (f"took {cells[0]} ms a step at batch 1, {cells[1]} at batch 4, {cells[2]} at batch 16 and "
+            f"{cells[3]} at batch 32 (medians of the 8 pairs)") in readme
+    gaps = [statistics.median(_steps(by_batch[("resnet20", b, 2)], "minires"))
+            - statistics.median(_steps(by_batch[("resnet20", b, 2)], "PyTorch")) for b in (1, 4, 16, 32)]
+    assert max(gaps) < 2 * min(gaps)            # the gap does not grow with a 32 times larger batch
+    busy = re.search(r"cores busy.*minires ([\d.]+)", by_batch[("resnet20", 1, 2)]).group(1)
+    assert f"at batch 1 minires keeps {busy} cores busy" in readme
