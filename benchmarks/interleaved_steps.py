@@ -25,8 +25,6 @@ import argparse
 import statistics
 import time
 
-import torch
-
 from minires.bench import reference
 from minires.bench.cpu import set_threads
 from minires.bench.measure import training_step
@@ -67,11 +65,12 @@ def cpu_after_step(step, repeat: int = 3) -> float:
 def step_pairs(model: str, batch: int, threads: int, pairs: int, settle: int = 1, steps: int = 2):
     """``([(minires turn, PyTorch turn)] one per pair, (minires, PyTorch) CPU seconds after a step)``,
     each turn :func:`timed_turn`'s triple, after two warm-up steps of each framework."""
-    set_threads(threads)
-    torch.set_num_threads(threads)
     torch_reference, why_not = reference.load()
     if torch_reference is None:
         raise SystemExit(why_not)
+    import torch        # here, so that the turns' arithmetic can be tested without PyTorch
+    set_threads(threads)
+    torch.set_num_threads(threads)
     n = (int(model.removeprefix("resnet")) - 2) // 6
     ours, theirs = training_step(model, batch, "cpu"), torch_reference.training_step(n, batch, "cpu")
     for step in (ours, theirs, ours, theirs):
