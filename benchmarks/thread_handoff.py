@@ -4,13 +4,17 @@ memory-bound pass over the threads pays at ResNet-20's activation sizes.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=. python benchmarks/thread_handoff.py \\
         --batch 32 --threads 2
 
-Two measurements, on minires' own thread pool (:mod:`minires.cpu.threads`):
+Two measurements on minires' own thread pool (:mod:`minires.cpu.threads`), and one on Numba's:
 
 * the round trip of an empty task: submit it to the pool and wait for its result;
 * a ReLU forward pass, ``max(x, 0)`` into a new array (:func:`relu_pass`, the pass of
   :class:`~minires.cpu.pointwise.ThreadedReLU`), over each of ResNet-20's three activation shapes
   at ``--batch``, in channels-last memory as the conv returns them: on this thread alone, and split
-  over the threads by :func:`~minires.cpu.threads.map_batch`, taking turns ``--rounds`` times.
+  over the threads by :func:`~minires.cpu.threads.map_batch`, taking turns ``--rounds`` times;
+* where Numba is installed, the call of an almost empty Numba region (:func:`region_starts`, one
+  ``prange`` iteration per thread, on the layer minires picks) right after another, and after
+  10 us to 3 ms of other work on the calling thread: in a training step each conv and each pass
+  of batch norm and ReLU is such a region, with Python in between.
 
 Passes below :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values run on one thread in training;
 the report says, for each shape, which way was faster here (or that they are within 5%). Where the round trip is long (a
@@ -20,6 +24,7 @@ second thread.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from pathlib import Path
@@ -71,6 +76,40 @@ def relu_pass_times(shape: tuple, rounds: int) -> dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+REGION_GAPS_US = (0, 10, 100, 1000, 3000)    # microseconds of other work before each region's call
+
+
+def region_starts(threads_: int, trials: int) -> tuple[str, dict[int, list[float]]]:
+    """``(Numba's threading layer, {gap in us: sorted seconds of each call})``: an almost empty region,
+    ``threads_`` iterations of a ``prange`` (each thread adds 1 to its own element), called ``trials``
+    times after each gap of :data:`REGION_GAPS_US` spent busy on this thread (after 100 calls that warm up)."""
+    from numba import njit, prange
+
+    from minires.cpu import numba_layer
+    layer = numba_layer.threading_layer()
+
+    @njit(parallel=True, nogil=True)
+    def almost_empty(counts):
+        for t in prange(counts.size):
+            counts[t] += 1.0
+
+    counts = np.zeros(threads_)
+    for _ in range(100):
+        almost_empty(counts)
+    times = {}
+    for gap in REGION_GAPS_US:
+        calls = []
+        for _ in range(trials):
+            busy_until = time.perf_counter() + gap * 1e-6
+            while time.perf_counter() < busy_until:
+                pass
+            start = time.perf_counter()
+            almost_empty(counts)
+            calls.append(time.perf_counter() - start)
+        times[gap] = sorted(calls)
+    return layer, times
+
+
 def faster_way(times: dict[str, float]) -> str:
     """Which of the two ways was faster, or that they are within :data:`~minires.bench.blas.NOISE`."""
     faster, slower = sorted(times, key=times.get)
@@ -107,6 +146,13 @@ def main(argv=None) -> int:
               f"{times['one thread'] * 1e6:.0f} us, split {times['split'] * 1e6:.0f} us: {faster_way(times)}")
     print(f"(training splits passes from MIN_PARALLEL_PASS = {threads.MIN_PARALLEL_PASS:,} values on)")
     print(f"cpuidle driver: {cpuidle_driver()}")
+    if importlib.util.find_spec("numba") is None:
+        print("Numba region starts: not measured (Numba is not installed)")
+        return 0
+    layer, starts = region_starts(args.threads, args.trials)
+    for gap, calls in starts.items():
+        print(f"Numba region start ({layer} layer, {args.threads} threads) after {gap} us of other work: median "
+              f"{statistics.median(calls) * 1e6:.1f} us (p90 {calls[len(calls) * 9 // 10] * 1e6:.1f})")
     return 0
 
 

@@ -44,6 +44,23 @@ def test_report_names_the_round_trip_and_each_shape(capsys):
                for line in out[1:4])
     assert out[4] == "(training splits passes from MIN_PARALLEL_PASS = 1,048,576 values on)"
     assert out[5].startswith("cpuidle driver: ") and len(out[5]) > len("cpuidle driver: ")
+    import importlib.util
+    if importlib.util.find_spec("numba") is None:
+        assert out[6:] == ["Numba region starts: not measured (Numba is not installed)"]
+        return
+    gaps = [int(line.split(" after ")[1].split()[0]) for line in out[6:]]
+    assert gaps == list(module.REGION_GAPS_US)
+    assert all(line.startswith("Numba region start (") and " layer, 2 threads) after " in line for line in out[6:])
+
+
+def test_region_starts_are_timed_after_every_gap():
+    """Every gap gets its trials' call times, sorted and positive, on a layer Numba names."""
+    pytest.importorskip("numba")
+    module = load_benchmark("thread_handoff")
+    layer, starts = module.region_starts(2, 3)
+    assert layer in ("tbb", "omp", "workqueue")
+    assert list(starts) == list(module.REGION_GAPS_US) and all(len(calls) == 3 for calls in starts.values())
+    assert all(calls == sorted(calls) and calls[0] > 0 for calls in starts.values())
 
 
 def test_a_difference_within_the_noise_is_not_called_faster(monkeypatch, capsys):
