@@ -81,3 +81,45 @@ def test_counts_that_cannot_be_timed_are_refused(capsys):
         with pytest.raises(SystemExit) as exit_:
             module.main(argv)
         assert exit_.value.code == 2 and "is not a positive integer" in capsys.readouterr().err
+
+
+def test_the_readmes_count_of_regions_and_their_starts_are_measured():
+    """The README's count of Numba regions in a ResNet-20 step at batch 32 on two threads is counted here, by
+    wrapping every kernel that runs as a region (on TBB only: elsewhere the passes take minires' pool), and
+    its region starts are the committed output's, slower after a gap than right after another region."""
+    import re
+    pytest.importorskip("numba")
+    from conftest import REPO, one_line
+    from minires.bench.cpu import set_threads
+    from minires.bench.measure import training_step
+    from minires.cpu import get_num_threads, numba_layer
+    from minires.kernels import batchnorm_cpu, conv2d_rows_cpu, relu_cpu
+    readme = one_line("README.md")
+    output = (REPO / "results/cpu/2026-12-05-amd-epyc-thread-handoff.txt").read_text()
+    starts = {int(gap): (float(median), float(p90)) for gap, median, p90 in
+              re.findall(r"after (\d+) us of other work: median ([\d.]+) us \(p90 ([\d.]+)\)", output)}
+    later = [starts[gap] for gap in starts if gap >= 100]
+    assert (f"an almost empty region takes {starts[0][0]:.1f} us right after another, but "
+            f"{min(m for m, _ in later):.1f}-{max(m for m, _ in later):.1f} us at the median (p90 up to "
+            f"{max(p for _, p in later):.1f} us) after 100 us to 3 ms of other work") in readme
+    assert min(m for m, _ in later) > 3 * starts[0][0]
+    ours = get_num_threads()
+    try:
+        set_threads(2)
+        if numba_layer.threading_layer() != "tbb":
+            pytest.skip("Numba's threads are not on TBB here: no regions")
+        step = training_step("resnet20", 32, "cpu")
+        step()
+        calls = []
+        with pytest.MonkeyPatch.context() as patch:
+            for module, names in ((batchnorm_cpu, ("centred_sums_split", "normalize_split", "input_gradient_split")),
+                                  (relu_cpu, ("relu_split", "relu_gradient_split")), (conv2d_rows_cpu, ("correlate_by_rows",))):
+                for name in names:
+                    kernel = getattr(module, name)
+                    patch.setattr(module, name, lambda *a, _kernel=kernel, _name=name: calls.append(_name) or _kernel(*a))
+            step()
+    finally:
+        set_threads(ours)
+    assert f"A ResNet-20 step at batch 32 on two threads runs {len(calls)} Numba regions" in readme
+    assert set(calls) == {"centred_sums_split", "normalize_split", "input_gradient_split", "relu_split",
+                          "relu_gradient_split", "correlate_by_rows"}           # every kind of region was seen
