@@ -17,7 +17,7 @@ parallel loop, and a step that starts then shares the cores with them; a user's 
 meets another framework's threads. The report measures it: the CPU time the process spends in the
 10 ms after each framework's step while the calling thread sleeps, and the first step of each turn
 (uncounted) next to the counted ones. ``--settle 0 --steps 1`` is the script before 2026-12-05
-03:00 UTC, where every minires step followed a PyTorch one.
+02:00 UTC, where every minires step followed a PyTorch one.
 """
 from __future__ import annotations
 
@@ -35,19 +35,17 @@ IDLE_WINDOW = 0.010     # seconds after a step in which the process's CPU time i
 
 
 def timed_turn(step, settle: int, steps: int) -> tuple[float, float, float]:
-    """``(first step's seconds, mean seconds of the counted steps, CPU seconds of the counted steps)``
-    of a turn: ``settle`` uncounted steps, then ``steps`` counted ones (CPU: all of the process's
-    threads). The first step is the turn's first, counted or not."""
-    first = None
-    for _ in range(settle):
-        start = time.perf_counter()
+    """``(seconds of the turn's first step, counted or not; mean seconds of the counted steps; CPU
+    seconds of the counted steps)`` of a turn: ``settle`` uncounted steps, then ``steps`` counted
+    ones (CPU: all of the process's threads)."""
+    seconds, cpu = [], 0.0
+    for k in range(settle + steps):
+        start, cpu_start = time.perf_counter(), time.process_time()
         step()
-        first = time.perf_counter() - start if first is None else first
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return (wall / steps if first is None else first), wall / steps, cpu
+        seconds.append(time.perf_counter() - start)
+        if k >= settle:
+            cpu += time.process_time() - cpu_start
+    return seconds[0], statistics.fmean(seconds[settle:]), cpu
 
 
 def cpu_after_step(step, repeat: int = 3) -> float:

@@ -13,7 +13,7 @@ Two measurements on minires' own thread pool (:mod:`minires.cpu.threads`), and o
   over the threads by :func:`~minires.cpu.threads.map_batch`, taking turns ``--rounds`` times;
 * where Numba is installed, the call of an almost empty Numba region (:func:`region_starts`, one
   ``prange`` iteration per thread, on the layer minires picks) right after another, and after
-  10 us to 3 ms of other work on the calling thread: in a training step each conv and each pass
+  10 us to 3 ms of other work on the calling thread: in a training step each stride-1 conv and each pass
   of batch norm and ReLU is such a region, with Python in between.
 
 Passes below :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values run on one thread in training;
@@ -81,7 +81,7 @@ REGION_GAPS_US = (0, 10, 100, 1000, 3000)    # microseconds of other work before
 
 def region_starts(threads_: int, trials: int) -> tuple[str, dict[int, list[float]]]:
     """``(Numba's threading layer, {gap in us: sorted seconds of each call})``: an almost empty region,
-    ``threads_`` iterations of a ``prange`` (each thread adds 1 to its own element), called ``trials``
+    ``threads_`` iterations of a ``prange`` (each adds 1 to its own element), called ``trials``
     times after each gap of :data:`REGION_GAPS_US` spent busy on this thread (after 100 calls that warm up)."""
     from numba import njit, prange
 
