@@ -23,6 +23,7 @@ import numpy as np
 from minires import backend
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
+from minires.bench.suite import add_interleaved_step_arguments
 from minires.bench.timing import median_seconds
 from minires.checks import positive_int
 from minires.cpu.conv import channels_last_empty, column_matrix_shape, gather_col2im, numpy_col2im
@@ -62,11 +63,8 @@ def in_steps(model: str, batch: int, rounds: int) -> dict[str, float]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="resnet20", help="default resnet20")
-    parser.add_argument("--batch", type=positive_int, default=32, help="default 32")
-    parser.add_argument("--threads", type=positive_int, default=2, help="default 2")
+    add_interleaved_step_arguments(parser)
     parser.add_argument("--repeat", type=positive_int, default=30, help="calls of each col2im alone (default 30)")
-    parser.add_argument("--rounds", type=positive_int, default=12, help="turns each (two steps each; default 12)")
     args = parser.parse_args(argv)
     if "numba-rows" not in backend.available("conv2d"):
         raise SystemExit("col2im_ab: numba-rows needs Numba (pip install -e \".[numba]\")")

@@ -16,7 +16,7 @@ import argparse
 
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
-from minires.checks import positive_int
+from minires.bench.suite import add_interleaved_step_arguments
 from minires.cpu import numba_layer
 
 
@@ -38,10 +38,7 @@ def compare(model: str, batch: int, rounds: int, against: str = "pool") -> dict[
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="resnet20", help="default resnet20")
-    parser.add_argument("--batch", type=positive_int, default=32, help="default 32")
-    parser.add_argument("--threads", type=positive_int, default=2, help="default 2")
-    parser.add_argument("--rounds", type=positive_int, default=12, help="turns each (two steps each; default 12)")
+    add_interleaved_step_arguments(parser)
     parser.add_argument("--against", choices=sorted(SETTINGS), default="pool",
                         help="minires' pool for every pass (default), or regions only for the small ones")
     args = parser.parse_args(argv)

@@ -1,17 +1,13 @@
 """benchmarks/interleaved_steps.py: minires and PyTorch steps of the same net take turns and are reported
 pair by pair (a tiny run: the machinery, not the speed)."""
-import importlib.util
-from pathlib import Path
+import re
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "interleaved_steps.py"
+from conftest import REPO, load_benchmark
 
 
 def test_pairs_of_steps_are_timed_and_reported(torch_oracle, capsys):
-    spec = importlib.util.spec_from_file_location("interleaved_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("interleaved_steps")
     from minires.bench.cpu import set_threads
     from minires.cpu import get_num_threads
     threads, ours = torch_oracle.get_num_threads(), get_num_threads()
@@ -36,9 +32,7 @@ def test_a_turn_counts_only_the_steps_after_the_settling_ones():
     """The first step of a turn is reported apart and left out of the turn's mean: a step that takes 60 ms,
     then two of 5 ms, give 60 ms first and 5 ms a step (within the sleep's slack)."""
     import time
-    spec = importlib.util.spec_from_file_location("interleaved_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("interleaved_steps")
     durations = iter([0.060, 0.005, 0.005])
     first, mean, cpu = module.timed_turn(lambda: time.sleep(next(durations)), settle=1, steps=2)
     assert 0.060 <= first < 0.090 and 0.005 <= mean < 0.030 and 0 <= cpu < 0.005      # sleeping costs no CPU
@@ -50,9 +44,7 @@ def test_a_turn_counts_only_the_steps_after_the_settling_ones():
 def test_a_model_pytorch_would_build_differently_and_zero_pairs_are_refused(torch_oracle, capsys):
     """``--model resnet18`` paired minires' ImageNet ResNet-18 with PyTorch's CIFAR ResNet-14 (6n+2
     from the name's number); ``--pairs 0`` ended in a StatisticsError."""
-    spec = importlib.util.spec_from_file_location("interleaved_steps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("interleaved_steps")
     for argv, message in ((["--model", "resnet18"], "'resnet18' is not a CIFAR ResNet"),
                           (["--pairs", "0"], "is not a positive integer"), (["--threads", "0"], "is not a positive"),
                           (["--settle", "-1"], "is not a non-negative integer"), (["--steps", "0"], "is not a positive")):
@@ -74,8 +66,7 @@ def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
     """Each cell of the README's tables (median, range of the pairs' ratios, cores busy) is the committed
     run's, for every model, batch size and thread count: before numba-rows, after it, after the Numba regions,
     after the sums and ReLU's forward joined them, with every pass in a region, and with settled turns."""
-    import re
-    from conftest import REPO, one_line
+    from conftest import one_line
     runs, key = {}, None
     for line in (REPO / report).read_text().splitlines():
         if line.startswith("== "):
@@ -100,8 +91,7 @@ def test_the_readmes_tables_of_2026_12_04_quote_the_committed_outputs(report):
 def test_the_readmes_account_of_the_regions_runs_is_their_outputs():
     """The numbers the README gives of the two runs after the Numba regions (the ratios at batch 32 on two
     threads, the spread of ResNet-20's steps, the first run's ratios and its two halves) are the outputs'."""
-    import re
-    from conftest import REPO, one_line
+    from conftest import one_line
     readme = one_line("README.md")
 
     def run(report, model, batch, threads):
@@ -136,8 +126,7 @@ def test_the_readmes_account_of_the_regions_runs_is_their_outputs():
 def test_where_it_stands_is_the_latest_runs():
     """The summary at the top of "Performance (CPU)" is the ranges of the latest interleaved run (one
     thread; two threads at batch 128 and 32) and of the latest time-to-accuracy record."""
-    import re
-    from conftest import REPO, one_line
+    from conftest import one_line
     medians = {tuple(int(v) if v.isdigit() else v for v in key): float(median) for *key, median in re.findall(
         r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)", (REPO / REPORTS[-1]).read_text(), re.S)}
     one = [m for (_, _, threads), m in medians.items() if threads == 1]
@@ -154,18 +143,12 @@ def test_where_it_stands_is_the_latest_runs():
 def test_the_readmes_account_of_the_sums_run_is_its_output():
     """The medians the README compares after batch norm's sums and ReLU's forward joined the regions (two
     threads at batch 32 and 128, one thread) and ResNet-20's spread of steps at batch 32 are the outputs'."""
-    import re
-    from conftest import REPO, one_line
-
-    def medians(report, threads, batch=None):
-        found = re.findall(r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)",
-                           (REPO / report).read_text(), re.S)
-        return [float(m) for _, b, t, m in found if int(t) == threads and (batch is None or int(b) == batch)]
+    from conftest import one_line
 
     now, before, rows_only = REPORTS[3], REPORTS[2], REPORTS[1]      # the run with the sums in the regions
-    two32 = [medians(r, 2, 32) for r in (now, before, rows_only)]          # ResNet-20, then ResNet-56
-    two128 = [medians(r, 2, 128) for r in (now, before)]
-    one = [medians(r, 1) for r in (now, before)]
+    two32 = [_medians(r, 2, 32) for r in (now, before, rows_only)]          # ResNet-20, then ResNet-56
+    two128 = [_medians(r, 2, 128) for r in (now, before)]
+    one = [_medians(r, 1) for r in (now, before)]
     readme = one_line("README.md")
     assert (f"On two threads at batch 32 the medians are {two32[0][0]:.2f} and {two32[0][1]:.2f}, against "
             f"{two32[1][0]:.2f} and {two32[1][1]:.2f} in the run before and {two32[2][0]:.2f} and {two32[2][1]:.2f} "
@@ -184,27 +167,27 @@ def test_the_readmes_account_of_the_sums_run_is_its_output():
 
 def test_the_readmes_account_of_the_every_size_run_is_its_output():
     """The medians the README compares with the run before, after every pass went into a region."""
-    import re
-    from conftest import REPO, one_line
-
-    def medians(report, threads, batch=None):
-        found = re.findall(r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)",
-                           (REPO / report).read_text(), re.S)
-        return [float(m) for _, b, t, m in found if int(t) == threads and (batch is None or int(b) == batch)]
+    from conftest import one_line
 
     now, before = REPORTS[4], REPORTS[3]
     readme = one_line("README.md")
-    b128, b32 = ([medians(r, 2, batch) for r in (before, now)] for batch in (128, 32))
-    one = medians(now, 1)
+    b128, b32 = ([_medians(r, 2, batch) for r in (before, now)] for batch in (128, 32))
+    one = _medians(now, 1)
     assert (f"On two threads batch 128 moved from {b128[0][0]:.2f} and {b128[0][1]:.2f} to {b128[1][0]:.2f} and "
             f"{b128[1][1]:.2f}") in readme
     assert (f"batch 32 stayed at {b32[1][0]:.2f} and {b32[1][1]:.2f} ({b32[0][0]:.2f} and {b32[0][1]:.2f} before), "
             f"one thread {min(one):.2f}-{max(one):.2f}") in readme
 
 
+def _medians(report, threads, batch=None):
+    """The medians of a report's runs on ``threads`` threads (at ``batch`` only, if given), in report order."""
+    found = re.findall(r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)",
+                       (REPO / report).read_text(), re.S)
+    return [float(m) for _, b, t, m in found if int(t) == threads and (batch is None or int(b) == batch)]
+
+
 def _blocks(report):
     """``{(model, batch, threads): block of the report}``."""
-    import re
     from conftest import REPO
     text = (REPO / report).read_text()
     return {(m, int(b), int(t)): block for m, b, t, block in
@@ -212,14 +195,12 @@ def _blocks(report):
 
 
 def _steps(block, who):
-    import re
     return [int(v) for v in re.search(rf"  {who} ms: ([\d, ]+)", block).group(1).split(", ")]
 
 
 def test_the_readmes_account_of_the_settled_run_is_its_output():
     """The spin after each framework's step, the first steps against the counted ones, and the step times by
     batch that the README quotes are the committed outputs'; the spin is PyTorch's alone, on two threads."""
-    import re
     import statistics
     from conftest import one_line
     readme = one_line("README.md")
@@ -254,5 +235,8 @@ def test_the_readmes_account_of_the_settled_run_is_its_output():
     gaps = [statistics.median(_steps(by_batch[("resnet20", b, 2)], "minires"))
             - statistics.median(_steps(by_batch[("resnet20", b, 2)], "PyTorch")) for b in (1, 4, 16, 32)]
     assert max(gaps) < 2 * min(gaps)            # the gap does not grow with a 32 times larger batch
+    from minires import models
+    parameters = len(list(models.get_model("resnet20").parameters()))
+    assert f"SGD's loop over {parameters} parameters" in readme
     busy = re.search(r"cores busy.*minires ([\d.]+)", by_batch[("resnet20", 1, 2)]).group(1)
     assert f"at batch 1 minires keeps {busy} cores busy" in readme

@@ -15,6 +15,7 @@ import functools
 import traceback
 from pathlib import Path
 
+from ..checks import positive_int
 from ..models import CIFAR_RESNETS
 from . import measure
 from .cost import ConvShape, cifar_resnet_convs, training_step_conv_flops
@@ -39,6 +40,15 @@ def cifar_resnet_name(text: str) -> str:
     if text not in CIFAR_RESNETS:
         raise argparse.ArgumentTypeError(f"{text!r} is not a CIFAR ResNet; choose from {', '.join(CIFAR_RESNETS)}")
     return text
+
+
+def add_interleaved_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--batch``, ``--threads`` and ``--rounds``: the arguments of an A/B of training steps
+    taking turns (:func:`~minires.bench.measure.interleaved_step_medians`)."""
+    parser.add_argument("--model", type=cifar_resnet_name, default="resnet20", help="default resnet20")
+    parser.add_argument("--batch", type=positive_int, default=32, help="default 32")
+    parser.add_argument("--threads", type=positive_int, default=2, help="default 2")
+    parser.add_argument("--rounds", type=positive_int, default=12, help="turns each (two steps each; default 12)")
 
 
 def _ratio(seconds, reference):

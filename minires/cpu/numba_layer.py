@@ -5,10 +5,11 @@ Numba runs ``prange`` loops on one of three layers, the first that loads of ``tb
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
 (``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes (:func:`run_pass`),
 which off TBB run on minires' pool, or on one thread when they are too small for it. With GNU
-OpenMP the conv's region made a training step slower (README). pip's ``tbb`` package (in the ``numba`` extra on x86-64 Linux)
-puts ``libtbb.so.12`` in the environment's ``lib`` folder, where the dynamic loader does not look,
-so Numba would take its next layer (OpenMP where it loads); :func:`threading_layer` loads it by its
-path first. A layer chosen with ``NUMBA_THREADING_LAYER`` is left as it is.
+OpenMP the conv's region made a training step slower (README). pip's ``tbb`` package (in the
+``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the environment's ``lib`` folder, where
+the dynamic loader does not look, so Numba would take its next layer (OpenMP where it loads);
+:func:`threading_layer` loads it by its path first. A layer chosen with ``NUMBA_THREADING_LAYER``
+is left as it is.
 
 The layer is fixed for the life of the process when Numba first starts its threads, so this must
 run before that: minires calls it before every parallel kernel of its own.
