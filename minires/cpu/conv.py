@@ -72,6 +72,7 @@ conv's col2im gathered in one pass (:func:`gather_col2im`): the same bits.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import threading
@@ -105,8 +106,9 @@ def weight_matrix(w):
 
 
 def flipped_weight(w):
-    r"""``(O, C, k_h, k_w)`` -> ``(C, O, k_h, k_w)``, each kernel turned by 180 degrees: :math:`w'_{c,o,p,q} = w_{o,c,k_h-1-p,k_w-1-q}`."""
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    r"""``(O, C, k_h, k_w)`` -> ``(C, O, k_h, k_w)``, each kernel turned by 180 degrees: :math:`w'_{c,o,p,q} = w_{o,c,k_h-1-p,k_w-1-q}`.
+    A view: the conv copies it once, into the layout its GEMMs read."""
+    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
 class ChunkedIm2colGemm:
@@ -438,22 +440,20 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         width, pixels = g.kw * g.c_in, g.out_h * g.out_w
         c_x = 0 if col_t_times is None else col_t_times.shape[1]
         per_image, per_chunk = self._chunk_size(g, row_columns_shape(g), x.dtype)
-        runs = threads.batch_runs(x, per_chunk)
-        gemm = _region_gemm(x, w, runs, [(pixels, g.c_out)] + ([(width, c_x)] if c_x else []))
+        parts = threads.share_count(x)
+        gemm = _region_gemm(x, w, parts, [(pixels, g.c_out)] + ([(width, c_x)] if c_x else []))
         if gemm is None:
             return super()._correlate_by_rows(x, w, g, y, col_t_times)
-        from ..kernels import conv2d_rows_cpu
         w_rows = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh, g.kw * g.c_in, g.c_out)
-        bounds = np.array([0] + [block.stop for run in runs for block in run], dtype=np.int64)
-        shares = np.cumsum([0] + [len(run) for run in runs], dtype=np.int64)
-        rows = _scratch("columns", len(runs) * per_chunk * per_image, x.dtype).reshape(
-            len(runs), per_chunk, *row_columns_shape(g)(1)[1:])
-        product = _scratch("product", len(runs) * pixels * g.c_out, x.dtype).reshape(len(runs), pixels, g.c_out)
+        bounds, shares = region_chunks(g.n, parts, per_chunk)
+        rows = _scratch("columns", parts * per_chunk * per_image, x.dtype).reshape(
+            parts, per_chunk, *row_columns_shape(g)(1)[1:])
+        product = _scratch("product", parts * pixels * g.c_out, x.dtype).reshape(parts, pixels, g.c_out)
         x_t = (np.empty((0, pixels, c_x), x.dtype) if col_t_times is None
                else pixel_major(col_t_times).reshape(g.n, pixels, c_x))
-        gram = _scratch("gram", len(runs) * width * c_x, x.dtype).reshape(len(runs), width, c_x)
+        gram = _scratch("gram", parts * width * c_x, x.dtype).reshape(parts, width, c_x)
         partials = np.empty((len(bounds) - 1 if c_x else 0, g.kh, width, c_x), x.dtype)
-        conv2d_rows_cpu.correlate_by_rows(gemm, x.transpose(0, 2, 3, 1), g, w_rows,
+        _rows_kernels().correlate_by_rows(gemm, x.transpose(0, 2, 3, 1), g, w_rows,
                                           y.transpose(0, 2, 3, 1).reshape(g.n, pixels, g.c_out),
                                           bounds, shares, rows, product, x_t, gram, partials)
         if col_t_times is None:
@@ -461,12 +461,31 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         return threads.total(list(partials.reshape(len(partials), g.kh * width, c_x)))
 
 
-def _region_gemm(x, w, runs, products):
+@functools.cache
+def _rows_kernels():
+    from ..kernels import conv2d_rows_cpu   # compiles (or loads from Numba's cache) on first use
+    return conv2d_rows_cpu
+
+
+@functools.lru_cache(maxsize=256)
+def region_chunks(images: int, parts: int, per_chunk: int):
+    """``(bounds, shares)`` of :meth:`NumbaRowsIm2colGemm._correlate_by_rows`'s kernel: the chunks of
+    ``images`` images in ``parts`` shares of at most ``per_chunk`` (:func:`~minires.cpu.threads.share_runs`,
+    the chunks of ``numpy-fast``), chunk ``k`` the images ``[bounds[k], bounds[k+1])``, share ``t``
+    the chunks ``shares[t] .. shares[t+1] - 1``. int64 and read-only: kept for the next call of the shape."""
+    runs = threads.share_runs(images, parts, per_chunk)
+    bounds = np.array([0] + [block.stop for run in runs for block in run], dtype=np.int64)
+    shares = np.cumsum([0] + [len(run) for run in runs], dtype=np.int64)
+    bounds.flags.writeable = shares.flags.writeable = False
+    return bounds, shares
+
+
+def _region_gemm(x, w, parts: int, products):
     """BLAS's GEMM for :class:`NumbaRowsIm2colGemm`'s kernel, or None where ``numpy-fast``'s code runs
-    instead: the batch in one share (or none; it runs in place), a dtype or a BLAS the kernel cannot
+    instead: the batch in one share (``parts``; or none: it runs in place), a dtype or a BLAS the kernel cannot
     call, a side of 1 in one of the ``products`` (NumPy's matmul then takes a matrix-vector product:
     other bits), Numba's threads not on TBB."""
-    if len(runs) < 2 or w.dtype != x.dtype or any(1 in sides for sides in products):
+    if parts < 2 or w.dtype != x.dtype or any(1 in sides for sides in products):
         return None
     gemm = blas.gemm(x.dtype)
     return gemm if gemm is not None and numba_layer.threading_layer() == "tbb" else None

@@ -9,6 +9,7 @@ threadpoolctl) for the whole process: its own threads would compete with these f
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 
 MIN_PARALLEL_SIZE = 1 << 16   # a conv on fewer input values is not worth a thread hand-off (~50 us round trip)
@@ -75,7 +76,7 @@ def map_batch(a, work, per_block: int | None = None, min_size: int | None = None
     if a.ndim == 0:
         return [work(Ellipsis)]
     n = a.shape[0]
-    parts = _parts(a, min_size)
+    parts = share_count(a, min_size)
     if parts == 1 and per_block is None:
         return [work(slice(0, n))]          # one block, here: the common case of small passes, kept cheap
     runs = batch_runs(a, per_block, min_size)
@@ -86,10 +87,17 @@ def map_batch(a, work, per_block: int | None = None, min_size: int | None = None
     return results
 
 
-def batch_runs(a, per_block: int | None = None, min_size: int | None = None) -> list[list[slice]]:
-    """:func:`map_batch`'s blocks of ``a``'s first axis, one list per thread (the caller's first)."""
-    bounds = share_bounds(a.shape[0], _parts(a, min_size))
-    return [_blocks(lo, hi, per_block) for lo, hi in zip(bounds[:-1], bounds[1:])]
+def batch_runs(a, per_block: int | None = None, min_size: int | None = None) -> tuple[tuple[slice, ...], ...]:
+    """:func:`map_batch`'s blocks of ``a``'s first axis, one tuple per thread (the caller's first)."""
+    return share_runs(a.shape[0], share_count(a, min_size), per_block)
+
+
+@functools.lru_cache(maxsize=256)
+def share_runs(n: int, parts: int, per_block: int | None) -> tuple[tuple[slice, ...], ...]:
+    """:func:`batch_runs` of ``n`` images in ``parts`` shares (kept: a training step asks for the same
+    few dozen again and again)."""
+    bounds = share_bounds(n, parts)
+    return tuple(_blocks(lo, hi, per_block) for lo, hi in zip(bounds[:-1], bounds[1:]))
 
 
 def share_bounds(n: int, parts: int) -> list[int]:
@@ -97,15 +105,15 @@ def share_bounds(n: int, parts: int) -> list[int]:
     return [n * k // parts for k in range(parts)] + [n]
 
 
-def _parts(a, min_size: int | None) -> int:
+def share_count(a, min_size: int | None = None) -> int:
     """How many threads share a pass over ``a``: one below ``min_size`` values (None:
     :data:`MIN_PARALLEL_SIZE`), else one per thread, at most one per image."""
     min_size = MIN_PARALLEL_SIZE if min_size is None else min_size
     return 1 if a.size < min_size else max(1, min(_threads, a.shape[0]))
 
 
-def _blocks(start: int, stop: int, per_block: int | None) -> list[slice]:
+def _blocks(start: int, stop: int, per_block: int | None) -> tuple[slice, ...]:
     """``[start, stop)`` cut into the fewest near-equal slices of at most ``per_block``."""
     count = max(1, -(-(stop - start) // per_block) if per_block else 1)
     bounds = [start + (stop - start) * k // count for k in range(count + 1)]
-    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return tuple(slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]))
