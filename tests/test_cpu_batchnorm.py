@@ -142,12 +142,52 @@ def test_the_ab_benchmark_times_both_implementations_and_restores_the_registry()
     assert backend.lookup("batch_norm", np.zeros((1, 1)), "numba")[1] is Numba
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_vectors_between_the_passes_have_numpys_bits(dtype, affine, channels_last):
+    """``forward_vectors`` and ``backward_vectors`` round where the NumPy expressions of the statistics and
+    constants do (written out here, float64 sums in, the data's dtype out), for ordinary channels, a constant
+    one (variance 0, and a negative rounding error clipped to 0), a NaN one, and eps = 0 (s infinite)."""
+    from minires.kernels import batchnorm_cpu
+    rng = np.random.default_rng(7)
+    channels, per_channel, m = 6, 4, 96
+    shift = rng.standard_normal(channels) * 3
+    sums = np.stack([rng.standard_normal(channels) * 10, rng.uniform(1, 50, channels)])
+    sums[:, 1] = 0                                              # a constant channel: S1 = S2 = 0
+    sums[:, 2] = [1e-3, 1e-9]                                   # S2/m < (S1/m)^2: clipped to 0
+    sums[1, 3] = np.nan
+    weight, bias = (rng.uniform(0.5, 1.5, channels).astype(dtype), rng.standard_normal(channels).astype(dtype))
+    weight, bias = (weight, bias) if affine else (None, None)
+    channel_of = (np.arange(channels * per_channel) % channels if channels_last
+                  else np.arange(channels * per_channel) // per_channel)
+    for eps in (1e-5, 0.0):
+        vectors = np.empty((3, channel_of.size), dtype)
+        got = batchnorm_cpu.forward_vectors(sums, shift, m, dtype(eps), dtype(1), weight, bias, channel_of, vectors)
+        centred_mean, mean_square = sums / m
+        mean = (shift + centred_mean).astype(dtype)
+        var = np.maximum(mean_square - centred_mean ** 2, 0).astype(dtype)
+        invstd = 1 / np.sqrt(var + eps)
+        scale = invstd if weight is None else weight * invstd
+        shift_by = np.zeros_like(mean) if bias is None else bias
+        for a, b in zip(got, (mean, var, invstd)):
+            assert a.dtype == dtype and a.tobytes() == b.tobytes()
+        assert vectors.tobytes() == np.stack([mean, scale, shift_by])[:, channel_of].tobytes()
+
+        vectors = np.empty((4, channel_of.size), dtype)
+        gweight, gbias = batchnorm_cpu.backward_vectors(sums, mean, invstd, dtype(m), weight, channel_of, vectors)
+        expected_gbias, expected_gweight = sums[0].astype(dtype), (sums[1] * invstd).astype(dtype)
+        expected = [mean, scale, -scale * invstd * expected_gweight / m, -scale * expected_gbias / m]
+        assert gweight.tobytes() == expected_gweight.tobytes() and gbias.tobytes() == expected_gbias.tobytes()
+        assert vectors.tobytes() == np.stack(expected)[:, channel_of].tobytes()
+
+
 def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     """minires' threads run the kernels side by side only if each releases the GIL; a kernel of its own
     thread pool (``parallel``) would compete with them for the cores (only the ``*_split`` regions,
     used on TBB instead of the pool, are parallel); ``fastmath`` would let LLVM reorder the float64 sums."""
     from minires.kernels import batchnorm_cpu
-    for name in ("centred_sums", "normalize", "input_gradient"):
+    for name in ("centred_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
     for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):

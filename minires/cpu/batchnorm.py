@@ -59,6 +59,23 @@ class KernelRows(ChannelRows):
         per_row = next(k for k in range(max(1, ROW_VALUES // self.channels), 0, -1) if pixels % k == 0)
         return rows.reshape(-1, per_row * self.channels)
 
+    def channel_of(self):
+        """The channel of each position of a row (int64, read-only): what :meth:`expand` lays out, as an index."""
+        return _channel_of(self.rows.shape[1], self.channels, self.channels_last)
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_of(length: int, channels: int, channels_last: bool):
+    positions = np.arange(length)
+    channel = positions % channels if channels_last else positions // (length // channels)
+    channel.flags.writeable = False
+    return channel
+
+
+def _in(dtype, vector):
+    """A per-channel parameter (or None) in the data's dtype: the kernels' arithmetic is in that dtype."""
+    return None if vector is None else vector.astype(dtype, copy=False)
+
 
 def per_slice_sums(rows, kernel_arguments):
     """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on one slice ``s`` of ``rows``' first
@@ -101,21 +118,17 @@ class NumbaBatchNorm:
     def forward_train(x, weight, bias, eps):
         if x.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
-        xr, m = KernelRows(x), _values_per_channel(x.shape)
+        xr, kernels = KernelRows(x), _kernels()
+        rows, channel_of = xr.rows, xr.channel_of()
         shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
-        centre = xr.expand(shift)
-        rows = xr.rows
-        row_sums = per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre))
-        centred_mean, mean_square = (xr.fold(v) / m for v in row_sums)
-        mean = (shift + centred_mean).astype(x.dtype)
-        var = np.maximum(mean_square - centred_mean ** 2, 0).astype(x.dtype)
-        invstd = 1 / np.sqrt(var + eps)
-        scale = invstd if weight is None else weight * invstd
+        centre = shift[channel_of]
+        sums = xr.fold(per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre)))
+        vectors = np.empty((3, rows.shape[1]), x.dtype)
+        mean, var, invstd = kernels.forward_vectors(sums, shift, _values_per_channel(x.shape), x.dtype.type(eps),
+                                                    x.dtype.type(1), _in(x.dtype, weight), _in(x.dtype, bias),
+                                                    channel_of, vectors)
         y = xr.empty_like()
         out = xr.rows_of(y)
-        shift_by = np.zeros_like(mean) if bias is None else bias
-        vectors = [xr.expand(np.asarray(v, dtype=x.dtype)) for v in (mean, scale, shift_by)]
-        kernels = _kernels()
         numba_layer.run_pass(rows, kernels.normalize, kernels.normalize_split, lambda s: (rows[s], *vectors, out[s]))
         return y, mean, var, invstd
 
@@ -123,18 +136,15 @@ class NumbaBatchNorm:
     def backward(gy, x, weight, mean, invstd):
         if x.dtype not in KERNEL_DTYPES or gy.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
-        xr, m = KernelRows(x), _values_per_channel(x.shape)
-        rows, gy_rows = xr.rows, xr.rows_of(gy)
-        no_centre, centre = np.zeros(rows.shape[1]), xr.expand(mean.astype(np.float64))
-        row_sums = per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre))
-        gy_sum, gy_dot_centred = (xr.fold(v) for v in row_sums)
-        gbias, gweight = gy_sum.astype(x.dtype), (gy_dot_centred * invstd).astype(x.dtype)
-        scale = invstd if weight is None else weight * invstd
-        vectors = [xr.expand(np.asarray(v, dtype=x.dtype))
-                   for v in (mean, scale, -scale * invstd * gweight / m, -scale * gbias / m)]
+        xr, kernels = KernelRows(x), _kernels()
+        rows, gy_rows, channel_of = xr.rows, xr.rows_of(gy), xr.channel_of()
+        no_centre, centre = np.zeros(rows.shape[1]), mean.astype(np.float64)[channel_of]
+        sums = xr.fold(per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre)))
+        vectors = np.empty((4, rows.shape[1]), x.dtype)
+        gweight, gbias = kernels.backward_vectors(sums, mean, invstd, x.dtype.type(_values_per_channel(x.shape)),
+                                                  _in(x.dtype, weight), channel_of, vectors)
         gx = xr.empty_like()
         out = xr.rows_of(gx)
-        kernels = _kernels()
         numba_layer.run_pass(rows, kernels.input_gradient, kernels.input_gradient_split,
                              lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias

@@ -123,12 +123,14 @@ class ChannelRows:
         return row.reshape(-1)
 
     def fold(self, row_sums):
-        """A row-long vector of sums -> the per-channel sums (C,), added up in float64."""
+        """A row-long vector of sums -> the per-channel sums (C,), added up in float64; a stack of them,
+        ``(k, row length)``, -> ``(k, C)``."""
+        lead = row_sums.shape[:-1]
         if self.channels_last:
-            by_pixel = row_sums.reshape(-1, self.channels)
+            sums = row_sums.reshape(*lead, -1, self.channels).sum(axis=-2, dtype=np.float64)
         else:
-            by_pixel = row_sums.reshape(self.channels, -1).T
-        return by_pixel.sum(axis=0, dtype=np.float64).astype(row_sums.dtype)
+            sums = row_sums.reshape(*lead, self.channels, -1).sum(axis=-1, dtype=np.float64)
+        return sums.astype(row_sums.dtype)
 
 
 class ThreadedBatchNorm:
