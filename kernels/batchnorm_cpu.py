@@ -34,11 +34,6 @@ row, reading memory in order, and LLVM vectorises it (rows of a few hundred valu
   pass, in one call: C values, not a pass over the data, but about a dozen NumPy calls' worth of
   Python that each batch norm would otherwise make (8-10 us of the 50 a small call took, 2026-12-05,
   no committed timing). They round each value where those NumPy calls did, so the bits are theirs.
-* ``forward_in_regions``, ``backward_in_regions`` (on TBB, channels-last data): a whole direction in
-  one call, its two passes as regions and the per-slice sums added in between (``channel_sums``, in
-  the order of the driver's NumPy sums): no Python between the regions, so the second starts while
-  TBB's threads still spin (a small batch norm took 25 instead of 44 us, 2026-12-05, no committed
-  timing).
 
 So a forward is two passes over memory and a backward two, against six and five for the NumPy
 passes of :class:`~minires.cpu.pointwise.ThreadedBatchNorm`.
@@ -157,50 +152,3 @@ def input_gradient_split(gy, x, mean, scale, along_centred, offset, gx, bounds):
     for t in prange(bounds.size - 1):
         lo, hi = bounds[t], bounds[t + 1]
         input_gradient(gy[lo:hi], x[lo:hi], mean, scale, along_centred, offset, gx[lo:hi])
-
-
-@njit(nogil=True, cache=True)
-def channel_sums(partials, channels):
-    """The per-slice sums ``partials`` (``slices, k, L``) of channels-last rows -> ``(k, C)``: the slices
-    added in order, then each channel's positions ``c, C + c, 2C + c, ...`` in order, both as the
-    driver's NumPy calls add them (a sum over the first axis, then over the pixels)."""
-    slices, k, length = partials.shape
-    totals = partials[0].copy()
-    for t in range(1, slices):
-        totals += partials[t]
-    sums = np.empty((k, channels))
-    for j in range(k):
-        for c in range(channels):
-            acc = totals[j, c]
-            for p in range(1, length // channels):
-                acc += totals[j, p * channels + c]
-            sums[j, c] = acc
-    return sums
-
-
-# On TBB, channels-last data (what the CPU conv returns) takes a whole direction in one call from the
-# driver: the two passes as regions, the sums added and the vectors made in between, here.
-@njit(nogil=True, cache=True, error_model="numpy")
-def forward_in_regions(x, shift, m, eps, one, weight, bias, channel_of, vectors, y, bounds):
-    """The forward of channels-last rows ``x``: ``centred_sums_split`` about ``shift``, ``channel_sums``,
-    ``forward_vectors`` (its arguments ``m`` .. ``vectors``), ``normalize_split`` into ``y``; returns
-    ``(mean, var, invstd)``."""
-    centre = shift[channel_of]
-    partials = np.zeros((bounds.size - 1, 2, x.shape[1]))
-    centred_sums_split(x, centre, x, centre, partials, bounds)
-    mean, var, invstd = forward_vectors(channel_sums(partials, shift.size), shift, m, eps, one, weight, bias,
-                                        channel_of, vectors)
-    normalize_split(x, vectors[0], vectors[1], vectors[2], y, bounds)
-    return mean, var, invstd
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def backward_in_regions(gy, x, mean, invstd, m, weight, channel_of, vectors, gx, bounds):
-    """The backward of channels-last rows: ``centred_sums_split`` of ``gy`` and of ``x`` about ``mean``,
-    ``channel_sums``, ``backward_vectors``, ``input_gradient_split`` into ``gx``; returns ``(gweight, gbias)``."""
-    centre = mean.astype(np.float64)[channel_of]
-    partials = np.zeros((bounds.size - 1, 2, x.shape[1]))
-    centred_sums_split(gy, np.zeros(x.shape[1]), x, centre, partials, bounds)
-    gweight, gbias = backward_vectors(channel_sums(partials, mean.size), mean, invstd, m, weight, channel_of, vectors)
-    input_gradient_split(gy, x, vectors[0], vectors[1], vectors[2], vectors[3], gx, bounds)
-    return gweight, gbias

@@ -187,8 +187,7 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     thread pool (``parallel``) would compete with them for the cores (only the ``*_split`` regions,
     used on TBB instead of the pool, are parallel); ``fastmath`` would let LLVM reorder the float64 sums."""
     from minires.kernels import batchnorm_cpu
-    for name in ("centred_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors",
-                 "channel_sums", "forward_in_regions", "backward_in_regions"):
+    for name in ("centred_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
     for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
@@ -200,8 +199,7 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
 @pytest.mark.parametrize("layout", ["NCHW", "channels last"])
 def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layout):
     """Where Numba's threads run on TBB, the passes too small for minires' pool run as one Numba region
-    (the ``*_split`` kernels, on 2 threads or more; in channels-last memory started by one call each way,
-    ``forward_in_regions`` and ``backward_in_regions``) instead of on one thread: the sums on the same
+    (the ``*_split`` kernels, on 2 threads or more) instead of on one thread: the sums on the same
     slices, one per thread, as on the pool or one after the other, and every other value computed
     alone, so every output has the same bits whichever runs them."""
     from minires.cpu import numba_layer, threads as cpu_threads
@@ -209,10 +207,10 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
     before = cpu_threads.get_num_threads()
     cpu_threads.set_num_threads(threads)
     x, gy, weight, bias = problem((7, 5, 4, 3), np.float64, seed=9)   # float64: a sum in another order would show
-    x, gy = (channels_last(x), channels_last(gy)) if layout == "channels last" else (np.ascontiguousarray(x), gy)
+    if layout == "channels last":
+        x, gy = channels_last(x), channels_last(gy)
     calls = []
-    for name in ("centred_sums_split", "normalize_split", "input_gradient_split", "forward_in_regions",
-                 "backward_in_regions"):
+    for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
         kernel = getattr(batchnorm_cpu, name)
         monkeypatch.setattr(batchnorm_cpu, name, lambda *args, kernel=kernel: (calls.append(1), kernel(*args))[1])
     results = {}
@@ -224,8 +222,7 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
             results[route] = (y, mean, var, invstd, *Numba.backward(gy, x, weight, mean, invstd))
     finally:
         cpu_threads.set_num_threads(before)
-    # TBB only: both ways' sums, normalize and the input gradient, or in channels-last memory one call each way
-    assert len(calls) == (0 if threads == 1 else 2 if layout == "channels last" else 4)
+    assert len(calls) == (4 if threads > 1 else 0)      # both ways' sums, normalize, the input gradient: TBB only
     for route in ("in turn", "pool"):
         assert all(np.array_equal(a, b) for a, b in zip(results["region"], results[route])), route
 

@@ -17,10 +17,8 @@ NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorte
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`), or as one Numba region on Numba's threads when those
 are TBB's (:func:`~minires.cpu.numba_layer.run_pass`); off TBB a pass too small for the pool runs
-on one thread. On TBB, channels-last data (what the CPU conv returns) takes a whole direction in one
-call (``forward_in_regions``, ``backward_in_regions``): both regions, and the arithmetic between
-them. The sums take one slice per thread wherever they run (:func:`per_slice_sums`, or those
-calls) and are added in slice order, so the thread count alone fixes the bits. The kernels compile on first
+on one thread. The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and
+are added in slice order, so the thread count alone fixes the bits. The kernels compile on first
 use (cached on disk), for float32 and float64; other dtypes (float16) take the threaded NumPy
 passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
@@ -121,17 +119,16 @@ class NumbaBatchNorm:
         if x.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
         xr, kernels = KernelRows(x), _kernels()
-        rows, channel_of, y = xr.rows, xr.channel_of(), xr.empty_like()
-        out, vectors = xr.rows_of(y), np.empty((3, rows.shape[1]), x.dtype)
+        rows, channel_of = xr.rows, xr.channel_of()
         shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
-        constants = (_values_per_channel(x.shape), x.dtype.type(eps), x.dtype.type(1), _in(x.dtype, weight),
-                     _in(x.dtype, bias), channel_of, vectors)
-        bounds = numba_layer.region_bounds(rows)
-        if bounds is not None and xr.channels_last:
-            return (y, *kernels.forward_in_regions(rows, shift, *constants, out, bounds))
         centre = shift[channel_of]
         sums = xr.fold(per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre)))
-        mean, var, invstd = kernels.forward_vectors(sums, shift, *constants)
+        vectors = np.empty((3, rows.shape[1]), x.dtype)
+        mean, var, invstd = kernels.forward_vectors(sums, shift, _values_per_channel(x.shape), x.dtype.type(eps),
+                                                    x.dtype.type(1), _in(x.dtype, weight), _in(x.dtype, bias),
+                                                    channel_of, vectors)
+        y = xr.empty_like()
+        out = xr.rows_of(y)
         numba_layer.run_pass(rows, kernels.normalize, kernels.normalize_split, lambda s: (rows[s], *vectors, out[s]))
         return y, mean, var, invstd
 
@@ -140,15 +137,14 @@ class NumbaBatchNorm:
         if x.dtype not in KERNEL_DTYPES or gy.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
         xr, kernels = KernelRows(x), _kernels()
-        rows, gy_rows, channel_of, gx = xr.rows, xr.rows_of(gy), xr.channel_of(), xr.empty_like()
-        out, vectors = xr.rows_of(gx), np.empty((4, rows.shape[1]), x.dtype)
-        constants = (x.dtype.type(_values_per_channel(x.shape)), _in(x.dtype, weight), channel_of, vectors)
-        bounds = numba_layer.region_bounds(rows)
-        if bounds is not None and xr.channels_last:
-            return (gx, *kernels.backward_in_regions(gy_rows, rows, mean, invstd, *constants, out, bounds))
+        rows, gy_rows, channel_of = xr.rows, xr.rows_of(gy), xr.channel_of()
         no_centre, centre = np.zeros(rows.shape[1]), mean.astype(np.float64)[channel_of]
         sums = xr.fold(per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre)))
-        gweight, gbias = kernels.backward_vectors(sums, mean, invstd, *constants)
+        vectors = np.empty((4, rows.shape[1]), x.dtype)
+        gweight, gbias = kernels.backward_vectors(sums, mean, invstd, x.dtype.type(_values_per_channel(x.shape)),
+                                                  _in(x.dtype, weight), channel_of, vectors)
+        gx = xr.empty_like()
+        out = xr.rows_of(gx)
         numba_layer.run_pass(rows, kernels.input_gradient, kernels.input_gradient_split,
                              lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias
