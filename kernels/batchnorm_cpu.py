@@ -94,7 +94,8 @@ def forward_vectors(sums, shift, m, eps, one, weight, bias, channel_of, vectors)
     where NumPy rounds it: the statistics in float64, each stored in the data's dtype, then
     :math:`s` and :math:`\gamma s` in that dtype."""
     channels = shift.size
-    mean, var, invstd = np.empty_like(vectors[0, :channels]), np.empty_like(vectors[0, :channels]), np.empty_like(vectors[0, :channels])
+    per_channel = vectors[0, :channels]                     # the data's dtype
+    mean, var, invstd = np.empty_like(per_channel), np.empty_like(per_channel), np.empty_like(per_channel)
     for c in range(channels):
         centred_mean, mean_square = sums[0, c] / m, sums[1, c] / m
         mean[c] = shift[c] + centred_mean

@@ -207,8 +207,7 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
     before = cpu_threads.get_num_threads()
     cpu_threads.set_num_threads(threads)
     x, gy, weight, bias = problem((7, 5, 4, 3), np.float64, seed=9)   # float64: a sum in another order would show
-    if layout == "channels last":
-        x, gy = channels_last(x), channels_last(gy)
+    x, gy = (channels_last(x), channels_last(gy)) if layout == "channels last" else (np.ascontiguousarray(x), gy)
     calls = []
     for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
         kernel = getattr(batchnorm_cpu, name)

@@ -62,6 +62,7 @@ REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
            "results/cpu/2026-12-05-amd-epyc-interleaved-steps-drivers.txt"]
 SETTLED = REPORTS[5]
 DRIVERS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-ab.txt"
+IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-in-regions-ab.txt"     # a route dropped
 
 
 @pytest.mark.parametrize("report", REPORTS)
@@ -243,6 +244,26 @@ def test_the_readmes_account_of_the_settled_run_is_its_output():
     assert f"at batch 1 minires keeps {busy} cores busy" in readme
 
 
+def _round_medians(report):
+    """``{(model, "before" or "after"): [each round's median]}`` of an A/B of two builds."""
+    rounds = {}
+    for side, model, median in re.findall(r"== (before|after) \(\w+\) round \d --model (\S+) .*?\n.*?median ([\d.]+)",
+                                          (REPO / report).read_text(), re.S):
+        rounds.setdefault((model, side), []).append(float(median))
+    return rounds
+
+
+def test_the_readmes_account_of_the_dropped_route_is_its_output():
+    """The medians of the rounds the README gives for batch norm's whole direction in one call are the output's."""
+    import statistics
+    from conftest import one_line
+    rounds = _round_medians(IN_REGIONS_AB)
+    assert all(len(v) == 6 for v in rounds.values()) and len(rounds) == 4
+    m = {key: statistics.median(v) for key, v in rounds.items()}
+    assert (f"ResNet-20 {m[('resnet20', 'before')]:.3f} before and {m[('resnet20', 'after')]:.3f} after, ResNet-56 "
+            f"{m[('resnet56', 'before')]:.3f} before and {m[('resnet56', 'after')]:.3f} after") in one_line("README.md")
+
+
 def test_the_readmes_account_of_the_drivers_runs_is_their_outputs():
     """The medians the README gives of the build before batch norm's vectors went into Numba against the build
     with them (each model's median of the rounds' medians, their ranges, and the rounds the later build won), and
@@ -250,10 +271,7 @@ def test_the_readmes_account_of_the_drivers_runs_is_their_outputs():
     import statistics
     from conftest import one_line
     readme = one_line("README.md")
-    rounds = {}
-    for side, model, median in re.findall(r"== (before|after) \(\w+\) round \d --model (\S+) .*?\n.*?median ([\d.]+)",
-                                          (REPO / DRIVERS_AB).read_text(), re.S):
-        rounds.setdefault((model, side), []).append(float(median))
+    rounds = _round_medians(DRIVERS_AB)
     assert sorted(rounds) == [(m, s) for m in ("resnet20", "resnet56") for s in ("after", "before")]
     for model, name in (("resnet20", "ResNet-20"), ("resnet56", "ResNet-56")):
         before, after = rounds[(model, "before")], rounds[(model, "after")]

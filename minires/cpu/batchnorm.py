@@ -72,7 +72,7 @@ def _channel_of(length: int, channels: int, channels_last: bool):
     return channel
 
 
-def _in(dtype, vector):
+def _in_dtype(dtype, vector):
     """A per-channel parameter (or None) in the data's dtype: the kernels' arithmetic is in that dtype."""
     return None if vector is None else vector.astype(dtype, copy=False)
 
@@ -125,7 +125,7 @@ class NumbaBatchNorm:
         sums = xr.fold(per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre)))
         vectors = np.empty((3, rows.shape[1]), x.dtype)
         mean, var, invstd = kernels.forward_vectors(sums, shift, _values_per_channel(x.shape), x.dtype.type(eps),
-                                                    x.dtype.type(1), _in(x.dtype, weight), _in(x.dtype, bias),
+                                                    x.dtype.type(1), _in_dtype(x.dtype, weight), _in_dtype(x.dtype, bias),
                                                     channel_of, vectors)
         y = xr.empty_like()
         out = xr.rows_of(y)
@@ -142,7 +142,7 @@ class NumbaBatchNorm:
         sums = xr.fold(per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre)))
         vectors = np.empty((4, rows.shape[1]), x.dtype)
         gweight, gbias = kernels.backward_vectors(sums, mean, invstd, x.dtype.type(_values_per_channel(x.shape)),
-                                                  _in(x.dtype, weight), channel_of, vectors)
+                                                  _in_dtype(x.dtype, weight), channel_of, vectors)
         gx = xr.empty_like()
         out = xr.rows_of(gx)
         numba_layer.run_pass(rows, kernels.input_gradient, kernels.input_gradient_split,
