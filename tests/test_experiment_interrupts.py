@@ -44,7 +44,9 @@ def finished_nets():
 
 def train_net(data, job, progress=True):
     if job["depth"] == 14 and plant != "none":
-        (out.parent / f"worker-{job['residual']}.pid").write_text(str(os.getpid()))
+        pid_file = out.parent / f"worker-{job['residual']}.pid"
+        pid_file.with_suffix(".tmp").write_text(str(os.getpid()))
+        pid_file.with_suffix(".tmp").replace(pid_file)     # whole at once: the test may read it the moment it appears
         if plant == "hang":                        # a net that would train for hours
             time.sleep(3600)
         while plant == "fail" and finished_nets() < 2:
