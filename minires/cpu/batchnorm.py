@@ -59,18 +59,6 @@ class KernelRows(ChannelRows):
         per_row = next(k for k in range(max(1, ROW_VALUES // self.channels), 0, -1) if pixels % k == 0)
         return rows.reshape(-1, per_row * self.channels)
 
-    def channel_of(self):
-        """The channel of each position of a row (int64, read-only): what :meth:`expand` lays out, as an index."""
-        return _channel_of(self.rows.shape[1], self.channels, self.channels_last)
-
-
-@functools.lru_cache(maxsize=256)
-def _channel_of(length: int, channels: int, channels_last: bool):
-    positions = np.arange(length)
-    channel = positions % channels if channels_last else positions // (length // channels)
-    channel.flags.writeable = False
-    return channel
-
 
 def _in_dtype(dtype, vector):
     """A per-channel parameter (or None) in the data's dtype: the kernels' arithmetic is in that dtype."""

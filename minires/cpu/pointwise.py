@@ -10,6 +10,8 @@ same thread count gives the same bits.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import backend
@@ -113,14 +115,13 @@ class ChannelRows:
         """A new uninitialised array of the same shape and memory layout."""
         return np.empty_like(self.array)
 
+    def channel_of(self):
+        """The channel of each position of a row (int64, read-only; kept for the next array of that layout)."""
+        return _channel_of(self.rows.shape[1], self.channels, self.channels_last)
+
     def expand(self, v):
         """Per-channel ``v`` (C,) -> one row's worth: each value where its channel's values are."""
-        pixels = self.rows.shape[1] // self.channels
-        if not self.channels_last:
-            return v.repeat(pixels)
-        row = np.empty((pixels, self.channels), v.dtype)
-        row[...] = v                        # v once per pixel (np.tile's result, without its Python overhead)
-        return row.reshape(-1)
+        return v[self.channel_of()]
 
     def fold(self, row_sums):
         """A row-long vector of sums -> the per-channel sums (C,), added up in float64; a stack of them,
@@ -131,6 +132,14 @@ class ChannelRows:
         else:
             sums = row_sums.reshape(*lead, self.channels, -1).sum(axis=-1, dtype=np.float64)
         return sums.astype(row_sums.dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_of(length: int, channels: int, channels_last: bool):
+    positions = np.arange(length)
+    channel = positions % channels if channels_last else positions // (length // channels)
+    channel.flags.writeable = False
+    return channel
 
 
 class ThreadedBatchNorm:
