@@ -60,8 +60,7 @@ def cpu_after_step(step, repeat: int = 3) -> float:
     return statistics.median(spent)
 
 
-def step_pairs(model: str, batch: int, threads: int, pairs: int, settle: int = 1, steps: int = 2,
-               fuse_bn_relu: bool = False):
+def step_pairs(model: str, batch: int, threads: int, pairs: int, settle: int = 1, steps: int = 2):
     """``([(minires turn, PyTorch turn)] one per pair, (minires, PyTorch) CPU seconds after a step)``,
     each turn :func:`timed_turn`'s triple, after two warm-up steps of each framework."""
     torch_reference, why_not = reference.load()
@@ -71,8 +70,7 @@ def step_pairs(model: str, batch: int, threads: int, pairs: int, settle: int = 1
     set_threads(threads)
     torch.set_num_threads(threads)
     n = (int(model.removeprefix("resnet")) - 2) // 6
-    ours = training_step(model, batch, "cpu", fuse_bn_relu)
-    theirs = torch_reference.training_step(n, batch, "cpu")
+    ours, theirs = training_step(model, batch, "cpu"), torch_reference.training_step(n, batch, "cpu")
     for step in (ours, theirs, ours, theirs):
         step()
     turns = [(timed_turn(ours, settle, steps), timed_turn(theirs, settle, steps)) for _ in range(pairs)]
@@ -87,15 +85,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=positive_int, default=8, help="pairs of turns, minires' then PyTorch's")
     parser.add_argument("--settle", type=non_negative_int, default=1, help="uncounted steps starting each turn")
     parser.add_argument("--steps", type=positive_int, default=2, help="counted steps in each turn")
-    parser.add_argument("--fuse-bn-relu", action="store_true",
-                        help="minires' net with its batch norms fused with the ReLUs after them (nn.fuse_bn_relu)")
     args = parser.parse_args(argv)
-    turns, after = step_pairs(args.model, args.batch, args.threads, args.pairs, args.settle, args.steps,
-                              args.fuse_bn_relu)
+    turns, after = step_pairs(args.model, args.batch, args.threads, args.pairs, args.settle, args.steps)
     ratios = [ours[1] / theirs[1] for ours, theirs in turns]
     busy = [statistics.median(pair[k][2] / (pair[k][1] * args.steps) for pair in turns) for k in (0, 1)]
-    print(f"{args.model}{' (batch norms fused with their ReLUs)' * args.fuse_bn_relu} batch {args.batch}, "
-          f"{args.threads} thread(s), {args.pairs} pairs, "
+    print(f"{args.model} batch {args.batch}, {args.threads} thread(s), {args.pairs} pairs, "
           f"{args.settle} uncounted + {args.steps} counted step(s) per turn, wall clock")
     print("  minires ms:", ", ".join(f"{1e3 * ours[1]:.0f}" for ours, _ in turns))
     print("  PyTorch ms:", ", ".join(f"{1e3 * theirs[1]:.0f}" for _, theirs in turns))

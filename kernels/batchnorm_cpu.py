@@ -45,61 +45,42 @@ from numba import njit, prange
 
 
 @njit(nogil=True, cache=True)
-def through_relu(g, x, i, gate):
-    r"""``g``, or with a ``gate`` (the forward's vectors :math:`\mu`, :math:`\gamma s`, :math:`\beta`)
-    :math:`g\,[(x - \mu_i)\gamma s_i + \beta_i > 0]`: the gradient through the ReLU fused after the batch
-    norm, its mask recomputed from :math:`x` with ``normalize``'s expression, so the forward's bits.
-    ``gate`` None compiles to ``g`` alone."""
-    if gate is None:
-        return g
-    return g * ((x - gate[0, i]) * gate[1, i] + gate[2, i] > 0)
-
-
-@njit(nogil=True, cache=True)
-def centred_sums(u, u_centre, v, v_centre, sums, products, gate=None):
+def centred_sums(u, u_centre, v, v_centre, sums, products):
     r"""Add :math:`\sum_r (u_{r,i} - a_i)` and :math:`\sum_r (u_{r,i} - a_i)(v_{r,i} - b_i)` over the rows
-    to ``sums[i]`` and ``products[i]`` (float64; :math:`a`, :math:`b` are ``u_centre``, ``v_centre``),
-    each :math:`u` first passed ``through_relu`` with :math:`v` and ``gate``.
+    to ``sums[i]`` and ``products[i]`` (float64; :math:`a`, :math:`b` are ``u_centre``, ``v_centre``).
     Four rows per iteration: the accumulators are read and written once per four values."""
     rows, length = u.shape
     for r in range(0, rows - rows % 4, 4):
         for i in range(length):
-            p0 = np.float64(through_relu(u[r, i], v[r, i], i, gate)) - u_centre[i]
-            p1 = np.float64(through_relu(u[r + 1, i], v[r + 1, i], i, gate)) - u_centre[i]
-            p2 = np.float64(through_relu(u[r + 2, i], v[r + 2, i], i, gate)) - u_centre[i]
-            p3 = np.float64(through_relu(u[r + 3, i], v[r + 3, i], i, gate)) - u_centre[i]
+            p0, p1 = np.float64(u[r, i]) - u_centre[i], np.float64(u[r + 1, i]) - u_centre[i]
+            p2, p3 = np.float64(u[r + 2, i]) - u_centre[i], np.float64(u[r + 3, i]) - u_centre[i]
             q0, q1 = np.float64(v[r, i]) - v_centre[i], np.float64(v[r + 1, i]) - v_centre[i]
             q2, q3 = np.float64(v[r + 2, i]) - v_centre[i], np.float64(v[r + 3, i]) - v_centre[i]
             sums[i] += (p0 + p1) + (p2 + p3)
             products[i] += (p0 * q0 + p1 * q1) + (p2 * q2 + p3 * q3)
     for r in range(rows - rows % 4, rows):
         for i in range(length):
-            p = np.float64(through_relu(u[r, i], v[r, i], i, gate)) - u_centre[i]
+            p = np.float64(u[r, i]) - u_centre[i]
             sums[i] += p
             products[i] += p * (np.float64(v[r, i]) - v_centre[i])
 
 
 @njit(nogil=True, cache=True)
-def normalize(x, mean, scale, bias, floor, y):
-    """``y[r, i] = max((x[r, i] - mean[i]) * scale[i] + bias[i], floor)`` (the per-position vectors and
-    ``floor`` in ``x``'s dtype): ``floor`` is -inf for the batch norm alone, 0 for the fused ReLU, whose
-    bits are ``np.maximum``'s (a NaN kept, -0.0 made 0.0)."""
+def normalize(x, mean, scale, bias, y):
+    """``y[r, i] = (x[r, i] - mean[i]) * scale[i] + bias[i]`` (the per-position vectors in ``x``'s dtype)."""
     rows, length = x.shape
     for r in range(rows):
         for i in range(length):
-            value = (x[r, i] - mean[i]) * scale[i] + bias[i]
-            y[r, i] = floor if value <= floor else value
+            y[r, i] = (x[r, i] - mean[i]) * scale[i] + bias[i]
 
 
 @njit(nogil=True, cache=True)
-def input_gradient(gy, x, mean, scale, along_centred, offset, gx, gate=None):
-    """``gx[r, i] = scale[i] g + along_centred[i] (x[r, i] - mean[i]) + offset[i]``, ``g`` being ``gy[r, i]``
-    ``through_relu`` with ``gate``."""
+def input_gradient(gy, x, mean, scale, along_centred, offset, gx):
+    """``gx[r, i] = scale[i] gy[r, i] + along_centred[i] (x[r, i] - mean[i]) + offset[i]``."""
     rows, length = x.shape
     for r in range(rows):
         for i in range(length):
-            g = through_relu(gy[r, i], x[r, i], i, gate)
-            gx[r, i] = scale[i] * g + along_centred[i] * (x[r, i] - mean[i]) + offset[i]
+            gx[r, i] = scale[i] * gy[r, i] + along_centred[i] * (x[r, i] - mean[i]) + offset[i]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")   # x / 0 gives inf or NaN, as in NumPy
@@ -150,25 +131,25 @@ def backward_vectors(sums, mean, invstd, m, weight, channel_of, vectors):
 # Where Numba's threads run on TBB (minires.cpu.numba_layer), the driver runs a pass's slices as one
 # Numba region: iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]), on its own thread.
 @njit(parallel=True, nogil=True, cache=True)
-def centred_sums_split(u, u_centre, v, v_centre, partials, bounds, gate=None):
+def centred_sums_split(u, u_centre, v, v_centre, partials, bounds):
     """``centred_sums`` of each slice into its own accumulators, ``partials[t, 0]`` and
     ``partials[t, 1]`` (the driver adds them in slice order, as it adds the pool's)."""
     for t in prange(bounds.size - 1):
         lo, hi = bounds[t], bounds[t + 1]
-        centred_sums(u[lo:hi], u_centre, v[lo:hi], v_centre, partials[t, 0], partials[t, 1], gate)
+        centred_sums(u[lo:hi], u_centre, v[lo:hi], v_centre, partials[t, 0], partials[t, 1])
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def normalize_split(x, mean, scale, bias, floor, y, bounds):
+def normalize_split(x, mean, scale, bias, y, bounds):
     """``normalize`` of each slice."""
     for t in prange(bounds.size - 1):
         lo, hi = bounds[t], bounds[t + 1]
-        normalize(x[lo:hi], mean, scale, bias, floor, y[lo:hi])
+        normalize(x[lo:hi], mean, scale, bias, y[lo:hi])
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def input_gradient_split(gy, x, mean, scale, along_centred, offset, gx, bounds, gate=None):
+def input_gradient_split(gy, x, mean, scale, along_centred, offset, gx, bounds):
     """``input_gradient`` of each slice."""
     for t in prange(bounds.size - 1):
         lo, hi = bounds[t], bounds[t + 1]
-        input_gradient(gy[lo:hi], x[lo:hi], mean, scale, along_centred, offset, gx[lo:hi], gate)
+        input_gradient(gy[lo:hi], x[lo:hi], mean, scale, along_centred, offset, gx[lo:hi])

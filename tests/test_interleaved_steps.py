@@ -63,6 +63,7 @@ REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
 SETTLED = REPORTS[5]
 DRIVERS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-ab.txt"
 IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-in-regions-ab.txt"     # a route dropped
+FUSION_AB = "results/cpu/2026-12-05-amd-epyc-bn-relu-fusion-ab.txt"             # a route dropped
 
 
 @pytest.mark.parametrize("report", REPORTS)
@@ -262,6 +263,19 @@ def test_the_readmes_account_of_the_dropped_route_is_its_output():
     m = {key: statistics.median(v) for key, v in rounds.items()}
     assert (f"ResNet-20 {m[('resnet20', 'before')]:.3f} before and {m[('resnet20', 'after')]:.3f} after, ResNet-56 "
             f"{m[('resnet56', 'before')]:.3f} before and {m[('resnet56', 'after')]:.3f} after") in one_line("README.md")
+
+
+def test_the_readmes_account_of_the_dropped_fusion_is_its_output():
+    """The medians of the rounds the README gives for batch norm fused with the ReLU after it (unfused,
+    "before", against fused, "after"), and the rounds the fused net won, are the output's."""
+    import statistics
+    from conftest import one_line
+    rounds = _round_medians(FUSION_AB)
+    before, after = rounds[("resnet20", "before")], rounds[("resnet20", "after")]
+    assert sorted(rounds) == [("resnet20", "after"), ("resnet20", "before")] and len(before) == len(after) == 6
+    won = sum(a < b for a, b in zip(after, before))
+    assert (f"the rounds' medians of minires / PyTorch were {statistics.median(before):.2f} unfused and "
+            f"{statistics.median(after):.2f} fused, the fused net ahead in {won} of 6 rounds") in one_line("README.md")
 
 
 def test_the_readmes_account_of_the_drivers_runs_is_their_outputs():

@@ -56,17 +56,14 @@ def laid_out_like(template, a):
     return out
 
 
-def training_step(model_name: str, batch: int, device: str, fuse_bn_relu: bool = False):
+def training_step(model_name: str, batch: int, device: str):
     """A function running one training step of ``model_name`` on random 32x32 images (forward,
-    cross-entropy, backward, SGD with lr 0.1, momentum 0.9, weight decay 1e-4, as in the paper);
-    ``fuse_bn_relu``: with its batch norms fused with the ReLUs after them (:func:`minires.nn.fuse_bn_relu`)."""
-    from .. import models, nn, optim
+    cross-entropy, backward, SGD with lr 0.1, momentum 0.9, weight decay 1e-4, as in the paper)."""
+    from .. import models, optim
     from ..autograd import Tensor
     from ..functional import cross_entropy
 
     model = models.get_model(model_name).to(device)
-    if fuse_bn_relu:
-        nn.fuse_bn_relu(model)
     model.train()
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = Tensor(random_array((batch, 3, 32, 32), device, 3))

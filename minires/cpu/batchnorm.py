@@ -33,7 +33,7 @@ import numpy as np
 from .. import backend
 from ..functional.norm import _values_per_channel
 from . import numba_layer, threads
-from .pointwise import ChannelRows, ThreadedBatchNorm, ThreadedBatchNormReLU, map_pass
+from .pointwise import ChannelRows, ThreadedBatchNorm, map_pass
 from .threads import total
 
 ROW_VALUES = 256  # values per row of the kernels' loops (whole pixels in channels-last memory)
@@ -65,8 +65,8 @@ def _in_dtype(dtype, vector):
     return None if vector is None else vector.astype(dtype, copy=False)
 
 
-def per_slice_sums(rows, kernel_arguments, gate=None):
-    """Run ``centred_sums(*kernel_arguments(s), sums, products, gate)`` on one slice ``s`` of ``rows``' first
+def per_slice_sums(rows, kernel_arguments):
+    """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on one slice ``s`` of ``rows``' first
     axis per thread, each into fresh float64 accumulators; the two per-position totals ``(2, L)``,
     added in slice order. The slices are the same wherever they run (as one Numba region where
     Numba's threads are TBB's, else on minires' pool for a large pass and one after the other here
@@ -75,60 +75,16 @@ def per_slice_sums(rows, kernel_arguments, gate=None):
     bounds = numba_layer.region_bounds(rows)
     if bounds is not None:
         partials = np.zeros((len(bounds) - 1, 2, rows.shape[1]))
-        kernels.centred_sums_split(*kernel_arguments(slice(None)), partials, bounds, gate)
+        kernels.centred_sums_split(*kernel_arguments(slice(None)), partials, bounds)
         return total(list(partials))
 
     def sums(s):
         out = np.zeros((2, rows.shape[1]))
-        kernels.centred_sums(*kernel_arguments(s), out[0], out[1], gate)
+        kernels.centred_sums(*kernel_arguments(s), out[0], out[1])
         return out
     if rows.size >= threads.MIN_PARALLEL_PASS:
         return total(map_pass(rows, sums))
     return total([sums(run[0]) for run in threads.batch_runs(rows, None, min_size=0)])
-
-
-def forward_train(x, weight, bias, eps, floor):
-    r"""The forward of :class:`NumbaBatchNorm` with its output floored at ``floor`` (in the second pass):
-    -inf for the batch norm alone, 0 for the batch norm and the ReLU after it."""
-    xr, kernels = KernelRows(x), _kernels()
-    rows, channel_of = xr.rows, xr.channel_of()
-    shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
-    centre = shift[channel_of]
-    sums = xr.fold(per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre)))
-    vectors = np.empty((3, rows.shape[1]), x.dtype)
-    mean, var, invstd = kernels.forward_vectors(sums, shift, _values_per_channel(x.shape), x.dtype.type(eps),
-                                                x.dtype.type(1), _in_dtype(x.dtype, weight), _in_dtype(x.dtype, bias),
-                                                channel_of, vectors)
-    y = xr.empty_like()
-    out = xr.rows_of(y)
-    floor = x.dtype.type(floor)
-    numba_layer.run_pass(rows, kernels.normalize, kernels.normalize_split,
-                         lambda s: (rows[s], *vectors, floor, out[s]))
-    return y, mean, var, invstd
-
-
-def backward(gy, x, weight, mean, invstd, relu_gate):
-    r"""The backward of :class:`NumbaBatchNorm`; with ``relu_gate`` (the forward's per-channel vectors
-    :math:`\mu`, :math:`\gamma s`, :math:`\beta`, shape (3, C)), of the batch norm and the ReLU after it:
-    both passes take :math:`\bar y\,[(x - \mu)\gamma s + \beta > 0]` in place of :math:`\bar y`."""
-    xr, kernels = KernelRows(x), _kernels()
-    rows, gy_rows, channel_of = xr.rows, xr.rows_of(gy), xr.channel_of()
-    gate = None if relu_gate is None else np.ascontiguousarray(relu_gate[:, channel_of])
-    no_centre, centre = np.zeros(rows.shape[1]), mean.astype(np.float64)[channel_of]
-    sums = xr.fold(per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre), gate))
-    vectors = np.empty((4, rows.shape[1]), x.dtype)
-    gweight, gbias = kernels.backward_vectors(sums, mean, invstd, x.dtype.type(_values_per_channel(x.shape)),
-                                              _in_dtype(x.dtype, weight), channel_of, vectors)
-    gx = xr.empty_like()
-    out = xr.rows_of(gx)
-    numba_layer.run_pass(rows, kernels.input_gradient, kernels.input_gradient_split,
-                         lambda s: (gy_rows[s], rows[s], *vectors, out[s]), (gate,))
-    return gx, gweight, gbias
-
-
-def _takes(*arrays) -> bool:
-    """Whether the kernels compile for these arrays' dtypes."""
-    return all(a.dtype in KERNEL_DTYPES for a in arrays)
 
 
 class NumbaBatchNorm:
@@ -148,45 +104,39 @@ class NumbaBatchNorm:
 
     @staticmethod
     def forward_train(x, weight, bias, eps):
-        if not _takes(x):
+        if x.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.forward_train(x, weight, bias, eps)
-        return forward_train(x, weight, bias, eps, -np.inf)
+        xr, kernels = KernelRows(x), _kernels()
+        rows, channel_of = xr.rows, xr.channel_of()
+        shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
+        centre = shift[channel_of]
+        sums = xr.fold(per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre)))
+        vectors = np.empty((3, rows.shape[1]), x.dtype)
+        mean, var, invstd = kernels.forward_vectors(sums, shift, _values_per_channel(x.shape), x.dtype.type(eps),
+                                                    x.dtype.type(1), _in_dtype(x.dtype, weight), _in_dtype(x.dtype, bias),
+                                                    channel_of, vectors)
+        y = xr.empty_like()
+        out = xr.rows_of(y)
+        numba_layer.run_pass(rows, kernels.normalize, kernels.normalize_split, lambda s: (rows[s], *vectors, out[s]))
+        return y, mean, var, invstd
 
     @staticmethod
     def backward(gy, x, weight, mean, invstd):
-        if not _takes(x, gy):
+        if x.dtype not in KERNEL_DTYPES or gy.dtype not in KERNEL_DTYPES:
             return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
-        return backward(gy, x, weight, mean, invstd, None)
+        xr, kernels = KernelRows(x), _kernels()
+        rows, gy_rows, channel_of = xr.rows, xr.rows_of(gy), xr.channel_of()
+        no_centre, centre = np.zeros(rows.shape[1]), mean.astype(np.float64)[channel_of]
+        sums = xr.fold(per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre)))
+        vectors = np.empty((4, rows.shape[1]), x.dtype)
+        gweight, gbias = kernels.backward_vectors(sums, mean, invstd, x.dtype.type(_values_per_channel(x.shape)),
+                                                  _in_dtype(x.dtype, weight), channel_of, vectors)
+        gx = xr.empty_like()
+        out = xr.rows_of(gx)
+        numba_layer.run_pass(rows, kernels.input_gradient, kernels.input_gradient_split,
+                             lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
+        return gx, gweight, gbias
 
-
-class NumbaBatchNormReLU:
-    r"""Training-mode batch norm and the ReLU after it (the contract of
-    :class:`~minires.functional.norm.BatchNormThenReLU`) in :class:`NumbaBatchNorm`'s passes: the forward
-    floors its output at 0 as it writes it, :math:`y = \max((x - \mu)\,\gamma s + \beta, 0)`; the
-    backward's two passes read :math:`\bar y` and :math:`x` as the batch norm's do, and use
-    :math:`g = \bar y\,[(x - \mu)\,\gamma s + \beta > 0]`, the mask recomputed with the forward's
-    expression and vectors (so its bits), where the batch norm alone uses :math:`\bar y`. Against the
-    two ops one after the other, the forward makes two passes instead of three and the backward two
-    instead of three, and the batch norm's output is never written; every value has the bits it has
-    there. Dtypes the kernels do not take run the two threaded NumPy ops."""
-
-    @staticmethod
-    def forward_train(x, weight, bias, eps):
-        if not _takes(x):
-            return ThreadedBatchNormReLU.forward_train(x, weight, bias, eps)
-        return forward_train(x, weight, bias, eps, 0)
-
-    @staticmethod
-    def backward(gy, x, y, weight, bias, mean, invstd):
-        if not _takes(x, gy):
-            return ThreadedBatchNormReLU.backward(gy, x, y, weight, bias, mean, invstd)
-        scale = invstd if weight is None else weight * invstd     # forward_vectors' product, so its bits
-        return backward(gy, x, weight, mean, invstd, np.stack([mean, scale, _bias_or_zeros(bias, mean)]))
-
-
-def _bias_or_zeros(bias, like):
-    return np.zeros_like(like) if bias is None else bias.astype(like.dtype, copy=False)
 
 if importlib.util.find_spec("numba") is not None:
     backend.register("batch_norm", "numba", device="cpu", default=True)(NumbaBatchNorm)
-    backend.register("batch_norm_relu", "numba", device="cpu", default=True)(NumbaBatchNormReLU)

@@ -85,13 +85,13 @@ def _region_bounds(rows: int, thread_count: int):
     return bounds
 
 
-def run_pass(rows, serial, split, arguments, options=()) -> None:
-    """Where Numba's threads run on TBB, ``split(*arguments(slice(None)), bounds, *options)``: a kernel that
-    runs the slices of :func:`region_bounds` as one Numba region; else ``serial(*arguments(s), *options)``
-    on slices ``s`` of ``rows``' first axis, on minires' pool (:func:`~minires.cpu.pointwise.map_pass`).
-    Each value is computed alone, so the slices do not change the bits."""
+def run_pass(rows, serial, split, arguments) -> None:
+    """Where Numba's threads run on TBB, ``split(*arguments(slice(None)), bounds)``: a kernel that runs
+    the slices of :func:`region_bounds` as one Numba region; else ``serial(*arguments(s))`` on slices
+    ``s`` of ``rows``' first axis, on minires' pool (:func:`~minires.cpu.pointwise.map_pass`). Each
+    value is computed alone, so the slices do not change the bits."""
     bounds = region_bounds(rows)
     if bounds is not None:
-        split(*arguments(slice(None)), bounds, *options)
+        split(*arguments(slice(None)), bounds)
     else:
-        map_pass(rows, lambda s: serial(*arguments(s), *options))
+        map_pass(rows, lambda s: serial(*arguments(s)))

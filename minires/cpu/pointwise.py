@@ -15,7 +15,7 @@ import functools
 import numpy as np
 
 from .. import backend
-from ..functional.norm import BatchNormThenReLU, _values_per_channel
+from ..functional.norm import _values_per_channel
 from . import threads
 from .threads import total
 
@@ -200,5 +200,3 @@ class ThreadedBatchNorm:
 backend.register("relu", "numpy-threads", device="cpu", default=True)(ThreadedReLU)
 backend.register("add_relu", "numpy-threads", device="cpu", default=True)(ThreadedAddReLU)
 backend.register("batch_norm", "numpy-threads", device="cpu", default=True)(ThreadedBatchNorm)
-ThreadedBatchNormReLU = backend.register("batch_norm_relu", "numpy-threads", device="cpu", default=True)(
-    BatchNormThenReLU(ThreadedBatchNorm, ThreadedReLU))

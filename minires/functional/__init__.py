@@ -8,7 +8,7 @@ from .elementwise import (abs, add, add_relu, clone, div, exp, log, maximum, mul
                           unbroadcast)
 from .linear import linear, matmul
 from .loss import cross_entropy, log_softmax, nll_loss, softmax
-from .norm import batch_norm, batch_norm_relu
+from .norm import batch_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d, max_pool2d
 from .reduce import max, mean, sum, var
 from .shape import cat, concatenate, flatten, getitem, pad, permute, reshape, transpose

@@ -32,7 +32,6 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor
-from .elementwise import NumpyReLU, relu
 from .elementwise import array_of as _array
 
 _SPATIAL_LETTERS = "hwd"
@@ -153,8 +152,12 @@ class BatchNormTrain(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean=None, running_var=None, momentum=0.1, eps=1e-5,
                 impl=None):
-        y, mean, invstd = _forward_train(ctx, "batch_norm", x, weight, bias, running_mean, running_var, momentum,
-                                         eps, impl)
+        _, kernels = backend.lookup("batch_norm", x, impl)
+        y, mean, var, invstd = kernels.forward_train(x, weight, bias, eps)
+        if running_mean is not None:
+            update = getattr(kernels, "update_running_stats", update_running_stats)
+            update(running_mean, running_var, mean, var, momentum, _values_per_channel(x.shape))
+        ctx.kernels, ctx.eps = kernels, eps
         ctx.save_for_backward(x, weight, mean, invstd)
         return y
 
@@ -172,97 +175,14 @@ class BatchNormTrain(Function):
         :math:`s` and :math:`\hat x` are recomputed from :math:`x` in the graph (the saved ones are
         constants), so second derivatives see how they depend on :math:`x`."""
         x, weight, _, _ = ctx.saved_tensors
-        return _gradients_graph(gy, x, weight, ctx.eps)
-
-
-def _forward_train(ctx, op, x, weight, bias, running_mean, running_var, momentum, eps, impl):
-    """The training forward of registry op ``op`` (``batch_norm`` or ``batch_norm_relu``), the running
-    statistics updated; ``(y, mean, invstd)``, the kernels and ``eps`` kept on ``ctx``."""
-    _, kernels = backend.lookup(op, x, impl)
-    y, mean, var, invstd = kernels.forward_train(x, weight, bias, eps)
-    if running_mean is not None:
-        update = getattr(kernels, "update_running_stats", update_running_stats)
-        update(running_mean, running_var, mean, var, momentum, _values_per_channel(x.shape))
-    ctx.kernels, ctx.eps = kernels, eps
-    return y, mean, invstd
-
-
-def _gradients_graph(gy, x, weight, eps):
-    r""":class:`BatchNormTrain`'s closed form on Tensors: :math:`\mu`, :math:`s` and :math:`\hat x` recomputed
-    from ``x`` in the graph; ``(gx, gweight, gbias)``."""
-    axes, view, m = _channel_axes(x.ndim), _channel_shape(x.ndim), _values_per_channel(x.shape)
-    centered = x - x.mean(axis=axes, keepdims=True)
-    s = ((centered * centered).mean(axis=axes, keepdims=True) + eps) ** -0.5
-    x_hat = centered * s
-    gbias, gweight = gy.sum(axis=axes), (gy * x_hat).sum(axis=axes)
-    scale = s if weight is None else weight.reshape(view) * s
-    gx = scale * (gy - gbias.reshape(view) / m - x_hat * gweight.reshape(view) / m)
-    return gx, gweight, gbias
-
-
-class BatchNormThenReLU:
-    """Kernels of ``batch_norm_relu`` made of a batch norm's and a ReLU's, run one after the other: with
-    the NumPy references, the reference of the fused op (``numpy``); with other kernels, the fused op
-    where no kernel fuses the two (the GPU's, and the CPU's for dtypes the Numba kernels do not take).
-
-    ``forward_train(x, weight, bias, eps) -> (y, mean, var, invstd)``, ``y`` the ReLU of the batch
-    norm's output; ``backward(gy, x, y, weight, bias, mean, invstd) -> (gx, gweight, gbias)``: the
-    ReLU's backward, then the batch norm's (``bias`` is not needed here; a fused kernel uses it to
-    recompute the ReLU's mask from ``x``)."""
-
-    def __init__(self, batch_norm, relu):
-        self.batch_norm, self.relu = batch_norm, relu
-        if hasattr(batch_norm, "update_running_stats"):     # the batch norm's own update (the GPU's: one launch)
-            self.update_running_stats = batch_norm.update_running_stats
-
-    def forward_train(self, x, weight, bias, eps):
-        y, mean, var, invstd = self.batch_norm.forward_train(x, weight, bias, eps)
-        return self.relu.forward(y), mean, var, invstd
-
-    def backward(self, gy, x, y, weight, bias, mean, invstd):
-        return self.batch_norm.backward(self.relu.backward(gy, y), x, weight, mean, invstd)
-
-
-backend.register("batch_norm_relu", "numpy", device="cpu")(BatchNormThenReLU(NumpyBatchNorm, NumpyReLU))
-
-
-class BatchNormReLUTrain(Function):
-    r"""Batch normalisation with batch statistics and the ReLU after it, as one op (the forward, the
-    running statistics and the backward are :class:`BatchNormTrain`'s and :class:`~.elementwise.ReLU`'s):
-
-    .. math::
-        y_i = \max(\gamma \hat x_i + \beta,\ 0), \qquad
-        \bar x_j = \frac{\gamma s}{m}\big(m\,g_j - \textstyle\sum_i g_i - \hat x_j \sum_i g_i \hat x_i\big),
-        \quad g_i = \bar y_i\,[y_i > 0],
-
-    :math:`\bar\beta = \sum_i g_i`, :math:`\bar\gamma = \sum_i g_i \hat x_i`. Only :math:`x` and
-    :math:`y` are kept; the batch norm's own output is never stored. A kernel that fuses the two
-    (the CPU's ``numba``) writes :math:`y` in the pass that normalises, and recomputes the mask from
-    :math:`x` in the backward's two passes instead of reading :math:`y`: the forward takes one pass
-    less, the backward the ReLU's whole pass. Kernels: registry op ``"batch_norm_relu"``.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean=None, running_var=None, momentum=0.1, eps=1e-5,
-                impl=None):
-        y, mean, invstd = _forward_train(ctx, "batch_norm_relu", x, weight, bias, running_mean, running_var,
-                                         momentum, eps, impl)
-        ctx.save_for_backward(x, y, weight, bias, mean, invstd)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, y, weight, bias, mean, invstd = ctx.saved_tensors
-        gx, gweight, gbias = ctx.kernels.backward(gy, x, y, weight, bias, mean, invstd)
-        return (gx if ctx.needs_input_grad[0] else None,
-                gweight if ctx.needs_input_grad[1] else None,
-                gbias if ctx.needs_input_grad[2] else None)
-
-    @staticmethod
-    def backward_graph(ctx, gy):
-        """The same on Tensors, for ``create_graph``: the ReLU's mask is a constant (as in ReLU's)."""
-        x, y, weight, _, _, _ = ctx.saved_tensors
-        return _gradients_graph(gy * (y.data > 0).astype(gy.dtype), x, weight, ctx.eps)
+        axes, view, m = _channel_axes(x.ndim), _channel_shape(x.ndim), _values_per_channel(x.shape)
+        centered = x - x.mean(axis=axes, keepdims=True)
+        s = ((centered * centered).mean(axis=axes, keepdims=True) + ctx.eps) ** -0.5
+        x_hat = centered * s
+        gbias, gweight = gy.sum(axis=axes), (gy * x_hat).sum(axis=axes)
+        scale = s if weight is None else weight.reshape(view) * s
+        gx = scale * (gy - gbias.reshape(view) / m - x_hat * gweight.reshape(view) / m)
+        return gx, gweight, gbias
 
 
 def update_running_stats(running_mean, running_var, mean, var, momentum, m):
@@ -381,18 +301,3 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         return out
     return BatchNormEval.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
                                eps=eps)
-
-
-def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
-                    eps=1e-5, *, impl=None):
-    r"""``relu(batch_norm(...))`` with :func:`batch_norm`'s arguments, in training one op
-    (:class:`BatchNormReLUTrain`; ``impl`` names a registered ``"batch_norm_relu"`` kernel). The same
-    numbers as the two ops, bit for bit with the same kernels; in evaluation, and for an empty batch,
-    it is the two ops."""
-    _check_batch_norm_args(_array(input), _array(running_mean), _array(running_var), weight, bias, training)
-    if not training or _array(input).size == 0:
-        return relu(batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps))
-    out = BatchNormReLUTrain.apply(input, weight, bias, running_mean=running_mean, running_var=running_var,
-                                   momentum=momentum, eps=eps, impl=impl)
-    bump_running_versions(running_mean, running_var)
-    return out

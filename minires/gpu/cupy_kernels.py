@@ -9,8 +9,6 @@ batch_norm    ``cupy``        fused forward (statistics + normalise), backward, 
                               running-statistics update
 relu          ``cupy``        forward and backward
 add_relu      ``cupy``        the residual add fused with the ReLU after it
-batch_norm_   ``cupy``        batch_norm's and relu's kernels, one after the other
-relu
 sgd           ``cupy``        the SGD update (weight decay, momentum) of one parameter
 ============  ==============  ===========================================================
 
@@ -180,10 +178,6 @@ class CupyAddReLU:
         return _elementwise("add_relu_forward", "add_relu", a, b)
 
     backward = staticmethod(CupyReLU.backward)
-
-
-# batch norm and the ReLU after it: the two kernels one after the other (no CUDA kernel fuses them yet)
-backend.register("batch_norm_relu", "cupy", device="cuda")(norm.BatchNormThenReLU(CupyBatchNorm, CupyReLU))
 
 
 # ----------------------------------------------------------------------------- sgd

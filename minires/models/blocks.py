@@ -27,7 +27,7 @@ For experiments every block offers two handles:
 from __future__ import annotations
 
 from .. import functional as F
-from ..nn import BatchNorm2d, Conv2d, LayerError, Module, ReLU, Sequential, relu_after
+from ..nn import BatchNorm2d, Conv2d, LayerError, Module, ReLU, Sequential
 
 SHORTCUT_OPTIONS = ("A", "B", "C")
 
@@ -80,7 +80,6 @@ class Block(Module):
     """What every block shares: the residual switch, the shortcut, and lesioning."""
 
     expansion = 1
-    bn_before_relu: tuple = ()   # the batch norms forward passes to self.relu (nn.fuse_bn_relu fuses them)
 
     def __init__(self, in_planes: int, out_planes: int, stride: int, residual: bool):
         super().__init__()
@@ -125,8 +124,6 @@ class PostActivationBlock(Block):
 class BasicBlock(PostActivationBlock):
     """Two 3x3 convs (ResNet-18/34 and the CIFAR nets): conv-BN-ReLU-conv-BN, add, ReLU."""
 
-    bn_before_relu = ("bn1",)
-
     def __init__(self, in_planes: int, planes: int, stride: int = 1, residual: bool = True, shortcut: str = "A"):
         super().__init__(in_planes, planes, stride, residual)
         self.conv1 = conv3x3(in_planes, planes, stride)
@@ -141,7 +138,7 @@ class BasicBlock(PostActivationBlock):
         return self.bn2
 
     def branch(self, x):
-        return self.bn2(self.conv2(relu_after(self.bn1, self.relu, self.conv1(x))))
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
 class Bottleneck(PostActivationBlock):
@@ -152,7 +149,6 @@ class Bottleneck(PostActivationBlock):
     """
 
     expansion = 4
-    bn_before_relu = ("bn1", "bn2")
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, residual: bool = True, shortcut: str = "B",
                  stride_in_3x3: bool = False):
@@ -172,8 +168,8 @@ class Bottleneck(PostActivationBlock):
         return self.bn3
 
     def branch(self, x):
-        x = relu_after(self.bn1, self.relu, self.conv1(x))
-        x = relu_after(self.bn2, self.relu, self.conv2(x))
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
         return self.bn3(self.conv3(x))
 
 
@@ -184,8 +180,6 @@ class PreActBlock(Block):
     Nothing follows the add, so the shortcut path from block to block is a pure identity. Where the
     shape changes, the shortcut takes the pre-activated input :math:`\mathrm{relu}(\mathrm{bn_1}(x))`.
     """
-
-    bn_before_relu = ("bn1", "bn2")
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, residual: bool = True, shortcut: str = "A"):
         super().__init__(in_planes, planes, stride, residual)
@@ -204,9 +198,9 @@ class PreActBlock(Block):
     def forward(self, x):
         if self.lesioned and not self.residual:
             return self.plain_lesion(x)
-        pre = relu_after(self.bn1, self.relu, x)
+        pre = self.relu(self.bn1(x))
         shortcut = x if self.downsample is None else self.downsample(pre)
         if self.lesioned:
             return shortcut
-        out = self.conv2(relu_after(self.bn2, self.relu, self.conv1(pre)))
+        out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
         return out + shortcut if self.residual else out

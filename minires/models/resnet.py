@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..checks import positive_int
-from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init, relu_after
+from ..nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential, init
 from .blocks import BasicBlock, Bottleneck, PreActBlock, check_shortcut, conv3x3
 
 IMAGENET_CONFIGS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
@@ -66,11 +66,6 @@ class ResNet(Module):
         for block in self.blocks() if zero_init_residual else ():
             init.zeros_(block.branch_end.weight)
 
-    @property
-    def bn_before_relu(self) -> tuple:
-        """The batch norm whose output ``forward`` passes to ``self.relu`` (:func:`~minires.nn.fuse_bn_relu`)."""
-        return ("final_bn",) if self.preact else ("bn1",)
-
     def blocks(self):
         """Every block, in order (``layer1.0``, ``layer1.1``, ...)."""
         return [block for stage in self.stages for block in stage]
@@ -78,13 +73,13 @@ class ResNet(Module):
     def forward(self, x):
         x = self.conv1(x)
         if not self.preact:
-            x = relu_after(self.bn1, self.relu, x)
+            x = self.relu(self.bn1(x))
         if self.maxpool is not None:
             x = self.maxpool(x)
         for stage in self.stages:
             x = stage(x)
         if self.preact:
-            x = relu_after(self.final_bn, self.relu, x)
+            x = self.relu(self.final_bn(x))
         return self.fc(F.flatten(self.avgpool(x), 1))
 
 

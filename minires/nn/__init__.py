@@ -3,6 +3,6 @@
 PyTorch's spelling throughout: ``import minires.nn as nn; nn.Conv2d(3, 16, 3, padding=1, bias=False)``.
 """
 from . import functional, init
-from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BatchNormReLU2d, Conv2d, Dropout, Flatten,
-                     Identity, Linear, MaxPool2d, ReLU, fuse_bn_relu, relu_after)
+from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Flatten, Identity,
+                     Linear, MaxPool2d, ReLU)
 from .module import LayerError, LayerTypeError, Module, Parameter, RemovableHandle, Sequential, shape_only

@@ -125,7 +125,6 @@ class _BatchNorm(Module):
 
     ndims: tuple = ()
     layout = ""
-    applies_relu = False   # True in BatchNormReLU2d: the module's output is already through a ReLU
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True):
@@ -169,29 +168,6 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalization over ``(N, C, H, W)``: statistics per channel over N, H and W."""
 
     ndims, layout = (4,), "(N, C, H, W)"
-
-
-class BatchNormReLU2d(BatchNorm2d):
-    """:class:`BatchNorm2d` and a ReLU after it as one module and, in training, one op
-    (:func:`minires.functional.batch_norm_relu`): the output is ``relu(batch_norm(x))``, with the same
-    numbers as the two modules. Made by :func:`fuse_bn_relu` from a model's batch norms, sharing their
-    parameters and buffers (an optimizer built before keeps working, the state dict keeps its names).
-    A forward hook on it sees the ReLU's output; the batch norm's own output is never stored."""
-
-    applies_relu = True
-
-    def _batch_norm(self, *args):
-        return F.batch_norm_relu(*args)
-
-    @classmethod
-    def sharing(cls, bn: BatchNorm2d) -> "BatchNormReLU2d":
-        """A fused module with ``bn``'s settings, parameters, buffers and mode (the same objects)."""
-        fused = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-        for name in ("weight", "bias"):
-            setattr(fused, name, getattr(bn, name))
-        for name in bn._buffer_names:
-            setattr(fused, name, getattr(bn, name))
-        return fused.train(bn.training)
 
 
 class BatchNorm1d(_BatchNorm):
@@ -301,35 +277,3 @@ class Identity(Module):
 
     def forward(self, x):
         return x
-
-
-def relu_after(bn: _BatchNorm, relu: ReLU, x):
-    """``relu(bn(x))``: the modules one after the other, or ``bn`` alone where it applies the ReLU itself
-    (a :class:`BatchNormReLU2d`, put in by :func:`fuse_bn_relu`). How a model writes a batch norm
-    followed by a ReLU that :func:`fuse_bn_relu` may fuse."""
-    out = bn(x)
-    return out if bn.applies_relu else relu(out)
-
-
-def fuse_bn_relu(model):
-    """Fuse, in place, every batch norm that a module of ``model`` follows with a ReLU, named in that
-    module's ``bn_before_relu`` (the blocks' and the ResNet's), into a :class:`BatchNormReLU2d` sharing
-    its parameters and buffers; returns ``model``. The numbers stay the same, bit for bit with the
-    default CPU kernels; a training step takes a pass over memory less each way per batch norm fused
-    (README). What changes is what can be watched: the batch norm's own output is gone, so hooks on it
-    and graph nodes of it (the stepper's, :mod:`minires.inspect`) show the ReLU's output instead. A batch
-    norm with hooks, or of another kind (``SyncBatchNorm``), is refused, naming it."""
-    fusions = [(owner, prefix, name) for prefix, owner in model.named_modules()
-               for name in getattr(owner, "bn_before_relu", ())]
-    for owner, prefix, name in fusions:
-        bn, path = getattr(owner, name), f"{prefix}.{name}" if prefix else name
-        if type(bn) is BatchNormReLU2d:
-            continue
-        if type(bn) is not BatchNorm2d:
-            raise TypeError(f"fuse_bn_relu: {path} is a {type(bn).__name__}; only BatchNorm2d fuses with the ReLU "
-                            "after it (fuse before converting to SyncBatchNorm, or do not fuse)")
-        if bn._forward_hooks or bn._forward_pre_hooks or bn._backward_hooks:
-            raise ValueError(f"fuse_bn_relu: {path} has hooks, which expect the batch norm's own output; a fused "
-                             "module has none. Remove them (handle.remove()) or do not fuse")
-        setattr(owner, name, BatchNormReLU2d.sharing(bn))
-    return model
