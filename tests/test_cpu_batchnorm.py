@@ -198,8 +198,8 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("layout", ["NCHW", "channels last"])
 def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layout):
-    """Where Numba's threads run on TBB, the passes too small for minires' pool run as one Numba region
-    (the ``*_split`` kernels, on 2 threads or more) instead of on one thread: the sums on the same
+    """Where Numba's threads run on TBB, the passes too small for minires' pool (but not tiny) run as one Numba
+    region (the ``*_split`` kernels, on 2 threads or more) instead of on one thread: the sums on the same
     slices, one per thread, as on the pool or one after the other, and every other value computed
     alone, so every output has the same bits whichever runs them."""
     from minires.cpu import numba_layer, threads as cpu_threads
@@ -214,15 +214,20 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
         monkeypatch.setattr(batchnorm_cpu, name, lambda *args, kernel=kernel: (calls.append(1), kernel(*args))[1])
     results = {}
     try:
-        for route, layer, min_pass in (("region", "tbb", 1 << 20), ("in turn", "omp", 1 << 20), ("pool", "omp", 0)):
+        # (route, Numba's layer, the pool's threshold, the regions' threshold): this problem is tiny, so on
+        # TBB it takes a region only with the regions' threshold at 0 ("tiny alone": the default's)
+        for route, layer, min_pass, min_region in (("region", "tbb", 1 << 20, 0), ("in turn", "omp", 1 << 20, 0),
+                                                   ("pool", "omp", 0, 0),
+                                                   ("tiny alone", "tbb", 1 << 20, numba_layer.MIN_REGION_PASS)):
             monkeypatch.setattr(numba_layer, "threading_layer", lambda: layer)
+            monkeypatch.setattr(numba_layer, "MIN_REGION_PASS", min_region)
             monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_PASS", min_pass)
             y, mean, var, invstd = Numba.forward_train(x, weight, bias, 1e-5)
             results[route] = (y, mean, var, invstd, *Numba.backward(gy, x, weight, mean, invstd))
     finally:
         cpu_threads.set_num_threads(before)
-    assert len(calls) == (4 if threads > 1 else 0)      # both ways' sums, normalize, the input gradient: TBB only
-    for route in ("in turn", "pool"):
+    assert len(calls) == (4 if threads > 1 else 0)      # both ways' sums, normalize, the input gradient: a region only
+    for route in ("in turn", "pool", "tiny alone"):
         assert all(np.array_equal(a, b) for a, b in zip(results["region"], results[route])), route
 
 
@@ -233,6 +238,7 @@ def test_a_regions_bounds_are_the_pools_shares_and_read_only(monkeypatch, thread
     many rows gets the same array, so it cannot be written."""
     from minires.cpu import numba_layer, threads as cpu_threads
     monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb")
+    monkeypatch.setattr(numba_layer, "MIN_REGION_PASS", 0)
     before = cpu_threads.get_num_threads()
     cpu_threads.set_num_threads(threads)
     try:
@@ -294,6 +300,7 @@ REGIONS_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-ab.txt"
 EVERY_SIZE_AB = "results/cpu/2026-12-04-amd-epyc-numba-regions-every-size-ab.txt"
 SUMS_IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-numba-regions-ab.txt"      # the sums in the regions too
 EVERY_SIZE_NOW_AB = "results/cpu/2026-12-05-amd-epyc-numba-regions-every-size-ab.txt"   # and every size
+TINY_PASSES_AB = "results/cpu/2026-12-05-amd-epyc-tiny-passes-ab.txt"    # the tiniest passes on one thread
 
 
 def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
@@ -322,3 +329,19 @@ def test_the_readme_quotes_the_committed_ab_of_the_numba_regions():
     assert len(now) == 4 and (f"([output]({SUMS_IN_REGIONS_AB})): regions against the pool, the step took {now[0]}x "
                               f"(ResNet-20) and {now[1]}x (ResNet-56) the time at batch 32, {now[2]}x and {now[3]}x "
                               f"at batch 128") in readme
+
+
+def test_the_readme_and_the_threshold_quote_the_ab_of_the_tiniest_passes():
+    """The step ratios the README gives for the passes under MIN_REGION_PASS values on the calling thread
+    against a region for every pass, and those the threshold's comment gives, are the committed output's."""
+    import re
+    from conftest import REPO, one_line
+    runs = dict(((model, int(batch)), ratio) for model, batch, ratio in re.findall(
+        r"(resnet\d+) batch (\d+),.*?tiny alone / every size: step ([\d.]+)", (REPO / TINY_PASSES_AB).read_text(), re.S))
+    r20 = {batch: runs[("resnet20", batch)] for batch in (1, 2, 4, 8, 32, 128)}
+    assert (f"the step took {r20[1]}x the time at batch 1, {r20[2]}x at batch 2, {r20[4]}x at batch 4 and {r20[8]}x at "
+            f"batch 8 (ResNet-20), {runs[('resnet56', 2)]}x at batch 2 (ResNet-56); batch 32 and 128, which have no "
+            f"such pass, gave {r20[32]}x and {r20[128]}x (ResNet-20) and {runs[('resnet56', 32)]}x (ResNet-56, batch "
+            f"32)") in one_line("README.md")
+    source = " ".join((REPO / "minires/cpu/numba_layer.py").read_text().replace("#", " ").split())
+    assert f"took {r20[1]}x the time at batch 1 and {r20[2]}x at batch 2 of a region for every pass" in source

@@ -36,6 +36,7 @@ def test_backward_is_the_references_product_to_the_bit(split, monkeypatch, dtype
     bits either way."""
     from minires.cpu import numba_layer, threads
     monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb" if route == "numba-region" else "omp")
+    monkeypatch.setattr(numba_layer, "MIN_REGION_PASS", 0)          # these arrays are tiny
     if route == "numba-region":
         monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 40)        # every pass too small for the pool
     from minires.kernels import relu_cpu
@@ -64,6 +65,7 @@ def test_forward_is_np_maximum_to_the_bit(split, monkeypatch, dtype, layout, rou
     pool's slices or in one Numba region; channels-last input gives channels-last output."""
     from minires.cpu import numba_layer, threads
     monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb" if route == "numba-region" else "omp")
+    monkeypatch.setattr(numba_layer, "MIN_REGION_PASS", 0)          # these arrays are tiny
     if route == "numba-region":
         monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 40)
     from minires.kernels import relu_cpu

@@ -49,16 +49,36 @@ def test_every_size_against_small_only_takes_turns_and_the_switch_is_restored(ca
     assert seen == {True, False} and numba_layer.SMALL_PASSES_ONLY is False and numba_layer.PASSES_IN_REGIONS
 
 
-def test_a_pass_of_any_size_runs_in_a_region_on_tbb_unless_switched(monkeypatch):
+def test_every_size_against_tiny_alone_takes_turns_and_the_switch_is_restored(capsys):
+    """``--against every-size``: regions for the tiniest passes too (the rule before 2026-12-05 07:00 UTC)
+    against those passes on this thread, the threshold back afterwards."""
+    from minires.cpu import numba_layer
+    threshold = numba_layer.MIN_REGION_PASS
+    seen = run_watching("MIN_REGION_PASS", ["--against", "every-size"])
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" step")[0].strip() for line in out[1:3]] == ["every size", "tiny alone"]
+    assert out[3].startswith("  tiny alone / every size: step ") and float(out[3].split("step ")[1]) > 0
+    assert seen == {0, threshold} and numba_layer.MIN_REGION_PASS == threshold > 0
+
+
+def test_which_passes_run_in_a_region_on_tbb(monkeypatch):
+    """On TBB a pass of MIN_REGION_PASS values or more runs in a region, the largest too; a tinier one on
+    this thread; with SMALL_PASSES_ONLY, only those under the pool's threshold; with MIN_REGION_PASS 0,
+    the tiniest too."""
     from minires.cpu import numba_layer, threads
     monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb")
     before = threads.get_num_threads()
     threads.set_num_threads(2)
     try:
         big = np.empty((4, threads.MIN_PARALLEL_PASS // 4), np.float32)
-        assert list(numba_layer.region_bounds(big)) == [0, 2, 4]
+        small = big[:, :numba_layer.MIN_REGION_PASS // 4]
+        tiny = small[:, :-1]
+        assert [list(b) if b is not None else None for b in map(numba_layer.region_bounds, (big, small, tiny))] == \
+            [[0, 2, 4], [0, 2, 4], None]
         monkeypatch.setattr(numba_layer, "SMALL_PASSES_ONLY", True)
-        assert numba_layer.region_bounds(big) is None and list(numba_layer.region_bounds(big[:, :8])) == [0, 2, 4]
+        assert numba_layer.region_bounds(big) is None and list(numba_layer.region_bounds(small)) == [0, 2, 4]
+        monkeypatch.setattr(numba_layer, "MIN_REGION_PASS", 0)
+        assert list(numba_layer.region_bounds(tiny)) == [0, 2, 4]
     finally:
         threads.set_num_threads(before)
 

@@ -53,6 +53,10 @@ def threading_layer() -> str:
 
 PASSES_IN_REGIONS = True   # False: batch norm's and ReLU's passes on minires' pool even on TBB (to compare)
 SMALL_PASSES_ONLY = False  # True: regions only under the pool's threshold, the rule before 2026-12-05 (to compare)
+# A pass over fewer values runs on this thread alone: waking TBB's threads costs more than the second
+# thread saves (a ResNet-20 step on two threads, 2026-12-05, took 0.803x the time at batch 1 and 0.893x at
+# batch 2 of a region for every pass; README). 0: a region for every pass (to compare).
+MIN_REGION_PASS = 1 << 15
 
 
 def region_bounds(a):
@@ -60,12 +64,15 @@ def region_bounds(a):
     thread, to run a pass over ``a`` as one Numba region. None where that does not apply (the pool's
     :func:`~minires.cpu.pointwise.map_pass` then runs the pass, or this thread alone below
     :data:`~minires.cpu.threads.MIN_PARALLEL_PASS` values, where the pool's hand-off would cost more
-    than it saves). Regions take the passes of every size: since batch norm's sums joined them, a
-    step at batch 64 and 128 on two threads took 0.935-1.003x the time it took with regions only
-    under the pool's threshold (README)."""
+    than it saves, and below :data:`MIN_REGION_PASS` values, where waking TBB's threads does). Regions
+    take the passes from there up, the large ones too: since batch norm's sums joined them, a step at
+    batch 64 and 128 on two threads took 0.935-1.003x the time it took with regions only under the
+    pool's threshold (README). The slices are the same whichever runs them
+    (:func:`~minires.cpu.threads.batch_runs`), and so are the bits."""
     from . import threads
     bounds = _region_bounds(a.shape[0], threads.get_num_threads())
-    if (bounds is None or not PASSES_IN_REGIONS or (SMALL_PASSES_ONLY and a.size >= threads.MIN_PARALLEL_PASS)
+    if (bounds is None or not PASSES_IN_REGIONS or a.size < MIN_REGION_PASS
+            or (SMALL_PASSES_ONLY and a.size >= threads.MIN_PARALLEL_PASS)
             or threading_layer() != "tbb"):     # last: one thread never starts Numba's threads
         return None
     return bounds
