@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minires.bench.cost import ConvShape
+from minires.bench.measure import PhasedStep
 from minires.bench.timing import median_seconds
 
 
@@ -95,13 +96,7 @@ def training_step(n: int, batch: int, device: str):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = torch.randn(batch, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (batch,), device=device)
-
-    def step():
-        optimizer.zero_grad()
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-
-    return step
+    return PhasedStep(model, optimizer, images, labels, F.cross_entropy)
 
 
 def time_training_step(n: int, batch: int, device: str, repeat: int, warmup: int) -> float:

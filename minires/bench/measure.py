@@ -56,7 +56,7 @@ def laid_out_like(template, a):
     return out
 
 
-def training_step(model_name: str, batch: int, device: str):
+def training_step(model_name: str, batch: int, device: str) -> "PhasedStep":
     """A function running one training step of ``model_name`` on random 32x32 images (forward,
     cross-entropy, backward, SGD with lr 0.1, momentum 0.9, weight decay 1e-4, as in the paper)."""
     from .. import models, optim
@@ -68,13 +68,39 @@ def training_step(model_name: str, batch: int, device: str):
     optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     images = Tensor(random_array((batch, 3, 32, 32), device, 3))
     labels = backend.to_device(np.random.default_rng(4).integers(0, 10, batch), device)
+    return PhasedStep(model, optimizer, images, labels, cross_entropy)
 
-    def step():
-        optimizer.zero_grad()
-        cross_entropy(model(images), labels).backward()
-        optimizer.step()
 
-    return step
+PHASES = ("zero_grad", "forward", "loss", "backward", "optimizer")
+
+
+class PhasedStep:
+    """One training step of ``model`` (``step()``): ``optimizer.zero_grad()``, the forward, the loss
+    ``loss_fn(output, labels)``, its backward and ``optimizer.step()``. ``timed()`` runs one and
+    returns the wall-clock seconds of each of :data:`PHASES` (on the CPU, where nothing runs
+    asynchronously). Framework-neutral: ``benchmarks/torch_reference.py`` builds PyTorch's with it."""
+
+    def __init__(self, model, optimizer, images, labels, loss_fn):
+        self.model, self.optimizer, self.images, self.labels, self.loss_fn = model, optimizer, images, labels, loss_fn
+
+    def __call__(self) -> None:
+        self.optimizer.zero_grad()
+        self.loss_fn(self.model(self.images), self.labels).backward()
+        self.optimizer.step()
+
+    def timed(self) -> dict[str, float]:
+        marks = [time.perf_counter()]
+        self.optimizer.zero_grad()
+        marks.append(time.perf_counter())
+        output = self.model(self.images)
+        marks.append(time.perf_counter())
+        loss = self.loss_fn(output, self.labels)
+        marks.append(time.perf_counter())
+        loss.backward()
+        marks.append(time.perf_counter())
+        self.optimizer.step()
+        marks.append(time.perf_counter())
+        return {phase: end - start for phase, start, end in zip(PHASES, marks, marks[1:])}
 
 
 def interleaved_step_medians(step, turns: dict, rounds: int) -> dict[str, float]:
