@@ -79,3 +79,52 @@ def test_a_tiny_run_reports_every_phase_of_both(torch_oracle, capsys):
     for batch, phase, mine, theirs, difference in rows:
         assert batch == "1" and float(mine) > 0 and float(theirs) > 0
         assert abs(float(mine) - float(theirs) - float(difference)) < 0.011
+
+
+PHASES_OUTPUT = "results/cpu/2026-12-05-amd-epyc-step-phases.txt"
+
+
+def test_the_readmes_account_of_the_phases_is_the_committed_output():
+    """Every range the README gives from the three runs (the lowest and highest of the runs' medians) is
+    the output's: minires', PyTorch's and their difference, at batch 1 and 32."""
+    import re
+    from conftest import REPO, one_line
+    runs = (REPO / PHASES_OUTPUT).read_text().split("== run ")[1:]
+    assert len(runs) == 3
+    values = {}
+    for run in runs:
+        for batch, phase, *numbers in re.findall(r"^(\d+) \| (\w+) \| ([\d.]+) \| ([\d.]+) \| ([+-][\d.]+)$", run, re.M):
+            values.setdefault((int(batch), phase), []).append([float(n) for n in numbers])
+
+    def span(batch, phase, column, sign=1):
+        v = [sign * row[column] for row in values[(batch, phase)]]
+        assert len(v) == 3
+        return f"{min(v):.2f}-{max(v):.2f}"
+
+    readme = one_line("README.md")
+    assert (f"ResNet-20's step on two threads took {span(1, 'step', 0)} ms against PyTorch's {span(1, 'step', 1)}, "
+            f"{span(1, 'step', 2)} ms more, of which {span(1, 'forward', 2)} in the forward and {span(1, 'backward', 2)} "
+            f"in the backward (the optimizer's step took {span(1, 'optimizer', 2, -1)} ms less)") in readme
+    assert (f"a gap of {span(32, 'step', 2)} ms (minires {span(32, 'step', 0)} ms, PyTorch {span(32, 'step', 1)}: "
+            f"minires' steps varied the more), {span(32, 'backward', 2)} of it in the backward") in readme
+
+
+BENCH_32 = "results/cpu/2026-12-05-amd-epyc-2-threads-batch32-numba-rows.md"
+
+
+def test_the_readmes_conv_ratios_at_batch_32_are_the_benchs():
+    """The README's layer-by-layer ratios at batch 32 (all convs, the stem and its weight gradient, the strided
+    convs, the range of the others, the step) are the committed bench report's."""
+    import re
+    from conftest import REPO, one_line
+    rows = {case.strip(): (fwd, bwd, ratio) for case, fwd, bwd, ratio in re.findall(
+        r"^(?:conv|step)\s+(.+?)\s+numba-rows\s+fp32\s+([\d.-]+)\s+([\d.-]+)\s+[\d.]+\s+([\d.]+)",
+        (REPO / BENCH_32).read_text(), re.M)}
+    torch_stem = re.search(r"^conv\s+conv1 3->16 @32\s+torch\s+fp32\s+[\d.]+\s+([\d.]+)", (REPO / BENCH_32).read_text(), re.M)
+    others = [float(rows[c][2]) for c in ("16->16 @32", "32->32 @16", "64->64 @8")]
+    readme = one_line("README.md")
+    assert (f"minires' 19 convs took {rows['resnet20: all 19 convs'][2]}x PyTorch's time at batch 32") in readme
+    assert (f"the stem {rows['conv1 3->16 @32'][2]}x (its weight gradient took {rows['conv1 3->16 @32'][1]} ms "
+            f"against {torch_stem.group(1)}), the two strided convs {rows['16->32 @32 s2'][2]}x and "
+            f"{rows['32->64 @16 s2'][2]}x, the others {min(others):.2f}-{max(others):.2f}x; the step, in the same run, "
+            f"{rows['resnet20 batch 32'][2]}x") in readme
