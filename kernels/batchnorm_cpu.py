@@ -5,7 +5,7 @@ The math is :class:`~minires.functional.norm.BatchNormTrain`'s (derived there); 
 of minires' pool (:func:`~minires.cpu.threads.map_batch`). ``nogil`` lets those threads run at the
 same time; the kernels are serial, so no second thread pool (Numba's) competes with minires' for
 the cores. Where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`), which hand work over
-in microseconds, the passes run as one Numba region instead: the ``*_split`` kernels at the end,
+in microseconds, the passes (all but tiny ones) run as one Numba region instead: the ``*_split`` kernels at the end,
 one ``prange`` iteration (one slice, one thread) calling the serial kernel.
 
 Every array is seen as ``(rows, L)``, each row a run of memory in which position :math:`i` belongs
@@ -129,7 +129,8 @@ def backward_vectors(sums, mean, invstd, m, weight, channel_of, vectors):
 
 
 # Where Numba's threads run on TBB (minires.cpu.numba_layer), the driver runs a pass's slices as one
-# Numba region: iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]), on its own thread.
+# Numba region (all but a tiny pass): iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]),
+# on its own thread.
 @njit(parallel=True, nogil=True, cache=True)
 def centred_sums_split(u, u_centre, v, v_centre, partials, bounds):
     """``centred_sums`` of each slice into its own accumulators, ``partials[t, 0]`` and

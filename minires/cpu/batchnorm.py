@@ -16,9 +16,10 @@ The data is laid out as in the threaded NumPy kernels (:class:`~minires.cpu.poin
 NCHW or channels-last memory, other layouts copied to NCHW), its rows cut shorter in channels-last
 memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 (:func:`~minires.cpu.threads.map_batch`), or as one Numba region on Numba's threads when those
-are TBB's (:func:`~minires.cpu.numba_layer.run_pass`); off TBB a pass too small for the pool runs
-on one thread. The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and
-are added in slice order, so the thread count alone fixes the bits. The kernels compile on first
+are TBB's (:func:`~minires.cpu.numba_layer.run_pass`); a pass too small for the pool runs on one
+thread off TBB, and a tiny one on TBB too (:data:`~minires.cpu.numba_layer.MIN_REGION_PASS`).
+The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and are added in
+slice order, so the thread count alone fixes the bits. The kernels compile on first
 use (cached on disk), for float32 and float64; other dtypes (float16) take the threaded NumPy
 passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
@@ -69,8 +70,8 @@ def per_slice_sums(rows, kernel_arguments):
     """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on one slice ``s`` of ``rows``' first
     axis per thread, each into fresh float64 accumulators; the two per-position totals ``(2, L)``,
     added in slice order. The slices are the same wherever they run (as one Numba region where
-    Numba's threads are TBB's, else on minires' pool for a large pass and one after the other here
-    for a small one), so the thread count alone fixes the bits."""
+    Numba's threads are TBB's and the pass is not tiny, else on minires' pool for a large pass and
+    one after the other here for a small one), so the thread count alone fixes the bits."""
     kernels = _kernels()
     bounds = numba_layer.region_bounds(rows)
     if bounds is not None:

@@ -4,7 +4,8 @@ Numba runs ``prange`` loops on one of three layers, the first that loads of ``tb
 ``workqueue``. Only TBB's threads start fast enough (microseconds, where a hand-off to minires'
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
 (``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes (:func:`run_pass`),
-which off TBB run on minires' pool, or on one thread when they are too small for it. With GNU
+which off TBB run on minires' pool, or on one thread when they are too small for it (on TBB too
+when they are tiny: :data:`MIN_REGION_PASS`). With GNU
 OpenMP the conv's region made a training step slower (README). pip's ``tbb`` package (in the
 ``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the environment's ``lib`` folder, where
 the dynamic loader does not look, so Numba would take its next layer (OpenMP where it loads);

@@ -7,8 +7,8 @@ once, where NumPy writes the mask and reads it back. Arrays are seen in the inpu
 (NCHW or channels last, :class:`~minires.cpu.pointwise.ChannelRows`; other layouts, and a
 :math:`\bar y` in another, copied into it); slices of the batch run on minires' threads as the NumPy
 passes do (:func:`~minires.cpu.pointwise.map_pass`), or, where Numba's threads run on TBB, as one
-Numba region (:func:`~minires.cpu.numba_layer.run_pass`). Other dtypes, arrays of fewer than two
-dimensions and empty ones take the NumPy passes.
+Numba region (:func:`~minires.cpu.numba_layer.run_pass`; a tiny pass on one thread). Other dtypes,
+arrays of fewer than two dimensions and empty ones take the NumPy passes.
 ``backend.use("relu", "numpy-threads")`` switches back to them.
 """
 from __future__ import annotations
