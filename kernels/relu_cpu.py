@@ -12,10 +12,10 @@ The driver, :mod:`minires.cpu.relu`, hands the kernels flat views of arrays in o
 and runs them on a slice per thread of minires' pool (:func:`~minires.cpu.threads.map_batch`); the
 kernels are serial and ``nogil``, so those threads run at the same time. Where Numba's threads run
 on TBB, the slices of all but a tiny pass run as one Numba region instead (``relu_split``,
-``relu_gradient_split``: one ``prange`` iteration per slice and thread). One iteration of a kernel's loop handles one value;
-LLVM vectorises the loops. The backward multiplies by the mask, as the reference does, rather than
-selecting: the same bits, a NaN or infinite :math:`\bar y` where :math:`y \le 0` giving NaN and a
-negative one :math:`-0.0`.
+``relu_gradient_split``: one ``prange`` iteration per slice and thread). One iteration of a
+kernel's loop handles one value; LLVM vectorises the loops. The backward multiplies by the mask, as
+the reference does, rather than selecting: the same bits, a NaN or infinite :math:`\bar y` where
+:math:`y \le 0` giving NaN and a negative one :math:`-0.0`.
 """
 from __future__ import annotations
 
