@@ -5,8 +5,8 @@ The math is :class:`~minires.functional.norm.BatchNormTrain`'s (derived there); 
 of minires' pool (:func:`~minires.cpu.threads.map_batch`). ``nogil`` lets those threads run at the
 same time; the kernels are serial, so no second thread pool (Numba's) competes with minires' for
 the cores. Where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`), which hand work over
-in microseconds, the passes (all but tiny ones) run as one Numba region instead: the ``*_split`` kernels at the end,
-one ``prange`` iteration (one slice, one thread) calling the serial kernel.
+in microseconds, the passes (all but tiny ones) run as one Numba region instead: the ``*_split``
+kernels at the end, one ``prange`` iteration (one slice, one thread) calling the serial kernel.
 
 Every array is seen as ``(rows, L)``, each row a run of memory in which position :math:`i` belongs
 to one channel, always the same: in channels-last memory a row holds :math:`p` consecutive pixels of

@@ -344,4 +344,4 @@ def test_the_readme_and_the_threshold_quote_the_ab_of_the_tiniest_passes():
             f"such pass, gave {r20[32]}x and {r20[128]}x (ResNet-20) and {runs[('resnet56', 32)]}x (ResNet-56, batch "
             f"32)") in one_line("README.md")
     source = " ".join((REPO / "minires/cpu/numba_layer.py").read_text().replace("#", " ").split())
-    assert f"took {r20[1]}x the time at batch 1 and {r20[2]}x at batch 2 of a region for every pass" in source
+    assert f"took {r20[1]}x at batch 1 and {r20[2]}x at batch 2 the time it took with a region for every pass" in source

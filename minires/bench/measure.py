@@ -57,8 +57,8 @@ def laid_out_like(template, a):
 
 
 def training_step(model_name: str, batch: int, device: str) -> "PhasedStep":
-    """A function running one training step of ``model_name`` on random 32x32 images (forward,
-    cross-entropy, backward, SGD with lr 0.1, momentum 0.9, weight decay 1e-4, as in the paper)."""
+    """A :class:`PhasedStep`, called to run one training step of ``model_name`` on random 32x32 images
+    (forward, cross-entropy, backward, SGD with lr 0.1, momentum 0.9, weight decay 1e-4, as in the paper)."""
     from .. import models, optim
     from ..autograd import Tensor
     from ..functional import cross_entropy

@@ -5,8 +5,8 @@ Numba runs ``prange`` loops on one of three layers, the first that loads of ``tb
 Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the conv's
 (``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes (:func:`run_pass`),
 which off TBB run on minires' pool, or on one thread when they are too small for it (on TBB too
-when they are tiny: :data:`MIN_REGION_PASS`). With GNU
-OpenMP the conv's region made a training step slower (README). pip's ``tbb`` package (in the
+when they are tiny: :data:`MIN_REGION_PASS`). With GNU OpenMP the conv's region made a training
+step slower (README). pip's ``tbb`` package (in the
 ``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the environment's ``lib`` folder, where
 the dynamic loader does not look, so Numba would take its next layer (OpenMP where it loads);
 :func:`threading_layer` loads it by its path first. A layer chosen with ``NUMBA_THREADING_LAYER``
@@ -55,8 +55,8 @@ def threading_layer() -> str:
 PASSES_IN_REGIONS = True   # False: batch norm's and ReLU's passes on minires' pool even on TBB (to compare)
 SMALL_PASSES_ONLY = False  # True: regions only under the pool's threshold, the rule before 2026-12-05 (to compare)
 # A pass over fewer values runs on this thread alone: waking TBB's threads costs more than the second
-# thread saves (a ResNet-20 step on two threads, 2026-12-05, took 0.803x the time at batch 1 and 0.893x at
-# batch 2 of a region for every pass; README). 0: a region for every pass (to compare).
+# thread saves (a ResNet-20 step on two threads, 2026-12-05, took 0.803x at batch 1 and 0.893x at batch 2
+# the time it took with a region for every pass; README). 0: a region for every pass (to compare).
 MIN_REGION_PASS = 1 << 15
 
 
