@@ -6,9 +6,9 @@ Python pool takes 35-70 us) for a Numba region to beat minires' own pool: the co
 (``numba-rows``, :mod:`minires.cpu.conv`), and batch norm's and ReLU's passes (:func:`run_pass`),
 which off TBB run on minires' pool, or on one thread when they are too small for it (on TBB too
 when they are tiny: :data:`MIN_REGION_PASS`). With GNU OpenMP the conv's region made a training
-step slower (README). pip's ``tbb`` package (in the
-``numba`` extra on x86-64 Linux) puts ``libtbb.so.12`` in the environment's ``lib`` folder, where
-the dynamic loader does not look, so Numba would take its next layer (OpenMP where it loads);
+step slower (README). pip's ``tbb`` package (in the ``numba`` extra on x86-64 Linux) puts
+``libtbb.so.12`` in the environment's ``lib`` folder, where the dynamic loader does not look, so
+Numba would take its next layer (OpenMP where it loads);
 :func:`threading_layer` loads it by its path first. A layer chosen with ``NUMBA_THREADING_LAYER``
 is left as it is.
 
