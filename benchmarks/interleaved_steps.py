@@ -25,9 +25,7 @@ import argparse
 import statistics
 import time
 
-from minires.bench import reference
-from minires.bench.cpu import set_threads
-from minires.bench.measure import training_step
+from minires.bench.cpu import warmed_up_steps
 from minires.bench.suite import cifar_resnet_name
 from minires.checks import non_negative_int, positive_int
 
@@ -63,16 +61,7 @@ def cpu_after_step(step, repeat: int = 3) -> float:
 def step_pairs(model: str, batch: int, threads: int, pairs: int, settle: int = 1, steps: int = 2):
     """``([(minires turn, PyTorch turn)] one per pair, (minires, PyTorch) CPU seconds after a step)``,
     each turn :func:`timed_turn`'s triple, after two warm-up steps of each framework."""
-    torch_reference, why_not = reference.load()
-    if torch_reference is None:
-        raise SystemExit(why_not)
-    import torch        # here, so that the turns' arithmetic can be tested without PyTorch
-    set_threads(threads)
-    torch.set_num_threads(threads)
-    n = (int(model.removeprefix("resnet")) - 2) // 6
-    ours, theirs = training_step(model, batch, "cpu"), torch_reference.training_step(n, batch, "cpu")
-    for step in (ours, theirs, ours, theirs):
-        step()
+    ours, theirs = warmed_up_steps(model, batch, threads)
     turns = [(timed_turn(ours, settle, steps), timed_turn(theirs, settle, steps)) for _ in range(pairs)]
     return turns, (cpu_after_step(ours), cpu_after_step(theirs))
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from minires.bench import reference
-from minires.bench.cpu import set_threads
-from minires.bench.measure import PHASES, training_step
+from minires.bench.cpu import warmed_up_steps
+from minires.bench.measure import PHASES
 from minires.bench.suite import cifar_resnet_name
 from minires.checks import non_negative_int, positive_int
 
@@ -44,16 +43,7 @@ def counted_steps(step, settle: int, steps: int) -> list[dict[str, float]]:
 
 def measure(model: str, batch: int, threads: int, turns: int, settle: int, steps: int):
     """``(minires' phase medians, PyTorch's)`` for one batch size."""
-    torch_reference, why_not = reference.load()
-    if torch_reference is None:
-        raise SystemExit(why_not)
-    import torch        # here, so that the report's arithmetic can be tested without PyTorch
-    set_threads(threads)
-    torch.set_num_threads(threads)
-    n = (int(model.removeprefix("resnet")) - 2) // 6
-    ours, theirs = training_step(model, batch, "cpu"), torch_reference.training_step(n, batch, "cpu")
-    for step in (ours, theirs, ours, theirs):
-        step()
+    ours, theirs = warmed_up_steps(model, batch, threads)
     ours_times, theirs_times = [], []
     for _ in range(turns):
         ours_times += counted_steps(ours, settle, steps)

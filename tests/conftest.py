@@ -70,6 +70,18 @@ def load_benchmark(name: str):
     return module
 
 
+def run_keeping_threads(torch, main, argv) -> int:
+    """``main(argv)`` of a benchmark that sets minires' and PyTorch's thread counts, both put back after."""
+    from minires.bench.cpu import set_threads
+    from minires.cpu import get_num_threads
+    theirs, ours = torch.get_num_threads(), get_num_threads()
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(theirs)
+        set_threads(ours)
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -2,21 +2,14 @@
 run: the machinery, not the speed), and the README's ranges from its committed output."""
 import re
 
-from conftest import REPO, load_benchmark, one_line
+from conftest import REPO, load_benchmark, one_line, run_keeping_threads
 
 REPORT = "results/cpu/2026-12-05-amd-epyc-batchnorm-layers.txt"
 
 
 def test_each_shape_gets_both_directions_of_both_frameworks(torch_oracle, capsys):
-    from minires.bench.cpu import set_threads
-    from minires.cpu import get_num_threads
     module = load_benchmark("batchnorm_layers")
-    threads, ours = torch_oracle.get_num_threads(), get_num_threads()
-    try:
-        assert module.main(["--batch", "2", "--threads", "1", "--repeat", "1"]) == 0
-    finally:
-        torch_oracle.set_num_threads(threads)
-        set_threads(ours)
+    assert run_keeping_threads(torch_oracle, module.main, ["--batch", "2", "--threads", "1", "--repeat", "1"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("batch 2, 1 thread(s), minires ") and len(out) == 4
     for line, (channels, size) in zip(out[1:], module.RESNET20_ACTIVATIONS):

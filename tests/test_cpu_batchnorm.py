@@ -343,5 +343,11 @@ def test_the_readme_and_the_threshold_quote_the_ab_of_the_tiniest_passes():
             f"batch 8 (ResNet-20), {runs[('resnet56', 2)]}x at batch 2 (ResNet-56); batch 32 and 128, which have no "
             f"such pass, gave {r20[32]}x and {r20[128]}x (ResNet-20) and {runs[('resnet56', 32)]}x (ResNet-56, batch "
             f"32)") in one_line("README.md")
+    from minires.cpu import numba_layer
+    stages = [(16, 32), (32, 16), (64, 8)]                   # a CIFAR ResNet's (channels, side) per stage
+    tiny = {batch: [batch * c * side * side < numba_layer.MIN_REGION_PASS for c, side in stages] for batch in (1, 2, 4, 8)}
+    assert tiny == {1: [True] * 3, 2: [False, True, True], 4: [False, False, True], 8: [False] * 3}
+    assert ("in a CIFAR ResNet, every pass at batch 1, the last two stages' at batch 2, the last stage's at "
+            "batch 4") in one_line("README.md")
     source = " ".join((REPO / "minires/cpu/numba_layer.py").read_text().replace("#", " ").split())
     assert f"took {r20[1]}x at batch 1 and {r20[2]}x at batch 2 the time it took with a region for every pass" in source

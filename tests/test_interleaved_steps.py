@@ -3,19 +3,13 @@ pair by pair (a tiny run: the machinery, not the speed)."""
 import re
 
 import pytest
-from conftest import REPO, load_benchmark
+from conftest import REPO, load_benchmark, run_keeping_threads
 
 
 def test_pairs_of_steps_are_timed_and_reported(torch_oracle, capsys):
     module = load_benchmark("interleaved_steps")
-    from minires.bench.cpu import set_threads
-    from minires.cpu import get_num_threads
-    threads, ours = torch_oracle.get_num_threads(), get_num_threads()
-    try:
-        assert module.main(["--model", "resnet20", "--batch", "2", "--threads", "1", "--pairs", "3"]) == 0
-    finally:
-        torch_oracle.set_num_threads(threads)
-        set_threads(ours)
+    argv = ["--model", "resnet20", "--batch", "2", "--threads", "1", "--pairs", "3"]
+    assert run_keeping_threads(torch_oracle, module.main, argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "resnet20 batch 2, 1 thread(s), 3 pairs, 1 uncounted + 2 counted step(s) per turn, wall clock"
     ratios = out[3].split(":")[1].split("(")[0].split(",")

@@ -2,7 +2,7 @@
 (a tiny run: the machinery, not the speed)."""
 import time
 
-from conftest import load_benchmark
+from conftest import load_benchmark, run_keeping_threads
 
 from minires.bench.measure import PHASES, PhasedStep, training_step
 
@@ -66,14 +66,7 @@ def test_the_report_gives_each_phase_and_the_difference():
 
 def test_a_tiny_run_reports_every_phase_of_both(torch_oracle, capsys):
     module = load_benchmark("step_phases")
-    from minires.bench.cpu import set_threads
-    from minires.cpu import get_num_threads
-    threads, ours = torch_oracle.get_num_threads(), get_num_threads()
-    try:
-        assert module.main(["--batches", "1", "--threads", "1", "--turns", "1"]) == 0
-    finally:
-        torch_oracle.set_num_threads(threads)
-        set_threads(ours)
+    assert run_keeping_threads(torch_oracle, module.main, ["--batches", "1", "--threads", "1", "--turns", "1"]) == 0
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[1] for row in rows] == list(PHASES) + ["step"]
     for batch, phase, mine, theirs, difference in rows:
@@ -110,6 +103,15 @@ def test_the_readmes_account_of_the_phases_is_the_committed_output():
 
 
 BENCH_32 = "results/cpu/2026-12-05-amd-epyc-2-threads-batch32-numba-rows.md"
+
+
+def test_the_readmes_count_of_resnet20s_parameters_is_the_models():
+    """The README says the optimizer's step makes 59 calls, one per parameter, over 0.27 million values."""
+    from conftest import one_line
+    from minires import models
+    parameters = list(models.get_model("resnet20").parameters())
+    assert len(parameters) == 59 and round(sum(p.data.size for p in parameters) / 1e6, 2) == 0.27
+    assert "the 59 calls from Python, not the arithmetic on ResNet-20's 0.27 million values" in one_line("README.md")
 
 
 def test_the_readmes_conv_ratios_at_batch_32_are_the_benchs():

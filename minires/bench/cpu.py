@@ -205,6 +205,27 @@ def set_threads(threads: int) -> dict:
     return used
 
 
+def reference_blocks(model_name: str) -> int:
+    """``n`` of the PyTorch reference's 6n+2-layer CIFAR ResNet that is ``model_name`` (``resnet20``: 3)."""
+    return (int(model_name.removeprefix("resnet")) - 2) // 6
+
+
+def warmed_up_steps(model_name: str, batch: int, threads: int):
+    """``(minires' training step, PyTorch's)`` of the CIFAR ResNet ``model_name`` at ``batch``, each
+    framework on ``threads`` threads (:func:`~minires.bench.measure.training_step` and the reference's,
+    one recipe), after two steps of each in turn; SystemExit saying why where PyTorch cannot be loaded."""
+    torch_ref, why_not = reference.load()
+    if torch_ref is None:
+        raise SystemExit(why_not)
+    set_threads(threads)
+    torch_ref.use_threads(threads)
+    ours = training_step(model_name, batch, "cpu")
+    theirs = torch_ref.training_step(reference_blocks(model_name), batch, "cpu")
+    for step in (ours, theirs, ours, theirs):
+        step()
+    return ours, theirs
+
+
 def _torch_reference(threads: int):
     """(the PyTorch reference with ``threads`` intra-op threads, or None, and a note)."""
     torch_ref, why_not = reference.load()
@@ -322,7 +343,7 @@ def _step_memory_in_child(framework: str, model_name: str, batch: int, threads: 
     if framework == "minires":
         step = training_step(model_name, batch, "cpu")
     else:
-        step = _torch_reference(threads)[0].training_step((int(model_name.removeprefix("resnet")) - 2) // 6, batch, "cpu")
+        step = _torch_reference(threads)[0].training_step(reference_blocks(model_name), batch, "cpu")
     peak = peak_step_bytes(step)
     if peak is None:
         raise OSError("the peak memory of a step needs Linux's /proc/self/clear_refs, which this system lacks")

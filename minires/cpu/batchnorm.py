@@ -19,9 +19,8 @@ memory (:class:`KernelRows`). Slices of the rows run on minires' threads
 are TBB's (:func:`~minires.cpu.numba_layer.run_pass`); a pass too small for the pool runs on one
 thread off TBB, and a tiny one on TBB too (:data:`~minires.cpu.numba_layer.MIN_REGION_PASS`).
 The sums take one slice per thread wherever they run (:func:`per_slice_sums`) and are added in
-slice order, so the thread count alone fixes the bits. The kernels compile on first
-use (cached on disk), for float32 and float64; other dtypes (float16) take the threaded NumPy
-passes.
+slice order, so the thread count alone fixes the bits. The kernels compile on first use (cached on
+disk), for float32 and float64; other dtypes (float16) take the threaded NumPy passes.
 ``backend.use("batch_norm", "numpy-threads")`` switches back to the NumPy passes.
 """
 from __future__ import annotations
