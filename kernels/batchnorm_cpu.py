@@ -17,13 +17,20 @@ positions to get its sums. One iteration of the inner loop handles one value; th
 row, reading memory in order, and LLVM vectorises it (rows of a few hundred values rather than of
 :math:`C`, so the loop's set-up costs little; the per-position vectors stay in L1).
 
-* ``centred_sums``: per position, :math:`\sum (u - a_i)` and :math:`\sum (u - a_i)(v - b_i)` in
-  float64, in one read of :math:`u` and :math:`v`. Forward, with :math:`u = v = x` and
-  :math:`a = b = \kappa`, a shift near the data (one value of the channel), they give the mean and
-  the biased variance, :math:`\mu = \kappa + S_1/m`, :math:`\sigma^2 = S_2/m - (S_1/m)^2`; the shift
-  keeps the subtraction from cancelling when :math:`|\mu| \gg \sigma`, as the two-pass reference
-  does. Backward, with :math:`u = \bar y`, :math:`a = 0`, :math:`v = x`, :math:`b = \mu`, they give
-  :math:`\bar\beta = \sum \bar y` and :math:`\bar\gamma = s \sum \bar y (x - \mu)`.
+* ``shifted_sums`` (forward): per position, :math:`S_1 = \sum (x - \kappa_i)` and :math:`S_2 = \sum
+  (x - \kappa_i)^2` in float64, in one read of :math:`x`, :math:`\kappa` a shift near the data (one
+  value of the channel). They give the mean and the biased variance, :math:`\mu = \kappa + S_1/m`,
+  :math:`\sigma^2 = S_2/m - (S_1/m)^2`; the shift keeps the subtraction from cancelling when
+  :math:`|\mu| \gg \sigma`, as the two-pass reference does.
+* ``gradient_sums`` (backward): per position, :math:`\sum \bar y` and :math:`\sum \bar y (x - \mu_i)`
+  in float64, in one read of :math:`\bar y` and :math:`x`; they give :math:`\bar\beta = \sum \bar y`
+  and :math:`\bar\gamma = s \sum \bar y (x - \mu)`.
+
+  The two were one kernel, :math:`\sum (u - a)` and :math:`\sum (u - a)(v - b)`, called with
+  :math:`u = v = x` forward and :math:`a = 0` backward; in float64, on data that fits in the caches,
+  the sums are bound by arithmetic, not memory, so the conversions and subtractions the general form repeats cost time. The two give
+  its bits (the same float64 arithmetic on the same operands, added in the same order);
+  ``benchmarks/batchnorm_sums_ab.py`` checks that and times both, and the README has its numbers.
 * ``normalize``: :math:`y = (x - \mu)\,\gamma s + \beta` (one read, one write).
 * ``input_gradient``: :math:`\bar x = \gamma s\,\bar y + k\,(x - \mu) + c`, the closed form
   :math:`\frac{\gamma s}{m}(m \bar y - \bar\beta - \hat x \bar\gamma)` with its per-channel
@@ -45,24 +52,41 @@ from numba import njit, prange
 
 
 @njit(nogil=True, cache=True)
-def centred_sums(u, u_centre, v, v_centre, sums, products):
-    r"""Add :math:`\sum_r (u_{r,i} - a_i)` and :math:`\sum_r (u_{r,i} - a_i)(v_{r,i} - b_i)` over the rows
-    to ``sums[i]`` and ``products[i]`` (float64; :math:`a`, :math:`b` are ``u_centre``, ``v_centre``).
-    Four rows per iteration: the accumulators are read and written once per four values."""
-    rows, length = u.shape
+def shifted_sums(x, shift, sums, squares):
+    r"""Add :math:`\sum_r (x_{r,i} - \kappa_i)` and :math:`\sum_r (x_{r,i} - \kappa_i)^2` over the rows to
+    ``sums[i]`` and ``squares[i]`` (float64; :math:`\kappa` is ``shift``, float64). Four rows per
+    iteration: the accumulators are read and written once per four values."""
+    rows, length = x.shape
     for r in range(0, rows - rows % 4, 4):
         for i in range(length):
-            p0, p1 = np.float64(u[r, i]) - u_centre[i], np.float64(u[r + 1, i]) - u_centre[i]
-            p2, p3 = np.float64(u[r + 2, i]) - u_centre[i], np.float64(u[r + 3, i]) - u_centre[i]
-            q0, q1 = np.float64(v[r, i]) - v_centre[i], np.float64(v[r + 1, i]) - v_centre[i]
-            q2, q3 = np.float64(v[r + 2, i]) - v_centre[i], np.float64(v[r + 3, i]) - v_centre[i]
+            p0, p1 = np.float64(x[r, i]) - shift[i], np.float64(x[r + 1, i]) - shift[i]
+            p2, p3 = np.float64(x[r + 2, i]) - shift[i], np.float64(x[r + 3, i]) - shift[i]
+            sums[i] += (p0 + p1) + (p2 + p3)
+            squares[i] += (p0 * p0 + p1 * p1) + (p2 * p2 + p3 * p3)
+    for r in range(rows - rows % 4, rows):
+        for i in range(length):
+            p = np.float64(x[r, i]) - shift[i]
+            sums[i] += p
+            squares[i] += p * p
+
+
+@njit(nogil=True, cache=True)
+def gradient_sums(gy, x, mean, sums, products):
+    r"""Add :math:`\sum_r \bar y_{r,i}` and :math:`\sum_r \bar y_{r,i} (x_{r,i} - \mu_i)` over the rows to
+    ``sums[i]`` and ``products[i]`` (float64; :math:`\mu` is ``mean``, float64), four rows per iteration."""
+    rows, length = x.shape
+    for r in range(0, rows - rows % 4, 4):
+        for i in range(length):
+            p0, p1, p2, p3 = np.float64(gy[r, i]), np.float64(gy[r + 1, i]), np.float64(gy[r + 2, i]), np.float64(gy[r + 3, i])
+            q0, q1 = np.float64(x[r, i]) - mean[i], np.float64(x[r + 1, i]) - mean[i]
+            q2, q3 = np.float64(x[r + 2, i]) - mean[i], np.float64(x[r + 3, i]) - mean[i]
             sums[i] += (p0 + p1) + (p2 + p3)
             products[i] += (p0 * q0 + p1 * q1) + (p2 * q2 + p3 * q3)
     for r in range(rows - rows % 4, rows):
         for i in range(length):
-            p = np.float64(u[r, i]) - u_centre[i]
+            p = np.float64(gy[r, i])
             sums[i] += p
-            products[i] += p * (np.float64(v[r, i]) - v_centre[i])
+            products[i] += p * (np.float64(x[r, i]) - mean[i])
 
 
 @njit(nogil=True, cache=True)
@@ -132,12 +156,20 @@ def backward_vectors(sums, mean, invstd, m, weight, channel_of, vectors):
 # Numba region (all but a tiny pass): iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]),
 # on its own thread.
 @njit(parallel=True, nogil=True, cache=True)
-def centred_sums_split(u, u_centre, v, v_centre, partials, bounds):
-    """``centred_sums`` of each slice into its own accumulators, ``partials[t, 0]`` and
+def shifted_sums_split(x, shift, partials, bounds):
+    """``shifted_sums`` of each slice into its own accumulators, ``partials[t, 0]`` and
     ``partials[t, 1]`` (the driver adds them in slice order, as it adds the pool's)."""
     for t in prange(bounds.size - 1):
         lo, hi = bounds[t], bounds[t + 1]
-        centred_sums(u[lo:hi], u_centre, v[lo:hi], v_centre, partials[t, 0], partials[t, 1])
+        shifted_sums(x[lo:hi], shift, partials[t, 0], partials[t, 1])
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def gradient_sums_split(gy, x, mean, partials, bounds):
+    """``gradient_sums`` of each slice into its own accumulators, as ``shifted_sums_split``."""
+    for t in prange(bounds.size - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        gradient_sums(gy[lo:hi], x[lo:hi], mean, partials[t, 0], partials[t, 1])
 
 
 @njit(parallel=True, nogil=True, cache=True)

@@ -187,10 +187,10 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     thread pool (``parallel``) would compete with them for the cores (only the ``*_split`` regions,
     used on TBB instead of the pool, are parallel); ``fastmath`` would let LLVM reorder the float64 sums."""
     from minires.kernels import batchnorm_cpu
-    for name in ("centred_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors"):
+    for name in ("shifted_sums", "gradient_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
-    for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
+    for name in ("shifted_sums_split", "gradient_sums_split", "normalize_split", "input_gradient_split"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and options["parallel"] and not options.get("fastmath"), (name, options)
 
@@ -209,7 +209,7 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
     x, gy, weight, bias = problem((7, 5, 4, 3), np.float64, seed=9)   # float64: a sum in another order would show
     x, gy = (channels_last(x), channels_last(gy)) if layout == "channels last" else (np.ascontiguousarray(x), gy)
     calls = []
-    for name in ("centred_sums_split", "normalize_split", "input_gradient_split"):
+    for name in ("shifted_sums_split", "gradient_sums_split", "normalize_split", "input_gradient_split"):
         kernel = getattr(batchnorm_cpu, name)
         monkeypatch.setattr(batchnorm_cpu, name, lambda *args, kernel=kernel: (calls.append(1), kernel(*args))[1])
     results = {}
@@ -226,7 +226,7 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
             results[route] = (y, mean, var, invstd, *Numba.backward(gy, x, weight, mean, invstd))
     finally:
         cpu_threads.set_num_threads(before)
-    assert len(calls) == (4 if threads > 1 else 0)      # both ways' sums, normalize, the input gradient: a region only
+    assert len(calls) == (4 if threads > 1 else 0)      # each way's sums, normalize, the input gradient: a region only
     for route in ("in turn", "pool", "tiny alone"):
         assert all(np.array_equal(a, b) for a, b in zip(results["region"], results[route])), route
 
@@ -271,10 +271,11 @@ import re, numpy as np
 from kernels import batchnorm_cpu as k
 for dtype in (np.float32, np.float64):
     x, c = np.ones((2, 96), dtype), np.zeros(96, dtype)
-    k.centred_sums(x, c, x, c, np.zeros(96), np.zeros(96))
+    k.shifted_sums(x, np.zeros(96), np.zeros(96), np.zeros(96))
+    k.gradient_sums(x, x, np.zeros(96), np.zeros(96), np.zeros(96))
     k.normalize(x, c, c, c, np.empty_like(x))
     k.input_gradient(x, x, c, c, c, c, np.empty_like(x))
-for kernel in (k.centred_sums, k.normalize, k.input_gradient):
+for kernel in (k.shifted_sums, k.gradient_sums, k.normalize, k.input_gradient):
     for signature, asm in kernel.inspect_asm().items():
         print(kernel.__name__, signature[0].dtype, len(re.findall(r"\bv?(?:add|sub|mul)p[sd]\s", asm)))
 """
@@ -292,7 +293,7 @@ def test_llvm_vectorises_every_kernel_loop(tmp_path):
     out = subprocess.run([sys.executable, "-c", VECTORISED], env=env, cwd=root, capture_output=True, text=True,
                          check=True, timeout=300).stdout.split("\n")
     counts = {tuple(line.split()[:2]): int(line.split()[2]) for line in out if line}
-    assert len(counts) == 6 and all(n > 0 for n in counts.values()), counts
+    assert len(counts) == 8 and all(n > 0 for n in counts.values()), counts
     assert "LLVM vectorises it" in " ".join((root / "kernels/batchnorm_cpu.py").read_text().split())
 
 

@@ -112,7 +112,7 @@ def test_the_readmes_count_of_regions_and_their_starts_are_measured():
         step()
         calls = []
         with pytest.MonkeyPatch.context() as patch:
-            for module, names in ((batchnorm_cpu, ("centred_sums_split", "normalize_split", "input_gradient_split")),
+            for module, names in ((batchnorm_cpu, ("shifted_sums_split", "gradient_sums_split", "normalize_split", "input_gradient_split")),
                                   (relu_cpu, ("relu_split", "relu_gradient_split")), (conv2d_rows_cpu, ("correlate_by_rows",))):
                 for name in names:
                     kernel = getattr(module, name)
@@ -121,5 +121,5 @@ def test_the_readmes_count_of_regions_and_their_starts_are_measured():
     finally:
         set_threads(ours)
     assert f"A ResNet-20 step at batch 32 on two threads runs {len(calls)} Numba regions" in readme
-    assert set(calls) == {"centred_sums_split", "normalize_split", "input_gradient_split", "relu_split",
+    assert set(calls) == {"shifted_sums_split", "gradient_sums_split", "normalize_split", "input_gradient_split", "relu_split",
                           "relu_gradient_split", "correlate_by_rows"}           # every kind of region was seen

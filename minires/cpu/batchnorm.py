@@ -65,22 +65,23 @@ def _in_dtype(dtype, vector):
     return None if vector is None else vector.astype(dtype, copy=False)
 
 
-def per_slice_sums(rows, kernel_arguments):
-    """Run ``centred_sums(*kernel_arguments(s), sums, products)`` on one slice ``s`` of ``rows``' first
-    axis per thread, each into fresh float64 accumulators; the two per-position totals ``(2, L)``,
-    added in slice order. The slices are the same wherever they run (as one Numba region where
-    Numba's threads are TBB's and the pass is not tiny, else on minires' pool for a large pass and
-    one after the other here for a small one), so the thread count alone fixes the bits."""
+def per_slice_sums(rows, kernel: str, kernel_arguments):
+    """Run the kernel named ``kernel`` (``shifted_sums`` or ``gradient_sums``), as
+    ``kernel(*kernel_arguments(s), sums, products)``, on one slice ``s`` of ``rows``' first axis per
+    thread, each into fresh float64 accumulators; the two per-position totals ``(2, L)``, added in
+    slice order. The slices are the same wherever they run (as one Numba region, ``kernel + "_split"``,
+    where Numba's threads are TBB's and the pass is not tiny, else on minires' pool for a large pass
+    and one after the other here for a small one), so the thread count alone fixes the bits."""
     kernels = _kernels()
     bounds = numba_layer.region_bounds(rows)
     if bounds is not None:
         partials = np.zeros((len(bounds) - 1, 2, rows.shape[1]))
-        kernels.centred_sums_split(*kernel_arguments(slice(None)), partials, bounds)
+        getattr(kernels, kernel + "_split")(*kernel_arguments(slice(None)), partials, bounds)
         return total(list(partials))
 
     def sums(s):
         out = np.zeros((2, rows.shape[1]))
-        kernels.centred_sums(*kernel_arguments(s), out[0], out[1])
+        getattr(kernels, kernel)(*kernel_arguments(s), out[0], out[1])
         return out
     if rows.size >= threads.MIN_PARALLEL_PASS:
         return total(map_pass(rows, sums))
@@ -110,7 +111,7 @@ class NumbaBatchNorm:
         rows, channel_of = xr.rows, xr.channel_of()
         shift = np.array(x[(0, slice(None)) + (0,) * (x.ndim - 2)], dtype=np.float64)   # one value per channel
         centre = shift[channel_of]
-        sums = xr.fold(per_slice_sums(rows, lambda s: (rows[s], centre, rows[s], centre)))
+        sums = xr.fold(per_slice_sums(rows, "shifted_sums", lambda s: (rows[s], centre)))
         vectors = np.empty((3, rows.shape[1]), x.dtype)
         mean, var, invstd = kernels.forward_vectors(sums, shift, _values_per_channel(x.shape), x.dtype.type(eps),
                                                     x.dtype.type(1), _in_dtype(x.dtype, weight), _in_dtype(x.dtype, bias),
@@ -126,8 +127,8 @@ class NumbaBatchNorm:
             return ThreadedBatchNorm.backward(gy, x, weight, mean, invstd)
         xr, kernels = KernelRows(x), _kernels()
         rows, gy_rows, channel_of = xr.rows, xr.rows_of(gy), xr.channel_of()
-        no_centre, centre = np.zeros(rows.shape[1]), mean.astype(np.float64)[channel_of]
-        sums = xr.fold(per_slice_sums(rows, lambda s: (gy_rows[s], no_centre, rows[s], centre)))
+        centre = mean.astype(np.float64)[channel_of]
+        sums = xr.fold(per_slice_sums(rows, "gradient_sums", lambda s: (gy_rows[s], rows[s], centre)))
         vectors = np.empty((4, rows.shape[1]), x.dtype)
         gweight, gbias = kernels.backward_vectors(sums, mean, invstd, x.dtype.type(_values_per_channel(x.shape)),
                                                   _in_dtype(x.dtype, weight), channel_of, vectors)
