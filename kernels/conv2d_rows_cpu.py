@@ -18,9 +18,11 @@ One ``prange`` iteration is one thread's share of the images, a run of chunks (t
    :math:`Y_b = \sum_p R_{b,\,p:p+H_o} W_p`: one GEMM per image and kernel row, ``(out_h*out_w) x
    (kw*c_in)`` times ``(kw*c_in) x c_out``; the first writes :math:`Y_b`, each later one writes a
    scratch product that is then added to :math:`Y_b`, as NumPy's ``out +=`` does;
-3. with ``x_t`` (the weight gradient of :meth:`~minires.cpu.conv.ChunkedIm2colGemm.backward`),
-   adds :math:`R_{b,\,p:p+H_o}^\top X_b` over the chunk's images in order into the chunk's partial
-   for kernel row ``p``; the driver adds the chunks' partials in chunk order.
+3. with ``x_t`` (the weight gradient of :meth:`~minires.cpu.conv.ChunkedIm2colGemm.backward`, or
+   of :meth:`~minires.cpu.conv.ChunkedIm2colGemm.backward_weight` with :math:`X = \bar Y`), adds
+   :math:`R_{b,\,p:p+H_o}^\top X_b` over the chunk's images in order into the chunk's partial for
+   kernel row ``p``; the driver adds the chunks' partials in chunk order. With an empty ``y_last``
+   step 2 is skipped: only the weight gradient is wanted.
 
 Each thread owns its slice of ``rows``, ``product`` and ``gram``, and its images of ``y``: nothing is
 shared but the read-only inputs.
@@ -70,7 +72,8 @@ def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, pro
     runs chunks ``shares[t] .. shares[t+1] - 1`` in its buffers ``rows[t]`` (``images, h + 2 pad_h,
     out_w, kw*c_in``), ``product[t]`` (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a
     non-empty ``x_t`` (``n, out_h*out_w, c_x``), ``partials[k, p]`` (``kw*c_in, c_x``) <- chunk ``k``'s
-    sum over its images of kernel row ``p``'s rows, transposed, times ``x_t[b]``."""
+    sum over its images of kernel row ``p``'s rows, transposed, times ``x_t[b]``. An empty ``y_last``
+    (``0, out_h*out_w, c_out``) skips the conv's own products."""
     one, zero = w_rows.dtype.type(1), w_rows.dtype.type(0)
     width, pixels, c_x = g.kw * g.c_in, g.out_h * g.out_w, x_t.shape[2]
     for t in prange(shares.size - 1):
@@ -78,7 +81,7 @@ def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, pro
             first, stop = bounds[k], bounds[k + 1]
             for b in range(first, stop):
                 fill_row_columns(x_last, g, b, rows[t, b - first])
-            for p in range(g.kh):
+            for p in range(g.kh if y_last.shape[0] else 0):
                 for b in range(first, stop):
                     out = y_last[b] if p == 0 else product[t]
                     gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, g.c_out, width, one,

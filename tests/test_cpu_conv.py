@@ -233,7 +233,8 @@ def numba_region(monkeypatch):
 @given(p=problems())
 def test_numba_rows_gives_numpy_fasts_bits(threads, p):
     """The one-region kernel runs numpy-fast's chunks and products in the same order: every output
-    has the same bits, on 1, 2 and 3 threads, each chunk size, both dtypes and layouts."""
+    has the same bits (the weight gradient alone, from the row columns of x, too), on 1, 2 and 3
+    threads, each chunk size, both dtypes and layouts."""
     from minires.cpu import threads as cpu_threads
     x, w, gy = arrays(p)
     s, pad = p["stride"], p["padding"]
@@ -245,7 +246,8 @@ def test_numba_rows_gives_numpy_fasts_bits(threads, p):
             force_the_numba_region(patch)
             patch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)      # split even these small batches
             pairs = [(region.forward(x, w, s, pad), fast.forward(x, w, s, pad)),
-                     *zip(region.backward(gy, x, w, s, pad), fast.backward(gy, x, w, s, pad))]
+                     *zip(region.backward(gy, x, w, s, pad), fast.backward(gy, x, w, s, pad)),
+                     (region.backward_weight(gy, x, w.shape, s, pad), fast.backward_weight(gy, x, w.shape, s, pad))]
     finally:
         cpu_threads.set_num_threads(before)
     for mine, theirs in pairs:

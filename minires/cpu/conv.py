@@ -144,13 +144,28 @@ class ChunkedIm2colGemm:
 
     def backward_weight(self, gy, x, w_shape, stride, padding):
         g = ConvGeometry.of(x.shape, w_shape, stride, padding)
+        if self.row_im2col is not None and g.stride_h == 1:
+            return self._weight_by_rows(gy, x, g)
+        return self._weight_by_columns(gy, x, g)
 
+    def _weight_by_columns(self, gy, x, g: ConvGeometry):
+        r"""The weight gradient from the column matrix of ``x``: :math:`\bar W^\top = \sum_{\text{chunks}} X^{col\top} \bar Y`."""
         def chunk_backward_weight(images, chunk, col):
             self.im2col(x[images], chunk, col)
             return col.T @ pixel_major(gy[images])      # W-bar transposed: faster in OpenBLAS at 16-32 channels (one-off probe, 2026-11-27)
 
         gw_t = self._run_chunks(x, g, chunk_backward_weight, column_matrix_shape(g))
         return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
+
+    def _weight_by_rows(self, gy, x, g: ConvGeometry):
+        r"""The weight gradient of a conv with vertical stride 1 from the row columns :math:`R` of ``x``
+        (:meth:`_correlate_by_rows`, without its forward products): kernel row :math:`p`'s part is
+        :math:`\sum_b R_{b,\,p:p+H_o}^\top \bar Y_b`, ``(kw*c_in) x c_out``, that is
+        :math:`\bar w_{o,c,p,q}` at row :math:`(q, c)`. :math:`R` is :math:`k_h` times smaller than the
+        column matrix (in a CIFAR ResNet this is the 3-channel stem's gradient: the other convs take
+        :meth:`backward`'s); README, "Performance (CPU)", has the timings."""
+        by_kernel_row = self._correlate_by_rows(x, None, g, None, gy)
+        return np.ascontiguousarray(by_kernel_row.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
 
     def backward(self, gy, x, w, stride, padding):
         r"""``(gx, gw)``. With stride 1, one column matrix serves both: backward-data's
@@ -206,18 +221,15 @@ class ChunkedIm2colGemm:
         :math:`k_h` GEMMs of depth :math:`k_w C` do the work of one of depth :math:`k_h k_w C`, and
         :math:`R` is :math:`k_h` times smaller than the column matrix. With
         ``col_t_times`` the weight gradient comes from the same rows (see :meth:`backward`): the
-        turned kernel row :math:`p` is :math:`\sum_b R_{b,\,p:p+H_o}^\top X_b`.
+        turned kernel row :math:`p` is :math:`\sum_b R_{b,\,p:p+H_o}^\top X_b`. With ``w`` and ``y`` None,
+        only that sum is computed (:meth:`_weight_by_rows`).
         """
-        w_rows = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh, g.kw * g.c_in, g.c_out)
-        y_last = y.transpose(0, 2, 3, 1)                       # contiguous: slices of it reshape as views
+        w_rows = None if w is None else weight_rows(w)
 
         def chunk_rows(images, chunk, rows):
             self.row_im2col(x[images], chunk, rows)
-            out = y_last[images].reshape(chunk.n, g.out_h * g.out_w, g.c_out)
-            product = _scratch("product", out.size, out.dtype).reshape(out.shape)
-            np.matmul(kernel_row(rows, 0, g), w_rows[0], out=out)
-            for p in range(1, g.kh):
-                out += np.matmul(kernel_row(rows, p, g), w_rows[p], out=product)
+            if y is not None:
+                _multiply_rows(rows, w_rows, y[images], chunk)
             if col_t_times is None:
                 return None
             x_images = pixel_major(col_t_times[images]).reshape(chunk.n, g.out_h * g.out_w, col_t_times.shape[1])
@@ -250,6 +262,22 @@ class ChunkedIm2colGemm:
         """``(values of the buffer per image, images per chunk)``: as many images as fit in ``chunk_bytes``."""
         per_image = math.prod(column_shape(1))
         return per_image, max(1, min(g.n, self.chunk_bytes // (per_image * np.dtype(dtype).itemsize)))
+
+
+def _multiply_rows(rows, w_rows, y, g: ConvGeometry) -> None:
+    r"""``y`` (channels last) <- :math:`\sum_p R_{b,\,p:p+H_o} W_p` for each image of the chunk ``g``,
+    from its row columns ``rows`` and the kernel rows' weights ``w_rows`` (:func:`weight_rows`): the
+    first kernel row's product written into ``y``, each later one into a scratch buffer and added."""
+    out = y.transpose(0, 2, 3, 1).reshape(g.n, g.out_h * g.out_w, g.c_out)   # contiguous: a view
+    product = _scratch("product", out.size, out.dtype).reshape(out.shape)
+    np.matmul(kernel_row(rows, 0, g), w_rows[0], out=out)
+    for p in range(1, g.kh):
+        out += np.matmul(kernel_row(rows, p, g), w_rows[p], out=product)
+
+
+def weight_rows(w):
+    r"""``(O, C, k_h, k_w)`` -> :math:`W_p`, ``(k_h, k_w*C, O)``: kernel row :math:`p`'s weights, rows ordered ``(q, c)``."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(w.shape[2], w.shape[3] * w.shape[1], w.shape[0])
 
 
 def column_matrix_shape(g: ConvGeometry):
@@ -441,20 +469,23 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         c_x = 0 if col_t_times is None else col_t_times.shape[1]
         per_image, per_chunk = self._chunk_size(g, row_columns_shape(g), x.dtype)
         parts = threads.share_count(x)
-        gemm = _region_gemm(x, w, parts, [(pixels, g.c_out)] + ([(width, c_x)] if c_x else []))
+        products = ([] if y is None else [(pixels, g.c_out)]) + ([(width, c_x)] if c_x else [])
+        gemm = _region_gemm(x, col_t_times if w is None else w, parts, products)
         if gemm is None:
             return super()._correlate_by_rows(x, w, g, y, col_t_times)
-        w_rows = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(g.kh, g.kw * g.c_in, g.c_out)
+        forward = 0 if y is None else 1                        # without y: the kernel skips the forward products
+        w_rows = np.empty((g.kh, width, g.c_out), x.dtype) if w is None else weight_rows(w)
         bounds, shares = region_chunks(g.n, parts, per_chunk)
         rows = _scratch("columns", parts * per_chunk * per_image, x.dtype).reshape(
             parts, per_chunk, *row_columns_shape(g)(1)[1:])
-        product = _scratch("product", parts * pixels * g.c_out, x.dtype).reshape(parts, pixels, g.c_out)
+        product = _scratch("product", parts * pixels * g.c_out * forward, x.dtype).reshape(parts, pixels * forward, g.c_out)
+        y_t = (np.empty((0, pixels, g.c_out), x.dtype) if y is None
+               else y.transpose(0, 2, 3, 1).reshape(g.n, pixels, g.c_out))
         x_t = (np.empty((0, pixels, c_x), x.dtype) if col_t_times is None
                else pixel_major(col_t_times).reshape(g.n, pixels, c_x))
         gram = _scratch("gram", parts * width * c_x, x.dtype).reshape(parts, width, c_x)
         partials = np.empty((len(bounds) - 1 if c_x else 0, g.kh, width, c_x), x.dtype)
-        _rows_kernels().correlate_by_rows(gemm, x.transpose(0, 2, 3, 1), g, w_rows,
-                                          y.transpose(0, 2, 3, 1).reshape(g.n, pixels, g.c_out),
+        _rows_kernels().correlate_by_rows(gemm, x.transpose(0, 2, 3, 1), g, w_rows, y_t,
                                           bounds, shares, rows, product, x_t, gram, partials)
         if col_t_times is None:
             return None
