@@ -1,4 +1,4 @@
-r"""conv2d with vertical stride 1 for the CPU in one Numba region (``@njit(parallel=True, nogil=True)``):
+r"""conv2d for the CPU in one Numba region (``@njit(parallel=True, nogil=True)``):
 the row columns and the BLAS products of :meth:`minires.cpu.conv.ChunkedIm2colGemm._correlate_by_rows`.
 
 The algorithm is that method's, chunk for chunk and product for product; what changes is who runs
@@ -11,16 +11,19 @@ microseconds, never touch the GIL, and call BLAS's GEMM directly (``gemm``, from
 One ``prange`` iteration is one thread's share of the images, a run of chunks (the chunks of
 :func:`minires.cpu.threads.map_batch`, so the results have the same bits). For each chunk it
 
-1. fills the row columns of its images, ``rows[t, b, r, j, (q, c)] = x[b, r - pad_h, j s_w - pad_w
-   + q, c]`` (zero in the padding): every padded row ``r``, output column ``j``, tap ``q`` is one
-   run of ``c_in`` values, copied from channels-last memory in order;
+1. fills the row columns of its images, ``rows[t, b, row_position(r), j, (q, c)] = x[b, r - pad_h,
+   j s_w - pad_w + q, c]`` (zero in the padding): every padded row ``r``, output column ``j``, tap
+   ``q`` is one run of ``c_in`` values, copied from channels-last memory in order. With vertical
+   stride 1 row ``r`` lies at ``r``; with stride :math:`s_h` the rows are grouped by ``r mod s_h``
+   (``row_position``), so the rows kernel row ``p`` reads, ``p, p + s_h, ..``, lie side by side, as
+   the copy the NumPy code makes of them (:func:`minires.cpu.conv.kernel_row`) does;
 2. multiplies each image's rows by each kernel row,
-   :math:`Y_b = \sum_p R_{b,\,p:p+H_o} W_p`: one GEMM per image and kernel row, ``(out_h*out_w) x
+   :math:`Y_b = \sum_p R_{b,p} W_p`: one GEMM per image and kernel row, ``(out_h*out_w) x
    (kw*c_in)`` times ``(kw*c_in) x c_out``; the first writes :math:`Y_b`, each later one writes a
    scratch product that is then added to :math:`Y_b`, as NumPy's ``out +=`` does;
 3. with ``x_t`` (the weight gradient of :meth:`~minires.cpu.conv.ChunkedIm2colGemm.backward`, or
    of :meth:`~minires.cpu.conv.ChunkedIm2colGemm.backward_weight` with :math:`X = \bar Y`), adds
-   :math:`R_{b,\,p:p+H_o}^\top X_b` over the chunk's images in order into the chunk's partial for
+   :math:`R_{b,p}^\top X_b` over the chunk's images in order into the chunk's partial for
    kernel row ``p``; the driver adds the chunks' partials in chunk order. With an empty ``y_last``
    step 2 is skipped: only the weight gradient is wanted.
 
@@ -41,20 +44,29 @@ def address(a):
     return np.int64(a.ctypes.data)
 
 
+@njit(inline="always", cache=True)
+def row_position(g, r):
+    """Where padded row ``r`` lies in an image's row columns: the rows grouped by ``r mod stride_h``, each
+    group in order (:func:`minires.cpu.conv.row_columns_shape`), so that the rows a kernel row reads,
+    ``p, p + stride_h, ...``, lie side by side (with vertical stride 1, row ``r`` at ``r``)."""
+    return (r % g.stride_h) * -(-(g.h + 2 * g.pad_h) // g.stride_h) + r // g.stride_h
+
+
 @njit(cache=True)
 def fill_row_columns(x_last, g, b, rows):
-    """``rows`` (``h + 2 pad_h, out_w, kw*c_in``) <- the row columns of image ``b`` of channels-last ``x_last``."""
+    """``rows`` (``stride_h * ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in``) <- the row columns of image
+    ``b`` of channels-last ``x_last``, padded row ``r`` at ``row_position(g, r)``."""
     for r in range(g.h + 2 * g.pad_h):
-        i = r - g.pad_h
+        i, at = r - g.pad_h, row_position(g, r)
         for j in range(g.out_w):
             for q in range(g.kw):
                 k, start = j * g.stride_w - g.pad_w + q, q * g.c_in
                 if 0 <= i < g.h and 0 <= k < g.w:
                     for c in range(g.c_in):
-                        rows[r, j, start + c] = x_last[b, i, k, c]
+                        rows[at, j, start + c] = x_last[b, i, k, c]
                 else:
                     for c in range(g.c_in):
-                        rows[r, j, start + c] = 0
+                        rows[at, j, start + c] = 0
 
 
 @njit(cache=True)
@@ -85,7 +97,8 @@ def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, pro
                 for b in range(first, stop):
                     out = y_last[b] if p == 0 else product[t]
                     gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, g.c_out, width, one,
-                         address(rows[t, b - first, p]), width, address(w_rows[p]), g.c_out, zero, address(out), g.c_out)
+                         address(rows[t, b - first, row_position(g, p)]), width, address(w_rows[p]), g.c_out, zero,
+                         address(out), g.c_out)
                     if p > 0:
                         add_into(y_last[b], product[t])
             if x_t.shape[0] == 0:
@@ -94,6 +107,7 @@ def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, pro
                 for b in range(first, stop):
                     out = partials[k, p] if b == first else gram[t]
                     gemm(ROW_MAJOR, TRANS, NO_TRANS, width, c_x, pixels, one,
-                         address(rows[t, b - first, p]), width, address(x_t[b]), c_x, zero, address(out), c_x)
+                         address(rows[t, b - first, row_position(g, p)]), width, address(x_t[b]), c_x, zero,
+                         address(out), c_x)
                     if b > first:
                         add_into(partials[k, p], gram[t])

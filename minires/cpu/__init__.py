@@ -5,7 +5,7 @@ thing faster and is tested for agreement with them:
 
 * :mod:`~minires.cpu.conv`: conv2d as chunked im2col + one BLAS GEMM per chunk, the chunks of a
   call spread over the threads (``numpy-fast``, the CPU default without Numba; ``numba-rows``, the
-  default with it, runs the stride-1 convs' chunks as one Numba region of
+  default with it, runs the convs' row columns and products as one Numba region of
   ``kernels/conv2d_rows_cpu.py``, with the same bits, where Numba's threads run on TBB
   (:mod:`~minires.cpu.numba_layer`), calling NumPy's BLAS (:mod:`~minires.cpu.blas`); and ``numba``
   with the parallel data movers of ``kernels/conv2d_cpu.py``); its outputs are channels last in memory;

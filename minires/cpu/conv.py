@@ -20,12 +20,13 @@ Why this is faster than the reference:
 
 * one GEMM with a long side (:math:`n H_o W_o` rows) instead of :math:`N` small ones: BLAS runs
   near its peak and its threads synchronise once per chunk, not once per image;
-* with vertical stride 1 (every 3x3 conv of a CIFAR ResNet but the two that halve the image), the
-  column matrix is not built at all: each padded row's windows are copied once, as *row columns*
-  of :math:`k_w C` values, and each kernel row is a GEMM on a view of them
-  (:meth:`ChunkedIm2colGemm._correlate_by_rows`). A third of the copying: in a ResNet-20 training
+* the column matrix is not built at all for the forward and the weight gradient: each padded
+  row's windows are copied once, as *row columns* of :math:`k_w C` values, and each kernel row is
+  a GEMM on a view of them (:meth:`ChunkedIm2colGemm._correlate_by_rows`; with a vertical stride,
+  on the rows it reads, copied side by side). A third of the copying: in a ResNet-20 training
   step the convs take 0.72-0.80x the time of the column-matrix path (``numpy-columns``), the step
-  0.77-0.84x (README, "Performance (CPU)");
+  0.77-0.84x (README, "Performance (CPU)"; measured when only the convs of vertical stride 1 took
+  this route, every 3x3 conv of a CIFAR ResNet but the two that halve the image);
 * from channels-last input (every conv's but the first) the row columns are copied straight out
   of :math:`x`, without a padded copy of it first (:func:`numpy_row_im2col`): a third less memory
   traffic for the im2col: ResNet-20's convs take 0.93-0.98x the time of ``numpy-padded-rows``,
@@ -62,13 +63,13 @@ Why this is faster than the reference:
   chunks' partial weight gradients are added in chunk order, so a thread count always gives the same bits.
 
 Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`): ``numpy-fast``
-(NumPy only, row columns where the stride allows) and ``numba`` (the parallel kernels of
+(NumPy only, row columns) and ``numba`` (the parallel kernels of
 ``kernels/conv2d_cpu.py``); ``numpy-columns`` is ``numpy-fast`` with the column matrix everywhere,
 ``numpy-padded-rows`` with every row column copied through a padded copy of the input (each shows
 what one of the steps above saves). ``numba-rows`` (:class:`NumbaRowsIm2colGemm`, the default
-where Numba is installed) is ``numpy-fast`` with each stride-1 conv's chunks, row columns and
-GEMMs run as one Numba region instead of Python functions on minires' pool, and each strided
-conv's col2im gathered in one pass (:func:`gather_col2im`): the same bits.
+where Numba is installed) is ``numpy-fast`` with each conv's chunks, row columns and GEMMs run as
+one Numba region instead of Python functions on minires' pool, and each strided conv's col2im
+gathered in one pass (:func:`gather_col2im`): the same bits.
 """
 from __future__ import annotations
 
@@ -117,8 +118,8 @@ class ChunkedIm2colGemm:
     ``im2col(x, g, col)`` fills the pixel-major column matrix ``col`` (``n*out_h*out_w`` x
     ``kh*kw*c_in``) of the NCHW images ``x``; ``col2im(gcol, g, gx)`` overwrites the NCHW ``gx``
     with the column gradient summed back onto the pixels (``g``: the geometry of the chunk).
-    ``row_im2col(x, g, rows)``, when given, fills the row columns of convolutions with vertical
-    stride 1 instead (:meth:`_correlate_by_rows`). The chunks of a call run on
+    ``row_im2col(x, g, rows)``, when given, fills the row columns instead, for the forward and the
+    weight gradient (:meth:`_correlate_by_rows`). The chunks of a call run on
     :func:`~minires.cpu.threads.get_num_threads` threads at once.
     """
 
@@ -144,9 +145,12 @@ class ChunkedIm2colGemm:
 
     def backward_weight(self, gy, x, w_shape, stride, padding):
         g = ConvGeometry.of(x.shape, w_shape, stride, padding)
-        if self.row_im2col is not None and g.stride_h == 1:
-            return self._weight_by_rows(gy, x, g)
-        return self._weight_by_columns(gy, x, g)
+        return self._weight_by_rows(gy, x, g) if self._by_rows(g) else self._weight_by_columns(gy, x, g)
+
+    def _by_rows(self, g: ConvGeometry) -> bool:
+        """Whether the forward and the weight gradient of the conv ``g`` come from row columns
+        (:meth:`_correlate_by_rows`) rather than the column matrix: wherever there are row columns."""
+        return self.row_im2col is not None
 
     def _weight_by_columns(self, gy, x, g: ConvGeometry):
         r"""The weight gradient from the column matrix of ``x``: :math:`\bar W^\top = \sum_{\text{chunks}} X^{col\top} \bar Y`."""
@@ -158,12 +162,12 @@ class ChunkedIm2colGemm:
         return np.ascontiguousarray(gw_t.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
 
     def _weight_by_rows(self, gy, x, g: ConvGeometry):
-        r"""The weight gradient of a conv with vertical stride 1 from the row columns :math:`R` of ``x``
-        (:meth:`_correlate_by_rows`, without its forward products): kernel row :math:`p`'s part is
-        :math:`\sum_b R_{b,\,p:p+H_o}^\top \bar Y_b`, ``(kw*c_in) x c_out``, that is
-        :math:`\bar w_{o,c,p,q}` at row :math:`(q, c)`. :math:`R` is :math:`k_h` times smaller than the
-        column matrix (in a CIFAR ResNet this is the 3-channel stem's gradient: the other convs take
-        :meth:`backward`'s); README, "Performance (CPU)", has the timings."""
+        r"""The weight gradient from the row columns :math:`R` of ``x`` (:meth:`_correlate_by_rows`,
+        without its forward products): kernel row :math:`p`'s part is :math:`\sum_b R_{b,p}^\top \bar Y_b`,
+        ``(kw*c_in) x c_out``, that is :math:`\bar w_{o,c,p,q}` at row :math:`(q, c)`. :math:`R` is
+        :math:`k_h` (stride 1) or about :math:`k_h s_h` times smaller than the column matrix. In a
+        CIFAR ResNet this is the gradient of the 3-channel stem and of the two strided convs; the
+        others take :meth:`backward`'s shared columns. README, "Performance (CPU)", has the timings."""
         by_kernel_row = self._correlate_by_rows(x, None, g, None, gy)
         return np.ascontiguousarray(by_kernel_row.reshape(g.kh, g.kw, g.c_in, g.c_out).transpose(3, 2, 0, 1))
 
@@ -194,7 +198,7 @@ class ChunkedIm2colGemm:
         array with ``y``'s shape), ``(y, sum over chunks of col^T pixel_major(col_t_times[images]))``."""
         g = ConvGeometry.of(x.shape, w.shape, stride, padding)
         y = channels_last_empty((g.n, g.c_out, g.out_h, g.out_w), x.dtype)
-        if self.row_im2col is not None and g.stride_h == 1:
+        if self._by_rows(g):
             return y, self._correlate_by_rows(x, w, g, y, col_t_times)
         w_t = weight_matrix(w).T
 
@@ -206,22 +210,24 @@ class ChunkedIm2colGemm:
         return y, self._run_chunks(x, g, chunk_forward, column_matrix_shape(g))
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
-        r""":meth:`_correlate` for vertical stride 1, from *row columns*: a third of the copying.
+        r""":meth:`_correlate` from *row columns*: a third of the copying (with vertical stride 1).
 
         The column matrix repeats each kernel row's run of :math:`k_w C` values :math:`k_h` times,
-        once for each output row that reads it. With vertical stride 1, output row :math:`i` reads
-        padded rows :math:`i \dots i+k_h-1`, so one array of row columns,
+        once for each output row that reads it. Output row :math:`i` reads padded rows
+        :math:`s_h i \dots s_h i+k_h-1`, so one array of row columns,
         :math:`R_{b,r,j,(q,c)} = \tilde x_{b,c,r,s_w j+q}` for *every* padded row :math:`r`, holds
-        them all once, and kernel row :math:`p`'s part of the product is a GEMM with the view
-        :math:`R_{b,\,p:p+H_o}` (``kernel_row``):
+        them all once, and kernel row :math:`p`'s part of the product is a GEMM with the padded rows
+        :math:`p, p + s_h, \dots, p + s_h (H_o - 1)` of :math:`R`, :math:`R_{b,p}` (``kernel_row``: with
+        :math:`s_h = 1` the view :math:`R_{b,\,p:p+H_o}`):
 
-        .. math::  Y_b = \sum_{p=0}^{k_h-1} R_{b,\,p:p+H_o}\, W_p, \qquad
+        .. math::  Y_b = \sum_{p=0}^{k_h-1} R_{b,p}\, W_p, \qquad
                    (W_p)_{(q,c),\,o} = w_{o,c,p,q}.
 
         :math:`k_h` GEMMs of depth :math:`k_w C` do the work of one of depth :math:`k_h k_w C`, and
-        :math:`R` is :math:`k_h` times smaller than the column matrix. With
+        :math:`R` is :math:`k_h` times smaller than the column matrix (about :math:`k_h s_h` times:
+        the copies of :math:`R_{b,p}` that a vertical stride needs are one kernel row's at a time). With
         ``col_t_times`` the weight gradient comes from the same rows (see :meth:`backward`): the
-        turned kernel row :math:`p` is :math:`\sum_b R_{b,\,p:p+H_o}^\top X_b`. With ``w`` and ``y`` None,
+        turned kernel row :math:`p` is :math:`\sum_b R_{b,p}^\top X_b`. With ``w`` and ``y`` None,
         only that sum is computed (:meth:`_weight_by_rows`).
         """
         w_rows = None if w is None else weight_rows(w)
@@ -265,7 +271,7 @@ class ChunkedIm2colGemm:
 
 
 def _multiply_rows(rows, w_rows, y, g: ConvGeometry) -> None:
-    r"""``y`` (channels last) <- :math:`\sum_p R_{b,\,p:p+H_o} W_p` for each image of the chunk ``g``,
+    r"""``y`` (channels last) <- :math:`\sum_p R_{b,p} W_p` for each image of the chunk ``g``,
     from its row columns ``rows`` and the kernel rows' weights ``w_rows`` (:func:`weight_rows`): the
     first kernel row's product written into ``y``, each later one into a scratch buffer and added."""
     out = y.transpose(0, 2, 3, 1).reshape(g.n, g.out_h * g.out_w, g.c_out)   # contiguous: a view
@@ -286,14 +292,20 @@ def column_matrix_shape(g: ConvGeometry):
 
 
 def row_columns_shape(g: ConvGeometry):
-    """``n -> (n, h + 2 pad_h, out_w, kw*c_in)``: the row columns' shape for a chunk of ``n`` images."""
-    return lambda n: (n, g.h + 2 * g.pad_h, g.out_w, g.kw * g.c_in)
+    """``n -> (n, stride_h * ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in)``: the row columns' shape for a
+    chunk of ``n`` images, one row per padded row (``h + 2 pad_h`` of them; with a vertical stride that
+    does not divide that, room for up to ``stride_h - 1`` more, which no one reads: the Numba kernel
+    groups the rows by their remainder modulo the stride, in groups of equal length)."""
+    return lambda n: (n, g.stride_h * -(-(g.h + 2 * g.pad_h) // g.stride_h), g.out_w, g.kw * g.c_in)
 
 
 def kernel_row(rows, p: int, g: ConvGeometry):
     """Kernel row ``p``'s columns, ``(n, out_h*out_w, kw*c_in)``, from the row columns ``rows``
-    (:func:`row_columns_shape`): the padded rows ``p .. p + out_h - 1`` of each image, a view."""
-    return rows[:, p:p + g.out_h].reshape(rows.shape[0], g.out_h * g.out_w, rows.shape[3])
+    (:func:`row_columns_shape`, in padded-row order): the padded rows ``p, p + s, .., p + s (out_h - 1)``
+    of each image (``s`` the vertical stride); a view with stride 1, else a copy, contiguous as the
+    Numba kernel's are, so that BLAS multiplies the same matrices."""
+    last = p + g.stride_h * (g.out_h - 1)
+    return rows[:, p:last + 1:g.stride_h].reshape(rows.shape[0], g.out_h * g.out_w, rows.shape[3])
 
 
 def _is_transposable(g: ConvGeometry) -> bool:
@@ -369,6 +381,7 @@ def padded_row_im2col(x, g: ConvGeometry, rows):
     records are runs of the padded rows."""
     padded, run = padded_channels_last(x, g), _kernel_row_record(x, g)
     image, row, pixel = padded.strides[:3]
+    rows = rows[:, :padded.shape[1]]                                      # one per padded row
     runs = np.ndarray(rows.shape[:3], run, buffer=padded, strides=(image, row, g.stride_w * pixel))  # [b, r, j]
     rows.view(run).reshape(runs.shape)[...] = runs
 
@@ -453,7 +466,7 @@ def gather_col2im(gcol, g: ConvGeometry, gx):
 
 # ----------------------------------------------------------------------------- one Numba region
 class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
-    """``numpy-fast`` with its vertical-stride-1 convs (:meth:`_correlate_by_rows`) run as one
+    """``numpy-fast`` with its row columns and their products (:meth:`_correlate_by_rows`) run as one
     Numba kernel (``kernels/conv2d_rows_cpu.py``): the same chunks and BLAS products, hence the same
     bits, on Numba's threads instead of minires' pool (``numba-rows``, the CPU default where Numba
     is installed). Only where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`): on its
