@@ -53,7 +53,8 @@ REPORTS = ["results/cpu/2026-12-04-amd-epyc-interleaved-steps.txt",
            "results/cpu/2026-12-05-amd-epyc-interleaved-steps-sums-regions.txt",
            "results/cpu/2026-12-05-amd-epyc-interleaved-steps-every-size.txt",
            "results/cpu/2026-12-05-amd-epyc-interleaved-steps-settled.txt",
-           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-drivers.txt"]
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-drivers.txt",
+           "results/cpu/2026-12-05-amd-epyc-interleaved-steps-conv-rows.txt"]
 SETTLED = REPORTS[5]
 DRIVERS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-ab.txt"
 IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-in-regions-ab.txt"     # a route dropped
@@ -131,13 +132,21 @@ def test_where_it_stands_is_the_latest_runs():
         r"== --model resnet(\d+) --batch (\d+) --threads (\d+)\n.*?median ([\d.]+)", (REPO / REPORTS[-1]).read_text(), re.S)}
     one = [m for (_, _, threads), m in medians.items() if threads == 1]
     two = {batch: [m for (_, b, threads), m in medians.items() if threads == 2 and b == batch] for batch in (128, 32)}
-    record = (REPO / "results/train/2026-12-05-amd-epyc-time-to-accuracy-every-size.md").read_text()
+    record = (REPO / "results/train/2026-12-05-amd-epyc-time-to-accuracy-conv-rows.md").read_text()
     ratios = [float(row.split(" | ")[-1]) for row in re.findall(r"^\| \d \| (.+) \|$", record, re.M)]
     assert len(one) == 4 and len(ratios) == 3
     assert (f"takes {min(one):.2f}-{max(one):.2f}x PyTorch's time on one thread, {min(two[128]):.2f}-"
             f"{max(two[128]):.2f}x on two at batch 128 and {min(two[32]):.2f}-{max(two[32]):.2f}x on two at batch 32 "
             f"(medians of 8 interleaved pairs of turns, the first step of each turn uncounted: below); the default training run, `minires train --model resnet20` on two "
             f"threads, {min(ratios):.2f}-{max(ratios):.2f}x PyTorch's wall time") in one_line("README.md")
+
+    def slowest_one_thread(report):      # (ResNet-N, median) of the largest one-thread median, at batch 32 in these runs
+        found = re.findall(r"== --model resnet(\d+) --batch 32 --threads 1\n.*?median ([\d.]+)", (REPO / report).read_text(), re.S)
+        return max(found, key=lambda pair: float(pair[1]))
+    (net, latest), (net_before, before) = slowest_one_thread(REPORTS[-1]), slowest_one_thread(REPORTS[-2])
+    assert float(latest) == max(one)
+    assert (f"nearly on one thread (ResNet-{net} at batch 32 gave {latest} in the last run, ResNet-{net_before} "
+            f"{before} in the one before;") in one_line("README.md")
 
 
 def test_the_readmes_account_of_the_sums_run_is_its_output():
@@ -275,7 +284,7 @@ def test_the_readmes_account_of_the_dropped_fusion_is_its_output():
 def test_the_readmes_account_of_the_drivers_runs_is_their_outputs():
     """The medians the README gives of the build before batch norm's vectors went into Numba against the build
     with them (each model's median of the rounds' medians, their ranges, and the rounds the later build won), and
-    of one thread in the last two grids, are the committed outputs'."""
+    of one thread in the last two grids and two threads at batch 32 in the last, are the committed outputs'."""
     import statistics
     from conftest import one_line
     readme = one_line("README.md")
@@ -289,6 +298,24 @@ def test_the_readmes_account_of_the_drivers_runs_is_their_outputs():
                 f"{statistics.median(after):.3f} ({min(after):.2f}-{max(after):.2f}) after, the later build ahead in "
                 f"{won} of 6 rounds") in readme, name
     one = [[float(m) for m in re.findall(r"--threads 1\n.*?median ([\d.]+)", (REPO / r).read_text(), re.S)]
-           for r in (REPORTS[-1], SETTLED)]
+           for r in (REPORTS[-1], REPORTS[-2])]
+    two = batch32_two_threads(REPORTS[-1])
     assert (f"one thread is near it ({min(one[0]):.2f}-{max(one[0]):.2f} in the last run, {min(one[1]):.2f}-"
-            f"{max(one[1]):.2f} in the one before)") in readme
+            f"{max(one[1]):.2f} in the one before), two threads are not, at batch 32 least ({min(two):.2f}-"
+            f"{max(two):.2f} in the last run)") in readme
+
+
+def batch32_two_threads(report) -> list[float]:
+    """The medians of ResNet-20 and -56 at batch 32 on two threads in a grid's output."""
+    return [float(m) for m in re.findall(r"== --model resnet\d+ --batch 32 --threads 2\n.*?median ([\d.]+)",
+                                         (REPO / report).read_text(), re.S)]
+
+
+def test_the_latest_grid_is_the_first_with_batch_32_on_two_threads_under_1_10():
+    """"batch 32 on two threads gave 1.06 and 1.07, against 1.17 and 1.11 in the run before, the first grid in
+    which both are under 1.10": the committed grids' medians."""
+    from conftest import one_line
+    latest, before = batch32_two_threads(REPORTS[-1]), batch32_two_threads(REPORTS[-2])
+    assert max(latest) < 1.10 and all(max(batch32_two_threads(r)) >= 1.10 for r in REPORTS[:-1])
+    assert (f"batch 32 on two threads gave {latest[0]:.2f} and {latest[1]:.2f}, against {before[0]:.2f} and "
+            f"{before[1]:.2f} in the run before, the first grid in which both are under 1.10") in one_line("README.md")
