@@ -49,7 +49,7 @@ def use_route(conv, convs: str, route: str) -> None:
     if convs == "stem":
         conv._weight_by_rows = conv._weight_by_columns
     else:
-        conv._by_rows = lambda g: g.stride_h == 1
+        conv._by_rows = lambda g, gradient=False: g.stride_h == 1
 
 
 def work(conv, convs: str, batch: int):

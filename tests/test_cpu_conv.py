@@ -1,4 +1,4 @@
-"""The fast CPU conv2d paths (numpy-fast, numpy-columns, numpy-padded-rows, numba) against the NumPy reference, on drawn shapes."""
+"""The fast CPU conv2d paths (numpy-fast, numpy-rows, numpy-columns, numpy-padded-rows, numba) against the NumPy reference, on drawn shapes."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,7 +13,7 @@ from conftest import channels_last
 
 NEEDS_NUMBA = pytest.mark.skipif("numba" not in backend.available("conv2d"),
                                  reason="Numba is not installed: pip install -e '.[numba]'")
-FAST = ["numpy-fast", "numpy-columns", "numpy-padded-rows", pytest.param("numba", marks=NEEDS_NUMBA),
+FAST = ["numpy-fast", "numpy-rows", "numpy-columns", "numpy-padded-rows", pytest.param("numba", marks=NEEDS_NUMBA),
         pytest.param("numba-rows", marks=NEEDS_NUMBA)]
 
 
@@ -22,7 +22,7 @@ def implementation(name, chunk_bytes):
     registered = backend.lookup("conv2d", np.zeros(1), name)[1]
     if isinstance(registered, NumbaRowsIm2colGemm):
         return NumbaRowsIm2colGemm(chunk_bytes)
-    return ChunkedIm2colGemm(registered.im2col, registered.col2im, chunk_bytes, registered.row_im2col)
+    return ChunkedIm2colGemm(registered.im2col, registered.col2im, chunk_bytes, registered.row_im2col, registered.every_conv)
 
 
 @st.composite
@@ -110,17 +110,19 @@ def test_stride_one_backward_data_both_routes(name, padding):
                                Im2colConv2d.backward_data(gy, w, x.shape, (1, 1), padding), atol=1e-12)
 
 
-@pytest.mark.parametrize("stride, rows", [((2, 2), None), ((1, 1), None), ((1, 1), numpy_row_im2col)])
-def test_threads_split_the_chunks_and_add_them_in_order(monkeypatch, stride, rows):
+@pytest.mark.parametrize("stride, rows, every_conv", [((2, 2), None, False), ((1, 1), None, False),
+                                                     ((1, 1), numpy_row_im2col, False), ((2, 2), numpy_row_im2col, True),
+                                                     ((1, 1), numpy_row_im2col, True)])
+def test_threads_split_the_chunks_and_add_them_in_order(monkeypatch, stride, rows, every_conv):
     """Chunks go to 1 or 3 threads (more than this machine may have, and an odd share); every
     direction agrees with the reference. Backward-weight adds the chunks' partial sums in chunk
     order: with one image per chunk the chunks are the same on any thread count, and so are the bits.
-    The same for the column matrix and for the row columns (``rows``) of stride 1."""
+    The same for the column matrix and for the row columns (``rows``) of stride 1, or of every conv."""
     from minires.cpu import threads as cpu_threads
     monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)   # split even these small arrays
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((7, 3, 6, 6)), rng.standard_normal((2, 3, 3, 3))   # C >= O: backward shares its columns
-    fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1, row_im2col=rows)   # one image per chunk
+    fast = ChunkedIm2colGemm(numpy_im2col, numpy_col2im, chunk_bytes=1, row_im2col=rows, every_conv=every_conv)   # an image a chunk
     args, before, results = (stride, (1, 1)), cpu_threads.get_num_threads(), []
     gy = rng.standard_normal(Im2colConv2d.forward(x, w, *args).shape)
     try:
@@ -231,14 +233,14 @@ def numba_region(monkeypatch):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @settings(max_examples=15, deadline=None)
 @given(p=problems())
-def test_numba_rows_gives_numpy_fasts_bits(threads, p):
-    """The one-region kernel runs numpy-fast's chunks and products in the same order: every output
+def test_numba_rows_gives_numpy_rows_bits(threads, p):
+    """The one-region kernel runs numpy-rows' chunks and products in the same order: every output
     has the same bits (the weight gradient alone, from the row columns of x, too), on 1, 2 and 3
     threads, each chunk size, both dtypes and layouts."""
     from minires.cpu import threads as cpu_threads
     x, w, gy = arrays(p)
     s, pad = p["stride"], p["padding"]
-    region, fast = NumbaRowsIm2colGemm(p["chunk_bytes"]), implementation("numpy-fast", p["chunk_bytes"])
+    region, fast = NumbaRowsIm2colGemm(p["chunk_bytes"]), implementation("numpy-rows", p["chunk_bytes"])
     before = cpu_threads.get_num_threads()
     try:
         cpu_threads.set_num_threads(threads)
@@ -307,7 +309,7 @@ def test_numba_rows_runs_numpy_fasts_code_where_its_kernel_cannot_run(monkeypatc
         monkeypatch.setattr(blas, "gemm", lambda dtype: None)
     elif why == "another layer":
         monkeypatch.setattr(numba_layer, "threading_layer", lambda: "omp")
-    region, fast = NumbaRowsIm2colGemm(), implementation("numpy-fast", 2 ** 22)
+    region, fast = NumbaRowsIm2colGemm(), implementation("numpy-rows", 2 ** 22)
     before = cpu_threads.get_num_threads()
     try:
         cpu_threads.set_num_threads(1 if why == "one share" else 2)
@@ -333,7 +335,7 @@ def test_numba_rows_enters_its_kernel_when_nothing_keeps_it_out(monkeypatch):
         y = NumbaRowsIm2colGemm().forward(x, w, (1, 1), (1, 1))
     finally:
         cpu_threads.set_num_threads(before)
-    assert calls == [1] and np.array_equal(y, implementation("numpy-fast", 2 ** 22).forward(x, w, (1, 1), (1, 1)))
+    assert calls == [1] and np.array_equal(y, implementation("numpy-rows", 2 ** 22).forward(x, w, (1, 1), (1, 1)))
 
 
 @NEEDS_NUMBA
@@ -386,7 +388,7 @@ def test_pips_tbb_is_numbas_layer_where_it_is_installed():
 
 @NEEDS_NUMBA
 def test_a_layer_asked_for_is_kept_and_the_conv_keeps_its_bits():
-    code = CONV_IN_A_FRESH_PROCESS + "print(threading_layer(), same(both('numba-rows'), both('numpy-fast')))"
+    code = CONV_IN_A_FRESH_PROCESS + "print(threading_layer(), same(both('numba-rows'), both('numpy-rows')))"
     assert _last_line(code, NUMBA_THREADING_LAYER="workqueue") == "workqueue True"
 
 

@@ -63,13 +63,17 @@ Why this is faster than the reference:
   chunks' partial weight gradients are added in chunk order, so a thread count always gives the same bits.
 
 Two sets of data movers plug into the same algorithm (:class:`ChunkedIm2colGemm`): ``numpy-fast``
-(NumPy only, row columns) and ``numba`` (the parallel kernels of
-``kernels/conv2d_cpu.py``); ``numpy-columns`` is ``numpy-fast`` with the column matrix everywhere,
-``numpy-padded-rows`` with every row column copied through a padded copy of the input (each shows
-what one of the steps above saves). ``numba-rows`` (:class:`NumbaRowsIm2colGemm`, the default
-where Numba is installed) is ``numpy-fast`` with each conv's chunks, row columns and GEMMs run as
-one Numba region instead of Python functions on minires' pool, and each strided conv's col2im
-gathered in one pass (:func:`gather_col2im`): the same bits.
+(NumPy only, row columns for the forward of the convs with vertical stride 1) and ``numba`` (the
+parallel kernels of ``kernels/conv2d_cpu.py``); ``numpy-columns`` is ``numpy-fast`` with the column
+matrix everywhere, ``numpy-padded-rows`` with every row column copied through a padded copy of the
+input (each shows what one of the steps above saves), ``numpy-rows`` with row columns for every
+conv's forward and separate weight gradient (``every_conv``). ``numba-rows``
+(:class:`NumbaRowsIm2colGemm`, the default where Numba is installed) is ``numpy-rows`` with each
+conv's chunks, row columns and GEMMs run as one Numba region instead of Python functions on
+minires' pool, and each strided conv's col2im gathered in one pass (:func:`gather_col2im`): the same
+bits. ``numpy-fast``, the default without Numba, keeps the column matrix for the strided convs and
+the separate weight gradients so that the runs the README quotes from an install without Numba
+keep their bits (``every_conv`` changes the order of the sums); README, "Performance (CPU)".
 """
 from __future__ import annotations
 
@@ -118,13 +122,15 @@ class ChunkedIm2colGemm:
     ``im2col(x, g, col)`` fills the pixel-major column matrix ``col`` (``n*out_h*out_w`` x
     ``kh*kw*c_in``) of the NCHW images ``x``; ``col2im(gcol, g, gx)`` overwrites the NCHW ``gx``
     with the column gradient summed back onto the pixels (``g``: the geometry of the chunk).
-    ``row_im2col(x, g, rows)``, when given, fills the row columns instead, for the forward and the
-    weight gradient (:meth:`_correlate_by_rows`). The chunks of a call run on
+    ``row_im2col(x, g, rows)``, when given, fills the row columns instead (:meth:`_correlate_by_rows`):
+    for the forward of convs with vertical stride 1, and with ``every_conv`` for every conv's forward
+    and separate weight gradient (:meth:`_by_rows`). The chunks of a call run on
     :func:`~minires.cpu.threads.get_num_threads` threads at once.
     """
 
-    def __init__(self, im2col, col2im, chunk_bytes: int = CHUNK_BYTES, row_im2col=None):
+    def __init__(self, im2col, col2im, chunk_bytes: int = CHUNK_BYTES, row_im2col=None, every_conv: bool = False):
         self.im2col, self.col2im, self.chunk_bytes, self.row_im2col = im2col, col2im, chunk_bytes, row_im2col
+        self.every_conv = every_conv
 
     def forward(self, x, w, stride, padding):
         return self._correlate(x, w, stride, padding)[0]
@@ -145,12 +151,15 @@ class ChunkedIm2colGemm:
 
     def backward_weight(self, gy, x, w_shape, stride, padding):
         g = ConvGeometry.of(x.shape, w_shape, stride, padding)
-        return self._weight_by_rows(gy, x, g) if self._by_rows(g) else self._weight_by_columns(gy, x, g)
+        return self._weight_by_rows(gy, x, g) if self._by_rows(g, gradient=True) else self._weight_by_columns(gy, x, g)
 
-    def _by_rows(self, g: ConvGeometry) -> bool:
-        """Whether the forward and the weight gradient of the conv ``g`` come from row columns
-        (:meth:`_correlate_by_rows`) rather than the column matrix: wherever there are row columns."""
-        return self.row_im2col is not None
+    def _by_rows(self, g: ConvGeometry, gradient: bool = False) -> bool:
+        """Whether the forward (or, with ``gradient``, the separate weight gradient) of the conv ``g`` comes
+        from row columns (:meth:`_correlate_by_rows`) rather than the column matrix: with ``every_conv``
+        wherever there are row columns, else only the forward of a conv with vertical stride 1."""
+        if self.row_im2col is None:
+            return False
+        return self.every_conv or (g.stride_h == 1 and not gradient)
 
     def _weight_by_columns(self, gy, x, g: ConvGeometry):
         r"""The weight gradient from the column matrix of ``x``: :math:`\bar W^\top = \sum_{\text{chunks}} X^{col\top} \bar Y`."""
@@ -466,16 +475,17 @@ def gather_col2im(gcol, g: ConvGeometry, gx):
 
 # ----------------------------------------------------------------------------- one Numba region
 class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
-    """``numpy-fast`` with its row columns and their products (:meth:`_correlate_by_rows`) run as one
-    Numba kernel (``kernels/conv2d_rows_cpu.py``): the same chunks and BLAS products, hence the same
-    bits, on Numba's threads instead of minires' pool (``numba-rows``, the CPU default where Numba
-    is installed). Only where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`): on its
-    other layers they start too slowly to gain, and every conv is ``numpy-fast``'s. The strided
-    convs' col2im is one pass of a serial Numba kernel (:func:`gather_col2im`), also with
-    ``numpy-fast``'s bits."""
+    """``numpy-rows`` (row columns for every conv's forward and separate weight gradient) with its row
+    columns and their products (:meth:`_correlate_by_rows`) run as one Numba kernel
+    (``kernels/conv2d_rows_cpu.py``): the same chunks and BLAS products, hence the same bits, on
+    Numba's threads instead of minires' pool (``numba-rows``, the CPU default where Numba is
+    installed). Only where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`): on its
+    other layers they start too slowly to gain, and every conv is ``numpy-rows``' code. The strided
+    convs' col2im is one pass of a serial Numba kernel (:func:`gather_col2im`), with
+    :func:`numpy_col2im`'s bits."""
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES):
-        super().__init__(numpy_im2col, gather_col2im, chunk_bytes, row_im2col=numpy_row_im2col)
+        super().__init__(numpy_im2col, gather_col2im, chunk_bytes, row_im2col=numpy_row_im2col, every_conv=True)
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
         width, pixels = g.kw * g.c_in, g.out_h * g.out_w
@@ -537,6 +547,9 @@ def _region_gemm(x, w, parts: int, products):
 
 backend.register("conv2d", "numpy-fast", device="cpu", default=True)(   # without Numba
     ChunkedIm2colGemm(numpy_im2col, numpy_col2im, row_im2col=numpy_row_im2col))
+# with row columns for every conv's forward and separate weight gradient: numba-rows' bits without Numba
+backend.register("conv2d", "numpy-rows", device="cpu")(
+    ChunkedIm2colGemm(numpy_im2col, numpy_col2im, row_im2col=numpy_row_im2col, every_conv=True))
 # the same without row columns: every conv through the column matrix (to see what the rows save)
 backend.register("conv2d", "numpy-columns", device="cpu")(ChunkedIm2colGemm(numpy_im2col, numpy_col2im))
 # the same with every row column copied through a padded copy of x (to see what copying from x saves)
