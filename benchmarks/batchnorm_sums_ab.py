@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
-from minires.bench.suite import add_interleaved_step_arguments
+from minires.bench.suite import add_interleaved_step_arguments, print_interleaved_steps
 from minires.bench.timing import median_seconds
 from minires.checks import positive_int
 from minires.cpu import batchnorm
@@ -141,11 +141,7 @@ def main(argv=None) -> int:
               f"special / general {times['special'] / times['general']:.3f}  same bits: {'yes' if same else 'NO'}")
     used = set_threads(args.threads)
     results = in_steps(args.model, args.batch, args.rounds)
-    print(f"{args.model} batch {args.batch}, {args.threads} thread(s), Numba {used['Numba']}, wall clock, "
-          f"{2 * args.rounds} steps each, medians:")
-    for name, seconds in results.items():
-        print(f"  {name:8s} step {1e3 * seconds:8.1f} ms")
-    print(f"  special / general: step {results['special'] / results['general']:.3f}")
+    print_interleaved_steps(args, results, ("special", "general"), used["Numba"])
     return 0
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from minires import backend
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
-from minires.bench.suite import add_interleaved_step_arguments
+from minires.bench.suite import add_interleaved_step_arguments, print_interleaved_steps
 from minires.bench.timing import median_seconds
 from minires.checks import positive_int
 from minires.cpu.conv import channels_last_empty, column_matrix_shape, gather_col2im, numpy_col2im
@@ -76,10 +76,7 @@ def main(argv=None) -> int:
         print(f"  {shape}, {images} images: numpy {1e3 * times['numpy']:.3f} ms, gather {1e3 * times['gather']:.3f} ms, "
               f"gather / numpy {times['gather'] / times['numpy']:.3f}")
     steps = in_steps(args.model, args.batch, args.rounds)
-    print(f"{args.model} batch {args.batch}, {args.threads} thread(s), wall clock, {2 * args.rounds} steps each, medians:")
-    for name, seconds in steps.items():
-        print(f"  {name:7s} step {1e3 * seconds:8.1f} ms")
-    print(f"  gather / numpy: step {steps['gather'] / steps['numpy']:.3f}")
+    print_interleaved_steps(args, steps, ("gather", "numpy"))
     return 0
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from minires import backend
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
-from minires.bench.suite import add_interleaved_step_arguments
+from minires.bench.suite import add_interleaved_step_arguments, print_interleaved_steps
 from minires.bench.timing import median_seconds
 from minires.checks import positive_int
 from minires.cpu.conv import channels_last_empty
@@ -110,11 +110,7 @@ def main(argv=None) -> int:
         steps = in_steps(conv, args.convs, args.model, args.batch, args.rounds)
     finally:
         use_route(conv, args.convs, "rows")
-    print(f"{args.model} batch {args.batch}, {args.threads} thread(s), Numba {used['Numba']}, wall clock, "
-          f"{2 * args.rounds} steps each, medians:")
-    for route, seconds in steps.items():
-        print(f"  {route:8s} step {1e3 * seconds:8.1f} ms")
-    print(f"  rows / columns: step {steps['rows'] / steps['columns']:.3f}")
+    print_interleaved_steps(args, steps, ("rows", "columns"), used["Numba"])
     return 0
 
 

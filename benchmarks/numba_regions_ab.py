@@ -18,7 +18,7 @@ import argparse
 
 from minires.bench.cpu import set_threads
 from minires.bench.measure import interleaved_step_medians, training_step
-from minires.bench.suite import add_interleaved_step_arguments
+from minires.bench.suite import add_interleaved_step_arguments, print_interleaved_steps
 from minires.cpu import numba_layer
 
 
@@ -49,12 +49,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     used = set_threads(args.threads)
     results = compare(args.model, args.batch, args.rounds, args.against)
-    print(f"{args.model} batch {args.batch}, {args.threads} thread(s), Numba {used['Numba']}, wall clock, "
-          f"{2 * args.rounds} steps each, medians:")
-    for name, seconds in results.items():
-        print(f"  {name:10s} step {1e3 * seconds:8.1f} ms")
     other, default = list(results)
-    print(f"  {default} / {other}: step {results[default] / results[other]:.3f}")
+    print_interleaved_steps(args, results, (default, other), used["Numba"])
     return 0
 
 

@@ -51,6 +51,18 @@ def add_interleaved_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=positive_int, default=12, help="turns each (two steps each; default 12)")
 
 
+def print_interleaved_steps(args, medians: dict[str, float], ratio: tuple[str, str], numba: str | None = None) -> None:
+    """Print an A/B's median step times (:func:`~minires.bench.measure.interleaved_step_medians`, run with
+    :func:`add_interleaved_step_arguments`' ``args``) and the ratio ``ratio[0] / ratio[1]`` of two of them;
+    ``numba``: Numba's threads, as :func:`minires.bench.cpu.set_threads` reports them."""
+    threads = f"{args.threads} thread(s)" + ("" if numba is None else f", Numba {numba}")
+    print(f"{args.model} batch {args.batch}, {threads}, wall clock, {2 * args.rounds} steps each, medians:")
+    width = max(len(name) for name in medians)
+    for name, seconds in medians.items():
+        print(f"  {name:{width}s} step {1e3 * seconds:8.1f} ms")
+    print(f"  {ratio[0]} / {ratio[1]}: step {medians[ratio[0]] / medians[ratio[1]]:.3f}")
+
+
 def _ratio(seconds, reference):
     return None if reference is None else seconds / reference
 
