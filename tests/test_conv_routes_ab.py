@@ -88,3 +88,32 @@ def test_the_readme_quotes_the_committed_ab(convs):
     readme = one_line("README.md")
     assert f"{start}-{end} UTC, idle machine ([output]({REPORT}))" in readme
     assert readme_account(text, convs) in readme
+
+
+BENCH_RUNS = [f"results/cpu/2026-12-05-amd-epyc-2-threads-batch32-conv-rows-run{i}.md" for i in (1, 2, 3)]
+
+
+def bench_ratio(text: str, case: str) -> float:
+    """The ``x torch`` of numba-rows' row ``case`` in a ``minires bench cpu`` report."""
+    return float(re.search(rf"^(?:conv|step)  {re.escape(case)} +numba-rows +fp32 +\S+ +\S+ +\S+ +([\d.]+)", text, re.M).group(1))
+
+
+def test_the_readme_quotes_the_bench_after_the_row_routes():
+    """"The same bench three times after them": the stem's, the strided convs', all convs' and the step's ratios
+    of the three committed reports, and the first run's slow PyTorch conv against the report of 07:05."""
+    texts = [(REPO / run).read_text() for run in BENCH_RUNS]
+
+    def spread(case):
+        values = sorted(bench_ratio(t, case) for t in texts)
+        return f"{values[0]:.2f}-{values[-1]:.2f}x"
+    stem = [f"{bench_ratio(t, 'conv1 3->16 @32'):.2f}x" for t in texts]
+    torch_16 = [float(re.search(r"^conv  16->16 @32 +torch +fp32 +\S+ +\S+ +([\d.]+)", (REPO / r).read_text(), re.M).group(1))
+                for r in (BENCH_RUNS[0], "results/cpu/2026-12-05-amd-epyc-2-threads-batch32-numba-rows.md")]
+    times = [re.search(r"^# minires bench cpu, 2026-12-05 (\d\d:\d\d) UTC", t).group(1) for t in texts]
+    links = ", ".join(f"[{i}]({run})" for i, run in enumerate(BENCH_RUNS, 1))
+    when = times[0] if times[0] == times[-1] else f"{times[0]}-{times[-1]}"
+    assert (f"The same bench three times after them, {when} UTC (outputs {links}): the stem "
+            f"{stem[0]}, {stem[1]} and {stem[2]} (the first run's PyTorch convs slow: its 16->16 conv took "
+            f"{torch_16[0]:.2f} ms against {torch_16[1]:.2f} at 07:05), the strided convs {spread('16->32 @32 s2')} "
+            f"and {spread('32->64 @16 s2')}, all 19 convs {spread('resnet20: all 19 convs')}, the step "
+            f"{spread('resnet20 batch 32')}") in one_line("README.md")
