@@ -27,10 +27,11 @@ row, reading memory in order, and LLVM vectorises it (rows of a few hundred valu
   and :math:`\bar\gamma = s \sum \bar y (x - \mu)`.
 
   The two were one kernel, :math:`\sum (u - a)` and :math:`\sum (u - a)(v - b)`, called with
-  :math:`u = v = x` forward and :math:`a = 0` backward; in float64, on data that fits in the caches,
-  the sums are bound by arithmetic, not memory, so the conversions and subtractions the general form repeats cost time. The two give
-  its bits (the same float64 arithmetic on the same operands, added in the same order);
-  ``benchmarks/batchnorm_sums_ab.py`` checks that and times both, and the README has its numbers.
+  :math:`u = v = x` forward and :math:`a = 0` backward; in float64, on data that fits in the
+  caches, the sums are bound by arithmetic, not memory, so the conversions and subtractions the
+  general form repeats cost time. The two give its bits (the same float64 arithmetic on the same
+  operands, added in the same order); ``benchmarks/batchnorm_sums_ab.py`` checks that and times
+  both, and the README has its numbers.
 * ``normalize``: :math:`y = (x - \mu)\,\gamma s + \beta` (one read, one write).
 * ``input_gradient``: :math:`\bar x = \gamma s\,\bar y + k\,(x - \mu) + c`, the closed form
   :math:`\frac{\gamma s}{m}(m \bar y - \bar\beta - \hat x \bar\gamma)` with its per-channel

@@ -81,8 +81,8 @@ def add_into(total, part):
 def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, product, x_t, gram, partials):
     """``y_last[b]`` (``out_h*out_w, c_out``) <- the conv of image ``b`` of ``x_last`` (``n, h, w, c_in``)
     with ``w_rows`` (``kh, kw*c_in, c_out``), for every chunk ``[bounds[k], bounds[k+1])``; thread ``t``
-    runs chunks ``shares[t] .. shares[t+1] - 1`` in its buffers ``rows[t]`` (``images, h + 2 pad_h,
-    out_w, kw*c_in``), ``product[t]`` (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a
+    runs chunks ``shares[t] .. shares[t+1] - 1`` in its buffers ``rows[t]`` (``images, stride_h *
+    ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in``), ``product[t]`` (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a
     non-empty ``x_t`` (``n, out_h*out_w, c_x``), ``partials[k, p]`` (``kw*c_in, c_x``) <- chunk ``k``'s
     sum over its images of kernel row ``p``'s rows, transposed, times ``x_t[b]``. An empty ``y_last``
     (``0, out_h*out_w, c_out``) skips the conv's own products."""

@@ -20,10 +20,11 @@ Why this is faster than the reference:
 
 * one GEMM with a long side (:math:`n H_o W_o` rows) instead of :math:`N` small ones: BLAS runs
   near its peak and its threads synchronise once per chunk, not once per image;
-* the column matrix is not built at all for the forward and the weight gradient: each padded
-  row's windows are copied once, as *row columns* of :math:`k_w C` values, and each kernel row is
-  a GEMM on a view of them (:meth:`ChunkedIm2colGemm._correlate_by_rows`; with a vertical stride,
-  on the rows it reads, copied side by side). A third of the copying: in a ResNet-20 training
+* the column matrix is not built at all for the forward of a conv with vertical stride 1 (with
+  ``every_conv``, for every conv's forward and separate weight gradient): each padded row's windows
+  are copied once, as *row columns* of :math:`k_w C` values, and each kernel row is a GEMM on a
+  view of them (:meth:`ChunkedIm2colGemm._correlate_by_rows`; with a vertical stride, on the rows
+  it reads, copied side by side). A third of the copying: in a ResNet-20 training
   step the convs take 0.72-0.80x the time of the column-matrix path (``numpy-columns``), the step
   0.77-0.84x (README, "Performance (CPU)"; measured when only the convs of vertical stride 1 took
   this route, every 3x3 conv of a CIFAR ResNet but the two that halve the image);
