@@ -424,3 +424,20 @@ def test_the_readme_quotes_the_committed_ab_of_numba_rows():
             f"{r20_128}x and {r56_128}x at batch 128, on one thread ResNet-20's {one_32}x at batch 32 and "
             f"{one_128}x at batch 128") in readme
     assert f"([output]({AB_REPORT}))" in readme
+
+
+@pytest.mark.parametrize("stride, c_in, c_out", [((2, 2), 4, 6), ((2, 1), 4, 6), ((1, 1), 3, 8)],
+                         ids=["strided", "vertical-stride-2", "stem-like"])
+def test_numpy_fast_keeps_the_column_matrix_for_strided_convs_and_separate_weight_gradients(stride, c_in, c_out):
+    """README: ``numpy-fast``, the default without Numba, keeps the column matrix for the strided convs'
+    forward and the separate weight gradients, so the runs made without Numba keep their bits: there it
+    gives ``numpy-columns``' bits (the column matrix everywhere), where ``numpy-rows`` adds in another order."""
+    rng = np.random.default_rng(11)
+    x = channels_last(rng.standard_normal((5, c_in, 9, 9)).astype(np.float32))
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal(Im2colConv2d.forward(x, w, stride, (1, 1)).shape).astype(np.float32)
+    fast, columns = (backend.lookup("conv2d", x, name)[1] for name in ("numpy-fast", "numpy-columns"))
+    assert np.array_equal(fast.backward_weight(gy, x, w.shape, stride, (1, 1)),
+                          columns.backward_weight(gy, x, w.shape, stride, (1, 1)))
+    if stride[0] > 1:
+        assert np.array_equal(fast.forward(x, w, stride, (1, 1)), columns.forward(x, w, stride, (1, 1)))

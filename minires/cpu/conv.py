@@ -175,7 +175,8 @@ class ChunkedIm2colGemm:
         r"""The weight gradient from the row columns :math:`R` of ``x`` (:meth:`_correlate_by_rows`,
         without its forward products): kernel row :math:`p`'s part is :math:`\sum_b R_{b,p}^\top \bar Y_b`,
         ``(kw*c_in) x c_out``, that is :math:`\bar w_{o,c,p,q}` at row :math:`(q, c)`. :math:`R` is
-        :math:`k_h` (stride 1) or about :math:`k_h s_h` times smaller than the column matrix. In a
+        :math:`k_h` times smaller than the column matrix with vertical stride 1, about :math:`k_h / s_h`
+        times with stride :math:`s_h` (it holds every padded row, the column matrix every output row). In a
         CIFAR ResNet this is the gradient of the 3-channel stem and of the two strided convs; the
         others take :meth:`backward`'s shared columns. README, "Performance (CPU)", has the timings."""
         by_kernel_row = self._correlate_by_rows(x, None, g, None, gy)
@@ -234,8 +235,8 @@ class ChunkedIm2colGemm:
                    (W_p)_{(q,c),\,o} = w_{o,c,p,q}.
 
         :math:`k_h` GEMMs of depth :math:`k_w C` do the work of one of depth :math:`k_h k_w C`, and
-        :math:`R` is :math:`k_h` times smaller than the column matrix (about :math:`k_h s_h` times:
-        the copies of :math:`R_{b,p}` that a vertical stride needs are one kernel row's at a time). With
+        :math:`R` is :math:`k_h` times smaller than the column matrix (about :math:`k_h / s_h` times
+        with a vertical stride, whose copies of :math:`R_{b,p}` are one kernel row's at a time). With
         ``col_t_times`` the weight gradient comes from the same rows (see :meth:`backward`): the
         turned kernel row :math:`p` is :math:`\sum_b R_{b,p}^\top X_b`. With ``w`` and ``y`` None,
         only that sum is computed (:meth:`_weight_by_rows`).
@@ -497,12 +498,12 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         gemm = _region_gemm(x, col_t_times if w is None else w, parts, products)
         if gemm is None:
             return super()._correlate_by_rows(x, w, g, y, col_t_times)
-        forward = 0 if y is None else 1                        # without y: the kernel skips the forward products
-        w_rows = np.empty((g.kh, width, g.c_out), x.dtype) if w is None else weight_rows(w)
+        forward_pixels = 0 if y is None else pixels            # without y: the kernel skips the forward products
+        w_rows = np.empty((0, 0, 0), x.dtype) if w is None else weight_rows(w)
         bounds, shares = region_chunks(g.n, parts, per_chunk)
         rows = _scratch("columns", parts * per_chunk * per_image, x.dtype).reshape(
             parts, per_chunk, *row_columns_shape(g)(1)[1:])
-        product = _scratch("product", parts * pixels * g.c_out * forward, x.dtype).reshape(parts, pixels * forward, g.c_out)
+        product = _scratch("product", parts * forward_pixels * g.c_out, x.dtype).reshape(parts, forward_pixels, g.c_out)
         y_t = (np.empty((0, pixels, g.c_out), x.dtype) if y is None
                else y.transpose(0, 2, 3, 1).reshape(g.n, pixels, g.c_out))
         x_t = (np.empty((0, pixels, c_x), x.dtype) if col_t_times is None
