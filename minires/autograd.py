@@ -201,8 +201,9 @@ class Node:
     holds its output tensor weakly. When the program drops such a tensor (a BN output, say, once
     the ReLU after it has run), its array is freed, and :meth:`output` stands in for it with a
     data-less tensor of the same shape, dtype and ``grad_fn`` (``data`` is a broadcast zero, no
-    memory), so the engine and the inspect tools still see every node. A tensor with hooks or
-    ``retain_grad()`` is pinned by its node and stays alive.
+    memory), so the inspect tools still see every node; the engine walks the nodes' edges and needs
+    none (:func:`_graph_order`). A tensor with hooks or ``retain_grad()`` is pinned by its node and
+    stays alive.
     """
 
     __slots__ = ("fn", "ctx", "_edges", "_output", "_described", "_stand_in", "_pinned", "module_path", "trace",
@@ -226,6 +227,10 @@ class Node:
     def pin_output(self) -> None:
         """Keep the output tensor alive as long as the graph (it has hooks or retains its grad)."""
         self._pinned = self.output()
+
+    def live_output(self) -> "Tensor | None":
+        """The tensor this node computed, or None once the program dropped it."""
+        return self._output()
 
     def output(self) -> "Tensor":
         """The tensor this node computed, or a data-less stand-in once the program dropped it."""
@@ -340,8 +345,9 @@ class Function:
     def apply(cls, *args, **kwargs):
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx = Context(needs)
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        out = cls.forward(ctx, *raw, **{k: v.data if isinstance(v, Tensor) else v for k, v in kwargs.items()})
+        raw = [a._data if isinstance(a, Tensor) else a for a in args]
+        raw_kwargs = {k: v._data if isinstance(v, Tensor) else v for k, v in kwargs.items()} if kwargs else kwargs
+        out = cls.forward(ctx, *raw, **raw_kwargs)
         if is_anomaly_enabled():
             _anomaly().check_forward(cls, args, kwargs, out)
         result = Tensor._wrap(out)
@@ -349,8 +355,8 @@ class Function:
         if is_grad_enabled() and any(needs):
             inputs = tuple(a if n else None for a, n in zip(args, needs))
             result.requires_grad = True
-            result.grad_fn = Node(cls, ctx, inputs)
-            result.grad_fn.record_output(result)
+            result.grad_fn = node = Node(cls, ctx, inputs)
+            node.record_output(result)
             ctx.note_saved_roles(raw, out)
             ctx._versions = _saved_versions(cls.__name__, ctx._saved, args, kwargs, result)
         return result
@@ -363,8 +369,9 @@ class Function:
 # ``ctx.saved_tensors`` refuses to hand the arrays to backward once one of them has changed.
 def _storage(array):
     """The array that owns ``array``'s memory (itself, or the base of a view)."""
-    while getattr(array, "base", None) is not None:
-        array = array.base
+    base = getattr(array, "base", None)
+    while base is not None:
+        array, base = base, getattr(base, "base", None)
     return array
 
 
@@ -389,9 +396,13 @@ def _saved_versions(op: str, saved, inputs, keywords, output) -> list:
     if not saved:
         return ()
     owners = {}                             # id of the memory's owner -> (tensor, role); the first one wins
-    for role, t in [*enumerate(inputs), *keywords.items(), ("output", output)]:
+    for role, t in enumerate(inputs):
         if isinstance(t, Tensor):
             owners.setdefault(id(_storage(t._data)), (t, role))
+    for role, t in keywords.items():
+        if isinstance(t, Tensor):
+            owners.setdefault(id(_storage(t._data)), (t, role))
+    owners.setdefault(id(_storage(output._data)), (output, "output"))
     versions = []
     for array in saved:
         owner = owners.get(id(_storage(array)))
@@ -415,43 +426,66 @@ def _check_versions(versions) -> None:
 
 
 # ----------------------------------------------------------------------------- the engine
-@dataclass
 class Step:
     """One node of a backward pass, as the engine runs it.
 
     ``tensor`` is the node's output, ``grad_out`` the gradient arriving at it (all contributions
     summed, after hooks), ``grads_in`` the gradients sent to each input (None where none flows).
+    ``tensor`` is looked up when first read: an output the program has dropped gets its data-less
+    stand-in (:meth:`Node.output`) only if someone asks for it, not on every ``backward()``.
     """
 
-    node: Node
-    tensor: "Tensor"
-    grad_out: object
-    grads_in: tuple
+    __slots__ = ("node", "_tensor", "grad_out", "grads_in")
+
+    def __init__(self, node: Node, tensor: "Tensor | None", grad_out, grads_in: tuple):
+        self.node, self._tensor, self.grad_out, self.grads_in = node, tensor, grad_out, grads_in
+
+    @property
+    def tensor(self) -> "Tensor":
+        if self._tensor is None:
+            self._tensor = self.node.output()
+        return self._tensor
+
+    def __repr__(self):
+        return f"Step({self.node!r}, grad_out shape {tuple(self.grad_out.shape)})"
+
+
+def _vertex(t: "Tensor"):
+    """The engine's vertex for the tensor ``t``: the node that computed it, or the leaf itself (what
+    :class:`Node` keeps as its edges)."""
+    return t.grad_fn if t.grad_fn is not None else t
+
+
+def _graph_order(*roots: "Tensor") -> list:
+    """The vertices (:func:`_vertex`: nodes and leaf tensors) reachable from ``roots``, each after all
+    its inputs.
+
+    Iterative depth-first search with an explicit stack, so a 1000-layer net cannot overflow
+    Python's recursion limit. It follows the nodes' edges, so the outputs the program has dropped
+    need no stand-ins (:meth:`Node.output`).
+    """
+    order, visited = [], set()
+    stack = [(_vertex(r), False) for r in reversed(roots)]
+    while stack:
+        v, expanded = stack.pop()
+        if expanded:
+            order.append(v)
+            continue
+        if id(v) in visited:
+            continue
+        visited.add(id(v))
+        stack.append((v, True))
+        if isinstance(v, Node):
+            for edge in v._edges:
+                if edge is not None and id(edge) not in visited:
+                    stack.append((edge, False))
+    return order
 
 
 def _topological_order(root: "Tensor", *more_roots: "Tensor") -> list:
     """Tensors reachable from ``root`` (and ``more_roots``) through ``grad_fn`` edges, each after all
-    its inputs.
-
-    Iterative depth-first search with an explicit stack, so a 1000-layer net cannot overflow
-    Python's recursion limit.
-    """
-    order, visited = [], set()
-    stack = [(r, False) for r in reversed((root,) + more_roots)]
-    while stack:
-        t, expanded = stack.pop()
-        if expanded:
-            order.append(t)
-            continue
-        if id(t) in visited:
-            continue
-        visited.add(id(t))
-        stack.append((t, True))
-        if t.grad_fn is not None:
-            for inp in t.grad_fn.inputs:
-                if inp is not None and id(inp) not in visited:
-                    stack.append((inp, False))
-    return order
+    its inputs (:func:`_graph_order`'s vertices as tensors: a dropped output as its stand-in)."""
+    return [v.output() if isinstance(v, Node) else v for v in _graph_order(root, *more_roots)]
 
 
 def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create_graph: bool = False,
@@ -467,36 +501,41 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
     and only the nodes that lead to them run. ``root``/``grad`` may also be sequences (several outputs).
     """
     roots, seeds = _seed_gradients(root, grad, create_graph)
-    pending = {}
+    pending, named = {}, {}                 # id of a vertex -> its gradient so far; -> the root tensor given for it
     for r, seed in zip(roots, seeds):
-        pending[id(r)] = seed if id(r) not in pending else pending[id(r)] + seed
-    order = _topological_order(*roots)
+        key = id(_vertex(r))
+        named[key] = r
+        pending[key] = seed if key not in pending else pending[key] + seed
+    order = _graph_order(*roots)
     if capture is not None:
         order = _leading_to(order, capture)
-    for t in reversed(order):
-        g = pending.pop(id(t), None)
+    for v in reversed(order):
+        g = pending.pop(id(v), None)
         if g is None:
             continue
-        if t._hooks:
-            g = _run_hooks(t, g)
-        if capture is not None:
-            if id(t) in capture:
-                capture[id(t)] = g
-        elif t.grad_fn is None or t._retains_grad:
-            t._accumulate_grad(g)
-        if t.grad_fn is None:
+        node = v if isinstance(v, Node) else None
+        t = named.get(id(v), v if node is None else node.live_output())   # None: a dropped output
+        if t is not None:
+            if t._hooks:
+                g = _run_hooks(t, g)
+            if capture is not None:
+                if id(t) in capture:
+                    capture[id(t)] = g
+            elif node is None or t._retains_grad:
+                t._accumulate_grad(g)
+        if node is None:
             continue
-        node = t.grad_fn
         grads = node.apply_backward(g)
         if is_anomaly_enabled():
             _anomaly().check_backward(node, g, grads)
-        for inp, gi in zip(node.inputs, grads):
-            if inp is None or gi is None:
+        for edge, gi in zip(node._edges, grads):
+            if edge is None or gi is None:
                 continue
-            _check_grad_shape(node, inp, gi)
-            gi = _in_dtype_of(inp, gi)
-            prev = pending.get(id(inp))
-            pending[id(inp)] = gi if prev is None else prev + gi
+            shape, dtype = _shape_and_dtype(edge)
+            _check_grad_shape(node, shape, gi)
+            gi = _in_dtype(dtype, gi)
+            prev = pending.get(id(edge))
+            pending[id(edge)] = gi if prev is None else prev + gi
         yield Step(node, t, g, grads)
         if not retain_graph:
             node.release()
@@ -535,12 +574,14 @@ def _seed(root, grad, create_graph, index):
 
 
 def _leading_to(order, targets) -> list:
-    """The tensors of ``order`` (inputs first) from which some tensor with ``id`` in ``targets`` is reached."""
-    needed = set(targets)
-    for t in order:
-        if t.grad_fn is not None and any(i is not None and id(i) in needed for i in t.grad_fn.inputs):
-            needed.add(id(t))
-    return [t for t in order if id(t) in needed]
+    """The vertices of ``order`` (inputs first) from which some tensor with ``id`` in ``targets`` is reached."""
+    needed = set()
+    for v in order:
+        tensor = v.live_output() if isinstance(v, Node) else v
+        if ((tensor is not None and id(tensor) in targets)
+                or (isinstance(v, Node) and any(e is not None and id(e) in needed for e in v._edges))):
+            needed.add(id(v))
+    return [v for v in order if id(v) in needed]
 
 
 def _run_hooks(t, g):
@@ -578,18 +619,26 @@ def _run_to_the_end(steps, create_graph: bool) -> None:
             pass
 
 
-def _check_grad_shape(node, inp, gi):
-    if tuple(gi.shape) != inp.shape:
+def _shape_and_dtype(edge) -> tuple:
+    """``(shape, dtype)`` of the tensor an edge stands for (a leaf, or a node's output, alive or not)."""
+    if isinstance(edge, Node):
+        _, shape, dtype = edge._described
+        return tuple(shape), dtype
+    return edge.shape, edge.dtype
+
+
+def _check_grad_shape(node, shape: tuple, gi):
+    if tuple(gi.shape) != shape:
         raise RuntimeError(f"{node.name}.backward returned a gradient of shape {tuple(gi.shape)} "
-                           f"for an input of shape {inp.shape}; the op's backward is wrong")
+                           f"for an input of shape {shape}; the op's backward is wrong")
 
 
-def _in_dtype_of(inp, gi):
-    """The gradient ``gi`` in its input's dtype, as PyTorch's engine casts it: NumPy's type promotion makes
+def _in_dtype(dtype, gi):
+    """The gradient ``gi`` in its input's ``dtype``, as PyTorch's engine casts it: NumPy's type promotion makes
     the gradient of a float32 tensor used with float64 values float64, and its ``.grad`` must stay float32."""
-    if gi.dtype == inp.dtype:
+    if gi.dtype == dtype:
         return gi
-    return _F().to(gi, dtype=inp.dtype) if isinstance(gi, Tensor) else gi.astype(inp.dtype)
+    return _F().to(gi, dtype=dtype) if isinstance(gi, Tensor) else gi.astype(dtype)
 
 
 # ----------------------------------------------------------------------------- Tensor
