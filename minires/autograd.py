@@ -35,7 +35,6 @@ import contextlib
 import numbers
 import threading
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -535,10 +534,18 @@ def backward_steps(root: "Tensor", grad=None, retain_graph: bool = False, create
             _check_grad_shape(node, shape, gi)
             gi = _in_dtype(dtype, gi)
             prev = pending.get(id(edge))
-            pending[id(edge)] = gi if prev is None else prev + gi
+            pending[id(edge)] = gi if prev is None else _sum_of_gradients(prev, gi)
         yield Step(node, t, g, grads)
         if not retain_graph:
             node.release()
+
+
+def _sum_of_gradients(a, b):
+    """``a + b``, two gradients sent to one tensor: Tensors under ``create_graph`` (recorded), else
+    arrays added by the registry's op ``"add"`` (split over the CPU threads where Numba is installed)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return a + b
+    return backend.lookup("add", a)[1].forward(a, b)
 
 
 def _seed_gradients(root, grad, create_graph: bool):

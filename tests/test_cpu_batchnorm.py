@@ -118,15 +118,6 @@ def test_numba_is_the_default_and_can_be_switched_off():
     assert backend.lookup("batch_norm", np.zeros((1, 1)))[1] is Numba
 
 
-def test_without_numba_batch_norm_falls_back_to_the_numpy_passes():
-    code = ("import sys; sys.modules['numba'] = None\n"
-            "import numpy as np, minires\n"
-            "from minires import backend\n"
-            "print(backend.lookup('batch_norm', np.zeros((1, 1)))[0], 'numba' in backend.available('batch_norm'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["numpy-threads", "False"]
-
-
 def test_the_ab_benchmark_times_both_implementations_and_restores_the_registry():
     """benchmarks/cpu_kernel_ab.py (the README's A/B command) on a toy step: each implementation's
     kernels take part of its step, and the registry holds the real implementations afterwards."""

@@ -7,7 +7,7 @@ from conftest import load_benchmark
 @pytest.mark.parametrize("argv, message", [
     (["--rounds", "0"], "is not a positive integer"),                  # was: every median NaN, printed
     (["--threads", "0"], "is not a positive integer"),
-    (["--op", "conv3d"], "--op: 'conv3d' is not a registry op; choose from add_relu, batch_norm, conv2d"),
+    (["--op", "conv3d"], "--op: 'conv3d' is not a registry op; choose from add, add_relu, batch_norm, conv2d"),
     (["--impls", "numpy", "numpy"], "--impls: A and B are both 'numpy'; name two different implementations"),
     (["--impls", "numpy", "cupy"], "--impls: 'cupy' is not a CPU implementation of batch_norm; choose from numpy"),
 ])

@@ -111,14 +111,15 @@ def test_numba_is_the_default_and_can_be_switched_off():
             assert backend.lookup(op, np.zeros((1, 1)))[0] == "numpy-threads"
 
 
-def test_without_numba_relu_falls_back_to_the_numpy_passes():
+def test_without_numba_relu_batch_norm_and_add_fall_back_to_numpy():
     code = ("import sys; sys.modules['numba'] = None\n"
             "import numpy as np, minires\n"
             "from minires import backend\n"
-            "print(*(backend.lookup(op, np.zeros((1, 1)))[0] for op in ('relu', 'add_relu')), "
-            "'numba' in backend.available('relu'))")
+            "ops = ('relu', 'add_relu', 'batch_norm', 'add')\n"
+            "print(*(backend.lookup(op, np.zeros((1, 1)))[0] for op in ops), "
+            "*('numba' in backend.available(op) for op in ops))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["numpy-threads", "numpy-threads", "False"]
+    assert out == ["numpy-threads", "numpy-threads", "numpy-threads", "numpy"] + ["False"] * 4
 
 
 def test_the_kernel_releases_the_gil_and_runs_serially():

@@ -16,8 +16,10 @@ thing faster and is tested for agreement with them:
   default when Numba is installed; serial ``nogil`` kernels run on the same threads);
 * :mod:`~minires.cpu.relu`: ReLU in one pass each way, its backward instead of NumPy's two
   (``numba``, the CPU default for relu and add_relu when Numba is installed);
+* :mod:`~minires.cpu.add`: the residual add and the engine's sum of two gradients as one Numba
+  region over the threads (``numba``, the CPU default for add when Numba is installed);
 * :mod:`~minires.cpu.numba_layer`: Numba's threads on TBB where pip's ``tbb`` is installed, on
-  which batch norm's and ReLU's passes run as one Numba region each;
+  which batch norm's, ReLU's and the sums' passes run as one Numba region each;
 * :mod:`~minires.cpu.threads`: how many threads (:func:`set_num_threads`, default ``OMP_NUM_THREADS``
   if set, else every core) and
   the pool they share;
@@ -29,7 +31,7 @@ The ``numba`` conv is opt-in (``minires.backend.use("conv2d", "numba")``): it is
 needs compiling, and its threads collapse when they compete with BLAS's or other busy processes
 for the cores (10.8 s per step while BLAS still had threads of its own). Kernels compile on first use.
 """
-from . import allocator, batchnorm, conv, pointwise, relu  # noqa: F401 - registers the implementations
+from . import add, allocator, batchnorm, conv, pointwise, relu  # noqa: F401 - registers the implementations
 from .threads import get_num_threads, set_num_threads  # noqa: F401
 
 if allocator.wanted():
