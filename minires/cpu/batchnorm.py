@@ -55,9 +55,14 @@ class KernelRows(ChannelRows):
         rows = super().rows_of(a)
         if not self.channels_last:
             return rows
-        pixels = rows.shape[1] // self.channels
-        per_row = next(k for k in range(max(1, ROW_VALUES // self.channels), 0, -1) if pixels % k == 0)
-        return rows.reshape(-1, per_row * self.channels)
+        return rows.reshape(-1, _pixels_per_row(rows.shape[1] // self.channels, self.channels) * self.channels)
+
+
+@functools.lru_cache(maxsize=256)
+def _pixels_per_row(pixels: int, channels: int) -> int:
+    """How many of an image's ``pixels`` make one of :class:`KernelRows`' rows: the most, at most
+    :data:`ROW_VALUES` values' worth, that divide them (kept: a step asks for the same few again and again)."""
+    return next(k for k in range(max(1, ROW_VALUES // channels), 0, -1) if pixels % k == 0)
 
 
 def _in_dtype(dtype, vector):

@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from . import threads
 from .pointwise import map_pass
 
 
@@ -70,7 +71,6 @@ def region_bounds(a):
     batch 64 and 128 on two threads took 0.935-1.003x the time it took with regions only under the
     pool's threshold (README). The slices are the same whichever runs them
     (:func:`~minires.cpu.threads.batch_runs`), and so are the bits."""
-    from . import threads
     bounds = _region_bounds(a.shape[0], threads.get_num_threads())
     if (bounds is None or not PASSES_IN_REGIONS or a.size < MIN_REGION_PASS
             or (SMALL_PASSES_ONLY and a.size >= threads.MIN_PARALLEL_PASS)
@@ -84,7 +84,6 @@ def _region_bounds(rows: int, thread_count: int):
     """:func:`region_bounds` for ``rows`` rows: one share per thread, at most one per row, as
     :func:`~minires.cpu.threads.batch_runs` cuts them (int64, read-only: every pass of that many rows
     shares it; a step asks for the same few hundred times); None for fewer than two shares."""
-    from . import threads
     parts = min(rows, thread_count)
     if parts < 2:
         return None
