@@ -144,7 +144,7 @@ class Module:
         return 0
 
     def __call__(self, *inputs, **kwargs):
-        for hook in list(self._forward_pre_hooks.values()):
+        for hook in list(self._forward_pre_hooks.values()) if self._forward_pre_hooks else ():
             replaced = hook(self, inputs)
             if replaced is not None:
                 inputs = replaced if isinstance(replaced, tuple) else (replaced,)
@@ -163,7 +163,7 @@ class Module:
             raise LayerError(self, str(error)) from error
         finally:
             scope.leave()
-        for hook in list(self._forward_hooks.values()):
+        for hook in list(self._forward_hooks.values()) if self._forward_hooks else ():
             replaced = hook(self, inputs, output)
             if replaced is not None:
                 output = replaced
