@@ -343,3 +343,54 @@ def test_the_readme_and_the_threshold_quote_the_ab_of_the_tiniest_passes():
             "batch 4") in one_line("README.md")
     source = " ".join((REPO / "minires/cpu/numba_layer.py").read_text().replace("#", " ").split())
     assert f"took {r20[1]}x at batch 1 and {r20[2]}x at batch 2 the time it took with a region for every pass" in source
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", [channels_last, np.ascontiguousarray], ids=["channels-last", "NCHW"])
+@pytest.mark.parametrize("route", ["minires-pool", "numba-region"])
+def test_the_evaluation_pass_gives_the_references_bits_and_layout(split, monkeypatch, dtype, layout, route):
+    """Evaluation mode in one pass (``forward_eval``: ``normalize`` with a zero mean) rounds where the reference's
+    ``x * scale`` then ``+ shift`` does, NaN, infinities and -0.0 included, on minires' pool or as one region."""
+    from minires.cpu import numba_layer, threads
+    from minires.kernels import batchnorm_cpu
+    monkeypatch.setattr(numba_layer, "threading_layer", lambda: "tbb" if route == "numba-region" else "omp")
+    monkeypatch.setattr(numba_layer, "MIN_REGION_PASS", 0)
+    if route == "numba-region":
+        monkeypatch.setattr(threads, "MIN_PARALLEL_PASS", 1 << 40)
+    ran = []
+    for name in ("normalize", "normalize_split"):
+        kernel = getattr(batchnorm_cpu, name)
+        monkeypatch.setattr(batchnorm_cpu, name, lambda *args, _k=kernel, _n=name: (ran.append(_n), _k(*args))[1])
+    x, _, scale, shift = problem((7, 5, 4, 6), dtype)
+    x = np.ascontiguousarray(x)
+    x.reshape(-1)[:5] = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    x = layout(x)
+    y = Numba.forward_eval(x, scale, shift)
+    expected = x * scale.reshape(1, -1, 1, 1)
+    expected += shift.reshape(1, -1, 1, 1)
+    assert ran and set(ran) == {"normalize_split" if route == "numba-region" and split > 1 else "normalize"}
+    assert y.dtype == dtype and y.strides == expected.strides and y.tobytes() == expected.tobytes()
+
+
+def test_evaluation_mode_takes_the_one_pass_with_the_references_bits(monkeypatch):
+    """``F.batch_norm(training=False)`` (a model's ``eval()``) runs ``forward_eval`` and gives what the NumPy passes
+    give (``numpy-threads``, which has none)."""
+    calls = []
+    one_pass = Numba.forward_eval
+    monkeypatch.setattr(Numba, "forward_eval", staticmethod(lambda *args: (calls.append(1), one_pass(*args))[1]))
+    x, _, weight, bias = problem((4, 3, 2, 5), np.float32)
+    running_var, running_mean = problem((4, 3, 2, 5), np.float32, seed=1)[2:]     # weight > 0: a variance
+    y = F.batch_norm(x, running_mean, running_var, weight, bias, training=False).numpy()
+    with backend.using("batch_norm", "numpy-threads"):
+        expected = F.batch_norm(x, running_mean, running_var, weight, bias, training=False).numpy()
+    assert calls == [1] and y.tobytes() == expected.tobytes() and y.strides == expected.strides
+
+
+def test_the_evaluation_pass_leaves_other_layouts_dtypes_and_empty_batches_to_the_reference():
+    x, _, weight, bias = problem((4, 3, 2, 5), np.float32)
+    strided = np.repeat(x, 2, axis=3)[..., ::2]
+    scale, shift = weight, bias
+    assert Numba.forward_eval(strided, scale, shift) is None
+    assert Numba.forward_eval(x, scale.astype(np.float64), shift) is None
+    assert Numba.forward_eval(x.astype(np.float16), scale.astype(np.float16), shift.astype(np.float16)) is None
+    assert Numba.forward_eval(x[:0], scale, shift) is None

@@ -143,6 +143,25 @@ class NumbaBatchNorm:
                              lambda s: (gy_rows[s], rows[s], *vectors, out[s]))
         return gx, gweight, gbias
 
+    @staticmethod
+    def forward_eval(x, scale, shift):
+        r"""Evaluation mode, :math:`y = x\,s + b` per channel (``scale`` and ``shift``: the running statistics
+        and the affine parameters folded, :class:`~minires.functional.norm.BatchNormEval`), in one pass:
+        ``normalize`` with a zero mean, whose :math:`(x - 0)\,s + b` rounds where the reference's
+        ``x * s`` and then ``+ b`` do (the same bits). None, for the reference to run, where the arrays
+        are not float32 or float64 of one dtype, ``x`` is empty, or it is neither NCHW nor channels last in memory."""
+        if x.size == 0 or x.dtype not in KERNEL_DTYPES or scale.dtype != x.dtype or shift.dtype != x.dtype:
+            return None
+        xr, kernels = KernelRows(x), _kernels()
+        if xr.array is not x:
+            return None
+        rows = xr.rows
+        vectors = (np.zeros(rows.shape[1], x.dtype), xr.expand(scale), xr.expand(shift))
+        y = xr.empty_like()
+        out = xr.rows_of(y)
+        numba_layer.run_pass(rows, kernels.normalize, kernels.normalize_split, lambda s: (rows[s], *vectors, out[s]))
+        return y
+
 
 if importlib.util.find_spec("numba") is not None:
     backend.register("batch_norm", "numba", device="cpu", default=True)(NumbaBatchNorm)

@@ -215,8 +215,11 @@ class BatchNormEval(Function):
         scale = invstd if weight is None else weight * invstd
         shift = -running_mean * scale if bias is None else bias - running_mean * scale
         ctx.save_for_backward(x, weight, running_mean, invstd, scale)
-        y = x * _channel_view(scale, x.ndim)
-        y += _channel_view(shift, x.ndim)
+        fast = getattr(backend.lookup("batch_norm", x)[1], "forward_eval", None)     # one pass (the same bits)
+        y = None if fast is None else fast(x, scale, shift)
+        if y is None:
+            y = x * _channel_view(scale, x.ndim)
+            y += _channel_view(shift, x.ndim)
         return y
 
     @staticmethod
