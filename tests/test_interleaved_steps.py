@@ -66,7 +66,7 @@ def three_grids(first: str) -> list[str]:
 
 CONV_ROWS_RUNS = three_grids(CONV_ROWS)
 LATEST = three_grids(REPORTS[-1])
-TIME_TO_ACCURACY_LATEST = "results/train/2026-12-05-amd-epyc-time-to-accuracy-engine.md"
+TIME_TO_ACCURACY_LATEST = "results/train/2026-12-05-amd-epyc-time-to-accuracy-eval.md"
 DRIVERS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-ab.txt"
 IN_REGIONS_AB = "results/cpu/2026-12-05-amd-epyc-drivers-in-regions-ab.txt"     # a route dropped
 FUSION_AB = "results/cpu/2026-12-05-amd-epyc-bn-relu-fusion-ab.txt"             # a route dropped
@@ -161,12 +161,13 @@ def test_where_it_stands_is_the_latest_runs():
             f"(medians of 8 interleaved pairs of turns, the first step of each turn uncounted, in three runs of the grid: "
             f"below); the default training run, `minires train --model resnet20` on two threads, "
             f"{min(ratios):.2f}-{max(ratios):.2f}x PyTorch's wall time") in readme
-    assert max(one) <= 1.0 and max(two[128]) <= 1.0 and max(two[32]) > 1.0 and min(ratios) > 1.0   # the verdicts
+    assert max(one) <= 1.0 and max(two[128]) <= 1.0 and max(two[32]) > 1.0   # the verdicts
+    within = sum(r <= 1.0 for r in ratios)
     assert ("met for memory (within 1%) and for the steps on one thread and on two at batch 128 (every median of "
             "the last three runs of the grid at most 1.00;") in readme
     assert (f"nearly for the steps on two threads at batch 32 ({min(two[32]):.2f}-{max(two[32]):.2f} in the last three "
-            f"runs, {min(before):.2f}-{max(before):.2f} in the three before them), and not for the default training "
-            f"run ({min(ratios):.2f}-{max(ratios):.2f})") in readme
+            f"runs, {min(before):.2f}-{max(before):.2f} in the three before them), and for the default training run "
+            f"in {within} of 3 pairs ({ratios[0]:.2f}, {ratios[1]:.2f} and {ratios[2]:.2f})") in readme
 
 
 def test_the_readmes_account_of_the_sums_run_is_its_output():
