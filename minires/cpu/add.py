@@ -6,8 +6,9 @@ a residual block's input gets one from its branch and one from its shortcut).
 NumPy's ``a + b`` runs on one thread. Where Numba's threads run on TBB, the sum of two large arrays
 of one shape, dtype and memory layout (NCHW or channels last, :class:`~minires.cpu.pointwise.ChannelRows`)
 runs as one Numba region instead (``kernels/add_cpu.py``, on the rows of
-:func:`~minires.cpu.numba_layer.region_bounds`): the same additions, so the same bits, and the output in the same layout as NumPy's. Anything else
-(broadcasting, mixed dtypes or layouts, small arrays) is NumPy's ``a + b``.
+:func:`~minires.cpu.numba_layer.region_bounds`): the same additions, so the same bits, and the
+output in NumPy's layout. Anything else (broadcasting, mixed dtypes or layouts, small arrays, one
+thread) is NumPy's ``a + b``.
 ``backend.use("add", "numpy")`` switches back to it everywhere.
 """
 from __future__ import annotations

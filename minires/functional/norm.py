@@ -206,6 +206,10 @@ class BatchNormEval(Function):
     :math:`y = \gamma \hat x + \beta`.
     Backward (:math:`\hat\mu, \hat\sigma^2` are constants): :math:`\bar x = \gamma s\, \bar y`,
     :math:`\bar\gamma = \sum \bar y\, \hat x`, :math:`\bar\beta = \sum \bar y` (sums over all axes but 1).
+
+    The forward is :math:`y = x s' + b'`, with :math:`s' = \gamma s` and :math:`b' = \beta - \hat\mu s'`
+    folded per channel: two NumPy passes here, or one where the op ``"batch_norm"``'s implementation has
+    a ``forward_eval`` (the CPU's ``numba``: the same bits).
     """
 
     @staticmethod
