@@ -358,3 +358,23 @@ def test_the_readme_gives_the_two_grids_after_the_first(runs):
             f"[3]({runs[2]})): "
             f"batch 32 on two threads gave {b32[0]}, then {b32[1]}; one thread {min(one):.2f}-{max(one):.2f}; two threads "
             f"at batch 128 {min(b128):.2f}-{max(b128):.2f}") in one_line("README.md")
+
+
+BATCH_64 = "results/cpu/2026-12-05-amd-epyc-interleaved-steps-batch64.txt"      # the default training run's batch
+
+
+def test_the_readme_gives_the_default_runs_batch():
+    """"ResNet-20's steps at batch 64 ... took 1.02x PyTorch's time on two threads (pairs 0.96-1.11) and 0.97x on
+    one (0.95-0.98)": the committed output's medians and ranges."""
+    from conftest import one_line
+    text = (REPO / BATCH_64).read_text()
+    cells = {}
+    for threads, ratios, median in re.findall(r"== --model resnet20 --batch 64 --threads (\d)\n.*?minires / PyTorch: "
+                                              r"([\d., ]+) \(median ([\d.]+)\)", text, re.S):
+        values = [float(r) for r in ratios.split(", ")]
+        cells[int(threads)] = (float(median), min(values), max(values))
+    assert sorted(cells) == [1, 2]
+    two, one = cells[2], cells[1]
+    started = re.search(r"2026-12-05 (\d\d:\d\d)-", text).group(1)
+    assert (f"8 pairs each, {started} UTC ([output]({BATCH_64})), took {two[0]:.2f}x PyTorch's time on two threads (pairs {two[1]:.2f}-{two[2]:.2f}) "
+            f"and {one[0]:.2f}x on one ({one[1]:.2f}-{one[2]:.2f})") in one_line("README.md")
