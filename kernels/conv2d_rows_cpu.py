@@ -89,30 +89,40 @@ def add_into(total, part):
 def correlate_by_rows(gemm, x_last, g, w_rows, y_last, bounds, shares, rows, product, x_t, gram, partials):
     """``y_last[b]`` (``out_h*out_w, c_out``) <- the conv of image ``b`` of ``x_last`` (``n, h, w, c_in``)
     with ``w_rows`` (``kh, kw*c_in, c_out``), for every chunk ``[bounds[k], bounds[k+1])``; thread ``t``
-    runs chunks ``shares[t] .. shares[t+1] - 1`` in its buffers ``rows[t]`` (``images, stride_h *
-    ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in``), ``product[t]`` (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a
-    non-empty ``x_t`` (``n, out_h*out_w, c_x``), ``partials[k, p]`` (``kw*c_in, c_x``) <- chunk ``k``'s
-    sum over its images of kernel row ``p``'s rows, transposed, times ``x_t[b]``. An empty ``y_last``
-    (``0, out_h*out_w, c_out``) skips the conv's own products."""
+    runs chunks ``shares[t] .. shares[t+1] - 1`` (:func:`correlate_share`) in its buffers ``rows[t]``
+    (``images, stride_h * ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in``), ``product[t]``
+    (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a non-empty ``x_t`` (``n,
+    out_h*out_w, c_x``), ``partials[k, p]`` (``kw*c_in, c_x``) <- chunk ``k``'s sum over its images
+    of kernel row ``p``'s rows, transposed, times ``x_t[b]``. An empty ``y_last`` (``0, out_h*out_w,
+    c_out``) skips the conv's own products."""
+    for t in prange(shares.size - 1):
+        correlate_share(gemm, x_last, g, w_rows, y_last, bounds, shares[t], shares[t + 1],
+                        rows[t], product[t], x_t, gram[t], partials)
+
+
+@njit(nogil=True, cache=True)
+def correlate_share(gemm, x_last, g, w_rows, y_last, bounds, first_chunk, stop_chunk, rows, product, x_t, gram, partials):
+    """One thread's share of :func:`correlate_by_rows`: chunks ``first_chunk .. stop_chunk - 1``, in the
+    buffers ``rows`` (``images, ...``), ``product`` and ``gram``. Called alone where the batch is one
+    share (one thread, or a batch too small to split): no Numba threads."""
     one, zero = w_rows.dtype.type(1), w_rows.dtype.type(0)
     width, pixels, c_x = g.kw * g.c_in, g.out_h * g.out_w, x_t.shape[2]
-    for t in prange(shares.size - 1):
-        for k in range(shares[t], shares[t + 1]):
-            first, stop = bounds[k], bounds[k + 1]
-            for b in range(first, stop):
-                image_rows = rows[t, b - first]
-                fill_row_columns(x_last, g, b, image_rows)
-                for p in range(g.kh if y_last.shape[0] else 0):
-                    out = y_last[b] if p == 0 else product[t]
-                    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, g.c_out, width, one,
-                         address(image_rows[row_position(g, p)]), width, address(w_rows[p]), g.c_out, zero,
-                         address(out), g.c_out)
-                    if p > 0:
-                        add_into(y_last[b], product[t])
-                for p in range(g.kh if x_t.shape[0] else 0):
-                    out = partials[k, p] if b == first else gram[t]
-                    gemm(ROW_MAJOR, TRANS, NO_TRANS, width, c_x, pixels, one,
-                         address(image_rows[row_position(g, p)]), width, address(x_t[b]), c_x, zero,
-                         address(out), c_x)
-                    if b > first:
-                        add_into(partials[k, p], gram[t])
+    for k in range(first_chunk, stop_chunk):
+        first, stop = bounds[k], bounds[k + 1]
+        for b in range(first, stop):
+            image_rows = rows[b - first]
+            fill_row_columns(x_last, g, b, image_rows)
+            for p in range(g.kh if y_last.shape[0] else 0):
+                out = y_last[b] if p == 0 else product
+                gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, g.c_out, width, one,
+                     address(image_rows[row_position(g, p)]), width, address(w_rows[p]), g.c_out, zero,
+                     address(out), g.c_out)
+                if p > 0:
+                    add_into(y_last[b], product)
+            for p in range(g.kh if x_t.shape[0] else 0):
+                out = partials[k, p] if b == first else gram
+                gemm(ROW_MAJOR, TRANS, NO_TRANS, width, c_x, pixels, one,
+                     address(image_rows[row_position(g, p)]), width, address(x_t[b]), c_x, zero,
+                     address(out), c_x)
+                if b > first:
+                    add_into(partials[k, p], gram)

@@ -291,20 +291,21 @@ def test_numba_rows_on_an_empty_batch(numba_region):
 
 
 @NEEDS_NUMBA
-@pytest.mark.parametrize("why", ["no BLAS to call", "a side of 1", "another layer", "one share"])
+@pytest.mark.parametrize("why", ["no BLAS to call", "a side of 1", "another layer", "an empty batch"])
 def test_numba_rows_runs_numpy_fasts_code_where_its_kernel_cannot_run(monkeypatch, why):
     """Without a GEMM it can call (NumPy on another BLAS), where NumPy's matmul would take a
-    matrix-vector product (a side of 1), off TBB, or with the batch in one share (one thread),
-    numba-rows never enters its kernel. Otherwise the batch is split over two threads, whatever its
-    size, so that only the reason under test keeps the kernel out."""
+    matrix-vector product (a side of 1), with the batch split over threads off TBB, or with no images,
+    numba-rows enters neither its region nor one share of it. Otherwise the batch is split over two
+    threads, whatever its size, so that only the reason under test keeps the kernel out."""
     from minires.cpu import blas, numba_layer, threads as cpu_threads
     from minires.kernels import conv2d_rows_cpu
     force_the_numba_region(monkeypatch)
     monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)
-    monkeypatch.setattr(conv2d_rows_cpu, "correlate_by_rows", lambda *args: pytest.fail("entered the kernel"))
+    for kernel in ("correlate_by_rows", "correlate_share"):
+        monkeypatch.setattr(conv2d_rows_cpu, kernel, lambda *args: pytest.fail("entered the kernel"))
     rng = np.random.default_rng(8)
     out_channels = 1 if why == "a side of 1" else 4
-    x, w = rng.standard_normal((3, 2, 6, 6)), rng.standard_normal((out_channels, 2, 3, 3))
+    x, w = rng.standard_normal((0 if why == "an empty batch" else 3, 2, 6, 6)), rng.standard_normal((out_channels, 2, 3, 3))
     if why == "no BLAS to call":
         monkeypatch.setattr(blas, "gemm", lambda dtype: None)
     elif why == "another layer":
@@ -312,10 +313,36 @@ def test_numba_rows_runs_numpy_fasts_code_where_its_kernel_cannot_run(monkeypatc
     region, fast = NumbaRowsIm2colGemm(), implementation("numpy-rows", 2 ** 22)
     before = cpu_threads.get_num_threads()
     try:
-        cpu_threads.set_num_threads(1 if why == "one share" else 2)
+        cpu_threads.set_num_threads(2)
         assert np.array_equal(region.forward(x, w, (1, 1), (1, 1)), fast.forward(x, w, (1, 1), (1, 1)))
     finally:
         cpu_threads.set_num_threads(before)
+
+
+@NEEDS_NUMBA
+@pytest.mark.parametrize("threads, batch", [(1, 3), (2, 1)])
+def test_numba_rows_runs_one_share_on_the_calling_thread(monkeypatch, threads, batch):
+    """A batch in one share (one thread; or one image on two) runs the kernel's share function here,
+    on whatever layer Numba's threads would run, without asking for that layer (which starts Numba's
+    threads) and without the parallel region: numpy-rows' bits, forward and backward."""
+    from minires.cpu import numba_layer, threads as cpu_threads
+    from minires.kernels import conv2d_rows_cpu
+    monkeypatch.setattr(numba_layer, "threading_layer", lambda: pytest.fail("asked for Numba's threads"))
+    monkeypatch.setattr(conv2d_rows_cpu, "correlate_by_rows", lambda *args: pytest.fail("entered the region"))
+    calls, share = [], conv2d_rows_cpu.correlate_share
+    monkeypatch.setattr(conv2d_rows_cpu, "correlate_share", lambda *args: (calls.append(1), share(*args))[1])
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)
+    rng = np.random.default_rng(9)
+    x, w, gy = rng.standard_normal((batch, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((batch, 4, 6, 6))
+    region, fast = NumbaRowsIm2colGemm(), implementation("numpy-rows", 2 ** 22)
+    before = cpu_threads.get_num_threads()
+    try:
+        cpu_threads.set_num_threads(threads)
+        mine = [region.forward(x, w, (1, 1), (1, 1)), *region.backward(gy, x, w, (1, 1), (1, 1))]
+        theirs = [fast.forward(x, w, (1, 1), (1, 1)), *fast.backward(gy, x, w, (1, 1), (1, 1))]
+    finally:
+        cpu_threads.set_num_threads(before)
+    assert len(calls) >= 2 and all(np.array_equal(a, b) for a, b in zip(mine, theirs))
 
 
 @NEEDS_NUMBA

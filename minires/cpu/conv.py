@@ -481,8 +481,12 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
     columns and their products (:meth:`_correlate_by_rows`) run as one Numba kernel
     (``kernels/conv2d_rows_cpu.py``): the same chunks and BLAS products, hence the same bits, on
     Numba's threads instead of minires' pool (``numba-rows``, the CPU default where Numba is
-    installed). Only where Numba's threads run on TBB (:mod:`minires.cpu.numba_layer`): on its
-    other layers they start too slowly to gain, and every conv is ``numpy-rows``' code. The strided
+    installed). A batch split over threads runs there only where Numba's threads run on TBB
+    (:mod:`minires.cpu.numba_layer`): on its other layers they start too slowly to gain, and such a
+    conv is ``numpy-rows``' code. A batch in one share (one thread, or a batch too small to split)
+    runs the kernel's share on the calling thread, on any layer, without starting Numba's threads:
+    ResNet-20's steps on one thread took 0.98x the time of ``numpy-rows``' code (batch 32 and 128,
+    2026-12-05, one-off A/Bs, not committed). The strided
     convs' col2im is one pass of a serial Numba kernel (:func:`gather_col2im`), with
     :func:`numpy_col2im`'s bits."""
 
@@ -510,8 +514,12 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
                else pixel_major(col_t_times).reshape(g.n, pixels, c_x))
         gram = _scratch("gram", parts * width * c_x, x.dtype).reshape(parts, width, c_x)
         partials = np.empty((len(bounds) - 1 if c_x else 0, g.kh, width, c_x), x.dtype)
-        _rows_kernels().correlate_by_rows(gemm, x.transpose(0, 2, 3, 1), g, w_rows, y_t,
-                                          bounds, shares, rows, product, x_t, gram, partials)
+        x_last, kernels = x.transpose(0, 2, 3, 1), _rows_kernels()
+        if parts == 1:
+            kernels.correlate_share(gemm, x_last, g, w_rows, y_t, bounds, 0, len(bounds) - 1,
+                                    rows[0], product[0], x_t, gram[0], partials)
+        else:
+            kernels.correlate_by_rows(gemm, x_last, g, w_rows, y_t, bounds, shares, rows, product, x_t, gram, partials)
         if col_t_times is None:
             return None
         return threads.total(list(partials.reshape(len(partials), g.kh * width, c_x)))
@@ -538,13 +546,16 @@ def region_chunks(images: int, parts: int, per_chunk: int):
 
 def _region_gemm(x, w, parts: int, products):
     """BLAS's GEMM for :class:`NumbaRowsIm2colGemm`'s kernel, or None where ``numpy-fast``'s code runs
-    instead: the batch in one share (``parts``; or none: it runs in place), a dtype or a BLAS the kernel cannot
-    call, a side of 1 in one of the ``products`` (NumPy's matmul then takes a matrix-vector product:
-    other bits), Numba's threads not on TBB."""
-    if parts < 2 or w.dtype != x.dtype or any(1 in sides for sides in products):
+    instead: an empty batch (the kernel writes no weight gradient for it), a dtype or a BLAS the kernel
+    cannot call, a side of 1 in one of the ``products`` (NumPy's matmul then takes a matrix-vector
+    product: other bits), the batch split into ``parts`` shares while Numba's threads are not on TBB
+    (one share runs on the calling thread, on any layer)."""
+    if len(x) == 0 or w.dtype != x.dtype or any(1 in sides for sides in products):
         return None
     gemm = blas.gemm(x.dtype)
-    return gemm if gemm is not None and numba_layer.threading_layer() == "tbb" else None
+    if gemm is None or (parts > 1 and numba_layer.threading_layer() != "tbb"):
+        return None
+    return gemm
 
 
 backend.register("conv2d", "numpy-fast", device="cpu", default=True)(   # without Numba
