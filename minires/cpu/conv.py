@@ -485,7 +485,7 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
     (:mod:`minires.cpu.numba_layer`): on its other layers they start too slowly to gain, and such a
     conv is ``numpy-rows``' code. A batch in one share (one thread, or a batch too small to split)
     runs the kernel's share on the calling thread, on any layer, without starting Numba's threads:
-    ResNet-20's steps on one thread took 0.98x the time of ``numpy-rows``' code (batch 32 and 128,
+    ResNet-20's steps on one thread took 0.94-0.98x the time of ``numpy-rows``' code (batch 32 and 128,
     2026-12-05, one-off A/Bs, not committed). The strided
     convs' col2im is one pass of a serial Numba kernel (:func:`gather_col2im`), with
     :func:`numpy_col2im`'s bits."""
