@@ -514,12 +514,12 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
                else pixel_major(col_t_times).reshape(g.n, pixels, c_x))
         gram = _scratch("gram", parts * width * c_x, x.dtype).reshape(parts, width, c_x)
         partials = np.empty((len(bounds) - 1 if c_x else 0, g.kh, width, c_x), x.dtype)
-        x_last, kernels = x.transpose(0, 2, 3, 1), _rows_kernels()
+        x_flat, kernels = pixel_major(x).reshape(-1), _rows_kernels()    # a copy only where x is not channels last
         if parts == 1:
-            kernels.correlate_share(gemm, x_last, g, w_rows, y_t, bounds, 0, len(bounds) - 1,
+            kernels.correlate_share(gemm, x_flat, g, w_rows, y_t, bounds, 0, len(bounds) - 1,
                                     rows[0], product[0], x_t, gram[0], partials)
         else:
-            kernels.correlate_by_rows(gemm, x_last, g, w_rows, y_t, bounds, shares, rows, product, x_t, gram, partials)
+            kernels.correlate_by_rows(gemm, x_flat, g, w_rows, y_t, bounds, shares, rows, product, x_t, gram, partials)
         if col_t_times is None:
             return None
         return threads.total(list(partials.reshape(len(partials), g.kh * width, c_x)))
