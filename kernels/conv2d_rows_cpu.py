@@ -12,7 +12,7 @@ One ``prange`` iteration is one thread's share of the images, a run of chunks (t
 :func:`minires.cpu.threads.map_batch`, so the results have the same bits). For each image ``b`` of
 each chunk, in order, it
 
-1. fills the image's row columns, ``rows[t, b, row_position(r), j, (q, c)] = x[b, r - pad_h,
+1. fills the image's row columns, ``rows[t, row_position(r), j, (q, c)] = x[b, r - pad_h,
    j s_w - pad_w + q, c]`` (zero in the padding): every padded row ``r``, output column ``j``, tap
    ``q`` is one run of ``c_in`` values, copied from channels-last memory in order (the ``kw`` runs of
    a window inside the image's width as one). The images come flat and channels last (the driver
@@ -31,11 +31,13 @@ each chunk, in order, it
    step 2 is skipped: only the weight gradient is wanted.
 
 Every value is the sum of the same products in the same order as in the NumPy code, which fills a
-whole chunk's row columns and then runs its GEMMs kernel row by kernel row. Going image by image
-keeps an image's row columns, its :math:`Y_b` and the scratch product in cache from one step to the
-next: ResNet-20's 16- and 32-channel convs (forward and backward, batch 32 and 128, two threads) took
-0.95-0.98x the time of the chunk-by-chunk order, the 64-channel ones 0.99-1.00x, and its training steps
-0.93-0.95x at batch 32 and 0.98x at batch 128 (2026-12-05, one-off A/Bs, not committed).
+whole chunk's row columns and then runs its GEMMs kernel row by kernel row. Going image by image, in
+one image's buffer per thread, keeps the row columns, :math:`Y_b` and the scratch product in cache
+from one step to the next: ResNet-20's 16- and 32-channel convs (forward and backward, batch 32 and
+128, two threads) took 0.95-0.98x the time of the chunk-by-chunk order, the 64-channel ones
+0.99-1.00x, and its training steps 0.93-0.95x at batch 32 and 0.98x at batch 128; the one buffer
+instead of one per image of the chunk, another 0.96-0.98x on ResNet-20's conv kernels in steps (batch
+32 and 128, one and two threads) (2026-12-05, one-off A/Bs, not committed).
 
 Each thread owns its slice of ``rows``, ``product`` and ``gram``, and its images of ``y``: nothing is
 shared but the read-only inputs.
@@ -116,7 +118,7 @@ def correlate_by_rows(gemm, x_flat, g, w_rows, y_last, bounds, shares, rows, pro
     images ``n, h, w, c_in``, flat)
     with ``w_rows`` (``kh, kw*c_in, c_out``), for every chunk ``[bounds[k], bounds[k+1])``; thread ``t``
     runs chunks ``shares[t] .. shares[t+1] - 1`` (:func:`correlate_share`) in its buffers ``rows[t]``
-    (``images, stride_h * ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in``), ``product[t]``
+    (one image's row columns, ``stride_h * ceil((h + 2 pad_h) / stride_h), out_w, kw*c_in``), ``product[t]``
     (``out_h*out_w, c_out``), ``gram[t]`` (``kw*c_in, c_x``). With a non-empty ``x_t`` (``n,
     out_h*out_w, c_x``), ``partials[k, p]`` (``kw*c_in, c_x``) <- chunk ``k``'s sum over its images
     of kernel row ``p``'s rows, transposed, times ``x_t[b]``. An empty ``y_last`` (``0, out_h*out_w,
@@ -129,26 +131,25 @@ def correlate_by_rows(gemm, x_flat, g, w_rows, y_last, bounds, shares, rows, pro
 @njit(nogil=True, cache=True)
 def correlate_share(gemm, x_flat, g, w_rows, y_last, bounds, first_chunk, stop_chunk, rows, product, x_t, gram, partials):
     """One thread's share of :func:`correlate_by_rows`: chunks ``first_chunk .. stop_chunk - 1``, in the
-    buffers ``rows`` (``images, ...``), ``product`` and ``gram``. Called alone where the batch is one
+    buffers ``rows`` (one image's row columns), ``product`` and ``gram``. Called alone where the batch is one
     share (one thread, or a batch too small to split): no Numba threads."""
     one, zero = w_rows.dtype.type(1), w_rows.dtype.type(0)
     width, pixels, c_x = g.kw * g.c_in, g.out_h * g.out_w, x_t.shape[2]
     for k in range(first_chunk, stop_chunk):
         first, stop = bounds[k], bounds[k + 1]
         for b in range(first, stop):
-            image_rows = rows[b - first]
-            fill_row_columns(x_flat, g, b, image_rows.reshape(-1))
+            fill_row_columns(x_flat, g, b, rows.reshape(-1))
             for p in range(g.kh if y_last.shape[0] else 0):
                 out = y_last[b] if p == 0 else product
                 gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, g.c_out, width, one,
-                     address(image_rows[row_position(g, p)]), width, address(w_rows[p]), g.c_out, zero,
+                     address(rows[row_position(g, p)]), width, address(w_rows[p]), g.c_out, zero,
                      address(out), g.c_out)
                 if p > 0:
                     add_into(y_last[b], product)
             for p in range(g.kh if x_t.shape[0] else 0):
                 out = partials[k, p] if b == first else gram
                 gemm(ROW_MAJOR, TRANS, NO_TRANS, width, c_x, pixels, one,
-                     address(image_rows[row_position(g, p)]), width, address(x_t[b]), c_x, zero,
+                     address(rows[row_position(g, p)]), width, address(x_t[b]), c_x, zero,
                      address(out), c_x)
                 if b > first:
                     add_into(partials[k, p], gram)

@@ -505,8 +505,7 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         forward_pixels = 0 if y is None else pixels            # without y: the kernel skips the forward products
         w_rows = np.empty((0, 0, 0), x.dtype) if w is None else weight_rows(w)
         bounds, shares = region_chunks(g.n, parts, per_chunk)
-        rows = _scratch("columns", parts * per_chunk * per_image, x.dtype).reshape(
-            parts, per_chunk, *row_columns_shape(g)(1)[1:])
+        rows = _scratch("columns", parts * per_image, x.dtype).reshape(parts, *row_columns_shape(g)(1)[1:])
         product = _scratch("product", parts * forward_pixels * g.c_out, x.dtype).reshape(parts, forward_pixels, g.c_out)
         y_t = (np.empty((0, pixels, g.c_out), x.dtype) if y is None
                else y.transpose(0, 2, 3, 1).reshape(g.n, pixels, g.c_out))
