@@ -153,6 +153,24 @@ def backward_vectors(sums, mean, invstd, m, weight, channel_of, vectors):
     return gweight, gbias
 
 
+@njit(nogil=True, cache=True)
+def channel_totals(partials, channels):
+    """The per-channel sums ``(2, channels)`` of the slices' per-position sums ``partials`` (``slices, 2, L``)
+    of channels-last rows (position ``i`` is channel ``i % channels``): the slices added in order,
+    then each channel's positions in order, as the driver's NumPy (``threads.total``, then
+    ``ChannelRows.fold``) adds them; float64. One call instead of those dozen array operations."""
+    slices, _, length = partials.shape
+    out = np.zeros((2, channels))
+    for k in range(2):
+        for i in range(length):
+            position = partials[0, k, i]
+            for t in range(1, slices):
+                position += partials[t, k, i]
+            c = i % channels
+            out[k, c] = position if i < channels else out[k, c] + position
+    return out
+
+
 # Where Numba's threads run on TBB (minires.cpu.numba_layer), the driver runs a pass's slices as one
 # Numba region (all but a tiny pass): iteration t of the prange is slice t, rows [bounds[t], bounds[t+1]),
 # on its own thread.

@@ -178,7 +178,8 @@ def test_kernels_release_the_gil_run_serially_and_keep_strict_float_math():
     thread pool (``parallel``) would compete with them for the cores (only the ``*_split`` regions,
     used on TBB instead of the pool, are parallel); ``fastmath`` would let LLVM reorder the float64 sums."""
     from minires.kernels import batchnorm_cpu
-    for name in ("shifted_sums", "gradient_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors"):
+    for name in ("shifted_sums", "gradient_sums", "normalize", "input_gradient", "forward_vectors", "backward_vectors",
+                 "channel_totals"):
         options = getattr(batchnorm_cpu, name).targetoptions
         assert options["nogil"] and not options.get("parallel") and not options.get("fastmath"), (name, options)
     for name in ("shifted_sums_split", "gradient_sums_split", "normalize_split", "input_gradient_split"):
@@ -220,6 +221,20 @@ def test_the_numba_region_on_tbb_gives_the_same_bits(monkeypatch, threads, layou
     assert len(calls) == (4 if threads > 1 else 0)      # each way's sums, normalize, the input gradient: a region only
     for route in ("in turn", "pool", "tiny alone"):
         assert all(np.array_equal(a, b) for a, b in zip(results["region"], results[route])), route
+
+
+def test_the_channel_totals_after_a_region_add_as_numpy_does():
+    """channel_totals (one kernel after a region over channels-last rows) adds the slices' per-position
+    sums in slice order and then each channel's positions in order: the bits of the NumPy it replaces,
+    threads.total and then ChannelRows.fold, for sums of very different sizes, 1-4 slices, 2-512 channels."""
+    from minires.kernels import batchnorm_cpu
+    rng = np.random.default_rng(10)
+    for _ in range(300):
+        channels, pixels, slices = int(rng.choice([2, 3, 16, 64, 100, 512])), int(rng.integers(2, 40)), int(rng.integers(1, 5))
+        partials = rng.standard_normal((slices, 2, pixels * channels)) * 10.0 ** rng.integers(-8, 9, (slices, 2, pixels * channels))
+        layout = pointwise.ChannelRows(channels_last(np.empty((1, channels, pixels, 1))))
+        expected = layout.fold(pointwise.total(list(partials)))
+        assert layout.channels_last and batchnorm_cpu.channel_totals(partials, channels).tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
