@@ -43,6 +43,9 @@ row, reading memory in order, and LLVM vectorises it (rows of a few hundred valu
   Python that each batch norm would otherwise make (8-10 us of the 50 a small call took, 2026-12-05,
   no committed timing). They round each value where those NumPy calls did, so the bits are theirs.
 
+* ``channel_totals``: after a region over channels-last rows, the slices' per-position sums added in
+  slice order and folded to channels, in the order of the NumPy operations it replaces.
+
 So a forward is two passes over memory and a backward two, against six and five for the NumPy
 passes of :class:`~minires.cpu.pointwise.ThreadedBatchNorm`.
 """
