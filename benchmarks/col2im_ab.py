@@ -13,10 +13,15 @@ Two measurements:
   ``--repeat`` calls;
 * training steps of ``--model`` with either col2im, taking turns, two steps each, ``--rounds`` times
   (:func:`~minires.bench.measure.interleaved_step_medians`): the median step times and their ratio.
+  The steps run the strided convs' data gradient as this A/B was made for, in chunks on minires'
+  pool (:meth:`ChunkedIm2colGemm.backward_data <minires.cpu.conv.ChunkedIm2colGemm.backward_data>`);
+  since 2026-12-05 ``numba-rows`` runs it as one Numba region instead (its ``backward_data``), which
+  calls the gather's kernel image by image.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 
 import numpy as np
 
@@ -26,7 +31,7 @@ from minires.bench.measure import interleaved_step_medians, training_step
 from minires.bench.suite import add_interleaved_step_arguments, print_interleaved_steps
 from minires.bench.timing import median_seconds
 from minires.checks import positive_int
-from minires.cpu.conv import channels_last_empty, column_matrix_shape, gather_col2im, numpy_col2im
+from minires.cpu.conv import ChunkedIm2colGemm, channels_last_empty, column_matrix_shape, gather_col2im, numpy_col2im
 from minires.kernels.conv2d_index import ConvGeometry
 
 MOVERS = {"numpy": numpy_col2im, "gather": gather_col2im}
@@ -53,12 +58,14 @@ def alone(share: int, repeat: int) -> list[tuple[str, int, dict[str, float]]]:
 def in_steps(model: str, batch: int, rounds: int) -> dict[str, float]:
     """``{mover: median step seconds}``: numba-rows (the CPU default) with each col2im in turn."""
     conv = backend.lookup("conv2d", np.zeros(1), "numba-rows")[1]
+    conv.backward_data = functools.partial(ChunkedIm2colGemm.backward_data, conv)   # the pool's route, which calls col2im
     try:
         turns = {name: (lambda mover=mover: setattr(conv, "col2im", mover)) for name, mover in MOVERS.items()}
         with backend.using("conv2d", "numba-rows"):
             return interleaved_step_medians(training_step(model, batch, "cpu"), turns, rounds)
     finally:
         conv.col2im = gather_col2im
+        del conv.backward_data
 
 
 def main(argv=None) -> int:

@@ -26,10 +26,11 @@ the image, not one value as on the GPU):
   NumPy's ``kh*kw`` read-modify-write passes plus a transpose.
 
 ``col2im_gather`` is serial (``@njit(nogil=True)``), for ``numba-rows`` (:mod:`minires.cpu.conv`),
-whose strided convs run their chunks on minires' thread pool: a call fills one chunk's
-channels-last ``gx``. For each pixel it adds the column entries of the taps that read it, in tap
-order from zero, as ``numpy_col2im``'s tap-by-tap additions do, so it gives that function's bits,
-writing each value of ``gx`` once.
+whose strided convs gather their data gradient with it: image by image inside the Numba kernel of
+``kernels/conv2d_rows_cpu.py`` (``input_gradient_by_columns``), or a chunk at a time on minires'
+thread pool where that kernel does not run. A call fills channels-last ``gx``. For each pixel it
+adds the column entries of the taps that read it, in tap order from zero, as ``numpy_col2im``'s
+tap-by-tap additions do, so it gives that function's bits, writing each value of ``gx`` once.
 """
 from __future__ import annotations
 

@@ -41,11 +41,19 @@ instead of one per image of the chunk, another 0.96-0.98x on ResNet-20's conv ke
 
 Each thread owns its slice of ``rows``, ``product`` and ``gram``, and its images of ``y``: nothing is
 shared but the read-only inputs.
+
+``input_gradient_by_columns`` is the data gradient of the convs that are not a stride-1 correlation
+(the strided ones, :meth:`minires.cpu.conv.NumbaRowsIm2colGemm.backward_data`) in one region the same
+way: per image, the GEMM of its column gradient, :math:`\bar Y_b W` (``(out_h*out_w) x c_out`` times
+``c_out x (kh*kw*c_in)``), into the thread's buffer, then the gather of ``kernels/conv2d_cpu.py``
+(``col2im_gather``) into the image's :math:`\bar x_b`.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from .conv2d_cpu import col2im_gather
 
 ROW_MAJOR, NO_TRANS, TRANS = np.int32(101), np.int32(111), np.int32(112)   # CBLAS enum values
 
@@ -153,3 +161,27 @@ def correlate_share(gemm, x_flat, g, w_rows, y_last, bounds, first_chunk, stop_c
                      address(out), c_x)
                 if b > first:
                     add_into(partials[k, p], gram)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def input_gradient_by_columns(gemm, gy_pixels, g_image, w_mat, gx_last, bounds, gcol):
+    """The data gradient of a conv that is not a stride-1 correlation (the strided ones), image by
+    image: ``gx_last[b]`` (channels last) <- col2im of the column gradient ``gy_pixels[b] @ w_mat``
+    (``out_h*out_w, c_out`` times ``c_out, kh*kw*c_in``; ``col2im_gather`` with ``g_image``, the
+    geometry of one image). Thread ``t`` runs images ``bounds[t] .. bounds[t+1] - 1`` in its buffer
+    ``gcol[t]`` (``out_h*out_w, kh*kw*c_in``). Each image's GEMM and sums are those of
+    :meth:`minires.cpu.conv.ChunkedIm2colGemm.backward_data`, which multiplies image by image too."""
+    for t in prange(bounds.size - 1):
+        input_gradient_share(gemm, gy_pixels, g_image, w_mat, gx_last, bounds[t], bounds[t + 1], gcol[t])
+
+
+@njit(nogil=True, cache=True)
+def input_gradient_share(gemm, gy_pixels, g_image, w_mat, gx_last, first, stop, gcol):
+    """Images ``first .. stop - 1`` of :func:`input_gradient_by_columns`, in the buffer ``gcol``; called
+    alone where the batch is one share."""
+    one, zero = w_mat.dtype.type(1), w_mat.dtype.type(0)
+    pixels, c_out, width = gy_pixels.shape[1], gy_pixels.shape[2], w_mat.shape[1]
+    for b in range(first, stop):
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, pixels, width, c_out, one, address(gy_pixels[b]), c_out,
+             address(w_mat), width, zero, address(gcol), width)
+        col2im_gather(gcol, g_image, gx_last[b:b + 1])

@@ -9,6 +9,8 @@ pytest.importorskip("numba")
 
 
 def test_both_movers_run_alone_and_in_steps_and_the_gather_is_restored(capsys):
+    """Both col2im run alone and in the steps' strided data gradients (the pool's route, which the A/B
+    pins while it runs); the default comes back, route and gather."""
     from minires import backend
     from minires.bench.cpu import set_threads
     from minires.cpu import conv, get_num_threads
@@ -18,6 +20,9 @@ def test_both_movers_run_alone_and_in_steps_and_the_gather_is_restored(capsys):
     ours = get_num_threads()
     try:
         assert module.main(["--batch", "4", "--threads", "2", "--rounds", "1", "--repeat", "2"]) == 0
+        in_main = set(used)
+        used.clear()
+        module.in_steps("resnet20", 4, 1)     # the steps alone call both too
     finally:
         module.MOVERS.update(real)
         set_threads(ours)
@@ -27,8 +32,9 @@ def test_both_movers_run_alone_and_in_steps_and_the_gather_is_restored(capsys):
                                                                 "32 -> 64 channels, 16x16, 2 images"]
     assert out[3] == "resnet20 batch 4, 2 thread(s), wall clock, 2 steps each, medians:"
     assert [line.split()[0] for line in out[4:6]] == ["numpy", "gather"] and float(out[6].split("step ")[1]) > 0
-    assert used == {"numpy", "gather"}
-    assert backend.lookup("conv2d", np.zeros(1), "numba-rows")[1].col2im is conv.gather_col2im
+    assert in_main == used == {"numpy", "gather"}
+    restored = backend.lookup("conv2d", np.zeros(1), "numba-rows")[1]
+    assert restored.col2im is conv.gather_col2im and "backward_data" not in vars(restored)
 
 
 def test_the_readme_quotes_the_committed_ab():

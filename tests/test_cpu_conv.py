@@ -366,6 +366,35 @@ def test_numba_rows_enters_its_kernel_when_nothing_keeps_it_out(monkeypatch):
 
 
 @NEEDS_NUMBA
+@pytest.mark.parametrize("threads, kernel", [(2, "input_gradient_by_columns"), (1, "input_gradient_share")])
+def test_the_strided_data_gradient_runs_in_its_kernel(monkeypatch, threads, kernel):
+    """A strided conv's data gradient runs numba-rows' own kernel (one region where the batch is split,
+    the share function on this thread where it is not), never the pool's chunks, with numpy-rows' bits
+    (which multiply image by image as well); float16 keeps the pool's code."""
+    from minires.cpu import threads as cpu_threads
+    from minires.kernels import conv2d_rows_cpu
+    force_the_numba_region(monkeypatch)
+    monkeypatch.setattr(cpu_threads, "MIN_PARALLEL_SIZE", 0)
+    calls, real = [], getattr(conv2d_rows_cpu, kernel)
+    monkeypatch.setattr(conv2d_rows_cpu, kernel, lambda *args: (calls.append(1), real(*args))[1])
+    rng = np.random.default_rng(11)
+    gy, w = rng.standard_normal((3, 4, 4, 4)).astype(np.float32), rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    region, fast = NumbaRowsIm2colGemm(), implementation("numpy-rows", 2 ** 22)
+    before = cpu_threads.get_num_threads()
+    try:
+        cpu_threads.set_num_threads(threads)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(ChunkedIm2colGemm, "_run_chunks", lambda *args: pytest.fail("ran the pool's chunks"))
+            mine = region.backward_data(gy, w, (3, 2, 8, 8), (2, 2), (1, 1))
+        theirs = fast.backward_data(gy, w, (3, 2, 8, 8), (2, 2), (1, 1))
+        half = region.backward_data(gy.astype(np.float16), w.astype(np.float16), (3, 2, 8, 8), (2, 2), (1, 1))
+    finally:
+        cpu_threads.set_num_threads(before)
+    assert calls == [1] and mine.tobytes() == theirs.tobytes() and mine.strides == theirs.strides
+    assert half.dtype == np.float16 and calls == [1]
+
+
+@NEEDS_NUMBA
 def test_numba_types_the_gemm_argument_from_the_type_made_once(monkeypatch):
     """minires/cpu/blas.py: Numba would build the GEMM argument's function type from its signature at
     every kernel call; the argument's class hands Numba the type it made once instead."""

@@ -143,8 +143,9 @@ class ChunkedIm2colGemm:
         gx = channels_last_empty(x_shape, gy.dtype)
         w_mat = weight_matrix(w)
 
-        def chunk_backward_data(images, chunk, gcol):
-            np.matmul(pixel_major(gy[images]), w_mat, out=gcol)
+        def chunk_backward_data(images, chunk, gcol):       # one GEMM per image, as numba-rows' kernel does
+            pixels = (chunk.n, g.out_h * g.out_w)
+            np.matmul(pixel_major(gy[images]).reshape(*pixels, g.c_out), w_mat, out=gcol.reshape(*pixels, gcol.shape[1]))
             self.col2im(gcol, chunk, gx[images])
 
         self._run_chunks(gy, g, chunk_backward_data, column_matrix_shape(g))
@@ -486,12 +487,38 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
     conv is ``numpy-rows``' code. A batch in one share (one thread, or a batch too small to split)
     runs the kernel's share on the calling thread, on any layer, without starting Numba's threads:
     ResNet-20's steps on one thread took 0.94-0.98x the time of ``numpy-rows``' code (batch 32 and 128,
-    2026-12-05, one-off A/Bs, not committed). The strided
-    convs' col2im is one pass of a serial Numba kernel (:func:`gather_col2im`), with
-    :func:`numpy_col2im`'s bits."""
+    2026-12-05, one-off A/Bs, not committed). The strided convs' data gradient is a Numba kernel too
+    (:meth:`backward_data`): per image, the column gradient's GEMM and a one-pass col2im, the gather of
+    :func:`gather_col2im`, with :func:`numpy_col2im`'s bits."""
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES):
         super().__init__(numpy_im2col, gather_col2im, chunk_bytes, row_im2col=numpy_row_im2col, every_conv=True)
+
+    def backward_data(self, gy, w, x_shape, stride, padding):
+        """The strided convs' data gradient (those that are not a stride-1 correlation of ``gy``) as one
+        Numba kernel, ``input_gradient_by_columns``: per image, the column gradient's GEMM and its
+        col2im (:func:`gather_col2im`'s kernel), on Numba's threads where the batch is split, on this
+        thread where it is one share; :meth:`ChunkedIm2colGemm.backward_data` elsewhere, and where its
+        conditions (:func:`_region_gemm`) or the gather's (:func:`gather_col2im`) do not hold. In
+        ResNet-20's steps the conv kernels took 0.953x the time of the chunks on minires' pool at batch
+        32 on two threads, 0.970x at batch 128, 0.994x on one thread (2026-12-05, one-off A/Bs, not
+        committed)."""
+        g = ConvGeometry.of(x_shape, w.shape, stride, padding)
+        pixels, width, parts = g.out_h * g.out_w, g.kh * g.kw * g.c_in, threads.share_count(gy)
+        gemm = (None if _is_transposable(g) or gy.dtype not in (np.float32, np.float64)
+                else _region_gemm(gy, w, parts, [(pixels, width)]))
+        if gemm is None:
+            return super().backward_data(gy, w, x_shape, stride, padding)
+        gx = channels_last_empty(x_shape, gy.dtype)
+        gy_pixels, w_mat = pixel_major(gy).reshape(g.n, pixels, g.c_out), weight_matrix(w)
+        gcol = _scratch("gradient_columns", parts * pixels * width, gy.dtype).reshape(parts, pixels, width)
+        bounds, kernels = _share_bounds(g.n, parts), _rows_kernels()
+        args = (gemm, gy_pixels, g._replace(n=1), w_mat, gx.transpose(0, 2, 3, 1))
+        if parts == 1:
+            kernels.input_gradient_share(*args, 0, g.n, gcol[0])
+        else:
+            kernels.input_gradient_by_columns(*args, bounds, gcol)
+        return gx
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
         width, pixels = g.kw * g.c_in, g.out_h * g.out_w
@@ -528,6 +555,14 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
 def _rows_kernels():
     from ..kernels import conv2d_rows_cpu   # compiles (or loads from Numba's cache) on first use
     return conv2d_rows_cpu
+
+
+@functools.lru_cache(maxsize=256)
+def _share_bounds(images: int, parts: int):
+    """Where each of ``parts`` shares of ``images`` images starts, and ``images`` (int64, read-only, kept)."""
+    bounds = np.array(threads.share_bounds(images, parts), dtype=np.int64)
+    bounds.flags.writeable = False
+    return bounds
 
 
 @functools.lru_cache(maxsize=256)
