@@ -462,6 +462,25 @@ print(threading_layer(), same(parent, child))
     assert _last_line(code).endswith(" True")
 
 
+@NEEDS_NUMBA
+def test_blas_runs_on_one_thread_once_the_conv_kernels_call_it():
+    """numba-rows' kernels call BLAS from each of their threads, and no longer start minires' pool (which
+    set BLAS to one thread) in a training step: a training step of a fresh process leaves BLAS on one
+    thread, where it had two (its threads inside the kernels took the default run to 1.5x its time)."""
+    code = CONV_IN_A_FRESH_PROCESS + """
+import threadpoolctl
+import minires as mr
+from minires.models import get_model
+blas = lambda: [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+before = blas()
+model = get_model("resnet20")
+loss = mr.functional.cross_entropy(model(mr.tensor(rng.standard_normal((8, 3, 32, 32)).astype(np.float32))), np.arange(8))
+loss.backward()
+print(before, blas(), threads._executor is None)
+"""
+    assert _last_line(code, OPENBLAS_NUM_THREADS="2") == "[2] [1] True"
+
+
 AB_REPORT = "results/cpu/2026-12-04-amd-epyc-numba-rows-ab.txt"
 
 

@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from . import threads
+
 
 def numpy_blas_path() -> str | None:
     """The file of the BLAS library that NumPy's wheel carries and has loaded (in ``numpy.libs`` or
@@ -44,6 +46,7 @@ def gemm(dtype):
     path = numpy_blas_path()
     if letter is None or path is None:
         return None
+    threads.blas_on_one_thread()        # the kernels call it from each of their threads
     library = ctypes.CDLL(path)
     names = [n for n in (f"scipy_cblas_{letter}gemm64_", f"cblas_{letter}gemm64_") if hasattr(library, n)]
     if not names:

@@ -51,10 +51,20 @@ def pool() -> concurrent.futures.ThreadPoolExecutor:
     first use; BLAS then gets one thread)."""
     global _executor
     if _executor is None:
-        import threadpoolctl
-        threadpoolctl.threadpool_limits(1, user_api="blas")
+        blas_on_one_thread()
         _executor = concurrent.futures.ThreadPoolExecutor(max(1, _threads - 1), thread_name_prefix="minires-cpu")
     return _executor
+
+
+@functools.cache
+def blas_on_one_thread() -> None:
+    """Set BLAS to one thread for the whole process (threadpoolctl), once: before minires' pool starts,
+    and before a Numba kernel first calls BLAS from its threads (:func:`minires.cpu.blas.gemm`).
+    BLAS's own threads would compete with those for the cores: when the strided convs' data gradient
+    left the pool, the last user of it in a training step, BLAS kept its threads inside the conv
+    kernels and the default training run took 1.5x its time (2026-12-05, one-off)."""
+    import threadpoolctl
+    threadpoolctl.threadpool_limits(1, user_api="blas")
 
 
 def total(partials):
