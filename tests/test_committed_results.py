@@ -852,7 +852,8 @@ TIME_TO_ACCURACY = ["results/train/2026-12-04-amd-epyc-time-to-accuracy.md",
                     "results/train/2026-12-05-amd-epyc-time-to-accuracy-every-size.md",
                     "results/train/2026-12-05-amd-epyc-time-to-accuracy-conv-rows.md",
                     "results/train/2026-12-05-amd-epyc-time-to-accuracy-engine.md",
-                    "results/train/2026-12-05-amd-epyc-time-to-accuracy-eval.md"]   # the newest last
+                    "results/train/2026-12-05-amd-epyc-time-to-accuracy-eval.md",
+                    "results/train/2026-12-05-amd-epyc-time-to-accuracy-images.md"]   # the newest last
 
 
 @pytest.mark.parametrize("record", TIME_TO_ACCURACY)

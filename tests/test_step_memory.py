@@ -24,7 +24,7 @@ def test_the_readme_quotes_the_committed_grid():
     eight cases (two nets, two batch sizes, one thread and two)."""
     import re
     from conftest import REPO, one_line
-    report = "results/cpu/2026-12-05-amd-epyc-step-memory-engine.txt"   # the latest build
+    report = "results/cpu/2026-12-05-amd-epyc-step-memory-images.txt"   # the latest build
     ratios = [float(r) for r in re.findall(r"^resnet\d+, batch \d+, \d thread\(s\) \| [\d.]+ \| [\d.]+ \| ([\d.]+)$",
                                            (REPO / report).read_text(), re.M)]
     assert len(ratios) == 8
