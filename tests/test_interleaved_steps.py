@@ -385,3 +385,25 @@ def test_the_readme_gives_the_default_runs_batch(report):
     started = re.search(r"2026-12-05 (\d\d:\d\d)-", text).group(1)
     assert (f"8 pairs each, {started} UTC ([output]({report})), took {two[0]:.2f}x PyTorch's time on two threads (pairs {two[1]:.2f}-{two[2]:.2f}) "
             f"and {one[0]:.2f}x on one ({one[1]:.2f}-{one[2]:.2f})") in one_line("README.md")
+
+
+BENCH_IMAGES = ["results/cpu/2026-12-05-amd-epyc-2-threads-batch32-images.md",
+                "results/cpu/2026-12-05-amd-epyc-2-threads-batch128-images.md",
+                "results/cpu/2026-12-05-amd-epyc-1-thread-batch128-images.md",
+                "results/cpu/2026-12-05-amd-epyc-1-thread-batch32-images.md"]
+
+
+def test_the_readme_gives_the_bench_verdicts_of_the_latest_build():
+    """"judges the target met on all 12 of its lines: the steps 0.88-0.95x PyTorch's, the peak memory 0.99x":
+    the target lines of the four committed `minires bench cpu` reports, each of the run it names."""
+    from conftest import one_line
+    lines = [re.findall(r"^- target <= 1x \(issue #20\) for (.+): ([\d.]+)x, (\S+)$", (REPO / r).read_text(), re.M)
+             for r in BENCH_IMAGES]
+    commands = [re.search(r"--threads (\d) --batch (\d+) ", (REPO / r).read_text()).groups() for r in BENCH_IMAGES]
+    assert commands == [("2", "32"), ("2", "128"), ("1", "128"), ("1", "32")]
+    verdicts = [line for report in lines for line in report]
+    steps = [float(x) for what, x, _ in verdicts if "step (" in what]
+    memory = {float(x) for what, x, _ in verdicts if "peak memory" in what}
+    assert len(verdicts) == 12 and len(steps) == 8 and all(v == "met" for _, _, v in verdicts)
+    assert (f"judges the target met on all 12 of its lines: the steps {min(steps):.2f}-{max(steps):.2f}x PyTorch's, "
+            f"the peak memory {min(memory):.2f}x") in one_line("README.md") and len(memory) == 1
