@@ -499,25 +499,23 @@ class NumbaRowsIm2colGemm(ChunkedIm2colGemm):
         Numba kernel, ``input_gradient_by_columns``: per image, the column gradient's GEMM and its
         col2im (:func:`gather_col2im`'s kernel), on Numba's threads where the batch is split, on this
         thread where it is one share; :meth:`ChunkedIm2colGemm.backward_data` elsewhere, and where its
-        conditions (:func:`_region_gemm`) or the gather's (:func:`gather_col2im`) do not hold. In
+        conditions (:func:`_region_gemm`; its dtypes, float32 and float64, are the gather's) do not hold. In
         ResNet-20's steps the conv kernels took 0.953x the time of the chunks on minires' pool at batch
         32 on two threads, 0.970x at batch 128, 0.994x on one thread (2026-12-05, one-off A/Bs, not
         committed)."""
         g = ConvGeometry.of(x_shape, w.shape, stride, padding)
         pixels, width, parts = g.out_h * g.out_w, g.kh * g.kw * g.c_in, threads.share_count(gy)
-        gemm = (None if _is_transposable(g) or gy.dtype not in (np.float32, np.float64)
-                else _region_gemm(gy, w, parts, [(pixels, width)]))
+        gemm = None if _is_transposable(g) else _region_gemm(gy, w, parts, [(pixels, width)])
         if gemm is None:
             return super().backward_data(gy, w, x_shape, stride, padding)
         gx = channels_last_empty(x_shape, gy.dtype)
         gy_pixels, w_mat = pixel_major(gy).reshape(g.n, pixels, g.c_out), weight_matrix(w)
         gcol = _scratch("gradient_columns", parts * pixels * width, gy.dtype).reshape(parts, pixels, width)
-        bounds, kernels = _share_bounds(g.n, parts), _rows_kernels()
-        args = (gemm, gy_pixels, g._replace(n=1), w_mat, gx.transpose(0, 2, 3, 1))
+        kernels, args = _rows_kernels(), (gemm, gy_pixels, g._replace(n=1), w_mat, gx.transpose(0, 2, 3, 1))
         if parts == 1:
             kernels.input_gradient_share(*args, 0, g.n, gcol[0])
-        else:
-            kernels.input_gradient_by_columns(*args, bounds, gcol)
+        else:                                                   # one chunk per share: the shares' bounds
+            kernels.input_gradient_by_columns(*args, region_chunks(g.n, parts, None)[0], gcol)
         return gx
 
     def _correlate_by_rows(self, x, w, g: ConvGeometry, y, col_t_times):
@@ -558,17 +556,9 @@ def _rows_kernels():
 
 
 @functools.lru_cache(maxsize=256)
-def _share_bounds(images: int, parts: int):
-    """Where each of ``parts`` shares of ``images`` images starts, and ``images`` (int64, read-only, kept)."""
-    bounds = np.array(threads.share_bounds(images, parts), dtype=np.int64)
-    bounds.flags.writeable = False
-    return bounds
-
-
-@functools.lru_cache(maxsize=256)
-def region_chunks(images: int, parts: int, per_chunk: int):
+def region_chunks(images: int, parts: int, per_chunk: int | None):
     """``(bounds, shares)`` of :meth:`NumbaRowsIm2colGemm._correlate_by_rows`'s kernel: the chunks of
-    ``images`` images in ``parts`` shares of at most ``per_chunk`` (:func:`~minires.cpu.threads.share_runs`,
+    ``images`` images in ``parts`` shares of at most ``per_chunk`` (None: one chunk per share; :func:`~minires.cpu.threads.share_runs`,
     the chunks of ``numpy-fast``), chunk ``k`` the images ``[bounds[k], bounds[k+1])``, share ``t``
     the chunks ``shares[t] .. shares[t+1] - 1``. int64 and read-only: kept for the next call of the shape."""
     runs = threads.share_runs(images, parts, per_chunk)
